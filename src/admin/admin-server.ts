@@ -1,0 +1,26 @@
+/**
+ * The admin listener, separate from the agent listener and on loopback by default: liveness,
+ * readiness (a policy is in force and the audit sink takes writes) and the policy version.
+ */
+import { createServer, type Server } from 'node:http'
+import type { AuditSink } from '../audit/sink.ts'
+import type { PolicyStore } from '../policy/reloader.ts'
+
+export function createAdminServer(policies: PolicyStore, audit: AuditSink): Server {
+  return createServer((req, res) => {
+    const send = (status: number, body: unknown): void => {
+      const payload = JSON.stringify(body)
+      res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(payload) })
+      res.end(payload)
+    }
+    if (req.method !== 'GET') return send(405, { error: 'method not allowed' })
+    const url = req.url ?? '/'
+    if (url === '/healthz') return send(200, { status: 'ok' })
+    if (url === '/readyz') {
+      const checks = { policy: policies.current !== null, audit: audit.healthy }
+      return send(checks.policy && checks.audit ? 200 : 503, { ready: checks.policy && checks.audit, checks })
+    }
+    if (url === '/policy') return send(200, policies.status())
+    send(404, { error: 'not found', endpoints: ['/healthz', '/readyz', '/policy'] })
+  })
+}

@@ -1,0 +1,102 @@
+/**
+ * The audit record: one per request, however it ends. It links what the agent said it meant to
+ * do (intent, task), what Corridor decided and why (rule, reason, limiting factor, policy
+ * version, shadow rules), which credential was used (its reference, never its value) and what
+ * came of it (upstream status, bytes, durations, outcome).
+ */
+import type { Decision, Effect, LimitingFactor, ShadowResult } from '../policy/decision.ts'
+import type { ErrorCode } from '../shared/errors.ts'
+
+export type Outcome =
+  | 'forwarded' // the upstream answered and the response reached the agent
+  | 'denied' // policy refused it
+  | 'held' // policy requires approval
+  | 'rejected' // malformed, unidentified or over a limit; policy was not reached
+  | 'unavailable' // a dependency (credential source, audit sink, policy) could not do its part
+  | 'upstream_error' // forwarded, but the upstream failed or sent something invalid
+  | 'upstream_timeout'
+  | 'client_aborted' // the agent went away before the response completed
+
+export interface AuditRecord {
+  v: 1
+  request_id: string
+  time: string
+  agent: string | null
+  owner: string | null
+  tier: string | null
+  user: string | null
+  user_groups: readonly string[] | null
+  intent: string | null
+  task_id: string | null
+  connector: string | null
+  action: string | null
+  risk: string | null
+  method: string
+  path: string
+  query: string
+  decision: Effect | null
+  rule: string | null
+  reason: string | null
+  limiting_factor: LimitingFactor | null
+  policy_version: string | null
+  shadow: readonly ShadowResult[]
+  approvers: readonly string[]
+  credential: { reference: string; lease_id: string | null } | null
+  upstream_status: number | null
+  status: number
+  error_code: ErrorCode | null
+  bytes_in: number
+  bytes_out: number
+  duration_ms: number
+  upstream_ms: number | null
+  outcome: Outcome
+}
+
+/** Fills the decision fields of a record. */
+export function recordDecision(record: AuditRecord, decision: Decision): void {
+  record.decision = decision.effect
+  record.rule = decision.rule
+  record.reason = decision.reason
+  record.limiting_factor = decision.limitingFactor
+  record.policy_version = decision.policyVersion
+  record.shadow = decision.shadow
+  record.approvers = decision.approvers
+}
+
+export function newAuditRecord(requestId: string, startedAtMs: number, method: string, rawTarget: string): AuditRecord {
+  return {
+    v: 1,
+    request_id: requestId,
+    time: new Date(startedAtMs).toISOString(),
+    agent: null,
+    owner: null,
+    tier: null,
+    user: null,
+    user_groups: null,
+    intent: null,
+    task_id: null,
+    connector: null,
+    action: null,
+    risk: null,
+    method,
+    // Until the target is canonicalised this is the raw target, truncated so that a hostile one cannot bloat the trail.
+    path: rawTarget.length > 512 ? rawTarget.slice(0, 512) + '…' : rawTarget,
+    query: '',
+    decision: null,
+    rule: null,
+    reason: null,
+    limiting_factor: null,
+    policy_version: null,
+    shadow: [],
+    approvers: [],
+    credential: null,
+    upstream_status: null,
+    status: 0,
+    error_code: null,
+    bytes_in: 0,
+    bytes_out: 0,
+    duration_ms: 0,
+    upstream_ms: null,
+    outcome: 'rejected',
+  }
+}

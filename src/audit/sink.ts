@@ -1,0 +1,107 @@
+/**
+ * Where audit records go. The file sink writes each record synchronously through a dedicated
+ * pino instance (so the record is in the kernel before the request is finished), separate from
+ * the operational log. When a write fails the sink turns unhealthy, and the pipeline refuses
+ * to forward anything until a probe write succeeds again: Corridor does not act unaudited
+ * (Vault's blocked-audit-device rule).
+ */
+import { closeSync, mkdirSync, openSync, writeSync } from 'node:fs'
+import { dirname } from 'node:path'
+import { pino, type Logger as PinoLogger } from 'pino'
+import type { Logger } from '../shared/logger.ts'
+import { safeError } from '../shared/logger.ts'
+import type { AuditRecord } from './record.ts'
+
+export interface AuditSink {
+  /** False while records cannot be written; nothing may be forwarded then. */
+  readonly healthy: boolean
+  /** Writes one record. Returns false if it could not be written (the record then goes to the operational log). */
+  write(record: AuditRecord): boolean
+  close(): void
+}
+
+export class FileAuditSink implements AuditSink {
+  readonly #fd: number
+  readonly #pino: PinoLogger
+  readonly #log: Logger
+  #healthy = true
+  #probe: NodeJS.Timeout | null = null
+
+  constructor(path: string, log: Logger) {
+    mkdirSync(dirname(path), { recursive: true })
+    this.#fd = openSync(path, 'a', 0o640)
+    this.#log = log
+    const fd = this.#fd
+    this.#pino = pino({ base: null, timestamp: false, messageKey: 'event' }, { write: (line: string) => void writeAll(fd, line) })
+    // Prove at start that the sink takes writes; a sink that cannot is unhealthy from the first request.
+    this.#tryWrite(JSON.stringify({ v: 1, type: 'audit_sink_opened', time: new Date().toISOString() }) + '\n')
+  }
+
+  get healthy(): boolean {
+    return this.#healthy
+  }
+
+  write(record: AuditRecord): boolean {
+    try {
+      this.#pino.info(record)
+      return true
+    } catch (err) {
+      this.#fail(err, record)
+      return false
+    }
+  }
+
+  close(): void {
+    if (this.#probe) clearInterval(this.#probe)
+    closeSync(this.#fd)
+  }
+
+  #tryWrite(line: string): boolean {
+    try {
+      writeAll(this.#fd, line)
+      return true
+    } catch (err) {
+      this.#fail(err, null)
+      return false
+    }
+  }
+
+  #fail(err: unknown, record: AuditRecord | null): void {
+    if (record !== null) this.#log.error({ err: safeError(err), auditRecord: record }, 'audit record could not be written; Corridor refuses requests until the sink recovers')
+    else this.#log.error({ err: safeError(err) }, 'audit sink is not writable; Corridor refuses requests until it recovers')
+    if (!this.#healthy) return
+    this.#healthy = false
+    this.#probe = setInterval(() => {
+      // A leading newline ends any line a failed write left half-written.
+      const line = '\n' + JSON.stringify({ v: 1, type: 'audit_sink_recovered', time: new Date().toISOString() }) + '\n'
+      try {
+        writeAll(this.#fd, line)
+      } catch {
+        return
+      }
+      this.#healthy = true
+      if (this.#probe) clearInterval(this.#probe)
+      this.#probe = null
+      this.#log.warn('audit sink recovered')
+    }, 1_000)
+    this.#probe.unref()
+  }
+}
+
+function writeAll(fd: number, text: string): void {
+  const buf = Buffer.from(text)
+  let off = 0
+  while (off < buf.length) off += writeSync(fd, buf, off)
+}
+
+/** Keeps records in memory; for tests and for `policy test`. */
+export class MemoryAuditSink implements AuditSink {
+  readonly records: AuditRecord[] = []
+  healthy = true
+  write(record: AuditRecord): boolean {
+    if (!this.healthy) return false
+    this.records.push(structuredClone(record))
+    return true
+  }
+  close(): void {}
+}

@@ -1,0 +1,146 @@
+/**
+ * corridor.yaml: the static configuration read once at start (listeners, files, audit sink,
+ * identity issuers, limits). Policy, agents and connectors are separate files that hot-reload.
+ * Paths are relative to the directory holding corridor.yaml.
+ */
+import { dirname, resolve } from 'node:path'
+import type { Node } from 'yaml'
+import type { BundlePaths } from '../policy/bundle.ts'
+import { YamlReader } from './yaml-reader.ts'
+
+export interface ListenConfig {
+  readonly host: string
+  readonly port: number
+}
+
+export interface JwtIssuerConfig {
+  readonly issuer: string
+  readonly audience: string
+  readonly algorithms: readonly string[]
+  readonly jwksUrl: string | null
+  readonly jwksFile: string | null
+  readonly clockSkewSec: number
+  readonly maxTokenAgeSec: number | null
+}
+
+export interface UserTokenConfig extends JwtIssuerConfig {
+  readonly header: string
+  readonly groupsClaim: string
+}
+
+export interface ServerLimits {
+  readonly maxHeaders: number
+  readonly maxHeaderBytes: number
+  readonly headersTimeoutMs: number
+  readonly requestTimeoutMs: number
+  readonly keepAliveTimeoutMs: number
+}
+
+export interface ServerConfig {
+  readonly listen: ListenConfig
+  readonly admin: ListenConfig
+  readonly files: BundlePaths
+  readonly auditFile: string
+  readonly agentJwt: JwtIssuerConfig | null
+  readonly userJwt: UserTokenConfig | null
+  readonly limits: ServerLimits
+  readonly watchPolicy: boolean
+}
+
+const ALGORITHMS = ['ES256', 'ES384', 'ES512', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'EdDSA', 'Ed25519'] as const
+
+export const DEFAULT_LIMITS: ServerLimits = {
+  maxHeaders: 100,
+  maxHeaderBytes: 16 * 1024,
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 30_000,
+  keepAliveTimeoutMs: 5_000,
+}
+
+export function loadServerConfig(file: string): ServerConfig {
+  const r = YamlReader.fromFile(file)
+  const base = dirname(resolve(file))
+  const path = (p: string): string => resolve(base, p)
+  const top = r.map(r.root, 'corridor config', ['listen', 'admin', 'files', 'audit', 'identity', 'limits', 'watch_policy'], ['files', 'audit'])
+
+  const listen = (node: Node | undefined, where: string, fallback: ListenConfig): ListenConfig => {
+    if (!node) return fallback
+    const f = r.map(node, where, ['host', 'port'])
+    return {
+      host: f.has('host') ? r.string(f.get('host'), `${where}.host`) : fallback.host,
+      port: f.has('port') ? r.number(f.get('port'), `${where}.port`) : fallback.port,
+    }
+  }
+
+  const files = r.map(top.get('files'), 'files', ['agents', 'connectors', 'policy'], ['agents', 'connectors', 'policy'])
+  const audit = r.map(top.get('audit'), 'audit', ['file'], ['file'])
+
+  let agentJwt: JwtIssuerConfig | null = null
+  let userJwt: UserTokenConfig | null = null
+  if (top.has('identity')) {
+    const idf = r.map(top.get('identity'), 'identity', ['agent_jwt', 'user_jwt'])
+    if (idf.has('agent_jwt')) agentJwt = readIssuer(r, idf.get('agent_jwt'), 'identity.agent_jwt', path, [])
+    if (idf.has('user_jwt')) {
+      const node = idf.get('user_jwt')
+      const issuer = readIssuer(r, node, 'identity.user_jwt', path, ['header', 'groups_claim'])
+      const f = r.map(node, 'identity.user_jwt', ISSUER_KEYS.concat(['header', 'groups_claim']))
+      userJwt = {
+        ...issuer,
+        header: f.has('header') ? r.string(f.get('header'), 'identity.user_jwt.header').toLowerCase() : 'x-corridor-user',
+        groupsClaim: f.has('groups_claim') ? r.string(f.get('groups_claim'), 'identity.user_jwt.groups_claim') : 'groups',
+      }
+      if (!userJwt.header.startsWith('x-corridor-')) r.issue(f.get('header'), `identity.user_jwt.header must start with 'x-corridor-' so that it is never forwarded`)
+    }
+  }
+
+  let limits = DEFAULT_LIMITS
+  if (top.has('limits')) {
+    const lf = r.map(top.get('limits'), 'limits', ['max_headers', 'max_header_bytes', 'headers_timeout', 'request_timeout', 'keep_alive_timeout'])
+    limits = {
+      maxHeaders: lf.has('max_headers') ? r.number(lf.get('max_headers'), 'limits.max_headers') : DEFAULT_LIMITS.maxHeaders,
+      maxHeaderBytes: lf.has('max_header_bytes') ? r.bytes(lf.get('max_header_bytes'), 'limits.max_header_bytes') : DEFAULT_LIMITS.maxHeaderBytes,
+      headersTimeoutMs: lf.has('headers_timeout') ? r.duration(lf.get('headers_timeout'), 'limits.headers_timeout') : DEFAULT_LIMITS.headersTimeoutMs,
+      requestTimeoutMs: lf.has('request_timeout') ? r.duration(lf.get('request_timeout'), 'limits.request_timeout') : DEFAULT_LIMITS.requestTimeoutMs,
+      keepAliveTimeoutMs: lf.has('keep_alive_timeout') ? r.duration(lf.get('keep_alive_timeout'), 'limits.keep_alive_timeout') : DEFAULT_LIMITS.keepAliveTimeoutMs,
+    }
+  }
+
+  const config: ServerConfig = {
+    listen: listen(top.get('listen'), 'listen', { host: '127.0.0.1', port: 8080 }),
+    admin: listen(top.get('admin'), 'admin', { host: '127.0.0.1', port: 8081 }),
+    files: {
+      agents: path(r.string(files.get('agents'), 'files.agents')),
+      connectors: path(r.string(files.get('connectors'), 'files.connectors')),
+      policy: path(r.string(files.get('policy'), 'files.policy')),
+    },
+    auditFile: path(r.string(audit.get('file'), 'audit.file')),
+    agentJwt,
+    userJwt,
+    limits,
+    watchPolicy: top.has('watch_policy') ? r.boolean(top.get('watch_policy'), 'watch_policy') : true,
+  }
+  r.assertValid()
+  return config
+}
+
+const ISSUER_KEYS = ['issuer', 'audience', 'algorithms', 'jwks_url', 'jwks_file', 'clock_skew', 'max_token_age']
+
+function readIssuer(r: YamlReader, node: Node | undefined, where: string, path: (p: string) => string, extra: string[]): JwtIssuerConfig {
+  const f = r.map(node, where, ISSUER_KEYS.concat(extra), ['issuer', 'audience', 'algorithms'])
+  const algorithms = r.strings(f.get('algorithms'), `${where}.algorithms`)
+  for (const alg of algorithms) {
+    if (!(ALGORITHMS as readonly string[]).includes(alg)) r.issue(f.get('algorithms'), `${where}.algorithms: '${alg}' is not accepted (asymmetric algorithms only: ${ALGORITHMS.join(', ')})`)
+  }
+  if (f.has('jwks_url') === f.has('jwks_file')) r.issue(node, `${where} needs exactly one of jwks_url or jwks_file`)
+  const clockSkewMs = f.has('clock_skew') ? r.duration(f.get('clock_skew'), `${where}.clock_skew`) : 30_000
+  if (clockSkewMs > 60_000) r.issue(f.get('clock_skew'), `${where}.clock_skew may be at most 60s`)
+  return {
+    issuer: r.string(f.get('issuer'), `${where}.issuer`),
+    audience: r.string(f.get('audience'), `${where}.audience`),
+    algorithms,
+    jwksUrl: f.has('jwks_url') ? r.string(f.get('jwks_url'), `${where}.jwks_url`) : null,
+    jwksFile: f.has('jwks_file') ? path(r.string(f.get('jwks_file'), `${where}.jwks_file`)) : null,
+    clockSkewSec: Math.round(clockSkewMs / 1000),
+    maxTokenAgeSec: f.has('max_token_age') ? Math.round(r.duration(f.get('max_token_age'), `${where}.max_token_age`) / 1000) : null,
+  }
+}

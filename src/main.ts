@@ -1,0 +1,99 @@
+/**
+ * The composition root: configuration in, running listeners out. The only place that wires
+ * adapters together; `corridor serve`, the tests and the benchmark all start Corridor here.
+ */
+import type { Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { createAdminServer } from './admin/admin-server.ts'
+import { FileAuditSink, type AuditSink } from './audit/sink.ts'
+import type { ServerConfig } from './config/server-config.ts'
+import { CredentialBroker } from './credentials/broker.ts'
+import { Identifier } from './identity/identify.ts'
+import { PolicyStore } from './policy/reloader.ts'
+import { createAgentServer } from './proxy/agent-server.ts'
+import { Upstreams } from './proxy/forward.ts'
+import { createPipeline } from './proxy/pipeline.ts'
+import { ConfigError } from './config/yaml-reader.ts'
+import type { Logger } from './shared/logger.ts'
+
+export interface RunningCorridor {
+  readonly agentUrl: string
+  readonly adminUrl: string
+  readonly policies: PolicyStore
+  readonly audit: AuditSink
+  close(): Promise<void>
+}
+
+export interface StartOptions {
+  readonly env: Readonly<Record<string, string | undefined>>
+  readonly log: Logger
+  /** Replaces the file sink named in the config (tests). */
+  readonly audit?: AuditSink
+}
+
+export async function startCorridor(config: ServerConfig, options: StartOptions): Promise<RunningCorridor> {
+  const { log } = options
+  const policies = new PolicyStore(config.files, log)
+  // At start a broken policy is fatal: better not to start than to start refusing everything unnoticed.
+  if (!policies.reload()) throw new ConfigError(policies.status().lastError?.map((m) => ({ file: '', line: 0, col: 0, message: m })) ?? [])
+  const credentials = new CredentialBroker(options.env)
+  const upstreams = new Upstreams()
+  const sync = (): void => {
+    const bundle = policies.current
+    if (bundle === null) return
+    credentials.sync(bundle.catalog)
+    upstreams.sync(bundle.catalog)
+  }
+  sync()
+  policies.onChange(sync)
+  if (config.watchPolicy) policies.watch()
+
+  const audit = options.audit ?? new FileAuditSink(config.auditFile, log)
+  const identifier = new Identifier(config.agentJwt, config.userJwt)
+  const pipeline = createPipeline({ policies, identifier, credentials, upstreams, audit, log, limits: config.limits, now: Date.now })
+  const agentServer = createAgentServer(config.limits, pipeline)
+  const adminServer = createAdminServer(policies, audit)
+
+  await listen(agentServer, config.listen.host, config.listen.port)
+  await listen(adminServer, config.admin.host, config.admin.port)
+  const agentUrl = urlOf(agentServer)
+  const adminUrl = urlOf(adminServer)
+  log.info({ agentUrl, adminUrl, policyVersion: policies.current?.version }, 'corridor listening')
+
+  return {
+    agentUrl,
+    adminUrl,
+    policies,
+    audit,
+    async close() {
+      policies.close()
+      agentServer.closeIdleConnections()
+      await Promise.all([closeServer(agentServer), closeServer(adminServer)])
+      await upstreams.close()
+      audit.close()
+    },
+  }
+}
+
+function listen(server: Server, host: string, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(port, host, () => {
+      server.off('error', reject)
+      resolve()
+    })
+  })
+}
+
+function closeServer(server: Server): Promise<void> {
+  return new Promise((resolve) => {
+    server.close(() => resolve())
+    server.closeAllConnections()
+  })
+}
+
+function urlOf(server: Server): string {
+  const address = server.address() as AddressInfo
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
+  return `http://${host}:${address.port}`
+}

@@ -1,0 +1,47 @@
+/**
+ * The policy bundle: agent registry + connector catalog + rules, loaded and compiled together
+ * because each refers to the others. Its version is a hash of the three files, so every audit
+ * record names exactly the policy text that decided it.
+ */
+import { createHash } from 'node:crypto'
+import { ConfigError, YamlReader } from '../config/yaml-reader.ts'
+import { readAgentRegistry, type AgentRegistry } from '../registry/agents.ts'
+import { readConnectorCatalog, type ConnectorCatalog } from '../registry/connectors.ts'
+import { compilePolicy, type CompiledPolicy } from './compile.ts'
+
+export interface BundlePaths {
+  readonly agents: string
+  readonly connectors: string
+  readonly policy: string
+}
+
+export interface PolicyBundle {
+  readonly registry: AgentRegistry
+  readonly catalog: ConnectorCatalog
+  readonly policy: CompiledPolicy
+  /** `sha256:` + the first 16 hex digits of the hash over the three files. */
+  readonly version: string
+  readonly loadedAt: string
+}
+
+/** Loads and compiles the three files; throws a ConfigError listing every problem found. */
+export function loadBundle(paths: BundlePaths): PolicyBundle {
+  const agentsFile = YamlReader.fromFile(paths.agents)
+  const connectorsFile = YamlReader.fromFile(paths.connectors)
+  const policyFile = YamlReader.fromFile(paths.policy)
+  const registry = readAgentRegistry(agentsFile)
+  const catalog = readConnectorCatalog(connectorsFile)
+  for (const agent of registry.agents.values()) {
+    for (const c of agent.connectors) {
+      if (!catalog.connectors.has(c)) agentsFile.issues.push({ file: paths.agents, line: 1, col: 1, message: `agent '${agent.id}' is granted unknown connector '${c}'` })
+    }
+  }
+  const issues = [...agentsFile.issues, ...connectorsFile.issues]
+  // Rules are checked against the registry and catalog, so only compile them once those are sound.
+  if (issues.length > 0) throw new ConfigError(issues)
+  const policy = compilePolicy(policyFile, registry, catalog)
+  policyFile.assertValid()
+  const hash = createHash('sha256')
+  for (const f of [agentsFile, connectorsFile, policyFile]) hash.update(f.text).update('\0')
+  return { registry, catalog, policy, version: `sha256:${hash.digest('hex').slice(0, 16)}`, loadedAt: new Date().toISOString() }
+}

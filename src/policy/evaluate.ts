@@ -1,0 +1,102 @@
+/**
+ * (CompiledPolicy, RequestFacts) → Decision. Synchronous and free of I/O: the same function
+ * serves live traffic, `corridor policy test` and `corridor policy explain`.
+ *
+ * What is allowed is the intersection of
+ *   the agent (active, connector granted, tier caps the action's risk),
+ *   the delegated user (required when the agent says so; within the policy's user permissions),
+ *   the connector (certified, and the request maps to a declared action), and
+ *   the rules (deny beats require_approval beats allow; nothing matching means deny).
+ * The first factor that refuses is named in the decision.
+ */
+import { riskRank, tierCap, tierPermits } from '../registry/risk.ts'
+import { CorridorError } from '../shared/errors.ts'
+import { bucketFor, type CompiledPolicy, type CompiledRule, type RuleCheck } from './compile.ts'
+import type { Decision, LimitingFactor, ShadowResult } from './decision.ts'
+import type { RequestFacts } from './facts.ts'
+
+/** Collects the reasoning behind a decision, for `policy explain`. */
+export interface Trace {
+  step(what: string, passed: boolean): void
+  rule(rule: CompiledRule, failed: RuleCheck | null): void
+}
+
+const NO_SHADOW: readonly ShadowResult[] = []
+
+export function evaluate(policy: CompiledPolicy, policyVersion: string, facts: RequestFacts, trace?: Trace): Decision {
+  const deny = (limitingFactor: LimitingFactor, reason: string, shadow = NO_SHADOW): Decision => {
+    trace?.step(reason, false)
+    return { effect: 'deny', rule: null, reason, limitingFactor, approvers: [], shadow, policyVersion }
+  }
+  const { agent, connector, action, user } = facts
+
+  if (agent.status !== 'active') return deny('agent_status', `agent '${agent.id}' is ${agent.status}`)
+  trace?.step(`agent '${agent.id}' is active`, true)
+  if (!agent.connectors.has(connector.id)) return deny('agent_connectors', `agent '${agent.id}' is not granted connector '${connector.id}'`)
+  trace?.step(`agent is granted connector '${connector.id}'`, true)
+  if (!(facts.now <= connector.certifiedUntilMs)) {
+    return deny('connector_certification', `connector '${connector.id}' certification expired on ${connector.certifiedUntil}`)
+  }
+  trace?.step(`connector '${connector.id}' is certified until ${connector.certifiedUntil}`, true)
+  if (action === null) {
+    return deny('connector_scope', `${facts.method} ${facts.path} is not a declared action of connector '${connector.id}'`)
+  }
+  trace?.step(`request maps to declared action '${action.name}' (risk ${action.risk})`, true)
+
+  const bucket = bucketFor(policy, connector.id, action.name)
+  for (const key of bucket.queryKeys) {
+    if ((facts.query.get(key)?.length ?? 0) > 1) throw new CorridorError('ambiguous_request', `query parameter '${key}' is repeated; the policy reads it, so it must appear once`)
+  }
+  let shadow = NO_SHADOW
+  if (bucket.shadow.length > 0) {
+    const hits: ShadowResult[] = []
+    for (const rule of bucket.shadow) {
+      const failed = firstFailingCheck(rule, facts)
+      trace?.rule(rule, failed)
+      if (failed === null) hits.push({ rule: rule.id, effect: rule.effect })
+    }
+    shadow = hits
+  }
+
+  if (!tierPermits(agent.tier, action.risk)) {
+    return deny('agent_tier', `agent tier '${agent.tier}' allows at most '${tierCap(agent.tier)}' actions; '${action.name}' is '${action.risk}'`, shadow)
+  }
+  trace?.step(`tier '${agent.tier}' permits risk '${action.risk}'`, true)
+  if (user === null) {
+    if (agent.user === 'required') return deny('user_required', `agent '${agent.id}' must act for a delegated user, and none was given`, shadow)
+  } else if (policy.userPermissions !== null) {
+    const permitted = policy.userPermissions.some(
+      (p) =>
+        user.groups.some((g) => p.groups.has(g)) &&
+        (p.connectors === null || p.connectors.has(connector.id)) &&
+        (p.actions === null || p.actions.test(action.name)) &&
+        riskRank(action.risk) <= riskRank(p.maxRisk),
+    )
+    if (!permitted) return deny('user_permission', `user '${user.id}' is not permitted '${action.name}' on '${connector.id}'`, shadow)
+    trace?.step(`user '${user.id}' is permitted '${action.name}'`, true)
+  }
+
+  let approval: CompiledRule | null = null
+  let allow: CompiledRule | null = null
+  const rules = bucket.byAgent.get(agent.id) ?? bucket.generic
+  for (const rule of rules) {
+    const failed = firstFailingCheck(rule, facts)
+    trace?.rule(rule, failed)
+    if (failed !== null) continue
+    if (rule.effect === 'deny') {
+      return { effect: 'deny', rule: rule.id, reason: rule.reason, limitingFactor: 'policy_rule', approvers: [], shadow, policyVersion }
+    }
+    if (rule.effect === 'require_approval') approval ??= rule
+    else allow ??= rule
+  }
+  if (approval !== null) {
+    return { effect: 'require_approval', rule: approval.id, reason: approval.reason, limitingFactor: null, approvers: approval.approvers, shadow, policyVersion }
+  }
+  if (allow !== null) return { effect: 'allow', rule: allow.id, reason: allow.reason, limitingFactor: null, approvers: [], shadow, policyVersion }
+  return deny('policy_default', `no rule allows '${action.name}' for agent '${agent.id}' (default deny)`, shadow)
+}
+
+function firstFailingCheck(rule: CompiledRule, facts: RequestFacts): RuleCheck | null {
+  for (const check of rule.checks) if (!check.test(facts)) return check
+  return null
+}

@@ -1,0 +1,175 @@
+/**
+ * Forwarding with undici: one Pool per connector, the response streamed to the agent chunk by
+ * chunk with backpressure (server-sent events arrive as produced), explicit connect/header/body
+ * timeouts, no redirects followed (the 3xx goes back to the agent unchanged), no retries, and
+ * the upstream request aborted as soon as the agent goes away.
+ */
+import type { ServerResponse } from 'node:http'
+import { Pool, type Dispatcher } from 'undici'
+import type { Connector, ConnectorCatalog } from '../registry/connectors.ts'
+import { CorridorError } from '../shared/errors.ts'
+import { agentResponseHeaders } from './upstream-headers.ts'
+
+export interface UpstreamRequest {
+  readonly method: string
+  /** Path and query, built from the connector's base path and the canonical request path only. */
+  readonly path: string
+  readonly headers: string[]
+  readonly body: Buffer | null
+}
+
+export interface ForwardResult {
+  status: number
+  bytesOut: number
+}
+
+export class Upstreams {
+  #pools = new Map<string, { key: string; pool: Pool }>()
+
+  /** Creates pools for new connectors, replaces those whose origin or timeouts changed. */
+  sync(catalog: ConnectorCatalog): void {
+    const next = new Map<string, { key: string; pool: Pool }>()
+    for (const c of catalog.connectors.values()) {
+      const key = JSON.stringify([c.origin, c.timeouts])
+      const existing = this.#pools.get(c.id)
+      if (existing !== undefined && existing.key === key) {
+        next.set(c.id, existing)
+        continue
+      }
+      next.set(c.id, {
+        key,
+        pool: new Pool(c.origin, {
+          connections: 256,
+          pipelining: 1,
+          connect: { timeout: c.timeouts.connectMs },
+          headersTimeout: c.timeouts.headersMs,
+          bodyTimeout: c.timeouts.bodyMs,
+          maxHeaderSize: 64 * 1024,
+          keepAliveTimeout: 4_000,
+        }),
+      })
+    }
+    for (const [id, old] of this.#pools) if (next.get(id) !== old) void old.pool.close()
+    this.#pools = next
+  }
+
+  forward(connector: Connector, request: UpstreamRequest, res: ServerResponse, requestId: string): Promise<ForwardResult> {
+    const entry = this.#pools.get(connector.id)
+    if (entry === undefined) return Promise.reject(new CorridorError('upstream_unreachable', `no upstream pool for '${connector.id}'`))
+    return new Promise((resolve, reject) => {
+      entry.pool.dispatch(
+        { method: request.method as Dispatcher.HttpMethod, path: request.path, headers: request.headers, body: request.body },
+        new ForwardHandler(res, requestId, resolve, reject),
+      )
+    })
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.#pools.values()].map((e) => e.pool.close()))
+    this.#pools.clear()
+  }
+}
+
+class ForwardHandler implements Dispatcher.DispatchHandler {
+  readonly #res: ServerResponse
+  readonly #requestId: string
+  readonly #resolve: (r: ForwardResult) => void
+  readonly #reject: (e: unknown) => void
+  #status = 0
+  #bytesOut = 0
+  #settled = false
+  #onClose: (() => void) | null = null
+
+  constructor(res: ServerResponse, requestId: string, resolve: (r: ForwardResult) => void, reject: (e: unknown) => void) {
+    this.#res = res
+    this.#requestId = requestId
+    this.#resolve = resolve
+    this.#reject = reject
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    if (this.#res.destroyed) {
+      controller.abort(new ClientGoneError())
+      return
+    }
+    this.#onClose = () => {
+      if (!this.#res.writableFinished) controller.abort(new ClientGoneError())
+    }
+    this.#res.once('close', this.#onClose)
+  }
+
+  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
+    if (statusCode < 200) return // 1xx informational responses are not relayed
+    this.#status = statusCode
+    this.#res.writeHead(statusCode, agentResponseHeaders(headers, this.#requestId))
+    // Send headers now: an event stream's first byte should not wait for its first event.
+    this.#res.flushHeaders()
+    void controller
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    this.#bytesOut += chunk.length
+    if (!this.#res.write(chunk)) {
+      controller.pause()
+      this.#res.once('drain', () => controller.resume())
+    }
+  }
+
+  onResponseEnd(): void {
+    this.#res.end()
+    this.#settle(null)
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
+    this.#settle(error)
+  }
+
+  #settle(error: Error | null): void {
+    if (this.#settled) return
+    this.#settled = true
+    if (this.#onClose) this.#res.off('close', this.#onClose)
+    if (error === null) this.#resolve({ status: this.#status, bytesOut: this.#bytesOut })
+    else this.#reject(new ForwardError(mapUpstreamError(error), this.#status, this.#bytesOut))
+  }
+}
+
+/** The agent disconnected while the upstream exchange was under way. */
+export class ClientGoneError extends Error {
+  override name = 'ClientGoneError'
+}
+
+/** A failed upstream exchange, with what had already been relayed. */
+export class ForwardError extends Error {
+  override name = 'ForwardError'
+  readonly error: CorridorError | ClientGoneError
+  readonly status: number
+  readonly bytesOut: number
+  constructor(error: CorridorError | ClientGoneError, status: number, bytesOut: number) {
+    super(error.message, { cause: error })
+    this.error = error
+    this.status = status
+    this.bytesOut = bytesOut
+  }
+}
+
+/** Upstream failures are 502 or 504, never 500 (reply-from maps resets to 500; that hides the culprit). */
+function mapUpstreamError(error: Error): CorridorError | ClientGoneError {
+  if (error instanceof ClientGoneError) return error
+  const code = (error as { code?: string }).code
+  switch (code) {
+    case 'UND_ERR_HEADERS_TIMEOUT':
+    case 'UND_ERR_BODY_TIMEOUT':
+    case 'UND_ERR_CONNECT_TIMEOUT':
+      return new CorridorError('upstream_timeout', 'the upstream did not answer in time', { cause: error })
+    case 'ECONNREFUSED':
+    case 'ECONNRESET':
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+    case 'EHOSTUNREACH':
+    case 'UND_ERR_SOCKET':
+    case 'UND_ERR_CLOSED':
+      return new CorridorError('upstream_unreachable', 'the upstream could not be reached or dropped the connection', { cause: error })
+    default:
+      return new CorridorError('upstream_bad_response', 'the upstream sent a response Corridor cannot relay', { cause: error })
+  }
+}

@@ -1,0 +1,233 @@
+/**
+ * The request pipeline, in the order it runs. Every stage either hands the next one what it
+ * needs or throws a CorridorError; the audit record is filled in along the way and written
+ * exactly once, when the agent's response closes, however the request ended.
+ *
+ *   1. inbound checks   framing, header count, duplicates, hop-by-hop tricks     (inbound.ts)
+ *   2. target & route   canonical path once; connector by Host or path prefix    (request-target.ts, route.ts)
+ *   3. identity         agent credential → registered agent; delegated user      (identity/)
+ *   4. body             bounded read; strict JSON when it is JSON                  (request-body.ts)
+ *   5. decision         pure policy evaluation over the request facts             (policy/evaluate.ts)
+ *   6. audit gate       nothing is forwarded while the audit sink is failing      (audit/sink.ts)
+ *   7. credential       the connector's credential, placed by its template        (credentials/)
+ *   8. forward          exactly the canonical request, streamed back              (forward.ts)
+ */
+import { randomUUID } from 'node:crypto'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { newAuditRecord, recordDecision, type AuditRecord, type Outcome } from '../audit/record.ts'
+import type { AuditSink } from '../audit/sink.ts'
+import type { CredentialBroker } from '../credentials/broker.ts'
+import { injectCredential } from '../credentials/inject.ts'
+import type { Identifier } from '../identity/identify.ts'
+import { bucketFor } from '../policy/compile.ts'
+import { evaluate } from '../policy/evaluate.ts'
+import { NO_QUERY, parseQuery, type RequestFacts } from '../policy/facts.ts'
+import type { PolicyStore } from '../policy/reloader.ts'
+import { CorridorError, isCorridorError } from '../shared/errors.ts'
+import { safeError, type Logger } from '../shared/logger.ts'
+import { ClientGoneError, ForwardError, type Upstreams } from './forward.ts'
+import { assertSingleHeader, inspectInbound, type InboundLimits } from './inbound.ts'
+import { sendProblem } from './problem.ts'
+import { ClientAbortedError, isJsonMediaType, parseJsonStrict, readBody } from './request-body.ts'
+import { parseRequestTarget } from './request-target.ts'
+import { routeRequest } from './route.ts'
+import { upstreamRequestHeaders } from './upstream-headers.ts'
+
+export interface PipelineDeps {
+  readonly policies: PolicyStore
+  readonly identifier: Identifier
+  readonly credentials: CredentialBroker
+  readonly upstreams: Upstreams
+  readonly audit: AuditSink
+  readonly log: Logger
+  readonly limits: InboundLimits
+  readonly now: () => number
+}
+
+const MAX_INTENT = 500
+const MAX_TASK_ID = 128
+
+export function createPipeline(deps: PipelineDeps): (req: IncomingMessage, res: ServerResponse) => void {
+  return (req, res) => {
+    const startedAt = deps.now()
+    const started = performance.now()
+    const record = newAuditRecord(randomUUID(), startedAt, req.method ?? '', req.url ?? '')
+    res.once('close', () => finish(deps, record, res, started))
+    handle(deps, req, res, record, startedAt).catch((err: unknown) => refuse(deps, req, res, record, err))
+  }
+}
+
+async function handle(deps: PipelineDeps, req: IncomingMessage, res: ServerResponse, record: AuditRecord, now: number): Promise<void> {
+  // 1. Inbound checks.
+  const userHeader = deps.identifier.userHeader
+  const connectionNamed = inspectInbound(req, deps.limits, userHeader === null ? [] : [userHeader])
+
+  // 2. Canonical target and route.
+  const bundle = deps.policies.current
+  if (bundle === null) throw new CorridorError('policy_unavailable', 'no valid policy has been loaded')
+  const target = parseRequestTarget(req.url ?? '')
+  const { connector, path, segments } = routeRequest(bundle.catalog, req.headers.host, target)
+  record.connector = connector.id
+  record.path = path
+  record.query = target.query
+  if (connector.agentKeyHeader !== null) assertSingleHeader(req, connector.agentKeyHeader)
+
+  // 3. Identity: the agent, and the user it acts for.
+  const agent = await deps.identifier.agent(req.headers, connector, bundle, now)
+  record.agent = agent.id
+  record.owner = agent.owner
+  record.tier = agent.tier
+  const user = await deps.identifier.user(req.headers, now)
+  if (user !== null) {
+    record.user = user.id
+    record.user_groups = user.groups
+  }
+  record.intent = headerText(req.headers['x-corridor-intent'], MAX_INTENT)
+  record.task_id = headerText(req.headers['x-corridor-task-id'], MAX_TASK_ID)
+
+  const method = req.method as string
+  const match = connector.routes.match(method, segments)
+  record.action = match?.value.name ?? null
+  record.risk = match?.value.risk ?? null
+
+  // 4. Body: bounded, and parsed strictly when it is JSON, so that policy reads what is forwarded.
+  const body = await readBody(req, connector.limits.maxBodyBytes)
+  record.bytes_in = body.length
+  let parsedBody: unknown
+  if (body.length > 0) {
+    if (isJsonMediaType(req.headers['content-type'])) parsedBody = parseJsonStrict(body, connector.limits.maxJsonDepth)
+    else if (match && bucketFor(bundle.policy, connector.id, match.value.name).readsBody) {
+      throw new CorridorError('unsupported_media_type', 'this action is decided on its JSON body; send it as application/json')
+    }
+  }
+
+  // 5. Decision.
+  const facts: RequestFacts = {
+    agent,
+    user,
+    connector,
+    action: match?.value ?? null,
+    method,
+    path,
+    params: match?.params ?? {},
+    query: target.query === '' ? NO_QUERY : parseQuery(target.query),
+    headers: req.headers,
+    body: parsedBody,
+    now,
+  }
+  const decision = evaluate(bundle.policy, bundle.version, facts)
+  recordDecision(record, decision)
+  const details = { rule: decision.rule, reason: decision.reason, limitingFactor: decision.limitingFactor ?? undefined, policyVersion: decision.policyVersion }
+  if (decision.effect === 'deny') {
+    throw new CorridorError(decision.limitingFactor === 'agent_status' ? 'agent_suspended' : 'policy_denied', decision.reason, { details })
+  }
+  if (decision.effect === 'require_approval') {
+    throw new CorridorError('approval_required', `${decision.reason}; approvers: ${decision.approvers.join(', ')}. The approval queue is not enabled on this Corridor.`, {
+      details: { ...details, approvers: decision.approvers },
+    })
+  }
+
+  // 6. Audit gate: refuse rather than act unaudited.
+  if (!deps.audit.healthy) throw new CorridorError('audit_unavailable', 'the audit trail cannot be written; nothing is forwarded until it can')
+
+  // 7. Credential.
+  let credential
+  try {
+    credential = await deps.credentials.issue(connector)
+  } catch (err) {
+    throw isCorridorError(err) ? err : new CorridorError('credential_unavailable', undefined, { cause: err })
+  }
+  const outgoing = {
+    headers: upstreamRequestHeaders(req, {
+      connectionNamed,
+      alsoDrop: connector.agentKeyHeader === null ? connector.stripHeaders : [...connector.stripHeaders, connector.agentKeyHeader],
+      bodyLength: body.length,
+      hasBody: body.length > 0 || req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined,
+    }),
+    query: target.query,
+  }
+  if (credential !== null) {
+    injectCredential(connector.injection, credential.secret, outgoing)
+    record.credential = { reference: credential.reference, lease_id: credential.leaseId }
+  }
+
+  // 8. Forward exactly the canonical request.
+  if (res.destroyed) throw new ClientAbortedError()
+  const upstreamStarted = performance.now()
+  try {
+    const result = await deps.upstreams.forward(
+      connector,
+      {
+        method,
+        path: connector.basePath + path + (outgoing.query === '' ? '' : '?' + outgoing.query),
+        headers: outgoing.headers,
+        body: body.length > 0 ? body : null,
+      },
+      res,
+      record.request_id,
+    )
+    record.upstream_status = result.status
+    record.bytes_out = result.bytesOut
+    record.outcome = 'forwarded'
+  } catch (err) {
+    if (err instanceof ForwardError) {
+      record.upstream_status = err.status === 0 ? null : err.status
+      record.bytes_out = err.bytesOut
+      record.outcome = err.error instanceof ClientGoneError ? 'client_aborted' : err.error.code === 'upstream_timeout' ? 'upstream_timeout' : 'upstream_error'
+      throw err.error
+    }
+    throw err
+  } finally {
+    record.upstream_ms = Math.round((performance.now() - upstreamStarted) * 1000) / 1000
+  }
+}
+
+/** Answers a refused or failed request; the outcome it records depends on how far it got. */
+function refuse(deps: PipelineDeps, req: IncomingMessage, res: ServerResponse, record: AuditRecord, err: unknown): void {
+  if (err instanceof ClientAbortedError || err instanceof ClientGoneError) {
+    record.outcome = 'client_aborted'
+    res.destroy()
+    return
+  }
+  let error: CorridorError
+  if (isCorridorError(err)) error = err
+  else {
+    deps.log.error({ err: safeError(err), requestId: record.request_id }, 'unexpected error in the request pipeline')
+    error = new CorridorError('internal', 'Corridor failed to handle this request; nothing was forwarded')
+  }
+  record.error_code = error.code
+  if (record.outcome === 'rejected') record.outcome = outcomeFor(error)
+  // A request refused before its body was read must not leave that body on a kept-alive connection.
+  sendProblem(res, error, record.request_id, !req.complete)
+}
+
+function outcomeFor(error: CorridorError): Outcome {
+  switch (error.code) {
+    case 'policy_denied':
+    case 'agent_suspended':
+      return 'denied'
+    case 'approval_required':
+      return 'held'
+    case 'credential_unavailable':
+    case 'audit_unavailable':
+    case 'policy_unavailable':
+    case 'identity_unavailable':
+    case 'internal':
+      return 'unavailable'
+    default:
+      return 'rejected'
+  }
+}
+
+function finish(deps: PipelineDeps, record: AuditRecord, res: ServerResponse, started: number): void {
+  record.status = res.statusCode
+  record.duration_ms = Math.round((performance.now() - started) * 1000) / 1000
+  if (record.outcome === 'forwarded' && !res.writableFinished) record.outcome = 'client_aborted'
+  if (record.outcome === 'rejected' && record.error_code === null && !res.writableFinished) record.outcome = 'client_aborted'
+  deps.audit.write(record)
+}
+
+function headerText(value: string | string[] | undefined, max: number): string | null {
+  if (typeof value !== 'string' || value === '') return null
+  return value.length > max ? value.slice(0, max) : value
+}

@@ -1,0 +1,50 @@
+/**
+ * RFC 9457 problem+json answers. Every refusal carries a stable `code`, the request id and,
+ * for policy denials, the rule, reason and limiting factor, so an agent can correct itself.
+ * Nothing from the request is echoed and no stack or cause ever reaches the wire.
+ */
+import type { ServerResponse } from 'node:http'
+import { ERROR_CATALOG, type CorridorError } from '../shared/errors.ts'
+
+export const PROBLEM_TYPE_BASE = 'https://corridor.dev/problems/'
+
+export function problemBody(error: CorridorError, requestId: string): Record<string, unknown> {
+  const details = error.details ?? {}
+  const body: Record<string, unknown> = {
+    type: PROBLEM_TYPE_BASE + error.code.replaceAll('_', '-'),
+    title: ERROR_CATALOG[error.code].title,
+    status: error.status,
+    code: error.code,
+    detail: error.message,
+    request_id: requestId,
+  }
+  if (details.rule !== undefined) body.rule = details.rule
+  if (details.reason !== undefined) body.reason = details.reason
+  if (details.limitingFactor !== undefined) body.limiting_factor = details.limitingFactor
+  if (details.policyVersion !== undefined) body.policy_version = details.policyVersion
+  for (const [key, value] of Object.entries(details)) {
+    if (!['rule', 'reason', 'limitingFactor', 'policyVersion'].includes(key)) body[key] = value
+  }
+  return body
+}
+
+export function sendProblem(res: ServerResponse, error: CorridorError, requestId: string, closeConnection: boolean): void {
+  if (res.headersSent) {
+    res.destroy()
+    return
+  }
+  const payload = JSON.stringify(problemBody(error, requestId))
+  const headers: Record<string, string | number> = {
+    'content-type': 'application/problem+json',
+    'content-length': Buffer.byteLength(payload),
+    'cache-control': 'no-store',
+    'x-corridor-request-id': requestId,
+    'x-corridor-error': error.code,
+  }
+  if (closeConnection) headers.connection = 'close'
+  if (error.code === 'credential_unavailable' || error.code === 'audit_unavailable' || error.code === 'policy_unavailable' || error.code === 'identity_unavailable') {
+    headers['retry-after'] = 5
+  }
+  res.writeHead(error.status, headers)
+  res.end(payload)
+}

@@ -1,0 +1,65 @@
+/**
+ * The error catalogue: every way a request can fail, with its HTTP status and stable code.
+ * The code is the contract with agents (it appears in problem+json bodies and the
+ * `x-corridor-error` header); messages may improve, codes never change meaning.
+ */
+export const ERROR_CATALOG = {
+  // 400: the request is malformed or ambiguous; Corridor refuses to guess what it means.
+  bad_request: { status: 400, title: 'Malformed request' },
+  ambiguous_request: { status: 400, title: 'Ambiguous request refused' },
+  invalid_path: { status: 400, title: 'Request path refused' },
+  invalid_json: { status: 400, title: 'Request body is not valid JSON' },
+  json_too_deep: { status: 400, title: 'Request body nests too deeply' },
+  // 401/403: identity and authorisation.
+  identity_missing: { status: 401, title: 'Agent credential missing' },
+  identity_invalid: { status: 401, title: 'Agent credential invalid' },
+  user_token_invalid: { status: 401, title: 'Delegated user token invalid' },
+  agent_suspended: { status: 403, title: 'Agent is suspended' },
+  policy_denied: { status: 403, title: 'Request denied by policy' },
+  approval_required: { status: 403, title: 'Request requires approval' },
+  // 404: nothing is routed there.
+  connector_unknown: { status: 404, title: 'No connector at this address' },
+  // 408/413/415/431: limits.
+  request_timeout: { status: 408, title: 'Request body not received in time' },
+  body_too_large: { status: 413, title: 'Request body too large' },
+  unsupported_media_type: { status: 415, title: 'Request body type not accepted' },
+  headers_too_large: { status: 431, title: 'Too many or too large request headers' },
+  // 5xx: Corridor or a dependency cannot do its part; nothing was forwarded unless stated.
+  internal: { status: 500, title: 'Internal error' },
+  upstream_unreachable: { status: 502, title: 'Upstream unreachable' },
+  upstream_bad_response: { status: 502, title: 'Upstream sent an invalid response' },
+  identity_unavailable: { status: 503, title: 'Agent identity could not be verified now' },
+  credential_unavailable: { status: 503, title: 'Credential could not be issued' },
+  audit_unavailable: { status: 503, title: 'Audit sink unavailable' },
+  policy_unavailable: { status: 503, title: 'No valid policy loaded' },
+  upstream_timeout: { status: 504, title: 'Upstream timed out' },
+} as const satisfies Record<string, { status: number; title: string }>
+
+export type ErrorCode = keyof typeof ERROR_CATALOG
+
+/** Extra, agent-safe facts carried into the problem+json body (never secrets, never stacks). */
+export interface ProblemDetails {
+  rule?: string | null
+  reason?: string
+  limitingFactor?: string
+  policyVersion?: string
+  [key: string]: unknown
+}
+
+export class CorridorError extends Error {
+  override name = 'CorridorError'
+  readonly code: ErrorCode
+  readonly status: number
+  readonly details: ProblemDetails | undefined
+
+  constructor(code: ErrorCode, message?: string, options: { cause?: unknown; details?: ProblemDetails } = {}) {
+    super(message ?? ERROR_CATALOG[code].title, { cause: options.cause })
+    this.code = code
+    this.status = ERROR_CATALOG[code].status
+    this.details = options.details
+  }
+}
+
+export function isCorridorError(value: unknown): value is CorridorError {
+  return value instanceof CorridorError
+}
