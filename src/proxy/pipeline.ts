@@ -28,7 +28,7 @@ import { safeError, type Logger } from '../shared/logger.ts'
 import { ClientGoneError, ForwardError, type Upstreams } from './forward.ts'
 import { assertSingleHeader, inspectInbound, type InboundLimits } from './inbound.ts'
 import { sendProblem } from './problem.ts'
-import { ClientAbortedError, isJsonMediaType, parseJsonStrict, readBody } from './request-body.ts'
+import { ClientAbortedError, isFormMediaType, isJsonMediaType, parseFormStrict, parseJsonStrict, readBody } from './request-body.ts'
 import { parseRequestTarget } from './request-target.ts'
 import { routeRequest } from './route.ts'
 import { upstreamRequestHeaders } from './upstream-headers.ts'
@@ -95,9 +95,11 @@ async function handle(deps: PipelineDeps, req: IncomingMessage, res: ServerRespo
   record.bytes_in = body.length
   let parsedBody: unknown
   if (body.length > 0) {
-    if (isJsonMediaType(req.headers['content-type'])) parsedBody = parseJsonStrict(body, connector.limits.maxJsonDepth)
+    const contentType = req.headers['content-type']
+    if (isJsonMediaType(contentType)) parsedBody = parseJsonStrict(body, connector.limits.maxJsonDepth)
+    else if (isFormMediaType(contentType)) parsedBody = parseFormStrict(body)
     else if (match && bucketFor(bundle.policy, connector.id, match.value.name).readsBody) {
-      throw new CorridorError('unsupported_media_type', 'this action is decided on its JSON body; send it as application/json')
+      throw new CorridorError('unsupported_media_type', 'this action is decided on its body; send it as JSON or a form')
     }
   }
 

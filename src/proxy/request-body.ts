@@ -128,3 +128,29 @@ function scanStructure(text: string, maxDepth: number): void {
     }
   }
 }
+
+export function isFormMediaType(contentType: string | undefined): boolean {
+  return contentType !== undefined && contentType.split(';')[0]?.trim().toLowerCase() === 'application/x-www-form-urlencoded'
+}
+
+/**
+ * Form bodies (Stripe's API takes them) become a flat object of field → value. A repeated
+ * field is ambiguous (frameworks keep the first, the last, or all) unless it is a declared
+ * list (`name[]`), which becomes an array.
+ */
+export function parseFormStrict(body: Buffer): Record<string, string | string[]> {
+  let text: string
+  try {
+    text = utf8.decode(body)
+  } catch {
+    throw new CorridorError('bad_request', 'the form body is not valid UTF-8')
+  }
+  const out: Record<string, string | string[]> = Object.create(null) as Record<string, string | string[]>
+  for (const [name, value] of new URLSearchParams(text)) {
+    const existing = out[name]
+    if (name.endsWith('[]')) out[name] = existing === undefined ? [value] : [...(existing as string[]), value]
+    else if (existing !== undefined) throw new CorridorError('ambiguous_request', `form field '${name.slice(0, 64)}' is repeated`)
+    else out[name] = value
+  }
+  return out
+}

@@ -4,6 +4,7 @@
  * and the actions it declares. The declared actions are the outer bound of what any agent can
  * reach through it.
  */
+import { dirname, resolve } from 'node:path'
 import type { Node } from 'yaml'
 import { YamlReader } from '../config/yaml-reader.ts'
 import { RISKS, type Risk } from './risk.ts'
@@ -196,7 +197,8 @@ function readCredential(r: YamlReader, node: Node | undefined, where: string): {
   if (source === 'env') {
     credential = { kind: 'env', name: r.string(f.get('env'), `${where}.env (the environment variable holding the secret)`), cacheMs }
   } else {
-    credential = { kind: 'file', path: r.string(f.get('file'), `${where}.file (the file holding the secret)`), cacheMs }
+    // Relative to the connectors file, like every path in Corridor's configuration.
+    credential = { kind: 'file', path: resolve(dirname(r.file), r.string(f.get('file'), `${where}.file (the file holding the secret)`)), cacheMs }
   }
 
   const inf = r.map(f.get('inject'), `${where}.inject`, ['header', 'format', 'basic', 'query'])
