@@ -18,6 +18,8 @@ export type Outcome =
   | 'client_aborted' // the agent went away before the response completed
 
 export interface AuditRecord {
+  /** Written by the sink as the record's first field; absent on records still being built. */
+  type?: 'request'
   v: 1
   request_id: string
   time: string

@@ -32,7 +32,7 @@ export class FileAuditSink implements AuditSink {
     this.#fd = openSync(path, 'a', 0o640)
     this.#log = log
     const fd = this.#fd
-    this.#pino = pino({ base: null, timestamp: false, messageKey: 'event', formatters: { level: () => ({}) } }, { write: (line: string) => void writeAll(fd, line) })
+    this.#pino = pino({ base: null, timestamp: false, messageKey: 'event', formatters: { level: () => ({ type: 'request' }) } }, { write: (line: string) => void writeAll(fd, line) })
     // Prove at start that the sink takes writes; a sink that cannot is unhealthy from the first request.
     this.#tryWrite(JSON.stringify({ v: 1, type: 'audit_sink_opened', time: new Date().toISOString() }) + '\n')
   }
