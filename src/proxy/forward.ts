@@ -23,6 +23,9 @@ export interface ForwardResult {
   bytesOut: number
 }
 
+/** Told what has been relayed before the agent's response ends (its close may run before the forward promise settles). */
+export type ForwardProgress = (result: ForwardResult) => void
+
 export class Upstreams {
   #pools = new Map<string, { key: string; pool: Pool }>()
 
@@ -53,13 +56,13 @@ export class Upstreams {
     this.#pools = next
   }
 
-  forward(connector: Connector, request: UpstreamRequest, res: ServerResponse, requestId: string): Promise<ForwardResult> {
+  forward(connector: Connector, request: UpstreamRequest, res: ServerResponse, requestId: string, progress: ForwardProgress): Promise<ForwardResult> {
     const entry = this.#pools.get(connector.id)
     if (entry === undefined) return Promise.reject(new CorridorError('upstream_unreachable', `no upstream pool for '${connector.id}'`))
     return new Promise((resolve, reject) => {
       entry.pool.dispatch(
         { method: request.method as Dispatcher.HttpMethod, path: request.path, headers: request.headers, body: request.body },
-        new ForwardHandler(res, requestId, resolve, reject),
+        new ForwardHandler(res, requestId, progress, resolve, reject),
       )
     })
   }
@@ -73,6 +76,7 @@ export class Upstreams {
 class ForwardHandler implements Dispatcher.DispatchHandler {
   readonly #res: ServerResponse
   readonly #requestId: string
+  readonly #progress: ForwardProgress
   readonly #resolve: (r: ForwardResult) => void
   readonly #reject: (e: unknown) => void
   #status = 0
@@ -80,9 +84,10 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   #settled = false
   #onClose: (() => void) | null = null
 
-  constructor(res: ServerResponse, requestId: string, resolve: (r: ForwardResult) => void, reject: (e: unknown) => void) {
+  constructor(res: ServerResponse, requestId: string, progress: ForwardProgress, resolve: (r: ForwardResult) => void, reject: (e: unknown) => void) {
     this.#res = res
     this.#requestId = requestId
+    this.#progress = progress
     this.#resolve = resolve
     this.#reject = reject
   }
@@ -116,6 +121,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   }
 
   onResponseEnd(): void {
+    this.#progress({ status: this.#status, bytesOut: this.#bytesOut })
     this.#res.end()
     this.#settle(null)
   }
@@ -127,6 +133,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   #settle(error: Error | null): void {
     if (this.#settled) return
     this.#settled = true
+    this.#progress({ status: this.#status, bytesOut: this.#bytesOut })
     if (this.#onClose) this.#res.off('close', this.#onClose)
     if (error === null) this.#resolve({ status: this.#status, bytesOut: this.#bytesOut })
     else this.#reject(new ForwardError(mapUpstreamError(error), this.#status, this.#bytesOut))

@@ -156,8 +156,9 @@ async function handle(deps: PipelineDeps, req: IncomingMessage, res: ServerRespo
   // 8. Forward exactly the canonical request.
   if (res.destroyed) throw new ClientAbortedError()
   const upstreamStarted = performance.now()
+  record.outcome = 'forwarded' // finish() turns it into client_aborted if the response does not complete
   try {
-    const result = await deps.upstreams.forward(
+    await deps.upstreams.forward(
       connector,
       {
         method,
@@ -167,20 +168,19 @@ async function handle(deps: PipelineDeps, req: IncomingMessage, res: ServerRespo
       },
       res,
       record.request_id,
+      (progress) => {
+        record.upstream_status = progress.status === 0 ? null : progress.status
+        record.bytes_out = progress.bytesOut
+        record.upstream_ms = Math.round((performance.now() - upstreamStarted) * 1000) / 1000
+      },
     )
-    record.upstream_status = result.status
-    record.bytes_out = result.bytesOut
-    record.outcome = 'forwarded'
   } catch (err) {
     if (err instanceof ForwardError) {
-      record.upstream_status = err.status === 0 ? null : err.status
-      record.bytes_out = err.bytesOut
       record.outcome = err.error instanceof ClientGoneError ? 'client_aborted' : err.error.code === 'upstream_timeout' ? 'upstream_timeout' : 'upstream_error'
       throw err.error
     }
+    record.outcome = 'rejected' // not forwarded after all; refuse() classifies it
     throw err
-  } finally {
-    record.upstream_ms = Math.round((performance.now() - upstreamStarted) * 1000) / 1000
   }
 }
 
