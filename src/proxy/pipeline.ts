@@ -200,7 +200,7 @@ function refuse(deps: PipelineDeps, req: IncomingMessage, res: ServerResponse, r
   record.error_code = error.code
   if (record.outcome === 'rejected') record.outcome = outcomeFor(error)
   // A request refused before its body was read must not leave that body on a kept-alive connection.
-  sendProblem(res, error, record.request_id, !req.complete)
+  sendProblem(res, error, record.request_id, !req.complete, req.headers.accept)
 }
 
 function outcomeFor(error: CorridorError): Outcome {

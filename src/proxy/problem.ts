@@ -25,17 +25,28 @@ export function problemBody(error: CorridorError, requestId: string): Record<str
   for (const [key, value] of Object.entries(details)) {
     if (!['rule', 'reason', 'limitingFactor', 'policyVersion'].includes(key)) body[key] = value
   }
+  // The error envelope most API SDKs (OpenAI, Stripe, Anthropic…) read, so the reason reaches the agent through them.
+  body.error = { type: 'corridor_error', code: error.code, message: error.message }
   return body
 }
 
-export function sendProblem(res: ServerResponse, error: CorridorError, requestId: string, closeConnection: boolean): void {
+/**
+ * problem+json when the agent accepts it (or anything); plain application/json otherwise,
+ * because many SDKs parse only bodies labelled application/json (Octokit treats others as bytes).
+ */
+export function problemContentType(accept: string | undefined): string {
+  if (accept === undefined || accept.includes('problem+json') || accept.trim() === '*/*') return 'application/problem+json'
+  return 'application/json'
+}
+
+export function sendProblem(res: ServerResponse, error: CorridorError, requestId: string, closeConnection: boolean, accept?: string): void {
   if (res.headersSent) {
     res.destroy()
     return
   }
   const payload = JSON.stringify(problemBody(error, requestId))
   const headers: Record<string, string | number> = {
-    'content-type': 'application/problem+json',
+    'content-type': problemContentType(accept),
     'content-length': Buffer.byteLength(payload),
     'cache-control': 'no-store',
     'x-corridor-request-id': requestId,
