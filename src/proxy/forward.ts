@@ -106,6 +106,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
     if (statusCode < 200) return // 1xx informational responses are not relayed
     this.#status = statusCode
+    this.#progress({ status: statusCode, bytesOut: 0 })
     this.#res.writeHead(statusCode, agentResponseHeaders(headers, this.#requestId))
     // Send headers now: an event stream's first byte should not wait for its first event.
     this.#res.flushHeaders()
