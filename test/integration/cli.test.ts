@@ -1,0 +1,53 @@
+import { spawnSync } from 'node:child_process'
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { hashApiKey } from '../../src/registry/agents.ts'
+
+const corridor = (...args: string[]) => spawnSync(process.execPath, ['bin/corridor.js', ...args], { encoding: 'utf8', timeout: 15_000 })
+
+describe('corridor CLI', () => {
+  it('checks the shipped policy', () => {
+    const r = corridor('policy', 'check')
+    expect(r.status).toBe(0)
+    expect(r.stdout).toMatch(/^policy ok: sha256:[0-9a-f]{16}/)
+  })
+
+  it('runs the shipped policy test suite and fails on a wrong expectation', () => {
+    const ok = corridor('policy', 'test', 'policies/policy.test.yaml')
+    expect(ok.status).toBe(0)
+    expect(ok.stdout).toMatch(/15 passed, 0 failed/)
+    const dir = mkdtempSync(join(tmpdir(), 'corridor-cli-'))
+    writeFileSync(join(dir, 'wrong.yaml'), 'tests:\n  - name: wrong\n    request: { agent: support-bot, method: DELETE, url: /records/customers/c-1 }\n    expect: { effect: allow }\n')
+    const bad = corridor('policy', 'test', join(dir, 'wrong.yaml'))
+    expect(bad.status).toBe(1)
+    expect(bad.stdout).toContain('effect: expected "allow", got "deny"')
+  })
+
+  it('explains which rule decides and why', () => {
+    const r = corridor('policy', 'explain', '--agent', 'release-bot', '--method', 'POST', '--url', '/github/repos/other/app/issues', '--body', '{"title":"x"}')
+    expect(r.status).toBe(0)
+    expect(r.stdout).toContain("rule github-issues-write")
+    expect(r.stdout).toContain('not matched: params.owner equals "acme"')
+    expect(r.stdout).toContain('decision: deny (limiting factor: policy_default)')
+  })
+
+  it('reports a broken policy with file:line:column and exits non-zero', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'corridor-cli-'))
+    for (const f of ['agents.yaml', 'connectors.yaml']) writeFileSync(join(dir, f), readFileSync(join('policies', f), 'utf8'))
+    writeFileSync(join(dir, 'policy.yaml'), 'version: 1\nrules:\n  - id: x\n    effect: alow\n')
+    writeFileSync(join(dir, 'corridor.yaml'), 'files: { agents: agents.yaml, connectors: connectors.yaml, policy: policy.yaml }\naudit: { file: audit.log }\n')
+    const r = corridor('policy', 'check', '--config', join(dir, 'corridor.yaml'))
+    expect(r.status).toBe(1)
+    expect(r.stderr).toMatch(/policy\.yaml:4:13: rules\[0\]\.effect must be one of: allow, deny, require_approval/)
+  })
+
+  it('mints a key whose printed hash matches it', () => {
+    const r = corridor('keys', 'mint', '--agent', 'support-bot')
+    expect(r.status).toBe(0)
+    const [key, line] = r.stdout.trim().split('\n')
+    expect(key).toMatch(/^cor_[A-Za-z0-9_-]{43}$/)
+    expect(line).toContain(`sha256:${hashApiKey(key!)}`)
+  })
+})
