@@ -1,0 +1,22 @@
+# Corridor on Node 24 LTS. Build: docker build -t corridor .   Run: docker run -p 8080:8080 -v $PWD/policies:/app/policies corridor
+FROM node:24-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json tsconfig.json tsconfig.build.json ./
+RUN npm ci --ignore-scripts --no-audit --no-fund
+COPY src ./src
+RUN npx tsc -p tsconfig.build.json
+
+FROM node:24-slim
+ENV NODE_ENV=production
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
+COPY --from=build /app/dist ./dist
+COPY bin ./bin
+COPY policies ./policies
+COPY certs ./certs
+# The listeners bind where corridor.yaml says; in a container, mount a config that listens on 0.0.0.0.
+USER node
+EXPOSE 8080 8081
+ENTRYPOINT ["node", "bin/corridor.js"]
+CMD ["serve", "--config", "policies/corridor.yaml"]
