@@ -1,4 +1,4 @@
-import { exportJWK, generateKeyPair, SignJWT, type JWTPayload } from 'jose'
+import { exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWTPayload } from 'jose'
 import { request } from 'undici'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startCorridorFixture, type CorridorFixture } from '../helpers/corridor-fixture.ts'
@@ -12,7 +12,6 @@ let userKey: CryptoKey
 let otherKey: CryptoKey
 
 beforeAll(async () => {
-  ;({ privateKey: agentKey } = await generateKeyPair('ES256'))
   const agentPair = await generateKeyPair('ES256')
   agentKey = agentPair.privateKey
   const userPair = await generateKeyPair('ES256')

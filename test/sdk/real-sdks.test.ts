@@ -127,7 +127,10 @@ describe('stripe', () => {
     expect(seen.url).toBe('/v1/refunds')
     expect(seen.headers.authorization).toBe('Basic ' + Buffer.from(`${canaries.stripe}:`).toString('base64'))
     expect(new URLSearchParams(seen.body.toString()).get('amount')).toBe('1200')
-    const denied = await client.refunds.create({ charge: 'ch_1', amount: 900000 }).catch((e: unknown) => e as { statusCode: number; message: string })
+    const denied = (await client.refunds.create({ charge: 'ch_1', amount: 900000 }).then(
+      () => ({ statusCode: 0, message: 'unexpectedly allowed' }),
+      (e: unknown) => e as { statusCode: number; message: string },
+    ))
     expect(denied.statusCode).toBe(403)
     expect(denied.message).toContain('no rule allows')
     expect(stripe.received).toHaveLength(1)
