@@ -71,6 +71,10 @@ async function handle(deps: PipelineDeps, req: IncomingMessage, res: ServerRespo
   record.path = path
   record.query = target.query
   if (connector.agentKeyHeader !== null) assertSingleHeader(req, connector.agentKeyHeader)
+  if (connector.injection.kind === 'query' && queryHas(target.query, connector.injection.param)) {
+    // The upstream might read the agent's copy instead of Corridor's.
+    throw new CorridorError('ambiguous_request', `query parameter '${connector.injection.param}' is where Corridor places this connector's credential; do not send it`)
+  }
 
   // 3. Identity: the agent, and the user it acts for.
   const agent = await deps.identifier.agent(req.headers, connector, bundle, now)
@@ -142,7 +146,7 @@ async function handle(deps: PipelineDeps, req: IncomingMessage, res: ServerRespo
   const outgoing = {
     headers: upstreamRequestHeaders(req, {
       connectionNamed,
-      alsoDrop: connector.agentKeyHeader === null ? connector.stripHeaders : [...connector.stripHeaders, connector.agentKeyHeader],
+      alsoDrop: connector.dropHeaders,
       bodyLength: body.length,
       hasBody: body.length > 0 || req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined,
     }),
@@ -227,6 +231,12 @@ function finish(deps: PipelineDeps, record: AuditRecord, res: ServerResponse, st
   if (record.outcome === 'forwarded' && !res.writableFinished) record.outcome = 'client_aborted'
   if (record.outcome === 'rejected' && record.error_code === null && !res.writableFinished) record.outcome = 'client_aborted'
   deps.audit.write(record)
+}
+
+function queryHas(query: string, name: string): boolean {
+  if (query === '') return false
+  for (const key of new URLSearchParams(query).keys()) if (key === name) return true
+  return false
 }
 
 function headerText(value: string | string[] | undefined, max: number): string | null {

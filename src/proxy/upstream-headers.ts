@@ -24,8 +24,8 @@ const DROP_RESPONSE = new Set(['connection', 'keep-alive', 'proxy-connection', '
 export interface RequestHeaderOptions {
   /** Header names the agent's Connection header listed. */
   readonly connectionNamed: ReadonlySet<string>
-  /** Connector-specific headers to drop (its agent-key header and declared credential headers). */
-  readonly alsoDrop: readonly string[]
+  /** Connector-specific headers to drop (Connector.dropHeaders). */
+  readonly alsoDrop: ReadonlySet<string>
   readonly bodyLength: number
   readonly hasBody: boolean
 }
@@ -35,7 +35,7 @@ export function upstreamRequestHeaders(req: IncomingMessage, options: RequestHea
   const raw = req.rawHeaders
   for (let i = 0; i < raw.length; i += 2) {
     const name = (raw[i] as string).toLowerCase()
-    if (DROP_REQUEST.has(name) || name.startsWith('x-corridor-') || options.connectionNamed.has(name) || options.alsoDrop.includes(name)) continue
+    if (DROP_REQUEST.has(name) || name.startsWith('x-corridor-') || options.connectionNamed.has(name) || options.alsoDrop.has(name)) continue
     out.push(name, raw[i + 1] as string)
   }
   if (options.hasBody) out.push('content-length', String(options.bodyLength))

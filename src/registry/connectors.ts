@@ -54,8 +54,12 @@ export interface Connector {
   readonly certifiedUntilMs: number
   /** Extra header the agent's SDK puts its API key in (for example x-api-key). */
   readonly agentKeyHeader: string | null
-  /** Further headers to strip from agent requests (credential-bearing ones the connector knows of). */
-  readonly stripHeaders: readonly string[]
+  /**
+   * Every header removed from the agent's request on top of the general list: the agent-key
+   * header, `strip_headers`, and the header the credential is injected into (so an agent can
+   * never send a second copy of it). Computed once, here, not per request.
+   */
+  readonly dropHeaders: ReadonlySet<string>
   readonly credential: CredentialSourceSpec
   readonly injection: InjectionSpec
   readonly limits: ConnectorLimits
@@ -179,7 +183,7 @@ function readConnector(r: YamlReader, node: Node, where: string): Connector | nu
     certifiedUntil: certified,
     certifiedUntilMs,
     agentKeyHeader,
-    stripHeaders,
+    dropHeaders: new Set([...stripHeaders, ...(agentKeyHeader === null ? [] : [agentKeyHeader]), ...(injection.kind === 'header' ? [injection.header] : [])]),
     credential,
     injection,
     limits,
