@@ -15,7 +15,6 @@ export interface IssuedCredential {
 export interface CredentialSource {
   /** Resolves a credential or throws CorridorError('credential_unavailable'). */
   issue(signal?: AbortSignal): Promise<IssuedCredential> | IssuedCredential
-  close?(): Promise<void> | void
 }
 
 // Header values must be RFC 9110 field values: no CR, LF or NUL can ride in a secret.

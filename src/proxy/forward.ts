@@ -8,6 +8,7 @@ import type { ServerResponse } from 'node:http'
 import { Pool, type Dispatcher } from 'undici'
 import type { Connector, ConnectorCatalog } from '../registry/connectors.ts'
 import { CorridorError } from '../shared/errors.ts'
+import { ClientAbortedError } from './client-aborted.ts'
 import { agentResponseHeaders } from './upstream-headers.ts'
 
 export interface UpstreamRequest {
@@ -18,13 +19,16 @@ export interface UpstreamRequest {
   readonly body: Buffer | null
 }
 
-export interface ForwardResult {
+export interface ForwardProgress {
   status: number
   bytesOut: number
 }
 
-/** Told what has been relayed before the agent's response ends (its close may run before the forward promise settles). */
-export type ForwardProgress = (result: ForwardResult) => void
+/**
+ * Told what has been relayed, as it happens: the agent's response may close (and its audit
+ * record be written) before the forward promise settles.
+ */
+export type ForwardObserver = (progress: ForwardProgress) => void
 
 export class Upstreams {
   #pools = new Map<string, { key: string; pool: Pool }>()
@@ -56,7 +60,8 @@ export class Upstreams {
     this.#pools = next
   }
 
-  forward(connector: Connector, request: UpstreamRequest, res: ServerResponse, requestId: string, progress: ForwardProgress): Promise<ForwardResult> {
+  /** Resolves when the response has been relayed; rejects with a CorridorError (upstream_*) or ClientAbortedError. */
+  forward(connector: Connector, request: UpstreamRequest, res: ServerResponse, requestId: string, progress: ForwardObserver): Promise<void> {
     const entry = this.#pools.get(connector.id)
     if (entry === undefined) return Promise.reject(new CorridorError('upstream_unreachable', `no upstream pool for '${connector.id}'`))
     return new Promise((resolve, reject) => {
@@ -76,15 +81,15 @@ export class Upstreams {
 class ForwardHandler implements Dispatcher.DispatchHandler {
   readonly #res: ServerResponse
   readonly #requestId: string
-  readonly #progress: ForwardProgress
-  readonly #resolve: (r: ForwardResult) => void
+  readonly #progress: ForwardObserver
+  readonly #resolve: () => void
   readonly #reject: (e: unknown) => void
   #status = 0
   #bytesOut = 0
   #settled = false
   #onClose: (() => void) | null = null
 
-  constructor(res: ServerResponse, requestId: string, progress: ForwardProgress, resolve: (r: ForwardResult) => void, reject: (e: unknown) => void) {
+  constructor(res: ServerResponse, requestId: string, progress: ForwardObserver, resolve: () => void, reject: (e: unknown) => void) {
     this.#res = res
     this.#requestId = requestId
     this.#progress = progress
@@ -94,11 +99,11 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
     if (this.#res.destroyed) {
-      controller.abort(new ClientGoneError())
+      controller.abort(new ClientAbortedError())
       return
     }
     this.#onClose = () => {
-      if (!this.#res.writableFinished) controller.abort(new ClientGoneError())
+      if (!this.#res.writableFinished) controller.abort(new ClientAbortedError())
     }
     this.#res.once('close', this.#onClose)
   }
@@ -136,33 +141,14 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     this.#settled = true
     this.#progress({ status: this.#status, bytesOut: this.#bytesOut })
     if (this.#onClose) this.#res.off('close', this.#onClose)
-    if (error === null) this.#resolve({ status: this.#status, bytesOut: this.#bytesOut })
-    else this.#reject(new ForwardError(mapUpstreamError(error), this.#status, this.#bytesOut))
-  }
-}
-
-/** The agent disconnected while the upstream exchange was under way. */
-export class ClientGoneError extends Error {
-  override name = 'ClientGoneError'
-}
-
-/** A failed upstream exchange, with what had already been relayed. */
-export class ForwardError extends Error {
-  override name = 'ForwardError'
-  readonly error: CorridorError | ClientGoneError
-  readonly status: number
-  readonly bytesOut: number
-  constructor(error: CorridorError | ClientGoneError, status: number, bytesOut: number) {
-    super(error.message, { cause: error })
-    this.error = error
-    this.status = status
-    this.bytesOut = bytesOut
+    if (error === null) this.#resolve()
+    else this.#reject(mapUpstreamError(error))
   }
 }
 
 /** Upstream failures are 502 or 504, never 500 (reply-from maps resets to 500; that hides the culprit). */
-function mapUpstreamError(error: Error): CorridorError | ClientGoneError {
-  if (error instanceof ClientGoneError) return error
+function mapUpstreamError(error: Error): CorridorError | ClientAbortedError {
+  if (error instanceof ClientAbortedError) return error
   const code = (error as { code?: string }).code
   switch (code) {
     case 'UND_ERR_HEADERS_TIMEOUT':

@@ -25,10 +25,11 @@ import { NO_QUERY, parseQuery, type RequestFacts } from '../policy/facts.ts'
 import type { PolicyStore } from '../policy/reloader.ts'
 import { CorridorError, isCorridorError } from '../shared/errors.ts'
 import { safeError, type Logger } from '../shared/logger.ts'
-import { ClientGoneError, ForwardError, type Upstreams } from './forward.ts'
+import { ClientAbortedError } from './client-aborted.ts'
+import type { Upstreams } from './forward.ts'
 import { assertSingleHeader, inspectInbound, type InboundLimits } from './inbound.ts'
 import { sendProblem } from './problem.ts'
-import { ClientAbortedError, isFormMediaType, isJsonMediaType, parseFormStrict, parseJsonStrict, readBody } from './request-body.ts'
+import { isFormMediaType, isJsonMediaType, parseFormStrict, parseJsonStrict, readBody } from './request-body.ts'
 import { parseRequestTarget } from './request-target.ts'
 import { routeRequest } from './route.ts'
 import { upstreamRequestHeaders } from './upstream-headers.ts'
@@ -179,18 +180,14 @@ async function handle(deps: PipelineDeps, req: IncomingMessage, res: ServerRespo
       },
     )
   } catch (err) {
-    if (err instanceof ForwardError) {
-      record.outcome = err.error instanceof ClientGoneError ? 'client_aborted' : err.error.code === 'upstream_timeout' ? 'upstream_timeout' : 'upstream_error'
-      throw err.error
-    }
-    record.outcome = 'rejected' // not forwarded after all; refuse() classifies it
+    record.outcome = err instanceof ClientAbortedError ? 'client_aborted' : isCorridorError(err) && err.code === 'upstream_timeout' ? 'upstream_timeout' : 'upstream_error'
     throw err
   }
 }
 
 /** Answers a refused or failed request; the outcome it records depends on how far it got. */
 function refuse(deps: PipelineDeps, req: IncomingMessage, res: ServerResponse, record: AuditRecord, err: unknown): void {
-  if (err instanceof ClientAbortedError || err instanceof ClientGoneError) {
+  if (err instanceof ClientAbortedError) {
     record.outcome = 'client_aborted'
     res.destroy()
     return

@@ -53,9 +53,8 @@ export function sendProblem(res: ServerResponse, error: CorridorError, requestId
     'x-corridor-error': error.code,
   }
   if (closeConnection) headers.connection = 'close'
-  if (error.code === 'credential_unavailable' || error.code === 'audit_unavailable' || error.code === 'policy_unavailable' || error.code === 'identity_unavailable') {
-    headers['retry-after'] = 5
-  }
+  // 503 means a dependency could not do its part (fail closed); it is worth retrying shortly.
+  if (error.status === 503) headers['retry-after'] = 5
   res.writeHead(error.status, headers)
   res.end(payload)
 }

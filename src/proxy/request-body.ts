@@ -6,6 +6,7 @@
  */
 import type { IncomingMessage } from 'node:http'
 import { CorridorError } from '../shared/errors.ts'
+import { ClientAbortedError } from './client-aborted.ts'
 
 export function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer> {
   const declared = req.headers['content-length']
@@ -45,11 +46,6 @@ export function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer
 }
 
 const EMPTY = Buffer.alloc(0)
-
-/** The agent went away before its request was complete. */
-export class ClientAbortedError extends Error {
-  override name = 'ClientAbortedError'
-}
 
 export function isJsonMediaType(contentType: string | undefined): boolean {
   if (contentType === undefined) return false

@@ -19,7 +19,7 @@ export interface Action {
 }
 
 export type CredentialSourceSpec =
-  | { readonly kind: 'env'; readonly name: string; readonly cacheMs: number }
+  | { readonly kind: 'env'; readonly name: string }
   | { readonly kind: 'file'; readonly path: string; readonly cacheMs: number }
   | { readonly kind: 'none' }
 
@@ -199,7 +199,9 @@ function readCredential(r: YamlReader, node: Node | undefined, where: string): {
   const cacheMs = f.has('cache') ? r.duration(f.get('cache'), `${where}.cache`) : 30_000
   let credential: CredentialSourceSpec
   if (source === 'env') {
-    credential = { kind: 'env', name: r.string(f.get('env'), `${where}.env (the environment variable holding the secret)`), cacheMs }
+    // The environment is read once, at start; `cache` applies to sources that are re-read.
+    if (f.has('cache')) r.issue(f.get('cache'), `${where}.cache applies only to file sources`)
+    credential = { kind: 'env', name: r.string(f.get('env'), `${where}.env (the environment variable holding the secret)`) }
   } else {
     // Relative to the connectors file, like every path in Corridor's configuration.
     credential = { kind: 'file', path: resolve(dirname(r.file), r.string(f.get('file'), `${where}.file (the file holding the secret)`)), cacheMs }
