@@ -13,7 +13,6 @@ import { PolicyStore } from './policy/reloader.ts'
 import { createAgentServer } from './proxy/agent-server.ts'
 import { Upstreams } from './proxy/forward.ts'
 import { createPipeline } from './proxy/pipeline.ts'
-import { ConfigError } from './config/yaml-reader.ts'
 import type { Logger } from './shared/logger.ts'
 
 export interface RunningCorridor {
@@ -35,7 +34,7 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
   const { log } = options
   const policies = new PolicyStore(config.files, log)
   // At start a broken policy is fatal: better not to start than to start refusing everything unnoticed.
-  if (!policies.reload()) throw new ConfigError(policies.status().lastError?.map((m) => ({ file: '', line: 0, col: 0, message: m })) ?? [])
+  policies.loadInitial()
   const credentials = new CredentialBroker(options.env)
   const upstreams = new Upstreams()
   const sync = (): void => {

@@ -165,7 +165,7 @@ export async function main(argv: string[]): Promise<number> {
     throw new UsageError(`unknown command '${[command, sub].filter(Boolean).join(' ')}'`)
   } catch (e) {
     if (e instanceof ConfigError) {
-      for (const issue of e.issues) err(issue.file ? formatIssue(issue) : issue.message)
+      for (const issue of e.issues) err(formatIssue(issue))
       return 1
     }
     if (e instanceof UsageError) {

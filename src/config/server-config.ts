@@ -79,11 +79,14 @@ export function loadServerConfig(file: string): ServerConfig {
   let userJwt: UserTokenConfig | null = null
   if (top.has('identity')) {
     const idf = r.map(top.get('identity'), 'identity', ['agent_jwt', 'user_jwt'])
-    if (idf.has('agent_jwt')) agentJwt = readIssuer(r, idf.get('agent_jwt'), 'identity.agent_jwt', path, [])
+    if (idf.has('agent_jwt')) {
+      const node = idf.get('agent_jwt')
+      agentJwt = readIssuer(r, node, r.map(node, 'identity.agent_jwt', ISSUER_KEYS, ISSUER_REQUIRED), 'identity.agent_jwt', path)
+    }
     if (idf.has('user_jwt')) {
       const node = idf.get('user_jwt')
-      const issuer = readIssuer(r, node, 'identity.user_jwt', path, ['header', 'groups_claim'])
-      const f = r.map(node, 'identity.user_jwt', ISSUER_KEYS.concat(['header', 'groups_claim']))
+      const f = r.map(node, 'identity.user_jwt', [...ISSUER_KEYS, 'header', 'groups_claim'], ISSUER_REQUIRED)
+      const issuer = readIssuer(r, node, f, 'identity.user_jwt', path)
       userJwt = {
         ...issuer,
         header: f.has('header') ? r.string(f.get('header'), 'identity.user_jwt.header').toLowerCase() : 'x-corridor-user',
@@ -124,9 +127,10 @@ export function loadServerConfig(file: string): ServerConfig {
 }
 
 const ISSUER_KEYS = ['issuer', 'audience', 'algorithms', 'jwks_url', 'jwks_file', 'clock_skew', 'max_token_age']
+const ISSUER_REQUIRED = ['issuer', 'audience', 'algorithms']
 
-function readIssuer(r: YamlReader, node: Node | undefined, where: string, path: (p: string) => string, extra: string[]): JwtIssuerConfig {
-  const f = r.map(node, where, ISSUER_KEYS.concat(extra), ['issuer', 'audience', 'algorithms'])
+/** The fields every JWT issuer shares; `f` is the issuer's mapping, already checked for unknown keys. */
+function readIssuer(r: YamlReader, node: Node | undefined, f: Map<string, Node>, where: string, path: (p: string) => string): JwtIssuerConfig {
   const algorithms = r.strings(f.get('algorithms'), `${where}.algorithms`)
   for (const alg of algorithms) {
     if (!(ALGORITHMS as readonly string[]).includes(alg)) r.issue(f.get('algorithms'), `${where}.algorithms: '${alg}' is not accepted (asymmetric algorithms only: ${ALGORITHMS.join(', ')})`)

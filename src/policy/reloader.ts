@@ -44,6 +44,15 @@ export class PolicyStore {
     this.#listeners.push(listener)
   }
 
+  /** The first load: a broken bundle is thrown (a ConfigError with positions), since starting with no policy helps nobody. */
+  loadInitial(): PolicyBundle {
+    this.#lastAttemptAt = new Date().toISOString()
+    const bundle = loadBundle(this.#paths)
+    this.#current = bundle
+    this.#log.info({ version: bundle.version }, 'policy loaded')
+    return bundle
+  }
+
   /** Recompiles now. Returns true when a new bundle is in force. */
   reload(): boolean {
     this.#lastAttemptAt = new Date().toISOString()

@@ -41,6 +41,10 @@ describe('corridor CLI', () => {
     const r = corridor('policy', 'check', '--config', join(dir, 'corridor.yaml'))
     expect(r.status).toBe(1)
     expect(r.stderr).toMatch(/policy\.yaml:4:13: rules\[0\]\.effect must be one of: allow, deny, require_approval/)
+    // `serve` refuses to start on it, with the same positioned message.
+    const serve = corridor('serve', '--config', join(dir, 'corridor.yaml'))
+    expect(serve.status).toBe(1)
+    expect(serve.stderr).toMatch(/policy\.yaml:4:13: rules\[0\]\.effect must be one of/)
   })
 
   it('mints a key whose printed hash matches it', () => {
