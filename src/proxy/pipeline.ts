@@ -49,19 +49,20 @@ const MAX_INTENT = 500
 const MAX_TASK_ID = 128
 
 export function createPipeline(deps: PipelineDeps): (req: IncomingMessage, res: ServerResponse) => void {
+  const userHeader = deps.identifier.userHeader
+  const extraSingletons: readonly string[] = userHeader === null ? [] : [userHeader]
   return (req, res) => {
     const startedAt = deps.now()
     const started = performance.now()
     const record = newAuditRecord(randomUUID(), startedAt, req.method ?? '', req.url ?? '')
     res.once('close', () => finish(deps, record, res, started))
-    handle(deps, req, res, record, startedAt).catch((err: unknown) => refuse(deps, req, res, record, err))
+    handle(deps, extraSingletons, req, res, record, startedAt).catch((err: unknown) => refuse(deps, req, res, record, err))
   }
 }
 
-async function handle(deps: PipelineDeps, req: IncomingMessage, res: ServerResponse, record: AuditRecord, now: number): Promise<void> {
+async function handle(deps: PipelineDeps, extraSingletons: readonly string[], req: IncomingMessage, res: ServerResponse, record: AuditRecord, now: number): Promise<void> {
   // 1. Inbound checks.
-  const userHeader = deps.identifier.userHeader
-  const connectionNamed = inspectInbound(req, deps.limits, userHeader === null ? [] : [userHeader])
+  const connectionNamed = inspectInbound(req, deps.limits, extraSingletons)
 
   // 2. Canonical target and route.
   const bundle = deps.policies.current

@@ -46,13 +46,12 @@ export function upstreamRequestHeaders(req: IncomingMessage, options: RequestHea
 }
 
 export function agentResponseHeaders(headers: IncomingHttpHeaders, requestId: string): Record<string, string | string[]> {
-  const named = new Set<string>()
   const connection = headers.connection
-  if (typeof connection === 'string') for (const t of connection.split(',')) named.add(t.trim().toLowerCase())
+  const named = typeof connection === 'string' ? connection.split(',').map((t) => t.trim().toLowerCase()) : null
   const out: Record<string, string | string[]> = {}
   for (const name in headers) {
     const value = headers[name]
-    if (value === undefined || DROP_RESPONSE.has(name) || named.has(name) || name.startsWith('x-corridor-')) continue
+    if (value === undefined || DROP_RESPONSE.has(name) || name.startsWith('x-corridor-') || (named !== null && named.includes(name))) continue
     out[name] = value
   }
   out['x-corridor-request-id'] = requestId
