@@ -143,7 +143,9 @@ async function handle(deps: PipelineDeps, extraSingletons: readonly string[], re
   try {
     credential = await deps.credentials.issue(connector)
   } catch (err) {
-    throw isCorridorError(err) ? err : new CorridorError('credential_unavailable', undefined, { cause: err })
+    // Operators get the why (which variable or file); the agent only learns that the connector's credential is unavailable.
+    deps.log.warn({ err: safeError(err), connector: connector.id, requestId: record.request_id }, 'credential unavailable; request not forwarded')
+    throw new CorridorError('credential_unavailable', `the credential for connector '${connector.id}' is unavailable; nothing was forwarded`, { cause: err })
   }
   const outgoing = {
     headers: upstreamRequestHeaders(req, {

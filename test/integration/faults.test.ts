@@ -37,8 +37,11 @@ describe('fail closed', () => {
       const res = await request(fx.corridor.agentUrl + '/svc/items', { headers: auth })
       expect(res.statusCode).toBe(503)
       expect(res.headers['retry-after']).toBe('5')
-      const body = (await res.body.json()) as { code: string; request_id: string }
+      const body = (await res.body.json()) as { code: string; request_id: string; detail: string }
       expect(body.code).toBe('credential_unavailable')
+      // The agent is not told where the credential lives; the operator log is.
+      expect(body.detail).not.toContain('SVC_TOKEN')
+      expect(fx.logs.join('')).toContain('env:SVC_TOKEN')
       expect(upstream.received).toHaveLength(0)
       await eventually(() => expect(fx.auditRecords().find((r) => r.request_id === body.request_id)).toMatchObject({ outcome: 'unavailable', decision: 'allow' }))
     } finally {
