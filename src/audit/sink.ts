@@ -9,7 +9,6 @@ import { closeSync, mkdirSync, openSync, writeSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { pino, type Logger as PinoLogger } from 'pino'
 import type { Logger } from '../shared/logger.ts'
-import { safeError } from '../shared/logger.ts'
 import type { AuditRecord } from './record.ts'
 
 export interface AuditSink {
@@ -67,8 +66,8 @@ export class FileAuditSink implements AuditSink {
   }
 
   #fail(err: unknown, record: AuditRecord | null): void {
-    if (record !== null) this.#log.error({ err: safeError(err), auditRecord: record }, 'audit record could not be written; Corridor refuses requests until the sink recovers')
-    else this.#log.error({ err: safeError(err) }, 'audit sink is not writable; Corridor refuses requests until it recovers')
+    if (record !== null) this.#log.error({ err, auditRecord: record }, 'audit record could not be written; Corridor refuses requests until the sink recovers')
+    else this.#log.error({ err }, 'audit sink is not writable; Corridor refuses requests until it recovers')
     if (!this.#healthy) return
     this.#healthy = false
     this.#probe = setInterval(() => {

@@ -85,7 +85,7 @@ export class PolicyStore {
           this.reload()
         }, debounceMs)
       })
-      watcher.on('error', (err) => this.#log.error({ err: { message: err.message } }, 'policy watch failed'))
+      watcher.on('error', (err) => this.#log.error({ err }, 'policy watch failed'))
       this.#watchers.push(watcher)
     }
   }

@@ -24,7 +24,7 @@ import { evaluate } from '../policy/evaluate.ts'
 import { NO_QUERY, parseQuery, type RequestFacts } from '../policy/facts.ts'
 import type { PolicyStore } from '../policy/reloader.ts'
 import { CorridorError, isCorridorError } from '../shared/errors.ts'
-import { safeError, type Logger } from '../shared/logger.ts'
+import type { Logger } from '../shared/logger.ts'
 import { ClientAbortedError } from './client-aborted.ts'
 import type { Upstreams } from './forward.ts'
 import { assertSingleHeader, inspectInbound, type InboundLimits } from './inbound.ts'
@@ -144,7 +144,7 @@ async function handle(deps: PipelineDeps, extraSingletons: readonly string[], re
     credential = await deps.credentials.issue(connector)
   } catch (err) {
     // Operators get the why (which variable or file); the agent only learns that the connector's credential is unavailable.
-    deps.log.warn({ err: safeError(err), connector: connector.id, requestId: record.request_id }, 'credential unavailable; request not forwarded')
+    deps.log.warn({ err, connector: connector.id, requestId: record.request_id }, 'credential unavailable; request not forwarded')
     throw new CorridorError('credential_unavailable', `the credential for connector '${connector.id}' is unavailable; nothing was forwarded`, { cause: err })
   }
   const outgoing = {
@@ -198,7 +198,7 @@ function refuse(deps: PipelineDeps, req: IncomingMessage, res: ServerResponse, r
   let error: CorridorError
   if (isCorridorError(err)) error = err
   else {
-    deps.log.error({ err: safeError(err), requestId: record.request_id }, 'unexpected error in the request pipeline')
+    deps.log.error({ err, requestId: record.request_id }, 'unexpected error in the request pipeline')
     error = new CorridorError('internal', 'Corridor failed to handle this request; nothing was forwarded')
   }
   record.error_code = error.code

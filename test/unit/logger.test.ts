@@ -1,0 +1,35 @@
+import { Writable } from 'node:stream'
+import { inspect } from 'node:util'
+import { describe, expect, it } from 'vitest'
+import { Secret } from '../../src/credentials/secret.ts'
+import { createLogger } from '../../src/shared/logger.ts'
+import { newCanary } from '../helpers/standard-policy.ts'
+
+function capture() {
+  const lines: string[] = []
+  const log = createLogger('debug', new Writable({ write: (c: Buffer, _e, cb) => (lines.push(c.toString()), cb()) }))
+  return { log, text: () => lines.join('') }
+}
+
+describe('the operational log cannot carry a secret', () => {
+  it('serialises errors to message, name and code only (axios-style errors carry the Vault token in config)', () => {
+    const canary = newCanary()
+    const { log, text } = capture()
+    const err = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:8200'), { code: 'ECONNREFUSED', config: { headers: { 'X-Vault-Token': canary } } })
+    log.error({ err }, 'vault call failed')
+    expect(text()).toContain('ECONNREFUSED')
+    expect(text()).not.toContain(canary)
+  })
+
+  it('renders a Secret as [REDACTED] in logs, JSON, strings and inspection', () => {
+    const canary = newCanary()
+    const secret = new Secret(canary)
+    const { log, text } = capture()
+    log.info({ credential: secret, nested: { secret } }, `using ${String(secret)}`)
+    expect(text()).not.toContain(canary)
+    expect(JSON.stringify({ secret })).not.toContain(canary)
+    expect(`${secret as unknown as string}`).toBe('[REDACTED]')
+    expect(inspect(secret)).toBe('Secret([REDACTED])')
+    expect(secret.reveal()).toBe(canary)
+  })
+})
