@@ -8,6 +8,8 @@ import { createAdminServer } from './admin/admin-server.ts'
 import { FileAuditSink, type AuditSink } from './audit/sink.ts'
 import type { ServerConfig } from './config/server-config.ts'
 import { CredentialBroker } from './credentials/broker.ts'
+import { VaultClient } from './credentials/vault/vault-client.ts'
+import { VaultSession } from './credentials/vault/vault-session.ts'
 import { Identifier } from './identity/identify.ts'
 import { PolicyStore } from './policy/reloader.ts'
 import { createAgentServer } from './proxy/agent-server.ts'
@@ -35,7 +37,8 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
   const policies = new PolicyStore(config.files, log)
   // At start a broken policy is fatal: better not to start than to start refusing everything unnoticed.
   policies.loadInitial()
-  const credentials = new CredentialBroker(options.env)
+  const vault = config.vault === null ? null : new VaultSession(new VaultClient(config.vault), config.vault.auth, options.env, log)
+  const credentials = new CredentialBroker({ env: options.env, vault, log, now: Date.now, issueTimeoutMs: config.credentialTimeoutMs })
   const upstreams = new Upstreams()
   const sync = (): void => {
     const bundle = policies.current
@@ -69,6 +72,10 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
       agentServer.closeIdleConnections()
       await Promise.all([closeServer(agentServer), closeServer(adminServer)])
       await upstreams.close()
+      // Leases first (they need Corridor's Vault token), then the token itself.
+      await credentials.close()
+      await vault?.close()
+      await vault?.client.close()
       audit.close()
     },
   }

@@ -47,6 +47,8 @@ export interface AuditRecord {
   upstream_status: number | null
   status: number
   error_code: ErrorCode | null
+  /** Why a dependency failed, audit-safe: vault_sealed, vault_timeout, oauth2_refused… */
+  error_detail: string | null
   bytes_in: number
   bytes_out: number
   duration_ms: number
@@ -95,6 +97,7 @@ export function newAuditRecord(requestId: string, startedAtMs: number, method: s
     upstream_status: null,
     status: 0,
     error_code: null,
+    error_detail: null,
     bytes_in: 0,
     bytes_out: 0,
     duration_ms: 0,

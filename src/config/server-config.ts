@@ -5,6 +5,7 @@
  */
 import { dirname, resolve } from 'node:path'
 import type { Node } from 'yaml'
+import type { SecretInput, VaultAuthConfig } from '../credentials/vault/vault-session.ts'
 import type { BundlePaths } from '../policy/bundle.ts'
 import { YamlReader } from './yaml-reader.ts'
 
@@ -36,6 +37,15 @@ export interface ServerLimits {
   readonly keepAliveTimeoutMs: number
 }
 
+export interface VaultConfig {
+  readonly address: string
+  readonly namespace: string | null
+  /** Bound on each Vault call and on issuing one credential (login included). */
+  readonly timeoutMs: number
+  readonly caFile: string | null
+  readonly auth: VaultAuthConfig
+}
+
 export interface ServerConfig {
   readonly listen: ListenConfig
   readonly admin: ListenConfig
@@ -45,6 +55,9 @@ export interface ServerConfig {
   readonly userJwt: UserTokenConfig | null
   readonly limits: ServerLimits
   readonly watchPolicy: boolean
+  readonly vault: VaultConfig | null
+  /** Bound on issuing one credential from any source. */
+  readonly credentialTimeoutMs: number
 }
 
 const ALGORITHMS = ['ES256', 'ES384', 'ES512', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'EdDSA', 'Ed25519'] as const
@@ -61,7 +74,7 @@ export function loadServerConfig(file: string): ServerConfig {
   const r = YamlReader.fromFile(file)
   const base = dirname(resolve(file))
   const path = (p: string): string => resolve(base, p)
-  const top = r.map(r.root, 'corridor config', ['listen', 'admin', 'files', 'audit', 'identity', 'limits', 'watch_policy'], ['files', 'audit'])
+  const top = r.map(r.root, 'corridor config', ['listen', 'admin', 'files', 'audit', 'identity', 'limits', 'watch_policy', 'vault'], ['files', 'audit'])
 
   const listen = (node: Node | undefined, where: string, fallback: ListenConfig): ListenConfig => {
     if (!node) return fallback
@@ -121,7 +134,10 @@ export function loadServerConfig(file: string): ServerConfig {
     userJwt,
     limits,
     watchPolicy: top.has('watch_policy') ? r.boolean(top.get('watch_policy'), 'watch_policy') : true,
+    vault: top.has('vault') ? readVault(r, top.get('vault'), path) : null,
+    credentialTimeoutMs: DEFAULT_CREDENTIAL_TIMEOUT_MS,
   }
+  if (config.vault !== null) (config as { credentialTimeoutMs: number }).credentialTimeoutMs = config.vault.timeoutMs
   r.assertValid()
   return config
 }
@@ -146,5 +162,60 @@ function readIssuer(r: YamlReader, node: Node | undefined, f: Map<string, Node>,
     jwksFile: f.has('jwks_file') ? path(r.string(f.get('jwks_file'), `${where}.jwks_file`)) : null,
     clockSkewSec: Math.round(clockSkewMs / 1000),
     maxTokenAgeSec: f.has('max_token_age') ? Math.round(r.duration(f.get('max_token_age'), `${where}.max_token_age`) / 1000) : null,
+  }
+}
+
+const DEFAULT_CREDENTIAL_TIMEOUT_MS = 2_500
+const KUBERNETES_SA_TOKEN = '/var/run/secrets/kubernetes.io/serviceaccount/token'
+
+function readVault(r: YamlReader, node: Node | undefined, path: (p: string) => string): VaultConfig {
+  const f = r.map(node, 'vault', ['address', 'namespace', 'timeout', 'ca_file', 'auth'], ['address', 'auth'])
+  const address = r.string(f.get('address'), 'vault.address')
+  try {
+    const url = new URL(address)
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error('scheme')
+  } catch {
+    r.issue(f.get('address'), 'vault.address must be an http(s) URL, e.g. https://vault.internal:8200')
+  }
+  const timeoutMs = f.has('timeout') ? r.duration(f.get('timeout'), 'vault.timeout') : DEFAULT_CREDENTIAL_TIMEOUT_MS
+  if (timeoutMs < 100 || timeoutMs > 30_000) r.issue(f.get('timeout'), 'vault.timeout must be between 100ms and 30s')
+
+  const af = r.map(f.get('auth'), 'vault.auth', ['method', 'mount', 'token_env', 'token_file', 'role_id', 'secret_id_env', 'secret_id_file', 'role', 'jwt_env', 'jwt_file'], ['method'])
+  const method = r.oneOf(af.get('method'), 'vault.auth.method', ['token', 'approle', 'jwt', 'kubernetes'] as const)
+  const input = (name: string, fallbackFile?: string): SecretInput => {
+    const env = af.has(`${name}_env`)
+    const file = af.has(`${name}_file`)
+    if (env && file) r.issue(af.get(`${name}_file`), `vault.auth: give ${name}_env or ${name}_file, not both`)
+    if (env) return { env: r.string(af.get(`${name}_env`), `vault.auth.${name}_env`) }
+    if (file) return { file: path(r.string(af.get(`${name}_file`), `vault.auth.${name}_file`)) }
+    if (fallbackFile !== undefined) return { file: fallbackFile }
+    r.issue(af.get('method') ?? node, `vault.auth with method ${method} needs ${name}_env or ${name}_file`)
+    return { env: '' }
+  }
+  const allowedFor: Record<typeof method, string[]> = {
+    token: ['method', 'token_env', 'token_file'],
+    approle: ['method', 'mount', 'role_id', 'secret_id_env', 'secret_id_file'],
+    jwt: ['method', 'mount', 'role', 'jwt_env', 'jwt_file'],
+    kubernetes: ['method', 'mount', 'role', 'jwt_env', 'jwt_file'],
+  }
+  for (const key of af.keys()) if (!allowedFor[method].includes(key)) r.issue(af.get(key), `vault.auth.${key} does not apply to method ${method}`)
+  const mount = af.has('mount') ? r.string(af.get('mount'), 'vault.auth.mount') : method
+  let auth: VaultAuthConfig
+  switch (method) {
+    case 'token':
+      auth = { method, token: input('token') }
+      break
+    case 'approle':
+      auth = { method, mount, roleId: r.string(af.get('role_id'), 'vault.auth.role_id'), secretId: input('secret_id') }
+      break
+    default:
+      auth = { method, mount, role: r.string(af.get('role'), 'vault.auth.role'), jwt: input('jwt', method === 'kubernetes' ? KUBERNETES_SA_TOKEN : undefined) }
+  }
+  return {
+    address,
+    namespace: f.has('namespace') ? r.string(f.get('namespace'), 'vault.namespace') : null,
+    timeoutMs,
+    caFile: f.has('ca_file') ? path(r.string(f.get('ca_file'), 'vault.ca_file')) : null,
+    auth,
   }
 }

@@ -1,37 +1,135 @@
 /**
- * Hands out each connector's credential from the source its catalog entry names. Sources are
- * rebuilt when the catalog changes; a missing source is an error at request time (fail closed),
- * never a request sent without a credential.
+ * Hands out each connector's credential from the source its catalog entry names, within a
+ * bounded time (vault.timeout, 2.5 s by default). Sources are rebuilt when the catalog changes
+ * (a replaced source revokes its leases); a missing or failing source is an error at request
+ * time (fail closed), never a request sent without a credential.
  */
-import type { Connector, ConnectorCatalog } from '../registry/connectors.ts'
-import { CorridorError } from '../shared/errors.ts'
-import { createEmbeddedSource } from './embedded-sources.ts'
-import type { CredentialSource, IssuedCredential } from './source.ts'
+import type { Connector, ConnectorCatalog, CredentialSourceSpec, SecretInputSpec } from '../registry/connectors.ts'
+import { CorridorError, isCorridorError } from '../shared/errors.ts'
+import type { Logger } from '../shared/logger.ts'
+import { EnvCredentialSource, FileCredentialSource } from './embedded-sources.ts'
+import { LeasingSource } from './leasing-source.ts'
+import { OAuth2Error, OAuth2Provider } from './oauth2-source.ts'
+import type { CredentialSource, HeldCredential } from './source.ts'
+import { VaultError } from './vault/vault-client.ts'
+import type { VaultSession } from './vault/vault-session.ts'
+import { VaultDynamicProvider, VaultIdentityProvider, VaultKvProvider, VaultTokenProvider } from './vault/vault-sources.ts'
+
+export interface BrokerOptions {
+  readonly env: Readonly<Record<string, string | undefined>>
+  /** Null when corridor.yaml has no `vault` section: vault_* sources then fail closed. */
+  readonly vault: VaultSession | null
+  readonly log: Logger
+  readonly now: () => number
+  /** The bound on issuing one credential, Vault login included. */
+  readonly issueTimeoutMs: number
+}
+
+interface SourceEntry {
+  readonly key: string
+  readonly source: CredentialSource | null
+}
 
 export class CredentialBroker {
-  readonly #env: Readonly<Record<string, string | undefined>>
-  #sources = new Map<string, { spec: unknown; source: CredentialSource | null }>()
+  readonly #options: BrokerOptions
+  #sources = new Map<string, SourceEntry>()
 
-  constructor(env: Readonly<Record<string, string | undefined>>) {
-    this.#env = env
+  constructor(options: BrokerOptions) {
+    this.#options = options
   }
 
   /** Brings sources in line with the catalog (kept when a connector's credential spec is unchanged). */
   sync(catalog: ConnectorCatalog): void {
-    const next = new Map<string, { spec: unknown; source: CredentialSource | null }>()
+    const next = new Map<string, SourceEntry>()
     for (const connector of catalog.connectors.values()) {
+      const key = JSON.stringify([connector.credential, connector.refreshOnReject])
       const existing = this.#sources.get(connector.id)
-      const same = existing !== undefined && JSON.stringify(existing.spec) === JSON.stringify(connector.credential)
-      next.set(connector.id, same ? existing : { spec: connector.credential, source: createEmbeddedSource(connector.credential, this.#env) })
+      next.set(connector.id, existing !== undefined && existing.key === key ? existing : { key, source: this.#create(connector) })
     }
+    for (const [id, old] of this.#sources) if (next.get(id) !== old) void old.source?.close?.()
     this.#sources = next
   }
 
-  /** Null when the connector needs no credential. */
-  async issue(connector: Connector, signal?: AbortSignal): Promise<IssuedCredential | null> {
+  /**
+   * Null when the connector needs no credential. Throws CorridorError('credential_unavailable')
+   * whose cause says why (a VaultError, an OAuth2Error, a timeout).
+   */
+  async issue(connector: Connector, agentId: string, perRequest: boolean): Promise<HeldCredential | null> {
     const entry = this.#sources.get(connector.id)
     if (entry === undefined) throw new CorridorError('credential_unavailable', `no credential source for connector '${connector.id}'`)
     if (entry.source === null) return null
-    return entry.source.issue(signal)
+    try {
+      return await entry.source.issue({ agentId, perRequest, signal: AbortSignal.timeout(this.#options.issueTimeoutMs) })
+    } catch (err) {
+      throw new CorridorError('credential_unavailable', `the credential for connector '${connector.id}' is unavailable; nothing was forwarded`, { cause: err })
+    }
   }
+
+  /** Revokes every lease the sources hold (shutdown). */
+  async close(): Promise<void> {
+    await Promise.all([...this.#sources.values()].map((e) => e.source?.close?.()))
+  }
+
+  #create(connector: Connector): CredentialSource | null {
+    const spec = connector.credential
+    if (spec.kind === 'none') return null
+    if (spec.kind === 'env' || spec.kind === 'file' || spec.kind === 'vault_kv') return this.#secretInput(spec, connector)
+    const leasing = { scope: 'scope' in spec ? spec.scope : 'connector', refreshOnReject: connector.refreshOnReject, now: this.#options.now, log: this.#options.log, timeoutMs: this.#options.issueTimeoutMs } as const
+    if (spec.kind === 'oauth2') {
+      const provider = new OAuth2Provider({ ...spec, timeoutMs: this.#options.issueTimeoutMs }, this.#secretInput(spec.clientSecret, connector), this.#options.now)
+      // One token serves the connector: the client is Corridor, not the agent.
+      return new LeasingSource(provider, { ...leasing, scope: 'connector' })
+    }
+    const vault = this.#vaultFor(connector)
+    if (vault === null) return unconfiguredVault(connector)
+    return new LeasingSource(vaultProvider(spec, vault, connector, this.#options.now), leasing)
+  }
+
+  #secretInput(spec: SecretInputSpec, connector: Connector): CredentialSource {
+    switch (spec.kind) {
+      case 'env':
+        return new EnvCredentialSource(spec.name, this.#options.env)
+      case 'file':
+        return new FileCredentialSource(spec.path, spec.cacheMs)
+      case 'vault_kv': {
+        const vault = this.#vaultFor(connector)
+        if (vault === null) return unconfiguredVault(connector)
+        const o = this.#options
+        return new LeasingSource(new VaultKvProvider(vault, spec, o.now), { scope: 'connector', refreshOnReject: connector.refreshOnReject, now: o.now, log: o.log, timeoutMs: o.issueTimeoutMs })
+      }
+    }
+  }
+
+  #vaultFor(connector: Connector): VaultSession | null {
+    if (this.#options.vault === null) this.#options.log.error({ connector: connector.id }, 'connector uses a Vault credential but corridor.yaml has no vault section; its requests will be refused')
+    return this.#options.vault
+  }
+}
+
+function vaultProvider(spec: Exclude<CredentialSourceSpec, SecretInputSpec | { kind: 'none' } | { kind: 'oauth2' }>, vault: VaultSession, connector: Connector, now: () => number) {
+  switch (spec.kind) {
+    case 'vault_dynamic':
+      return new VaultDynamicProvider(vault, spec, now)
+    case 'vault_token':
+      return new VaultTokenProvider(vault, { ...spec, connectorId: connector.id }, now)
+    case 'vault_identity':
+      return new VaultIdentityProvider(vault, spec, now)
+  }
+}
+
+function unconfiguredVault(connector: Connector): CredentialSource {
+  return {
+    issue() {
+      throw new VaultError('misconfigured', null, `connector '${connector.id}' uses Vault but corridor.yaml has no vault section`)
+    },
+  }
+}
+
+/** The audit-safe reason a credential could not be issued: vault_sealed, vault_timeout, oauth2_refused… */
+export function credentialFailureCode(err: unknown): string {
+  const cause = isCorridorError(err) && err.cause !== undefined ? err.cause : err
+  if (cause instanceof VaultError || cause instanceof OAuth2Error) return cause.code
+  if (cause instanceof DOMException && (cause.name === 'TimeoutError' || cause.name === 'AbortError')) return 'credential_timeout'
+  if (isCorridorError(cause)) return 'credential_source_error'
+  return 'credential_source_error'
 }

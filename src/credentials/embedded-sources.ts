@@ -3,20 +3,19 @@
  * (re-read after a short cache, so a rotated secret is picked up without a restart).
  */
 import { readFileSync } from 'node:fs'
-import type { CredentialSourceSpec } from '../registry/connectors.ts'
 import { CorridorError } from '../shared/errors.ts'
 import { Secret } from './secret.ts'
-import { isValidFieldValue, type CredentialSource, type IssuedCredential } from './source.ts'
+import { held, isValidFieldValue, type CredentialSource, type HeldCredential } from './source.ts'
 
-function checked(value: string, reference: string): IssuedCredential {
+function checked(value: string, reference: string): HeldCredential {
   if (value === '' || !isValidFieldValue(value)) {
     throw new CorridorError('credential_unavailable', `the credential from ${reference} is empty or not a valid header value`)
   }
-  return { secret: new Secret(value), reference, leaseId: null }
+  return held({ fields: new Map([['secret', new Secret(value)]]), reference, leaseId: null })
 }
 
 export class EnvCredentialSource implements CredentialSource {
-  readonly #credential: IssuedCredential | null
+  readonly #credential: HeldCredential | null
   readonly #reference: string
 
   constructor(name: string, env: Readonly<Record<string, string | undefined>>) {
@@ -25,7 +24,7 @@ export class EnvCredentialSource implements CredentialSource {
     this.#credential = value === undefined ? null : checked(value.trim(), this.#reference)
   }
 
-  issue(): IssuedCredential {
+  issue(): HeldCredential {
     if (this.#credential === null) throw new CorridorError('credential_unavailable', `the credential source ${this.#reference} is not set`)
     return this.#credential
   }
@@ -35,7 +34,7 @@ export class FileCredentialSource implements CredentialSource {
   readonly #path: string
   readonly #cacheMs: number
   readonly #now: () => number
-  #cached: { credential: IssuedCredential; until: number } | null = null
+  #cached: { credential: HeldCredential; until: number } | null = null
 
   constructor(path: string, cacheMs: number, now: () => number = Date.now) {
     this.#path = path
@@ -43,7 +42,7 @@ export class FileCredentialSource implements CredentialSource {
     this.#now = now
   }
 
-  issue(): IssuedCredential {
+  issue(): HeldCredential {
     const now = this.#now()
     if (this.#cached !== null && this.#cached.until > now) return this.#cached.credential
     let text: string
@@ -59,19 +58,4 @@ export class FileCredentialSource implements CredentialSource {
   }
 }
 
-export class NoCredentialSource implements CredentialSource {
-  issue(): IssuedCredential {
-    throw new CorridorError('credential_unavailable', 'this connector has no credential source configured')
-  }
-}
 
-export function createEmbeddedSource(spec: CredentialSourceSpec, env: Readonly<Record<string, string | undefined>>): CredentialSource | null {
-  switch (spec.kind) {
-    case 'env':
-      return new EnvCredentialSource(spec.name, env)
-    case 'file':
-      return new FileCredentialSource(spec.path, spec.cacheMs)
-    case 'none':
-      return null
-  }
-}

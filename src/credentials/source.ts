@@ -1,24 +1,50 @@
 /**
- * Where a connector's credential comes from. Every source hands back an IssuedCredential: the
- * secret plus a reference that is safe to audit (the environment variable or file it came from;
- * for leased sources, the lease id), never the value.
+ * Where a connector's credential comes from. Every source hands back an IssuedCredential: named
+ * secret fields (`secret` is the primary one; a database lease adds `username` and `password`),
+ * plus a reference and lease id that are safe to audit, never the values.
  */
 import type { Secret } from './secret.ts'
 
 export interface IssuedCredential {
-  readonly secret: Secret
+  /** Field name → value; injection templates refer to them as `{secret}`, `{username}`… */
+  readonly fields: ReadonlyMap<string, Secret>
   /** Safe to log and audit: names where the credential came from, never its value. */
   readonly reference: string
   readonly leaseId: string | null
 }
 
+export interface IssueContext {
+  readonly agentId: string
+  /** The action asks for a lease of its own, revoked when the response ends. */
+  readonly perRequest: boolean
+  /** The issuing deadline (vault.timeout); sources must give up when it fires. */
+  readonly signal: AbortSignal
+}
+
+/** A credential plus what to do when the request that used it is over. */
+export interface HeldCredential extends IssuedCredential {
+  /** Called once the agent's response has closed (revokes per-request leases). */
+  release(): void
+  /** Called when the upstream answered 401/403 with it (drops it from the cache if the connector opts in). */
+  rejected(): void
+}
+
 export interface CredentialSource {
-  /** Resolves a credential or throws CorridorError('credential_unavailable'). */
-  issue(signal?: AbortSignal): Promise<IssuedCredential> | IssuedCredential
+  /** Resolves a credential or throws (the broker turns any failure into credential_unavailable). */
+  issue(context: IssueContext): Promise<HeldCredential> | HeldCredential
+  /** Revokes whatever it holds (shutdown). */
+  close?(): Promise<void>
 }
 
 // Header values must be RFC 9110 field values: no CR, LF or NUL can ride in a secret.
 const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/
 export function isValidFieldValue(value: string): boolean {
   return FIELD_VALUE.test(value)
+}
+
+const NOTHING = (): void => {}
+
+/** A credential whose lifetime is not tied to the request (env, file, cached leases). */
+export function held(credential: IssuedCredential, hooks: { release?: () => void; rejected?: () => void } = {}): HeldCredential {
+  return { ...credential, release: hooks.release ?? NOTHING, rejected: hooks.rejected ?? NOTHING }
 }

@@ -16,8 +16,9 @@ import { randomUUID } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { newAuditRecord, recordDecision, type AuditRecord, type Outcome } from '../audit/record.ts'
 import type { AuditSink } from '../audit/sink.ts'
-import type { CredentialBroker } from '../credentials/broker.ts'
+import { credentialFailureCode, type CredentialBroker } from '../credentials/broker.ts'
 import { injectCredential } from '../credentials/inject.ts'
+import type { HeldCredential } from '../credentials/source.ts'
 import type { Identifier } from '../identity/identify.ts'
 import { bucketFor } from '../policy/compile.ts'
 import { evaluate } from '../policy/evaluate.ts'
@@ -55,12 +56,18 @@ export function createPipeline(deps: PipelineDeps): (req: IncomingMessage, res: 
     const startedAt = deps.now()
     const started = performance.now()
     const record = newAuditRecord(randomUUID(), startedAt, req.method ?? '', req.url ?? '')
-    res.once('close', () => finish(deps, record, res, started))
-    handle(deps, extraSingletons, req, res, record, startedAt).catch((err: unknown) => refuse(deps, req, res, record, err))
+    const lease: LeaseHolder = { credential: null }
+    res.once('close', () => finish(deps, record, res, started, lease))
+    handle(deps, extraSingletons, req, res, record, startedAt, lease).catch((err: unknown) => refuse(deps, req, res, record, err))
   }
 }
 
-async function handle(deps: PipelineDeps, extraSingletons: readonly string[], req: IncomingMessage, res: ServerResponse, record: AuditRecord, now: number): Promise<void> {
+/** The credential a request holds, so that finish() can release it however the request ended. */
+interface LeaseHolder {
+  credential: HeldCredential | null
+}
+
+async function handle(deps: PipelineDeps, extraSingletons: readonly string[], req: IncomingMessage, res: ServerResponse, record: AuditRecord, now: number, lease: LeaseHolder): Promise<void> {
   // 1. Inbound checks.
   const connectionNamed = inspectInbound(req, deps.limits, extraSingletons)
 
@@ -138,15 +145,17 @@ async function handle(deps: PipelineDeps, extraSingletons: readonly string[], re
   // 6. Audit gate: refuse rather than act unaudited.
   if (!deps.audit.healthy) throw new CorridorError('audit_unavailable', 'the audit trail cannot be written; nothing is forwarded until it can')
 
-  // 7. Credential.
-  let credential
+  // 7. Credential: issued only now that the request is allowed (per-request leases are minted for it alone).
+  let credential: HeldCredential | null
   try {
-    credential = await deps.credentials.issue(connector)
+    credential = await deps.credentials.issue(connector, agent.id, match?.value.perRequestLease ?? false)
   } catch (err) {
-    // Operators get the why (which variable or file); the agent only learns that the connector's credential is unavailable.
-    deps.log.warn({ err, connector: connector.id, requestId: record.request_id }, 'credential unavailable; request not forwarded')
-    throw new CorridorError('credential_unavailable', `the credential for connector '${connector.id}' is unavailable; nothing was forwarded`, { cause: err })
+    // Operators get the why (Vault sealed, which variable or file); the agent only learns that the credential is unavailable.
+    record.error_detail = credentialFailureCode(err)
+    deps.log.warn({ err: isCorridorError(err) ? (err.cause ?? err) : err, detail: record.error_detail, connector: connector.id, requestId: record.request_id }, 'credential unavailable; request not forwarded')
+    throw err
   }
+  lease.credential = credential
   const outgoing = {
     headers: upstreamRequestHeaders(req, {
       connectionNamed,
@@ -157,7 +166,8 @@ async function handle(deps: PipelineDeps, extraSingletons: readonly string[], re
     query: target.query,
   }
   if (credential !== null) {
-    injectCredential(connector.injection, credential.secret, outgoing)
+    record.credential = { reference: credential.reference, lease_id: credential.leaseId }
+    injectCredential(connector.injection, credential, outgoing)
     record.credential = { reference: credential.reference, lease_id: credential.leaseId }
   }
 
@@ -225,7 +235,12 @@ function outcomeFor(error: CorridorError): Outcome {
   }
 }
 
-function finish(deps: PipelineDeps, record: AuditRecord, res: ServerResponse, started: number): void {
+function finish(deps: PipelineDeps, record: AuditRecord, res: ServerResponse, started: number, lease: LeaseHolder): void {
+  const credential = lease.credential
+  if (credential !== null) {
+    if (record.upstream_status === 401 || record.upstream_status === 403) credential.rejected()
+    credential.release()
+  }
   record.status = res.statusCode
   record.duration_ms = Math.round((performance.now() - started) * 1000) / 1000
   if (record.outcome === 'forwarded' && !res.writableFinished) record.outcome = 'client_aborted'

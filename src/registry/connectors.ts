@@ -5,7 +5,7 @@
  * reach through it.
  */
 import { dirname, resolve } from 'node:path'
-import type { Node } from 'yaml'
+import { isMap, type Node } from 'yaml'
 import { YamlReader } from '../config/yaml-reader.ts'
 import { RISKS, type Risk } from './risk.ts'
 import { RouteTrie } from './route-template.ts'
@@ -16,17 +16,41 @@ export interface Action {
   readonly path: string
   readonly risk: Risk
   readonly description: string
+  /** `lease: per_request`: a credential minted for this request alone, after the decision, revoked when it ends. */
+  readonly perRequestLease: boolean
 }
 
-export type CredentialSourceSpec =
+/** Where a secret input comes from when it is not the connector's credential itself. */
+export type SecretInputSpec =
   | { readonly kind: 'env'; readonly name: string }
   | { readonly kind: 'file'; readonly path: string; readonly cacheMs: number }
+  | { readonly kind: 'vault_kv'; readonly mount: string; readonly path: string; readonly version: number | null; readonly field: string | null; readonly cacheMs: number }
+
+export type CredentialScope = 'connector' | 'agent'
+
+export type CredentialSourceSpec =
+  | SecretInputSpec
+  | { readonly kind: 'vault_dynamic'; readonly path: string; readonly method: 'GET' | 'POST'; readonly params: Readonly<Record<string, unknown>> | null; readonly field: string | null; readonly scope: CredentialScope }
+  | { readonly kind: 'vault_token'; readonly policies: readonly string[]; readonly ttl: string; readonly numUses: number; readonly scope: CredentialScope }
+  | { readonly kind: 'vault_identity'; readonly role: string; readonly scope: CredentialScope }
+  | {
+      readonly kind: 'oauth2'
+      readonly tokenUrl: string
+      readonly clientId: string
+      readonly clientSecret: SecretInputSpec
+      readonly scopes: readonly string[]
+      readonly audience: string | null
+      readonly authMethod: 'basic' | 'post'
+    }
   | { readonly kind: 'none' }
 
+/** A value with `{field}` placeholders, split once at load: literal text and field names alternate. */
+export type Template = readonly (string | { readonly field: string })[]
+
 export type InjectionSpec =
-  | { readonly kind: 'header'; readonly header: string; readonly prefix: string; readonly suffix: string }
-  | { readonly kind: 'basic'; readonly username: string | null; readonly password: string | null }
-  | { readonly kind: 'query'; readonly param: string }
+  | { readonly kind: 'header'; readonly header: string; readonly value: Template }
+  | { readonly kind: 'basic'; readonly username: Template; readonly password: Template }
+  | { readonly kind: 'query'; readonly param: string; readonly value: Template }
   | { readonly kind: 'none' }
 
 export interface ConnectorLimits {
@@ -61,6 +85,8 @@ export interface Connector {
    */
   readonly dropHeaders: ReadonlySet<string>
   readonly credential: CredentialSourceSpec
+  /** On a 401/403 from the upstream, drop the cached lease so that the next request gets a fresh one. */
+  readonly refreshOnReject: boolean
   readonly injection: InjectionSpec
   readonly limits: ConnectorLimits
   readonly timeouts: ConnectorTimeouts
@@ -129,9 +155,9 @@ function readConnector(r: YamlReader, node: Node, where: string): Connector | nu
   }
   const stripHeaders = f.has('strip_headers') ? r.strings(f.get('strip_headers'), `${where}.strip_headers`).map((h) => h.toLowerCase()) : []
 
-  const { credential, injection } = f.has('credential')
+  const { credential, injection, refreshOnReject } = f.has('credential')
     ? readCredential(r, f.get('credential'), `${where}.credential`)
-    : { credential: { kind: 'none' } as const, injection: { kind: 'none' } as const }
+    : { credential: { kind: 'none' } as const, injection: { kind: 'none' } as const, refreshOnReject: false }
 
   let limits = DEFAULT_LIMITS
   if (f.has('limits')) {
@@ -156,13 +182,14 @@ function readConnector(r: YamlReader, node: Node, where: string): Connector | nu
   const names = new Set<string>()
   r.list(f.get('actions'), `${where}.actions`).forEach((actionNode, k) => {
     const aw = `${where}.actions[${k}]`
-    const af = r.map(actionNode, aw, ['name', 'method', 'path', 'risk', 'description'], ['name', 'method', 'path', 'risk'])
+    const af = r.map(actionNode, aw, ['name', 'method', 'path', 'risk', 'description', 'lease'], ['name', 'method', 'path', 'risk'])
     const action: Action = {
       name: r.string(af.get('name'), `${aw}.name`),
       method: r.oneOf(af.get('method'), `${aw}.method`, METHODS),
       path: r.string(af.get('path'), `${aw}.path`),
       risk: r.oneOf(af.get('risk'), `${aw}.risk`, RISKS),
       description: af.has('description') ? r.string(af.get('description'), `${aw}.description`) : '',
+      perRequestLease: af.has('lease') && r.oneOf(af.get('lease'), `${aw}.lease`, ['per_request', 'shared'] as const) === 'per_request',
     }
     if (names.has(action.name)) r.issue(af.get('name'), `${aw}: duplicate action name '${action.name}'`)
     names.add(action.name)
@@ -185,6 +212,7 @@ function readConnector(r: YamlReader, node: Node, where: string): Connector | nu
     agentKeyHeader,
     dropHeaders: new Set([...stripHeaders, ...(agentKeyHeader === null ? [] : [agentKeyHeader]), ...(injection.kind === 'header' ? [injection.header] : [])]),
     credential,
+    refreshOnReject,
     injection,
     limits,
     timeouts,
@@ -193,42 +221,147 @@ function readConnector(r: YamlReader, node: Node, where: string): Connector | nu
   }
 }
 
-function readCredential(r: YamlReader, node: Node | undefined, where: string): { credential: CredentialSourceSpec; injection: InjectionSpec } {
-  const f = r.map(node, where, ['source', 'env', 'file', 'cache', 'inject'], ['source', 'inject'])
-  const source = r.oneOf(f.get('source'), `${where}.source`, ['env', 'file'] as const)
-  const cacheMs = f.has('cache') ? r.duration(f.get('cache'), `${where}.cache`) : 30_000
-  let credential: CredentialSourceSpec
-  if (source === 'env') {
-    // The environment is read once, at start; `cache` applies to sources that are re-read.
-    if (f.has('cache')) r.issue(f.get('cache'), `${where}.cache applies only to file sources`)
-    credential = { kind: 'env', name: r.string(f.get('env'), `${where}.env (the environment variable holding the secret)`) }
-  } else {
-    // Relative to the connectors file, like every path in Corridor's configuration.
-    credential = { kind: 'file', path: resolve(dirname(r.file), r.string(f.get('file'), `${where}.file (the file holding the secret)`)), cacheMs }
-  }
+const SOURCES = ['env', 'file', 'vault_kv', 'vault_dynamic', 'vault_token', 'vault_identity', 'oauth2'] as const
+const SOURCE_KEYS: Record<(typeof SOURCES)[number], readonly string[]> = {
+  env: ['env'],
+  file: ['file', 'cache'],
+  vault_kv: ['mount', 'path', 'version', 'field', 'cache'],
+  vault_dynamic: ['path', 'method', 'params', 'field', 'scope', 'refresh_on_reject'],
+  vault_token: ['policies', 'ttl', 'num_uses', 'scope', 'refresh_on_reject'],
+  vault_identity: ['role', 'scope', 'refresh_on_reject'],
+  oauth2: ['token_url', 'client_id', 'client_secret', 'scopes', 'audience', 'auth_method', 'refresh_on_reject'],
+}
+const VAULT_PATH = /^[A-Za-z0-9_.-]+(?:\/[A-Za-z0-9_.@+=:-]+)*$/
 
-  const inf = r.map(f.get('inject'), `${where}.inject`, ['header', 'format', 'basic', 'query'])
-  let injection: InjectionSpec = { kind: 'none' }
-  const placements = ['header', 'basic', 'query'].filter((k) => inf.has(k))
-  if (placements.length !== 1) {
-    r.issue(f.get('inject'), `${where}.inject needs exactly one of: header, basic, query`)
-  } else if (inf.has('header')) {
-    const header = r.string(inf.get('header'), `${where}.inject.header`).toLowerCase()
-    if (!HEADER_NAME.test(header)) r.issue(inf.get('header'), `${where}.inject.header is not a valid header name`)
-    const format = inf.has('format') ? r.string(inf.get('format'), `${where}.inject.format`) : '{secret}'
-    const parts = format.split('{secret}')
-    if (parts.length !== 2) r.issue(inf.get('format'), `${where}.inject.format must contain '{secret}' exactly once`)
-    injection = { kind: 'header', header, prefix: parts[0] ?? '', suffix: parts[1] ?? '' }
-  } else if (inf.has('basic')) {
-    const bf = r.map(inf.get('basic'), `${where}.inject.basic`, ['username', 'password'], ['username', 'password'])
-    const username = r.value(bf.get('username'))
-    const password = r.value(bf.get('password'))
-    const asField = (v: unknown): string | null => (v === '{secret}' ? null : String(v ?? ''))
-    if (username !== '{secret}' && password !== '{secret}') r.issue(inf.get('basic'), `${where}.inject.basic: username or password must be '{secret}'`)
-    injection = { kind: 'basic', username: asField(username), password: asField(password) }
-  } else {
-    injection = { kind: 'query', param: r.string(inf.get('query'), `${where}.inject.query`) }
+function readCredential(r: YamlReader, node: Node | undefined, where: string): { credential: CredentialSourceSpec; injection: InjectionSpec; refreshOnReject: boolean } {
+  // The source decides which other keys are allowed, so it is read first.
+  const sourceNode = isMap(node) ? (node.get('source', true) as Node | undefined) : undefined
+  const source = sourceNode === undefined ? 'env' : r.oneOf(sourceNode, `${where}.source`, SOURCES)
+  const f = r.map(node, where, ['source', 'inject', ...SOURCE_KEYS[source]], ['source', 'inject'])
+  const credential = readSource(r, f, where, source)
+  const refreshOnReject = f.has('refresh_on_reject') && r.boolean(f.get('refresh_on_reject'), `${where}.refresh_on_reject`)
+  return { credential, injection: readInjection(r, f.get('inject'), `${where}.inject`), refreshOnReject }
+}
+
+function readSource(r: YamlReader, f: Map<string, Node>, where: string, source: (typeof SOURCES)[number]): CredentialSourceSpec {
+  const vaultPath = (key: string): string => {
+    const value = r.string(f.get(key), `${where}.${key}`)
+    if (value && !VAULT_PATH.test(value)) r.issue(f.get(key), `${where}.${key} must be a Vault path: segments of letters, digits and _.-, no leading slash, no '..'`)
+    if (value.split('/').some((seg) => seg === '..' || seg === '.')) r.issue(f.get(key), `${where}.${key} must not contain '.' or '..' segments`)
+    return value
   }
-  if (inf.has('format') && !inf.has('header')) r.issue(inf.get('format'), `${where}.inject.format applies only to header injection`)
-  return { credential, injection }
+  const scope = (): CredentialScope => (f.has('scope') ? r.oneOf(f.get('scope'), `${where}.scope`, ['connector', 'agent'] as const) : 'connector')
+  const field = (): string | null => (f.has('field') ? r.string(f.get('field'), `${where}.field`) : null)
+  switch (source) {
+    case 'env':
+      return { kind: 'env', name: r.string(f.get('env'), `${where}.env (the environment variable holding the secret)`) }
+    case 'file':
+      // Relative to the connectors file, like every path in Corridor's configuration.
+      return { kind: 'file', path: resolve(dirname(r.file), r.string(f.get('file'), `${where}.file (the file holding the secret)`)), cacheMs: f.has('cache') ? r.duration(f.get('cache'), `${where}.cache`) : 30_000 }
+    case 'vault_kv':
+      return {
+        kind: 'vault_kv',
+        mount: vaultPath('mount'),
+        path: vaultPath('path'),
+        version: f.has('version') ? r.number(f.get('version'), `${where}.version`) : null,
+        field: field(),
+        cacheMs: f.has('cache') ? r.duration(f.get('cache'), `${where}.cache`) : 60_000,
+      }
+    case 'vault_dynamic': {
+      const method = f.has('method') ? r.oneOf(f.get('method'), `${where}.method`, ['GET', 'POST'] as const) : 'GET'
+      const params = f.has('params') ? (r.value(f.get('params')) as Record<string, unknown>) : null
+      if (params !== null && (typeof params !== 'object' || Array.isArray(params))) r.issue(f.get('params'), `${where}.params must be a mapping`)
+      if (params !== null && method === 'GET') r.issue(f.get('params'), `${where}.params are sent only with method: POST`)
+      return { kind: 'vault_dynamic', path: vaultPath('path'), method, params, field: field(), scope: scope() }
+    }
+    case 'vault_token': {
+      const ttl = r.duration(f.get('ttl'), `${where}.ttl`)
+      return { kind: 'vault_token', policies: r.strings(f.get('policies'), `${where}.policies`), ttl: `${Math.max(1, Math.round(ttl / 1000))}s`, numUses: f.has('num_uses') ? r.number(f.get('num_uses'), `${where}.num_uses`) : 0, scope: scope() }
+    }
+    case 'vault_identity':
+      return { kind: 'vault_identity', role: vaultPath('role'), scope: scope() }
+    case 'oauth2': {
+      const tokenUrl = r.string(f.get('token_url'), `${where}.token_url`)
+      try {
+        const url = new URL(tokenUrl)
+        if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new Error('scheme')
+      } catch {
+        r.issue(f.get('token_url'), `${where}.token_url must be an http(s) URL`)
+      }
+      return {
+        kind: 'oauth2',
+        tokenUrl,
+        clientId: r.string(f.get('client_id'), `${where}.client_id`),
+        clientSecret: readSecretInput(r, f.get('client_secret'), `${where}.client_secret`),
+        scopes: f.has('scopes') ? r.strings(f.get('scopes'), `${where}.scopes`) : [],
+        audience: f.has('audience') ? r.string(f.get('audience'), `${where}.audience`) : null,
+        authMethod: f.has('auth_method') ? r.oneOf(f.get('auth_method'), `${where}.auth_method`, ['basic', 'post'] as const) : 'basic',
+      }
+    }
+  }
+}
+
+/** `{ env: NAME }`, `{ file: path }` or `{ vault_kv: { mount, path, field } }`. */
+function readSecretInput(r: YamlReader, node: Node | undefined, where: string): SecretInputSpec {
+  const f = r.map(node, where, ['env', 'file', 'vault_kv'])
+  if (f.size !== 1) r.issue(node, `${where} needs exactly one of: env, file, vault_kv`)
+  if (f.has('file')) return { kind: 'file', path: resolve(dirname(r.file), r.string(f.get('file'), `${where}.file`)), cacheMs: 30_000 }
+  if (f.has('vault_kv')) {
+    const kf = r.map(f.get('vault_kv'), `${where}.vault_kv`, ['mount', 'path', 'version', 'field', 'cache'], ['mount', 'path', 'field'])
+    return {
+      kind: 'vault_kv',
+      mount: r.string(kf.get('mount'), `${where}.vault_kv.mount`),
+      path: r.string(kf.get('path'), `${where}.vault_kv.path`),
+      version: kf.has('version') ? r.number(kf.get('version'), `${where}.vault_kv.version`) : null,
+      field: r.string(kf.get('field'), `${where}.vault_kv.field`),
+      cacheMs: kf.has('cache') ? r.duration(kf.get('cache'), `${where}.vault_kv.cache`) : 60_000,
+    }
+  }
+  return { kind: 'env', name: r.string(f.get('env'), `${where}.env`) }
+}
+
+const PLACEHOLDER = /\{([A-Za-z_][A-Za-z0-9_]*)\}/g
+
+/** Splits `Bearer {secret}` into ['Bearer ', {field: 'secret'}]. */
+export function parseTemplate(text: string): Template {
+  const parts: (string | { field: string })[] = []
+  let last = 0
+  for (const m of text.matchAll(PLACEHOLDER)) {
+    if (m.index > last) parts.push(text.slice(last, m.index))
+    parts.push({ field: m[1] as string })
+    last = m.index + m[0].length
+  }
+  if (last < text.length) parts.push(text.slice(last))
+  return parts
+}
+
+const hasField = (t: Template): boolean => t.some((p) => typeof p !== 'string')
+
+function readInjection(r: YamlReader, node: Node | undefined, where: string): InjectionSpec {
+  const inf = r.map(node, where, ['header', 'format', 'basic', 'query'])
+  const placements = ['header', 'basic', 'query'].filter((k) => inf.has(k))
+  if (inf.has('format') && !inf.has('header') && !inf.has('query')) r.issue(inf.get('format'), `${where}.format applies only to header and query injection`)
+  const format = (): Template => {
+    const text = inf.has('format') ? r.string(inf.get('format'), `${where}.format`) : '{secret}'
+    const template = parseTemplate(text)
+    if (!hasField(template)) r.issue(inf.get('format'), `${where}.format must contain a field placeholder such as '{secret}'`)
+    return template
+  }
+  if (placements.length !== 1) {
+    r.issue(node, `${where} needs exactly one of: header, basic, query`)
+    return { kind: 'none' }
+  }
+  if (inf.has('header')) {
+    const header = r.string(inf.get('header'), `${where}.header`).toLowerCase()
+    if (!HEADER_NAME.test(header)) r.issue(inf.get('header'), `${where}.header is not a valid header name`)
+    return { kind: 'header', header, value: format() }
+  }
+  if (inf.has('basic')) {
+    const bf = r.map(inf.get('basic'), `${where}.basic`, ['username', 'password'], ['username', 'password'])
+    const username = parseTemplate(String(r.value(bf.get('username')) ?? ''))
+    const password = parseTemplate(String(r.value(bf.get('password')) ?? ''))
+    if (!hasField(username) && !hasField(password)) r.issue(inf.get('basic'), `${where}.basic: username or password must contain a field such as '{secret}'`)
+    return { kind: 'basic', username, password }
+  }
+  return { kind: 'query', param: r.string(inf.get('query'), `${where}.query`), value: format() }
 }

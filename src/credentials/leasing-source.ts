@@ -1,0 +1,55 @@
+/**
+ * A credential source backed by leases: the scope decides who shares a lease (every agent of the
+ * connector, or each agent its own), per-request actions get a lease of their own that is revoked
+ * when the response ends, and an upstream's 401/403 drops the refused lease only when the
+ * connector opts in (once per lease, never a retry loop).
+ */
+import type { Logger } from '../shared/logger.ts'
+import { LeaseCache, type LeaseProvider } from './lease-cache.ts'
+import { held, type CredentialSource, type HeldCredential, type IssueContext } from './source.ts'
+
+export type CredentialScope = 'connector' | 'agent'
+
+export interface LeasingSourceOptions {
+  readonly scope: CredentialScope
+  readonly refreshOnReject: boolean
+  readonly now: () => number
+  readonly log: Logger
+  readonly timeoutMs: number
+}
+
+export class LeasingSource implements CredentialSource {
+  readonly #cache: LeaseCache
+  readonly #scope: CredentialScope
+  readonly #refreshOnReject: boolean
+  readonly #canRevoke: boolean
+
+  constructor(provider: LeaseProvider, options: LeasingSourceOptions) {
+    this.#cache = new LeaseCache(provider, { now: options.now, log: options.log, timeoutMs: options.timeoutMs })
+    this.#scope = options.scope
+    this.#refreshOnReject = options.refreshOnReject
+    this.#canRevoke = provider.revoke !== undefined
+  }
+
+  async issue(context: IssueContext): Promise<HeldCredential> {
+    const scope = this.#scope === 'agent' ? `agent:${context.agentId}` : 'connector'
+    if (context.perRequest && this.#canRevoke) {
+      const lease = await this.#cache.obtainUncached(scope, context.signal)
+      let released = false
+      return held(lease.credential, {
+        release: () => {
+          if (released) return
+          released = true
+          void this.#cache.revoke(lease)
+        },
+      })
+    }
+    const credential = await this.#cache.get(scope, context.signal)
+    if (!this.#refreshOnReject) return held(credential)
+    return held(credential, { rejected: () => void this.#cache.invalidate(scope, credential.leaseId, credential.reference) })
+  }
+
+  close(): Promise<void> {
+    return this.#cache.revokeAll()
+  }
+}
