@@ -1,7 +1,7 @@
 /**
  * Caches short-lived credentials per scope (connector, or connector + agent) until a safety
  * margin before they expire. Concurrent requests for one scope share a single in-flight call;
- * renewable leases are renewed in the background once two thirds of their life has passed,
+ * renewable leases are renewed in the background once half their life has passed,
  * while the still-valid credential keeps serving; a failure is remembered for a moment so that a
  * down Vault gets one call per scope per second, not one per request. Every lease ever cached is
  * revoked at shutdown.
@@ -43,6 +43,11 @@ export function safetyMarginMs(lease: Pick<Lease, 'obtainedAt' | 'expiresAt'>): 
   return Math.min(Math.max(life * 0.1, 1_000), 300_000, life / 2)
 }
 
+/** Half-way through its life: early enough that a failed renewal leaves time before the margin. */
+export function renewalPoint(lease: Pick<Lease, 'obtainedAt' | 'expiresAt'>): number {
+  return lease.obtainedAt + (lease.expiresAt - lease.obtainedAt) / 2
+}
+
 export class LeaseCache {
   readonly #provider: LeaseProvider
   readonly #options: LeaseCacheOptions
@@ -62,7 +67,7 @@ export class LeaseCache {
     const entry = this.#entries.get(scope)
     if (entry !== undefined && now < entry.lease.expiresAt - safetyMarginMs(entry.lease)) {
       const { lease } = entry
-      if (lease.renewable && !entry.renewing && now >= lease.obtainedAt + ((lease.expiresAt - lease.obtainedAt) * 2) / 3) this.#renewInBackground(scope, entry)
+      if (lease.renewable && !entry.renewing && now >= renewalPoint(lease)) this.#renewInBackground(scope, entry)
       return lease.credential
     }
     const failure = this.#failures.get(scope)

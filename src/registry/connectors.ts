@@ -31,7 +31,7 @@ export type CredentialScope = 'connector' | 'agent'
 export type CredentialSourceSpec =
   | SecretInputSpec
   | { readonly kind: 'vault_dynamic'; readonly path: string; readonly method: 'GET' | 'POST'; readonly params: Readonly<Record<string, unknown>> | null; readonly field: string | null; readonly scope: CredentialScope }
-  | { readonly kind: 'vault_token'; readonly policies: readonly string[]; readonly ttl: string; readonly numUses: number; readonly scope: CredentialScope }
+  | { readonly kind: 'vault_token'; readonly role: string | null; readonly policies: readonly string[]; readonly ttl: string; readonly numUses: number; readonly scope: CredentialScope }
   | { readonly kind: 'vault_identity'; readonly role: string; readonly scope: CredentialScope }
   | {
       readonly kind: 'oauth2'
@@ -227,7 +227,7 @@ const SOURCE_KEYS: Record<(typeof SOURCES)[number], readonly string[]> = {
   file: ['file', 'cache'],
   vault_kv: ['mount', 'path', 'version', 'field', 'cache'],
   vault_dynamic: ['path', 'method', 'params', 'field', 'scope', 'refresh_on_reject'],
-  vault_token: ['policies', 'ttl', 'num_uses', 'scope', 'refresh_on_reject'],
+  vault_token: ['role', 'policies', 'ttl', 'num_uses', 'scope', 'refresh_on_reject'],
   vault_identity: ['role', 'scope', 'refresh_on_reject'],
   oauth2: ['token_url', 'client_id', 'client_secret', 'scopes', 'audience', 'auth_method', 'refresh_on_reject'],
 }
@@ -276,7 +276,7 @@ function readSource(r: YamlReader, f: Map<string, Node>, where: string, source: 
     }
     case 'vault_token': {
       const ttl = r.duration(f.get('ttl'), `${where}.ttl`)
-      return { kind: 'vault_token', policies: r.strings(f.get('policies'), `${where}.policies`), ttl: `${Math.max(1, Math.round(ttl / 1000))}s`, numUses: f.has('num_uses') ? r.number(f.get('num_uses'), `${where}.num_uses`) : 0, scope: scope() }
+      return { kind: 'vault_token', role: f.has('role') ? vaultPath('role') : null, policies: r.strings(f.get('policies'), `${where}.policies`), ttl: `${Math.max(1, Math.round(ttl / 1000))}s`, numUses: f.has('num_uses') ? r.number(f.get('num_uses'), `${where}.num_uses`) : 0, scope: scope() }
     }
     case 'vault_identity':
       return { kind: 'vault_identity', role: vaultPath('role'), scope: scope() }

@@ -26,6 +26,8 @@ interface Token {
   maxExpiresAt: number | null
   renewable: boolean
   numUses: number
+  /** Created with a use limit: such tokens cannot create children. */
+  limited: boolean
   entityId: string
   orphan: boolean
   parent: string | null
@@ -131,6 +133,7 @@ export class VaultTestServer {
   readonly #dynamic = new Map<string, Map<string, DynamicRole>>()
   readonly #approles = new Map<string, { roleId: string; secretIds: Set<string>; policies: string[]; tokenTtlSec: number; tokenMaxTtlSec: number }>()
   readonly #jwtMounts = new Map<string, { jwks: JSONWebKeySet; roles: Map<string, { policies: string[]; ttlSec: number; audience: string }> }>()
+  readonly #tokenRoles = new Map<string, { allowedPolicies: string[]; orphan: boolean }>()
   readonly #oidcRoles = new Map<string, { clientId: string; ttlSec: number }>()
   #oidcKey: { privateKey: CryptoKey; jwks: JSONWebKeySet; kid: string } | null = null
   #server: Server | null = null
@@ -147,6 +150,7 @@ export class VaultTestServer {
       maxExpiresAt: null,
       renewable: false,
       numUses: 0,
+      limited: false,
       entityId: '',
       orphan: true,
       parent: null,
@@ -223,6 +227,11 @@ export class VaultTestServer {
     const secretId = randomUUID()
     this.#approles.set(name, { roleId, secretIds: new Set([secretId]), policies, tokenTtlSec, tokenMaxTtlSec })
     return { roleId, secretId }
+  }
+
+  /** auth/token/roles/<name>: lets a token create tokens with policies it does not hold itself. */
+  addTokenRole(name: string, spec: { allowedPolicies: string[]; orphan?: boolean }): void {
+    this.#tokenRoles.set(name, { allowedPolicies: spec.allowedPolicies, orphan: spec.orphan ?? false })
   }
 
   addJwtRole(mount: string, jwks: JSONWebKeySet, role: string, spec: { policies: string[]; ttlSec: number; audience: string }): void {
@@ -363,10 +372,16 @@ export class VaultTestServer {
     if (loginMatch && method === 'POST' && this.#jwtMounts.has(loginMatch[1] as string)) return this.#jwtLogin(loginMatch[1] as string, body)
 
     const token = this.#authenticate(req)
+    // The use is counted before the request is handled (lookup-self shows it); at zero the token is revoked after it.
+    const last = this.#use(token)
     try {
+      // ACLs are checked before routing: without the capability, even a path that does not exist is 403.
+      if (!this.#allowed(token, path, method === 'GET' ? 'read' : method === 'LIST' ? 'list' : method === 'DELETE' ? 'delete' : 'update') && !(method === 'POST' && this.#allowed(token, path, 'create'))) {
+        throw permissionDenied()
+      }
       return await this.#authenticated(token, method, path, url, body)
     } finally {
-      this.#use(token)
+      if (last) this.#revokeToken(token.id)
     }
   }
 
@@ -404,11 +419,11 @@ export class VaultTestServer {
     return token.expiresAt === null || token.expiresAt > now
   }
 
-  /** Every request made with a limited-use token uses one up; at zero the token is revoked. */
-  #use(token: Token): void {
-    if (token.numUses === 0) return
+  /** Every request made with a limited-use token uses one up; true when this was the last use. */
+  #use(token: Token): boolean {
+    if (!token.limited) return false
     token.numUses -= 1
-    if (token.numUses === 0) this.#revokeToken(token.id)
+    return token.numUses <= 0
   }
 
   #allowed(token: Token, path: string, capability: Capability): boolean {
@@ -480,6 +495,14 @@ export class VaultTestServer {
       }
     }
 
+    const roleCreate = /^auth\/token\/create\/([^/]+)$/.exec(path)
+    if (roleCreate) {
+      if (method !== 'POST') throw new VaultHttpError(405, [])
+      const role = this.#tokenRoles.get(roleCreate[1] as string)
+      if (role === undefined) throw badRequest('unknown role')
+      return this.#createToken(token, body, role.orphan, role)
+    }
+
     const oidc = /^identity\/oidc\/token\/([^/]+)$/.exec(path)
     if (oidc) {
       if (method !== 'GET') throw new VaultHttpError(405, [])
@@ -532,6 +555,7 @@ export class VaultTestServer {
       maxExpiresAt: spec.maxTtlSec === 0 ? null : now + spec.maxTtlSec * 1000,
       renewable: spec.renewable,
       numUses: spec.numUses,
+      limited: spec.numUses > 0,
       entityId: spec.entityId,
       orphan: spec.parent === null,
       parent: spec.parent,
@@ -605,11 +629,14 @@ export class VaultTestServer {
     return this.#envelope({ auth: this.#authBlock(token), warnings: warnings.length ? warnings : null })
   }
 
-  #createToken(parent: Token, body: Record<string, unknown>, orphan: boolean): Reply {
-    if (parent.numUses > 0) throw badRequest('restricted use token cannot generate child tokens')
-    const requested = Array.isArray(body.policies) ? body.policies.map(String) : parent.policies.filter((p) => p !== 'root')
+  #createToken(parent: Token, body: Record<string, unknown>, orphan: boolean, role?: { allowedPolicies: string[] }): Reply {
+    if (parent.limited) throw badRequest('restricted use token cannot generate child tokens')
+    const requested = Array.isArray(body.policies) ? body.policies.map(String) : (role?.allowedPolicies ?? parent.policies.filter((p) => p !== 'root'))
     const policies = body.no_default_policy === true ? requested : [...new Set(['default', ...requested])]
-    if (!parent.policies.includes('root') && !requested.every((p) => parent.policies.includes(p))) throw badRequest('child policies must be subset of parent')
+    if (role !== undefined) {
+      const notAllowed = requested.filter((p) => !role.allowedPolicies.includes(p))
+      if (notAllowed.length > 0) throw badRequest(`token policies (${notAllowed.join(', ')}) must be subset of the role's allowed policies`)
+    } else if (!parent.policies.includes('root') && !requested.every((p) => parent.policies.includes(p))) throw badRequest('child policies must be subset of parent')
     const ttlSec = body.ttl === undefined ? parent.ttlSec || 2_764_800 : parseDurationSec(body.ttl)
     const token = this.#mintToken({
       policies,

@@ -6,7 +6,7 @@
  */
 import { readFileSync } from 'node:fs'
 import type { Logger } from '../../shared/logger.ts'
-import { safetyMarginMs } from '../lease-cache.ts'
+import { renewalPoint, safetyMarginMs } from '../lease-cache.ts'
 import { Secret } from '../secret.ts'
 import { VaultError, type VaultAuthBlock, type VaultClient, type VaultEnvelope } from './vault-client.ts'
 
@@ -83,7 +83,7 @@ export class VaultSession {
     const now = this.#now()
     const state = this.#state
     if (state !== null && (state.expiresAt === null || now < state.expiresAt - safetyMarginMs({ obtainedAt: state.obtainedAt, expiresAt: state.expiresAt }))) {
-      if (state.renewable && state.expiresAt !== null && !this.#renewing && now >= state.obtainedAt + ((state.expiresAt - state.obtainedAt) * 2) / 3) {
+      if (state.renewable && state.expiresAt !== null && !this.#renewing && now >= renewalPoint({ obtainedAt: state.obtainedAt, expiresAt: state.expiresAt })) {
         this.#renewInBackground(state)
       }
       return state

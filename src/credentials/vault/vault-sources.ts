@@ -26,6 +26,8 @@ export interface VaultDynamicSpec {
 }
 
 export interface VaultTokenSpec {
+  /** A token role (auth/token/roles/<role>) whose allowed_policies include `policies`; without one, Vault only lets Corridor mint subsets of its own policies. */
+  readonly role: string | null
   readonly policies: readonly string[]
   readonly ttl: string
   readonly numUses: number
@@ -114,23 +116,24 @@ export class VaultTokenProvider implements LeaseProvider {
   }
 
   async obtain(scope: string, signal: AbortSignal): Promise<Lease> {
-    const { policies, ttl, numUses, connectorId } = this.spec
+    const { role, policies, ttl, numUses, connectorId } = this.spec
     const agent = scope.startsWith('agent:') ? scope.slice(6) : null
+    const path = role === null ? 'auth/token/create' : `auth/token/create/${role}`
     const envelope = requireEnvelope(
       await this.session.call(
         'POST',
-        'auth/token/create',
+        path,
         { policies, ttl, num_uses: numUses, renewable: false, no_default_policy: true, display_name: `corridor-${connectorId}`, meta: { corridor_connector: connectorId, ...(agent === null ? {} : { corridor_agent: agent }) } },
         signal,
       ),
-      'auth/token/create',
+      path,
     )
     const auth = envelope.auth
-    if (auth === null || typeof auth.client_token !== 'string') throw new VaultError('invalid_response', null, 'auth/token/create returned no token')
+    if (auth === null || typeof auth.client_token !== 'string') throw new VaultError('invalid_response', null, `${path} returned no token`)
     const obtainedAt = this.now()
     const token = checkedSecret(auth.client_token, 'client_token')
     return {
-      credential: { fields: new Map([['secret', token], ['token', token]]), reference: 'vault:auth/token/create', leaseId: `accessor:${auth.accessor}` },
+      credential: { fields: new Map([['secret', token], ['token', token]]), reference: `vault:${path}`, leaseId: `accessor:${auth.accessor}` },
       obtainedAt,
       expiresAt: obtainedAt + auth.lease_duration * 1000,
       renewable: false,
