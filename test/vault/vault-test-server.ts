@@ -268,6 +268,13 @@ export class VaultTestServer {
     }).id
   }
 
+  /** Revokes every token issued by a login path (e.g. auth/approle/login): Corridor's token gone behind its back. */
+  revokeTokensFrom(loginPath: string): number {
+    const ids = [...this.#tokens.values()].filter((t) => t.path === loginPath).map((t) => t.id)
+    for (const id of ids) this.#revokeToken(id)
+    return ids.length
+  }
+
   revokeToken(token: string): void {
     this.#revokeToken(token)
   }
