@@ -1,119 +1,325 @@
 /**
  * `npm run bench`: Corridor's full pipeline against the forwarders people would use instead, in
- * one run, on loopback. Prints one table per workload with req/s, p50/p99 latency and each figure
- * as a ratio to "direct" measured in the same run. Bounded in time; stops everything it starts.
+ * one run, on loopback, each in its own process. Method (as in shared/reference/performance.md):
+ * the sample upstream is pinned to CPU 0; the proxy under test and the load generator share CPU 1
+ * (`taskset`, when present). Variants are interleaved across repetitions so drift hits all of
+ * them; medians with min–max are printed, every figure also as a ratio to "direct" from this run.
+ * Bounded in time; stops every process it starts.
  *
- *   BENCH_SECONDS=5 BENCH_CONNECTIONS=50 BENCH_REPEAT=3 npm run bench
+ *   BENCH_SECONDS=5 BENCH_REPEAT=3 BENCH_CONNECTIONS=50 npm run bench
  */
-import { createHash } from 'node:crypto'
-import { mkdtempSync, writeFileSync } from 'node:fs'
-import { createServer, type Server } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { createInterface } from 'node:readline'
 import autocannon from 'autocannon'
-import httpProxy from 'http-proxy'
-import { Pool } from 'undici'
-import { loadServerConfig } from '../src/config/server-config.ts'
-import { startCorridor } from '../src/main.ts'
-import { createLogger } from '../src/shared/logger.ts'
+import { exportJWK, generateKeyPair, SignJWT } from 'jose'
+import { Client } from 'undici'
+import { describedFacts } from '../src/cli/described-request.ts'
+import { loadBundle } from '../src/policy/bundle.ts'
+import { evaluate } from '../src/policy/evaluate.ts'
+import { VaultTestServer } from '../test/vault/vault-test-server.ts'
+import { BENCH_KEY, JWT_AUDIENCE, JWT_ISSUER, writeBenchConfig, type CredentialVariant } from './bench-config.ts'
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5)
-const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50)
 const REPEAT = Number(process.env.BENCH_REPEAT ?? 3)
+const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50)
 const RULES = Number(process.env.BENCH_RULES ?? 1000)
-const KEY = 'cor_bench_agent_key'
+const WARMUP_SECONDS = 1
 
-const small = Buffer.from(JSON.stringify({ id: 1, items: Array.from({ length: 8 }, (_, i) => ({ i, name: `item-${i}` })) }))
-const large = Buffer.alloc(64 * 1024, 'x')
+const hasTaskset = spawnSync('taskset', ['--version']).status === 0
+const nginxPath = ['/usr/sbin/nginx', '/usr/bin/nginx'].find((p) => spawnSync(p, ['-v']).status === 0) ?? null
+const children = new Set<ChildProcess>()
+
+interface Workload {
+  name: string
+  path: string
+  method: 'GET' | 'POST'
+  body?: Buffer
+}
 const post = Buffer.from(JSON.stringify({ qty: 3, pad: 'y'.repeat(4000) }))
+const WORKLOADS: Workload[] = [
+  { name: 'small GET (~200 B JSON)', path: '/small', method: 'GET' },
+  { name: '64 KiB GET', path: '/large', method: 'GET' },
+  { name: '4 KiB JSON POST (body rule)', path: '/items', method: 'POST', body: post },
+  { name: 'server-sent events (10 events per response)', path: '/events', method: 'GET' },
+]
 
-const listen = (server: Server): Promise<number> =>
-  new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as AddressInfo).port)))
+interface Variant {
+  name: string
+  /** null: direct to the upstream. */
+  start: (() => Promise<Running>) | null
+  headers: () => Record<string, string>
+  workloads: Workload[]
+  vault?: VaultTestServer
+}
+interface Running {
+  url: string
+  pid: number
+  stop(): Promise<void>
+}
+interface Cell {
+  rps: number[]
+  p50: number[]
+  p99: number[]
+  rssMiB: number
+  errors: number
+  vaultCallsPer1000: number[]
+}
 
-async function main(): Promise<void> {
-  const upstream = createServer((req, res) => {
-    req.resume()
-    req.on('end', () => {
-      res.writeHead(200, { 'content-type': 'application/json' })
-      res.end(req.url?.includes('large') ? large : small)
+function spawnPinned(cpu: number, command: string, args: string[]): ChildProcess {
+  const child = hasTaskset ? spawn('taskset', ['-c', String(cpu), command, ...args], { stdio: ['ignore', 'pipe', 'inherit'] }) : spawn(command, args, { stdio: ['ignore', 'pipe', 'inherit'] })
+  children.add(child)
+  child.once('exit', () => children.delete(child))
+  return child
+}
+
+async function startTarget(kind: string, options: unknown, cpu: number): Promise<Running> {
+  const child = spawnPinned(cpu, process.execPath, [join(import.meta.dirname, 'target.ts'), kind, JSON.stringify(options)])
+  const url = await new Promise<string>((resolve, reject) => {
+    const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream })
+    lines.on('line', (line) => {
+      if (line.startsWith('READY ')) resolve(line.slice(6))
+    })
+    child.once('exit', (code) => reject(new Error(`${kind} exited with ${code} before it was ready`)))
+  })
+  return { url, pid: child.pid as number, stop: () => stopChild(child) }
+}
+
+function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null) return Promise.resolve()
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => child.kill('SIGKILL'), 3_000)
+    child.once('exit', () => {
+      clearTimeout(timer)
+      resolve()
+    })
+    child.kill('SIGTERM')
+  })
+}
+
+const freePort = (): Promise<number> =>
+  new Promise((resolve) => {
+    const s = createServer()
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port
+      s.close(() => resolve(port))
     })
   })
-  const upstreamPort = await listen(upstream)
-  const origin = `http://127.0.0.1:${upstreamPort}`
 
-  // Bare undici stream forwarder.
-  const pool = new Pool(origin, { connections: 128 })
-  const bareUndici = createServer((req, res) => {
-    pool
-      .stream({ method: req.method as 'GET', path: req.url ?? '/', headers: req.headers as Record<string, string>, body: req.method === 'GET' ? null : req }, ({ statusCode, headers }) => {
-        res.writeHead(statusCode, headers as Record<string, string>)
-        return res
-      })
-      .catch(() => res.destroy())
-  })
-  // Bare http-proxy forwarder with a keep-alive agent.
-  const proxy = httpProxy.createProxyServer({ target: origin, agent: new (await import('node:http')).Agent({ keepAlive: true, maxSockets: 128 }) })
-  const bareHttpProxy = createServer((req, res) => proxy.web(req, res, {}, () => res.destroy()))
-
-  const dir = mkdtempSync(join(tmpdir(), 'corridor-bench-'))
-  writeFileSync(join(dir, 'agents.yaml'), `agents:\n  - { id: bench, owner: perf, tier: transactional, connectors: [svc], api_keys: [{ hash: "sha256:${createHash('sha256').update(KEY).digest('hex')}" }] }\n` +
-    Array.from({ length: 50 }, (_, i) => `  - { id: other-${i}, owner: perf, tier: read-only, connectors: [svc] }\n`).join(''))
-  writeFileSync(join(dir, 'connectors.yaml'), `connectors:\n  - id: svc\n    owner: perf\n    upstream: ${origin}\n    certified_until: 2099-01-01\n    credential: { source: env, env: BENCH_TOKEN, inject: { header: authorization, format: "Bearer {secret}" } }\n    actions:\n      - { name: small.get, method: GET, path: /small, risk: read }\n      - { name: large.get, method: GET, path: /large, risk: read }\n      - { name: items.create, method: POST, path: /items, risk: write }\n` +
-    Array.from({ length: 100 }, (_, i) => `      - { name: filler.a${i}, method: GET, path: "/filler/${i}/{id}", risk: read }\n`).join(''))
-  const filler = Array.from({ length: Math.max(0, RULES - 3) }, (_, i) => `  - { id: filler-${i}, effect: allow, match: { actions: filler.a${i % 100}, agents: [other-${i % 50}], params: { id: "${i}" } } }\n`).join('')
-  writeFileSync(join(dir, 'policy.yaml'), `version: 1\nrules:\n  - { id: reads, effect: allow, match: { actions: [small.get, large.get] } }\n  - { id: create, effect: allow, match: { actions: items.create, body: { qty: { lte: 10 } } } }\n  - { id: no-big, effect: deny, match: { actions: items.create, body: { qty: { gt: 100 } } } }\n${filler}`)
-  writeFileSync(join(dir, 'corridor.yaml'), `listen: { host: 127.0.0.1, port: 0 }\nadmin: { host: 127.0.0.1, port: 0 }\nwatch_policy: false\nfiles: { agents: agents.yaml, connectors: connectors.yaml, policy: policy.yaml }\naudit: { file: audit.log }\n`)
-  const corridor = await startCorridor(loadServerConfig(join(dir, 'corridor.yaml')), { env: { BENCH_TOKEN: 'bench-secret' }, log: createLogger('warn') })
-
-  const targets: [string, string][] = [
-    ['direct', origin],
-    ['undici stream', `http://127.0.0.1:${await listen(bareUndici)}`],
-    ['http-proxy', `http://127.0.0.1:${await listen(bareHttpProxy)}`],
-    ['corridor', `${corridor.agentUrl}/svc`],
-  ]
-  const workloads = [
-    { name: 'small GET (~200 B JSON)', path: '/small', method: 'GET' as const, body: undefined },
-    { name: '64 KiB GET', path: '/large', method: 'GET' as const, body: undefined },
-    { name: '4 KiB JSON POST (body rule)', path: '/items', method: 'POST' as const, body: post },
-  ]
-  process.stdout.write(`Corridor benchmark ${new Date().toISOString()} · node ${process.version} · ${SECONDS}s × ${REPEAT} per cell · ${CONNECTIONS} connections · policy of ${RULES} rules\n`)
-  for (const w of workloads) {
-    const rows: { name: string; rps: number[]; p50: number[]; p99: number[] }[] = []
-    for (const [name, base] of targets) {
-      const row = { name, rps: [] as number[], p50: [] as number[], p99: [] as number[] }
-      for (let r = 0; r < REPEAT; r++) {
-        const result = await autocannon({
-          url: base + w.path,
-          method: w.method,
-          connections: CONNECTIONS,
-          duration: SECONDS,
-          headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
-          ...(w.body ? { body: w.body } : {}),
-        })
-        if (result.non2xx > 0 || result.errors > 0) process.stdout.write(`  ! ${name}: ${result.non2xx} non-2xx, ${result.errors} errors\n`)
-        row.rps.push(result.requests.average)
-        row.p50.push(result.latency.p50)
-        row.p99.push(result.latency.p99)
-      }
-      rows.push(row)
-    }
-    const med = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number
-    const direct = rows[0]!
-    process.stdout.write(`\n${w.name}\n| variant | req/s median (min–max) | × direct | p50 ms | p99 ms |\n|---|---|---|---|---|\n`)
-    for (const row of rows) {
-      process.stdout.write(`| ${row.name} | ${Math.round(med(row.rps))} (${Math.round(Math.min(...row.rps))}–${Math.round(Math.max(...row.rps))}) | ${(med(row.rps) / med(direct.rps)).toFixed(2)} | ${med(row.p50)} | ${med(row.p99)} |\n`)
+async function startNginx(origin: string, dir: string): Promise<Running> {
+  const port = await freePort()
+  const upstreamPort = new URL(origin).port
+  mkdirSync(join(dir, 'nginx'), { recursive: true })
+  const conf = join(dir, 'nginx', 'nginx.conf')
+  writeFileSync(
+    conf,
+    `worker_processes 1;\ndaemon off;\npid ${dir}/nginx/nginx.pid;\nerror_log ${dir}/nginx/error.log warn;\nevents { worker_connections 1024; }\nhttp {\n  access_log off;\n  client_body_temp_path ${dir}/nginx/body; proxy_temp_path ${dir}/nginx/proxy; fastcgi_temp_path ${dir}/nginx/fcgi; uwsgi_temp_path ${dir}/nginx/uwsgi; scgi_temp_path ${dir}/nginx/scgi;\n  upstream u { server 127.0.0.1:${upstreamPort}; keepalive 64; }\n  server { listen 127.0.0.1:${port}; location / { proxy_pass http://u; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering off; } }\n}\n`,
+  )
+  const child = spawnPinned(1, nginxPath as string, ['-c', conf, '-p', join(dir, 'nginx')])
+  const deadline = Date.now() + 5_000
+  for (;;) {
+    try {
+      await fetch(`http://127.0.0.1:${port}/small`)
+      break
+    } catch {
+      if (Date.now() > deadline) throw new Error('nginx did not start')
+      await new Promise((r) => setTimeout(r, 50))
     }
   }
-  process.stdout.write(`\ncorridor RSS after the run: ${Math.round(process.memoryUsage().rss / 2 ** 20)} MiB (whole bench process: all variants share it)\n`)
+  // nginx forks a worker: RSS is sampled from the master's pid (the worker is what does the work; both are small).
+  return { url: `http://127.0.0.1:${port}`, pid: child.pid as number, stop: () => stopChild(child) }
+}
 
-  await corridor.close()
-  proxy.close()
-  await pool.close()
-  for (const s of [upstream, bareUndici, bareHttpProxy]) {
-    s.closeAllConnections()
-    s.close()
+function rssMiB(pid: number): number {
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
+    return m ? Number(m[1]) / 1024 : 0
+  } catch {
+    return 0
   }
 }
 
-await main()
+async function drive(url: string, w: Workload, headers: Record<string, string>, seconds: number, connections: number) {
+  return autocannon({ url: url + w.path, method: w.method, connections, duration: seconds, headers: { ...headers, 'content-type': 'application/json' }, ...(w.body ? { body: w.body } : {}) })
+}
+
+/** Small GETs one after another on one kept-alive connection; returns each latency in ms, sorted. */
+async function sequential(url: string, headers: Record<string, string>, seconds: number): Promise<number[]> {
+  const client = new Client(url, { pipelining: 1 })
+  const latencies: number[] = []
+  const deadline = performance.now() + seconds * 1000
+  try {
+    while (performance.now() < deadline) {
+      const t0 = performance.now()
+      const res = await client.request({ method: 'GET', path: new URL(url).pathname.replace(/\/$/, '') + '/small', headers })
+      await res.body.dump()
+      latencies.push(performance.now() - t0)
+    }
+  } finally {
+    await client.close()
+  }
+  return latencies.sort((a, b) => a - b)
+}
+
+const percentile = (sorted: number[], q: number): number => sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * q))] ?? Number.NaN
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN
+const fmt = (n: number, digits = 0): string => (Number.isFinite(n) ? n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }) : '–')
+
+async function main(): Promise<void> {
+  if (hasTaskset) spawnSync('taskset', ['-cp', '1', String(process.pid)], { stdio: 'ignore' })
+  const dir = mkdtempSync(join(tmpdir(), 'corridor-bench-'))
+  const upstream = await startTarget('upstream', {}, 0)
+  const origin = upstream.url
+
+  // JWT identity: an ES256 key whose JWKS Corridor reads from a file; one token for the run.
+  const { privateKey, publicKey } = await generateKeyPair('ES256')
+  const jwksFile = join(dir, 'agents.jwks.json')
+  writeFileSync(jwksFile, JSON.stringify({ keys: [{ ...(await exportJWK(publicKey)), kid: 'bench', alg: 'ES256', use: 'sig' }] }))
+  const jwt = await new SignJWT({}).setProtectedHeader({ alg: 'ES256', kid: 'bench' }).setIssuer(JWT_ISSUER).setAudience(JWT_AUDIENCE).setSubject('bench').setIssuedAt().setExpirationTime('2h').sign(privateKey)
+
+  // A Vault test server in this process (it sees a handful of calls, not the load).
+  const vault = new VaultTestServer()
+  await vault.start(0)
+  vault.enableKv('kv')
+  vault.kvPut('kv', 'bench/api', { token: 'bench-secret-from-vault' })
+  vault.addDynamicRole('database', 'bench', { ttlSec: 3600, maxTtlSec: 7200, renewable: true, kind: 'database' })
+
+  const corridor = (label: string, credential: CredentialVariant, identity: 'jwt' | 'key', workloads: Workload[]): Variant => {
+    const variantDir = mkdtempSync(join(dir, 'corridor-'))
+    const config = writeBenchConfig(variantDir, { origin, rules: RULES, credential, jwksFile: identity === 'jwt' ? jwksFile : null, vault: credential === 'env' ? null : { address: vault.address, token: vault.rootToken } })
+    return {
+      name: label,
+      start: () => startTarget('corridor', { config, env: { BENCH_TOKEN: 'bench-secret', BENCH_VAULT_TOKEN: vault.rootToken } }, 1),
+      headers: () => ({ authorization: `Bearer ${identity === 'jwt' ? jwt : BENCH_KEY}` }),
+      workloads,
+      ...(credential === 'env' ? {} : { vault }),
+    }
+  }
+  const smallOnly = WORKLOADS.slice(0, 1)
+  const variants: Variant[] = [
+    { name: 'direct', start: null, headers: () => ({}), workloads: WORKLOADS },
+    ...(nginxPath === null ? [] : [{ name: 'nginx (1 worker)', start: () => startNginx(origin, dir), headers: () => ({}), workloads: WORKLOADS }]),
+    { name: 'undici stream', start: () => startTarget('undici', { origin }, 1), headers: () => ({}), workloads: WORKLOADS },
+    { name: 'http-proxy', start: () => startTarget('http-proxy', { origin }, 1), headers: () => ({}), workloads: WORKLOADS },
+    corridor('corridor (JWT, env credential)', 'env', 'jwt', WORKLOADS),
+    corridor('corridor (API key, env credential)', 'env', 'key', WORKLOADS),
+    corridor('corridor (JWT, Vault KV)', 'vault_kv', 'jwt', smallOnly),
+    corridor('corridor (JWT, Vault dynamic lease)', 'vault_dynamic', 'jwt', smallOnly),
+  ]
+
+  const cells = new Map<string, Cell>()
+  const cell = (v: string, w: string): Cell => {
+    const key = `${v}\u0000${w}`
+    let c = cells.get(key)
+    if (c === undefined) {
+      c = { rps: [], p50: [], p99: [], rssMiB: 0, errors: 0, vaultCallsPer1000: [] }
+      cells.set(key, c)
+    }
+    return c
+  }
+
+  const started = Date.now()
+  process.stdout.write(`Corridor benchmark · ${new Date().toISOString()} · node ${process.version} · ${SECONDS}s × ${REPEAT} per cell · ${CONNECTIONS} connections · policy of ${RULES} rules · ${hasTaskset ? 'upstream on CPU 0, proxy and load generator on CPU 1' : 'taskset not found: processes not pinned'}\n`)
+  if (nginxPath === null) process.stdout.write('nginx not installed: its row is skipped (apt-get install nginx to include it)\n')
+
+  for (let r = 0; r < REPEAT; r++) {
+    for (const v of variants) {
+      const running = v.start === null ? null : await v.start()
+      const url = running?.url ?? origin
+      const pid = running?.pid ?? upstream.pid
+      try {
+        for (const w of v.workloads) {
+          await drive(url, w, v.headers(), WARMUP_SECONDS, CONNECTIONS)
+          const vaultBefore = v.vault?.callCount() ?? 0
+          let maxRss = 0
+          const sampler = setInterval(() => (maxRss = Math.max(maxRss, rssMiB(pid))), 200)
+          const result = await drive(url, w, v.headers(), SECONDS, CONNECTIONS)
+          clearInterval(sampler)
+          const c = cell(v.name, w.name)
+          c.rps.push(result.requests.average)
+          c.p50.push(result.latency.p50)
+          c.p99.push(result.latency.p99)
+          c.rssMiB = Math.max(c.rssMiB, maxRss)
+          c.errors += result.non2xx + result.errors
+          if (v.vault) c.vaultCallsPer1000.push(((v.vault.callCount() - vaultBefore) / Math.max(1, result.requests.total)) * 1000)
+        }
+      } finally {
+        await running?.stop()
+      }
+    }
+    process.stdout.write(`  repetition ${r + 1}/${REPEAT} done (${Math.round((Date.now() - started) / 1000)} s)\n`)
+  }
+
+  for (const w of WORKLOADS) {
+    const direct = cell('direct', w.name)
+    process.stdout.write(`\n### ${w.name}\n\n| variant | req/s median (min–max) | × direct | p50 ms* | p99 ms* | proxy RSS max MiB |\n|---|---|---|---|---|---|\n`)
+    for (const v of variants) {
+      if (!v.workloads.includes(w)) continue
+      const c = cell(v.name, w.name)
+      const vaultNote = c.vaultCallsPer1000.length > 0 ? ` · Vault calls per 1,000 requests: ${fmt(median(c.vaultCallsPer1000), 3)}` : ''
+      const errorNote = c.errors > 0 ? ` · ${c.errors} errors/non-2xx` : ''
+      process.stdout.write(`| ${v.name}${vaultNote}${errorNote} | ${fmt(median(c.rps))} (${fmt(Math.min(...c.rps))}–${fmt(Math.max(...c.rps))}) | ${(median(c.rps) / median(direct.rps)).toFixed(2)} | ${fmt(median(c.p50), 2)} | ${fmt(median(c.p99), 2)} | ${v.start === null ? '–' : fmt(c.rssMiB)} |\n`)
+    }
+  }
+
+  process.stdout.write('\n\\* autocannon reports latency in whole milliseconds under load; see the one-connection table for sub-millisecond figures.\n')
+  // One connection: the latency Corridor adds to a single request.
+  process.stdout.write(`\n### One connection, small GET, requests one after another (${SECONDS}s × ${REPEAT}, timed with performance.now())\n\n| variant | p50 ms | p99 ms | added p99 over direct ms |\n|---|---|---|---|\n`)
+  const single = variants.filter((v) => ['direct', 'http-proxy', 'corridor (JWT, env credential)', 'corridor (JWT, Vault KV)'].includes(v.name))
+  const singleRows: { name: string; p50: number[]; p99: number[] }[] = single.map((v) => ({ name: v.name, p50: [], p99: [] }))
+  for (let r = 0; r < REPEAT; r++) {
+    for (const [i, v] of single.entries()) {
+      const running = v.start === null ? null : await v.start()
+      try {
+        await sequential(running?.url ?? origin, v.headers(), WARMUP_SECONDS)
+        const latencies = await sequential(running?.url ?? origin, v.headers(), SECONDS)
+        singleRows[i]?.p50.push(percentile(latencies, 0.5))
+        singleRows[i]?.p99.push(percentile(latencies, 0.99))
+      } finally {
+        await running?.stop()
+      }
+    }
+  }
+  const directP99 = median(singleRows[0]?.p99 ?? [])
+  for (const row of singleRows) process.stdout.write(`| ${row.name} | ${fmt(median(row.p50), 3)} | ${fmt(median(row.p99), 3)} | ${row.name === 'direct' ? '–' : fmt(median(row.p99) - directP99, 3)} |\n`)
+
+  // Policy evaluation alone, in this process: does the cost stay flat as rules grow?
+  process.stdout.write(`\n### Policy evaluation (one small GET's decision, in process)\n\n| rules | ns per decision | × 10 rules |\n|---|---|---|\n`)
+  let base = 0
+  for (const n of [10, 1_000, 10_000]) {
+    const d = mkdtempSync(join(dir, `policy-${n}-`))
+    writeBenchConfig(d, { origin, rules: n, credential: 'env', jwksFile: null, vault: null })
+    const bundle = loadBundle({ agents: join(d, 'agents.yaml'), connectors: join(d, 'connectors.yaml'), policy: join(d, 'policy.yaml') })
+    const facts = describedFacts(bundle, { agent: 'bench', method: 'GET', url: '/svc/small?page=3' })
+    const samples: number[] = []
+    for (let s = 0; s < 5; s++) {
+      const iterations = 200_000
+      const t0 = process.hrtime.bigint()
+      for (let i = 0; i < iterations; i++) evaluate(bundle.policy, bundle.version, facts)
+      samples.push(Number(process.hrtime.bigint() - t0) / iterations)
+    }
+    const ns = median(samples)
+    if (n === 10) base = ns
+    process.stdout.write(`| ${fmt(n)} | ${fmt(ns)} | ${(ns / base).toFixed(2)} |\n`)
+  }
+  process.stdout.write('\nWorkers: Corridor runs as one process; `corridor serve` has no multi-worker mode yet, so there is no 2-worker row.\n')
+
+  await vault.stop()
+  await upstream.stop()
+}
+
+const stopAll = (): void => {
+  for (const child of children) child.kill('SIGKILL')
+}
+process.once('SIGINT', () => {
+  stopAll()
+  process.exit(130)
+})
+try {
+  await main()
+} finally {
+  stopAll()
+}

@@ -1,0 +1,75 @@
+/**
+ * One benchmark process: `node bench/target.ts <kind> '<json options>'`. Prints `READY <url>` when
+ * it listens and runs until SIGTERM. Kinds: upstream (the sample system of record), undici (a
+ * bare undici stream forwarder), http-proxy (a bare http-proxy forwarder), corridor (the full
+ * pipeline, from files written by bench-config.ts).
+ */
+import { Agent as HttpAgent, createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import httpProxy from 'http-proxy'
+import { Pool } from 'undici'
+import { loadServerConfig } from '../src/config/server-config.ts'
+import { startCorridor } from '../src/main.ts'
+import { createLogger } from '../src/shared/logger.ts'
+
+const [kind = '', rawOptions = '{}'] = process.argv.slice(2)
+const options = JSON.parse(rawOptions) as { origin?: string; config?: string; env?: Record<string, string> }
+
+const small = Buffer.from(JSON.stringify({ id: 1, items: Array.from({ length: 8 }, (_, i) => ({ i, name: `item-${i}` })) }))
+const large = Buffer.alloc(64 * 1024, 'x')
+const event = `data: ${JSON.stringify({ delta: 'x'.repeat(80) })}\n\n`
+
+const listen = (server: Server): Promise<string> =>
+  new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(`http://127.0.0.1:${(server.address() as AddressInfo).port}`)))
+
+async function start(): Promise<{ url: string; stop: () => Promise<void> }> {
+  switch (kind) {
+    case 'upstream': {
+      const server = createServer((req, res) => {
+        req.resume()
+        req.on('end', () => {
+          if (req.url?.startsWith('/events')) {
+            // Ten events written separately, as a streaming API would.
+            res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' })
+            for (let i = 0; i < 10; i++) res.write(event)
+            res.end()
+            return
+          }
+          res.writeHead(200, { 'content-type': 'application/json' })
+          res.end(req.url?.startsWith('/large') ? large : small)
+        })
+      })
+      server.keepAliveTimeout = 30_000
+      return { url: await listen(server), stop: async () => void server.close() }
+    }
+    case 'undici': {
+      const pool = new Pool(options.origin as string, { connections: 128 })
+      const server = createServer((req, res) => {
+        pool
+          .stream({ method: req.method as 'GET', path: req.url ?? '/', headers: req.headers as Record<string, string>, body: req.method === 'GET' ? null : req }, ({ statusCode, headers }) => {
+            res.writeHead(statusCode, headers as Record<string, string>)
+            return res
+          })
+          .catch(() => res.destroy())
+      })
+      return { url: await listen(server), stop: async () => void server.close() }
+    }
+    case 'http-proxy': {
+      const proxy = httpProxy.createProxyServer({ target: options.origin as string, agent: new HttpAgent({ keepAlive: true, maxSockets: 128 }) })
+      const server = createServer((req, res) => proxy.web(req, res, {}, () => res.destroy()))
+      return { url: await listen(server), stop: async () => void server.close() }
+    }
+    case 'corridor': {
+      const corridor = await startCorridor(loadServerConfig(options.config as string), { env: options.env ?? {}, log: createLogger('warn') })
+      return { url: `${corridor.agentUrl}/svc`, stop: () => corridor.close() }
+    }
+    default:
+      throw new Error(`unknown target kind '${kind}'`)
+  }
+}
+
+const target = await start()
+process.stdout.write(`READY ${target.url}\n`)
+process.once('SIGTERM', () => {
+  void target.stop().finally(() => process.exit(0))
+})
