@@ -7,6 +7,7 @@
  * Bounded in time; stops every process it starts.
  *
  *   BENCH_SECONDS=5 BENCH_REPEAT=3 BENCH_CONNECTIONS=50 npm run bench
+ *   BENCH_PARTS=latency,policy npm run bench      (parts: throughput, latency, policy)
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
@@ -28,6 +29,8 @@ const REPEAT = Number(process.env.BENCH_REPEAT ?? 3)
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50)
 const RULES = Number(process.env.BENCH_RULES ?? 1000)
 const WARMUP_SECONDS = 1
+/** Which parts to run: throughput, latency, policy (all by default). */
+const PARTS = new Set((process.env.BENCH_PARTS ?? 'throughput,latency,policy').split(','))
 
 const hasTaskset = spawnSync('taskset', ['--version']).status === 0
 const nginxPath = ['/usr/sbin/nginx', '/usr/bin/nginx'].find((p) => spawnSync(p, ['-v']).status === 0) ?? null
@@ -148,7 +151,7 @@ async function drive(url: string, w: Workload, headers: Record<string, string>, 
 
 /** Small GETs one after another on one kept-alive connection; returns each latency in ms, sorted. */
 async function sequential(url: string, headers: Record<string, string>, seconds: number): Promise<number[]> {
-  const client = new Client(url, { pipelining: 1 })
+  const client = new Client(new URL(url).origin, { pipelining: 1 })
   const latencies: number[] = []
   const deadline = performance.now() + seconds * 1000
   try {
@@ -225,7 +228,7 @@ async function main(): Promise<void> {
   process.stdout.write(`Corridor benchmark · ${new Date().toISOString()} · node ${process.version} · ${SECONDS}s × ${REPEAT} per cell · ${CONNECTIONS} connections · policy of ${RULES} rules · ${hasTaskset ? 'upstream on CPU 0, proxy and load generator on CPU 1' : 'taskset not found: processes not pinned'}\n`)
   if (nginxPath === null) process.stdout.write('nginx not installed: its row is skipped (apt-get install nginx to include it)\n')
 
-  for (let r = 0; r < REPEAT; r++) {
+  for (let r = 0; r < (PARTS.has('throughput') ? REPEAT : 0); r++) {
     for (const v of variants) {
       const running = v.start === null ? null : await v.start()
       const url = running?.url ?? origin
@@ -253,7 +256,7 @@ async function main(): Promise<void> {
     process.stdout.write(`  repetition ${r + 1}/${REPEAT} done (${Math.round((Date.now() - started) / 1000)} s)\n`)
   }
 
-  for (const w of WORKLOADS) {
+  for (const w of PARTS.has('throughput') ? WORKLOADS : []) {
     const direct = cell('direct', w.name)
     process.stdout.write(`\n### ${w.name}\n\n| variant | req/s median (min–max) | × direct | p50 ms* | p99 ms* | proxy RSS max MiB |\n|---|---|---|---|---|---|\n`)
     for (const v of variants) {
@@ -270,7 +273,7 @@ async function main(): Promise<void> {
   process.stdout.write(`\n### One connection, small GET, requests one after another (${SECONDS}s × ${REPEAT}, timed with performance.now())\n\n| variant | p50 ms | p99 ms | added p99 over direct ms |\n|---|---|---|---|\n`)
   const single = variants.filter((v) => ['direct', 'http-proxy', 'corridor (JWT, env credential)', 'corridor (JWT, Vault KV)'].includes(v.name))
   const singleRows: { name: string; p50: number[]; p99: number[] }[] = single.map((v) => ({ name: v.name, p50: [], p99: [] }))
-  for (let r = 0; r < REPEAT; r++) {
+  for (let r = 0; r < (PARTS.has('latency') ? REPEAT : 0); r++) {
     for (const [i, v] of single.entries()) {
       const running = v.start === null ? null : await v.start()
       try {
@@ -289,7 +292,7 @@ async function main(): Promise<void> {
   // Policy evaluation alone, in this process: does the cost stay flat as rules grow?
   process.stdout.write(`\n### Policy evaluation (one small GET's decision, in process)\n\n| rules | ns per decision | × 10 rules |\n|---|---|---|\n`)
   let base = 0
-  for (const n of [10, 1_000, 10_000]) {
+  for (const n of PARTS.has('policy') ? [10, 1_000, 10_000] : []) {
     const d = mkdtempSync(join(dir, `policy-${n}-`))
     writeBenchConfig(d, { origin, rules: n, credential: 'env', jwksFile: null, vault: null })
     const bundle = loadBundle({ agents: join(d, 'agents.yaml'), connectors: join(d, 'connectors.yaml'), policy: join(d, 'policy.yaml') })

@@ -25,6 +25,9 @@ export interface BrokerOptions {
   readonly issueTimeoutMs: number
 }
 
+/** For sources that never wait: saves a timer per request on the hot path. */
+const NEVER = new AbortController().signal
+
 interface SourceEntry {
   readonly key: string
   readonly source: CredentialSource | null
@@ -59,7 +62,8 @@ export class CredentialBroker {
     if (entry === undefined) throw new CorridorError('credential_unavailable', `no credential source for connector '${connector.id}'`)
     if (entry.source === null) return null
     try {
-      return await entry.source.issue({ agentId, perRequest, signal: AbortSignal.timeout(this.#options.issueTimeoutMs) })
+      const signal = entry.source.local === true ? NEVER : AbortSignal.timeout(this.#options.issueTimeoutMs)
+      return await entry.source.issue({ agentId, perRequest, signal })
     } catch (err) {
       throw new CorridorError('credential_unavailable', `the credential for connector '${connector.id}' is unavailable; nothing was forwarded`, { cause: err })
     }

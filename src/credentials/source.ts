@@ -34,6 +34,8 @@ export interface CredentialSource {
   issue(context: IssueContext): Promise<HeldCredential> | HeldCredential
   /** Revokes whatever it holds (shutdown). */
   close?(): Promise<void>
+  /** Answers from memory or disk without waiting on the network: no deadline timer is needed. */
+  readonly local?: boolean
 }
 
 // Header values must be RFC 9110 field values: no CR, LF or NUL can ride in a secret.

@@ -38,17 +38,22 @@ export interface VaultIdentitySpec {
   readonly role: string
 }
 
-export class VaultKvProvider implements LeaseProvider {
+/** What every Vault provider holds: Corridor's session, its connector's spec, the clock. */
+abstract class VaultProvider<Spec> implements LeaseProvider {
   readonly session: VaultSession
-  readonly spec: VaultKvSpec
+  readonly spec: Spec
   readonly now: () => number
 
-  constructor(session: VaultSession, spec: VaultKvSpec, now: () => number) {
+  constructor(session: VaultSession, spec: Spec, now: () => number) {
     this.session = session
     this.spec = spec
     this.now = now
   }
 
+  abstract obtain(scope: string, signal: AbortSignal): Promise<Lease>
+}
+
+export class VaultKvProvider extends VaultProvider<VaultKvSpec> {
   async obtain(_scope: string, signal: AbortSignal): Promise<Lease> {
     const { mount, path, version, field, cacheMs } = this.spec
     const envelope = await this.session.call('GET', `${mount}/data/${path}${version === null ? '' : `?version=${version}`}`, undefined, signal)
@@ -66,17 +71,7 @@ export class VaultKvProvider implements LeaseProvider {
   }
 }
 
-export class VaultDynamicProvider implements LeaseProvider {
-  readonly session: VaultSession
-  readonly spec: VaultDynamicSpec
-  readonly now: () => number
-
-  constructor(session: VaultSession, spec: VaultDynamicSpec, now: () => number) {
-    this.session = session
-    this.spec = spec
-    this.now = now
-  }
-
+export class VaultDynamicProvider extends VaultProvider<VaultDynamicSpec> {
   async obtain(_scope: string, signal: AbortSignal): Promise<Lease> {
     const { path, method, params, field } = this.spec
     const envelope = requireEnvelope(await this.session.call(method, path, params ?? undefined, signal), path)
@@ -104,17 +99,7 @@ export class VaultDynamicProvider implements LeaseProvider {
   }
 }
 
-export class VaultTokenProvider implements LeaseProvider {
-  readonly session: VaultSession
-  readonly spec: VaultTokenSpec
-  readonly now: () => number
-
-  constructor(session: VaultSession, spec: VaultTokenSpec, now: () => number) {
-    this.session = session
-    this.spec = spec
-    this.now = now
-  }
-
+export class VaultTokenProvider extends VaultProvider<VaultTokenSpec> {
   async obtain(scope: string, signal: AbortSignal): Promise<Lease> {
     const { role, policies, ttl, numUses, connectorId } = this.spec
     const agent = scope.startsWith('agent:') ? scope.slice(6) : null
@@ -146,17 +131,7 @@ export class VaultTokenProvider implements LeaseProvider {
   }
 }
 
-export class VaultIdentityProvider implements LeaseProvider {
-  readonly session: VaultSession
-  readonly spec: VaultIdentitySpec
-  readonly now: () => number
-
-  constructor(session: VaultSession, spec: VaultIdentitySpec, now: () => number) {
-    this.session = session
-    this.spec = spec
-    this.now = now
-  }
-
+export class VaultIdentityProvider extends VaultProvider<VaultIdentitySpec> {
   async obtain(_scope: string, signal: AbortSignal): Promise<Lease> {
     const path = `identity/oidc/token/${this.spec.role}`
     const data = requireEnvelope(await this.session.call('GET', path, undefined, signal), path).data
