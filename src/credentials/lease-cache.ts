@@ -37,10 +37,10 @@ interface Entry {
   renewing: boolean
 }
 
-/** Time kept in hand before expiry: a tenth of the lease, at least 1 s, at most 5 min, at most half. */
+/** Time kept in hand before expiry: a tenth of the lease, at least 1 s, at most 5 min, at most a third (so renewal at half-life comes first). */
 export function safetyMarginMs(lease: Pick<Lease, 'obtainedAt' | 'expiresAt'>): number {
   const life = lease.expiresAt - lease.obtainedAt
-  return Math.min(Math.max(life * 0.1, 1_000), 300_000, life / 2)
+  return Math.min(Math.max(life * 0.1, 1_000), 300_000, life / 3)
 }
 
 /** Half-way through its life: early enough that a failed renewal leaves time before the margin. */

@@ -97,14 +97,20 @@ export class VaultSession {
   async #establish(signal: AbortSignal): Promise<TokenState> {
     const auth = this.#auth
     let state: TokenState
-    if (auth.method === 'token') {
+    const previous = this.#state
+    if (auth.method === 'token' && previous !== null && previous.renewable && previous.expiresAt !== null && this.#now() < previous.expiresAt) {
+      // A given token inside its margin and still valid: renew it now (there is no login to fall back on).
+      const envelope = await this.#client.call('POST', 'auth/token/renew-self', { token: previous.token, body: {}, signal })
+      state = { ...this.#fromAuth(envelope?.auth ?? null), token: previous.token }
+    } else if (auth.method === 'token') {
       // A given token: learn its TTL so that it is renewed in time; 403 here means it is not valid.
       const token = new Secret(this.#read(auth.token, 'token'))
       const envelope = await this.#client.call('GET', 'auth/token/lookup-self', { token, signal })
       const data = envelope?.data ?? {}
       const ttl = typeof data.ttl === 'number' ? data.ttl : 0
       const obtainedAt = this.#now()
-      state = { token, obtainedAt, expiresAt: ttl === 0 ? null : obtainedAt + ttl * 1000, renewable: data.renewable === true }
+      // Root and other non-expiring tokens: ttl 0 and no expire_time.
+      state = { token, obtainedAt, expiresAt: ttl === 0 && data.expire_time === null ? null : obtainedAt + ttl * 1000, renewable: data.renewable === true }
     } else {
       const path = `auth/${auth.mount}/login`
       const body = auth.method === 'approle' ? { role_id: auth.roleId, secret_id: this.#read(auth.secretId, 'secret_id') } : { role: auth.role, jwt: this.#read(auth.jwt, 'jwt') }
