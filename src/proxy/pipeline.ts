@@ -156,6 +156,11 @@ async function handle(deps: PipelineDeps, extraSingletons: readonly string[], re
     throw err
   }
   lease.credential = credential
+  if (res.destroyed) {
+    // The agent left while the credential was being issued: finish() may already have run, so release it here (release is idempotent).
+    credential?.release()
+    throw new ClientAbortedError()
+  }
   const outgoing = {
     headers: upstreamRequestHeaders(req, {
       connectionNamed,
