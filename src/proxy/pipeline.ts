@@ -241,16 +241,20 @@ function outcomeFor(error: CorridorError): Outcome {
 }
 
 function finish(deps: PipelineDeps, record: AuditRecord, res: ServerResponse, started: number, lease: LeaseHolder): void {
-  const credential = lease.credential
-  if (credential !== null) {
-    if (record.upstream_status === 401 || record.upstream_status === 403) credential.rejected()
-    credential.release()
-  }
   record.status = res.statusCode
   record.duration_ms = Math.round((performance.now() - started) * 1000) / 1000
   if (record.outcome === 'forwarded' && !res.writableFinished) record.outcome = 'client_aborted'
   if (record.outcome === 'rejected' && record.error_code === null && !res.writableFinished) record.outcome = 'client_aborted'
+  // The record first: nothing a credential hook does can cost the request its audit record.
   deps.audit.write(record)
+  const credential = lease.credential
+  if (credential === null) return
+  try {
+    if (record.upstream_status === 401 || record.upstream_status === 403) credential.rejected()
+    credential.release()
+  } catch (err) {
+    deps.log.error({ err, requestId: record.request_id }, 'releasing the request credential failed')
+  }
 }
 
 function queryHas(query: string, name: string): boolean {
