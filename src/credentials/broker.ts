@@ -8,7 +8,8 @@ import type { Connector, ConnectorCatalog, CredentialSourceSpec, SecretInputSpec
 import { CorridorError, isCorridorError } from '../shared/errors.ts'
 import type { Logger } from '../shared/logger.ts'
 import { EnvCredentialSource, FileCredentialSource } from './embedded-sources.ts'
-import { LeasingSource } from './leasing-source.ts'
+import type { LeaseProvider } from './lease-cache.ts'
+import { LeasingSource, type CredentialScope } from './leasing-source.ts'
 import { OAuth2Error, OAuth2Provider } from './oauth2-source.ts'
 import type { CredentialSource, HeldCredential } from './source.ts'
 import { VaultError } from './vault/vault-client.ts'
@@ -24,9 +25,6 @@ export interface BrokerOptions {
   /** The bound on issuing one credential, Vault login included. */
   readonly issueTimeoutMs: number
 }
-
-/** For sources that never wait: saves a timer per request on the hot path. */
-const NEVER = new AbortController().signal
 
 interface SourceEntry {
   readonly key: string
@@ -62,8 +60,7 @@ export class CredentialBroker {
     if (entry === undefined) throw new CorridorError('credential_unavailable', `no credential source for connector '${connector.id}'`)
     if (entry.source === null) return null
     try {
-      const signal = entry.source.local === true ? NEVER : AbortSignal.timeout(this.#options.issueTimeoutMs)
-      return await entry.source.issue({ agentId, perRequest, signal })
+      return await entry.source.issue({ agentId, perRequest, timeoutMs: this.#options.issueTimeoutMs })
     } catch (err) {
       throw new CorridorError('credential_unavailable', `the credential for connector '${connector.id}' is unavailable; nothing was forwarded`, { cause: err })
     }
@@ -78,15 +75,19 @@ export class CredentialBroker {
     const spec = connector.credential
     if (spec.kind === 'none') return null
     if (spec.kind === 'env' || spec.kind === 'file' || spec.kind === 'vault_kv') return this.#secretInput(spec, connector)
-    const leasing = { scope: 'scope' in spec ? spec.scope : 'connector', refreshOnReject: connector.refreshOnReject, now: this.#options.now, log: this.#options.log, timeoutMs: this.#options.issueTimeoutMs } as const
     if (spec.kind === 'oauth2') {
       const provider = new OAuth2Provider({ ...spec, timeoutMs: this.#options.issueTimeoutMs }, this.#secretInput(spec.clientSecret, connector), this.#options.now)
       // One token serves the connector: the client is Corridor, not the agent.
-      return new LeasingSource(provider, { ...leasing, scope: 'connector' })
+      return this.#leasing(provider, 'connector', connector)
     }
     const vault = this.#vaultFor(connector)
     if (vault === null) return unconfiguredVault(connector)
-    return new LeasingSource(vaultProvider(spec, vault, connector, this.#options.now), leasing)
+    return this.#leasing(vaultProvider(spec, vault, connector, this.#options.now), spec.scope, connector)
+  }
+
+  #leasing(provider: LeaseProvider, scope: CredentialScope, connector: Connector): LeasingSource {
+    const { now, log, issueTimeoutMs } = this.#options
+    return new LeasingSource(provider, { scope, refreshOnReject: connector.refreshOnReject, now, log, timeoutMs: issueTimeoutMs })
   }
 
   #secretInput(spec: SecretInputSpec, connector: Connector): CredentialSource {
@@ -98,8 +99,7 @@ export class CredentialBroker {
       case 'vault_kv': {
         const vault = this.#vaultFor(connector)
         if (vault === null) return unconfiguredVault(connector)
-        const o = this.#options
-        return new LeasingSource(new VaultKvProvider(vault, spec, o.now), { scope: 'connector', refreshOnReject: connector.refreshOnReject, now: o.now, log: o.log, timeoutMs: o.issueTimeoutMs })
+        return this.#leasing(new VaultKvProvider(vault, spec, this.#options.now), 'connector', connector)
       }
     }
   }
@@ -134,6 +134,5 @@ export function credentialFailureCode(err: unknown): string {
   const cause = isCorridorError(err) && err.cause !== undefined ? err.cause : err
   if (cause instanceof VaultError || cause instanceof OAuth2Error) return cause.code
   if (cause instanceof DOMException && (cause.name === 'TimeoutError' || cause.name === 'AbortError')) return 'credential_timeout'
-  if (isCorridorError(cause)) return 'credential_source_error'
   return 'credential_source_error'
 }

@@ -15,7 +15,6 @@ function checked(value: string, reference: string): HeldCredential {
 }
 
 export class EnvCredentialSource implements CredentialSource {
-  readonly local = true
   readonly #credential: HeldCredential | null
   readonly #reference: string
 
@@ -32,7 +31,6 @@ export class EnvCredentialSource implements CredentialSource {
 }
 
 export class FileCredentialSource implements CredentialSource {
-  readonly local = true
   readonly #path: string
   readonly #cacheMs: number
   readonly #now: () => number

@@ -62,27 +62,29 @@ export class LeaseCache {
     this.#options = options
   }
 
-  async get(scope: string, signal: AbortSignal): Promise<IssuedCredential> {
+  /** The scope's lease; the deadline timer is created only when Vault has to be asked (not on a cache hit). */
+  async get(scope: string, timeoutMs: number): Promise<Lease> {
     const now = this.#options.now()
     const entry = this.#entries.get(scope)
     if (entry !== undefined && now < entry.lease.expiresAt - safetyMarginMs(entry.lease)) {
       const { lease } = entry
       if (lease.renewable && !entry.renewing && now >= renewalPoint(lease)) this.#renewInBackground(scope, entry)
-      return lease.credential
+      return lease
     }
     const failure = this.#failures.get(scope)
     if (failure !== undefined && now < failure.until) throw failure.error
+    const signal = AbortSignal.timeout(timeoutMs)
     let pending = this.#inFlight.get(scope)
     if (pending === undefined) {
       pending = this.#obtain(scope, signal)
       this.#inFlight.set(scope, pending)
     }
-    return (await withSignal(pending, signal)).credential
+    return withSignal(pending, signal)
   }
 
   /** A fresh lease for one request, outside the cache; the caller revokes it with `revoke`. */
-  async obtainUncached(scope: string, signal: AbortSignal): Promise<Lease> {
-    const lease = await this.#provider.obtain(scope, signal)
+  async obtainUncached(scope: string, timeoutMs: number): Promise<Lease> {
+    const lease = await this.#provider.obtain(scope, AbortSignal.timeout(timeoutMs))
     this.#outstanding.add(lease)
     return lease
   }

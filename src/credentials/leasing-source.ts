@@ -6,7 +6,7 @@
  */
 import type { Logger } from '../shared/logger.ts'
 import { LeaseCache, type LeaseProvider } from './lease-cache.ts'
-import { held, type CredentialSource, type HeldCredential, type IssueContext } from './source.ts'
+import { held, type CredentialSource, type HeldCredential, type IssueContext, type IssuedCredential } from './source.ts'
 
 export type CredentialScope = 'connector' | 'agent'
 
@@ -23,6 +23,7 @@ export class LeasingSource implements CredentialSource {
   readonly #scope: CredentialScope
   readonly #refreshOnReject: boolean
   readonly #canRevoke: boolean
+  readonly #held = new WeakMap<IssuedCredential, HeldCredential>()
 
   constructor(provider: LeaseProvider, options: LeasingSourceOptions) {
     this.#cache = new LeaseCache(provider, { now: options.now, log: options.log, timeoutMs: options.timeoutMs })
@@ -34,7 +35,7 @@ export class LeasingSource implements CredentialSource {
   async issue(context: IssueContext): Promise<HeldCredential> {
     const scope = this.#scope === 'agent' ? `agent:${context.agentId}` : 'connector'
     if (context.perRequest && this.#canRevoke) {
-      const lease = await this.#cache.obtainUncached(scope, context.signal)
+      const lease = await this.#cache.obtainUncached(scope, context.timeoutMs)
       let released = false
       return held(lease.credential, {
         release: () => {
@@ -44,9 +45,14 @@ export class LeasingSource implements CredentialSource {
         },
       })
     }
-    const credential = await this.#cache.get(scope, context.signal)
-    if (!this.#refreshOnReject) return held(credential)
-    return held(credential, { rejected: () => void this.#cache.invalidate(scope, credential.leaseId, credential.reference) })
+    const { credential } = await this.#cache.get(scope, context.timeoutMs)
+    // Built once per credential (renewals keep it), not once per request.
+    let shared = this.#held.get(credential)
+    if (shared === undefined) {
+      shared = this.#refreshOnReject ? held(credential, { rejected: () => void this.#cache.invalidate(scope, credential.leaseId, credential.reference) }) : held(credential)
+      this.#held.set(credential, shared)
+    }
+    return shared
   }
 
   close(): Promise<void> {

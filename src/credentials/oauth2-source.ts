@@ -49,7 +49,7 @@ export class OAuth2Provider implements LeaseProvider {
 
   async obtain(scope: string, signal: AbortSignal): Promise<Lease> {
     const { tokenUrl, clientId, scopes, audience, authMethod } = this.#spec
-    const secretCredential = await this.#clientSecret.issue({ agentId: scope, perRequest: false, signal })
+    const secretCredential = await this.#clientSecret.issue({ agentId: scope, perRequest: false, timeoutMs: this.#spec.timeoutMs })
     const clientSecret = secretCredential.fields.get('secret')
     if (clientSecret === undefined) throw new OAuth2Error('oauth2_client_secret_missing', 'the client secret source has no primary field')
     const form = new URLSearchParams({ grant_type: 'client_credentials' })
@@ -66,7 +66,8 @@ export class OAuth2Provider implements LeaseProvider {
     let status: number
     let text: string
     try {
-      const response = await request(tokenUrl, { method: 'POST', headers, body: form.toString(), signal, dispatcher: this.#dispatcher, maxRedirections: 0 } as Parameters<typeof request>[1])
+      // undici's request() never follows redirects: a 3xx is a refusal here.
+      const response = await request(tokenUrl, { method: 'POST', headers, body: form.toString(), signal, dispatcher: this.#dispatcher })
       status = response.statusCode
       text = await readLimited(response.body, MAX_BODY, () => new OAuth2Error('oauth2_invalid_response', 'token endpoint response too large'))
     } catch (err) {

@@ -17,8 +17,8 @@ export interface IssueContext {
   readonly agentId: string
   /** The action asks for a lease of its own, revoked when the response ends. */
   readonly perRequest: boolean
-  /** The issuing deadline (vault.timeout); sources must give up when it fires. */
-  readonly signal: AbortSignal
+  /** The issuing bound (vault.timeout): a source that has to wait creates its deadline from it, only then. */
+  readonly timeoutMs: number
 }
 
 /** A credential plus what to do when the request that used it is over. */
@@ -34,8 +34,6 @@ export interface CredentialSource {
   issue(context: IssueContext): Promise<HeldCredential> | HeldCredential
   /** Revokes whatever it holds (shutdown). */
   close?(): Promise<void>
-  /** Answers from memory or disk without waiting on the network: no deadline timer is needed. */
-  readonly local?: boolean
 }
 
 // Header values must be RFC 9110 field values: no CR, LF or NUL can ride in a secret.
