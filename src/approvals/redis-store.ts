@@ -1,0 +1,172 @@
+/**
+ * Approvals in Redis (ioredis): shared by every replica and durable across restarts when Redis
+ * runs with `appendonly yes` and `appendfsync always`. Every transition is one Lua script
+ * (redis-scripts.ts). Commands fail fast instead of queueing while Redis is away, so holds and
+ * decisions fail closed within the command timeout; state changes reach other replicas by
+ * pub/sub (the service also polls, in case a message is lost across a reconnect).
+ */
+import { createHash } from 'node:crypto'
+import { Redis } from 'ioredis'
+import type { Logger } from '../shared/logger.ts'
+import type { Approval, ApprovalState, ApproverDecision, ExecutionResult, HeldRequest } from './approval.ts'
+import { ApprovalStoreUnavailable, type ApprovalStore, type CreateResult, type Decision, type DecideResult, type StoreLimits } from './approval-store.ts'
+import { ABANDON_STALE, CANCEL, CLAIM, COMPLETE, CREATE, DECIDE, EXPIRE_DUE } from './redis-scripts.ts'
+
+export interface RedisStoreOptions {
+  readonly url: string
+  readonly keyPrefix: string
+  /** Bound on every Redis command (and on connecting). */
+  readonly timeoutMs: number
+}
+
+export class RedisApprovalStore implements ApprovalStore {
+  readonly durable = true
+  readonly #redis: Redis
+  readonly #subscriber: Redis
+  readonly #limits: StoreLimits
+  readonly #p: string
+  readonly #channel: string
+  readonly #listeners: ((id: string) => void)[] = []
+
+  constructor(options: RedisStoreOptions, limits: StoreLimits, log: Logger) {
+    this.#limits = limits
+    this.#p = options.keyPrefix
+    this.#channel = `${options.keyPrefix}events`
+    const connection = {
+      enableOfflineQueue: false, // fail now rather than run a stale command after a reconnect
+      maxRetriesPerRequest: 0,
+      commandTimeout: options.timeoutMs,
+      connectTimeout: options.timeoutMs,
+      retryStrategy: (attempt: number) => Math.min(100 * attempt, 1_000),
+      lazyConnect: false,
+    }
+    this.#redis = new Redis(options.url, connection)
+    // The subscriber may queue its SUBSCRIBE until connected; ioredis re-subscribes after every reconnect.
+    this.#subscriber = new Redis(options.url, { ...connection, enableOfflineQueue: true, commandTimeout: undefined, maxRetriesPerRequest: null })
+    let down = false
+    this.#redis.on('error', (err: Error) => {
+      if (!down) log.error({ err }, 'approval store: Redis unreachable; holds and approval decisions fail closed until it is back')
+      down = true
+    })
+    this.#redis.on('ready', () => {
+      if (down) log.warn('approval store: Redis reachable again')
+      down = false
+    })
+    this.#subscriber.on('error', () => {}) // reported once through the command connection
+    this.#subscriber.on('message', (_channel: string, id: string) => {
+      for (const listener of this.#listeners) listener(id)
+    })
+    void this.#subscriber.subscribe(this.#channel).catch(() => {})
+  }
+
+  async create(held: HeldRequest, idempotencyKey: string | null): Promise<CreateResult> {
+    const idem = idempotencyKey === null ? '' : createHash('sha256').update(`${held.agent}\u0000${idempotencyKey}`).digest('hex')
+    const ttl = Math.max(1, held.expiresAt - Date.now() + this.#limits.keepMs)
+    const reply = (await this.#run(CREATE, [this.#entry(held.id), this.#key('pending'), this.#agentPending(held.agent), this.#key(`idem:${idem}`)], [
+      held.id, JSON.stringify(held), held.digest, held.expiresAt, held.required, this.#limits.maxPending, this.#limits.maxPendingPerAgent, ttl, this.#channel, idem === '' ? '0' : '1', this.#key('a:'), held.agent,
+    ])) as string[]
+    if (reply[0] === 'exists') return { kind: 'exists', id: reply[1] as string }
+    return { kind: reply[0] as 'created' | 'full' | 'agent_full' }
+  }
+
+  async get(id: string): Promise<Approval | null> {
+    const fields = await this.#call(() => this.#redis.hgetall(this.#entry(id)))
+    return parseEntry(fields)
+  }
+
+  async list(state: 'pending' | 'approved' | 'executing', offset: number, limit: number): Promise<Approval[]> {
+    const ids = await this.#call(() => this.#redis.zrange(this.#key(state), offset, offset + limit - 1))
+    if (ids.length === 0) return []
+    const pipeline = this.#redis.pipeline()
+    for (const id of ids) pipeline.hgetall(this.#entry(id))
+    const replies = (await this.#call(() => pipeline.exec())) ?? []
+    const out: Approval[] = []
+    for (const [err, fields] of replies) {
+      if (err) throw new ApprovalStoreUnavailable(err.message)
+      const approval = parseEntry(fields as Record<string, string>)
+      if (approval !== null && approval.state === state) out.push(approval)
+    }
+    return out
+  }
+
+  async decide(id: string, decision: Decision, nowMs: number): Promise<DecideResult> {
+    const agent = await this.#call(() => this.#redis.hget(this.#entry(id), 'agent'))
+    if (agent === null) return { kind: 'not_found' }
+    const reply = (await this.#run(DECIDE, [this.#entry(id), this.#key('pending'), this.#agentPending(agent), this.#key('approved')], [
+      id, decision.approve ? '1' : '0', JSON.stringify(decision.by), decision.by.approver, decision.digest ?? '', nowMs, this.#limits.keepMs, this.#channel,
+    ])) as string[]
+    if (reply[0] === 'not_pending') return { kind: 'not_pending', state: reply[1] as ApprovalState }
+    return { kind: reply[0] as 'recorded' | 'approved' | 'rejected' | 'not_found' | 'expired' | 'digest_mismatch' | 'already_decided' }
+  }
+
+  async claim(id: string, token: string, deadlineMs: number): Promise<boolean> {
+    return (await this.#run(CLAIM, [this.#entry(id), this.#key('approved'), this.#key('executing')], [id, token, deadlineMs, this.#channel])) === 1
+  }
+
+  async complete(id: string, token: string, result: ExecutionResult): Promise<boolean> {
+    return (await this.#run(COMPLETE, [this.#entry(id), this.#key('executing')], [id, token, JSON.stringify(result), this.#limits.keepMs, this.#channel])) === 1
+  }
+
+  async cancel(id: string, reason: string): Promise<boolean> {
+    const agent = await this.#call(() => this.#redis.hget(this.#entry(id), 'agent'))
+    if (agent === null) return false
+    return (await this.#run(CANCEL, [this.#entry(id), this.#key('pending'), this.#agentPending(agent), this.#key('approved')], [id, reason, this.#limits.keepMs, this.#channel])) === 1
+  }
+
+  async expireDue(nowMs: number, limit: number): Promise<string[]> {
+    return (await this.#run(EXPIRE_DUE, [this.#key('pending')], [nowMs, limit, this.#key('a:'), this.#key('pending:agent:'), this.#limits.keepMs, this.#channel])) as string[]
+  }
+
+  async abandonStale(nowMs: number, limit: number): Promise<string[]> {
+    return (await this.#run(ABANDON_STALE, [this.#key('executing')], [nowMs, limit, this.#key('a:'), this.#limits.keepMs, this.#channel])) as string[]
+  }
+
+  onChange(listener: (id: string) => void): void {
+    this.#listeners.push(listener)
+  }
+
+  async ping(): Promise<void> {
+    await this.#call(() => this.#redis.ping())
+  }
+
+  async close(): Promise<void> {
+    this.#subscriber.disconnect()
+    await this.#redis.quit().catch(() => this.#redis.disconnect())
+  }
+
+  #key(name: string): string {
+    return this.#p + name
+  }
+
+  #entry(id: string): string {
+    return `${this.#p}a:${id}`
+  }
+
+  #agentPending(agent: string): string {
+    return `${this.#p}pending:agent:${agent}`
+  }
+
+  #run(script: string, keys: string[], args: (string | number)[]): Promise<unknown> {
+    return this.#call(() => this.#redis.eval(script, keys.length, ...keys, ...args))
+  }
+
+  async #call<T>(command: () => Promise<T>): Promise<T> {
+    try {
+      return await command()
+    } catch (err) {
+      throw new ApprovalStoreUnavailable(`approval store unavailable: ${(err as Error).message}`, { cause: err })
+    }
+  }
+}
+
+function parseEntry(fields: Record<string, string>): Approval | null {
+  if (fields.doc === undefined || fields.state === undefined) return null
+  return {
+    held: JSON.parse(fields.doc) as HeldRequest,
+    state: fields.state as ApprovalState,
+    approvals: JSON.parse(fields.approvals ?? '[]') as ApproverDecision[],
+    rejection: fields.rejection ? (JSON.parse(fields.rejection) as ApproverDecision) : null,
+    cancelReason: fields.cancel_reason ?? null,
+    result: fields.result ? (JSON.parse(fields.result) as ExecutionResult) : null,
+  }
+}

@@ -1,0 +1,228 @@
+/**
+ * The approval store contract, run against the in-memory store and against a real redis-server
+ * (two store instances on one Redis stand for two replicas). Both must make the same
+ * transitions, atomically.
+ */
+import { randomUUID } from 'node:crypto'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { requestDigest, type HeldRequest } from '../../src/approvals/approval.ts'
+import type { ApprovalStore, StoreLimits } from '../../src/approvals/approval-store.ts'
+import { MemoryApprovalStore } from '../../src/approvals/memory-store.ts'
+import { RedisApprovalStore } from '../../src/approvals/redis-store.ts'
+import { createLogger } from '../../src/shared/logger.ts'
+import { startRedis, type RedisProcess } from '../helpers/redis-process.ts'
+
+const limits: StoreLimits = { maxPending: 5, maxPendingPerAgent: 3, keepMs: 60_000 }
+const silent = createLogger('silent')
+
+function held(overrides: Partial<HeldRequest> = {}): HeldRequest {
+  const request = { method: 'POST', target: '/billing/v1/refunds', host: null, upstreamPath: '/v1/refunds', headers: [['content-type', 'application/json']] as const, bodyBase64: Buffer.from('{"amount":9000}').toString('base64') }
+  const now = Date.now()
+  return {
+    id: 'apr_' + randomUUID(),
+    heldRequestId: randomUUID(),
+    digest: requestDigest('billing', request),
+    request,
+    agent: 'billing-bot',
+    owner: 'finance-team',
+    tier: 'transactional',
+    user: null,
+    userGroups: null,
+    intent: 'refund order 1',
+    taskId: null,
+    connector: 'billing',
+    action: 'refunds.create',
+    risk: 'transactional',
+    rule: 'billing-refund-large',
+    reason: 'refunds above 50.00 need a finance approver',
+    policyVersion: 'v1',
+    approverGroups: ['finance-approvers'],
+    required: 1,
+    perRequestLease: false,
+    createdAt: now,
+    expiresAt: now + 60_000,
+    ...overrides,
+  }
+}
+
+const by = (approver: string) => ({ approver, groups: ['finance-approvers'], reason: 'checked the order', at: Date.now() })
+
+let redis: RedisProcess
+const stores: ApprovalStore[] = []
+
+beforeAll(async () => {
+  redis = await startRedis()
+})
+afterAll(async () => {
+  await Promise.all(stores.map((s) => s.close()))
+  await redis.stop()
+})
+
+const kinds: [string, () => ApprovalStore][] = [
+  ['memory', () => new MemoryApprovalStore(limits)],
+  ['redis', () => new RedisApprovalStore({ url: redis.url, keyPrefix: `t${randomUUID().slice(0, 8)}:`, timeoutMs: 1_000 }, limits, silent)],
+]
+
+describe.each(kinds)('%s approval store', (_name, make) => {
+  let store: ApprovalStore
+  beforeAll(async () => {
+    store = make()
+    stores.push(store)
+    await waitUntilReady(store)
+  })
+
+  it('keeps the held request exactly and dedupes by idempotency key per agent', async () => {
+    const h = held()
+    expect(await store.create(h, 'key-1')).toEqual({ kind: 'created' })
+    const got = await store.get(h.id)
+    expect(got?.held).toEqual(h)
+    expect(got?.state).toBe('pending')
+    expect(await store.create(held(), 'key-1')).toEqual({ kind: 'exists', id: h.id })
+    // The same key from another agent is another request.
+    const other = held({ agent: 'support-bot' })
+    expect(await store.create(other, 'key-1')).toEqual({ kind: 'created' })
+    expect(await store.get('apr_missing')).toBeNull()
+    await store.cancel(h.id, 'test cleanup', Date.now())
+    await store.cancel(other.id, 'test cleanup', Date.now())
+  })
+
+  it('caps pending approvals per agent and in total', async () => {
+    const ids: string[] = []
+    for (let i = 0; i < 3; i++) {
+      const h = held({ agent: 'flooder' })
+      expect((await store.create(h, null)).kind).toBe('created')
+      ids.push(h.id)
+    }
+    expect((await store.create(held({ agent: 'flooder' }), null)).kind).toBe('agent_full')
+    for (let i = 0; i < 2; i++) {
+      const h = held({ agent: `other-${i}` })
+      expect((await store.create(h, null)).kind).toBe('created')
+      ids.push(h.id)
+    }
+    expect((await store.create(held({ agent: 'someone-else' }), null)).kind).toBe('full')
+    for (const id of ids) expect(await store.cancel(id, 'cleanup', Date.now())).toBe(true)
+    expect((await store.create(held({ agent: 'flooder' }), null)).kind).toBe('created')
+  })
+
+  it('needs distinct approvers when two are required, and approves once', async () => {
+    const h = held({ required: 2 })
+    await store.create(h, null)
+    expect(await store.decide(h.id, { approve: true, by: by('alice'), digest: h.digest }, Date.now())).toEqual({ kind: 'recorded' })
+    expect(await store.decide(h.id, { approve: true, by: by('alice'), digest: h.digest }, Date.now())).toEqual({ kind: 'already_decided' })
+    expect((await store.get(h.id))?.state).toBe('pending')
+    expect(await store.decide(h.id, { approve: true, by: by('bob'), digest: null }, Date.now())).toEqual({ kind: 'approved' })
+    const a = await store.get(h.id)
+    expect(a?.state).toBe('approved')
+    expect(a?.approvals.map((d) => d.approver)).toEqual(['alice', 'bob'])
+    expect(await store.decide(h.id, { approve: true, by: by('carol'), digest: null }, Date.now())).toEqual({ kind: 'not_pending', state: 'approved' })
+    expect((await store.list('approved', 0, 100)).some((x) => x.held.id === h.id)).toBe(true)
+    expect((await store.list('pending', 0, 100)).some((x) => x.held.id === h.id)).toBe(false)
+  })
+
+  it('refuses an approval for a different digest and records a rejection with its reason', async () => {
+    const h = held()
+    await store.create(h, null)
+    expect(await store.decide(h.id, { approve: true, by: by('alice'), digest: 'sha256:' + '0'.repeat(64) }, Date.now())).toEqual({ kind: 'digest_mismatch' })
+    expect(await store.decide(h.id, { approve: false, by: { ...by('alice'), reason: 'amount looks wrong' }, digest: h.digest }, Date.now())).toEqual({ kind: 'rejected' })
+    const a = await store.get(h.id)
+    expect(a?.state).toBe('rejected')
+    expect(a?.rejection?.reason).toBe('amount looks wrong')
+    expect(await store.claim(h.id, 'tok', Date.now() + 1000)).toBe(false)
+  })
+
+  it('expires pending approvals: a late approval is refused and the sweep finds the rest', async () => {
+    const now = Date.now()
+    const late = held({ expiresAt: now - 1 })
+    const swept = held({ expiresAt: now - 1 })
+    await store.create(late, null)
+    await store.create(swept, null)
+    expect(await store.decide(late.id, { approve: true, by: by('alice'), digest: null }, now)).toEqual({ kind: 'expired' })
+    expect(await store.expireDue(now, 100)).toContain(swept.id)
+    expect((await store.get(swept.id))?.state).toBe('expired')
+    expect(await store.expireDue(now, 100)).not.toContain(swept.id)
+  })
+
+  it('lets exactly one of many concurrent claimers execute an approval', async () => {
+    const h = held()
+    await store.create(h, null)
+    await store.decide(h.id, { approve: true, by: by('alice'), digest: null }, Date.now())
+    const replicas = [store, ...(store instanceof RedisApprovalStore ? [kinds[1]?.[1]() as ApprovalStore] : [])]
+    for (const r of replicas) if (r !== store) stores.push(r)
+    await Promise.all(replicas.map(waitUntilReady))
+    const claims = await Promise.all(Array.from({ length: 20 }, (_, i) => (replicas[i % replicas.length] as ApprovalStore).claim(h.id, `token-${i}`, Date.now() + 60_000)))
+    expect(claims.filter(Boolean)).toHaveLength(1)
+    const winner = `token-${claims.indexOf(true)}`
+    const result = { status: 201, headers: { 'content-type': 'application/json' }, bodyBase64: Buffer.from('{"id":"re_1"}').toString('base64'), errorCode: null, executedRequestId: 'r1', completedAt: Date.now() }
+    expect(await store.complete(h.id, 'not-the-winner', result)).toBe(false)
+    expect(await store.complete(h.id, winner, result)).toBe(true)
+    const a = await store.get(h.id)
+    expect(a?.state).toBe('executed')
+    expect(a?.result).toEqual(result)
+    expect(await store.cancel(h.id, 'too late', Date.now())).toBe(false)
+  })
+
+  it('marks an execution whose claimer vanished as unknown, and still accepts its late result', async () => {
+    const h = held()
+    await store.create(h, null)
+    await store.decide(h.id, { approve: true, by: by('alice'), digest: null }, Date.now())
+    expect(await store.claim(h.id, 'tok', Date.now() - 1)).toBe(true)
+    expect(await store.abandonStale(Date.now(), 100)).toContain(h.id)
+    expect((await store.get(h.id))?.state).toBe('unknown')
+    expect(await store.claim(h.id, 'again', Date.now() + 1000)).toBe(false)
+    const result = { status: 200, headers: {}, bodyBase64: '', errorCode: null, executedRequestId: 'r2', completedAt: Date.now() }
+    expect(await store.complete(h.id, 'tok', result)).toBe(true)
+    expect((await store.get(h.id))?.state).toBe('executed')
+  })
+
+  it('cancels pending and approved approvals but not executing ones, and reports every change', async () => {
+    const changed: string[] = []
+    store.onChange((id) => changed.push(id))
+    const pending = held()
+    const approved = held()
+    const executing = held()
+    for (const h of [pending, approved, executing]) await store.create(h, null)
+    for (const h of [approved, executing]) await store.decide(h.id, { approve: true, by: by('alice'), digest: null }, Date.now())
+    await store.claim(executing.id, 'tok', Date.now() + 60_000)
+    expect(await store.cancel(pending.id, 'policy changed', Date.now())).toBe(true)
+    expect(await store.cancel(approved.id, 'agent suspended', Date.now())).toBe(true)
+    expect(await store.cancel(executing.id, 'too late', Date.now())).toBe(false)
+    expect((await store.get(pending.id))?.cancelReason).toBe('policy changed')
+    await expect.poll(() => changed.includes(pending.id) && changed.includes(approved.id), { timeout: 2_000 }).toBe(true)
+  })
+})
+
+describe('redis approval store durability', () => {
+  it('keeps pending and approved approvals across a Redis SIGKILL (AOF, fsync always), and fails fast while Redis is down', async () => {
+    const store = new RedisApprovalStore({ url: redis.url, keyPrefix: 'durable:', timeoutMs: 500 }, limits, silent)
+    stores.push(store)
+    await waitUntilReady(store)
+    const pending = held()
+    const approved = held()
+    await store.create(pending, null)
+    await store.create(approved, null)
+    await store.decide(approved.id, { approve: true, by: by('alice'), digest: null }, Date.now())
+    await redis.kill()
+    const started = performance.now()
+    await expect(store.get(pending.id)).rejects.toThrow(/approval store unavailable/)
+    await expect(store.create(held(), null)).rejects.toThrow(/approval store unavailable/)
+    expect(performance.now() - started).toBeLessThan(1_000)
+    await redis.start()
+    await waitUntilReady(store)
+    expect((await store.get(pending.id))?.state).toBe('pending')
+    expect((await store.get(approved.id))?.state).toBe('approved')
+    expect((await store.get(approved.id))?.held).toEqual(approved)
+  })
+})
+
+async function waitUntilReady(store: ApprovalStore): Promise<void> {
+  const deadline = Date.now() + 5_000
+  for (;;) {
+    try {
+      await store.ping()
+      return
+    } catch (err) {
+      if (Date.now() > deadline) throw err
+      await new Promise((r) => setTimeout(r, 50))
+    }
+  }
+}
