@@ -5,8 +5,16 @@
 import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { createAdminServer } from './admin/admin-server.ts'
+import { createApprovalsApi } from './admin/approvals-api.ts'
+import { ApprovalService } from './approvals/approval-service.ts'
+import type { ApprovalStore } from './approvals/approval-store.ts'
+import { ApproverAuthenticator } from './approvals/approver-auth.ts'
+import { ApprovalExecutor } from './approvals/executor.ts'
+import { MemoryApprovalStore } from './approvals/memory-store.ts'
+import { RedisApprovalStore } from './approvals/redis-store.ts'
+import { WebhookNotifier } from './approvals/webhook.ts'
 import { FileAuditSink, type AuditSink } from './audit/sink.ts'
-import type { ServerConfig } from './config/server-config.ts'
+import type { ApprovalsConfig, ServerConfig, ValueSource } from './config/server-config.ts'
 import { CredentialBroker } from './credentials/broker.ts'
 import { VaultClient } from './credentials/vault/vault-client.ts'
 import { VaultSession } from './credentials/vault/vault-session.ts'
@@ -22,6 +30,7 @@ export interface RunningCorridor {
   readonly adminUrl: string
   readonly policies: PolicyStore
   readonly audit: AuditSink
+  readonly approvals: ApprovalService
   close(): Promise<void>
 }
 
@@ -52,9 +61,25 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
 
   const audit = options.audit ?? new FileAuditSink(config.auditFile, log)
   const identifier = new Identifier(config.agentJwt, config.userJwt)
-  const pipeline = createPipeline({ policies, identifier, credentials, upstreams, audit, log, limits: config.limits, now: Date.now })
+
+  const store = approvalStore(config.approvals, options.env, log)
+  let approvals: ApprovalService | null = null
+  const executor = new ApprovalExecutor({
+    store, config: config.approvals, policies, credentials, upstreams, audit, log, now: Date.now,
+    onSettled: (id, event, reason) => approvals?.settledByExecutor(id, event, reason),
+  })
+  const webhook = config.approvals.webhook === null ? null : new WebhookNotifier(resolveValue(config.approvals.webhook.url, options.env, 'approvals.webhook'), config.approvals.webhook.timeoutMs, log)
+  approvals = new ApprovalService({ store, executor, config: config.approvals, policies, audit, log, notifier: webhook, now: Date.now })
+  const approvalService = approvals
+  policies.onChange((bundle) => void approvalService.recheckAll(bundle))
+
+  const pipeline = createPipeline({
+    policies, identifier, credentials, upstreams, audit, log, limits: config.limits, now: Date.now,
+    approvals, approvalWaitMs: config.approvals.waitMs, approvalExpiresMs: config.approvals.expiresAfterMs,
+  })
   const agentServer = createAgentServer(config.limits, pipeline)
-  const adminServer = createAdminServer(policies, audit)
+  const approvalsApi = createApprovalsApi(approvals, new ApproverAuthenticator(config.approverJwt), policies, log)
+  const adminServer = createAdminServer(policies, audit, approvals, approvalsApi)
 
   await listen(agentServer, config.listen.host, config.listen.port)
   await listen(adminServer, config.admin.host, config.admin.port)
@@ -67,10 +92,14 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
     adminUrl,
     policies,
     audit,
+    approvals,
     async close() {
       policies.close()
       agentServer.closeIdleConnections()
       await Promise.all([closeServer(agentServer), closeServer(adminServer)])
+      // Releases in flight finish (bounded) before their upstream pools and credentials go away.
+      await approvalService.close()
+      await store.close()
       await upstreams.close()
       // Leases first (they need Corridor's Vault token), then the token itself.
       await credentials.close()
@@ -79,6 +108,24 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
       audit.close()
     },
   }
+}
+
+function approvalStore(config: ApprovalsConfig, env: StartOptions['env'], log: Logger): ApprovalStore {
+  const limits = { maxPending: config.maxPending, maxPendingPerAgent: config.maxPendingPerAgent, keepMs: config.keepResultsMs }
+  if (config.redis === null) {
+    log.warn(
+      'APPROVALS ARE IN MEMORY: no approvals.redis is configured, so requests held for approval live in this process only and are lost when it stops; run a single instance, or configure Redis',
+    )
+    return new MemoryApprovalStore(limits)
+  }
+  return new RedisApprovalStore({ url: resolveValue(config.redis.url, env, 'approvals.redis'), keyPrefix: config.redis.keyPrefix, timeoutMs: config.redis.timeoutMs }, limits, log)
+}
+
+function resolveValue(source: ValueSource, env: StartOptions['env'], where: string): string {
+  if ('value' in source) return source.value
+  const value = env[source.env]
+  if (value === undefined || value === '') throw new Error(`${where}.url_env names ${source.env}, which is not set`)
+  return value
 }
 
 function listen(server: Server, host: string, port: number): Promise<void> {

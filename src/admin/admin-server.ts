@@ -1,13 +1,17 @@
 /**
  * The admin listener, separate from the agent listener and on loopback by default: liveness,
- * readiness (a policy is in force and the audit sink takes writes) and the policy version.
+ * readiness (a policy is in force and the audit sink takes writes), the policy version and the
+ * approvers' API (approvals-api.ts).
  */
 import { createServer, type Server } from 'node:http'
+import type { ApprovalService } from '../approvals/approval-service.ts'
 import type { AuditSink } from '../audit/sink.ts'
 import type { PolicyStore } from '../policy/reloader.ts'
+import type { ApprovalsApi } from './approvals-api.ts'
 
-export function createAdminServer(policies: PolicyStore, audit: AuditSink): Server {
+export function createAdminServer(policies: PolicyStore, audit: AuditSink, approvals: ApprovalService, approvalsApi: ApprovalsApi): Server {
   return createServer((req, res) => {
+    if (approvalsApi.handle(req, res)) return
     const send = (status: number, body: unknown): void => {
       const payload = JSON.stringify(body)
       res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(payload) })
@@ -17,10 +21,14 @@ export function createAdminServer(policies: PolicyStore, audit: AuditSink): Serv
     const url = req.url ?? '/'
     if (url === '/healthz') return send(200, { status: 'ok' })
     if (url === '/readyz') {
-      const checks = { policy: policies.current !== null, audit: audit.healthy }
-      return send(checks.policy && checks.audit ? 200 : 503, { ready: checks.policy && checks.audit, checks })
+      // The approval queue is reported but does not decide readiness: without it only holds fail, every other request still works.
+      void approvals.ping().then((queue) => {
+        const checks = { policy: policies.current !== null, audit: audit.healthy, approval_queue: queue }
+        send(checks.policy && checks.audit ? 200 : 503, { ready: checks.policy && checks.audit, checks })
+      })
+      return
     }
     if (url === '/policy') return send(200, policies.status())
-    send(404, { error: 'not found', endpoints: ['/healthz', '/readyz', '/policy'] })
+    send(404, { error: 'not found', endpoints: ['/healthz', '/readyz', '/policy', '/approvals'] })
   })
 }

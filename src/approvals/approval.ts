@@ -24,8 +24,10 @@ export interface HeldHttpRequest {
   /** As the agent addressed it: connector prefix, canonical path and query (for re-evaluation and display). */
   readonly target: string
   readonly host: string | null
-  /** Base path + canonical path + query: the upstream request target. */
+  /** Base path + canonical path: the upstream request path. */
   readonly upstreamPath: string
+  /** The raw query string (without '?'), as forwarded. */
+  readonly query: string
   /** name, value pairs, lower-case names, agent credentials and Corridor headers already removed. */
   readonly headers: readonly (readonly [string, string])[]
   readonly bodyBase64: string
@@ -95,7 +97,7 @@ const PER_ATTEMPT_HEADERS = new Set(['x-forwarded-for', 'x-forwarded-host', 'x-f
 export function requestDigest(connector: string, request: Omit<HeldHttpRequest, 'target' | 'host'>): string {
   const headers = request.headers.filter(([name]) => !PER_ATTEMPT_HEADERS.has(name)).map(([n, v]) => `${n}:${v}`)
   headers.sort()
-  const canonical = JSON.stringify([connector, request.method, request.upstreamPath, headers, request.bodyBase64])
+  const canonical = JSON.stringify([connector, request.method, request.upstreamPath, request.query, headers, request.bodyBase64])
   return 'sha256:' + createHash('sha256').update(canonical).digest('hex')
 }
 

@@ -16,6 +16,7 @@ export type Outcome =
   | 'upstream_error' // forwarded, but the upstream failed or sent something invalid
   | 'upstream_timeout'
   | 'client_aborted' // the agent went away before the response completed
+  | 'released' // the agent collected the result of its approved request (forwarded once, in its own record)
 
 export interface AuditRecord {
   /** Written by the sink as the record's first field; absent on records still being built. */
@@ -43,6 +44,8 @@ export interface AuditRecord {
   policy_version: string | null
   shadow: readonly ShadowResult[]
   approvers: readonly string[]
+  /** Set on every record that concerns a held request: the hold, the agent's retries and the release. */
+  approval: ApprovalLink | null
   credential: { reference: string; lease_id: string | null } | null
   upstream_status: number | null
   status: number
@@ -54,6 +57,38 @@ export interface AuditRecord {
   duration_ms: number
   upstream_ms: number | null
   outcome: Outcome
+}
+
+export interface ApprovalLink {
+  id: string
+  state: string
+  digest: string
+  /** The request that was held (its own record has outcome `held`). */
+  held_request_id: string
+  /** The record of the one forward, once released. */
+  executed_request_id: string | null
+  approved_by: readonly { approver: string; at: string; reason: string }[]
+  rejected_by: { approver: string; at: string; reason: string } | null
+}
+
+/** A step in an approval's life that no agent request carries: a decision, an expiry, a cancellation. */
+export interface ApprovalAuditEvent {
+  type: 'approval'
+  v: 1
+  time: string
+  event: string
+  approval_id: string
+  held_request_id: string
+  agent: string
+  connector: string
+  action: string | null
+  digest: string
+  policy_version: string
+  state: string
+  by: string | null
+  by_groups: readonly string[] | null
+  via: string | null
+  reason: string | null
 }
 
 /** Fills the decision fields of a record. */
@@ -93,6 +128,7 @@ export function newAuditRecord(requestId: string, startedAtMs: number, method: s
     policy_version: null,
     shadow: [],
     approvers: [],
+    approval: null,
     credential: null,
     upstream_status: null,
     status: 0,

@@ -9,13 +9,15 @@ import { closeSync, mkdirSync, openSync, writeSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { pino, type Logger as PinoLogger } from 'pino'
 import type { Logger } from '../shared/logger.ts'
-import type { AuditRecord } from './record.ts'
+import type { ApprovalAuditEvent, AuditRecord } from './record.ts'
 
 export interface AuditSink {
   /** False while records cannot be written; nothing may be forwarded then. */
   readonly healthy: boolean
   /** Writes one record. Returns false if it could not be written (the record then goes to the operational log). */
   write(record: AuditRecord): boolean
+  /** Writes an approval lifecycle event (decision, expiry, cancellation) to the same trail. */
+  writeEvent(event: ApprovalAuditEvent): boolean
   close(): void
 }
 
@@ -48,6 +50,10 @@ export class FileAuditSink implements AuditSink {
       this.#fail(err, record)
       return false
     }
+  }
+
+  writeEvent(event: ApprovalAuditEvent): boolean {
+    return this.#tryWrite(JSON.stringify(event) + '\n')
   }
 
   close(): void {
@@ -96,10 +102,16 @@ function writeAll(fd: number, text: string): void {
 /** Keeps records in memory; for tests and for `policy test`. */
 export class MemoryAuditSink implements AuditSink {
   readonly records: AuditRecord[] = []
+  readonly events: ApprovalAuditEvent[] = []
   healthy = true
   write(record: AuditRecord): boolean {
     if (!this.healthy) return false
     this.records.push(structuredClone(record))
+    return true
+  }
+  writeEvent(event: ApprovalAuditEvent): boolean {
+    if (!this.healthy) return false
+    this.events.push(structuredClone(event))
     return true
   }
   close(): void {}

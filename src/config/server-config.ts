@@ -29,6 +29,46 @@ export interface UserTokenConfig extends JwtIssuerConfig {
   readonly groupsClaim: string
 }
 
+export interface ApproverTokenConfig extends JwtIssuerConfig {
+  readonly groupsClaim: string
+  /** The claim naming the approver in the audit trail (sub, email…). */
+  readonly idClaim: string
+}
+
+/** A value given in the file or, for secrets (Redis passwords, webhook URLs), by environment variable name. */
+export type ValueSource = { readonly value: string } | { readonly env: string }
+
+export interface ApprovalsConfig {
+  /** Absent: the in-memory store (one instance; pending approvals die with the process). */
+  readonly redis: { readonly url: ValueSource; readonly keyPrefix: string; readonly timeoutMs: number } | null
+  /** How long an agent's connection is held waiting for a decision before it gets 202. */
+  readonly waitMs: number
+  readonly expiresAfterMs: number
+  /** How long a finished approval and its upstream response are kept for the agent to collect. */
+  readonly keepResultsMs: number
+  readonly maxHeldConnections: number
+  readonly maxPending: number
+  readonly maxPendingPerAgent: number
+  /** Bound on one released request's forward (credential included). */
+  readonly executionTimeoutMs: number
+  /** Largest upstream response kept for the agent to collect. */
+  readonly maxResponseBytes: number
+  readonly webhook: { readonly url: ValueSource; readonly timeoutMs: number } | null
+}
+
+export const DEFAULT_APPROVALS: ApprovalsConfig = {
+  redis: null,
+  waitMs: 25_000,
+  expiresAfterMs: 3_600_000,
+  keepResultsMs: 86_400_000,
+  maxHeldConnections: 256,
+  maxPending: 50_000,
+  maxPendingPerAgent: 1_000,
+  executionTimeoutMs: 60_000,
+  maxResponseBytes: 1024 * 1024,
+  webhook: null,
+}
+
 export interface ServerLimits {
   readonly maxHeaders: number
   readonly maxHeaderBytes: number
@@ -53,6 +93,8 @@ export interface ServerConfig {
   readonly auditFile: string
   readonly agentJwt: JwtIssuerConfig | null
   readonly userJwt: UserTokenConfig | null
+  readonly approverJwt: ApproverTokenConfig | null
+  readonly approvals: ApprovalsConfig
   readonly limits: ServerLimits
   readonly watchPolicy: boolean
   readonly vault: VaultConfig | null
@@ -74,7 +116,7 @@ export function loadServerConfig(file: string): ServerConfig {
   const r = YamlReader.fromFile(file)
   const base = dirname(resolve(file))
   const path = (p: string): string => resolve(base, p)
-  const top = r.map(r.root, 'corridor config', ['listen', 'admin', 'files', 'audit', 'identity', 'limits', 'watch_policy', 'vault'], ['files', 'audit'])
+  const top = r.map(r.root, 'corridor config', ['listen', 'admin', 'files', 'audit', 'identity', 'limits', 'watch_policy', 'vault', 'approvals'], ['files', 'audit'])
 
   const listen = (node: Node | undefined, where: string, fallback: ListenConfig): ListenConfig => {
     if (!node) return fallback
@@ -90,8 +132,18 @@ export function loadServerConfig(file: string): ServerConfig {
 
   let agentJwt: JwtIssuerConfig | null = null
   let userJwt: UserTokenConfig | null = null
+  let approverJwt: ApproverTokenConfig | null = null
   if (top.has('identity')) {
-    const idf = r.map(top.get('identity'), 'identity', ['agent_jwt', 'user_jwt'])
+    const idf = r.map(top.get('identity'), 'identity', ['agent_jwt', 'user_jwt', 'approver_jwt'])
+    if (idf.has('approver_jwt')) {
+      const node = idf.get('approver_jwt')
+      const f = r.map(node, 'identity.approver_jwt', [...ISSUER_KEYS, 'groups_claim', 'id_claim'], ISSUER_REQUIRED)
+      approverJwt = {
+        ...readIssuer(r, node, f, 'identity.approver_jwt', path),
+        groupsClaim: f.has('groups_claim') ? r.string(f.get('groups_claim'), 'identity.approver_jwt.groups_claim') : 'groups',
+        idClaim: f.has('id_claim') ? r.string(f.get('id_claim'), 'identity.approver_jwt.id_claim') : 'sub',
+      }
+    }
     if (idf.has('agent_jwt')) {
       const node = idf.get('agent_jwt')
       agentJwt = readIssuer(r, node, r.map(node, 'identity.agent_jwt', ISSUER_KEYS, ISSUER_REQUIRED), 'identity.agent_jwt', path)
@@ -132,6 +184,8 @@ export function loadServerConfig(file: string): ServerConfig {
     auditFile: path(r.string(audit.get('file'), 'audit.file')),
     agentJwt,
     userJwt,
+    approverJwt,
+    approvals: top.has('approvals') ? readApprovals(r, top.get('approvals')) : DEFAULT_APPROVALS,
     limits,
     watchPolicy: top.has('watch_policy') ? r.boolean(top.get('watch_policy'), 'watch_policy') : true,
     vault: top.has('vault') ? readVault(r, top.get('vault'), path) : null,
@@ -218,4 +272,47 @@ function readVault(r: YamlReader, node: Node | undefined, path: (p: string) => s
     caFile: f.has('ca_file') ? path(r.string(f.get('ca_file'), 'vault.ca_file')) : null,
     auth,
   }
+}
+
+function readApprovals(r: YamlReader, node: Node | undefined): ApprovalsConfig {
+  const f = r.map(node, 'approvals', ['redis', 'wait', 'expires_after', 'keep_results', 'max_held_connections', 'max_pending', 'max_pending_per_agent', 'execution_timeout', 'max_response_bytes', 'webhook'])
+  const d = DEFAULT_APPROVALS
+  const duration = (key: string, fallback: number): number => (f.has(key) ? r.duration(f.get(key), `approvals.${key}`) : fallback)
+  const count = (key: string, fallback: number): number => {
+    if (!f.has(key)) return fallback
+    const n = r.number(f.get(key), `approvals.${key}`)
+    if (!Number.isInteger(n) || n < 1) r.issue(f.get(key), `approvals.${key} must be a whole number above 0`)
+    return n
+  }
+  const valueSource = (where: string, g: Map<string, Node>): ValueSource => {
+    if (g.has('url') === g.has('url_env')) r.issue(g.get('url') ?? g.get('url_env'), `${where} needs exactly one of url or url_env`)
+    return g.has('url_env') ? { env: r.string(g.get('url_env'), `${where}.url_env`) } : { value: r.string(g.get('url'), `${where}.url`) }
+  }
+  let redis: ApprovalsConfig['redis'] = null
+  if (f.has('redis')) {
+    const g = r.map(f.get('redis'), 'approvals.redis', ['url', 'url_env', 'key_prefix', 'timeout'])
+    const timeoutMs = g.has('timeout') ? r.duration(g.get('timeout'), 'approvals.redis.timeout') : 500
+    if (timeoutMs < 50 || timeoutMs > 1_000) r.issue(g.get('timeout'), 'approvals.redis.timeout must be between 50ms and 1s (a Redis outage must fail requests fast)')
+    redis = { url: valueSource('approvals.redis', g), keyPrefix: g.has('key_prefix') ? r.string(g.get('key_prefix'), 'approvals.redis.key_prefix') : 'corridor:approvals:', timeoutMs }
+  }
+  let webhook: ApprovalsConfig['webhook'] = null
+  if (f.has('webhook')) {
+    const g = r.map(f.get('webhook'), 'approvals.webhook', ['url', 'url_env', 'timeout'])
+    webhook = { url: valueSource('approvals.webhook', g), timeoutMs: g.has('timeout') ? r.duration(g.get('timeout'), 'approvals.webhook.timeout') : 3_000 }
+  }
+  const config: ApprovalsConfig = {
+    redis,
+    waitMs: duration('wait', d.waitMs),
+    expiresAfterMs: duration('expires_after', d.expiresAfterMs),
+    keepResultsMs: duration('keep_results', d.keepResultsMs),
+    maxHeldConnections: count('max_held_connections', d.maxHeldConnections),
+    maxPending: count('max_pending', d.maxPending),
+    maxPendingPerAgent: count('max_pending_per_agent', d.maxPendingPerAgent),
+    executionTimeoutMs: duration('execution_timeout', d.executionTimeoutMs),
+    maxResponseBytes: f.has('max_response_bytes') ? r.bytes(f.get('max_response_bytes'), 'approvals.max_response_bytes') : d.maxResponseBytes,
+    webhook,
+  }
+  if (config.waitMs > 55_000) r.issue(f.get('wait'), 'approvals.wait may be at most 55s (clients and load balancers give up around 60s)')
+  if (config.keepResultsMs < 60_000) r.issue(f.get('keep_results'), 'approvals.keep_results must be at least 1m, or agents cannot collect results')
+  return config
 }

@@ -24,6 +24,8 @@ export interface CompiledRule {
   readonly shadow: boolean
   readonly reason: string
   readonly approvers: readonly string[]
+  /** Distinct approvals a require_approval rule needs (privileged actions need at least two whatever this says). */
+  readonly approvals: number
   readonly line: number
   /** Agent ids the rule is limited to, or null for any agent (used for indexing). */
   readonly agents: ReadonlySet<string> | null
@@ -128,7 +130,7 @@ function indexRules(drafts: readonly RuleDraft[], catalog: ConnectorCatalog): Ma
 }
 
 function compileRule(r: YamlReader, node: Node, where: string, registry: AgentRegistry, catalog: ConnectorCatalog): RuleDraft | null {
-  const f = r.map(node, where, ['id', 'description', 'effect', 'mode', 'reason', 'approvers', 'match'], ['id', 'effect'])
+  const f = r.map(node, where, ['id', 'description', 'effect', 'mode', 'reason', 'approvers', 'approvals', 'match'], ['id', 'effect'])
   const id = r.string(f.get('id'), `${where}.id`)
   if (id && !ID.test(id)) r.issue(f.get('id'), `${where}.id may contain letters, digits, '_', '.', ':' and '-'`)
   const effect = r.oneOf(f.get('effect'), `${where}.effect`, ['allow', 'deny', 'require_approval'] as const)
@@ -136,6 +138,10 @@ function compileRule(r: YamlReader, node: Node, where: string, registry: AgentRe
   const approvers = f.has('approvers') ? r.strings(f.get('approvers'), `${where}.approvers`) : []
   if (effect === 'require_approval' && approvers.length === 0) r.issue(node, `${where}: require_approval needs 'approvers' (the approver groups)`)
   if (effect !== 'require_approval' && f.has('approvers')) r.issue(f.get('approvers'), `${where}: 'approvers' applies only to require_approval`)
+  const approvals = f.has('approvals') ? r.number(f.get('approvals'), `${where}.approvals`) : 1
+  if (f.has('approvals') && (effect !== 'require_approval' || !Number.isInteger(approvals) || approvals < 1 || approvals > 5)) {
+    r.issue(f.get('approvals'), `${where}.approvals applies only to require_approval and must be a whole number from 1 to 5`)
+  }
 
   const checks: RuleCheck[] = []
   let agents: ReadonlySet<string> | null = null
@@ -207,7 +213,7 @@ function compileRule(r: YamlReader, node: Node, where: string, registry: AgentRe
   const reason = f.has('reason') ? r.string(f.get('reason'), `${where}.reason`) : defaultReason(effect, id)
   const line = r.position(node).line
   return {
-    rule: { id, effect, shadow: mode === 'shadow', reason, approvers, line, agents, checks },
+    rule: { id, effect, shadow: mode === 'shadow', reason, approvers, approvals, line, agents, checks },
     connectors,
     actions,
     readsBody,

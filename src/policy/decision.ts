@@ -28,6 +28,8 @@ export interface Decision {
   readonly limitingFactor: LimitingFactor | null
   /** Approver groups named by the deciding rule (require_approval only). */
   readonly approvers: readonly string[]
+  /** Distinct approvals the deciding rule asks for (require_approval only; 0 otherwise). */
+  readonly approvals: number
   /** Report-only rules that matched, with what they would have done. */
   readonly shadow: readonly ShadowResult[]
   readonly policyVersion: string

@@ -26,7 +26,7 @@ const NO_SHADOW: readonly ShadowResult[] = []
 export function evaluate(policy: CompiledPolicy, policyVersion: string, facts: RequestFacts, trace?: Trace): Decision {
   const deny = (limitingFactor: LimitingFactor, reason: string, shadow = NO_SHADOW): Decision => {
     trace?.step(reason, false)
-    return { effect: 'deny', rule: null, reason, limitingFactor, approvers: [], shadow, policyVersion }
+    return { effect: 'deny', rule: null, reason, limitingFactor, approvers: [], approvals: 0, shadow, policyVersion }
   }
   const { agent, connector, action, user } = facts
 
@@ -84,15 +84,15 @@ export function evaluate(policy: CompiledPolicy, policyVersion: string, facts: R
     trace?.rule(rule, failed)
     if (failed !== null) continue
     if (rule.effect === 'deny') {
-      return { effect: 'deny', rule: rule.id, reason: rule.reason, limitingFactor: 'policy_rule', approvers: [], shadow, policyVersion }
+      return { effect: 'deny', rule: rule.id, reason: rule.reason, limitingFactor: 'policy_rule', approvers: [], approvals: 0, shadow, policyVersion }
     }
     if (rule.effect === 'require_approval') approval ??= rule
     else allow ??= rule
   }
   if (approval !== null) {
-    return { effect: 'require_approval', rule: approval.id, reason: approval.reason, limitingFactor: null, approvers: approval.approvers, shadow, policyVersion }
+    return { effect: 'require_approval', rule: approval.id, reason: approval.reason, limitingFactor: null, approvers: approval.approvers, approvals: approval.approvals, shadow, policyVersion }
   }
-  if (allow !== null) return { effect: 'allow', rule: allow.id, reason: allow.reason, limitingFactor: null, approvers: [], shadow, policyVersion }
+  if (allow !== null) return { effect: 'allow', rule: allow.id, reason: allow.reason, limitingFactor: null, approvers: [], approvals: 0, shadow, policyVersion }
   return deny('policy_default', `no rule allows '${action.name}' for agent '${agent.id}' (default deny)`, shadow)
 }
 

@@ -19,6 +19,14 @@ export interface UpstreamRequest {
   readonly body: Buffer | null
 }
 
+export interface BufferedResponse {
+  readonly status: number
+  readonly headers: Record<string, string | string[] | undefined>
+  /** Null when the body exceeded the limit. */
+  readonly body: Buffer | null
+  readonly bytes: number
+}
+
 export interface ForwardProgress {
   status: number
   bytesOut: number
@@ -70,6 +78,38 @@ export class Upstreams {
         new ForwardHandler(res, requestId, progress, resolve, reject),
       )
     })
+  }
+
+  /**
+   * Forwards and buffers the whole response (for released approvals, whose result is kept for
+   * the agent to collect). A response over `maxBytes` is cut off: the request ran, its body is lost.
+   */
+  async call(connector: Connector, request: UpstreamRequest, timeoutMs: number, maxBytes: number): Promise<BufferedResponse> {
+    const entry = this.#pools.get(connector.id)
+    if (entry === undefined) throw new CorridorError('upstream_unreachable', `no upstream pool for '${connector.id}'`)
+    let response: Dispatcher.ResponseData
+    try {
+      response = await entry.pool.request({ method: request.method as Dispatcher.HttpMethod, path: request.path, headers: request.headers, body: request.body, signal: AbortSignal.timeout(timeoutMs) })
+    } catch (err) {
+      throw mapUpstreamError(err as Error)
+    }
+    const chunks: Buffer[] = []
+    let size = 0
+    let tooLarge = false
+    try {
+      for await (const chunk of response.body) {
+        size += (chunk as Buffer).length
+        if (size > maxBytes) {
+          tooLarge = true
+          response.body.destroy()
+          break
+        }
+        chunks.push(chunk as Buffer)
+      }
+    } catch (err) {
+      throw mapUpstreamError(err as Error)
+    }
+    return { status: response.statusCode, headers: response.headers, body: tooLarge ? null : Buffer.concat(chunks), bytes: size }
   }
 
   async close(): Promise<void> {
@@ -150,6 +190,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
 function mapUpstreamError(error: Error): CorridorError | ClientAbortedError {
   if (error instanceof ClientAbortedError) return error
   const code = (error as { code?: string }).code
+  if (error.name === 'TimeoutError') return new CorridorError('upstream_timeout', 'the upstream did not answer in time', { cause: error })
   switch (code) {
     case 'UND_ERR_HEADERS_TIMEOUT':
     case 'UND_ERR_BODY_TIMEOUT':

@@ -11,7 +11,7 @@ import { CorridorError } from '../shared/errors.ts'
 /** Headers that must appear at most once: a second copy is a parser-differential or a hidden credential. */
 const SINGLETONS = new Set([
   'host', 'authorization', 'proxy-authorization', 'content-length', 'content-type', 'content-encoding', 'cookie',
-  'idempotency-key', 'x-api-key', 'transfer-encoding', 'x-corridor-intent', 'x-corridor-task-id', 'x-corridor-user',
+  'idempotency-key', 'x-api-key', 'transfer-encoding', 'x-corridor-intent', 'x-corridor-task-id', 'x-corridor-user', 'x-corridor-approval',
 ])
 
 /** Headers that `Connection` may not name: removing them would change what Corridor decided on. */

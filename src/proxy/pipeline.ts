@@ -8,11 +8,16 @@
  *   3. identity         agent credential → registered agent; delegated user      (identity/)
  *   4. body             bounded read; strict JSON when it is JSON                  (request-body.ts)
  *   5. decision         pure policy evaluation over the request facts             (policy/evaluate.ts)
+ *                       require_approval: held, and the connection waits for a decision (approval-gate.ts);
+ *                       released requests are forwarded once by the approvals executor
  *   6. audit gate       nothing is forwarded while the audit sink is failing      (audit/sink.ts)
  *   7. credential       the connector's credential, placed by its template        (credentials/)
  *   8. forward          exactly the canonical request, streamed back              (forward.ts)
  */
 import { randomUUID } from 'node:crypto'
+import { requestDigest, type HeldRequest } from '../approvals/approval.ts'
+import type { ApprovalService } from '../approvals/approval-service.ts'
+import { approvalsRequired } from '../approvals/eligibility.ts'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { newAuditRecord, recordDecision, type AuditRecord, type Outcome } from '../audit/record.ts'
 import type { AuditSink } from '../audit/sink.ts'
@@ -26,6 +31,7 @@ import { NO_QUERY, parseQuery, type RequestFacts } from '../policy/facts.ts'
 import type { PolicyStore } from '../policy/reloader.ts'
 import { CorridorError, isCorridorError } from '../shared/errors.ts'
 import type { Logger } from '../shared/logger.ts'
+import { APPROVAL_STATUS_PREFIX, approvalStatusBody, holdForApproval, resumeApproval } from './approval-gate.ts'
 import { ClientAbortedError } from './client-aborted.ts'
 import type { Upstreams } from './forward.ts'
 import { assertSingleHeader, inspectInbound, type InboundLimits } from './inbound.ts'
@@ -44,6 +50,9 @@ export interface PipelineDeps {
   readonly log: Logger
   readonly limits: InboundLimits
   readonly now: () => number
+  readonly approvals: ApprovalService
+  readonly approvalWaitMs: number
+  readonly approvalExpiresMs: number
 }
 
 const MAX_INTENT = 500
@@ -75,6 +84,7 @@ async function handle(deps: PipelineDeps, extraSingletons: readonly string[], re
   const bundle = deps.policies.current
   if (bundle === null) throw new CorridorError('policy_unavailable', 'no valid policy has been loaded')
   const target = parseRequestTarget(req.url ?? '')
+  if (target.path.startsWith(APPROVAL_STATUS_PREFIX)) return approvalStatus(deps, req, res, record, target.path.slice(APPROVAL_STATUS_PREFIX.length), now)
   const { connector, path, segments } = routeRequest(bundle.catalog, req.headers.host, target)
   record.connector = connector.id
   record.path = path
@@ -116,6 +126,29 @@ async function handle(deps: PipelineDeps, extraSingletons: readonly string[], re
     }
   }
 
+  const outgoingHeaders = upstreamRequestHeaders(req, {
+    connectionNamed,
+    alsoDrop: connector.dropHeaders,
+    bodyLength: body.length,
+    hasBody: body.length > 0 || req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined,
+  })
+  const heldRequest = () => ({
+    method,
+    target: target.path + (target.query === '' ? '' : '?' + target.query),
+    host: req.headers.host ?? null,
+    upstreamPath: connector.basePath + path,
+    query: target.query,
+    headers: pairs(outgoingHeaders),
+    bodyBase64: body.toString('base64'),
+  })
+
+  // A retry that names its approval is answered from that approval (the release re-checks the policy).
+  const approvalId = headerText(req.headers['x-corridor-approval'], 100)
+  if (approvalId !== null) {
+    const request = heldRequest()
+    return resumeApproval(deps.approvals, deps.approvalWaitMs, res, record, approvalId, agent.id, requestDigest(connector.id, request))
+  }
+
   // 5. Decision.
   const facts: RequestFacts = {
     agent,
@@ -137,9 +170,32 @@ async function handle(deps: PipelineDeps, extraSingletons: readonly string[], re
     throw new CorridorError(decision.limitingFactor === 'agent_status' ? 'agent_suspended' : 'policy_denied', decision.reason, { details })
   }
   if (decision.effect === 'require_approval') {
-    throw new CorridorError('approval_required', `${decision.reason}; approvers: ${decision.approvers.join(', ')}. The approval queue is not enabled on this Corridor.`, {
-      details: { ...details, approvers: decision.approvers },
-    })
+    const request = heldRequest()
+    const held: HeldRequest = {
+      id: 'apr_' + randomUUID(),
+      heldRequestId: record.request_id,
+      digest: requestDigest(connector.id, request),
+      request,
+      agent: agent.id,
+      owner: agent.owner,
+      tier: agent.tier,
+      user: user?.id ?? null,
+      userGroups: user?.groups ?? null,
+      intent: record.intent,
+      taskId: record.task_id,
+      connector: connector.id,
+      action: match?.value.name ?? null,
+      risk: match?.value.risk ?? null,
+      rule: decision.rule,
+      reason: decision.reason,
+      policyVersion: decision.policyVersion,
+      approverGroups: decision.approvers,
+      required: approvalsRequired(decision.approvals, match?.value.risk ?? null),
+      perRequestLease: match?.value.perRequestLease ?? false,
+      createdAt: now,
+      expiresAt: now + deps.approvalExpiresMs,
+    }
+    return holdForApproval(deps.approvals, deps.approvalWaitMs, res, record, held, headerText(req.headers['idempotency-key'], 255))
   }
 
   // 6. Audit gate: refuse rather than act unaudited.
@@ -161,15 +217,7 @@ async function handle(deps: PipelineDeps, extraSingletons: readonly string[], re
     credential?.release()
     throw new ClientAbortedError()
   }
-  const outgoing = {
-    headers: upstreamRequestHeaders(req, {
-      connectionNamed,
-      alsoDrop: connector.dropHeaders,
-      bodyLength: body.length,
-      hasBody: body.length > 0 || req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined,
-    }),
-    query: target.query,
-  }
+  const outgoing = { headers: outgoingHeaders, query: target.query }
   if (credential !== null) {
     record.credential = { reference: credential.reference, lease_id: credential.leaseId }
     injectCredential(connector.injection, credential, outgoing)
@@ -227,8 +275,16 @@ function outcomeFor(error: CorridorError): Outcome {
     case 'policy_denied':
     case 'agent_suspended':
       return 'denied'
-    case 'approval_required':
+    case 'approval_pending':
       return 'held'
+    case 'approval_rejected':
+    case 'approval_expired':
+    case 'approval_cancelled':
+      return 'denied'
+    case 'approval_unavailable':
+    case 'approval_capacity':
+    case 'approval_outcome_unknown':
+      return 'unavailable'
     case 'credential_unavailable':
     case 'audit_unavailable':
     case 'policy_unavailable':
@@ -255,6 +311,30 @@ function finish(deps: PipelineDeps, record: AuditRecord, res: ServerResponse, st
   } catch (err) {
     deps.log.error({ err, requestId: record.request_id }, 'releasing the request credential failed')
   }
+}
+
+/** The agent asking where its approval stands (no waiting); only the agent that was held may ask. */
+async function approvalStatus(deps: PipelineDeps, req: IncomingMessage, res: ServerResponse, record: AuditRecord, rawId: string, now: number): Promise<void> {
+  if (req.method !== 'GET') throw new CorridorError('bad_request', 'approval status is read with GET')
+  const id = decodeURIComponent(rawId)
+  const approval = await deps.approvals.get(id)
+  const bundle = deps.policies.current
+  const connector = approval === null || bundle === null ? undefined : bundle.catalog.connectors.get(approval.held.connector)
+  if (approval === null || bundle === null || connector === undefined) throw new CorridorError('approval_not_found', `no approval '${id}' for this agent`)
+  const agent = await deps.identifier.agent(req.headers, connector, bundle, now)
+  record.agent = agent.id
+  if (agent.id !== approval.held.agent) throw new CorridorError('approval_not_found', `no approval '${id}' for this agent`)
+  record.connector = connector.id
+  record.outcome = 'held'
+  const payload = JSON.stringify(approvalStatusBody(approval))
+  res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload), 'cache-control': 'no-store', 'x-corridor-request-id': record.request_id })
+  res.end(payload)
+}
+
+function pairs(flat: readonly string[]): [string, string][] {
+  const out: [string, string][] = []
+  for (let i = 0; i < flat.length; i += 2) out.push([flat[i] as string, flat[i + 1] as string])
+  return out
 }
 
 function queryHas(query: string, name: string): boolean {

@@ -55,6 +55,7 @@ export function sendProblem(res: ServerResponse, error: CorridorError, requestId
   if (closeConnection) headers.connection = 'close'
   // 503 means a dependency could not do its part (fail closed); it is worth retrying shortly.
   if (error.status === 503) headers['retry-after'] = 5
+  if (error.headers !== undefined) Object.assign(headers, error.headers)
   res.writeHead(error.status, headers)
   res.end(payload)
 }

@@ -16,7 +16,7 @@ const limits: StoreLimits = { maxPending: 5, maxPendingPerAgent: 3, keepMs: 60_0
 const silent = createLogger('silent')
 
 function held(overrides: Partial<HeldRequest> = {}): HeldRequest {
-  const request = { method: 'POST', target: '/billing/v1/refunds', host: null, upstreamPath: '/v1/refunds', headers: [['content-type', 'application/json']] as const, bodyBase64: Buffer.from('{"amount":9000}').toString('base64') }
+  const request = { method: 'POST', target: '/billing/v1/refunds', host: null, upstreamPath: '/v1/refunds', query: '', headers: [['content-type', 'application/json']] as const, bodyBase64: Buffer.from('{"amount":9000}').toString('base64') }
   const now = Date.now()
   return {
     id: 'apr_' + randomUUID(),

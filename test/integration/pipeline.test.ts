@@ -19,7 +19,7 @@ beforeAll(async () => {
     res.writeHead(200, { 'content-type': 'application/json', 'set-cookie': 'upstream=1', connection: 'x-upstream-hop', 'x-upstream-hop': '1', 'x-real': 'yes' })
     res.end(JSON.stringify({ ok: true }))
   })
-  fx = await startCorridorFixture(standardFiles(upstream.url), { SVC_TOKEN: canary })
+  fx = await startCorridorFixture({ ...standardFiles(upstream.url), extraConfig: 'approvals: { wait: 0s }\n' }, { SVC_TOKEN: canary })
 })
 
 afterAll(async () => {
@@ -152,7 +152,7 @@ describe('refusals carry problem+json with a stable code and are audited', () =>
     ['explicit deny rule', () => call('/svc/items/secret'), 403, 'policy_denied', { rule: 'no-secret-items', reason: 'secret items are off limits', limiting_factor: 'policy_rule' }],
     ['undeclared action', () => call('/svc/admin'), 403, 'policy_denied', { limiting_factor: 'connector_scope' }],
     ['privileged action over tier', () => call('/svc/items/1', { method: 'DELETE' }), 403, 'policy_denied', { limiting_factor: 'agent_tier' }],
-    ['approval required', () => call('/svc/items', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"qty":50}' }), 403, 'approval_required', { decision: 'require_approval', outcome: 'held', approvers: ['leads'] }],
+    ['held for approval', () => call('/svc/items', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"qty":50}' }), 202, 'approval_pending', { decision: 'require_approval', outcome: 'held', approvers: ['leads'] }],
     ['unknown connector', () => call('/nowhere/items'), 404, 'connector_unknown', {}],
     ['encoded slash', () => call('/svc/items/a%2fb'), 400, 'invalid_path', {}],
     ['duplicate JSON keys', () => call('/svc/items', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"qty":1,"qty":100}' }), 400, 'invalid_json', {}],

@@ -1,0 +1,250 @@
+/**
+ * The approval queue as the rest of Corridor sees it: the pipeline holds requests and waits on
+ * them, the admin API lists and decides them, and a one-second sweep expires what nobody
+ * decided, retires abandoned claims and releases approved requests whose releasing replica went
+ * away. Every change is one atomic store transition; this class adds who may decide, the waiting,
+ * the audit events and the notifications.
+ */
+import type { AuditSink } from '../audit/sink.ts'
+import type { ApprovalsConfig } from '../config/server-config.ts'
+import type { PolicyBundle } from '../policy/bundle.ts'
+import type { PolicyStore } from '../policy/reloader.ts'
+import { CorridorError } from '../shared/errors.ts'
+import type { Logger } from '../shared/logger.ts'
+import type { Approval, HeldRequest } from './approval.ts'
+import { ApprovalStoreUnavailable, type ApprovalStore } from './approval-store.ts'
+import { approvalEvent } from './audit-link.ts'
+import { whyIneligible, type ApproverIdentity } from './eligibility.ts'
+import type { ApprovalExecutor } from './executor.ts'
+import { whyNoLongerPermitted } from './recheck.ts'
+import type { ApprovalEvent, ApprovalNotifier } from './webhook.ts'
+
+export interface ApprovalServiceDeps {
+  readonly store: ApprovalStore
+  readonly executor: ApprovalExecutor
+  readonly config: ApprovalsConfig
+  readonly policies: PolicyStore
+  readonly audit: AuditSink
+  readonly log: Logger
+  readonly notifier: ApprovalNotifier | null
+  readonly now: () => number
+}
+
+/** States in which an agent's wait is over: there is a result, or there never will be. */
+const ANSWERED = new Set(['executed', 'rejected', 'expired', 'cancelled', 'unknown'])
+const SWEEP_MS = 1_000
+/** Waiters re-read the store this often even without a change message (pub/sub is lost across a reconnect). */
+const POLL_MS = 2_000
+const SWEEP_BATCH = 500
+
+export class ApprovalService {
+  readonly #d: ApprovalServiceDeps
+  readonly #waiters = new Map<string, Set<() => void>>()
+  readonly #sweeper: NodeJS.Timeout
+  #heldConnections = 0
+  #sweeping = false
+
+  constructor(deps: ApprovalServiceDeps) {
+    this.#d = deps
+    deps.store.onChange((id) => this.#wake(id))
+    this.#sweeper = setInterval(() => void this.#sweep(), SWEEP_MS)
+    this.#sweeper.unref()
+  }
+
+  get durable(): boolean {
+    return this.#d.store.durable
+  }
+
+  /** Whether the store answers now (readiness report). */
+  async ping(): Promise<boolean> {
+    try {
+      await this.#d.store.ping()
+      return true
+    } catch {
+      return false
+    }
+  }
+
+  get heldConnections(): number {
+    return this.#heldConnections
+  }
+
+  /** Persists a held request. With an Idempotency-Key the agent already used, returns that approval instead. */
+  async hold(held: HeldRequest, idempotencyKey: string | null): Promise<{ id: string; created: boolean }> {
+    const result = await this.#store(() => this.#d.store.create(held, idempotencyKey))
+    switch (result.kind) {
+      case 'exists':
+        return { id: result.id, created: false }
+      case 'full':
+        throw new CorridorError('approval_capacity', `the approval queue holds its maximum of ${this.#d.config.maxPending} pending requests; try again later`)
+      case 'agent_full':
+        throw new CorridorError('approval_capacity', `agent '${held.agent}' already has ${this.#d.config.maxPendingPerAgent} requests waiting for approval`)
+      case 'created': {
+        const approval: Approval = { held, state: 'pending', approvals: [], rejection: null, cancelReason: null, result: null }
+        this.#d.audit.writeEvent(approvalEvent('held', approval, this.#d.now()))
+        this.#d.notifier?.notify('held', approval)
+        return { id: held.id, created: true }
+      }
+    }
+  }
+
+  /** Takes one of the bounded held-connection slots; false when all are taken. */
+  takeConnectionSlot(): boolean {
+    if (this.#heldConnections >= this.#d.config.maxHeldConnections) return false
+    this.#heldConnections++
+    return true
+  }
+
+  releaseConnectionSlot(): void {
+    this.#heldConnections--
+  }
+
+  async get(id: string): Promise<Approval | null> {
+    return this.#store(() => this.#d.store.get(id))
+  }
+
+  async list(state: 'pending' | 'approved' | 'executing', offset: number, limit: number): Promise<Approval[]> {
+    return this.#store(() => this.#d.store.list(state, offset, limit))
+  }
+
+  /**
+   * Waits up to `waitMs` for an answer the agent can use (a result, a rejection, an expiry…)
+   * and returns the approval as it then stands. An approved request found on the way is
+   * released here, so it runs even if the replica that approved it went away.
+   */
+  async waitForAnswer(id: string, waitMs: number, signal: AbortSignal): Promise<Approval | null> {
+    const deadline = this.#d.now() + waitMs
+    for (;;) {
+      const approval = await this.get(id)
+      if (approval === null || ANSWERED.has(approval.state)) return approval
+      if (approval.state === 'approved') void this.#d.executor.release(id)
+      const remaining = deadline - this.#d.now()
+      if (remaining <= 0 || signal.aborted) return approval
+      await this.#changeOf(id, Math.min(remaining, POLL_MS), signal)
+    }
+  }
+
+  /** An approver's decision: eligibility here, then the atomic transition in the store. */
+  async decide(id: string, approver: ApproverIdentity, approve: boolean, reason: string, digest: string | null): Promise<Approval> {
+    const now = this.#d.now()
+    const approval = await this.get(id)
+    if (approval === null) throw new CorridorError('approval_not_found', `no approval '${id}' (finished approvals are kept for ${Math.round(this.#d.config.keepResultsMs / 60_000)} minutes)`)
+    const why = whyIneligible(approver, approval.held)
+    if (why !== null) throw new CorridorError('approver_not_eligible', why)
+    const result = await this.#store(() => this.#d.store.decide(id, { approve, by: { approver: approver.id, groups: approver.groups, reason, at: now }, digest }, now))
+    switch (result.kind) {
+      case 'not_found':
+        throw new CorridorError('approval_not_found', `no approval '${id}'`)
+      case 'expired':
+        await this.#settled(id, 'expired')
+        throw new CorridorError('approval_conflict', 'this approval expired before your decision')
+      case 'digest_mismatch':
+        throw new CorridorError('approval_conflict', 'the held request is not the one you reviewed (digest differs); show it again')
+      case 'already_decided':
+        throw new CorridorError('approval_conflict', 'you have already approved this request; it needs a different approver')
+      case 'not_pending':
+        throw new CorridorError('approval_conflict', `this approval is already ${result.state}`)
+    }
+    const after = (await this.get(id)) ?? approval
+    const event: ApprovalEvent = result.kind === 'recorded' ? 'approval_recorded' : result.kind
+    this.#d.audit.writeEvent(approvalEvent(event, after, now, approver, reason))
+    this.#d.notifier?.notify(event, after)
+    this.#d.log.info({ approvalId: id, approver: approver.id, event }, 'approval decision')
+    if (result.kind === 'approved') void this.#d.executor.release(id)
+    return after
+  }
+
+  /** After a policy change: cancels pending and approved requests the new policy no longer permits as they were held. */
+  async recheckAll(bundle: PolicyBundle): Promise<void> {
+    let cancelled = 0
+    try {
+      for (const state of ['pending', 'approved'] as const) {
+        for (let offset = 0; ; offset += SWEEP_BATCH) {
+          const batch = await this.list(state, offset, SWEEP_BATCH)
+          for (const a of batch) {
+            const why = whyNoLongerPermitted(bundle, a.held, this.#d.now())
+            if (why !== null && (await this.#d.store.cancel(a.held.id, why, this.#d.now()))) {
+              cancelled++
+              await this.#settled(a.held.id, 'cancelled', why)
+            }
+          }
+          if (batch.length < SWEEP_BATCH) break
+        }
+      }
+    } catch (err) {
+      // The next release re-checks each request anyway; this pass only tells people sooner.
+      this.#d.log.error({ err }, 'approvals could not be re-checked against the new policy')
+    }
+    if (cancelled > 0) this.#d.log.warn({ cancelled, version: bundle.version }, 'policy change cancelled held requests')
+  }
+
+  /** Audit event and notification for a change made outside decide(): expiry, cancellation, release. */
+  async #settled(id: string, event: ApprovalEvent, reason: string | null = null): Promise<void> {
+    const approval = await this.#d.store.get(id).catch(() => null)
+    if (approval === null) return
+    this.#d.audit.writeEvent(approvalEvent(event, approval, this.#d.now(), null, reason))
+    this.#d.notifier?.notify(event, approval)
+  }
+
+  /** Called by the executor when it cancelled or released an approval. */
+  settledByExecutor(id: string, event: 'cancelled' | 'executed', reason: string | null): void {
+    void this.#settled(id, event, reason)
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.#sweeper)
+    await this.#d.executor.drain(5_000)
+    for (const wake of [...this.#waiters.values()].flatMap((s) => [...s])) wake()
+  }
+
+  async #sweep(): Promise<void> {
+    if (this.#sweeping) return
+    this.#sweeping = true
+    try {
+      const now = this.#d.now()
+      for (const id of await this.#d.store.expireDue(now, SWEEP_BATCH)) await this.#settled(id, 'expired')
+      for (const id of await this.#d.store.abandonStale(now, SWEEP_BATCH)) {
+        this.#d.log.error({ approvalId: id }, 'a released request lost its releasing replica mid-forward; it is marked unknown and never sent again')
+        await this.#settled(id, 'unknown')
+      }
+      // Approved but not released: the approving replica went away, or the release failed (credential, audit).
+      for (const a of await this.#d.store.list('approved', 0, SWEEP_BATCH)) void this.#d.executor.release(a.held.id)
+    } catch (err) {
+      if (!(err instanceof ApprovalStoreUnavailable)) this.#d.log.error({ err }, 'approval sweep failed')
+    } finally {
+      this.#sweeping = false
+    }
+  }
+
+  #changeOf(id: string, timeoutMs: number, signal: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      let set = this.#waiters.get(id)
+      if (set === undefined) this.#waiters.set(id, (set = new Set()))
+      const waiters = set
+      const done = (): void => {
+        clearTimeout(timer)
+        signal.removeEventListener('abort', done)
+        waiters.delete(done)
+        if (waiters.size === 0) this.#waiters.delete(id)
+        resolve()
+      }
+      const timer = setTimeout(done, timeoutMs)
+      signal.addEventListener('abort', done, { once: true })
+      waiters.add(done)
+    })
+  }
+
+  #wake(id: string): void {
+    const set = this.#waiters.get(id)
+    if (set !== undefined) for (const wake of [...set]) wake()
+  }
+
+  async #store<T>(op: () => Promise<T>): Promise<T> {
+    try {
+      return await op()
+    } catch (err) {
+      if (err instanceof ApprovalStoreUnavailable) throw new CorridorError('approval_unavailable', 'the approval queue cannot be reached; nothing was held or decided', { cause: err })
+      throw err
+    }
+  }
+}

@@ -1,0 +1,195 @@
+/**
+ * Releases approved requests: the exact held request, forwarded once. The order matters:
+ *
+ *   1. re-decide under the policy in force (a changed policy or suspended agent cancels it)
+ *   2. the audit sink must take writes and a credential must be issued (a per-request lease
+ *      where the action asks for one), before anything is claimed, so that a failure here
+ *      leaves the approval approved for the next attempt
+ *   3. claim it (approved → executing, atomically: one replica wins)
+ *   4. forward, buffer the response, write the execution's audit record
+ *   5. store the result (retried until the store takes it), which ends the claim
+ *
+ * A replica that dies between 3 and 5 leaves the approval executing until its claim deadline,
+ * when any replica marks it `unknown`: it was sent at most once, and is never sent again.
+ */
+import { randomUUID } from 'node:crypto'
+import type { ApprovalsConfig } from '../config/server-config.ts'
+import { newAuditRecord, type AuditRecord } from '../audit/record.ts'
+import type { AuditSink } from '../audit/sink.ts'
+import { credentialFailureCode, type CredentialBroker } from '../credentials/broker.ts'
+import { injectCredential } from '../credentials/inject.ts'
+import type { HeldCredential } from '../credentials/source.ts'
+import type { PolicyStore } from '../policy/reloader.ts'
+import type { Upstreams } from '../proxy/forward.ts'
+import { agentResponseHeaders } from '../proxy/upstream-headers.ts'
+import { isCorridorError } from '../shared/errors.ts'
+import type { Logger } from '../shared/logger.ts'
+import type { Approval, ExecutionResult } from './approval.ts'
+import type { ApprovalStore } from './approval-store.ts'
+import { approvalLink } from './audit-link.ts'
+import { whyNoLongerPermitted } from './recheck.ts'
+
+export interface ExecutorDeps {
+  readonly store: ApprovalStore
+  readonly config: ApprovalsConfig
+  readonly policies: PolicyStore
+  readonly credentials: CredentialBroker
+  readonly upstreams: Upstreams
+  readonly audit: AuditSink
+  readonly log: Logger
+  readonly now: () => number
+  /** Told when an approval is cancelled by the re-check, or has run. */
+  readonly onSettled: (id: string, event: 'cancelled' | 'executed', reason: string | null) => void
+}
+
+/** Time after the execution bound before a claim is considered abandoned. */
+const CLAIM_GRACE_MS = 30_000
+
+export class ApprovalExecutor {
+  readonly #deps: ExecutorDeps
+  readonly #running = new Map<string, Promise<void>>()
+
+  constructor(deps: ExecutorDeps) {
+    this.#deps = deps
+  }
+
+  /** Releases the approval if it is approved and nobody else is releasing it; never throws. */
+  release(id: string): Promise<void> {
+    const running = this.#running.get(id)
+    if (running !== undefined) return running
+    const run = this.#release(id)
+      .catch((err: unknown) => this.#deps.log.error({ err, approvalId: id }, 'releasing an approved request failed'))
+      .finally(() => this.#running.delete(id))
+    this.#running.set(id, run)
+    return run
+  }
+
+  /** Waits for releases in progress (shutdown), at most `timeoutMs`. */
+  async drain(timeoutMs: number): Promise<void> {
+    await Promise.race([Promise.all(this.#running.values()), new Promise((r) => setTimeout(r, timeoutMs).unref())])
+  }
+
+  async #release(id: string): Promise<void> {
+    const d = this.#deps
+    const approval = await d.store.get(id)
+    if (approval === null || approval.state !== 'approved') return
+    const held = approval.held
+    const bundle = d.policies.current
+    if (bundle === null) return // no policy to re-check against: stays approved for the next attempt
+    const why = whyNoLongerPermitted(bundle, held, d.now())
+    if (why !== null) {
+      if (await d.store.cancel(id, why, d.now())) d.onSettled(id, 'cancelled', why)
+      return
+    }
+    const connector = bundle.catalog.connectors.get(held.connector)
+    if (connector === undefined || !d.audit.healthy) return
+
+    let credential: HeldCredential | null
+    try {
+      credential = await d.credentials.issue(connector, held.agent, held.perRequestLease)
+    } catch (err) {
+      d.log.warn({ err: isCorridorError(err) ? (err.cause ?? err) : err, detail: credentialFailureCode(err), approvalId: id }, 'credential unavailable; approved request stays approved and is retried')
+      return
+    }
+    const token = randomUUID()
+    let claimed = false
+    try {
+      claimed = await d.store.claim(id, token, d.now() + d.config.executionTimeoutMs + CLAIM_GRACE_MS)
+    } finally {
+      if (!claimed) credential?.release()
+    }
+    if (!claimed) return
+
+    const record = executionRecord(approval, d.now())
+    const started = performance.now()
+    const headers = held.request.headers.flat()
+    const outgoing = { headers, query: held.request.query }
+    if (credential !== null) {
+      injectCredential(connector.injection, credential, outgoing)
+      record.credential = { reference: credential.reference, lease_id: credential.leaseId }
+    }
+    let result: ExecutionResult
+    const body = Buffer.from(held.request.bodyBase64, 'base64')
+    try {
+      const response = await d.upstreams.call(
+        connector,
+        { method: held.request.method, path: held.request.upstreamPath + (outgoing.query === '' ? '' : '?' + outgoing.query), headers: outgoing.headers, body: body.length > 0 ? body : null },
+        d.config.executionTimeoutMs,
+        d.config.maxResponseBytes,
+      )
+      const kept = agentResponseHeaders(response.headers, record.request_id)
+      delete kept['x-corridor-request-id']
+      result = {
+        status: response.status,
+        headers: kept,
+        bodyBase64: response.body === null ? '' : response.body.toString('base64'),
+        errorCode: response.body === null ? 'approval_response_too_large' : null,
+        executedRequestId: record.request_id,
+        completedAt: d.now(),
+      }
+      record.upstream_status = response.status
+      record.status = response.status
+      record.bytes_out = response.bytes
+      record.outcome = 'forwarded'
+    } catch (err) {
+      const code = isCorridorError(err) ? err.code : 'upstream_bad_response'
+      result = { status: 0, headers: {}, bodyBase64: '', errorCode: code, executedRequestId: record.request_id, completedAt: d.now() }
+      record.error_code = isCorridorError(err) ? err.code : null
+      record.outcome = code === 'upstream_timeout' ? 'upstream_timeout' : 'upstream_error'
+      record.status = isCorridorError(err) ? err.status : 502
+    }
+    record.duration_ms = record.upstream_ms = Math.round((performance.now() - started) * 1000) / 1000
+    record.approval = { ...approvalLink(approval), state: 'executed', executed_request_id: record.request_id }
+    d.audit.write(record)
+    try {
+      if (result.status === 401 || result.status === 403) credential?.rejected()
+      credential?.release()
+    } catch (err) {
+      d.log.error({ err, approvalId: id }, 'releasing the credential of an approved request failed')
+    }
+    await this.#storeResult(id, token, result)
+    d.onSettled(id, 'executed', null)
+  }
+
+  /** The upstream has answered: keep trying to record that until the store takes it or the claim is long dead. */
+  async #storeResult(id: string, token: string, result: ExecutionResult): Promise<void> {
+    const d = this.#deps
+    const giveUpAt = d.now() + d.config.keepResultsMs
+    for (let delay = 100; ; delay = Math.min(delay * 2, 2_000)) {
+      try {
+        if (!(await d.store.complete(id, token, result))) d.log.error({ approvalId: id }, 'the result of a released request was refused by the store (claim lost)')
+        return
+      } catch (err) {
+        if (d.now() > giveUpAt) {
+          d.log.error({ err, approvalId: id }, 'the result of a released request could not be stored; the approval will read as unknown')
+          return
+        }
+        await new Promise((r) => setTimeout(r, delay))
+      }
+    }
+  }
+}
+
+function executionRecord(approval: Approval, nowMs: number): AuditRecord {
+  const h = approval.held
+  const record = newAuditRecord(randomUUID(), nowMs, h.request.method, h.request.target)
+  record.agent = h.agent
+  record.owner = h.owner
+  record.tier = h.tier
+  record.user = h.user
+  record.user_groups = h.userGroups
+  record.intent = h.intent
+  record.task_id = h.taskId
+  record.connector = h.connector
+  record.action = h.action
+  record.risk = h.risk
+  record.path = h.request.target.split('?')[0] as string
+  record.query = h.request.query
+  record.decision = 'require_approval'
+  record.rule = h.rule
+  record.reason = h.reason
+  record.policy_version = h.policyVersion
+  record.approvers = h.approverGroups
+  record.bytes_in = Buffer.byteLength(h.request.bodyBase64, 'base64')
+  return record
+}

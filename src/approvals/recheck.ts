@@ -1,0 +1,50 @@
+/**
+ * An approval is bound to the policy it was held under. Before a held request is released, and
+ * whenever the policy changes, it is decided again under the policy now in force, with the
+ * agent as the registry now describes it: a policy that no longer permits it, a suspended
+ * agent or a changed approver requirement cancels it.
+ */
+import { describedFacts } from '../cli/described-request.ts'
+import type { PolicyBundle } from '../policy/bundle.ts'
+import { evaluate } from '../policy/evaluate.ts'
+import { isFormMediaType, isJsonMediaType, parseFormStrict, parseJsonStrict } from '../proxy/request-body.ts'
+import type { HeldRequest } from './approval.ts'
+import { approvalsRequired } from './eligibility.ts'
+
+/** Null when the held request may still be released; otherwise why it is cancelled. */
+export function whyNoLongerPermitted(bundle: PolicyBundle, held: HeldRequest, nowMs: number): string | null {
+  if (bundle.version === held.policyVersion) return null
+  const agent = bundle.registry.agents.get(held.agent)
+  if (agent === undefined) return `agent '${held.agent}' is no longer registered`
+  if (agent.status === 'suspended') return `agent '${held.agent}' is suspended`
+  const headers: Record<string, string> = {}
+  for (const [name, value] of held.request.headers) headers[name] = value
+  try {
+    const connector = bundle.catalog.connectors.get(held.connector)
+    if (connector === undefined) return `connector '${held.connector}' no longer exists`
+    const body = Buffer.from(held.request.bodyBase64, 'base64')
+    let parsed: unknown
+    if (body.length > 0 && isJsonMediaType(headers['content-type'])) parsed = parseJsonStrict(body, connector.limits.maxJsonDepth)
+    else if (body.length > 0 && isFormMediaType(headers['content-type'])) parsed = parseFormStrict(body)
+    const facts = describedFacts(bundle, {
+      agent: held.agent,
+      method: held.request.method,
+      url: held.request.target,
+      ...(held.request.host === null ? {} : { host: held.request.host }),
+      ...(held.user === null ? {} : { user: { id: held.user, groups: held.userGroups ?? [] } }),
+      headers,
+      body: parsed,
+      at: new Date(nowMs).toISOString(),
+    })
+    const decision = evaluate(bundle.policy, bundle.version, facts)
+    if (decision.effect === 'deny') return `policy ${bundle.version} denies it: ${decision.reason}`
+    if (decision.effect === 'require_approval') {
+      if (decision.approvers.join() !== held.approverGroups.join()) return `policy ${bundle.version} needs approval from ${decision.approvers.join(' or ')} instead; send the request again`
+      const required = approvalsRequired(decision.approvals, facts.action?.risk ?? null)
+      if (required > held.required) return `policy ${bundle.version} needs ${required} approvals instead of ${held.required}; send the request again`
+    }
+    return null
+  } catch (err) {
+    return `it can no longer be routed under policy ${bundle.version}: ${(err as Error).message}`
+  }
+}

@@ -1,0 +1,141 @@
+/**
+ * The agent's side of the approval queue: a request the policy holds is persisted, and the
+ * agent's connection waits (bounded) for a decision. If one arrives in time the agent gets the
+ * upstream's response as if nothing had happened; if not, a 202 problem+json names the approval,
+ * its status URL and when to ask again. Asking again (the same request with X-Corridor-Approval,
+ * or the same Idempotency-Key) waits again, then returns the result, which was produced by
+ * exactly one forward on whichever replica released it.
+ */
+import type { ServerResponse } from 'node:http'
+import type { Approval, HeldRequest } from '../approvals/approval.ts'
+import type { ApprovalService } from '../approvals/approval-service.ts'
+import { approvalLink } from '../approvals/audit-link.ts'
+import type { AuditRecord } from '../audit/record.ts'
+import { CorridorError } from '../shared/errors.ts'
+
+export const APPROVAL_STATUS_PREFIX = '/_corridor/approvals/'
+const RETRY_AFTER_SEC = 5
+
+export function statusUrl(id: string): string {
+  return APPROVAL_STATUS_PREFIX + encodeURIComponent(id)
+}
+
+/** A new hold: persist it, then wait for a decision on the agent's connection. */
+export async function holdForApproval(approvals: ApprovalService, waitMs: number, res: ServerResponse, record: AuditRecord, held: HeldRequest, idempotencyKey: string | null): Promise<void> {
+  if (!approvals.takeConnectionSlot()) {
+    throw new CorridorError('approval_capacity', `Corridor is already holding ${approvals.heldConnections} connections for approvals; nothing was queued, try again shortly`)
+  }
+  try {
+    const { id, created } = await approvals.hold(held, idempotencyKey)
+    if (!created) {
+      // The agent sent this Idempotency-Key before: the same request resumes its approval, another one is refused.
+      const existing = await approvals.get(id)
+      if (existing !== null && existing.held.digest !== held.digest) {
+        throw new CorridorError('approval_mismatch', 'this Idempotency-Key was used for a different request that is held for approval; use a new key', { details: { approval_id: id } })
+      }
+    }
+    await answerAfterWait(approvals, waitMs, res, record, id)
+  } finally {
+    approvals.releaseConnectionSlot()
+  }
+}
+
+/** A retry naming its approval: same agent, same request, then wait as a hold does. */
+export async function resumeApproval(approvals: ApprovalService, waitMs: number, res: ServerResponse, record: AuditRecord, id: string, agentId: string, digest: string): Promise<void> {
+  const approval = await approvals.get(id)
+  // Another agent's approval is reported as missing, not as forbidden: ids are not to be probed.
+  if (approval === null || approval.held.agent !== agentId) throw new CorridorError('approval_not_found', `no approval '${id}' for this agent`)
+  if (approval.held.digest !== digest) {
+    throw new CorridorError('approval_mismatch', 'this request differs from the one held for approval (method, URL, headers or body); a different request needs its own approval', {
+      details: { approval_id: id, held_digest: approval.held.digest, request_digest: digest },
+    })
+  }
+  const slot = approvals.takeConnectionSlot()
+  try {
+    await answerAfterWait(approvals, slot ? waitMs : 0, res, record, id)
+  } finally {
+    if (slot) approvals.releaseConnectionSlot()
+  }
+}
+
+/** GET /_corridor/approvals/:id for the agent that asked: where its approval stands, without waiting. */
+export function approvalStatusBody(approval: Approval): Record<string, unknown> {
+  const h = approval.held
+  return {
+    approval_id: h.id,
+    state: approval.state,
+    connector: h.connector,
+    action: h.action,
+    method: h.request.method,
+    target: h.request.target,
+    digest: h.digest,
+    required_approvals: h.required,
+    approvals: approval.approvals.map((d) => ({ approver: d.approver, at: new Date(d.at).toISOString() })),
+    rejected: approval.rejection === null ? null : { approver: approval.rejection.approver, reason: approval.rejection.reason },
+    cancel_reason: approval.cancelReason,
+    expires_at: new Date(h.expiresAt).toISOString(),
+    result: approval.result === null ? null : { status: approval.result.status, error_code: approval.result.errorCode },
+  }
+}
+
+async function answerAfterWait(approvals: ApprovalService, waitMs: number, res: ServerResponse, record: AuditRecord, id: string): Promise<void> {
+  const gone = new AbortController()
+  const onClose = (): void => gone.abort()
+  res.once('close', onClose)
+  let approval: Approval | null
+  try {
+    approval = await approvals.waitForAnswer(id, waitMs, gone.signal)
+  } catch (err) {
+    if (err instanceof CorridorError && err.code === 'approval_unavailable') {
+      throw new CorridorError('approval_unavailable', 'the approval queue cannot be reached now; ask again with X-Corridor-Approval', { details: { approval_id: id, status_url: statusUrl(id) } })
+    }
+    throw err
+  } finally {
+    res.off('close', onClose)
+  }
+  if (approval === null) throw new CorridorError('approval_not_found', `approval '${id}' no longer exists`)
+  answer(res, record, approval)
+}
+
+function answer(res: ServerResponse, record: AuditRecord, approval: Approval): void {
+  const h = approval.held
+  record.approval = approvalLink(approval)
+  const ids = { approval_id: h.id, status_url: statusUrl(h.id) }
+  switch (approval.state) {
+    case 'pending':
+    case 'approved':
+    case 'executing':
+      throw new CorridorError('approval_pending', `${h.reason}. Held for approval by ${h.approverGroups.join(' or ')} (${approval.approvals.length} of ${h.required}). Send the same request again with the header X-Corridor-Approval: ${h.id} to wait for the result.`, {
+        details: { ...ids, state: approval.state, approvers: h.approverGroups, required_approvals: h.required, expires_at: new Date(h.expiresAt).toISOString(), retry_after: RETRY_AFTER_SEC },
+        headers: { 'retry-after': String(RETRY_AFTER_SEC), location: ids.status_url, 'x-corridor-approval': h.id },
+      })
+    case 'rejected':
+      throw new CorridorError('approval_rejected', `rejected by ${approval.rejection?.approver ?? 'an approver'}: ${approval.rejection?.reason ?? ''}`, { details: { ...ids, rejected_by: approval.rejection?.approver, reason: approval.rejection?.reason } })
+    case 'expired':
+      throw new CorridorError('approval_expired', `nobody decided before ${new Date(h.expiresAt).toISOString()}; send the request again to ask anew`, { details: ids })
+    case 'cancelled':
+      throw new CorridorError('approval_cancelled', `cancelled: ${approval.cancelReason ?? ''}`, { details: { ...ids, reason: approval.cancelReason ?? undefined } })
+    case 'unknown':
+      throw new CorridorError('approval_outcome_unknown', 'Corridor lost track of this approved request while forwarding it: it was sent at most once and will not be sent again; check the system of record', { details: ids })
+    case 'executed':
+      return replay(res, record, approval)
+  }
+}
+
+function replay(res: ServerResponse, record: AuditRecord, approval: Approval): void {
+  const result = approval.result
+  if (result === null) throw new CorridorError('internal', 'approval executed without a result')
+  record.upstream_status = result.status === 0 ? null : result.status
+  if (result.errorCode !== null) {
+    const code = result.errorCode as ConstructorParameters<typeof CorridorError>[0]
+    throw new CorridorError(code, `the approved request was forwarded once and failed (${result.errorCode}); it will not be sent again`, {
+      details: { approval_id: approval.held.id, upstream_status: result.status === 0 ? undefined : result.status },
+    })
+  }
+  const body = Buffer.from(result.bodyBase64, 'base64')
+  record.outcome = 'released'
+  record.bytes_out = body.length
+  const headers: Record<string, string | string[]> = { ...result.headers, 'x-corridor-request-id': record.request_id, 'x-corridor-approval': approval.held.id, 'content-length': String(body.length) }
+  res.writeHead(result.status, headers)
+  res.end(body)
+}
