@@ -63,6 +63,7 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
   const identifier = new Identifier(config.agentJwt, config.userJwt)
 
   const store = approvalStore(config.approvals, options.env, log)
+  if (store instanceof RedisApprovalStore && !(await store.connected(2_000))) log.error('approval store: Redis not reachable at start; requests that need approval get 503 until it is')
   let approvals: ApprovalService | null = null
   const executor = new ApprovalExecutor({
     store, config: config.approvals, policies, credentials, upstreams, audit, log, now: Date.now,

@@ -129,6 +129,22 @@ export class RedisApprovalStore implements ApprovalStore {
     await this.#call(() => this.#redis.ping())
   }
 
+  /** Resolves once connected, or after `timeoutMs` (Corridor then starts anyway, failing holds closed until Redis is back). */
+  connected(timeoutMs: number): Promise<boolean> {
+    if (this.#redis.status === 'ready') return Promise.resolve(true)
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.#redis.off('ready', onReady)
+        resolve(false)
+      }, timeoutMs)
+      const onReady = (): void => {
+        clearTimeout(timer)
+        resolve(true)
+      }
+      this.#redis.once('ready', onReady)
+    })
+  }
+
   async close(): Promise<void> {
     this.#subscriber.disconnect()
     await this.#redis.quit().catch(() => this.#redis.disconnect())

@@ -106,7 +106,7 @@ function answer(res: ServerResponse, record: AuditRecord, approval: Approval): v
     case 'approved':
     case 'executing':
       throw new CorridorError('approval_pending', `${h.reason}. Held for approval by ${h.approverGroups.join(' or ')} (${approval.approvals.length} of ${h.required}). Send the same request again with the header X-Corridor-Approval: ${h.id} to wait for the result.`, {
-        details: { ...ids, state: approval.state, approvers: h.approverGroups, required_approvals: h.required, expires_at: new Date(h.expiresAt).toISOString(), retry_after: RETRY_AFTER_SEC },
+        details: { rule: h.rule, reason: h.reason, policyVersion: h.policyVersion, ...ids, state: approval.state, approvers: h.approverGroups, required_approvals: h.required, expires_at: new Date(h.expiresAt).toISOString(), retry_after: RETRY_AFTER_SEC },
         headers: { 'retry-after': String(RETRY_AFTER_SEC), location: ids.status_url, 'x-corridor-approval': h.id },
       })
     case 'rejected':
