@@ -42,8 +42,6 @@ export interface ExecutorDeps {
   readonly onSettled: (id: string, event: 'cancelled' | 'executed', reason: string | null) => void
 }
 
-/** Time after the execution bound before a claim is considered abandoned. */
-const CLAIM_GRACE_MS = 30_000
 
 export class ApprovalExecutor {
   readonly #deps: ExecutorDeps
@@ -94,7 +92,8 @@ export class ApprovalExecutor {
     const token = randomUUID()
     let claimed = false
     try {
-      claimed = await d.store.claim(id, token, d.now() + d.config.executionTimeoutMs + CLAIM_GRACE_MS)
+      // A claim outlives the execution bound by as much again before it is considered abandoned.
+      claimed = await d.store.claim(id, token, d.now() + 2 * d.config.executionTimeoutMs)
     } finally {
       if (!claimed) credential?.release()
     }

@@ -1,0 +1,233 @@
+/**
+ * Approval cycles under fire: many concurrent hold → approve (or reject) → collect cycles
+ * against a Corridor process and a redis-server that are both SIGKILLed and restarted at random
+ * moments. Afterwards, from the upstream's own log: nothing approved is lost, nothing runs twice,
+ * nothing runs unapproved, and what ran is byte for byte what was held. Approvals whose releasing
+ * Corridor died mid-forward end as `unknown` (sent at most once, never again); they are counted.
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { request } from 'undici'
+import { afterAll, beforeAll, expect, it } from 'vitest'
+import { approvalFiles, APPROVER_KEYS, WRITER_KEY } from '../helpers/approvals-fixture.ts'
+import { startRecordingUpstream, type RecordingUpstream } from '../helpers/recording-upstream.ts'
+import { startRedis, type RedisProcess } from '../helpers/redis-process.ts'
+
+const CYCLES = Number(process.env.CHAOS_CYCLES ?? 400)
+const WORKERS = 8
+const TEST_BUDGET_MS = 110_000
+const REJECT_EVERY = 10 // every tenth cycle is rejected and must never run
+
+let redis: RedisProcess
+let upstream: RecordingUpstream
+let corridor: ChildProcess | null = null
+let dir: string
+let agentUrl: string
+let adminUrl: string
+
+beforeAll(async () => {
+  redis = await startRedis()
+  upstream = await startRecordingUpstream((req, res) => {
+    res.writeHead(201, { 'content-type': 'application/json' })
+    res.end(JSON.stringify({ ran: req.body.toString() }))
+  })
+  dir = mkdtempSync(join(tmpdir(), 'corridor-chaos-'))
+  const [agentPort, adminPort] = [await freePort(), await freePort()]
+  const files = approvalFiles(upstream.url)
+  writeFileSync(join(dir, 'agents.yaml'), files.agents)
+  writeFileSync(join(dir, 'connectors.yaml'), files.connectors)
+  writeFileSync(join(dir, 'policy.yaml'), files.policy)
+  writeFileSync(
+    join(dir, 'corridor.yaml'),
+    `listen: { host: 127.0.0.1, port: ${agentPort} }\nadmin: { host: 127.0.0.1, port: ${adminPort} }\nfiles: { agents: agents.yaml, connectors: connectors.yaml, policy: policy.yaml }\naudit: { file: audit.log }\nwatch_policy: false\n` +
+      `approvals:\n  redis: { url: "${redis.url}", key_prefix: "chaos:" }\n  wait: 0s\n  execution_timeout: 1s\n`,
+  )
+  agentUrl = `http://127.0.0.1:${agentPort}`
+  adminUrl = `http://127.0.0.1:${adminPort}`
+  await startCorridorProcess()
+}, 30_000)
+
+afterAll(async () => {
+  await stopCorridorProcess()
+  await upstream?.close()
+  await redis?.stop()
+})
+
+async function startCorridorProcess(): Promise<void> {
+  const child = spawn(process.execPath, [resolve('bin/corridor.js'), 'serve', '--config', join(dir, 'corridor.yaml')], { env: { ...process.env, SVC_TOKEN: 'chaos-token', CORRIDOR_LOG_LEVEL: 'error' }, stdio: ['ignore', 'ignore', 'pipe'] })
+  corridor = child
+  const deadline = Date.now() + 15_000
+  while (Date.now() < deadline) {
+    try {
+      const res = await request(adminUrl + '/healthz')
+      await res.body.dump()
+      if (res.statusCode === 200) return
+    } catch {
+      // not listening yet
+    }
+    await sleep(50)
+  }
+  throw new Error('corridor did not start')
+}
+
+async function stopCorridorProcess(): Promise<void> {
+  const child = corridor
+  corridor = null
+  if (child === null || child.exitCode !== null) return
+  await new Promise<void>((r) => {
+    child.once('exit', () => r())
+    child.kill('SIGKILL')
+  })
+}
+
+interface Answer {
+  status: number
+  body: Record<string, unknown>
+}
+
+/** One HTTP call; a refused or reset connection (Corridor down) reads as status 0. */
+async function http(url: string, method: string, headers: Record<string, string>, body?: string): Promise<Answer> {
+  try {
+    const res = await request(url, { method: method as 'GET', headers, body: body ?? null, headersTimeout: 5_000, bodyTimeout: 5_000 })
+    const text = await res.body.text()
+    return { status: res.statusCode, body: text.startsWith('{') ? (JSON.parse(text) as Record<string, unknown>) : {} }
+  } catch {
+    return { status: 0, body: {} }
+  }
+}
+
+type Ending = 'executed' | 'rejected' | 'unknown' | 'unfinished'
+
+interface Cycle {
+  nonce: string
+  body: string
+  rejected: boolean
+  approvalId: string | null
+  decided: boolean
+  ending: Ending
+  agentSaw: string | null
+}
+
+async function runCycle(i: number, deadline: number): Promise<Cycle> {
+  const nonce = `chaos-${i}-${Math.random().toString(36).slice(2, 8)}`
+  const body = JSON.stringify({ qty: 11 + (i % 50), nonce })
+  const c: Cycle = { nonce, body, rejected: i % REJECT_EVERY === 0, approvalId: null, decided: false, ending: 'unfinished', agentSaw: null }
+  const agentHeaders = { authorization: `Bearer ${WRITER_KEY}`, 'content-type': 'application/json', 'idempotency-key': nonce }
+  // Hold: retried with the same Idempotency-Key, so a hold whose answer was lost is found again, not duplicated.
+  while (c.approvalId === null && Date.now() < deadline) {
+    const held = await http(agentUrl + '/svc/items', 'POST', agentHeaders, body)
+    if (held.status === 202) c.approvalId = held.body.approval_id as string
+    else await sleep(30)
+  }
+  // Decide: a decision whose answer was lost shows up as already decided.
+  const approver = { authorization: `Bearer ${APPROVER_KEYS.alice}`, 'content-type': 'application/json' }
+  while (!c.decided && c.approvalId !== null && Date.now() < deadline) {
+    const shown = await http(`${adminUrl}/approvals/${c.approvalId}`, 'GET', approver)
+    if (shown.status === 200 && shown.body.state !== 'pending') {
+      c.decided = true
+      break
+    }
+    if (shown.status !== 200) {
+      await sleep(30)
+      continue
+    }
+    const verb = c.rejected ? 'reject' : 'approve'
+    const decided = await http(`${adminUrl}/approvals/${c.approvalId}/${verb}`, 'POST', approver, JSON.stringify({ reason: `chaos ${verb}`, digest: shown.body.digest }))
+    if (decided.status === 200) c.decided = true
+    else await sleep(30)
+  }
+  // Collect.
+  while (c.ending === 'unfinished' && c.approvalId !== null && Date.now() < deadline) {
+    const got = await http(agentUrl + '/svc/items', 'POST', { ...agentHeaders, 'x-corridor-approval': c.approvalId }, body)
+    if (got.status === 201) {
+      c.ending = 'executed'
+      c.agentSaw = got.body.ran as string
+    } else if (got.status === 403 && got.body.code === 'approval_rejected') c.ending = 'rejected'
+    else if (got.status === 502 && got.body.code === 'approval_outcome_unknown') c.ending = 'unknown'
+    else await sleep(40)
+  }
+  return c
+}
+
+it(`${CYCLES} approval cycles with Redis and Corridor killed at random: 0 lost, 0 twice, 0 unapproved, 0 altered`, async () => {
+  const deadline = Date.now() + TEST_BUDGET_MS - 10_000
+  let stop = false
+  const kills = { redis: 0, corridor: 0 }
+  const chaos = (async () => {
+    while (!stop) {
+      await sleep(60 + Math.random() * 240)
+      if (stop) break
+      if (Math.random() < 0.5) {
+        await redis.kill()
+        kills.redis++
+        await sleep(50 + Math.random() * 250)
+        await redis.start()
+      } else {
+        await stopCorridorProcess()
+        kills.corridor++
+        await startCorridorProcess()
+      }
+    }
+  })()
+
+  let next = 0
+  const cycles: Cycle[] = []
+  await Promise.all(
+    Array.from({ length: WORKERS }, async () => {
+      while (next < CYCLES && Date.now() < deadline) cycles.push(await runCycle(next++, deadline))
+    }),
+  )
+  stop = true
+  await chaos
+
+  const byNonce = new Map<string, string[]>()
+  for (const r of upstream.received) {
+    const nonce = (JSON.parse(r.body.toString()) as { nonce: string }).nonce
+    byNonce.set(nonce, [...(byNonce.get(nonce) ?? []), r.body.toString()])
+  }
+  const approvedCycles = cycles.filter((c) => !c.rejected)
+  const summary = {
+    cycles: cycles.length,
+    kills,
+    executed: cycles.filter((c) => c.ending === 'executed').length,
+    rejected: cycles.filter((c) => c.ending === 'rejected').length,
+    unknown: cycles.filter((c) => c.ending === 'unknown').length,
+    // Of those, how many the upstream did receive (once): the rest died between the claim and the send.
+    unknownReceived: cycles.filter((c) => c.ending === 'unknown' && byNonce.has(c.nonce)).length,
+    unfinished: cycles.filter((c) => c.ending === 'unfinished').length,
+    twice: [...byNonce.values()].filter((bodies) => bodies.length > 1).length,
+    unapproved: cycles.filter((c) => c.rejected && byNonce.has(c.nonce)).length + [...byNonce.keys()].filter((n) => !cycles.some((c) => c.nonce === n)).length,
+    altered: cycles.filter((c) => (byNonce.get(c.nonce) ?? []).some((b) => b !== c.body) || (c.agentSaw !== null && c.agentSaw !== c.body)).length,
+    // Approved, yet never run and not reported as possibly run.
+    lost: approvedCycles.filter((c) => c.ending !== 'unknown' && !byNonce.has(c.nonce)).length,
+  }
+  console.log('approval chaos:', JSON.stringify(summary))
+  expect(summary.cycles).toBe(CYCLES)
+  expect(summary.unfinished).toBe(0)
+  expect(summary.twice).toBe(0)
+  expect(summary.unapproved).toBe(0)
+  expect(summary.altered).toBe(0)
+  expect(summary.lost).toBe(0)
+  expect(summary.rejected).toBe(cycles.filter((c) => c.rejected).length)
+  expect(kills.redis).toBeGreaterThanOrEqual(5)
+  expect(kills.corridor).toBeGreaterThanOrEqual(5)
+  for (const c of cycles.filter((x) => x.ending === 'executed')) expect(byNonce.get(c.nonce)).toHaveLength(1)
+}, TEST_BUDGET_MS)
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms))
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const server = createServer()
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address()
+      server.close(() => resolvePort(typeof address === 'object' && address !== null ? address.port : 0))
+    })
+  })
+}
