@@ -5,7 +5,8 @@
  *   corridor policy check     [--config …]
  *   corridor policy test      <suite.yaml>… [--config …]
  *   corridor policy explain   --agent ID --method GET --url /github/repos/acme/app/issues [--user ID --groups a,b] [--body JSON] [--header k=v] [--at ISO]
- *   corridor keys mint        --agent ID
+ *   corridor keys mint        --agent ID | --approver ID
+ *   corridor approvals        list [--state pending|approved|executing] | show ID | approve ID --reason … | reject ID --reason …
  *   corridor audit query      [--config …] [--agent …] [--connector …] [--action …] [--decision …] [--outcome …] [--since ISO] [--until ISO] [--request-id …] [--limit N]
  */
 import { resolve } from 'node:path'
@@ -16,9 +17,10 @@ import { ConfigError, formatIssue } from '../config/yaml-reader.ts'
 import { loadBundle } from '../policy/bundle.ts'
 import type { RuleCheck, CompiledRule } from '../policy/compile.ts'
 import { evaluate } from '../policy/evaluate.ts'
-import { mintApiKey } from '../registry/agents.ts'
+import { API_KEY_PREFIX, APPROVER_KEY_PREFIX, mintApiKey } from '../registry/agents.ts'
 import { createLogger } from '../shared/logger.ts'
 import { startCorridor } from '../main.ts'
+import { runApprovalsCommand } from './approvals.ts'
 import { describedFacts } from './described-request.ts'
 import { runPolicyTests } from './policy-test.ts'
 
@@ -29,7 +31,9 @@ const USAGE = `usage:
   corridor policy check [--config …]
   corridor policy test <suite.yaml>… [--config …]
   corridor policy explain --agent ID --method GET --url /<connector>/<path> [--user ID --groups a,b] [--body JSON] [--header name=value]… [--at ISO-time]
-  corridor keys mint --agent ID
+  corridor keys mint (--agent ID | --approver ID)
+  corridor approvals list [--state pending] | show ID | approve ID --reason "…" | reject ID --reason "…"  [--admin URL] [--json]
+      (authenticates with CORRIDOR_APPROVER_TOKEN: an approver key or IdP token)
   corridor audit query [--agent ID] [--connector ID] [--action NAME] [--decision allow|deny|require_approval] [--outcome O] [--since ISO] [--until ISO] [--request-id ID] [--limit N]`
 
 const out = (line: string): void => void process.stdout.write(line + '\n')
@@ -57,6 +61,11 @@ export async function main(argv: string[]): Promise<number> {
       until: { type: 'string' },
       'request-id': { type: 'string' },
       limit: { type: 'string' },
+      approver: { type: 'string' },
+      reason: { type: 'string' },
+      state: { type: 'string' },
+      admin: { type: 'string' },
+      json: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   })
@@ -137,13 +146,23 @@ export async function main(argv: string[]): Promise<number> {
       return 0
     }
     if (command === 'keys' && sub === 'mint') {
-      if (values.agent === undefined) throw new UsageError('mint needs --agent')
-      const { key, hash } = mintApiKey()
-      err(`API key for agent '${values.agent}' (shown once; give it to the agent as its API key):`)
+      if ((values.agent === undefined) === (values.approver === undefined)) throw new UsageError('mint needs --agent ID or --approver ID')
+      const forApprover = values.approver !== undefined
+      const { key, hash } = mintApiKey(forApprover ? APPROVER_KEY_PREFIX : API_KEY_PREFIX)
+      err(forApprover ? `approver key for '${values.approver}' (shown once; the approver sets it as CORRIDOR_APPROVER_TOKEN):` : `API key for agent '${values.agent}' (shown once; give it to the agent as its API key):`)
       out(key)
-      err(`add this under the agent's api_keys in agents.yaml:`)
+      err(forApprover ? `add this under the approver's keys in agents.yaml (approvers:):` : `add this under the agent's api_keys in agents.yaml:`)
       out(`      - { hash: "${hash}", label: "minted ${new Date().toISOString().slice(0, 10)}" }`)
       return 0
+    }
+    if (command === 'approvals') {
+      if (sub === undefined) throw new UsageError('approvals needs list, show, approve or reject')
+      let adminUrl = values.admin
+      if (adminUrl === undefined) {
+        const admin = loadServerConfig(configPath).admin
+        adminUrl = `http://${admin.host === '0.0.0.0' ? '127.0.0.1' : admin.host}:${admin.port}`
+      }
+      return await runApprovalsCommand({ verb: sub, id: rest[0], reason: values.reason, state: values.state, adminUrl, token: process.env.CORRIDOR_APPROVER_TOKEN, json: values.json ?? false }, out, err)
     }
     if (command === 'audit' && sub === 'query') {
       const config = loadServerConfig(configPath)

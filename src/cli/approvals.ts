@@ -1,0 +1,92 @@
+/**
+ * `corridor approvals list | show | approve | reject`: the approvers' command line, a thin
+ * client of the admin API (so it works against any replica). The approver's credential (an
+ * approver key or an IdP token) comes from CORRIDOR_APPROVER_TOKEN, never from a flag that
+ * would land in shell history. `approve` first fetches the approval and sends back the digest
+ * it showed, so what runs is what the approver was shown.
+ */
+import { request } from 'undici'
+
+export interface ApprovalsCommand {
+  readonly verb: string
+  readonly id: string | undefined
+  readonly reason: string | undefined
+  readonly state: string | undefined
+  readonly adminUrl: string
+  readonly token: string | undefined
+  readonly json: boolean
+}
+
+type Print = (line: string) => void
+
+export async function runApprovalsCommand(c: ApprovalsCommand, out: Print, err: Print): Promise<number> {
+  if (c.token === undefined || c.token === '') {
+    err('set CORRIDOR_APPROVER_TOKEN to your approver key (cap_…) or IdP token')
+    return 2
+  }
+  const call = async (method: 'GET' | 'POST', path: string, body?: unknown): Promise<{ status: number; body: Record<string, unknown> }> => {
+    const res = await request(c.adminUrl + path, {
+      method,
+      headers: { authorization: `Bearer ${c.token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+      body: body === undefined ? null : JSON.stringify(body),
+      headersTimeout: 10_000,
+      bodyTimeout: 10_000,
+    })
+    return { status: res.statusCode, body: (await res.body.json()) as Record<string, unknown> }
+  }
+  const fail = (answer: { status: number; body: Record<string, unknown> }): number => {
+    err(`error ${answer.status} ${String(answer.body.code ?? '')}: ${String(answer.body.detail ?? answer.body.title ?? '')}`)
+    return 1
+  }
+
+  if (c.verb === 'list') {
+    const answer = await call('GET', `/approvals?state=${encodeURIComponent(c.state ?? 'pending')}&limit=500`)
+    if (answer.status !== 200) return fail(answer)
+    const rows = answer.body.approvals as Record<string, unknown>[]
+    if (c.json) out(JSON.stringify(rows))
+    else {
+      for (const a of rows) out(`${String(a.id)}  ${String(a.state).padEnd(8)} ${String(a.approvals)}  ${String(a.agent)} → ${String(a.connector)}.${String(a.action)}  ${String(a.request)}  expires ${String(a.expires_at)}${a.intent ? `\n    intent: ${String(a.intent)}` : ''}`)
+      err(`${rows.length} ${c.state ?? 'pending'} approval(s) you may decide`)
+    }
+    return 0
+  }
+  if (c.id === undefined) {
+    err(`approvals ${c.verb} needs an approval id`)
+    return 2
+  }
+  const shown = await call('GET', `/approvals/${encodeURIComponent(c.id)}`)
+  if (shown.status !== 200) return fail(shown)
+  if (c.verb === 'show') {
+    if (c.json) out(JSON.stringify(shown.body))
+    else printApproval(shown.body, out)
+    return 0
+  }
+  if (c.verb !== 'approve' && c.verb !== 'reject') {
+    err(`unknown approvals command '${c.verb}'`)
+    return 2
+  }
+  if (c.reason === undefined || c.reason.trim() === '') {
+    err(`approvals ${c.verb} needs --reason "…" (every decision is audited with its reason)`)
+    return 2
+  }
+  const decided = await call('POST', `/approvals/${encodeURIComponent(c.id)}/${c.verb}`, { reason: c.reason, ...(c.verb === 'approve' ? { digest: shown.body.digest } : {}) })
+  if (decided.status !== 200) return fail(decided)
+  out(`${c.id}: ${String(decided.body.state)} (${String(decided.body.approvals)} approvals)`)
+  return 0
+}
+
+function printApproval(a: Record<string, unknown>, out: Print): void {
+  out(`approval  ${String(a.id)}  [${String(a.state)}, ${String(a.approvals)} approvals]`)
+  out(`agent     ${String(a.agent)} (owner ${String(a.owner)}, tier ${String(a.tier)})${a.user ? ` acting for ${String(a.user)}` : ''}`)
+  out(`action    ${String(a.connector)}.${String(a.action)} (risk ${String(a.risk)})`)
+  out(`intent    ${String(a.intent ?? '—')}`)
+  out(`why held  rule ${String(a.rule)}: ${String(a.reason)} (policy ${String(a.policy_version)})`)
+  out(`expires   ${String(a.expires_at)}`)
+  out(`digest    ${String(a.digest)}`)
+  out('')
+  out(`${String(a.method)} ${String(a.target)}`)
+  for (const h of a.headers as string[]) out(h)
+  out('')
+  out(a.body !== null ? String(a.body) : `(binary body, base64) ${String(a.body_base64)}`)
+  for (const d of (a.decisions as { approver: string; at: string; reason: string }[]) ?? []) out(`approved by ${d.approver} at ${d.at}: ${d.reason}`)
+}

@@ -1,0 +1,59 @@
+/** The approvers' command line against a running Corridor: list, show, approve with a reason, and refusals. */
+import { execFile } from 'node:child_process'
+import { promisify } from 'node:util'
+import { afterAll, beforeAll, expect, it } from 'vitest'
+import { agentCall, approvalFiles, APPROVER_KEYS, WRITER_KEY } from '../helpers/approvals-fixture.ts'
+import { eventually, startCorridorFixture, type CorridorFixture } from '../helpers/corridor-fixture.ts'
+import { startRecordingUpstream, type RecordingUpstream } from '../helpers/recording-upstream.ts'
+
+const run = promisify(execFile)
+let upstream: RecordingUpstream
+let fx: CorridorFixture
+
+beforeAll(async () => {
+  upstream = await startRecordingUpstream()
+  fx = await startCorridorFixture(approvalFiles(upstream.url, 'approvals: { wait: 0s }\n'), { SVC_TOKEN: 'cli-token' })
+})
+afterAll(async () => {
+  await fx?.close()
+  await upstream?.close()
+})
+
+async function cli(token: string | undefined, ...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const env = { ...process.env, CORRIDOR_APPROVER_TOKEN: token ?? '' }
+  try {
+    const { stdout, stderr } = await run(process.execPath, ['bin/corridor.js', 'approvals', ...args, '--admin', fx.corridor.adminUrl], { env, timeout: 15_000 })
+    return { code: 0, stdout, stderr }
+  } catch (e) {
+    const err = e as { code: number; stdout: string; stderr: string }
+    return { code: err.code, stdout: err.stdout, stderr: err.stderr }
+  }
+}
+
+it('lists, shows and approves a held request; the decision needs a token and a reason', async () => {
+  const held = await agentCall(fx.corridor.agentUrl, WRITER_KEY, '/svc/items', { body: { qty: 44, note: 'via-cli' }, headers: { 'x-corridor-intent': 'cli intent' } })
+  const id = held.body.approval_id as string
+
+  expect((await cli(undefined, 'list')).code).toBe(2)
+  const list = await cli(APPROVER_KEYS.alice, 'list')
+  expect(list.code).toBe(0)
+  expect(list.stdout).toContain(id)
+  expect(list.stdout).toContain('writer → svc.items.create')
+  expect(list.stdout).toContain('intent: cli intent')
+
+  const show = await cli(APPROVER_KEYS.alice, 'show', id)
+  expect(show.stdout).toContain('{"qty":44,"note":"via-cli"}')
+  expect(show.stdout).toMatch(/digest\s+sha256:[0-9a-f]{64}/)
+
+  expect((await cli(APPROVER_KEYS.alice, 'approve', id)).code).toBe(2) // no --reason
+  const owner = await cli(APPROVER_KEYS.carol, 'approve', id, '--reason', 'mine')
+  expect(owner.code).toBe(1)
+  expect(owner.stderr).toContain('approver_not_eligible')
+
+  const approved = await cli(APPROVER_KEYS.alice, 'approve', id, '--reason', 'restock approved')
+  expect(approved.code).toBe(0)
+  expect(approved.stdout).toContain(`${id}: approved`)
+  await eventually(() => expect(upstream.received.filter((r) => r.body.toString().includes('via-cli'))).toHaveLength(1))
+  const result = await agentCall(fx.corridor.agentUrl, WRITER_KEY, '/svc/items', { body: { qty: 44, note: 'via-cli' }, headers: { 'x-corridor-approval': id } })
+  expect(result.status).toBe(200)
+})
