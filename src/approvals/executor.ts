@@ -100,6 +100,7 @@ export class ApprovalExecutor {
     if (!claimed) return
 
     const record = executionRecord(approval, d.now())
+    record.path = held.request.upstreamPath.slice(connector.basePath.length) || '/'
     const started = performance.now()
     const headers = held.request.headers.flat()
     const outgoing = { headers, query: held.request.query }
@@ -182,7 +183,6 @@ function executionRecord(approval: Approval, nowMs: number): AuditRecord {
   record.connector = h.connector
   record.action = h.action
   record.risk = h.risk
-  record.path = h.request.target.split('?')[0] as string
   record.query = h.request.query
   record.decision = 'require_approval'
   record.rule = h.rule

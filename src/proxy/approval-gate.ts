@@ -100,6 +100,14 @@ async function answerAfterWait(approvals: ApprovalService, waitMs: number, res: 
 function answer(res: ServerResponse, record: AuditRecord, approval: Approval): void {
   const h = approval.held
   record.approval = approvalLink(approval)
+  if (record.decision === null) {
+    // A retry by approval id is answered from the approval: its record carries the decision that held it.
+    record.decision = 'require_approval'
+    record.rule = h.rule
+    record.reason = h.reason
+    record.policy_version = h.policyVersion
+    record.approvers = h.approverGroups
+  }
   const ids = { approval_id: h.id, status_url: statusUrl(h.id) }
   switch (approval.state) {
     case 'pending':
