@@ -14,6 +14,8 @@ export interface AuditFilter {
   decision?: string | undefined
   outcome?: string | undefined
   requestId?: string | undefined
+  /** Every record and approval event of one approval (the hold, decisions, the release, retries). */
+  approval?: string | undefined
   since?: number | undefined
   until?: number | undefined
   limit?: number | undefined
@@ -26,6 +28,7 @@ export function matchesFilter(record: AuditRecord, f: AuditFilter): boolean {
   if (f.decision !== undefined && record.decision !== f.decision) return false
   if (f.outcome !== undefined && record.outcome !== f.outcome) return false
   if (f.requestId !== undefined && record.request_id !== f.requestId) return false
+  if (f.approval !== undefined && record.approval?.id !== f.approval) return false
   if (f.since !== undefined || f.until !== undefined) {
     const t = Date.parse(record.time)
     if (f.since !== undefined && t < f.since) return false
@@ -48,6 +51,13 @@ export async function queryAudit(file: string, filter: AuditFilter, onRecord: (r
       continue
     }
     const record = value as AuditRecord
+    const event = value as { type?: string; approval_id?: string }
+    if (filter.approval !== undefined && event.type === 'approval') {
+      if (event.approval_id !== filter.approval) continue
+      onRecord(record)
+      matched++
+      continue
+    }
     if (record.v !== 1 || typeof record.request_id !== 'string') continue
     if (!matchesFilter(record, filter)) continue
     onRecord(record)

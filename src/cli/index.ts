@@ -7,7 +7,7 @@
  *   corridor policy explain   --agent ID --method GET --url /github/repos/acme/app/issues [--user ID --groups a,b] [--body JSON] [--header k=v] [--at ISO]
  *   corridor keys mint        --agent ID | --approver ID
  *   corridor approvals        list [--state pending|approved|executing] | show ID | approve ID --reason … | reject ID --reason …
- *   corridor audit query      [--config …] [--agent …] [--connector …] [--action …] [--decision …] [--outcome …] [--since ISO] [--until ISO] [--request-id …] [--limit N]
+ *   corridor audit query      [--config …] [--agent …] [--connector …] [--action …] [--decision …] [--outcome …] [--since ISO] [--until ISO] [--request-id …] [--approval …] [--limit N]
  */
 import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
@@ -34,7 +34,7 @@ const USAGE = `usage:
   corridor keys mint (--agent ID | --approver ID)
   corridor approvals list [--state pending] | show ID | approve ID --reason "…" | reject ID --reason "…"  [--admin URL] [--json]
       (authenticates with CORRIDOR_APPROVER_TOKEN: an approver key or IdP token)
-  corridor audit query [--agent ID] [--connector ID] [--action NAME] [--decision allow|deny|require_approval] [--outcome O] [--since ISO] [--until ISO] [--request-id ID] [--limit N]`
+  corridor audit query [--agent ID] [--connector ID] [--action NAME] [--decision allow|deny|require_approval] [--outcome O] [--since ISO] [--until ISO] [--request-id ID] [--approval ID] [--limit N]`
 
 const out = (line: string): void => void process.stdout.write(line + '\n')
 const err = (line: string): void => void process.stderr.write(line + '\n')
@@ -60,6 +60,7 @@ export async function main(argv: string[]): Promise<number> {
       since: { type: 'string' },
       until: { type: 'string' },
       'request-id': { type: 'string' },
+      approval: { type: 'string' },
       limit: { type: 'string' },
       approver: { type: 'string' },
       reason: { type: 'string' },
@@ -173,6 +174,7 @@ export async function main(argv: string[]): Promise<number> {
         decision: values.decision,
         outcome: values.outcome,
         requestId: values['request-id'],
+        approval: values.approval,
         since: values.since === undefined ? undefined : parseTime(values.since, '--since'),
         until: values.until === undefined ? undefined : parseTime(values.until, '--until'),
         limit: values.limit === undefined ? undefined : Number(values.limit),

@@ -56,4 +56,11 @@ it('lists, shows and approves a held request; the decision needs a token and a r
   await eventually(() => expect(upstream.received.filter((r) => r.body.toString().includes('via-cli'))).toHaveLength(1))
   const result = await agentCall(fx.corridor.agentUrl, WRITER_KEY, '/svc/items', { body: { qty: 44, note: 'via-cli' }, headers: { 'x-corridor-approval': id } })
   expect(result.status).toBe(200)
+
+  // The audit trail of one approval: the hold, the decision, the one forward, the collection.
+  const { stdout } = await run(process.execPath, ['bin/corridor.js', 'audit', 'query', '--config', `${fx.dir}/corridor.yaml`, '--approval', id], { timeout: 15_000 })
+  const lines = stdout.trim().split('\n').map((l) => JSON.parse(l) as { type: string; outcome?: string; event?: string; approval?: { approved_by: { approver: string; reason: string }[] } })
+  expect(lines.filter((l) => l.type === 'request').map((l) => l.outcome).sort()).toEqual(['forwarded', 'held', 'released'])
+  expect(lines.filter((l) => l.type === 'approval').map((l) => l.event)).toEqual(expect.arrayContaining(['held', 'approved', 'executed']))
+  expect(lines.find((l) => l.outcome === 'forwarded')?.approval?.approved_by).toEqual([expect.objectContaining({ approver: 'alice', reason: 'restock approved' })])
 })
