@@ -120,7 +120,7 @@ function answer(res: ServerResponse, record: AuditRecord, approval: Approval): v
     case 'rejected':
       throw new CorridorError('approval_rejected', `rejected by ${approval.rejection?.approver ?? 'an approver'}: ${approval.rejection?.reason ?? ''}`, { details: { ...ids, rejected_by: approval.rejection?.approver, reason: approval.rejection?.reason } })
     case 'expired':
-      throw new CorridorError('approval_expired', `nobody decided before ${new Date(h.expiresAt).toISOString()}; send the request again to ask anew`, { details: ids })
+      throw new CorridorError('approval_expired', `nobody decided before ${new Date(h.expiresAt).toISOString()}; send the request again (with a new Idempotency-Key, if you use them) to ask anew`, { details: ids })
     case 'cancelled':
       throw new CorridorError('approval_cancelled', `cancelled: ${approval.cancelReason ?? ''}`, { details: { ...ids, reason: approval.cancelReason ?? undefined } })
     case 'unknown':
