@@ -145,7 +145,8 @@ export class ApprovalService {
       case 'not_pending':
         throw new CorridorError('approval_conflict', `this approval is already ${result.state}`)
     }
-    const after = (await this.get(id)) ?? approval
+    // The decision is recorded; if the store cannot be read back now, report it from what we know.
+    const after = (await this.#d.store.get(id).catch(() => null)) ?? approval
     const event: ApprovalEvent = result.kind === 'recorded' ? 'approval_recorded' : result.kind
     this.#d.audit.writeEvent(approvalEvent(event, after, now, approver, reason))
     this.#d.notifier?.notify(event, after)

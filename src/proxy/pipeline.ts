@@ -145,6 +145,7 @@ async function handle(deps: PipelineDeps, extraSingletons: readonly string[], re
   // A retry that names its approval is answered from that approval (the release re-checks the policy).
   const approvalId = headerText(req.headers['x-corridor-approval'], 100)
   if (approvalId !== null) {
+    if (!deps.audit.healthy) throw new CorridorError('audit_unavailable', 'the audit trail cannot be written; nothing is forwarded until it can')
     const request = heldRequest()
     return resumeApproval(deps.approvals, deps.approvalWaitMs, res, record, approvalId, agent.id, requestDigest(connector.id, request))
   }
@@ -170,6 +171,8 @@ async function handle(deps: PipelineDeps, extraSingletons: readonly string[], re
     throw new CorridorError(decision.limitingFactor === 'agent_status' ? 'agent_suspended' : 'policy_denied', decision.reason, { details })
   }
   if (decision.effect === 'require_approval') {
+    // A hold is an action too: it is not taken while it cannot be audited.
+    if (!deps.audit.healthy) throw new CorridorError('audit_unavailable', 'the audit trail cannot be written; nothing is forwarded until it can')
     const request = heldRequest()
     const held: HeldRequest = {
       id: 'apr_' + randomUUID(),
@@ -316,7 +319,12 @@ function finish(deps: PipelineDeps, record: AuditRecord, res: ServerResponse, st
 /** The agent asking where its approval stands (no waiting); only the agent that was held may ask. */
 async function approvalStatus(deps: PipelineDeps, req: IncomingMessage, res: ServerResponse, record: AuditRecord, rawId: string, now: number): Promise<void> {
   if (req.method !== 'GET') throw new CorridorError('bad_request', 'approval status is read with GET')
-  const id = decodeURIComponent(rawId)
+  let id: string
+  try {
+    id = decodeURIComponent(rawId)
+  } catch {
+    throw new CorridorError('approval_not_found', 'no such approval')
+  }
   const approval = await deps.approvals.get(id)
   const bundle = deps.policies.current
   const connector = approval === null || bundle === null ? undefined : bundle.catalog.connectors.get(approval.held.connector)
