@@ -145,7 +145,7 @@ async function handle(deps: PipelineDeps, extraSingletons: readonly string[], re
   // A retry that names its approval is answered from that approval (the release re-checks the policy).
   const approvalId = headerText(req.headers['x-corridor-approval'], 100)
   if (approvalId !== null) {
-    if (!deps.audit.healthy) throw new CorridorError('audit_unavailable', 'the audit trail cannot be written; nothing is forwarded until it can')
+    assertAuditable(deps)
     const request = heldRequest()
     return resumeApproval(deps.approvals, deps.approvalWaitMs, res, record, approvalId, agent.id, requestDigest(connector.id, request))
   }
@@ -172,7 +172,7 @@ async function handle(deps: PipelineDeps, extraSingletons: readonly string[], re
   }
   if (decision.effect === 'require_approval') {
     // A hold is an action too: it is not taken while it cannot be audited.
-    if (!deps.audit.healthy) throw new CorridorError('audit_unavailable', 'the audit trail cannot be written; nothing is forwarded until it can')
+    assertAuditable(deps)
     const request = heldRequest()
     const held: HeldRequest = {
       id: 'apr_' + randomUUID(),
@@ -202,7 +202,7 @@ async function handle(deps: PipelineDeps, extraSingletons: readonly string[], re
   }
 
   // 6. Audit gate: refuse rather than act unaudited.
-  if (!deps.audit.healthy) throw new CorridorError('audit_unavailable', 'the audit trail cannot be written; nothing is forwarded until it can')
+  assertAuditable(deps)
 
   // 7. Credential: issued only now that the request is allowed (per-request leases are minted for it alone).
   let credential: HeldCredential | null
@@ -337,6 +337,11 @@ async function approvalStatus(deps: PipelineDeps, req: IncomingMessage, res: Ser
   const payload = JSON.stringify(approvalStatusBody(approval))
   res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload), 'cache-control': 'no-store', 'x-corridor-request-id': record.request_id })
   res.end(payload)
+}
+
+/** Refuse rather than act unaudited. */
+function assertAuditable(deps: PipelineDeps): void {
+  if (!deps.audit.healthy) throw new CorridorError('audit_unavailable', 'the audit trail cannot be written; nothing is forwarded until it can')
 }
 
 function pairs(flat: readonly string[]): [string, string][] {

@@ -349,6 +349,18 @@ describe('Redis and replicas', () => {
 })
 
 describe('without Redis', () => {
+  it('holds nothing while the audit trail cannot be written', async () => {
+    const blind = await startCorridorFixture({ ...approvalFiles(upstream.url, 'approvals: { wait: 0s }\n'), auditFile: '/dev/full' }, { SVC_TOKEN: canary })
+    try {
+      const refused = await agentCall(blind.corridor.agentUrl, WRITER_KEY, '/svc/items', { body: { qty: 34, note: 'unaudited' } })
+      expect(refused.status).toBe(503)
+      expect(refused.body.code).toBe('audit_unavailable')
+      expect(await blind.corridor.approvals.list('pending', 0, 10)).toEqual([])
+    } finally {
+      await blind.close()
+    }
+  })
+
   it('uses the in-memory queue for one instance, and says loudly that approvals die with the process', async () => {
     const mem = await startCorridorFixture(approvalFiles(upstream.url, 'approvals: { wait: 0s }\n'), { SVC_TOKEN: canary })
     try {
