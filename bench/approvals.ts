@@ -9,10 +9,10 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { Pool } from 'undici'
+import { freePort } from '../test/helpers/redis-process.ts'
 
 const PENDING = Number(process.env.APPROVALS_PENDING ?? 10_000)
 const CONCURRENCY = 32
@@ -103,16 +103,6 @@ function startProcess(command: string, args: string[], readyText: string, env: R
   })
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address()
-      server.close(() => resolvePort(typeof address === 'object' && address !== null ? address.port : 0))
-    })
-  })
-}
 
 main().catch((err: unknown) => {
   for (const child of children) child.kill('SIGKILL')

@@ -7,14 +7,13 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, writeFileSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { request } from 'undici'
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import { approvalFiles, APPROVER_KEYS, WRITER_KEY } from '../helpers/approvals-fixture.ts'
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/recording-upstream.ts'
-import { startRedis, type RedisProcess } from '../helpers/redis-process.ts'
+import { freePort, startRedis, type RedisProcess } from '../helpers/redis-process.ts'
 
 const CYCLES = Number(process.env.CHAOS_CYCLES ?? 400)
 const WORKERS = 8
@@ -219,15 +218,4 @@ it(`${CYCLES} approval cycles with Redis and Corridor killed at random: 0 lost, 
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms))
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address()
-      server.close(() => resolvePort(typeof address === 'object' && address !== null ? address.port : 0))
-    })
-  })
 }
