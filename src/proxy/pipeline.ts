@@ -15,10 +15,10 @@
  *   8. forward          exactly the canonical request, streamed back              (forward.ts)
  */
 import { randomUUID } from 'node:crypto'
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import { requestDigest, type HeldRequest } from '../approvals/approval.ts'
 import type { ApprovalService } from '../approvals/approval-service.ts'
 import { approvalsRequired } from '../approvals/eligibility.ts'
-import type { IncomingMessage, ServerResponse } from 'node:http'
 import { newAuditRecord, recordDecision, type AuditRecord, type Outcome } from '../audit/record.ts'
 import type { AuditSink } from '../audit/sink.ts'
 import { credentialFailureCode, type CredentialBroker } from '../credentials/broker.ts'
@@ -146,6 +146,7 @@ async function handle(deps: PipelineDeps, extraSingletons: readonly string[], re
   const approvalId = headerText(req.headers['x-corridor-approval'], 100)
   if (approvalId !== null) {
     assertAuditable(deps)
+    if (agent.status === 'suspended') throw new CorridorError('agent_suspended', `agent '${agent.id}' is suspended`)
     const request = heldRequest()
     return resumeApproval(deps.approvals, deps.approvalWaitMs, res, record, approvalId, agent.id, requestDigest(connector.id, request))
   }
