@@ -234,6 +234,8 @@ describe('what ends an approval without running it', () => {
       expect(retry.body.code).toBe('approval_cancelled')
       expect(retry.body.reason).toMatch(/denies it/)
       expect((await approverCall(adminUrl(), APPROVER_KEYS.bob, `/approvals/${b.body.approval_id as string}`)).body.cancel_reason).toMatch(/suspended/)
+      const suspended = await agentCall(agentUrl(), ADMIN_BOT_KEY, '/svc/items/88', { method: 'DELETE', headers: { 'x-corridor-approval': b.body.approval_id as string } })
+      expect(suspended.body.code).toBe('agent_suspended')
     } finally {
       writeFileSync(policyFile, originalPolicy)
       writeFileSync(agentsFile, originalAgents)
