@@ -1,8 +1,8 @@
 /**
  * An approval is bound to the policy it was held under. Before a held request is released, and
  * whenever the policy changes, it is decided again under the policy now in force, with the
- * agent as the registry now describes it: a policy that no longer permits it, a suspended
- * agent or a changed approver requirement cancels it.
+ * agent as the registry now describes it: a policy that no longer permits it (or now allows it
+ * outright), a suspended agent or a changed approver requirement cancels it.
  */
 import { describedFacts } from '../cli/described-request.ts'
 import type { PolicyBundle } from '../policy/bundle.ts'
@@ -38,6 +38,8 @@ export function whyNoLongerPermitted(bundle: PolicyBundle, held: HeldRequest, no
     })
     const decision = evaluate(bundle.policy, bundle.version, facts)
     if (decision.effect === 'deny') return `policy ${bundle.version} denies it: ${decision.reason}`
+    // Releasing it as well would let the agent's plain retry (now allowed) run it a second time.
+    if (decision.effect === 'allow') return `policy ${bundle.version} allows it without approval; send it again`
     if (decision.effect === 'require_approval') {
       if (decision.approvers.join() !== held.approverGroups.join()) return `policy ${bundle.version} needs approval from ${decision.approvers.join(' or ')} instead; send the request again`
       const required = approvalsRequired(decision.approvals, facts.action?.risk ?? null)

@@ -245,6 +245,28 @@ describe('what ends an approval without running it', () => {
   })
 })
 
+describe('a policy that now allows it outright', () => {
+  it('cancels the held copy, so that the agent resending it runs it exactly once', async () => {
+    const held = await agentCall(agentUrl(), WRITER_KEY, '/svc/items', { body: { qty: 80, note: 'now-allowed' }, headers: { 'idempotency-key': 'k-allow' } })
+    const id = held.body.approval_id as string
+    const policyFile = join(fx.dir, 'policy.yaml')
+    const original = readFileSync(policyFile, 'utf8')
+    try {
+      writeFileSync(policyFile, original.replace('qty: { lte: 10 }', 'qty: { lte: 100 }').replace('qty: { gt: 10 }', 'qty: { gt: 100 }'))
+      expect(fx.corridor.policies.reload()).toBe(true)
+      await eventuallyAsync(async () => expect((await approverCall(adminUrl(), APPROVER_KEYS.alice, `/approvals/${id}`)).body.cancel_reason).toMatch(/allows it without approval/))
+      const resent = await agentCall(agentUrl(), WRITER_KEY, '/svc/items', { body: { qty: 80, note: 'now-allowed' }, headers: { 'idempotency-key': 'k-allow' } })
+      expect(resent.status).toBe(201)
+      expect((await approve(adminUrl(), 'alice', id)).status).toBe(409)
+      await new Promise((r) => setTimeout(r, 1_200)) // a sweep has run
+      expect(received('now-allowed')).toHaveLength(1)
+    } finally {
+      writeFileSync(policyFile, original)
+      fx.corridor.policies.reload()
+    }
+  })
+})
+
 describe('expiry', () => {
   it('an undecided approval expires: the agent gets a distinct 403 and a late approval is refused', async () => {
     const short = await startCorridorFixture(approvalFiles(upstream.url, redisConfig(redis.url, '  expires_after: 1s\n').replace('wait: 1s', 'wait: 0s')), { SVC_TOKEN: canary })
