@@ -8,12 +8,15 @@
  *
  *   BENCH_SECONDS=5 BENCH_REPEAT=3 BENCH_CONNECTIONS=50 npm run bench
  *   BENCH_PARTS=latency,policy npm run bench      (parts: throughput, latency, policy)
+ *   BENCH_ONLY=http-proxy,corridor BENCH_WORKLOADS=64 npm run bench   (name filters; direct always runs)
+ *   BENCH_BASELINE=../corridor-old npm run bench   (adds that checkout's Corridor, JWT + env credential,
+ *                                                   as a row of the same run: an A/B of two revisions)
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { join, resolve } from 'node:path'
 import { createInterface } from 'node:readline'
 import autocannon from 'autocannon'
 import { exportJWK, generateKeyPair, SignJWT } from 'jose'
@@ -31,6 +34,9 @@ const RULES = Number(process.env.BENCH_RULES ?? 1000)
 const WARMUP_SECONDS = 1
 /** Which parts to run: throughput, latency, policy (all by default). */
 const PARTS = new Set((process.env.BENCH_PARTS ?? 'throughput,latency,policy').split(','))
+const ONLY = process.env.BENCH_ONLY?.split(',') ?? null
+const WORKLOAD_FILTER = process.env.BENCH_WORKLOADS?.split(',') ?? null
+const BASELINE = process.env.BENCH_BASELINE ?? null
 
 const hasTaskset = spawnSync('taskset', ['--version']).status === 0
 const nginxPath = ['/usr/sbin/nginx', '/usr/bin/nginx'].find((p) => spawnSync(p, ['-v']).status === 0) ?? null
@@ -43,12 +49,12 @@ interface Workload {
   body?: Buffer
 }
 const post = Buffer.from(JSON.stringify({ qty: 3, pad: 'y'.repeat(4000) }))
-const WORKLOADS: Workload[] = [
+const WORKLOADS: Workload[] = ([
   { name: 'small GET (~200 B JSON)', path: '/small', method: 'GET' },
   { name: '64 KiB GET', path: '/large', method: 'GET' },
   { name: '4 KiB JSON POST (body rule)', path: '/items', method: 'POST', body: post },
   { name: 'server-sent events (10 events per response)', path: '/events', method: 'GET' },
-]
+] satisfies Workload[]).filter((w) => WORKLOAD_FILTER === null || WORKLOAD_FILTER.some((f) => w.name.includes(f)))
 
 interface Variant {
   name: string
@@ -79,8 +85,8 @@ function spawnPinned(cpu: number, command: string, args: string[]): ChildProcess
   return child
 }
 
-async function startTarget(kind: string, options: unknown, cpu: number): Promise<Running> {
-  const child = spawnPinned(cpu, process.execPath, [join(import.meta.dirname, 'target.ts'), kind, JSON.stringify(options)])
+async function startTarget(kind: string, options: unknown, cpu: number, target = join(import.meta.dirname, 'target.ts')): Promise<Running> {
+  const child = spawnPinned(cpu, process.execPath, [target, kind, JSON.stringify(options)])
   const url = await new Promise<string>((resolve, reject) => {
     const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream })
     lines.on('line', (line) => {
@@ -190,12 +196,12 @@ async function main(): Promise<void> {
   vault.kvPut('kv', 'bench/api', { token: 'bench-secret-from-vault' })
   vault.addDynamicRole('database', 'bench', { ttlSec: 3600, maxTtlSec: 7200, renewable: true, kind: 'database' })
 
-  const corridor = (label: string, credential: CredentialVariant, identity: 'jwt' | 'key', workloads: Workload[]): Variant => {
+  const corridor = (label: string, credential: CredentialVariant, identity: 'jwt' | 'key', workloads: Workload[], target?: string): Variant => {
     const variantDir = mkdtempSync(join(dir, 'corridor-'))
     const config = writeBenchConfig(variantDir, { origin, rules: RULES, credential, jwksFile: identity === 'jwt' ? jwksFile : null, vault: credential === 'env' ? null : { address: vault.address, token: vault.rootToken } })
     return {
       name: label,
-      start: () => startTarget('corridor', { config, env: { BENCH_TOKEN: 'bench-secret', BENCH_VAULT_TOKEN: vault.rootToken } }, 1),
+      start: () => startTarget('corridor', { config, env: { BENCH_TOKEN: 'bench-secret', BENCH_VAULT_TOKEN: vault.rootToken } }, 1, target),
       headers: () => ({ authorization: `Bearer ${identity === 'jwt' ? jwt : BENCH_KEY}` }),
       workloads,
       ...(credential === 'env' ? {} : { vault }),
@@ -211,7 +217,8 @@ async function main(): Promise<void> {
     corridor('corridor (API key, env credential)', 'env', 'key', WORKLOADS),
     corridor('corridor (JWT, Vault KV)', 'vault_kv', 'jwt', smallOnly),
     corridor('corridor (JWT, Vault dynamic lease)', 'vault_dynamic', 'jwt', smallOnly),
-  ]
+    ...(BASELINE === null ? [] : [corridor(`corridor (JWT, env credential) @ ${BASELINE}`, 'env', 'jwt', WORKLOADS, join(resolve(BASELINE), 'bench/target.ts'))]),
+  ].filter((v) => v.start === null || ONLY === null || ONLY.some((f) => v.name.includes(f)))
 
   const cells = new Map<string, Cell>()
   const cell = (v: string, w: string): Cell => {
