@@ -16,7 +16,7 @@
  */
 import { randomUUID } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { requestDigest, type HeldRequest } from '../approvals/approval.ts'
+import { requestDigest, type HeldHttpRequest, type HeldRequest } from '../approvals/approval.ts'
 import type { ApprovalService } from '../approvals/approval-service.ts'
 import { approvalsRequired } from '../approvals/eligibility.ts'
 import { newAuditRecord, recordDecision, type AuditRecord, type Outcome } from '../audit/record.ts'
@@ -37,7 +37,7 @@ import type { Upstreams } from './forward.ts'
 import { assertSingleHeader, inspectInbound, type InboundLimits } from './inbound.ts'
 import { sendProblem } from './problem.ts'
 import { isFormMediaType, isJsonMediaType, parseFormStrict, parseJsonStrict, readBody } from './request-body.ts'
-import { parseRequestTarget } from './request-target.ts'
+import { parseRequestTarget, type RequestTarget } from './request-target.ts'
 import { routeRequest } from './route.ts'
 import { upstreamRequestHeaders } from './upstream-headers.ts'
 
@@ -132,22 +132,13 @@ async function handle(deps: PipelineDeps, extraSingletons: readonly string[], re
     bodyLength: body.length,
     hasBody: body.length > 0 || req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined,
   })
-  const heldRequest = () => ({
-    method,
-    target: target.path + (target.query === '' ? '' : '?' + target.query),
-    host: req.headers.host ?? null,
-    upstreamPath: connector.basePath + path,
-    query: target.query,
-    headers: pairs(outgoingHeaders),
-    bodyBase64: body.toString('base64'),
-  })
 
   // A retry that names its approval is answered from that approval (the release re-checks the policy).
   const approvalId = headerText(req.headers['x-corridor-approval'], 100)
   if (approvalId !== null) {
     assertAuditable(deps)
     if (agent.status === 'suspended') throw new CorridorError('agent_suspended', `agent '${agent.id}' is suspended`)
-    const request = heldRequest()
+    const request = heldHttpRequest(method, target, req.headers.host, connector.basePath + path, outgoingHeaders, body)
     return resumeApproval(deps.approvals, deps.approvalWaitMs, res, record, approvalId, agent.id, requestDigest(connector.id, request))
   }
 
@@ -174,7 +165,7 @@ async function handle(deps: PipelineDeps, extraSingletons: readonly string[], re
   if (decision.effect === 'require_approval') {
     // A hold is an action too: it is not taken while it cannot be audited.
     assertAuditable(deps)
-    const request = heldRequest()
+    const request = heldHttpRequest(method, target, req.headers.host, connector.basePath + path, outgoingHeaders, body)
     const held: HeldRequest = {
       id: 'apr_' + randomUUID(),
       heldRequestId: record.request_id,
@@ -345,10 +336,11 @@ function assertAuditable(deps: PipelineDeps): void {
   if (!deps.audit.healthy) throw new CorridorError('audit_unavailable', 'the audit trail cannot be written; nothing is forwarded until it can')
 }
 
-function pairs(flat: readonly string[]): [string, string][] {
-  const out: [string, string][] = []
-  for (let i = 0; i < flat.length; i += 2) out.push([flat[i] as string, flat[i + 1] as string])
-  return out
+/** The request as it would be forwarded (before the credential is placed), for holding or matching a hold. */
+function heldHttpRequest(method: string, target: RequestTarget, host: string | undefined, upstreamPath: string, headers: readonly string[], body: Buffer): HeldHttpRequest {
+  const pairs: [string, string][] = []
+  for (let i = 0; i < headers.length; i += 2) pairs.push([headers[i] as string, headers[i + 1] as string])
+  return { method, target: target.path + (target.query === '' ? '' : '?' + target.query), host: host ?? null, upstreamPath, query: target.query, headers: pairs, bodyBase64: body.toString('base64') }
 }
 
 function queryHas(query: string, name: string): boolean {
