@@ -153,8 +153,11 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     this.#status = statusCode
     this.#progress({ status: statusCode, bytesOut: 0 })
     this.#res.writeHead(statusCode, agentResponseHeaders(headers, this.#requestId))
-    // Send headers now: an event stream's first byte should not wait for its first event.
-    this.#res.flushHeaders()
+    // Headers go out with the first body chunk when it arrived with them (one write instead of two);
+    // a stream whose first event is not here yet (server-sent events) gets them at the next turn.
+    setImmediate(() => {
+      if (this.#bytesOut === 0 && !this.#settled && !this.#res.destroyed) this.#res.flushHeaders()
+    })
     void controller
   }
 

@@ -64,6 +64,30 @@ describe('fail closed', () => {
     }
   })
 
+  it("relays a stream's headers before its first event, and each event as it comes", async () => {
+    const upstream = await startRecordingUpstream((_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' })
+      res.flushHeaders()
+      setTimeout(() => res.write('data: first\n\n'), 400)
+      setTimeout(() => res.end('data: last\n\n'), 800)
+    })
+    const fx = await startCorridorFixture(standardFiles(upstream.url), { SVC_TOKEN: newCanary() })
+    try {
+      const started = performance.now()
+      const res = await request(fx.corridor.agentUrl + '/svc/events', { headers: auth })
+      const headersAfter = performance.now() - started
+      expect(res.statusCode).toBe(200)
+      expect(headersAfter).toBeLessThan(300)
+      const seen: [string, number][] = []
+      for await (const chunk of res.body) seen.push([String(chunk), performance.now() - started])
+      expect(seen.map(([c]) => c).join('')).toBe('data: first\n\ndata: last\n\n')
+      expect(seen[0]![1]).toBeLessThan(700) // the first event did not wait for the last
+    } finally {
+      await fx.close()
+      await upstream.close()
+    }
+  })
+
   it('cancels the upstream request when the agent disconnects, and audits the abort', async () => {
     let upstreamClosed = false
     const upstream = await startRecordingUpstream((_req, res) => {
