@@ -11,7 +11,6 @@ import type { ApprovalStore } from './approvals/approval-store.ts'
 import { ApproverAuthenticator } from './approvals/approver-auth.ts'
 import { ApprovalExecutor } from './approvals/executor.ts'
 import { MemoryApprovalStore } from './approvals/memory-store.ts'
-import { RedisApprovalStore } from './approvals/redis-store.ts'
 import { WebhookNotifier } from './approvals/webhook.ts'
 import { FileAuditSink, type AuditSink } from './audit/sink.ts'
 import type { ApprovalsConfig, ServerConfig, ValueSource } from './config/server-config.ts'
@@ -62,8 +61,7 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
   const audit = options.audit ?? new FileAuditSink(config.auditFile, log)
   const identifier = new Identifier(config.agentJwt, config.userJwt)
 
-  const store = approvalStore(config.approvals, options.env, log)
-  if (store instanceof RedisApprovalStore && !(await store.connected(2_000))) log.error('approval store: Redis not reachable at start; requests that need approval get 503 until it is')
+  const store = await approvalStore(config.approvals, options.env, log)
   let approvals: ApprovalService | null = null
   const executor = new ApprovalExecutor({
     store, config: config.approvals, policies, credentials, upstreams, audit, log, now: Date.now,
@@ -111,7 +109,7 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
   }
 }
 
-function approvalStore(config: ApprovalsConfig, env: StartOptions['env'], log: Logger): ApprovalStore {
+async function approvalStore(config: ApprovalsConfig, env: StartOptions['env'], log: Logger): Promise<ApprovalStore> {
   const limits = { maxPending: config.maxPending, maxPendingPerAgent: config.maxPendingPerAgent, keepMs: config.keepResultsMs }
   if (config.redis === null) {
     log.warn(
@@ -119,7 +117,11 @@ function approvalStore(config: ApprovalsConfig, env: StartOptions['env'], log: L
     )
     return new MemoryApprovalStore(limits)
   }
-  return new RedisApprovalStore({ url: resolveValue(config.redis.url, env, 'approvals.redis'), keyPrefix: config.redis.keyPrefix, timeoutMs: config.redis.timeoutMs }, limits, log)
+  // Loaded only when configured: ioredis alone adds ~20 MiB to a process that does not use it.
+  const { RedisApprovalStore } = await import('./approvals/redis-store.ts')
+  const store = new RedisApprovalStore({ url: resolveValue(config.redis.url, env, 'approvals.redis'), keyPrefix: config.redis.keyPrefix, timeoutMs: config.redis.timeoutMs }, limits, log)
+  if (!(await store.connected(2_000))) log.error('approval store: Redis not reachable at start; requests that need approval get 503 until it is')
+  return store
 }
 
 function resolveValue(source: ValueSource, env: StartOptions['env'], where: string): string {
