@@ -204,7 +204,12 @@ export class ApprovalService {
     try {
       const now = this.#d.now()
       for (const id of await this.#d.store.expireDue(now, SWEEP_BATCH)) await this.#settled(id, 'expired')
-      for (const id of await this.#d.store.abandonStale(now, SWEEP_BATCH)) {
+      for (const { id, outcome } of await this.#d.store.abandonStale(now, SWEEP_BATCH)) {
+        if (outcome === 'retry') {
+          // Its forward carries an idempotency key the upstream honours: sending it again cannot run it twice.
+          this.#d.log.warn({ approvalId: id }, 'a released request lost its releasing replica mid-forward; released again under the same idempotency key')
+          continue
+        }
         this.#d.log.error({ approvalId: id }, 'a released request lost its releasing replica mid-forward; it is marked unknown and never sent again')
         await this.#settled(id, 'unknown')
       }

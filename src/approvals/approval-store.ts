@@ -4,9 +4,10 @@
  * both win: an approval executes at most once.
  *
  *   pending ──approve (enough)──▶ approved ──claim──▶ executing ──complete──▶ executed
- *      │ reject / expire / cancel     │ cancel           │ claim deadline passed
- *      ▼                              ▼                  ▼
- *   rejected · expired · cancelled                     unknown (complete still lands if the result arrives)
+ *      │ reject / expire / cancel     │ cancel  ▲        │ claim deadline passed
+ *      ▼                              ▼         └────────┤ retry-safe claim (upstream idempotency key): approved again
+ *   rejected · expired · cancelled                       ▼ otherwise
+ *                                                     unknown (complete still lands if the result arrives)
  */
 import type { Approval, ApprovalState, ApproverDecision, ExecutionResult, HeldRequest } from './approval.ts'
 
@@ -25,6 +26,11 @@ export type DecideResult =
   | { readonly kind: 'not_found' | 'expired' | 'digest_mismatch' | 'already_decided' }
   | { readonly kind: 'not_pending'; readonly state: ApprovalState }
 
+export interface AbandonedClaim {
+  readonly id: string
+  readonly outcome: 'retry' | 'unknown'
+}
+
 export interface Decision {
   readonly approve: boolean
   readonly by: ApproverDecision
@@ -41,16 +47,19 @@ export interface ApprovalStore {
   /** Approvals in a non-terminal state, oldest first. */
   list(state: 'pending' | 'approved' | 'executing', offset: number, limit: number): Promise<Approval[]>
   decide(id: string, decision: Decision, nowMs: number): Promise<DecideResult>
-  /** approved → executing for the caller holding `token`; false when someone else did, or it is no longer approved. */
-  claim(id: string, token: string, deadlineMs: number): Promise<boolean>
+  /**
+   * approved → executing for the caller holding `token`; false when someone else did, or it is no
+   * longer approved. `retrySafe`: the forward carries an idempotency key the upstream honours.
+   */
+  claim(id: string, token: string, deadlineMs: number, retrySafe: boolean): Promise<boolean>
   /** executing (or unknown) → executed with its result, for the claim holder only. */
   complete(id: string, token: string, result: ExecutionResult): Promise<boolean>
   /** pending or approved → cancelled. */
   cancel(id: string, reason: string, nowMs: number): Promise<boolean>
   /** pending past its expiry → expired; returns the ids it expired. */
   expireDue(nowMs: number, limit: number): Promise<string[]>
-  /** executing past its claim deadline → unknown; returns the ids. */
-  abandonStale(nowMs: number, limit: number): Promise<string[]>
+  /** executing past its claim deadline → approved again if the claim was retry-safe, else unknown. */
+  abandonStale(nowMs: number, limit: number): Promise<AbandonedClaim[]>
   /** Called with an approval's id whenever its state changes, on any replica. */
   onChange(listener: (id: string) => void): void
   /** Throws unless the store can take writes now (readiness). */

@@ -9,8 +9,9 @@
  *   4. forward, buffer the response, write the execution's audit record
  *   5. store the result (retried until the store takes it), which ends the claim
  *
- * A replica that dies between 3 and 5 leaves the approval executing until its claim deadline,
- * when any replica marks it `unknown`: it was sent at most once, and is never sent again.
+ * A replica that dies between 3 and 5 leaves the approval executing until its claim deadline. If
+ * the connector names the upstream's idempotency header, every send carries the same key and the
+ * approval is simply released again; otherwise it becomes `unknown`: sent at most once, never again.
  */
 import { randomUUID } from 'node:crypto'
 import type { ApprovalsConfig } from '../config/server-config.ts'
@@ -93,7 +94,7 @@ export class ApprovalExecutor {
     let claimed = false
     try {
       // A claim outlives the execution bound by as much again before it is considered abandoned.
-      claimed = await d.store.claim(id, token, d.now() + 2 * d.config.executionTimeoutMs)
+      claimed = await d.store.claim(id, token, d.now() + 2 * d.config.executionTimeoutMs, connector.idempotencyHeader !== null)
     } finally {
       if (!claimed) credential?.release()
     }
@@ -103,6 +104,10 @@ export class ApprovalExecutor {
     record.path = held.request.upstreamPath.slice(connector.basePath.length) || '/'
     const started = performance.now()
     const headers = held.request.headers.flat()
+    // Where the upstream honours idempotency keys, every send of this approval carries the same one
+    // (the agent's own if it sent one), so a send repeated after a crash cannot run twice.
+    const idempotency = connector.idempotencyHeader
+    if (idempotency !== null && !held.request.headers.some(([name]) => name === idempotency)) headers.push(idempotency, held.id)
     const outgoing = { headers, query: held.request.query }
     if (credential !== null) {
       injectCredential(connector.injection, credential, outgoing)

@@ -5,7 +5,7 @@
  * why Corridor warns at start when this store is in use.
  */
 import type { Approval, ApprovalState, ExecutionResult, HeldRequest } from './approval.ts'
-import type { ApprovalStore, CreateResult, Decision, DecideResult, StoreLimits } from './approval-store.ts'
+import type { AbandonedClaim, ApprovalStore, CreateResult, Decision, DecideResult, StoreLimits } from './approval-store.ts'
 
 interface Entry {
   approval: Approval
@@ -13,6 +13,7 @@ interface Entry {
   dropAt: number | null
   claimToken: string | null
   claimDeadline: number
+  retrySafe: boolean
 }
 
 export class MemoryApprovalStore implements ApprovalStore {
@@ -44,7 +45,7 @@ export class MemoryApprovalStore implements ApprovalStore {
     }
     if (pending >= this.#limits.maxPending) return { kind: 'full' }
     if (agentPending >= this.#limits.maxPendingPerAgent) return { kind: 'agent_full' }
-    this.#entries.set(held.id, { approval: { held, state: 'pending', approvals: [], rejection: null, cancelReason: null, result: null }, dropAt: null, claimToken: null, claimDeadline: 0 })
+    this.#entries.set(held.id, { approval: { held, state: 'pending', approvals: [], rejection: null, cancelReason: null, result: null }, dropAt: null, claimToken: null, claimDeadline: 0, retrySafe: false })
     if (idemKey !== null) this.#idempotency.set(idemKey, { id: held.id, until: held.expiresAt + this.#limits.keepMs })
     this.#changed(held.id)
     return { kind: 'created' }
@@ -84,12 +85,13 @@ export class MemoryApprovalStore implements ApprovalStore {
     return { kind: state === 'approved' ? 'approved' : 'recorded' }
   }
 
-  async claim(id: string, token: string, deadlineMs: number): Promise<boolean> {
+  async claim(id: string, token: string, deadlineMs: number, retrySafe: boolean): Promise<boolean> {
     const e = this.#entries.get(id)
     if (e === undefined || e.approval.state !== 'approved') return false
     e.approval = { ...e.approval, state: 'executing' }
     e.claimToken = token
     e.claimDeadline = deadlineMs
+    e.retrySafe = retrySafe
     this.#changed(id)
     return true
   }
@@ -120,13 +122,18 @@ export class MemoryApprovalStore implements ApprovalStore {
     return out
   }
 
-  async abandonStale(nowMs: number, limit: number): Promise<string[]> {
-    const out: string[] = []
+  async abandonStale(nowMs: number, limit: number): Promise<AbandonedClaim[]> {
+    const out: AbandonedClaim[] = []
     for (const e of this.#entries.values()) {
       if (out.length >= limit) break
-      if (e.approval.state === 'executing' && nowMs >= e.claimDeadline) {
+      if (e.approval.state !== 'executing' || nowMs < e.claimDeadline) continue
+      if (e.retrySafe) {
+        e.approval = { ...e.approval, state: 'approved' }
+        this.#changed(e.approval.held.id)
+        out.push({ id: e.approval.held.id, outcome: 'retry' })
+      } else {
         this.#finish(e, { ...e.approval, state: 'unknown' })
-        out.push(e.approval.held.id)
+        out.push({ id: e.approval.held.id, outcome: 'unknown' })
       }
     }
     return out

@@ -67,10 +67,10 @@ redis.call('PUBLISH', ARGV[8], ARGV[1])
 return {'recorded'}
 `
 
-/** KEYS: entry, approved, executing. ARGV: id, token, deadline, channel */
+/** KEYS: entry, approved, executing. ARGV: id, token, deadline, channel, retrySafe(1|0) */
 export const CLAIM = `
 if redis.call('HGET', KEYS[1], 'state') ~= 'approved' then return 0 end
-redis.call('HSET', KEYS[1], 'state', 'executing', 'claim_token', ARGV[2], 'deadline', ARGV[3])
+redis.call('HSET', KEYS[1], 'state', 'executing', 'claim_token', ARGV[2], 'deadline', ARGV[3], 'retry_safe', ARGV[5])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
 redis.call('PUBLISH', ARGV[4], ARGV[1])
@@ -119,7 +119,7 @@ end
 return out
 `
 
-/** KEYS: executing. ARGV: now, limit, entryPrefix, keepMs, channel */
+/** KEYS: executing, approved. ARGV: now, limit, entryPrefix, keepMs, channel. Returns id, outcome pairs. */
 export const ABANDON_STALE = `
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
 local out = {}
@@ -127,10 +127,18 @@ for _, id in ipairs(ids) do
   local key = ARGV[3] .. id
   redis.call('ZREM', KEYS[1], id)
   if redis.call('HGET', key, 'state') == 'executing' then
-    redis.call('HSET', key, 'state', 'unknown')
-    redis.call('PEXPIRE', key, ARGV[4])
+    if redis.call('HGET', key, 'retry_safe') == '1' then
+      redis.call('HSET', key, 'state', 'approved')
+      redis.call('ZADD', KEYS[2], ARGV[1], id)
+      table.insert(out, id)
+      table.insert(out, 'retry')
+    else
+      redis.call('HSET', key, 'state', 'unknown')
+      redis.call('PEXPIRE', key, ARGV[4])
+      table.insert(out, id)
+      table.insert(out, 'unknown')
+    end
     redis.call('PUBLISH', ARGV[5], id)
-    table.insert(out, id)
   end
 end
 return out

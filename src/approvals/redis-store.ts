@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto'
 import { Redis } from 'ioredis'
 import type { Logger } from '../shared/logger.ts'
 import type { Approval, ApprovalState, ApproverDecision, ExecutionResult, HeldRequest } from './approval.ts'
-import { ApprovalStoreUnavailable, type ApprovalStore, type CreateResult, type Decision, type DecideResult, type StoreLimits } from './approval-store.ts'
+import { ApprovalStoreUnavailable, type AbandonedClaim, type ApprovalStore, type CreateResult, type Decision, type DecideResult, type StoreLimits } from './approval-store.ts'
 import { ABANDON_STALE, CANCEL, CLAIM, COMPLETE, CREATE, DECIDE, EXPIRE_DUE } from './redis-scripts.ts'
 
 export interface RedisStoreOptions {
@@ -99,8 +99,8 @@ export class RedisApprovalStore implements ApprovalStore {
     return { kind: reply[0] as 'recorded' | 'approved' | 'rejected' | 'not_found' | 'expired' | 'digest_mismatch' | 'already_decided' }
   }
 
-  async claim(id: string, token: string, deadlineMs: number): Promise<boolean> {
-    return (await this.#run(CLAIM, [this.#entry(id), this.#key('approved'), this.#key('executing')], [id, token, deadlineMs, this.#channel])) === 1
+  async claim(id: string, token: string, deadlineMs: number, retrySafe: boolean): Promise<boolean> {
+    return (await this.#run(CLAIM, [this.#entry(id), this.#key('approved'), this.#key('executing')], [id, token, deadlineMs, this.#channel, retrySafe ? '1' : '0'])) === 1
   }
 
   async complete(id: string, token: string, result: ExecutionResult): Promise<boolean> {
@@ -117,8 +117,11 @@ export class RedisApprovalStore implements ApprovalStore {
     return (await this.#run(EXPIRE_DUE, [this.#key('pending')], [nowMs, limit, this.#key('a:'), this.#key('pending:agent:'), this.#limits.keepMs, this.#channel])) as string[]
   }
 
-  async abandonStale(nowMs: number, limit: number): Promise<string[]> {
-    return (await this.#run(ABANDON_STALE, [this.#key('executing')], [nowMs, limit, this.#key('a:'), this.#limits.keepMs, this.#channel])) as string[]
+  async abandonStale(nowMs: number, limit: number): Promise<AbandonedClaim[]> {
+    const flat = (await this.#run(ABANDON_STALE, [this.#key('executing'), this.#key('approved')], [nowMs, limit, this.#key('a:'), this.#limits.keepMs, this.#channel])) as string[]
+    const out: AbandonedClaim[] = []
+    for (let i = 0; i < flat.length; i += 2) out.push({ id: flat[i] as string, outcome: flat[i + 1] as 'retry' | 'unknown' })
+    return out
   }
 
   onChange(listener: (id: string) => void): void {

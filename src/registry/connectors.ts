@@ -87,6 +87,12 @@ export interface Connector {
   readonly credential: CredentialSourceSpec
   /** On a 401/403 from the upstream, drop the cached lease so that the next request gets a fresh one. */
   readonly refreshOnReject: boolean
+  /**
+   * The header in which the upstream honours idempotency keys (Stripe: Idempotency-Key), or null.
+   * A released approval carries one (the agent's own, else the approval id), which makes it safe to
+   * send again when the replica releasing it died mid-forward.
+   */
+  readonly idempotencyHeader: string | null
   readonly injection: InjectionSpec
   readonly limits: ConnectorLimits
   readonly timeouts: ConnectorTimeouts
@@ -125,7 +131,7 @@ export function readConnectorCatalog(reader: YamlReader): ConnectorCatalog {
 }
 
 function readConnector(r: YamlReader, node: Node, where: string): Connector | null {
-  const f = r.map(node, where, ['id', 'owner', 'description', 'upstream', 'hosts', 'certified_until', 'agent_key_header', 'strip_headers', 'credential', 'limits', 'timeouts', 'actions'], ['id', 'owner', 'upstream', 'certified_until', 'actions'])
+  const f = r.map(node, where, ['id', 'owner', 'description', 'upstream', 'hosts', 'certified_until', 'agent_key_header', 'strip_headers', 'credential', 'limits', 'timeouts', 'actions', 'idempotency_header'], ['id', 'owner', 'upstream', 'certified_until', 'actions'])
   const id = r.string(f.get('id'), `${where}.id`)
   if (id && !ID.test(id)) r.issue(f.get('id'), `${where}.id must be lower-case letters, digits and '-', starting with a letter`)
 
@@ -148,6 +154,11 @@ function readConnector(r: YamlReader, node: Node, where: string): Connector | nu
 
   const hosts = f.has('hosts') ? r.strings(f.get('hosts'), `${where}.hosts`).map((h) => h.toLowerCase().replace(/\.$/, '')) : []
 
+  let idempotencyHeader: string | null = null
+  if (f.has('idempotency_header')) {
+    idempotencyHeader = r.string(f.get('idempotency_header'), `${where}.idempotency_header`).toLowerCase()
+    if (!HEADER_NAME.test(idempotencyHeader)) r.issue(f.get('idempotency_header'), `${where}.idempotency_header is not a valid header name`)
+  }
   let agentKeyHeader: string | null = null
   if (f.has('agent_key_header')) {
     agentKeyHeader = r.string(f.get('agent_key_header'), `${where}.agent_key_header`).toLowerCase()
@@ -213,6 +224,7 @@ function readConnector(r: YamlReader, node: Node, where: string): Connector | nu
     dropHeaders: new Set([...stripHeaders, ...(agentKeyHeader === null ? [] : [agentKeyHeader]), ...(injection.kind === 'header' ? [injection.header] : [])]),
     credential,
     refreshOnReject,
+    idempotencyHeader,
     injection,
     limits,
     timeouts,

@@ -2,8 +2,11 @@
  * Approval cycles under fire: many concurrent hold → approve (or reject) → collect cycles
  * against a Corridor process and a redis-server that are both SIGKILLed and restarted at random
  * moments (one kill per 20 finished cycles, alternating). Afterwards, from the upstream's own log: nothing approved is lost, nothing runs twice,
- * nothing runs unapproved, and what ran is byte for byte what was held. Approvals whose releasing
- * Corridor died mid-forward end as `unknown` (sent at most once, never again); they are counted.
+ * nothing runs unapproved, and what ran is byte for byte what was held. Run twice:
+ *   - against an upstream without idempotency keys: approvals whose releasing Corridor died
+ *     mid-forward end as `unknown` (sent at most once, never again); they are counted;
+ *   - against an upstream that honours Idempotency-Key (as Stripe does) and a connector that says
+ *     so: such approvals are released again under the same key, and none may end unknown or lost.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, writeFileSync } from 'node:fs'
@@ -24,30 +27,31 @@ const KILL_EVERY = 20
 let redis: RedisProcess
 let upstream: RecordingUpstream
 let corridor: ChildProcess | null = null
-let dir: string
 let agentUrl: string
 let adminUrl: string
+let configFile: string
+/** Idempotency-Key → the response of its first execution (the upstream dedupes, as Stripe does). */
+const executedKeys = new Map<string, string>()
+let honourKeys = false
+let replays = 0
 
 beforeAll(async () => {
   redis = await startRedis()
   upstream = await startRecordingUpstream((req, res) => {
+    const key = req.headers['idempotency-key']
+    const body = JSON.stringify({ ran: req.body.toString() })
     res.writeHead(201, { 'content-type': 'application/json' })
-    res.end(JSON.stringify({ ran: req.body.toString() }))
+    if (honourKeys && typeof key === 'string') {
+      const first = executedKeys.get(key)
+      if (first !== undefined) {
+        replays++
+        res.end(first)
+        return
+      }
+      executedKeys.set(key, body)
+    }
+    res.end(body)
   })
-  dir = mkdtempSync(join(tmpdir(), 'corridor-chaos-'))
-  const [agentPort, adminPort] = [await freePort(), await freePort()]
-  const files = approvalFiles(upstream.url)
-  writeFileSync(join(dir, 'agents.yaml'), files.agents)
-  writeFileSync(join(dir, 'connectors.yaml'), files.connectors)
-  writeFileSync(join(dir, 'policy.yaml'), files.policy)
-  writeFileSync(
-    join(dir, 'corridor.yaml'),
-    `listen: { host: 127.0.0.1, port: ${agentPort} }\nadmin: { host: 127.0.0.1, port: ${adminPort} }\nfiles: { agents: agents.yaml, connectors: connectors.yaml, policy: policy.yaml }\naudit: { file: audit.log }\nwatch_policy: false\n` +
-      `approvals:\n  redis: { url: "${redis.url}", key_prefix: "chaos:" }\n  wait: 0s\n  execution_timeout: 1s\n`,
-  )
-  agentUrl = `http://127.0.0.1:${agentPort}`
-  adminUrl = `http://127.0.0.1:${adminPort}`
-  await startCorridorProcess()
 }, 30_000)
 
 afterAll(async () => {
@@ -56,8 +60,26 @@ afterAll(async () => {
   await redis?.stop()
 })
 
+async function startScenario(name: string, idempotencyHeader: boolean): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'corridor-chaos-'))
+  const [agentPort, adminPort] = [await freePort(), await freePort()]
+  const files = approvalFiles(upstream.url)
+  writeFileSync(join(dir, 'agents.yaml'), files.agents)
+  writeFileSync(join(dir, 'connectors.yaml'), idempotencyHeader ? files.connectors.replace('    certified_until:', '    idempotency_header: Idempotency-Key\n    certified_until:') : files.connectors)
+  writeFileSync(join(dir, 'policy.yaml'), files.policy)
+  configFile = join(dir, 'corridor.yaml')
+  writeFileSync(
+    configFile,
+    `listen: { host: 127.0.0.1, port: ${agentPort} }\nadmin: { host: 127.0.0.1, port: ${adminPort} }\nfiles: { agents: agents.yaml, connectors: connectors.yaml, policy: policy.yaml }\naudit: { file: audit.log }\nwatch_policy: false\n` +
+      `approvals:\n  redis: { url: "${redis.url}", key_prefix: "chaos-${name}:" }\n  wait: 0s\n  execution_timeout: 1s\n`,
+  )
+  agentUrl = `http://127.0.0.1:${agentPort}`
+  adminUrl = `http://127.0.0.1:${adminPort}`
+  await startCorridorProcess()
+}
+
 async function startCorridorProcess(): Promise<void> {
-  const child = spawn(process.execPath, [resolve('bin/corridor.js'), 'serve', '--config', join(dir, 'corridor.yaml')], { env: { ...process.env, SVC_TOKEN: 'chaos-token', CORRIDOR_LOG_LEVEL: 'error' }, stdio: ['ignore', 'ignore', 'pipe'] })
+  const child = spawn(process.execPath, [resolve('bin/corridor.js'), 'serve', '--config', configFile], { env: { ...process.env, SVC_TOKEN: 'chaos-token', CORRIDOR_LOG_LEVEL: 'error' }, stdio: ['ignore', 'ignore', 'pipe'] })
   corridor = child
   const deadline = Date.now() + 15_000
   while (Date.now() < deadline) {
@@ -152,7 +174,15 @@ async function runCycle(i: number, deadline: number): Promise<Cycle> {
   return c
 }
 
-it(`${CYCLES} approval cycles with Redis and Corridor killed at random: 0 lost, 0 twice, 0 unapproved, 0 altered`, async () => {
+it.each([
+  ['no idempotency key: at most once, the rest unknown', false],
+  ["the upstream's idempotency key: exactly once", true],
+] as const)(`${CYCLES} approval cycles with Redis and Corridor killed at random, %s: 0 lost, 0 twice, 0 unapproved, 0 altered`, async (name, idempotent) => {
+  honourKeys = idempotent
+  replays = 0
+  await stopCorridorProcess()
+  await startScenario(idempotent ? 'idem' : 'plain', idempotent)
+  const received = upstream.received.length
   const deadline = Date.now() + TEST_BUDGET_MS - 10_000
   // Kills are paced by progress (one every KILL_EVERY finished cycles, alternating Redis and Corridor,
   // at a random moment while the other workers are mid-cycle), so every run gets the same number of them.
@@ -190,8 +220,15 @@ it(`${CYCLES} approval cycles with Redis and Corridor killed at random: 0 lost, 
   stop = true
   await chaos
 
+  // What the upstream executed: every request it received, less the repeats it answered from its idempotency store.
   const byNonce = new Map<string, string[]>()
-  for (const r of upstream.received) {
+  const seenKeys = new Set<string>()
+  for (const r of upstream.received.slice(received)) {
+    const key = r.headers['idempotency-key']
+    if (idempotent && typeof key === 'string') {
+      if (seenKeys.has(key)) continue
+      seenKeys.add(key)
+    }
     const nonce = (JSON.parse(r.body.toString()) as { nonce: string }).nonce
     byNonce.set(nonce, [...(byNonce.get(nonce) ?? []), r.body.toString()])
   }
@@ -204,6 +241,8 @@ it(`${CYCLES} approval cycles with Redis and Corridor killed at random: 0 lost, 
     unknown: cycles.filter((c) => c.ending === 'unknown').length,
     // Of those, how many the upstream did receive (once): the rest died between the claim and the send.
     unknownReceived: cycles.filter((c) => c.ending === 'unknown' && byNonce.has(c.nonce)).length,
+    // Sends the upstream recognised as repeats of an executed key (releases repeated after a kill).
+    replays,
     unfinished: cycles.filter((c) => c.ending === 'unfinished').length,
     twice: [...byNonce.values()].filter((bodies) => bodies.length > 1).length,
     unapproved: cycles.filter((c) => c.rejected && byNonce.has(c.nonce)).length + [...byNonce.keys()].filter((n) => !cycles.some((c) => c.nonce === n)).length,
@@ -211,7 +250,11 @@ it(`${CYCLES} approval cycles with Redis and Corridor killed at random: 0 lost, 
     // Approved, yet never run and not reported as possibly run.
     lost: approvedCycles.filter((c) => c.ending !== 'unknown' && !byNonce.has(c.nonce)).length,
   }
-  console.log('approval chaos:', JSON.stringify(summary))
+  console.log(`approval chaos (${name}):`, JSON.stringify(summary))
+  if (idempotent) {
+    expect(summary.unknown).toBe(0)
+    expect(approvedCycles.every((c) => c.ending === 'executed')).toBe(true)
+  }
   expect(summary.cycles).toBe(CYCLES)
   expect(summary.unfinished).toBe(0)
   expect(summary.twice).toBe(0)

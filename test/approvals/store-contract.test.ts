@@ -127,7 +127,7 @@ describe.each(kinds)('%s approval store', (_name, make) => {
     const a = await store.get(h.id)
     expect(a?.state).toBe('rejected')
     expect(a?.rejection?.reason).toBe('amount looks wrong')
-    expect(await store.claim(h.id, 'tok', Date.now() + 1000)).toBe(false)
+    expect(await store.claim(h.id, 'tok', Date.now() + 1000, false)).toBe(false)
   })
 
   it('expires pending approvals: a late approval is refused and the sweep finds the rest', async () => {
@@ -149,7 +149,7 @@ describe.each(kinds)('%s approval store', (_name, make) => {
     const replicas = [store, ...(store instanceof RedisApprovalStore ? [kinds[1]?.[1]() as ApprovalStore] : [])]
     for (const r of replicas) if (r !== store) stores.push(r)
     await Promise.all(replicas.map(waitUntilReady))
-    const claims = await Promise.all(Array.from({ length: 20 }, (_, i) => (replicas[i % replicas.length] as ApprovalStore).claim(h.id, `token-${i}`, Date.now() + 60_000)))
+    const claims = await Promise.all(Array.from({ length: 20 }, (_, i) => (replicas[i % replicas.length] as ApprovalStore).claim(h.id, `token-${i}`, Date.now() + 60_000, false)))
     expect(claims.filter(Boolean)).toHaveLength(1)
     const winner = `token-${claims.indexOf(true)}`
     const result = { status: 201, headers: { 'content-type': 'application/json' }, bodyBase64: Buffer.from('{"id":"re_1"}').toString('base64'), errorCode: null, executedRequestId: 'r1', completedAt: Date.now() }
@@ -165,12 +165,26 @@ describe.each(kinds)('%s approval store', (_name, make) => {
     const h = held()
     await store.create(h, null)
     await store.decide(h.id, { approve: true, by: by('alice'), digest: null }, Date.now())
-    expect(await store.claim(h.id, 'tok', Date.now() - 1)).toBe(true)
-    expect(await store.abandonStale(Date.now(), 100)).toContain(h.id)
+    expect(await store.claim(h.id, 'tok', Date.now() - 1, false)).toBe(true)
+    expect(await store.abandonStale(Date.now(), 100)).toContainEqual({ id: h.id, outcome: 'unknown' })
     expect((await store.get(h.id))?.state).toBe('unknown')
-    expect(await store.claim(h.id, 'again', Date.now() + 1000)).toBe(false)
+    expect(await store.claim(h.id, 'again', Date.now() + 1000, false)).toBe(false)
     const result = { status: 200, headers: {}, bodyBase64: '', errorCode: null, executedRequestId: 'r2', completedAt: Date.now() }
     expect(await store.complete(h.id, 'tok', result)).toBe(true)
+    expect((await store.get(h.id))?.state).toBe('executed')
+  })
+
+  it('returns a retry-safe claim whose claimer vanished to approved, for another release; the old claimer cannot complete it', async () => {
+    const h = held()
+    await store.create(h, null)
+    await store.decide(h.id, { approve: true, by: by('alice'), digest: null }, Date.now())
+    expect(await store.claim(h.id, 'first', Date.now() - 1, true)).toBe(true)
+    expect(await store.abandonStale(Date.now(), 100)).toContainEqual({ id: h.id, outcome: 'retry' })
+    expect((await store.get(h.id))?.state).toBe('approved')
+    expect(await store.claim(h.id, 'second', Date.now() + 60_000, true)).toBe(true)
+    const result = { status: 200, headers: {}, bodyBase64: '', errorCode: null, executedRequestId: 'r3', completedAt: Date.now() }
+    expect(await store.complete(h.id, 'first', result)).toBe(false)
+    expect(await store.complete(h.id, 'second', result)).toBe(true)
     expect((await store.get(h.id))?.state).toBe('executed')
   })
 
@@ -182,7 +196,7 @@ describe.each(kinds)('%s approval store', (_name, make) => {
     const executing = held()
     for (const h of [pending, approved, executing]) await store.create(h, null)
     for (const h of [approved, executing]) await store.decide(h.id, { approve: true, by: by('alice'), digest: null }, Date.now())
-    await store.claim(executing.id, 'tok', Date.now() + 60_000)
+    await store.claim(executing.id, 'tok', Date.now() + 60_000, false)
     expect(await store.cancel(pending.id, 'policy changed', Date.now())).toBe(true)
     expect(await store.cancel(approved.id, 'agent suspended', Date.now())).toBe(true)
     expect(await store.cancel(executing.id, 'too late', Date.now())).toBe(false)
