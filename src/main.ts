@@ -94,6 +94,7 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
     approvals,
     async close() {
       policies.close()
+      await approvalService.answerWaitingCalls(2_000)
       agentServer.closeIdleConnections()
       await Promise.all([closeServer(agentServer), closeServer(adminServer)])
       // Releases in flight finish (bounded) before their upstream pools and credentials go away.

@@ -43,6 +43,7 @@ export class ApprovalService {
   readonly #sweeper: NodeJS.Timeout
   #heldConnections = 0
   #sweeping = false
+  #stopping = false
 
   constructor(deps: ApprovalServiceDeps) {
     this.#d = deps
@@ -119,7 +120,7 @@ export class ApprovalService {
       if (approval === null || ANSWERED.has(approval.state)) return approval
       if (approval.state === 'approved') void this.#d.executor.release(id)
       const remaining = deadline - this.#d.now()
-      if (remaining <= 0 || signal.aborted) return approval
+      if (remaining <= 0 || signal.aborted || this.#stopping) return approval
       await this.#changeOf(id, Math.min(remaining, POLL_MS), signal)
     }
   }
@@ -192,10 +193,22 @@ export class ApprovalService {
     void this.#settled(id, event, reason)
   }
 
+  /**
+   * Shutdown, first step: every call still waiting is answered now (202 with its approval id, so
+   * the agent can come back to it on another replica) instead of being cut off with the socket.
+   * Resolves when they have been answered, or after `timeoutMs`.
+   */
+  async answerWaitingCalls(timeoutMs: number): Promise<void> {
+    this.#stopping = true
+    for (const wake of [...this.#waiters.values()].flatMap((s) => [...s])) wake()
+    const deadline = Date.now() + timeoutMs
+    while (this.#heldConnections > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10))
+  }
+
   async close(): Promise<void> {
     clearInterval(this.#sweeper)
+    await this.answerWaitingCalls(0)
     await this.#d.executor.drain(5_000)
-    for (const wake of [...this.#waiters.values()].flatMap((s) => [...s])) wake()
   }
 
   async #sweep(): Promise<void> {

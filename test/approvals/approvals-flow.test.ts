@@ -373,6 +373,18 @@ describe('Redis and replicas', () => {
 })
 
 describe('without Redis', () => {
+  it('answers calls still waiting with their approval id when Corridor stops, instead of cutting them off', async () => {
+    const stopping = await startCorridorFixture(approvalFiles(upstream.url, 'approvals: { wait: 20s }\n'), { SVC_TOKEN: canary })
+    const waiting = agentCall(stopping.corridor.agentUrl, WRITER_KEY, '/svc/items', { body: { qty: 35, note: 'shutdown' } })
+    await eventually(() => expect(stopping.corridor.approvals.heldConnections).toBe(1))
+    const started = performance.now()
+    await stopping.close()
+    const answer = await waiting
+    expect(answer.status).toBe(202)
+    expect(answer.body.approval_id).toMatch(/^apr_/)
+    expect(performance.now() - started).toBeLessThan(3_000)
+  })
+
   it('holds nothing while the audit trail cannot be written', async () => {
     const blind = await startCorridorFixture({ ...approvalFiles(upstream.url, 'approvals: { wait: 0s }\n'), auditFile: '/dev/full' }, { SVC_TOKEN: canary })
     try {
