@@ -11,7 +11,7 @@ import type { PolicyBundle } from '../policy/bundle.ts'
 import type { PolicyStore } from '../policy/reloader.ts'
 import { CorridorError } from '../shared/errors.ts'
 import type { Logger } from '../shared/logger.ts'
-import type { Approval, HeldRequest } from './approval.ts'
+import { isTerminal, type Approval, type HeldRequest } from './approval.ts'
 import { ApprovalStoreUnavailable, type ApprovalStore } from './approval-store.ts'
 import { approvalEvent } from './audit-link.ts'
 import { whyIneligible, type ApproverIdentity } from './eligibility.ts'
@@ -30,8 +30,6 @@ export interface ApprovalServiceDeps {
   readonly now: () => number
 }
 
-/** States in which an agent's wait is over: there is a result, or there never will be. */
-const ANSWERED = new Set(['executed', 'rejected', 'expired', 'cancelled', 'unknown'])
 const SWEEP_MS = 1_000
 /** Waiters re-read the store this often even without a change message (pub/sub is lost across a reconnect). */
 const POLL_MS = 2_000
@@ -117,7 +115,8 @@ export class ApprovalService {
     const deadline = this.#d.now() + waitMs
     for (;;) {
       const approval = await this.get(id)
-      if (approval === null || ANSWERED.has(approval.state)) return approval
+      // A finished approval is the agent's answer: a result, or the reason there never will be one.
+      if (approval === null || isTerminal(approval.state)) return approval
       if (approval.state === 'approved') void this.#d.executor.release(id)
       const remaining = deadline - this.#d.now()
       if (remaining <= 0 || signal.aborted || this.#stopping) return approval

@@ -16,7 +16,7 @@ export type ApprovalState =
   | 'cancelled' // the policy no longer permits it, or the agent was suspended
   | 'unknown' // the executing replica vanished mid-forward: it was sent at most once, never again
 
-export const TERMINAL_STATES: ReadonlySet<ApprovalState> = new Set(['executed', 'rejected', 'expired', 'cancelled', 'unknown'])
+const TERMINAL_STATES: ReadonlySet<ApprovalState> = new Set(['executed', 'rejected', 'expired', 'cancelled', 'unknown'])
 
 /** Exactly what is forwarded on release (before the connector's credential is placed). */
 export interface HeldHttpRequest {
