@@ -47,6 +47,7 @@ export interface ExecutorDeps {
 export class ApprovalExecutor {
   readonly #deps: ExecutorDeps
   readonly #running = new Map<string, Promise<void>>()
+  #closing = false
 
   constructor(deps: ExecutorDeps) {
     this.#deps = deps
@@ -54,6 +55,7 @@ export class ApprovalExecutor {
 
   /** Releases the approval if it is approved and nobody else is releasing it; never throws. */
   release(id: string): Promise<void> {
+    if (this.#closing) return Promise.resolve()
     const running = this.#running.get(id)
     if (running !== undefined) return running
     const run = this.#release(id)
@@ -65,6 +67,7 @@ export class ApprovalExecutor {
 
   /** Waits for releases in progress (shutdown), at most `timeoutMs`. */
   async drain(timeoutMs: number): Promise<void> {
+    this.#closing = true
     await Promise.race([Promise.all(this.#running.values()), new Promise((r) => setTimeout(r, timeoutMs).unref())])
   }
 
@@ -90,29 +93,28 @@ export class ApprovalExecutor {
       d.log.warn({ err: isCorridorError(err) ? (err.cause ?? err) : err, detail: credentialFailureCode(err), approvalId: id }, 'credential unavailable; approved request stays approved and is retried')
       return
     }
-    const token = randomUUID()
-    let claimed = false
-    try {
-      // A claim outlives the execution bound by as much again before it is considered abandoned.
-      claimed = await d.store.claim(id, token, d.now() + 2 * d.config.executionTimeoutMs, connector.idempotencyHeader !== null)
-    } finally {
-      if (!claimed) credential?.release()
-    }
-    if (!claimed) return
-
-    const record = executionRecord(approval, d.now())
-    record.path = held.request.upstreamPath.slice(connector.basePath.length) || '/'
-    const started = performance.now()
+    // The outgoing request is complete (credential placed) before anything is claimed: a template
+    // that cannot be filled leaves the approval approved, not claimed and stuck.
     const headers = held.request.headers.flat()
     // Where the upstream honours idempotency keys, every send of this approval carries the same one
     // (the agent's own if it sent one), so a send repeated after a crash cannot run twice.
     const idempotency = connector.idempotencyHeader
     if (idempotency !== null && !held.request.headers.some(([name]) => name === idempotency)) headers.push(idempotency, held.id)
     const outgoing = { headers, query: held.request.query }
-    if (credential !== null) {
-      injectCredential(connector.injection, credential, outgoing)
-      record.credential = { reference: credential.reference, lease_id: credential.leaseId }
+    const token = randomUUID()
+    let claimed = false
+    try {
+      if (credential !== null) injectCredential(connector.injection, credential, outgoing)
+      // A claim outlives the execution bound by as much again before it is considered abandoned.
+      claimed = await d.store.claim(id, token, d.now() + 2 * d.config.executionTimeoutMs, idempotency !== null)
+    } finally {
+      if (!claimed) credential?.release()
     }
+    if (!claimed) return
+
+    const record = executionRecord(approval, connector.basePath, d.now())
+    if (credential !== null) record.credential = { reference: credential.reference, lease_id: credential.leaseId }
+    const started = performance.now()
     let result: ExecutionResult
     const body = Buffer.from(held.request.bodyBase64, 'base64')
     try {
@@ -165,7 +167,8 @@ export class ApprovalExecutor {
         if (!(await d.store.complete(id, token, result))) d.log.error({ approvalId: id }, 'the result of a released request was refused by the store (claim lost)')
         return
       } catch (err) {
-        if (d.now() > giveUpAt) {
+        // Shutting down, or the claim is long dead: the approval will read as unknown (or be released again).
+        if (this.#closing || d.now() > giveUpAt) {
           d.log.error({ err, approvalId: id }, 'the result of a released request could not be stored; the approval will read as unknown')
           return
         }
@@ -175,9 +178,10 @@ export class ApprovalExecutor {
   }
 }
 
-function executionRecord(approval: Approval, nowMs: number): AuditRecord {
+function executionRecord(approval: Approval, basePath: string, nowMs: number): AuditRecord {
   const h = approval.held
   const record = newAuditRecord(randomUUID(), nowMs, h.request.method, h.request.target)
+  record.path = h.request.upstreamPath.slice(basePath.length) || '/'
   record.agent = h.agent
   record.owner = h.owner
   record.tier = h.tier
