@@ -14,7 +14,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Approval } from '../approvals/approval.ts'
 import type { ApprovalService } from '../approvals/approval-service.ts'
 import type { ApproverAuthenticator } from '../approvals/approver-auth.ts'
-import type { ApproverIdentity } from '../approvals/eligibility.ts'
+import { mayView } from '../approvals/eligibility.ts'
 import type { PolicyStore } from '../policy/reloader.ts'
 import { problemBody } from '../proxy/problem.ts'
 import { CorridorError, isCorridorError } from '../shared/errors.ts'
@@ -43,12 +43,12 @@ export function createApprovalsApi(approvals: ApprovalService, authenticator: Ap
       const offset = Math.max(0, Number(url.searchParams.get('offset') ?? 0) || 0)
       const limit = Math.min(500, Math.max(1, Number(url.searchParams.get('limit') ?? 50) || 50))
       const page = await approvals.list(state, offset, limit)
-      return send(res, 200, { approvals: page.filter((a) => mayView(approver, a)).map(summary), offset, limit, more: page.length === limit })
+      return send(res, 200, { approvals: page.filter((a) => mayView(approver, a.held)).map(summary), offset, limit, more: page.length === limit })
     }
-    const approval = await approvals.get(id)
-    if (approval === null || !mayView(approver, approval)) throw new CorridorError('approval_not_found', `no approval '${id}' that you may see`)
     if (verb === undefined) {
       if (req.method !== 'GET') throw new CorridorError('bad_request', 'show an approval with GET')
+      const approval = await approvals.get(id)
+      if (approval === null || !mayView(approver, approval.held)) throw new CorridorError('approval_not_found', `no approval '${id}' that you may see`)
       return send(res, 200, detail(approval))
     }
     if (req.method !== 'POST') throw new CorridorError('bad_request', `${verb} with POST`)
@@ -74,10 +74,6 @@ export function createApprovalsApi(approvals: ApprovalService, authenticator: Ap
       return true
     },
   }
-}
-
-function mayView(approver: ApproverIdentity, approval: Approval): boolean {
-  return approval.held.approverGroups.some((g) => approver.groups.includes(g))
 }
 
 function parseDecision(raw: string): { reason: string; digest: string | null } {

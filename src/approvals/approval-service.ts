@@ -14,7 +14,7 @@ import type { Logger } from '../shared/logger.ts'
 import { isTerminal, type Approval, type HeldRequest } from './approval.ts'
 import { ApprovalStoreUnavailable, type ApprovalStore } from './approval-store.ts'
 import { approvalEvent } from './audit-link.ts'
-import { whyIneligible, type ApproverIdentity } from './eligibility.ts'
+import { mayView, whyIneligible, type ApproverIdentity } from './eligibility.ts'
 import type { ApprovalExecutor } from './executor.ts'
 import { whyNoLongerPermitted } from './recheck.ts'
 import type { ApprovalEvent, ApprovalNotifier } from './webhook.ts'
@@ -126,9 +126,11 @@ export class ApprovalService {
 
   /** An approver's decision: eligibility here, then the atomic transition in the store. */
   async decide(id: string, approver: ApproverIdentity, approve: boolean, reason: string, digest: string | null): Promise<Approval> {
+    // A decision nobody could audit is not taken.
+    if (!this.#d.audit.healthy) throw new CorridorError('audit_unavailable', 'the audit trail cannot be written; decisions wait until it can')
     const now = this.#d.now()
     const approval = await this.get(id)
-    if (approval === null) throw new CorridorError('approval_not_found', `no approval '${id}' (finished approvals are kept for ${Math.round(this.#d.config.keepResultsMs / 60_000)} minutes)`)
+    if (approval === null || !mayView(approver, approval.held)) throw new CorridorError('approval_not_found', `no approval '${id}' that you may see (finished approvals are kept for ${Math.round(this.#d.config.keepResultsMs / 60_000)} minutes)`)
     const why = whyIneligible(approver, approval.held)
     if (why !== null) throw new CorridorError('approver_not_eligible', why)
     const result = await this.#store(() => this.#d.store.decide(id, { approve, by: { approver: approver.id, groups: approver.groups, reason, at: now }, digest }, now))
@@ -211,7 +213,8 @@ export class ApprovalService {
   }
 
   async #sweep(): Promise<void> {
-    if (this.#sweeping) return
+    // Expiries and re-releases are audited events too: they wait while the audit sink is failing.
+    if (this.#sweeping || !this.#d.audit.healthy) return
     this.#sweeping = true
     try {
       const now = this.#d.now()

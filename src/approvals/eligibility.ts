@@ -11,11 +11,14 @@ export interface ApproverIdentity {
   readonly via: string
 }
 
+/** Approvers see only the requests whose rule names one of their groups; to anyone else they do not exist. */
+export function mayView(approver: ApproverIdentity, held: HeldRequest): boolean {
+  return held.approverGroups.some((g) => approver.groups.includes(g))
+}
+
 /** Why this approver may not decide this request, or null when they may. */
 export function whyIneligible(approver: ApproverIdentity, held: HeldRequest): string | null {
-  if (!held.approverGroups.some((g) => approver.groups.includes(g))) {
-    return `only members of ${held.approverGroups.join(' or ')} may decide this request`
-  }
+  if (!mayView(approver, held)) return `only members of ${held.approverGroups.join(' or ')} may decide this request`
   // Separation of duties: the owner of an agent (a person or a team) cannot wave its requests through.
   if (approver.id === held.owner || approver.groups.includes(held.owner)) {
     return `agent '${held.agent}' is owned by '${held.owner}'; its owners may not decide its requests`

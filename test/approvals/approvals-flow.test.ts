@@ -385,13 +385,16 @@ describe('without Redis', () => {
     expect(performance.now() - started).toBeLessThan(3_000)
   })
 
-  it('holds nothing while the audit trail cannot be written', async () => {
+  it('holds nothing and takes no decision while the audit trail cannot be written', async () => {
     const blind = await startCorridorFixture({ ...approvalFiles(upstream.url, 'approvals: { wait: 0s }\n'), auditFile: '/dev/full' }, { SVC_TOKEN: canary })
     try {
       const refused = await agentCall(blind.corridor.agentUrl, WRITER_KEY, '/svc/items', { body: { qty: 34, note: 'unaudited' } })
       expect(refused.status).toBe(503)
       expect(refused.body.code).toBe('audit_unavailable')
       expect(await blind.corridor.approvals.list('pending', 0, 10)).toEqual([])
+      const decision = await approverCall(blind.corridor.adminUrl, APPROVER_KEYS.alice, '/approvals/apr_any/approve', { reason: 'unaudited' })
+      expect(decision.status).toBe(503)
+      expect(decision.body.code).toBe('audit_unavailable')
     } finally {
       await blind.close()
     }
