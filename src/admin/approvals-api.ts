@@ -66,6 +66,10 @@ export function createApprovalsApi(approvals: ApprovalService, authenticator: Ap
       serve(req, res, url, m).catch((err: unknown) => {
         const error = isCorridorError(err) ? err : new CorridorError('internal', 'the approvals API failed')
         if (!isCorridorError(err)) log.error({ err }, 'approvals API failed')
+        // Who tried to decide what they may not is worth an operator's attention (never the token itself).
+        else if (err.code === 'approver_unauthenticated' || err.code === 'approver_not_eligible') {
+          log.warn({ code: err.code, detail: err.message, method: req.method, path: url.pathname, remote: req.socket.remoteAddress }, 'approvals API refused a caller')
+        }
         if (res.headersSent) return void res.destroy()
         const body = problemBody(error, '-')
         delete body.request_id

@@ -152,6 +152,7 @@ describe('who may decide', () => {
     expect(owner.status).toBe(403)
     expect(owner.body.code).toBe('approver_not_eligible')
     expect(owner.body.detail).toContain('team-a')
+    expect(fx.logs.join('')).toContain('approvals API refused a caller')
     expect((await approverCall(adminUrl(), APPROVER_KEYS.dave, `/approvals/${id}/approve`, { reason: 'not my group' })).status).toBe(404)
     expect(((await approverCall(adminUrl(), APPROVER_KEYS.dave, '/approvals')).body.approvals as unknown[]).length).toBe(0)
     const noReason = await approverCall(adminUrl(), APPROVER_KEYS.alice, `/approvals/${id}/approve`, { reason: '  ' })
