@@ -19,7 +19,7 @@ import { newAuditRecord, type AuditRecord } from '../audit/record.ts'
 import type { AuditSink } from '../audit/sink.ts'
 import { credentialFailureCode, type CredentialBroker } from '../credentials/broker.ts'
 import { injectCredential } from '../credentials/inject.ts'
-import type { HeldCredential } from '../credentials/source.ts'
+import { settleCredential, type HeldCredential } from '../credentials/source.ts'
 import type { PolicyStore } from '../policy/reloader.ts'
 import type { Upstreams } from '../proxy/forward.ts'
 import { agentResponseHeaders } from '../proxy/upstream-headers.ts'
@@ -148,12 +148,7 @@ export class ApprovalExecutor {
     record.duration_ms = record.upstream_ms = Math.round((performance.now() - started) * 1000) / 1000
     record.approval = { ...approvalLink(approval), state: 'executed', executed_request_id: record.request_id }
     d.audit.write(record)
-    try {
-      if (result.status === 401 || result.status === 403) credential?.rejected()
-      credential?.release()
-    } catch (err) {
-      d.log.error({ err, approvalId: id }, 'releasing the credential of an approved request failed')
-    }
+    if (credential !== null) settleCredential(credential, result.status, d.log, { approvalId: id, requestId: record.request_id })
     await this.#storeResult(id, token, result)
     d.onSettled(id, 'executed', null)
   }

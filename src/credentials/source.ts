@@ -3,6 +3,7 @@
  * secret fields (`secret` is the primary one; a database lease adds `username` and `password`),
  * plus a reference and lease id that are safe to audit, never the values.
  */
+import type { Logger } from '../shared/logger.ts'
 import type { Secret } from './secret.ts'
 
 export interface IssuedCredential {
@@ -27,6 +28,20 @@ export interface HeldCredential extends IssuedCredential {
   release(): void
   /** Called when the upstream answered 401/403 with it (drops it from the cache if the connector opts in). */
   rejected(): void
+}
+
+/**
+ * After the upstream answered (or did not): reports a 401/403 and releases the credential. Never
+ * throws, so that it can run after the audit record without costing anything else; a failing
+ * hook is logged with `context`.
+ */
+export function settleCredential(credential: HeldCredential, upstreamStatus: number | null, log: Logger, context: Record<string, unknown>): void {
+  try {
+    if (upstreamStatus === 401 || upstreamStatus === 403) credential.rejected()
+    credential.release()
+  } catch (err) {
+    log.error({ err, ...context }, 'releasing a credential after its request failed')
+  }
 }
 
 export interface CredentialSource {

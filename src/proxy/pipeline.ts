@@ -23,7 +23,7 @@ import { newAuditRecord, recordDecision, type AuditRecord, type Outcome } from '
 import type { AuditSink } from '../audit/sink.ts'
 import { credentialFailureCode, type CredentialBroker } from '../credentials/broker.ts'
 import { injectCredential } from '../credentials/inject.ts'
-import type { HeldCredential } from '../credentials/source.ts'
+import { settleCredential, type HeldCredential } from '../credentials/source.ts'
 import type { Identifier } from '../identity/identify.ts'
 import { bucketFor } from '../policy/compile.ts'
 import { evaluate } from '../policy/evaluate.ts'
@@ -298,14 +298,7 @@ function finish(deps: PipelineDeps, record: AuditRecord, res: ServerResponse, st
   if (record.outcome === 'rejected' && record.error_code === null && !res.writableFinished) record.outcome = 'client_aborted'
   // The record first: nothing a credential hook does can cost the request its audit record.
   deps.audit.write(record)
-  const credential = lease.credential
-  if (credential === null) return
-  try {
-    if (record.upstream_status === 401 || record.upstream_status === 403) credential.rejected()
-    credential.release()
-  } catch (err) {
-    deps.log.error({ err, requestId: record.request_id }, 'releasing the request credential failed')
-  }
+  if (lease.credential !== null) settleCredential(lease.credential, record.upstream_status, deps.log, { requestId: record.request_id })
 }
 
 /** The agent asking where its approval stands (no waiting); only the agent that was held may ask. */
