@@ -69,11 +69,14 @@ export class ApprovalService {
   }
 
   /** Persists a held request. With an Idempotency-Key the agent already used, returns that approval instead. */
-  async hold(held: HeldRequest, idempotencyKey: string | null): Promise<{ id: string; created: boolean }> {
+  async hold(held: HeldRequest, idempotencyKey: string | null): Promise<Approval> {
     const result = await this.#store(() => this.#d.store.create(held, idempotencyKey))
     switch (result.kind) {
-      case 'exists':
-        return { id: result.id, created: false }
+      case 'exists': {
+        const existing = await this.get(result.id)
+        if (existing === null) throw new CorridorError('approval_not_found', `approval '${result.id}' no longer exists`)
+        return existing
+      }
       case 'full':
         throw new CorridorError('approval_capacity', `the approval queue holds its maximum of ${this.#d.config.maxPending} pending requests; try again later`)
       case 'agent_full':
@@ -82,7 +85,7 @@ export class ApprovalService {
         const approval: Approval = { held, state: 'pending', approvals: [], rejection: null, cancelReason: null, result: null }
         this.#d.audit.writeEvent(approvalEvent('held', approval, this.#d.now()))
         this.#d.notifier?.notify('held', approval)
-        return { id: held.id, created: true }
+        return approval
       }
     }
   }
@@ -111,10 +114,14 @@ export class ApprovalService {
    * and returns the approval as it then stands. An approved request found on the way is
    * released here, so it runs even if the replica that approved it went away.
    */
-  async waitForAnswer(id: string, waitMs: number, signal: AbortSignal): Promise<Approval | null> {
+  async waitForAnswer(known: Approval, waitMs: number, signal: AbortSignal): Promise<Approval | null> {
+    const id = known.held.id
     const deadline = this.#d.now() + waitMs
+    // The caller has just read (or created) it: the first round starts from that, not from another read.
+    let next: Approval | null = known
     for (;;) {
-      const approval = await this.get(id)
+      const approval: Approval | null = next ?? (await this.get(id))
+      next = null
       // A finished approval is the agent's answer: a result, or the reason there never will be one.
       if (approval === null || isTerminal(approval.state)) return approval
       if (approval.state === 'approved') void this.#d.executor.release(id)

@@ -26,15 +26,12 @@ export async function holdForApproval(approvals: ApprovalService, waitMs: number
     throw new CorridorError('approval_capacity', `Corridor is already holding ${approvals.heldConnections} connections for approvals; nothing was queued, try again shortly`)
   }
   try {
-    const { id, created } = await approvals.hold(held, idempotencyKey)
-    if (!created) {
-      // The agent sent this Idempotency-Key before: the same request resumes its approval, another one is refused.
-      const existing = await approvals.get(id)
-      if (existing !== null && existing.held.digest !== held.digest) {
-        throw new CorridorError('approval_mismatch', 'this Idempotency-Key was used for a different request that is held for approval; use a new key', { details: { approval_id: id } })
-      }
+    const approval = await approvals.hold(held, idempotencyKey)
+    // An approval other than this one: the agent sent this Idempotency-Key before. The same request resumes it, another is refused.
+    if (approval.held.id !== held.id && approval.held.digest !== held.digest) {
+      throw new CorridorError('approval_mismatch', 'this Idempotency-Key was used for a different request that is held for approval; use a new key', { details: { approval_id: approval.held.id } })
     }
-    await answerAfterWait(approvals, waitMs, res, record, id)
+    await answerAfterWait(approvals, waitMs, res, record, approval)
   } finally {
     approvals.releaseConnectionSlot()
   }
@@ -52,7 +49,7 @@ export async function resumeApproval(approvals: ApprovalService, waitMs: number,
   }
   const slot = approvals.takeConnectionSlot()
   try {
-    await answerAfterWait(approvals, slot ? waitMs : 0, res, record, id)
+    await answerAfterWait(approvals, slot ? waitMs : 0, res, record, approval)
   } finally {
     if (slot) approvals.releaseConnectionSlot()
   }
@@ -78,13 +75,14 @@ export function approvalStatusBody(approval: Approval): Record<string, unknown> 
   }
 }
 
-async function answerAfterWait(approvals: ApprovalService, waitMs: number, res: ServerResponse, record: AuditRecord, id: string): Promise<void> {
+async function answerAfterWait(approvals: ApprovalService, waitMs: number, res: ServerResponse, record: AuditRecord, known: Approval): Promise<void> {
+  const id = known.held.id
   const gone = new AbortController()
   const onClose = (): void => gone.abort()
   res.once('close', onClose)
   let approval: Approval | null
   try {
-    approval = await approvals.waitForAnswer(id, waitMs, gone.signal)
+    approval = await approvals.waitForAnswer(known, waitMs, gone.signal)
   } catch (err) {
     if (err instanceof CorridorError && err.code === 'approval_unavailable') {
       throw new CorridorError('approval_unavailable', 'the approval queue cannot be reached now; ask again with X-Corridor-Approval', { details: { approval_id: id, status_url: statusUrl(id) } })
