@@ -29,6 +29,7 @@ import { bucketFor } from '../policy/compile.ts'
 import { evaluate } from '../policy/evaluate.ts'
 import { NO_QUERY, parseQuery, type RequestFacts } from '../policy/facts.ts'
 import type { PolicyStore } from '../policy/reloader.ts'
+import type { Connector } from '../registry/connectors.ts'
 import { CorridorError, isCorridorError } from '../shared/errors.ts'
 import type { Logger } from '../shared/logger.ts'
 import { APPROVAL_STATUS_PREFIX, approvalStatusBody, holdForApproval, resumeApproval } from './approval-gate.ts'
@@ -126,19 +127,12 @@ async function handle(deps: PipelineDeps, extraSingletons: readonly string[], re
     }
   }
 
-  const outgoingHeaders = upstreamRequestHeaders(req, {
-    connectionNamed,
-    alsoDrop: connector.dropHeaders,
-    bodyLength: body.length,
-    hasBody: body.length > 0 || req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined,
-  })
-
   // A retry that names its approval is answered from that approval (the release re-checks the policy).
   const approvalId = headerText(req.headers['x-corridor-approval'], 100)
   if (approvalId !== null) {
     assertAuditable(deps)
     if (agent.status === 'suspended') throw new CorridorError('agent_suspended', `agent '${agent.id}' is suspended`)
-    const request = heldHttpRequest(method, target, req.headers.host, connector.basePath + path, outgoingHeaders, body)
+    const request = heldHttpRequest(method, target, req.headers.host, connector.basePath + path, forwardedHeaders(req, connectionNamed, connector, body), body)
     return resumeApproval(deps.approvals, deps.approvalWaitMs, res, record, approvalId, agent.id, requestDigest(connector.id, request))
   }
 
@@ -165,7 +159,7 @@ async function handle(deps: PipelineDeps, extraSingletons: readonly string[], re
   if (decision.effect === 'require_approval') {
     // A hold is an action too: it is not taken while it cannot be audited.
     assertAuditable(deps)
-    const request = heldHttpRequest(method, target, req.headers.host, connector.basePath + path, outgoingHeaders, body)
+    const request = heldHttpRequest(method, target, req.headers.host, connector.basePath + path, forwardedHeaders(req, connectionNamed, connector, body), body)
     const held: HeldRequest = {
       id: 'apr_' + randomUUID(),
       heldRequestId: record.request_id,
@@ -212,7 +206,7 @@ async function handle(deps: PipelineDeps, extraSingletons: readonly string[], re
     credential?.release()
     throw new ClientAbortedError()
   }
-  const outgoing = { headers: outgoingHeaders, query: target.query }
+  const outgoing = { headers: forwardedHeaders(req, connectionNamed, connector, body), query: target.query }
   if (credential !== null) {
     record.credential = { reference: credential.reference, lease_id: credential.leaseId }
     injectCredential(connector.injection, credential, outgoing)
@@ -322,6 +316,16 @@ async function approvalStatus(deps: PipelineDeps, req: IncomingMessage, res: Ser
   const payload = JSON.stringify(approvalStatusBody(approval))
   res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload), 'cache-control': 'no-store', 'x-corridor-request-id': record.request_id })
   res.end(payload)
+}
+
+/** The agent's headers as they go upstream (credentials stripped, framing set), built only for requests that get that far. */
+function forwardedHeaders(req: IncomingMessage, connectionNamed: ReadonlySet<string>, connector: Connector, body: Buffer): string[] {
+  return upstreamRequestHeaders(req, {
+    connectionNamed,
+    alsoDrop: connector.dropHeaders,
+    bodyLength: body.length,
+    hasBody: body.length > 0 || req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined,
+  })
 }
 
 /** Refuse rather than act unaudited. */
