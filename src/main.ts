@@ -38,6 +38,8 @@ export interface StartOptions {
   readonly log: Logger
   /** Replaces the file sink named in the config (tests). */
   readonly audit?: AuditSink
+  /** Bind with SO_REUSEPORT, beside the other workers on the same ports (workers/supervisor.ts). */
+  readonly reusePort?: boolean
 }
 
 export async function startCorridor(config: ServerConfig, options: StartOptions): Promise<RunningCorridor> {
@@ -80,8 +82,9 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
   const approvalsApi = createApprovalsApi(approvals, new ApproverAuthenticator(config.approverJwt), policies, log)
   const adminServer = createAdminServer(policies, audit, approvals, approvalsApi)
 
-  await listen(agentServer, config.listen.host, config.listen.port)
-  await listen(adminServer, config.admin.host, config.admin.port)
+  const reusePort = options.reusePort ?? false
+  await listen(agentServer, config.listen.host, config.listen.port, reusePort)
+  await listen(adminServer, config.admin.host, config.admin.port, reusePort)
   const agentUrl = urlOf(agentServer)
   const adminUrl = urlOf(adminServer)
   log.info({ agentUrl, adminUrl, policyVersion: policies.current?.version }, 'corridor listening')
@@ -132,10 +135,11 @@ function resolveValue(source: ValueSource, env: StartOptions['env'], where: stri
   return value
 }
 
-function listen(server: Server, host: string, port: number): Promise<void> {
+function listen(server: Server, host: string, port: number, reusePort: boolean): Promise<void> {
   return new Promise((resolve, reject) => {
     server.once('error', reject)
-    server.listen(port, host, () => {
+    // A worker binds its own socket (exclusive) and the kernel spreads new connections over the workers' sockets.
+    server.listen({ port, host, ...(reusePort ? { exclusive: true, reusePort: true } : {}) }, () => {
       server.off('error', reject)
       resolve()
     })

@@ -19,7 +19,8 @@ export function createAdminServer(policies: PolicyStore, audit: AuditSink, appro
     }
     if (req.method !== 'GET') return send(405, { error: 'method not allowed' })
     const url = req.url ?? '/'
-    if (url === '/healthz') return send(200, { status: 'ok' })
+    // The pid tells which worker answered when several serve the listeners.
+    if (url === '/healthz') return send(200, { status: 'ok', pid: process.pid })
     if (url === '/readyz') {
       // The approval queue is reported but does not decide readiness: without it only holds fail, every other request still works.
       void approvals.ping().then((queue) => {

@@ -1,7 +1,7 @@
 /**
  * The `corridor` command line.
  *
- *   corridor serve            [--config policies/corridor.yaml]
+ *   corridor serve            [--config policies/corridor.yaml] [--workers N|auto]
  *   corridor policy check     [--config …]
  *   corridor policy test      <suite.yaml>… [--config …]
  *   corridor policy explain   --agent ID --method GET --url /github/repos/acme/app/issues [--user ID --groups a,b] [--body JSON] [--header k=v] [--at ISO]
@@ -9,25 +9,26 @@
  *   corridor approvals        list [--state pending|approved|executing] | show ID | approve ID --reason … | reject ID --reason …
  *   corridor audit query      [--config …] [--agent …] [--connector …] [--action …] [--decision …] [--outcome …] [--since ISO] [--until ISO] [--request-id …] [--approval …] [--limit N]
  */
+import { availableParallelism } from 'node:os'
 import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { queryAudit, type AuditFilter } from '../audit/query.ts'
-import { loadServerConfig } from '../config/server-config.ts'
+import { loadServerConfig, MAX_WORKERS } from '../config/server-config.ts'
 import { ConfigError, formatIssue } from '../config/yaml-reader.ts'
 import { loadBundle } from '../policy/bundle.ts'
 import type { RuleCheck, CompiledRule } from '../policy/compile.ts'
 import { evaluate } from '../policy/evaluate.ts'
 import { API_KEY_PREFIX, APPROVER_KEY_PREFIX, mintApiKey } from '../registry/agents.ts'
 import { createLogger } from '../shared/logger.ts'
-import { startCorridor } from '../main.ts'
 import { runApprovalsCommand } from './approvals.ts'
 import { describedFacts } from './described-request.ts'
 import { runPolicyTests } from './policy-test.ts'
+import { serve } from './serve.ts'
 
 const DEFAULT_CONFIG = 'policies/corridor.yaml'
 
 const USAGE = `usage:
-  corridor serve [--config ${DEFAULT_CONFIG}]
+  corridor serve [--config ${DEFAULT_CONFIG}] [--workers N|auto]
   corridor policy check [--config …]
   corridor policy test <suite.yaml>… [--config …]
   corridor policy explain --agent ID --method GET --url /<connector>/<path> [--user ID --groups a,b] [--body JSON] [--header name=value]… [--at ISO-time]
@@ -67,6 +68,7 @@ export async function main(argv: string[]): Promise<number> {
       state: { type: 'string' },
       admin: { type: 'string' },
       json: { type: 'boolean' },
+      workers: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   })
@@ -80,15 +82,8 @@ export async function main(argv: string[]): Promise<number> {
   try {
     if (command === 'serve') {
       const config = loadServerConfig(configPath)
-      const log = createLogger(process.env.CORRIDOR_LOG_LEVEL ?? 'info')
-      const corridor = await startCorridor(config, { env: process.env, log })
-      const stop = (): void => {
-        log.info('shutting down')
-        void corridor.close().then(() => process.exit(0))
-      }
-      process.once('SIGINT', stop)
-      process.once('SIGTERM', stop)
-      return await new Promise<number>(() => {})
+      const workers = values.workers === undefined ? config.workers : parseWorkers(values.workers)
+      return await serve({ ...config, workers }, process.env, createLogger(process.env.CORRIDOR_LOG_LEVEL ?? 'info'))
     }
     if (command === 'policy' && sub === 'check') {
       const bundle = loadBundle(loadServerConfig(configPath).files)
@@ -200,6 +195,13 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 class UsageError extends Error {}
+
+function parseWorkers(text: string): number {
+  if (text === 'auto') return availableParallelism()
+  const n = Number(text)
+  if (!Number.isInteger(n) || n < 1 || n > MAX_WORKERS) throw new UsageError(`--workers takes 'auto' or a whole number from 1 to ${MAX_WORKERS}, got '${text}'`)
+  return n
+}
 
 function parseTime(text: string, flag: string): number {
   const t = Date.parse(text)

@@ -3,8 +3,9 @@
  * identity issuers, limits). Policy, agents and connectors are separate files that hot-reload.
  * Paths are relative to the directory holding corridor.yaml.
  */
+import { availableParallelism } from 'node:os'
 import { dirname, resolve } from 'node:path'
-import type { Node } from 'yaml'
+import { isScalar, type Node } from 'yaml'
 import type { SecretInput, VaultAuthConfig } from '../credentials/vault/vault-session.ts'
 import type { BundlePaths } from '../policy/bundle.ts'
 import { YamlReader } from './yaml-reader.ts'
@@ -97,6 +98,8 @@ export interface ServerConfig {
   readonly approvals: ApprovalsConfig
   readonly limits: ServerLimits
   readonly watchPolicy: boolean
+  /** Processes serving the listeners (1: this process; more: a supervisor and that many workers). */
+  readonly workers: number
   readonly vault: VaultConfig | null
   /** Bound on issuing one credential from any source. */
   readonly credentialTimeoutMs: number
@@ -116,7 +119,7 @@ export function loadServerConfig(file: string): ServerConfig {
   const r = YamlReader.fromFile(file)
   const base = dirname(resolve(file))
   const path = (p: string): string => resolve(base, p)
-  const top = r.map(r.root, 'corridor config', ['listen', 'admin', 'files', 'audit', 'identity', 'limits', 'watch_policy', 'vault', 'approvals'], ['files', 'audit'])
+  const top = r.map(r.root, 'corridor config', ['listen', 'admin', 'files', 'audit', 'identity', 'limits', 'watch_policy', 'workers', 'vault', 'approvals'], ['files', 'audit'])
 
   const listen = (node: Node | undefined, where: string, fallback: ListenConfig): ListenConfig => {
     if (!node) return fallback
@@ -188,12 +191,35 @@ export function loadServerConfig(file: string): ServerConfig {
     approvals: top.has('approvals') ? readApprovals(r, top.get('approvals')) : DEFAULT_APPROVALS,
     limits,
     watchPolicy: top.has('watch_policy') ? r.boolean(top.get('watch_policy'), 'watch_policy') : true,
+    workers: top.has('workers') ? readWorkers(r, top.get('workers')) : 1,
     vault: top.has('vault') ? readVault(r, top.get('vault'), path) : null,
     credentialTimeoutMs: DEFAULT_CREDENTIAL_TIMEOUT_MS,
   }
   if (config.vault !== null) (config as { credentialTimeoutMs: number }).credentialTimeoutMs = config.vault.timeoutMs
+  const workersProblem = whyWorkersUnsupported(config)
+  if (workersProblem !== null) r.issue(top.get('workers'), workersProblem)
   r.assertValid()
   return config
+}
+
+export const MAX_WORKERS = 64
+
+/** `workers: 4`, or `workers: auto` for one per CPU this process may use. */
+function readWorkers(r: YamlReader, node: Node | undefined): number {
+  if (isScalar(node) && node.value === 'auto') return availableParallelism()
+  const n = r.number(node, 'workers')
+  if (!Number.isInteger(n) || n < 1 || n > MAX_WORKERS) r.issue(node, `workers must be 'auto' or a whole number from 1 to ${MAX_WORKERS}`)
+  return n
+}
+
+/**
+ * Several workers share nothing but the files, the audit file and Redis: a request held on one
+ * worker must be visible to the approver's call and the agent's retry on any other, so the
+ * in-memory approval store (one per process) is refused rather than half-working.
+ */
+export function whyWorkersUnsupported(config: Pick<ServerConfig, 'workers' | 'approvals'>): string | null {
+  if (config.workers > 1 && config.approvals.redis === null) return `workers: ${config.workers} needs approvals.redis: held requests must be visible to every worker`
+  return null
 }
 
 const ISSUER_KEYS = ['issuer', 'audience', 'algorithms', 'jwks_url', 'jwks_file', 'clock_skew', 'max_token_age']

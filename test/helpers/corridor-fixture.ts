@@ -76,11 +76,11 @@ export async function startCorridorFixture(files: FixtureFiles, env: Record<stri
 }
 
 /** Waits until `check` passes or the deadline is reached (for records written at response close). */
-export async function eventually(check: () => void, timeoutMs = 2_000): Promise<void> {
+export async function eventually(check: () => void | Promise<void>, timeoutMs = 2_000): Promise<void> {
   const deadline = Date.now() + timeoutMs
   for (;;) {
     try {
-      check()
+      await check()
       return
     } catch (err) {
       if (Date.now() > deadline) throw err

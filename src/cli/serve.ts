@@ -1,0 +1,53 @@
+/**
+ * `corridor serve`: one process (the default), or with `workers: N` a supervisor and N workers
+ * (workers/supervisor.ts). Each worker runs this same command and ends up here as a worker.
+ */
+import cluster from 'node:cluster'
+import { whyWorkersUnsupported, type ServerConfig } from '../config/server-config.ts'
+import { startCorridor } from '../main.ts'
+import { loadBundle } from '../policy/bundle.ts'
+import type { Logger } from '../shared/logger.ts'
+import { SHARED_PORTS_ENV, superviseWorkers, type WorkerReady } from '../workers/supervisor.ts'
+
+export async function serve(config: ServerConfig, env: NodeJS.ProcessEnv, baseLog: Logger): Promise<number> {
+  const problem = whyWorkersUnsupported(config)
+  if (problem !== null) throw new Error(problem)
+  if (config.workers > 1 && cluster.isPrimary) {
+    // A broken policy would stop every worker at start; say so once, before forking any.
+    loadBundle(config.files)
+    return superviseWorkers(config.workers, baseLog)
+  }
+
+  const worker = cluster.worker
+  const log = worker === undefined ? baseLog : baseLog.child({ worker: worker.id })
+  const corridor = await startCorridor(worker === undefined ? config : onSharedPorts(config, env[SHARED_PORTS_ENV]), { env, log, reusePort: worker !== undefined }).catch((err: unknown) => {
+    if (worker === undefined) throw err
+    // A worker's IPC channel would keep it alive; exit so that the supervisor sees the failure.
+    log.error({ err }, 'worker could not start')
+    process.exit(1)
+  })
+  let stopping = false
+  const stop = (): void => {
+    // Idempotent: a terminal's Ctrl-C reaches the workers and the supervisor, which signals them again.
+    if (stopping) return
+    stopping = true
+    log.info('shutting down')
+    void corridor.close().then(() => process.exit(0))
+  }
+  process.on('SIGINT', stop)
+  process.on('SIGTERM', stop)
+  if (worker !== undefined) {
+    const ready: WorkerReady = { type: 'corridor:ready', agentUrl: corridor.agentUrl, adminUrl: corridor.adminUrl }
+    worker.send(ready)
+    // The supervisor is gone (killed): it held the listening sockets, so this worker has nothing left to serve.
+    worker.once('disconnect', stop)
+  }
+  return new Promise<number>(() => {})
+}
+
+/** Workers after the first listen on the ports the first one got (the config may say 0). */
+function onSharedPorts(config: ServerConfig, ports: string | undefined): ServerConfig {
+  if (ports === undefined) return config
+  const [agent, admin] = ports.split(',').map(Number)
+  return { ...config, listen: { ...config.listen, port: agent ?? config.listen.port }, admin: { ...config.admin, port: admin ?? config.admin.port } }
+}

@@ -1,0 +1,108 @@
+/**
+ * `workers: N` (N > 1): this process forks N workers with node:cluster and handles no requests
+ * itself. Each worker binds its own sockets on the same ports with SO_REUSEPORT and the kernel
+ * spreads new connections over them, so no connection passes through this process (cluster's
+ * round-robin hand-off loses a connection handed to a worker at the moment it dies: the client
+ * hangs). Workers read the same policy files, append to the same audit file and share held
+ * requests through Redis; nothing else is shared, so any worker can answer any connection.
+ *
+ * The first worker binds the configured ports; when they are 0 (any free port) the others are
+ * told which ports it got, so that every worker listens on the same ones.
+ *
+ * The supervisor restarts a worker that dies after it was ready (backing off while they keep
+ * dying), stops everything when one cannot start at all (a port in use, a broken policy: the
+ * operator must act), and on SIGTERM/SIGINT stops every worker gracefully before it exits.
+ */
+import cluster, { type Worker } from 'node:cluster'
+import type { Logger } from '../shared/logger.ts'
+
+/** Sent by a worker once its listeners are open (serve.ts). */
+export interface WorkerReady {
+  readonly type: 'corridor:ready'
+  readonly agentUrl: string
+  readonly adminUrl: string
+}
+
+/** "agentPort,adminPort" for workers after the first (serve.ts). */
+export const SHARED_PORTS_ENV = 'CORRIDOR_SHARED_PORTS'
+
+export const isWorkerReady = (message: unknown): message is WorkerReady =>
+  typeof message === 'object' && message !== null && (message as { type?: unknown }).type === 'corridor:ready'
+
+/** Workers get this long to finish what they are doing after SIGTERM, then they are killed. */
+const STOP_GRACE_MS = 30_000
+const RESTART_DELAY_MS = 1_000
+const MAX_RESTART_DELAY_MS = 30_000
+const CRASH_WINDOW_MS = 60_000
+
+/** Resolves with the exit code once every worker has stopped. */
+export function superviseWorkers(count: number, log: Logger): Promise<number> {
+  return new Promise((resolveExit) => {
+    const live = new Set<Worker>()
+    const ready = new Set<Worker>()
+    const recentCrashes: number[] = []
+    let allStarted = false
+    let stopping = false
+    let exitCode = 0
+    let ports: string | null = null
+
+    const fork = (): void => {
+      if (stopping) return
+      const worker = cluster.fork(ports === null ? {} : { [SHARED_PORTS_ENV]: ports })
+      live.add(worker)
+      worker.on('message', (message: unknown) => {
+        if (!isWorkerReady(message)) return
+        ready.add(worker)
+        if (ports === null) {
+          ports = `${new URL(message.agentUrl).port},${new URL(message.adminUrl).port}`
+          for (let i = 1; i < count; i++) fork()
+        }
+        if (!allStarted && ready.size === count) {
+          allStarted = true
+          log.info({ agentUrl: message.agentUrl, adminUrl: message.adminUrl, workers: count, pids: [...ready].map((w) => w.process.pid) }, 'corridor listening')
+        }
+      })
+      worker.once('exit', (code, signal) => onExit(worker, code, signal))
+    }
+
+    const onExit = (worker: Worker, code: number | null, signal: string | null): void => {
+      live.delete(worker)
+      const wasReady = ready.delete(worker)
+      if (stopping) {
+        if (live.size === 0) resolveExit(exitCode)
+        return
+      }
+      if (!allStarted && !wasReady) {
+        log.error({ worker: worker.id, code, signal }, 'a worker could not start; stopping every worker (see its error above)')
+        stop(1)
+        return
+      }
+      // A crash after start, or a replacement that could not start: keep the others serving and try again, more slowly while it keeps happening.
+      const now = Date.now()
+      recentCrashes.push(now)
+      while ((recentCrashes[0] ?? now) < now - CRASH_WINDOW_MS) recentCrashes.shift()
+      const delay = Math.min(MAX_RESTART_DELAY_MS, RESTART_DELAY_MS * 2 ** (recentCrashes.length - 1))
+      log.error({ worker: worker.id, pid: worker.process.pid, code, signal, restartInMs: delay, workersLeft: live.size }, 'worker stopped unexpectedly; starting a replacement')
+      setTimeout(fork, delay).unref()
+    }
+
+    const stop = (code: number): void => {
+      if (stopping) return
+      stopping = true
+      exitCode = code
+      if (live.size === 0) return resolveExit(exitCode)
+      for (const worker of live) worker.process.kill('SIGTERM')
+      setTimeout(() => {
+        for (const worker of live) worker.process.kill('SIGKILL')
+      }, STOP_GRACE_MS).unref()
+    }
+
+    const onSignal = (): void => {
+      log.info({ workers: live.size }, 'shutting down')
+      stop(0)
+    }
+    process.on('SIGTERM', onSignal)
+    process.on('SIGINT', onSignal)
+    fork()
+  })
+}

@@ -1,0 +1,223 @@
+/**
+ * `corridor serve --workers 2` as a real supervisor process with two workers, a real
+ * redis-server and a real upstream: both workers answer, a request held on one is approved and
+ * collected through the others, a suspension in agents.yaml reaches every worker, a killed
+ * worker is replaced without failing requests, SIGTERM stops every process, and configurations
+ * that cannot work (no Redis, a port in use) are refused at start.
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { createServer, type Server } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { Client } from 'undici'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { approvalFiles, APPROVER_KEYS, WRITER_KEY } from '../helpers/approvals-fixture.ts'
+import { eventually } from '../helpers/corridor-fixture.ts'
+import { startRecordingUpstream, type RecordingUpstream } from '../helpers/recording-upstream.ts'
+import { freePort, startRedis, type RedisProcess } from '../helpers/redis-process.ts'
+
+interface Supervised {
+  child: ChildProcess
+  logs: Record<string, unknown>[]
+  stderr: () => string
+  exited: Promise<number | null>
+}
+
+let redis: RedisProcess
+let upstream: RecordingUpstream
+const started: Supervised[] = []
+
+beforeAll(async () => {
+  redis = await startRedis()
+  upstream = await startRecordingUpstream((req, res) => {
+    res.writeHead(req.method === 'POST' ? 201 : 200, { 'content-type': 'application/json' })
+    res.end(JSON.stringify({ method: req.method, url: req.url }))
+  })
+})
+
+afterAll(async () => {
+  // Workers stop by themselves when their supervisor is gone (they lose its IPC channel).
+  for (const s of started) if (s.child.exitCode === null && s.child.signalCode === null) s.child.kill('SIGKILL')
+  await upstream?.close()
+  await redis?.stop()
+})
+
+function writeConfig(opts: { redis: boolean; agentPort?: number; watch?: boolean }): { dir: string; config: string } {
+  const dir = mkdtempSync(join(tmpdir(), 'corridor-workers-'))
+  const files = approvalFiles(upstream.url)
+  writeFileSync(join(dir, 'agents.yaml'), files.agents)
+  writeFileSync(join(dir, 'connectors.yaml'), files.connectors)
+  writeFileSync(join(dir, 'policy.yaml'), files.policy)
+  const config = join(dir, 'corridor.yaml')
+  writeFileSync(
+    config,
+    `listen: { host: 127.0.0.1, port: ${opts.agentPort ?? 0} }\nadmin: { host: 127.0.0.1, port: 0 }\nfiles: { agents: agents.yaml, connectors: connectors.yaml, policy: policy.yaml }\naudit: { file: audit.log }\nwatch_policy: ${opts.watch ?? true}\n` +
+      (opts.redis ? `approvals:\n  redis: { url: "${redis.url}", key_prefix: "workers-${Date.now()}:" }\n  wait: 0s\n` : ''),
+  )
+  return { dir, config }
+}
+
+function supervise(config: string, workers = '2'): Supervised {
+  const child = spawn(process.execPath, [resolve('bin/corridor.js'), 'serve', '--config', config, '--workers', workers], {
+    env: { ...process.env, SVC_TOKEN: 'workers-upstream-token', CORRIDOR_LOG_LEVEL: 'info' },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  })
+  const logs: Record<string, unknown>[] = []
+  let text = ''
+  let partial = ''
+  child.stderr?.on('data', (chunk: Buffer) => {
+    text += chunk.toString()
+    partial += chunk.toString()
+    const lines = partial.split('\n')
+    partial = lines.pop() ?? ''
+    for (const line of lines) if (line.startsWith('{')) logs.push(JSON.parse(line) as Record<string, unknown>)
+  })
+  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)))
+  const s = { child, logs, stderr: () => text, exited }
+  started.push(s)
+  return s
+}
+
+/** The supervisor's own "listening" line: no `worker` field, lists the workers' pids. */
+const supervisorReady = (s: Supervised) => s.logs.find((l) => l.msg === 'corridor listening' && l.worker === undefined) as { agentUrl: string; adminUrl: string; pids: number[] } | undefined
+
+const alive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}
+
+/** One request on a connection of its own, so the supervisor hands it to the next worker. */
+async function fresh(url: string, init: { method?: string; headers?: Record<string, string>; body?: string } = {}): Promise<{ status: number; body: Record<string, unknown> }> {
+  const u = new URL(url)
+  const client = new Client(u.origin)
+  try {
+    const res = await client.request({ method: (init.method ?? 'GET') as 'GET', path: u.pathname + u.search, headers: init.headers ?? {}, body: init.body ?? null })
+    const text = await res.body.text()
+    return { status: res.statusCode, body: text.startsWith('{') ? (JSON.parse(text) as Record<string, unknown>) : {} }
+  } finally {
+    await client.close()
+  }
+}
+
+/** The kernel spreads connections by a hash of their addresses: 24 calls all landing on one of two workers is a 1 in 8 million chance. */
+async function pidsAnswering(adminUrl: string, calls = 24): Promise<Set<number>> {
+  const pids = new Set<number>()
+  for (let i = 0; i < calls; i++) pids.add((await fresh(adminUrl + '/healthz')).body.pid as number)
+  return pids
+}
+
+const agent = { authorization: `Bearer ${WRITER_KEY}` }
+
+describe('corridor serve --workers 2', () => {
+  let s: Supervised
+  let dir: string
+  let ready: { agentUrl: string; adminUrl: string; pids: number[] }
+
+  beforeAll(async () => {
+    const written = writeConfig({ redis: true })
+    dir = written.dir
+    s = supervise(written.config)
+    await eventually(() => expect(supervisorReady(s)).toBeDefined(), 15_000)
+    ready = supervisorReady(s) as typeof ready
+  })
+
+  it('starts two workers that both answer on the shared listeners', async () => {
+    expect(ready.pids).toHaveLength(2)
+    expect(ready.pids).not.toContain(s.child.pid)
+    const pids = await pidsAnswering(ready.adminUrl)
+    expect([...pids].sort()).toEqual([...ready.pids].sort())
+  })
+
+  it('forwards on fresh connections (spread over both workers) and writes one whole audit line per request to the shared file', async () => {
+    const before = upstream.received.length
+    const answers = await Promise.all(Array.from({ length: 40 }, () => fresh(`${ready.agentUrl}/svc/items`, { headers: agent })))
+    expect(answers.map((a) => a.status)).toEqual(Array(40).fill(200))
+    expect(upstream.received.length - before).toBe(40)
+    expect(upstream.received.slice(before).every((r) => r.headers.authorization === 'Bearer workers-upstream-token')).toBe(true)
+    await eventually(() => {
+      const lines = readFileSync(join(dir, 'audit.log'), 'utf8').trimEnd().split('\n')
+      const entries = lines.map((l) => JSON.parse(l) as { type: string; outcome?: string; action?: { name: string } })
+      expect(entries.filter((e) => e.type === 'audit_sink_opened')).toHaveLength(2)
+      expect(entries.filter((e) => e.type === 'request' && e.outcome === 'forwarded')).toHaveLength(40)
+    })
+  })
+
+  it('holds on one worker, takes the approval on another and returns the result through a third connection', async () => {
+    const body = JSON.stringify({ qty: 50, note: 'workers' })
+    const headers = { ...agent, 'content-type': 'application/json' }
+    const held = await fresh(`${ready.agentUrl}/svc/items`, { method: 'POST', headers, body })
+    expect(held.status).toBe(202)
+    const id = held.body.approval_id as string
+    const approver = { authorization: `Bearer ${APPROVER_KEYS.alice}`, 'content-type': 'application/json' }
+    const shown = await fresh(`${ready.adminUrl}/approvals/${id}`, { headers: approver })
+    expect(shown.status).toBe(200)
+    const decided = await fresh(`${ready.adminUrl}/approvals/${id}/approve`, { method: 'POST', headers: approver, body: JSON.stringify({ reason: 'fine', digest: shown.body.digest }) })
+    expect(decided.status).toBe(200)
+    // Collected twice, over new connections (so from both workers): the same stored result, one upstream call.
+    const before = upstream.received.filter((r) => r.method === 'POST').length
+    await eventually(async () => expect((await fresh(`${ready.agentUrl}/svc/items`, { method: 'POST', headers: { ...headers, 'x-corridor-approval': id }, body })).status).toBe(201), 5_000)
+    expect((await fresh(`${ready.agentUrl}/svc/items`, { method: 'POST', headers: { ...headers, 'x-corridor-approval': id }, body })).status).toBe(201)
+    expect(upstream.received.filter((r) => r.method === 'POST').length - before).toBeLessThanOrEqual(1)
+    expect(upstream.received.filter((r) => r.method === 'POST' && r.body.toString() === body)).toHaveLength(1)
+  })
+
+  it('replaces a killed worker while the other keeps serving', async () => {
+    const victim = ready.pids[0] as number
+    process.kill(victim, 'SIGKILL')
+    await eventually(() => expect(s.logs.some((l) => l.msg === 'worker stopped unexpectedly; starting a replacement' && l.pid === victim)).toBe(true), 5_000)
+    // Its sockets died with it (a connection queued on them at that instant is reset, not left hanging):
+    // new connections reach the survivor, later the replacement.
+    for (let i = 0; i < 10; i++) expect((await fresh(`${ready.agentUrl}/svc/items`, { headers: agent })).status).toBe(200)
+    await eventually(async () => {
+      const pids = await pidsAnswering(ready.adminUrl)
+      expect(pids.size).toBe(2)
+      expect(pids.has(victim)).toBe(false)
+    }, 10_000)
+  })
+
+  it('applies a suspension in agents.yaml (the kill switch) on every worker', async () => {
+    const agentsFile = join(dir, 'agents.yaml')
+    writeFileSync(agentsFile, readFileSync(agentsFile, 'utf8').replace('  - id: writer\n', '  - id: writer\n    status: suspended\n'))
+    await eventually(async () => {
+      const answers = await Promise.all(Array.from({ length: 24 }, () => fresh(`${ready.agentUrl}/svc/items`, { headers: agent })))
+      expect(answers.map((a) => a.body.code)).toEqual(Array(24).fill('agent_suspended'))
+    }, 5_000)
+  })
+
+  it('stops every worker and exits 0 on SIGTERM', async () => {
+    const pids = [...(await pidsAnswering(ready.adminUrl))]
+    s.child.kill('SIGTERM')
+    expect(await s.exited).toBe(0)
+    await eventually(() => expect(pids.filter(alive)).toEqual([]), 5_000)
+  })
+})
+
+describe('configurations that cannot work are refused at start', () => {
+  it('refuses several workers without Redis (held requests must be visible to every worker)', async () => {
+    const s = supervise(writeConfig({ redis: false }).config)
+    expect(await s.exited).toBe(1)
+    expect(s.stderr()).toContain('needs approvals.redis')
+  })
+
+  it('stops, rather than restarting forever, when the workers cannot listen', async () => {
+    const port = await freePort()
+    const blocker: Server = createServer()
+    await new Promise<void>((r) => blocker.listen(port, '127.0.0.1', r))
+    try {
+      const t0 = Date.now()
+      const s = supervise(writeConfig({ redis: true, agentPort: port, watch: false }).config)
+      expect(await s.exited).toBe(1)
+      expect(Date.now() - t0).toBeLessThan(10_000)
+      expect(s.logs.some((l) => l.msg === 'a worker could not start; stopping every worker (see its error above)')).toBe(true)
+      await sleep(100)
+    } finally {
+      blocker.close()
+    }
+  })
+})
