@@ -21,6 +21,8 @@ export interface BenchConfig {
   /** Set: agents authenticate with JWTs verified against this JWKS file. */
   readonly jwksFile: string | null
   readonly vault: { address: string; token: string } | null
+  /** Set: approvals in this Redis (needed for several workers). */
+  readonly redisUrl?: string
 }
 
 export function writeBenchConfig(dir: string, c: BenchConfig): string {
@@ -52,7 +54,8 @@ export function writeBenchConfig(dir: string, c: BenchConfig): string {
   )
   const identityConfig = c.jwksFile === null ? '' : `identity:\n  agent_jwt: { issuer: "${JWT_ISSUER}", audience: ${JWT_AUDIENCE}, algorithms: [ES256], jwks_file: ${JSON.stringify(c.jwksFile)} }\n`
   const vaultConfig = c.vault === null ? '' : `vault:\n  address: ${c.vault.address}\n  auth: { method: token, token_env: BENCH_VAULT_TOKEN }\n`
+  const approvalsConfig = c.redisUrl === undefined ? '' : `approvals:\n  redis: { url: "${c.redisUrl}" }\n`
   const file = join(dir, 'corridor.yaml')
-  writeFileSync(file, `listen: { host: 127.0.0.1, port: 0 }\nadmin: { host: 127.0.0.1, port: 0 }\nwatch_policy: false\nfiles: { agents: agents.yaml, connectors: connectors.yaml, policy: policy.yaml }\naudit: { file: audit.log }\n${identityConfig}${vaultConfig}`)
+  writeFileSync(file, `listen: { host: 127.0.0.1, port: 0 }\nadmin: { host: 127.0.0.1, port: 0 }\nwatch_policy: false\nfiles: { agents: agents.yaml, connectors: connectors.yaml, policy: policy.yaml }\naudit: { file: audit.log }\n${identityConfig}${vaultConfig}${approvalsConfig}`)
   return file
 }

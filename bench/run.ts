@@ -7,7 +7,7 @@
  * Bounded in time; stops every process it starts.
  *
  *   BENCH_SECONDS=5 BENCH_REPEAT=3 BENCH_CONNECTIONS=50 npm run bench
- *   BENCH_PARTS=latency,policy npm run bench      (parts: throughput, latency, policy)
+ *   BENCH_PARTS=latency,policy npm run bench      (parts: throughput, latency, policy, workers)
  *   BENCH_ONLY=http-proxy,corridor BENCH_WORKLOADS=64 npm run bench   (name filters; direct always runs)
  *   BENCH_BASELINE=../corridor-old npm run bench   (adds that checkout's Corridor, JWT + env credential,
  *                                                   as a row of the same run: an A/B of two revisions)
@@ -24,6 +24,7 @@ import { Client } from 'undici'
 import { describedFacts } from '../src/cli/described-request.ts'
 import { loadBundle } from '../src/policy/bundle.ts'
 import { evaluate } from '../src/policy/evaluate.ts'
+import { startRedis } from '../test/helpers/redis-process.ts'
 import { VaultTestServer } from '../test/vault/vault-test-server.ts'
 import { BENCH_KEY, JWT_AUDIENCE, JWT_ISSUER, writeBenchConfig, type CredentialVariant } from './bench-config.ts'
 
@@ -33,7 +34,7 @@ const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50)
 const RULES = Number(process.env.BENCH_RULES ?? 1000)
 const WARMUP_SECONDS = 1
 /** Which parts to run: throughput, latency, policy (all by default). */
-const PARTS = new Set((process.env.BENCH_PARTS ?? 'throughput,latency,policy').split(','))
+const PARTS = new Set((process.env.BENCH_PARTS ?? 'throughput,latency,policy,workers').split(','))
 const ONLY = process.env.BENCH_ONLY?.split(',') ?? null
 const WORKLOAD_FILTER = process.env.BENCH_WORKLOADS?.split(',') ?? null
 const BASELINE = process.env.BENCH_BASELINE ?? null
@@ -149,6 +150,35 @@ function rssMiB(pid: number): number {
   } catch {
     return 0
   }
+}
+
+/** RSS of a process and all its descendants (a supervisor and its workers). */
+function treeRssMiB(pid: number): number {
+  let children: number[] = []
+  try {
+    children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number)
+  } catch {
+    // gone
+  }
+  return rssMiB(pid) + children.reduce((sum, child) => sum + treeRssMiB(child), 0)
+}
+
+/** `corridor serve --workers N` as an operator runs it, on both CPUs (workers need more than one). */
+async function startCorridorServe(config: string, workers: number): Promise<Running> {
+  const args = [join(import.meta.dirname, '../bin/corridor.js'), 'serve', '--config', config, '--workers', String(workers)]
+  const env = { ...process.env, BENCH_TOKEN: 'bench-secret', CORRIDOR_LOG_LEVEL: 'info' }
+  const child = hasTaskset ? spawn('taskset', ['-c', '0,1', process.execPath, ...args], { stdio: ['ignore', 'ignore', 'pipe'], env }) : spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'], env })
+  children.add(child)
+  child.once('exit', () => children.delete(child))
+  const url = await new Promise<string>((resolve, reject) => {
+    // The "listening" line of the single process, or of the supervisor once every worker is up (workers' own lines carry `worker`).
+    createInterface({ input: child.stderr as NodeJS.ReadableStream }).on('line', (line) => {
+      const entry = line.startsWith('{') ? (JSON.parse(line) as { msg?: string; worker?: number; agentUrl?: string }) : {}
+      if (entry.msg === 'corridor listening' && entry.worker === undefined) resolve(entry.agentUrl as string)
+    })
+    child.once('exit', (code) => reject(new Error(`corridor serve --workers ${workers} exited with ${code} before it was ready`)))
+  })
+  return { url: `${url}/svc`, pid: child.pid as number, stop: () => stopChild(child) }
 }
 
 async function drive(url: string, w: Workload, headers: Record<string, string>, seconds: number, connections: number) {
@@ -315,10 +345,68 @@ async function main(): Promise<void> {
     if (n === 10) base = ns
     process.stdout.write(`| ${fmt(n)} | ${fmt(ns)} | ${(ns / base).toFixed(2)} |\n`)
   }
-  process.stdout.write('\nWorkers: Corridor runs as one process; `corridor serve` has no multi-worker mode yet, so there is no 2-worker row.\n')
+  if (PARTS.has('workers')) await workersPart(origin, dir, jwt, jwksFile)
 
   await vault.stop()
   await upstream.stop()
+}
+
+/**
+ * Throughput with 1 and 2 worker processes (`corridor serve --workers N`, JWT identity, approvals
+ * in Redis as several workers need). Corridor may use both CPUs here, sharing them with the
+ * upstream (CPU 0) and autocannon (CPU 1): compare the two rows with each other, not with the
+ * pinned rows above.
+ */
+async function workersPart(origin: string, dir: string, jwt: string, jwksFile: string): Promise<void> {
+  const redis = await startRedis()
+  try {
+    const config = writeBenchConfig(mkdtempSync(join(dir, 'workers-')), { origin, rules: RULES, credential: 'env', jwksFile, vault: null, redisUrl: redis.url })
+    const workloads = WORKLOADS.filter((w) => w.path !== '/large' && w.path !== '/events')
+    const counts = [1, 2]
+    const rows = new Map<string, Cell>()
+    const row = (name: string, w: Workload): Cell => {
+      const key = `${name}\u0000${w.name}`
+      const c = rows.get(key) ?? { rps: [], p50: [], p99: [], rssMiB: 0, errors: 0, vaultCallsPer1000: [] }
+      rows.set(key, c)
+      return c
+    }
+    const names = ['direct', ...counts.map((n) => `corridor (JWT), ${n} worker${n === 1 ? '' : 's'}`)]
+    for (let r = 0; r < REPEAT; r++) {
+      for (const [i, name] of names.entries()) {
+        const n = counts[i - 1]
+        const running = n === undefined ? null : await startCorridorServe(config, n)
+        try {
+          for (const w of workloads) {
+            const headers: Record<string, string> = running === null ? {} : { authorization: `Bearer ${jwt}` }
+            await drive(running?.url ?? origin, w, headers, WARMUP_SECONDS, CONNECTIONS)
+            let maxRss = 0
+            const sampler = setInterval(() => (maxRss = running === null ? 0 : Math.max(maxRss, treeRssMiB(running.pid))), 200)
+            const result = await drive(running?.url ?? origin, w, headers, SECONDS, CONNECTIONS)
+            clearInterval(sampler)
+            const c = row(name, w)
+            c.rps.push(result.requests.average)
+            c.rssMiB = Math.max(c.rssMiB, maxRss)
+            c.errors += result.non2xx + result.errors
+          }
+        } finally {
+          await running?.stop()
+        }
+      }
+    }
+    process.stdout.write(`\n### Workers (\`corridor serve --workers N\`, not pinned: Corridor may use both CPUs, shared with the upstream and autocannon; ${SECONDS}s × ${REPEAT})\n\n| variant | ${workloads.map((w) => `${w.name} req/s (min–max) | × 1 worker`).join(' | ')} | RSS max MiB, all processes |\n|---|${workloads.map(() => '---|---|').join('')}---|\n`)
+    for (const name of names) {
+      const cellsOf = workloads.map((w) => row(name, w))
+      const errors = cellsOf.reduce((sum, c) => sum + c.errors, 0)
+      const ratios = workloads.map((w, i) => {
+        const c = cellsOf[i] as Cell
+        const one = row(names[1] as string, w)
+        return `${fmt(median(c.rps))} (${fmt(Math.min(...c.rps))}–${fmt(Math.max(...c.rps))}) | ${name === 'direct' ? '–' : (median(c.rps) / median(one.rps)).toFixed(2)}`
+      })
+      process.stdout.write(`| ${name}${errors > 0 ? ` · ${errors} errors/non-2xx` : ''} | ${ratios.join(' | ')} | ${name === 'direct' ? '–' : fmt(Math.max(...cellsOf.map((c) => c.rssMiB)))} |\n`)
+    }
+  } finally {
+    await redis.stop()
+  }
 }
 
 const stopAll = (): void => {
