@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { Pool } from 'undici'
 import { freePort } from '../test/helpers/redis-process.ts'
+import { SHIPPED_NODE_FLAGS } from './bench-config.ts'
 
 const PENDING = Number(process.env.APPROVALS_PENDING ?? 10_000)
 const CONCURRENCY = 32
@@ -46,7 +47,7 @@ async function measure(store: 'redis' | 'memory', checkpoints: number[]): Promis
       `listen: { host: 127.0.0.1, port: ${agentPort} }\nadmin: { host: 127.0.0.1, port: ${adminPort} }\nfiles: { agents: agents.yaml, connectors: connectors.yaml, policy: policy.yaml }\naudit: { file: audit.log }\nwatch_policy: false\n` +
         `approvals:\n  wait: 0s\n  max_pending: ${PENDING * 3}\n  max_pending_per_agent: ${PENDING * 3}\n` + (store === 'redis' ? `  redis: { url: "${redisUrl}" }\n` : ''),
     )
-    const corridor = await startProcess(process.execPath, ['--expose-gc', resolve('bin/corridor.js'), 'serve', '--config', join(dir, 'corridor.yaml')], 'corridor listening', { SVC_TOKEN: 'bench', CORRIDOR_LOG_LEVEL: 'info' })
+    const corridor = await startProcess(process.execPath, [...SHIPPED_NODE_FLAGS, '--expose-gc', resolve('bin/corridor.js'), 'serve', '--config', join(dir, 'corridor.yaml')], 'corridor listening', { SVC_TOKEN: 'bench', CORRIDOR_LOG_LEVEL: 'info' })
     const pid = corridor.pid as number
     const pool = new Pool(`http://127.0.0.1:${agentPort}`, { connections: CONCURRENCY })
     const body = JSON.stringify({ amount: 9000, currency: 'eur', charge: 'ch_' + 'x'.repeat(24), reason: 'requested_by_customer', metadata: { order: '12345', note: 'y'.repeat(200) } })

@@ -5,12 +5,17 @@
  * actions (for other agents), the others cover 100 other actions.
  */
 import { createHash } from 'node:crypto'
-import { writeFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 
 export const BENCH_KEY = 'cor_bench_agent_key'
 export const JWT_ISSUER = 'https://idp.bench.local'
 export const JWT_AUDIENCE = 'corridor-bench'
+
+/** The Node flags `npm start` runs Corridor with (package.json), so that the benchmarks measure what ships. */
+export const SHIPPED_NODE_FLAGS = (JSON.parse(readFileSync(join(import.meta.dirname, '../package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start
+  .split(' ')
+  .filter((arg) => arg.startsWith('--'))
 
 export type CredentialVariant = 'env' | 'vault_kv' | 'vault_dynamic'
 

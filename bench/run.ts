@@ -26,7 +26,7 @@ import { loadBundle } from '../src/policy/bundle.ts'
 import { evaluate } from '../src/policy/evaluate.ts'
 import { startRedis } from '../test/helpers/redis-process.ts'
 import { VaultTestServer } from '../test/vault/vault-test-server.ts'
-import { BENCH_KEY, JWT_AUDIENCE, JWT_ISSUER, writeBenchConfig, type CredentialVariant } from './bench-config.ts'
+import { BENCH_KEY, JWT_AUDIENCE, JWT_ISSUER, SHIPPED_NODE_FLAGS, writeBenchConfig, type CredentialVariant } from './bench-config.ts'
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5)
 const REPEAT = Number(process.env.BENCH_REPEAT ?? 3)
@@ -87,7 +87,7 @@ function spawnPinned(cpu: number, command: string, args: string[]): ChildProcess
 }
 
 async function startTarget(kind: string, options: unknown, cpu: number, target = join(import.meta.dirname, 'target.ts')): Promise<Running> {
-  const child = spawnPinned(cpu, process.execPath, [target, kind, JSON.stringify(options)])
+  const child = spawnPinned(cpu, process.execPath, [...(kind === 'corridor' ? SHIPPED_NODE_FLAGS : []), target, kind, JSON.stringify(options)])
   const url = await new Promise<string>((resolve, reject) => {
     const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream })
     lines.on('line', (line) => {
@@ -165,7 +165,7 @@ function treeRssMiB(pid: number): number {
 
 /** `corridor serve --workers N` as an operator runs it, on both CPUs (workers need more than one). */
 async function startCorridorServe(config: string, workers: number): Promise<Running> {
-  const args = [join(import.meta.dirname, '../bin/corridor.js'), 'serve', '--config', config, '--workers', String(workers)]
+  const args = [...SHIPPED_NODE_FLAGS, join(import.meta.dirname, '../bin/corridor.js'), 'serve', '--config', config, '--workers', String(workers)]
   const env = { ...process.env, BENCH_TOKEN: 'bench-secret', CORRIDOR_LOG_LEVEL: 'info' }
   const child = hasTaskset ? spawn('taskset', ['-c', '0,1', process.execPath, ...args], { stdio: ['ignore', 'ignore', 'pipe'], env }) : spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'], env })
   children.add(child)
