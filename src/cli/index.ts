@@ -20,7 +20,6 @@ import type { RuleCheck, CompiledRule } from '../policy/compile.ts'
 import { evaluate } from '../policy/evaluate.ts'
 import { API_KEY_PREFIX, APPROVER_KEY_PREFIX, mintApiKey } from '../registry/agents.ts'
 import { createLogger } from '../shared/logger.ts'
-import { runApprovalsCommand } from './approvals.ts'
 import { describedFacts } from './described-request.ts'
 import { runPolicyTests } from './policy-test.ts'
 import { serve } from './serve.ts'
@@ -158,6 +157,7 @@ export async function main(argv: string[]): Promise<number> {
         const admin = loadServerConfig(configPath).admin
         adminUrl = `http://${admin.host === '0.0.0.0' ? '127.0.0.1' : admin.host}:${admin.port}`
       }
+      const { runApprovalsCommand } = await import('./approvals.ts')
       return await runApprovalsCommand({ verb: sub, id: rest[0], reason: values.reason, state: values.state, adminUrl, token: process.env.CORRIDOR_APPROVER_TOKEN, json: values.json ?? false }, out, err)
     }
     if (command === 'audit' && sub === 'query') {

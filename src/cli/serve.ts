@@ -4,7 +4,6 @@
  */
 import cluster from 'node:cluster'
 import { whyWorkersUnsupported, type ServerConfig } from '../config/server-config.ts'
-import { startCorridor } from '../main.ts'
 import { loadBundle } from '../policy/bundle.ts'
 import type { Logger } from '../shared/logger.ts'
 import { SHARED_PORTS_ENV, superviseWorkers, type WorkerReady } from '../workers/supervisor.ts'
@@ -18,6 +17,8 @@ export async function serve(config: ServerConfig, env: NodeJS.ProcessEnv, baseLo
     return superviseWorkers(config.workers, baseLog)
   }
 
+  // Loaded here, not at the top: a supervisor serves nothing and stays small without undici, jose and the pipeline.
+  const { startCorridor } = await import('../main.ts')
   const worker = cluster.worker
   const log = worker === undefined ? baseLog : baseLog.child({ worker: worker.id })
   const corridor = await startCorridor(worker === undefined ? config : onSharedPorts(config, env[SHARED_PORTS_ENV]), { env, log, reusePort: worker !== undefined }).catch((err: unknown) => {
