@@ -3,7 +3,8 @@
  * (workers/supervisor.ts). Each worker runs this same command and ends up here as a worker.
  */
 import cluster from 'node:cluster'
-import { whyWorkersUnsupported, type ServerConfig } from '../config/server-config.ts'
+import { createServer } from 'node:net'
+import { whyWorkersUnsupported, type ListenConfig, type ServerConfig } from '../config/server-config.ts'
 import { loadBundle } from '../policy/bundle.ts'
 import type { Logger } from '../shared/logger.ts'
 import { SHARED_PORTS_ENV, superviseWorkers, type WorkerReady } from '../workers/supervisor.ts'
@@ -14,6 +15,10 @@ export async function serve(config: ServerConfig, env: NodeJS.ProcessEnv, baseLo
   if (config.workers > 1 && cluster.isPrimary) {
     // A broken policy would stop every worker at start; say so once, before forking any.
     loadBundle(config.files)
+    // SO_REUSEPORT would let the workers join another process's sockets (another Corridor of the same user, with
+    // other policies) and share its traffic without a word; a plain bind first fails if anyone holds the ports.
+    await assertPortFree(config.listen)
+    await assertPortFree(config.admin)
     return superviseWorkers(config.workers, baseLog)
   }
 
@@ -40,7 +45,7 @@ export async function serve(config: ServerConfig, env: NodeJS.ProcessEnv, baseLo
   if (worker !== undefined) {
     const ready: WorkerReady = { type: 'corridor:ready', agentUrl: corridor.agentUrl, adminUrl: corridor.adminUrl }
     worker.send(ready)
-    // The supervisor is gone (killed): it held the listening sockets, so this worker has nothing left to serve.
+    // The supervisor is gone (killed): nobody would replace or stop this worker, so it stops rather than linger.
     worker.once('disconnect', stop)
   }
   return new Promise<number>(() => {})
@@ -51,4 +56,13 @@ function onSharedPorts(config: ServerConfig, ports: string | undefined): ServerC
   if (ports === undefined) return config
   const [agent, admin] = ports.split(',').map(Number)
   return { ...config, listen: { ...config.listen, port: agent ?? config.listen.port }, admin: { ...config.admin, port: admin ?? config.admin.port } }
+}
+
+function assertPortFree({ host, port }: ListenConfig): Promise<void> {
+  if (port === 0) return Promise.resolve()
+  return new Promise((resolve, reject) => {
+    const probe = createServer()
+    probe.once('error', (err: NodeJS.ErrnoException) => reject(new Error(`cannot listen on ${host}:${port}: ${err.code === 'EADDRINUSE' ? 'address already in use' : err.message}`)))
+    probe.listen({ host, port, exclusive: true }, () => probe.close(() => resolve()))
+  })
 }

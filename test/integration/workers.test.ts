@@ -10,7 +10,6 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { createServer, type Server } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { Client } from 'undici'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { approvalFiles, APPROVER_KEYS, WRITER_KEY } from '../helpers/approvals-fixture.ts'
@@ -205,19 +204,36 @@ describe('configurations that cannot work are refused at start', () => {
     expect(s.stderr()).toContain('needs approvals.redis')
   })
 
-  it('stops, rather than restarting forever, when the workers cannot listen', async () => {
+  it('refuses ports someone else holds, including another multi-worker Corridor (SO_REUSEPORT would share its traffic)', async () => {
     const port = await freePort()
     const blocker: Server = createServer()
     await new Promise<void>((r) => blocker.listen(port, '127.0.0.1', r))
     try {
-      const t0 = Date.now()
       const s = supervise(writeConfig({ redis: true, agentPort: port, watch: false }).config)
       expect(await s.exited).toBe(1)
-      expect(Date.now() - t0).toBeLessThan(10_000)
-      expect(s.logs.some((l) => l.msg === 'a worker could not start; stopping every worker (see its error above)')).toBe(true)
-      await sleep(100)
+      expect(s.stderr()).toContain(`cannot listen on 127.0.0.1:${port}: address already in use`)
     } finally {
-      blocker.close()
+      await new Promise((r) => blocker.close(r))
     }
+    const first = supervise(writeConfig({ redis: true, agentPort: port, watch: false }).config)
+    await eventually(() => expect(supervisorReady(first)).toBeDefined(), 15_000)
+    const second = supervise(writeConfig({ redis: true, agentPort: port, watch: false }).config)
+    expect(await second.exited).toBe(1)
+    expect(second.stderr()).toContain('address already in use')
+    expect(supervisorReady(second)).toBeUndefined()
+    first.child.kill('SIGTERM')
+    expect(await first.exited).toBe(0)
+  })
+
+  it('stops, rather than restarting forever, when a worker cannot start', async () => {
+    const { config } = writeConfig({ redis: true, watch: false })
+    // The supervisor never opens the audit file; each worker does, and cannot under /dev/null.
+    writeFileSync(config, readFileSync(config, 'utf8').replace('audit: { file: audit.log }', 'audit: { file: /dev/null/audit.log }'))
+    const t0 = Date.now()
+    const s = supervise(config)
+    expect(await s.exited).toBe(1)
+    expect(Date.now() - t0).toBeLessThan(10_000)
+    expect(s.logs.some((l) => l.msg === 'worker could not start')).toBe(true)
+    expect(s.logs.some((l) => l.msg === 'a worker could not start; stopping every worker (see its error above)')).toBe(true)
   })
 })
