@@ -83,7 +83,8 @@ export function superviseWorkers(count: number, log: Logger): Promise<number> {
       while ((recentCrashes[0] ?? now) < now - CRASH_WINDOW_MS) recentCrashes.shift()
       const delay = Math.min(MAX_RESTART_DELAY_MS, RESTART_DELAY_MS * 2 ** (recentCrashes.length - 1))
       log.error({ worker: worker.id, pid: worker.process.pid, code, signal, restartInMs: delay, workersLeft: live.size }, 'worker stopped unexpectedly; starting a replacement')
-      setTimeout(fork, delay).unref()
+      // Not unref'd: when every worker is dead this timer is all that keeps the supervisor alive.
+      setTimeout(fork, delay)
     }
 
     const stop = (code: number): void => {

@@ -180,6 +180,17 @@ describe('corridor serve --workers 2', () => {
     }, 10_000)
   })
 
+  it('keeps supervising when every worker dies at once', async () => {
+    const before = [...(await pidsAnswering(ready.adminUrl))]
+    for (const pid of before) process.kill(pid, 'SIGKILL')
+    await eventually(async () => {
+      const pids = await pidsAnswering(ready.adminUrl).catch(() => new Set<number>())
+      expect(pids.size).toBe(2)
+      expect(before.some((pid) => pids.has(pid))).toBe(false)
+    }, 15_000)
+    expect(s.child.exitCode).toBeNull()
+  })
+
   it('applies a suspension in agents.yaml (the kill switch) on every worker', async () => {
     const agentsFile = join(dir, 'agents.yaml')
     writeFileSync(agentsFile, readFileSync(agentsFile, 'utf8').replace('  - id: writer\n', '  - id: writer\n    status: suspended\n'))
