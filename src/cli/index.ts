@@ -9,11 +9,10 @@
  *   corridor approvals        list [--state pending|approved|executing] | show ID | approve ID --reason … | reject ID --reason …
  *   corridor audit query      [--config …] [--agent …] [--connector …] [--action …] [--decision …] [--outcome …] [--since ISO] [--until ISO] [--request-id …] [--approval …] [--limit N]
  */
-import { availableParallelism } from 'node:os'
 import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { queryAudit, type AuditFilter } from '../audit/query.ts'
-import { loadServerConfig, MAX_WORKERS } from '../config/server-config.ts'
+import { loadServerConfig, MAX_WORKERS, workerCount } from '../config/server-config.ts'
 import { ConfigError, formatIssue } from '../config/yaml-reader.ts'
 import { loadBundle } from '../policy/bundle.ts'
 import type { RuleCheck, CompiledRule } from '../policy/compile.ts'
@@ -197,9 +196,8 @@ export async function main(argv: string[]): Promise<number> {
 class UsageError extends Error {}
 
 function parseWorkers(text: string): number {
-  if (text === 'auto') return availableParallelism()
-  const n = Number(text)
-  if (!Number.isInteger(n) || n < 1 || n > MAX_WORKERS) throw new UsageError(`--workers takes 'auto' or a whole number from 1 to ${MAX_WORKERS}, got '${text}'`)
+  const n = workerCount(text)
+  if (n === null) throw new UsageError(`--workers takes 'auto' or a whole number from 1 to ${MAX_WORKERS}, got '${text}'`)
   return n
 }
 

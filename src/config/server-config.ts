@@ -204,12 +204,17 @@ export function loadServerConfig(file: string): ServerConfig {
 
 export const MAX_WORKERS = 64
 
-/** `workers: 4`, or `workers: auto` for one per CPU this process may use. */
+/** `4`, or `auto` for one per CPU this process may use; null when it is neither (config and `--workers` alike). */
+export function workerCount(value: unknown): number | null {
+  if (value === 'auto') return availableParallelism()
+  const n = typeof value === 'string' && value.trim() !== '' ? Number(value) : value
+  return typeof n === 'number' && Number.isInteger(n) && n >= 1 && n <= MAX_WORKERS ? n : null
+}
+
 function readWorkers(r: YamlReader, node: Node | undefined): number {
-  if (isScalar(node) && node.value === 'auto') return availableParallelism()
-  const n = r.number(node, 'workers')
-  if (!Number.isInteger(n) || n < 1 || n > MAX_WORKERS) r.issue(node, `workers must be 'auto' or a whole number from 1 to ${MAX_WORKERS}`)
-  return n
+  const n = workerCount(isScalar(node) ? node.value : undefined)
+  if (n === null) r.issue(node, `workers must be 'auto' or a whole number from 1 to ${MAX_WORKERS}`)
+  return n ?? 1
 }
 
 /**
