@@ -19,8 +19,10 @@ import { newAuditRecord, type AuditRecord } from '../audit/record.ts'
 import type { AuditSink } from '../audit/sink.ts'
 import { credentialFailureCode, type CredentialBroker } from '../credentials/broker.ts'
 import { injectCredential } from '../credentials/inject.ts'
+import type { SecretMask } from '../credentials/secret-mask.ts'
 import { settleCredential, type HeldCredential } from '../credentials/source.ts'
 import type { PolicyStore } from '../policy/reloader.ts'
+import { outgoingParts, upstreamTarget } from '../request/outgoing.ts'
 import type { Upstreams } from '../proxy/forward.ts'
 import { agentResponseHeaders } from '../proxy/upstream-headers.ts'
 import { isCorridorError } from '../shared/errors.ts'
@@ -95,16 +97,17 @@ export class ApprovalExecutor {
     }
     // The outgoing request is complete (credential placed) before anything is claimed: a template
     // that cannot be filled leaves the approval approved, not claimed and stuck.
-    const headers = held.request.headers.flat()
+    const body = Buffer.from(held.request.bodyBase64, 'base64')
     // Where the upstream honours idempotency keys, every send of this approval carries the same one
     // (the agent's own if it sent one), so a send repeated after a crash cannot run twice.
     const idempotency = connector.idempotencyHeader
-    if (idempotency !== null && !held.request.headers.some(([name]) => name === idempotency)) headers.push(idempotency, held.id)
-    const outgoing = { headers, query: held.request.query }
+    const headers = idempotency !== null && !held.request.headers.some(([name]) => name === idempotency) ? [...held.request.headers, [idempotency, held.id] as const] : held.request.headers
+    const outgoing = outgoingParts(held.request.method, headers, held.request.query, body.length, null)
     const token = randomUUID()
     let claimed = false
+    let mask: SecretMask | null = null
     try {
-      if (credential !== null) injectCredential(connector.injection, credential, outgoing)
+      if (credential !== null) mask = injectCredential(connector.injection, credential, outgoing)
       // A claim outlives the execution bound by as much again before it is considered abandoned.
       claimed = await d.store.claim(id, token, d.now() + 2 * d.config.executionTimeoutMs, idempotency !== null)
     } finally {
@@ -116,11 +119,11 @@ export class ApprovalExecutor {
     if (credential !== null) record.credential = { reference: credential.reference, lease_id: credential.leaseId }
     const started = performance.now()
     let result: ExecutionResult
-    const body = Buffer.from(held.request.bodyBase64, 'base64')
     try {
       const response = await d.upstreams.call(
         connector,
-        { method: held.request.method, path: held.request.upstreamPath + (outgoing.query === '' ? '' : '?' + outgoing.query), headers: outgoing.headers, body: body.length > 0 ? body : null },
+        { method: held.request.method, path: upstreamTarget(held.request.upstreamPath, outgoing.query), headers: outgoing.headers, body: body.length > 0 ? body : null },
+        mask,
         d.config.executionTimeoutMs,
         d.config.maxResponseBytes,
       )

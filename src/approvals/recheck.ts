@@ -4,10 +4,9 @@
  * agent as the registry now describes it: a policy that no longer permits it (or now allows it
  * outright), a suspended agent or a changed approver requirement cancels it.
  */
-import { describedFacts } from '../cli/described-request.ts'
+import { describedFacts } from '../policy/described-request.ts'
 import type { PolicyBundle } from '../policy/bundle.ts'
 import { evaluate } from '../policy/evaluate.ts'
-import { isFormMediaType, isJsonMediaType, parseFormStrict, parseJsonStrict } from '../proxy/request-body.ts'
 import type { HeldRequest } from './approval.ts'
 import { approvalsRequired } from './eligibility.ts'
 
@@ -17,23 +16,16 @@ export function whyNoLongerPermitted(bundle: PolicyBundle, held: HeldRequest, no
   const agent = bundle.registry.agents.get(held.agent)
   if (agent === undefined) return `agent '${held.agent}' is no longer registered`
   if (agent.status === 'suspended') return `agent '${held.agent}' is suspended`
-  const headers: Record<string, string> = {}
-  for (const [name, value] of held.request.headers) headers[name] = value
   try {
-    const connector = bundle.catalog.connectors.get(held.connector)
-    if (connector === undefined) return `connector '${held.connector}' no longer exists`
-    const body = Buffer.from(held.request.bodyBase64, 'base64')
-    let parsed: unknown
-    if (body.length > 0 && isJsonMediaType(headers['content-type'])) parsed = parseJsonStrict(body, connector.limits.maxJsonDepth)
-    else if (body.length > 0 && isFormMediaType(headers['content-type'])) parsed = parseFormStrict(body)
+    if (!bundle.catalog.connectors.has(held.connector)) return `connector '${held.connector}' no longer exists`
     const facts = describedFacts(bundle, {
       agent: held.agent,
       method: held.request.method,
       url: held.request.target,
       ...(held.request.host === null ? {} : { host: held.request.host }),
       ...(held.user === null ? {} : { user: { id: held.user, groups: held.userGroups ?? [] } }),
-      headers,
-      body: parsed,
+      headers: held.request.headers,
+      body: Buffer.from(held.request.bodyBase64, 'base64'),
       at: new Date(nowMs).toISOString(),
     })
     const decision = evaluate(bundle.policy, bundle.version, facts)

@@ -19,7 +19,7 @@ import type { RuleCheck, CompiledRule } from '../policy/compile.ts'
 import { evaluate } from '../policy/evaluate.ts'
 import { API_KEY_PREFIX, APPROVER_KEY_PREFIX, mintApiKey } from '../registry/agents.ts'
 import { createLogger } from '../shared/logger.ts'
-import { describedFacts } from './described-request.ts'
+import { describedFacts } from '../policy/described-request.ts'
 import { runPolicyTests } from './policy-test.ts'
 import { serve } from './serve.ts'
 

@@ -10,7 +10,7 @@
 import { YamlReader } from '../config/yaml-reader.ts'
 import type { PolicyBundle } from '../policy/bundle.ts'
 import { evaluate } from '../policy/evaluate.ts'
-import { describedFacts, type DescribedRequest } from './described-request.ts'
+import { describedFacts, type DescribedRequest } from '../policy/described-request.ts'
 
 export interface TestCaseResult {
   readonly name: string

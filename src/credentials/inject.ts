@@ -5,32 +5,62 @@
  * that goes to the connector's own upstream.
  */
 import type { InjectionSpec, Template } from '../registry/connectors.ts'
+import type { OutgoingParts } from '../request/outgoing.ts'
 import { CorridorError } from '../shared/errors.ts'
+import { SecretMask } from './secret-mask.ts'
 import type { IssuedCredential } from './source.ts'
 
-export interface OutgoingRequestParts {
-  /** Flat [name, value, name, value, …] list, as undici takes it; the injected header was stripped from the agent's. */
-  headers: string[]
-  query: string
-}
+/** One mask per issued credential (a lease is reused by many requests; its needles are computed once). */
+const masks = new WeakMap<IssuedCredential, SecretMask>()
 
-export function injectCredential(spec: InjectionSpec, credential: IssuedCredential, out: OutgoingRequestParts): void {
+/**
+ * Places the credential and returns the mask for the response: every value placed, and every
+ * secret field it was built from, is masked in what the upstream sends back.
+ */
+export function injectCredential(spec: InjectionSpec, credential: IssuedCredential, out: OutgoingParts): SecretMask {
+  let placed: string
   switch (spec.kind) {
     case 'header':
-      out.headers.push(spec.header, render(spec.value, credential))
-      return
+      placed = render(spec.value, credential)
+      out.headers.push(spec.header, placed)
+      break
     case 'basic': {
       const pair = `${render(spec.username, credential)}:${render(spec.password, credential)}`
-      out.headers.push('authorization', 'Basic ' + Buffer.from(pair).toString('base64'))
-      return
+      placed = Buffer.from(pair).toString('base64')
+      out.headers.push('authorization', 'Basic ' + placed)
+      break
     }
     case 'query': {
-      const pair = encodeURIComponent(spec.param) + '=' + encodeURIComponent(render(spec.value, credential))
+      placed = render(spec.value, credential)
+      const pair = encodeURIComponent(spec.param) + '=' + encodeURIComponent(placed)
       out.query = out.query === '' ? pair : `${out.query}&${pair}`
-      return
+      break
     }
     case 'none':
-      return
+      return maskFor(spec, credential, [])
+  }
+  return maskFor(spec, credential, [placed])
+}
+
+function maskFor(spec: InjectionSpec, credential: IssuedCredential, placed: readonly string[]): SecretMask {
+  const cached = masks.get(credential)
+  if (cached !== undefined) return cached
+  const secrets = [...placed]
+  for (const template of templatesOf(spec)) for (const part of template) if (typeof part !== 'string') secrets.push(credential.fields.get(part.field)?.reveal() ?? '')
+  const mask = new SecretMask(secrets)
+  masks.set(credential, mask)
+  return mask
+}
+
+function templatesOf(spec: InjectionSpec): readonly Template[] {
+  switch (spec.kind) {
+    case 'header':
+    case 'query':
+      return [spec.value]
+    case 'basic':
+      return [spec.username, spec.password]
+    case 'none':
+      return []
   }
 }
 

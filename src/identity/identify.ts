@@ -33,7 +33,8 @@ export class Identifier {
     return this.#userHeader
   }
 
-  async agent(headers: IncomingHttpHeaders, connector: Connector, bundle: PolicyBundle, nowMs: number): Promise<Agent> {
+  /** The registered agent, and the credential it presented (which must not be forwarded anywhere). */
+  async agent(headers: IncomingHttpHeaders, connector: Connector, bundle: PolicyBundle, nowMs: number): Promise<{ agent: Agent; presented: string }> {
     const credential = extractAgentCredential(headers, connector.agentKeyHeader)
     if (credential === null) throw new CorridorError('identity_missing', 'send your Corridor agent credential as the API key (Authorization: Bearer …)')
     let agentId: string | undefined
@@ -49,7 +50,7 @@ export class Identifier {
     }
     const agent = agentId === undefined ? undefined : bundle.registry.agents.get(agentId)
     if (agent === undefined) throw new CorridorError('identity_invalid', 'the credential names no registered agent')
-    return agent
+    return { agent, presented: credential }
   }
 
   async user(headers: IncomingHttpHeaders, nowMs: number): Promise<DelegatedUser | null> {

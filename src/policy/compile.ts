@@ -9,7 +9,8 @@ import type { YamlReader } from '../config/yaml-reader.ts'
 import type { AgentRegistry } from '../registry/agents.ts'
 import type { ConnectorCatalog } from '../registry/connectors.ts'
 import { RISKS, TIERS, type Risk } from '../registry/risk.ts'
-import { compileCondition, readBodyField, type CompiledCondition } from './conditions.ts'
+import { readPath, type FieldRead } from '../request/fields.ts'
+import { compileCondition, fieldPath, type CompiledCondition } from './conditions.ts'
 import type { Effect } from './decision.ts'
 import type { RequestFacts } from './facts.ts'
 
@@ -38,10 +39,8 @@ export interface RuleBucket {
   /** Enforced rules for each agent named in this bucket (its own rules merged with the generic ones, in file order). */
   readonly byAgent: ReadonlyMap<string, readonly CompiledRule[]>
   readonly shadow: readonly CompiledRule[]
-  /** Whether any rule here reads the JSON body (the pipeline then parses it). */
+  /** Whether any rule here reads the body (a body Corridor cannot parse is then refused). */
   readonly readsBody: boolean
-  /** Query parameters rules here look at; a request repeating one of them is ambiguous. */
-  readonly queryKeys: ReadonlySet<string>
 }
 
 export interface UserPermission {
@@ -59,7 +58,7 @@ export interface CompiledPolicy {
   readonly userPermissions: readonly UserPermission[] | null
 }
 
-const EMPTY_BUCKET: RuleBucket = { generic: [], byAgent: new Map(), shadow: [], readsBody: false, queryKeys: new Set() }
+const EMPTY_BUCKET: RuleBucket = { generic: [], byAgent: new Map(), shadow: [], readsBody: false }
 export function bucketFor(policy: CompiledPolicy, connector: string, action: string): RuleBucket {
   return policy.buckets.get(connector)?.get(action) ?? EMPTY_BUCKET
 }
@@ -78,7 +77,6 @@ interface RuleDraft {
   connectors: ReadonlySet<string> | null
   actions: RegExp | null
   readsBody: boolean
-  queryKeys: string[]
 }
 
 export function compilePolicy(r: YamlReader, registry: AgentRegistry, catalog: ConnectorCatalog): CompiledPolicy {
@@ -121,7 +119,6 @@ function indexRules(drafts: readonly RuleDraft[], catalog: ConnectorCatalog): Ma
         byAgent,
         shadow: applicable.filter((d) => d.rule.shadow).map((d) => d.rule),
         readsBody: applicable.some((d) => d.readsBody),
-        queryKeys: new Set(applicable.flatMap((d) => d.queryKeys)),
       })
     }
     buckets.set(connector.id, byAction)
@@ -148,7 +145,6 @@ function compileRule(r: YamlReader, node: Node, where: string, registry: AgentRe
   let connectors: ReadonlySet<string> | null = null
   let actions: RegExp | null = null
   let readsBody = false
-  const queryKeys: string[] = []
 
   if (f.has('match')) {
     const m = r.map(f.get('match'), `${where}.match`, ['agents', 'tiers', 'owners', 'users', 'user_groups', 'connectors', 'actions', 'params', 'query', 'headers', 'body', 'time'])
@@ -183,30 +179,31 @@ function compileRule(r: YamlReader, node: Node, where: string, registry: AgentRe
     if (userGroups) {
       checks.push({ describe: `user in a group of [${[...userGroups].join(', ')}]`, test: (x) => x.user !== null && x.user.groups.some((g) => userGroups.has(g)) })
     }
-    const fieldChecks = (key: string, read: (name: string) => (x: RequestFacts) => unknown, normalise: (name: string) => string = (n) => n): void => {
+    const fieldChecks = (key: string, read: (path: readonly string[]) => (x: RequestFacts) => FieldRead, nested: boolean): void => {
       if (!m.has(key)) return
       for (const [name, spec] of r.entries(m.get(key), `${where}.match.${key}`)) {
-        const field = normalise(name)
-        const c: CompiledCondition | string = compileCondition(`${key}.${field}`, r.value(spec))
+        const path = nested ? fieldPath(name) : [key === 'headers' ? name.toLowerCase() : name]
+        if (typeof path === 'string') {
+          r.issue(spec, `${where}.match.${key}: ${path}`)
+          continue
+        }
+        const c: CompiledCondition | string = compileCondition(r.value(spec), { field: `${key}.${path.join('.')}`, many: path.includes('*'), denies: effect === 'deny' })
         if (typeof c === 'string') {
           r.issue(spec, `${where}.match: ${c}`)
           continue
         }
-        const get = read(field)
+        const get = read(path)
         checks.push({ describe: c.describe, test: (x) => c.test(get(x)) })
       }
     }
-    fieldChecks('params', (name) => (x) => x.params[name])
-    fieldChecks('query', (name) => {
-      queryKeys.push(name)
-      return (x) => x.query.get(name)?.[0]
-    })
-    fieldChecks('headers', (name) => (x) => x.headers[name], (n) => n.toLowerCase())
-    fieldChecks('body', (name) => {
+    const one = (value: unknown): FieldRead => ({ many: false, value })
+    fieldChecks('params', ([name]) => (x) => one(x.params[name as string]), false)
+    fieldChecks('query', (path) => (x) => readPath(x.query, path), true)
+    fieldChecks('headers', ([name]) => (x) => one(x.headers[name as string]), false)
+    fieldChecks('body', (path) => {
       readsBody = true
-      const path = name.split('.')
-      return (x) => readBodyField(x.body, path)
-    })
+      return (x) => readPath(x.body, path)
+    }, true)
     if (m.has('time')) checks.push(compileTimeWindow(r, m.get('time'), `${where}.match.time`))
   }
 
@@ -217,7 +214,6 @@ function compileRule(r: YamlReader, node: Node, where: string, registry: AgentRe
     connectors,
     actions,
     readsBody,
-    queryKeys,
   }
 }
 

@@ -10,7 +10,7 @@
  * The first factor that refuses is named in the decision.
  */
 import { riskRank, tierCap, tierPermits } from '../registry/risk.ts'
-import { CorridorError } from '../shared/errors.ts'
+import { isCorridorError } from '../shared/errors.ts'
 import { bucketFor, type CompiledPolicy, type CompiledRule, type RuleCheck } from './compile.ts'
 import type { Decision, LimitingFactor, ShadowResult } from './decision.ts'
 import type { RequestFacts } from './facts.ts'
@@ -44,14 +44,18 @@ export function evaluate(policy: CompiledPolicy, policyVersion: string, facts: R
   trace?.step(`request maps to declared action '${action.name}' (risk ${action.risk})`, true)
 
   const bucket = bucketFor(policy, connector.id, action.name)
-  for (const key of bucket.queryKeys) {
-    if ((facts.query.get(key)?.length ?? 0) > 1) throw new CorridorError('ambiguous_request', `query parameter '${key}' is repeated; the policy reads it, so it must appear once`)
-  }
   let shadow = NO_SHADOW
   if (bucket.shadow.length > 0) {
     const hits: ShadowResult[] = []
     for (const rule of bucket.shadow) {
-      const failed = firstFailingCheck(rule, facts)
+      // A report-only rule never refuses a request: a value it finds ambiguous only means it did not match.
+      let failed: RuleCheck | null
+      try {
+        failed = firstFailingCheck(rule, facts)
+      } catch (err) {
+        if (!isCorridorError(err)) throw err
+        failed = rule.checks[0] ?? null
+      }
       trace?.rule(rule, failed)
       if (failed === null) hits.push({ rule: rule.id, effect: rule.effect })
     }

@@ -1,9 +1,13 @@
 /**
- * What the policy sees of a request. Built once per request by the pipeline (or by
- * `policy explain` / `policy test` from a description), never by the evaluator itself.
+ * What the policy sees of a request: the canonical request (request/), the agent and the user
+ * it acts for. Built once per request, the same way for live traffic, `policy explain` /
+ * `policy test` and the approval re-check, never by the evaluator itself.
  */
 import type { Agent } from '../registry/agents.ts'
 import type { Action, Connector } from '../registry/connectors.ts'
+import type { CanonicalRequest } from '../request/canonical-request.ts'
+import type { FieldTree } from '../request/fields.ts'
+import type { HeaderView } from '../request/headers.ts'
 
 export interface DelegatedUser {
   readonly id: string
@@ -20,26 +24,29 @@ export interface RequestFacts {
   /** Canonical path relative to the connector. */
   readonly path: string
   readonly params: Readonly<Record<string, string>>
-  /** Query parameters, each with every value it was given. */
-  readonly query: ReadonlyMap<string, readonly string[]>
-  /** Lower-case header name → value (duplicates of security-relevant headers are refused earlier). */
-  readonly headers: Readonly<Record<string, string | string[] | undefined>>
-  /** Parsed JSON body, or undefined when there is none or it is not JSON. */
+  /** Query fields, nested as the common parsers nest bracket names (request/fields.ts). */
+  readonly query: FieldTree
+  /** Exactly the headers that are forwarded, lower-case names (request/headers.ts). */
+  readonly headers: HeaderView
+  /** Parsed JSON body or form field tree; undefined when there is none or it is neither. */
   readonly body: unknown
   /** Milliseconds since the epoch at which the request is decided. */
   readonly now: number
 }
 
-/** Parses a raw query string into name → values, decoding as form-urlencoded (as upstream frameworks do). */
-export function parseQuery(raw: string): Map<string, string[]> {
-  const out = new Map<string, string[]>()
-  if (raw === '') return out
-  for (const [name, value] of new URLSearchParams(raw)) {
-    const values = out.get(name)
-    if (values) values.push(value)
-    else out.set(name, [value])
+/** The facts of a canonical request, once the agent, the user and the action are known. */
+export function requestFacts(request: CanonicalRequest, agent: Agent, user: DelegatedUser | null, now: number): RequestFacts {
+  return {
+    agent,
+    user,
+    connector: request.connector,
+    action: request.action,
+    method: request.method,
+    path: request.path,
+    params: request.params,
+    query: request.query.tree,
+    headers: request.headerView,
+    body: request.bodyFields,
+    now,
   }
-  return out
 }
-
-export const NO_QUERY: ReadonlyMap<string, readonly string[]> = new Map()

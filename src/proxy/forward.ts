@@ -6,6 +6,7 @@
  */
 import type { ServerResponse } from 'node:http'
 import { Pool, type Dispatcher } from 'undici'
+import type { MaskStream, SecretMask } from '../credentials/secret-mask.ts'
 import type { Connector, ConnectorCatalog } from '../registry/connectors.ts'
 import { CorridorError } from '../shared/errors.ts'
 import { ClientAbortedError } from './client-aborted.ts'
@@ -69,13 +70,13 @@ export class Upstreams {
   }
 
   /** Resolves when the response has been relayed; rejects with a CorridorError (upstream_*) or ClientAbortedError. */
-  forward(connector: Connector, request: UpstreamRequest, res: ServerResponse, requestId: string, progress: ForwardObserver): Promise<void> {
+  forward(connector: Connector, request: UpstreamRequest, mask: SecretMask | null, res: ServerResponse, requestId: string, progress: ForwardObserver): Promise<void> {
     const entry = this.#pools.get(connector.id)
     if (entry === undefined) return Promise.reject(new CorridorError('upstream_unreachable', `no upstream pool for '${connector.id}'`))
     return new Promise((resolve, reject) => {
       entry.pool.dispatch(
         { method: request.method as Dispatcher.HttpMethod, path: request.path, headers: request.headers, body: request.body },
-        new ForwardHandler(res, requestId, progress, resolve, reject),
+        new ForwardHandler(res, requestId, mask, progress, resolve, reject),
       )
     })
   }
@@ -84,7 +85,7 @@ export class Upstreams {
    * Forwards and buffers the whole response (for released approvals, whose result is kept for
    * the agent to collect). A response over `maxBytes` is cut off: the request ran, its body is lost.
    */
-  async call(connector: Connector, request: UpstreamRequest, timeoutMs: number, maxBytes: number): Promise<BufferedResponse> {
+  async call(connector: Connector, request: UpstreamRequest, mask: SecretMask | null, timeoutMs: number, maxBytes: number): Promise<BufferedResponse> {
     const entry = this.#pools.get(connector.id)
     if (entry === undefined) throw new CorridorError('upstream_unreachable', `no upstream pool for '${connector.id}'`)
     let response: Dispatcher.ResponseData
@@ -92,6 +93,11 @@ export class Upstreams {
       response = await entry.pool.request({ method: request.method as Dispatcher.HttpMethod, path: request.path, headers: request.headers, body: request.body, signal: AbortSignal.timeout(timeoutMs) })
     } catch (err) {
       throw mapUpstreamError(err as Error)
+    }
+    const unreadable = unmaskable(mask, response.headers)
+    if (unreadable !== null) {
+      response.body.destroy()
+      throw unreadable
     }
     const chunks: Buffer[] = []
     let size = 0
@@ -109,7 +115,9 @@ export class Upstreams {
     } catch (err) {
       throw mapUpstreamError(err as Error)
     }
-    return { status: response.statusCode, headers: response.headers, body: tooLarge ? null : Buffer.concat(chunks), bytes: size }
+    const body = tooLarge ? null : Buffer.concat(chunks)
+    if (mask === null) return { status: response.statusCode, headers: response.headers, body, bytes: size }
+    return { status: response.statusCode, headers: mask.headers(response.headers), body: body === null ? null : mask.buffer(body), bytes: size }
   }
 
   async close(): Promise<void> {
@@ -124,13 +132,16 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   readonly #progress: ForwardObserver
   readonly #resolve: () => void
   readonly #reject: (e: unknown) => void
+  readonly #mask: SecretMask | null
+  #masking: MaskStream | null = null
   #status = 0
   #bytesOut = 0
   #settled = false
   #onClose: (() => void) | null = null
 
-  constructor(res: ServerResponse, requestId: string, progress: ForwardObserver, resolve: () => void, reject: (e: unknown) => void) {
+  constructor(res: ServerResponse, requestId: string, mask: SecretMask | null, progress: ForwardObserver, resolve: () => void, reject: (e: unknown) => void) {
     this.#res = res
+    this.#mask = mask
     this.#requestId = requestId
     this.#progress = progress
     this.#resolve = resolve
@@ -150,20 +161,27 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
 
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
     if (statusCode < 200) return // 1xx informational responses are not relayed
+    const unreadable = unmaskable(this.#mask, headers)
+    if (unreadable !== null) {
+      controller.abort(unreadable)
+      return
+    }
     this.#status = statusCode
     this.#progress({ status: statusCode, bytesOut: 0 })
-    this.#res.writeHead(statusCode, agentResponseHeaders(headers, this.#requestId))
+    const mask = this.#mask
+    if (mask !== null && !mask.empty) this.#masking = mask.stream()
+    this.#res.writeHead(statusCode, agentResponseHeaders(mask === null ? headers : mask.headers(headers), this.#requestId))
     // Headers go out with the first body chunk when it arrived with them (one write instead of two);
     // a stream whose first event is not here yet (server-sent events) gets them at the next turn.
     setImmediate(() => {
       if (this.#bytesOut === 0 && !this.#settled && !this.#res.destroyed) this.#res.flushHeaders()
     })
-    void controller
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     this.#bytesOut += chunk.length
-    if (!this.#res.write(chunk)) {
+    const out = this.#masking === null ? chunk : this.#masking.push(chunk)
+    if (out.length > 0 && !this.#res.write(out)) {
       controller.pause()
       this.#res.once('drain', () => controller.resume())
     }
@@ -171,7 +189,10 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
 
   onResponseEnd(): void {
     this.#progress({ status: this.#status, bytesOut: this.#bytesOut })
-    this.#res.end()
+    // Trailers are not relayed: they could carry what the body was masked of.
+    const rest = this.#masking?.end()
+    if (rest !== undefined && rest.length > 0) this.#res.end(rest)
+    else this.#res.end()
     this.#settle(null)
   }
 
@@ -189,9 +210,20 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   }
 }
 
+/**
+ * A response Corridor cannot read cannot be masked: Corridor asks for identity encoding, and an
+ * upstream that compresses anyway is refused rather than relayed unchecked.
+ */
+function unmaskable(mask: SecretMask | null, headers: Record<string, string | string[] | undefined>): CorridorError | null {
+  if (mask === null || mask.empty) return null
+  const encoding = headers['content-encoding']
+  if (encoding === undefined || (typeof encoding === 'string' && encoding.trim().toLowerCase() === 'identity')) return null
+  return new CorridorError('upstream_bad_response', 'the upstream sent an encoded (compressed) response, which Corridor cannot check for the credential')
+}
+
 /** Upstream failures are 502 or 504, never 500 (reply-from maps resets to 500; that hides the culprit). */
 function mapUpstreamError(error: Error): CorridorError | ClientAbortedError {
-  if (error instanceof ClientAbortedError) return error
+  if (error instanceof ClientAbortedError || error instanceof CorridorError) return error
   const code = (error as { code?: string }).code
   if (error.name === 'TimeoutError') return new CorridorError('upstream_timeout', 'the upstream did not answer in time', { cause: error })
   switch (code) {

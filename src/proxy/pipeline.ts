@@ -23,13 +23,18 @@ import { newAuditRecord, recordDecision, type AuditRecord, type Outcome } from '
 import type { AuditSink } from '../audit/sink.ts'
 import { credentialFailureCode, type CredentialBroker } from '../credentials/broker.ts'
 import { injectCredential } from '../credentials/inject.ts'
+import type { SecretMask } from '../credentials/secret-mask.ts'
 import { settleCredential, type HeldCredential } from '../credentials/source.ts'
 import type { Identifier } from '../identity/identify.ts'
 import { bucketFor } from '../policy/compile.ts'
+import type { Decision } from '../policy/decision.ts'
 import { evaluate } from '../policy/evaluate.ts'
-import { NO_QUERY, parseQuery, type RequestFacts } from '../policy/facts.ts'
+import { requestFacts, type DelegatedUser } from '../policy/facts.ts'
 import type { PolicyStore } from '../policy/reloader.ts'
-import type { Connector } from '../registry/connectors.ts'
+import type { Agent } from '../registry/agents.ts'
+import { canonicalRequest, routeTarget, type CanonicalRequest } from '../request/canonical-request.ts'
+import { outgoingParts, upstreamTarget } from '../request/outgoing.ts'
+import { parseRequestTarget } from '../request/target.ts'
 import { CorridorError, isCorridorError } from '../shared/errors.ts'
 import type { Logger } from '../shared/logger.ts'
 import { APPROVAL_STATUS_PREFIX, approvalStatusBody, holdForApproval, resumeApproval } from './approval-gate.ts'
@@ -37,10 +42,7 @@ import { ClientAbortedError } from './client-aborted.ts'
 import type { Upstreams } from './forward.ts'
 import { assertSingleHeader, inspectInbound, type InboundLimits } from './inbound.ts'
 import { sendProblem } from './problem.ts'
-import { isFormMediaType, isJsonMediaType, parseFormStrict, parseJsonStrict, readBody } from './request-body.ts'
-import { parseRequestTarget, type RequestTarget } from './request-target.ts'
-import { routeRequest } from './route.ts'
-import { upstreamRequestHeaders } from './upstream-headers.ts'
+import { readBody } from './request-body.ts'
 
 export interface PipelineDeps {
   readonly policies: PolicyStore
@@ -79,25 +81,29 @@ interface LeaseHolder {
 
 async function handle(deps: PipelineDeps, extraSingletons: readonly string[], req: IncomingMessage, res: ServerResponse, record: AuditRecord, now: number, lease: LeaseHolder): Promise<void> {
   // 1. Inbound checks.
-  const connectionNamed = inspectInbound(req, deps.limits, extraSingletons)
+  inspectInbound(req, deps.limits, extraSingletons)
 
   // 2. Canonical target and route.
   const bundle = deps.policies.current
   if (bundle === null) throw new CorridorError('policy_unavailable', 'no valid policy has been loaded')
-  const target = parseRequestTarget(req.url ?? '')
-  if (target.path.startsWith(APPROVAL_STATUS_PREFIX)) return approvalStatus(deps, req, res, record, target.path.slice(APPROVAL_STATUS_PREFIX.length), now)
-  const { connector, path, segments } = routeRequest(bundle.catalog, req.headers.host, target)
+  const method = req.method as string
+  const parsedTarget = parseRequestTarget(req.url ?? '')
+  if (parsedTarget.path.startsWith(APPROVAL_STATUS_PREFIX)) return approvalStatus(deps, req, res, record, parsedTarget.path.slice(APPROVAL_STATUS_PREFIX.length), now)
+  const target = routeTarget(bundle.catalog, req.headers.host, method, parsedTarget)
+  const { connector, action } = target
   record.connector = connector.id
-  record.path = path
-  record.query = target.query
+  record.path = target.path
+  record.query = ''
+  record.action = action?.name ?? null
+  record.risk = action?.risk ?? null
   if (connector.agentKeyHeader !== null) assertSingleHeader(req, connector.agentKeyHeader)
-  if (connector.injection.kind === 'query' && queryHas(target.query, connector.injection.param)) {
+  if (connector.injection.kind === 'query' && target.query.pairs.some(([name]) => name === (connector.injection as { param: string }).param)) {
     // The upstream might read the agent's copy instead of Corridor's.
     throw new CorridorError('ambiguous_request', `query parameter '${connector.injection.param}' is where Corridor places this connector's credential; do not send it`)
   }
 
   // 3. Identity: the agent, and the user it acts for.
-  const agent = await deps.identifier.agent(req.headers, connector, bundle, now)
+  const { agent, presented } = await deps.identifier.agent(req.headers, connector, bundle, now)
   record.agent = agent.id
   record.owner = agent.owner
   record.tier = agent.tier
@@ -109,48 +115,28 @@ async function handle(deps: PipelineDeps, extraSingletons: readonly string[], re
   record.intent = headerText(req.headers['x-corridor-intent'], MAX_INTENT)
   record.task_id = headerText(req.headers['x-corridor-task-id'], MAX_TASK_ID)
 
-  const method = req.method as string
-  const match = connector.routes.match(method, segments)
-  record.action = match?.value.name ?? null
-  record.risk = match?.value.risk ?? null
-
-  // 4. Body: bounded, and parsed strictly when it is JSON, so that policy reads what is forwarded.
+  // 4. Body, then the canonical request: what the policy reads is what is forwarded.
   const body = await readBody(req, connector.limits.maxBodyBytes)
   record.bytes_in = body.length
-  let parsedBody: unknown
-  if (body.length > 0) {
-    const contentType = req.headers['content-type']
-    if (isJsonMediaType(contentType)) parsedBody = parseJsonStrict(body, connector.limits.maxJsonDepth)
-    else if (isFormMediaType(contentType)) parsedBody = parseFormStrict(body)
-    else if (match && bucketFor(bundle.policy, connector.id, match.value.name).readsBody) {
-      throw new CorridorError('unsupported_media_type', 'this action is decided on its body; send it as JSON or a form')
-    }
-  }
+  const request = canonicalRequest({
+    target,
+    rawHeaders: req.rawHeaders,
+    body,
+    agentKey: presented,
+    readsBody: action !== null && bucketFor(bundle.policy, connector.id, action.name).readsBody,
+  })
+  record.query = request.queryString
 
   // A retry that names its approval is answered from that approval (the release re-checks the policy).
   const approvalId = headerText(req.headers['x-corridor-approval'], 100)
   if (approvalId !== null) {
     assertAuditable(deps)
     if (agent.status === 'suspended') throw new CorridorError('agent_suspended', `agent '${agent.id}' is suspended`)
-    const request = heldHttpRequest(method, target, req.headers.host, connector.basePath + path, forwardedHeaders(req, connectionNamed, connector, body), body)
-    return resumeApproval(deps.approvals, deps.approvalWaitMs, res, record, approvalId, agent.id, requestDigest(connector.id, request))
+    return resumeApproval(deps.approvals, deps.approvalWaitMs, res, record, approvalId, agent.id, requestDigest(connector.id, heldHttpRequest(request, req.headers.host)))
   }
 
   // 5. Decision.
-  const facts: RequestFacts = {
-    agent,
-    user,
-    connector,
-    action: match?.value ?? null,
-    method,
-    path,
-    params: match?.params ?? {},
-    query: target.query === '' ? NO_QUERY : parseQuery(target.query),
-    headers: req.headers,
-    body: parsedBody,
-    now,
-  }
-  const decision = evaluate(bundle.policy, bundle.version, facts)
+  const decision = evaluate(bundle.policy, bundle.version, requestFacts(request, agent, user, now))
   recordDecision(record, decision)
   const details = { rule: decision.rule, reason: decision.reason, limitingFactor: decision.limitingFactor ?? undefined, policyVersion: decision.policyVersion }
   if (decision.effect === 'deny') {
@@ -159,31 +145,7 @@ async function handle(deps: PipelineDeps, extraSingletons: readonly string[], re
   if (decision.effect === 'require_approval') {
     // A hold is an action too: it is not taken while it cannot be audited.
     assertAuditable(deps)
-    const request = heldHttpRequest(method, target, req.headers.host, connector.basePath + path, forwardedHeaders(req, connectionNamed, connector, body), body)
-    const held: HeldRequest = {
-      id: 'apr_' + randomUUID(),
-      heldRequestId: record.request_id,
-      digest: requestDigest(connector.id, request),
-      request,
-      agent: agent.id,
-      owner: agent.owner,
-      tier: agent.tier,
-      user: user?.id ?? null,
-      userGroups: user?.groups ?? null,
-      intent: record.intent,
-      taskId: record.task_id,
-      connector: connector.id,
-      action: match?.value.name ?? null,
-      risk: match?.value.risk ?? null,
-      rule: decision.rule,
-      reason: decision.reason,
-      policyVersion: decision.policyVersion,
-      approverGroups: decision.approvers,
-      required: approvalsRequired(decision.approvals, match?.value.risk ?? null),
-      perRequestLease: match?.value.perRequestLease ?? false,
-      createdAt: now,
-      expiresAt: now + deps.approvalExpiresMs,
-    }
+    const held = heldRequest(deps, request, req.headers.host, record, agent, user, decision, now)
     return holdForApproval(deps.approvals, deps.approvalWaitMs, res, record, held, headerText(req.headers['idempotency-key'], 255))
   }
 
@@ -193,7 +155,7 @@ async function handle(deps: PipelineDeps, extraSingletons: readonly string[], re
   // 7. Credential: issued only now that the request is allowed (per-request leases are minted for it alone).
   let credential: HeldCredential | null
   try {
-    credential = await deps.credentials.issue(connector, agent.id, match?.value.perRequestLease ?? false)
+    credential = await deps.credentials.issue(connector, agent.id, action?.perRequestLease ?? false)
   } catch (err) {
     // Operators get the why (Vault sealed, which variable or file); the agent only learns that the credential is unavailable.
     record.error_detail = credentialFailureCode(err)
@@ -206,26 +168,22 @@ async function handle(deps: PipelineDeps, extraSingletons: readonly string[], re
     credential?.release()
     throw new ClientAbortedError()
   }
-  const outgoing = { headers: forwardedHeaders(req, connectionNamed, connector, body), query: target.query }
+  const outgoing = outgoingParts(method, request.headers, request.queryString, request.body.length, req.socket.remoteAddress ?? null)
+  let mask: SecretMask | null = null
   if (credential !== null) {
     record.credential = { reference: credential.reference, lease_id: credential.leaseId }
-    injectCredential(connector.injection, credential, outgoing)
-    record.credential = { reference: credential.reference, lease_id: credential.leaseId }
+    mask = injectCredential(connector.injection, credential, outgoing)
   }
 
-  // 8. Forward exactly the canonical request.
+  // 8. Forward exactly the canonical request; the response is masked of the credential placed in it.
   if (res.destroyed) throw new ClientAbortedError()
   const upstreamStarted = performance.now()
   record.outcome = 'forwarded' // finish() turns it into client_aborted if the response does not complete
   try {
     await deps.upstreams.forward(
       connector,
-      {
-        method,
-        path: connector.basePath + path + (outgoing.query === '' ? '' : '?' + outgoing.query),
-        headers: outgoing.headers,
-        body: body.length > 0 ? body : null,
-      },
+      { method, path: upstreamTarget(request.upstreamPath, outgoing.query), headers: outgoing.headers, body: request.body.length > 0 ? request.body : null },
+      mask,
       res,
       record.request_id,
       (progress) => {
@@ -308,7 +266,7 @@ async function approvalStatus(deps: PipelineDeps, req: IncomingMessage, res: Ser
   const bundle = deps.policies.current
   const connector = approval === null || bundle === null ? undefined : bundle.catalog.connectors.get(approval.held.connector)
   if (approval === null || bundle === null || connector === undefined) throw new CorridorError('approval_not_found', `no approval '${id}' for this agent`)
-  const agent = await deps.identifier.agent(req.headers, connector, bundle, now)
+  const { agent } = await deps.identifier.agent(req.headers, connector, bundle, now)
   record.agent = agent.id
   if (agent.id !== approval.held.agent) throw new CorridorError('approval_not_found', `no approval '${id}' for this agent`)
   record.connector = connector.id
@@ -318,32 +276,51 @@ async function approvalStatus(deps: PipelineDeps, req: IncomingMessage, res: Ser
   res.end(payload)
 }
 
-/** The agent's headers as they go upstream (credentials stripped, framing set), built only for requests that get that far. */
-function forwardedHeaders(req: IncomingMessage, connectionNamed: ReadonlySet<string>, connector: Connector, body: Buffer): string[] {
-  return upstreamRequestHeaders(req, {
-    connectionNamed,
-    alsoDrop: connector.dropHeaders,
-    bodyLength: body.length,
-    hasBody: body.length > 0 || req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined,
-  })
-}
-
 /** Refuse rather than act unaudited. */
 function assertAuditable(deps: PipelineDeps): void {
   if (!deps.audit.healthy) throw new CorridorError('audit_unavailable', 'the audit trail cannot be written; nothing is forwarded until it can')
 }
 
-/** The request as it would be forwarded (before the credential is placed), for holding or matching a hold. */
-function heldHttpRequest(method: string, target: RequestTarget, host: string | undefined, upstreamPath: string, headers: readonly string[], body: Buffer): HeldHttpRequest {
-  const pairs: [string, string][] = []
-  for (let i = 0; i < headers.length; i += 2) pairs.push([headers[i] as string, headers[i + 1] as string])
-  return { method, target: target.path + (target.query === '' ? '' : '?' + target.query), host: host ?? null, upstreamPath, query: target.query, headers: pairs, bodyBase64: body.toString('base64') }
+/** The request as it would be forwarded (before framing and the credential), for holding or matching a hold. */
+function heldHttpRequest(request: CanonicalRequest, host: string | undefined): HeldHttpRequest {
+  return {
+    method: request.method,
+    target: upstreamTarget(request.targetPath, request.queryString),
+    host: host ?? null,
+    upstreamPath: request.upstreamPath,
+    query: request.queryString,
+    headers: request.headers,
+    bodyBase64: request.body.toString('base64'),
+  }
 }
 
-function queryHas(query: string, name: string): boolean {
-  if (query === '') return false
-  for (const key of new URLSearchParams(query).keys()) if (key === name) return true
-  return false
+function heldRequest(deps: PipelineDeps, request: CanonicalRequest, host: string | undefined, record: AuditRecord, agent: Agent, user: DelegatedUser | null, decision: Decision, now: number): HeldRequest {
+  const http = heldHttpRequest(request, host)
+  const risk = request.action?.risk ?? null
+  return {
+    id: 'apr_' + randomUUID(),
+    heldRequestId: record.request_id,
+    digest: requestDigest(request.connector.id, http),
+    request: http,
+    agent: agent.id,
+    owner: agent.owner,
+    tier: agent.tier,
+    user: user?.id ?? null,
+    userGroups: user?.groups ?? null,
+    intent: record.intent,
+    taskId: record.task_id,
+    connector: request.connector.id,
+    action: request.action?.name ?? null,
+    risk,
+    rule: decision.rule,
+    reason: decision.reason,
+    policyVersion: decision.policyVersion,
+    approverGroups: decision.approvers,
+    required: approvalsRequired(decision.approvals, risk),
+    perRequestLease: request.action?.perRequestLease ?? false,
+    createdAt: now,
+    expiresAt: now + deps.approvalExpiresMs,
+  }
 }
 
 function headerText(value: string | string[] | undefined, max: number): string | null {

@@ -1,49 +1,11 @@
 /**
- * The headers that go upstream and the ones that come back. Everything that carries a
- * credential, controls the hop, claims to be forwarding information or belongs to Corridor is
- * removed from the agent's request before the connector's credential is added; hop-by-hop
- * headers and cookies are removed from the upstream's response.
+ * The headers that come back from the upstream: hop-by-hop headers, cookies and Corridor's own
+ * are removed. (The headers that go upstream are the canonical request's, request/headers.ts.)
  */
-import type { IncomingHttpHeaders, IncomingMessage } from 'node:http'
-
-/** Request headers never forwarded from the agent. */
-const DROP_REQUEST = new Set([
-  // hop-by-hop (RFC 9110 §7.6.1) and framing Corridor sets itself
-  'connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'expect', 'host',
-  'content-length', 'http2-settings',
-  // credentials of any kind: the agent's own is a Corridor credential and must never leave
-  'authorization', 'proxy-authorization', 'cookie', 'x-api-key', 'api-key', 'x-auth-token', 'private-token',
-  // forwarding information only Corridor may state
-  'forwarded', 'x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto', 'x-forwarded-port', 'x-forwarded-prefix',
-  'x-forwarded-uri', 'x-real-ip', 'x-original-url', 'x-original-uri', 'x-rewrite-url', 'via',
-])
+import type { IncomingHttpHeaders } from 'node:http'
 
 /** Response headers never passed back to the agent. */
 const DROP_RESPONSE = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'set-cookie', 'proxy-authenticate'])
-
-export interface RequestHeaderOptions {
-  /** Header names the agent's Connection header listed. */
-  readonly connectionNamed: ReadonlySet<string>
-  /** Connector-specific headers to drop (Connector.dropHeaders). */
-  readonly alsoDrop: ReadonlySet<string>
-  readonly bodyLength: number
-  readonly hasBody: boolean
-}
-
-export function upstreamRequestHeaders(req: IncomingMessage, options: RequestHeaderOptions): string[] {
-  const out: string[] = []
-  const raw = req.rawHeaders
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = (raw[i] as string).toLowerCase()
-    if (DROP_REQUEST.has(name) || name.startsWith('x-corridor-') || options.connectionNamed.has(name) || options.alsoDrop.has(name)) continue
-    out.push(name, raw[i + 1] as string)
-  }
-  if (options.hasBody) out.push('content-length', String(options.bodyLength))
-  const host = req.headers.host
-  out.push('x-forwarded-for', req.socket.remoteAddress ?? 'unknown', 'x-forwarded-proto', 'http')
-  if (host !== undefined) out.push('x-forwarded-host', host)
-  return out
-}
 
 export function agentResponseHeaders(headers: IncomingHttpHeaders, requestId: string): Record<string, string | string[]> {
   const connection = headers.connection

@@ -53,6 +53,10 @@ export type InjectionSpec =
   | { readonly kind: 'query'; readonly param: string; readonly value: Template }
   | { readonly kind: 'none' }
 
+/** Request shapes an upstream framework could reinterpret; a connector may declare its upstream does not. */
+export type UpstreamQuirk = 'method_override' | 'matrix_params' | 'body_on_get'
+export const UPSTREAM_QUIRKS: readonly UpstreamQuirk[] = ['method_override', 'matrix_params', 'body_on_get']
+
 export interface ConnectorLimits {
   readonly maxBodyBytes: number
   readonly maxJsonDepth: number
@@ -94,6 +98,13 @@ export interface Connector {
    */
   readonly idempotencyHeader: string | null
   readonly injection: InjectionSpec
+  /** Shapes Corridor otherwise refuses because the upstream might reinterpret them (`upstream_ignores`). */
+  readonly upstreamIgnores: ReadonlySet<UpstreamQuirk>
+  /**
+   * Query or form fields where this connector's SDKs put the API key (Slack: `token`). A field
+   * holding exactly the agent's key is removed; anywhere else the key is refused.
+   */
+  readonly agentKeyFields: ReadonlySet<string>
   readonly limits: ConnectorLimits
   readonly timeouts: ConnectorTimeouts
   readonly actions: readonly Action[]
@@ -131,7 +142,7 @@ export function readConnectorCatalog(reader: YamlReader): ConnectorCatalog {
 }
 
 function readConnector(r: YamlReader, node: Node, where: string): Connector | null {
-  const f = r.map(node, where, ['id', 'owner', 'description', 'upstream', 'hosts', 'certified_until', 'agent_key_header', 'strip_headers', 'credential', 'limits', 'timeouts', 'actions', 'idempotency_header'], ['id', 'owner', 'upstream', 'certified_until', 'actions'])
+  const f = r.map(node, where, ['id', 'owner', 'description', 'upstream', 'hosts', 'certified_until', 'agent_key_header', 'strip_headers', 'credential', 'limits', 'timeouts', 'actions', 'idempotency_header', 'upstream_ignores', 'agent_key_fields'], ['id', 'owner', 'upstream', 'certified_until', 'actions'])
   const id = r.string(f.get('id'), `${where}.id`)
   if (id && !ID.test(id)) r.issue(f.get('id'), `${where}.id must be lower-case letters, digits and '-', starting with a letter`)
 
@@ -164,6 +175,11 @@ function readConnector(r: YamlReader, node: Node, where: string): Connector | nu
     agentKeyHeader = r.string(f.get('agent_key_header'), `${where}.agent_key_header`).toLowerCase()
     if (!HEADER_NAME.test(agentKeyHeader)) r.issue(f.get('agent_key_header'), `${where}.agent_key_header is not a valid header name`)
   }
+  const upstreamIgnores = new Set(f.has('upstream_ignores') ? r.strings(f.get('upstream_ignores'), `${where}.upstream_ignores`) : [])
+  for (const quirk of upstreamIgnores) {
+    if (!(UPSTREAM_QUIRKS as readonly string[]).includes(quirk)) r.issue(f.get('upstream_ignores'), `${where}.upstream_ignores: unknown '${quirk}' (use ${UPSTREAM_QUIRKS.join(', ')})`)
+  }
+  const agentKeyFields = new Set(f.has('agent_key_fields') ? r.strings(f.get('agent_key_fields'), `${where}.agent_key_fields`) : [])
   const stripHeaders = f.has('strip_headers') ? r.strings(f.get('strip_headers'), `${where}.strip_headers`).map((h) => h.toLowerCase()) : []
 
   const { credential, injection, refreshOnReject } = f.has('credential')
@@ -226,6 +242,8 @@ function readConnector(r: YamlReader, node: Node, where: string): Connector | nu
     refreshOnReject,
     idempotencyHeader,
     injection,
+    upstreamIgnores: upstreamIgnores as Set<UpstreamQuirk>,
+    agentKeyFields,
     limits,
     timeouts,
     actions,

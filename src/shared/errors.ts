@@ -12,6 +12,7 @@ export const ERROR_CATALOG = {
   invalid_path: { status: 400, title: 'Request path refused' },
   invalid_json: { status: 400, title: 'Request body is not valid JSON' },
   json_too_deep: { status: 400, title: 'Request body nests too deeply' },
+  agent_key_misplaced: { status: 400, title: 'Agent credential found outside the API-key header' },
   // 401/403: identity and authorisation.
   identity_missing: { status: 401, title: 'Agent credential missing' },
   identity_invalid: { status: 401, title: 'Agent credential invalid' },

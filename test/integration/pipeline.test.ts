@@ -212,11 +212,11 @@ describe('ambiguous framing is refused before it reaches policy', () => {
     })
   }
 
-  it('drops headers the agent names in Connection', async () => {
-    const response = await rawRequest(fx.corridor.agentUrl, `GET /svc/items HTTP/1.1\r\n${host}${auth}Connection: x-drop-me\r\nX-Drop-Me: gone\r\nX-Kept: yes\r\n\r\n`, 500)
-    expect(statusOf(response)).toBe(200)
-    expect(upstream.received[0]!.headers['x-drop-me']).toBeUndefined()
-    expect(upstream.received[0]!.headers['x-kept']).toBe('yes')
+  it('refuses a Connection header naming an end-to-end header (it would be removed after the policy read it)', async () => {
+    const response = await rawRequest(fx.corridor.agentUrl, `GET /svc/items HTTP/1.1\r\n${host}${auth}Connection: x-dry-run\r\nX-Dry-Run: true\r\n\r\n`, 500)
+    expect(statusOf(response)).toBe(400)
+    expect(response).toContain('ambiguous_request')
+    expect(upstream.received).toHaveLength(0)
   })
 
   it('writes an audit record for refusals Corridor itself answers', async () => {

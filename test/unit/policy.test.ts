@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { ConfigError } from '../../src/config/yaml-reader.ts'
-import { describedFacts, type DescribedRequest } from '../../src/cli/described-request.ts'
+import { describedFacts, type DescribedRequest } from '../../src/policy/described-request.ts'
 import { loadBundle, type PolicyBundle } from '../../src/policy/bundle.ts'
 import { evaluate } from '../../src/policy/evaluate.ts'
 import { standardFiles } from '../helpers/standard-policy.ts'
@@ -118,7 +118,7 @@ rules:
     expect(decide(b, { ...base, headers: { 'x-team': 'green' } }).effect).toBe('deny')
     expect(decide(b, { ...base, at: '2026-11-22T10:00:00Z' }).effect).toBe('deny') // Sunday
     expect(decide(b, { ...base, at: '2026-11-23T17:30:00Z' }).effect).toBe('deny') // 18:30 in Paris
-    expect(() => decide(b, { ...base, url: '/svc/items?limit=20&limit=9999' })).toThrow('repeated')
+    expect(() => decide(b, { ...base, url: '/svc/items?limit=20&limit=9999' })).toThrow('several values')
   })
   it('evaluates shadow rules without effect', () => {
     const d = decide(bundle, { url: '/svc/items?limit=500' })

@@ -18,7 +18,7 @@ export interface RequestTarget {
   readonly path: string
   /** Canonical path segments (still percent-encoded), for route matching. */
   readonly segments: readonly string[]
-  /** Query string without the leading '?', validated but otherwise byte-for-byte as received. */
+  /** Query string without the leading '?', as received (parsed and re-encoded by the canonical request). */
   readonly query: string
 }
 
@@ -31,9 +31,6 @@ for (const c of 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-
 }
 const UNRESERVED = new Uint8Array(128)
 for (const c of 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~') UNRESERVED[c.charCodeAt(0)] = 1
-const QUERY_CHAR = PCHAR.slice()
-QUERY_CHAR['/'.charCodeAt(0)] = 1
-QUERY_CHAR['?'.charCodeAt(0)] = 1
 
 function refuse(reason: string): never {
   throw new CorridorError('invalid_path', reason)
@@ -84,7 +81,7 @@ function validateQuery(query: string): void {
         throw new CorridorError('invalid_path', 'malformed percent-escape in query')
       }
       i += 2
-    } else if (code >= 128 || QUERY_CHAR[code] !== 1) {
+    } else if (code <= 0x20 || code >= 0x7f) {
       throw new CorridorError('invalid_path', `character 0x${code.toString(16)} is not allowed in a query`)
     }
   }

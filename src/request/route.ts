@@ -5,7 +5,7 @@
  */
 import type { Connector, ConnectorCatalog } from '../registry/connectors.ts'
 import { CorridorError } from '../shared/errors.ts'
-import type { RequestTarget } from './request-target.ts'
+import type { RequestTarget } from './target.ts'
 
 export interface Routed {
   readonly connector: Connector

@@ -1,0 +1,146 @@
+/**
+ * What a request body means, read once: JSON or a form, in exactly one encoding, parsed so
+ * that every common server stack reads the same fields.
+ *
+ *  - The media type is parsed by a real parser (the one body-parser uses). JSON and form bodies
+ *    are accepted only as UTF-8: any other charset, a repeated parameter or a malformed header
+ *    is refused rather than guessed at.
+ *  - JSON: UTF-8 without BOM, no duplicate keys (JSON.parse keeps the last, other parsers the
+ *    first), no `__proto__`, no lone surrogates (decoders replace or keep them), bounded nesting.
+ *    The agent's bytes are forwarded: for JSON so validated, parsers agree.
+ *  - Forms: the shared field model (fields.ts); the canonical serialisation is forwarded.
+ */
+import contentType from 'content-type'
+import { CorridorError } from '../shared/errors.ts'
+import { parseFormFields, serializePairs, type FormFields } from './fields.ts'
+
+export type BodyKind = 'json' | 'form' | 'other' | 'none'
+
+export interface ParsedBody {
+  readonly kind: BodyKind
+  /** JSON value or form field tree; undefined when the body was not parsed. */
+  readonly fields: unknown
+  /** Form pairs, for removing a declared key field and re-serialising. */
+  readonly form: FormFields | null
+  /** The bytes to forward. */
+  readonly bytes: Buffer
+}
+
+// The parameter grammar of RFC 9110 §5.6.6, as the content-type package reads it; used only to count names.
+const PARAMETER = /; *([!#$%&'*+.^_`|~0-9A-Za-z-]+) *= *("(?:[\u000b\u0020\u0021\u0023-\u005b\u005d-\u007e\u0080-\u00ff]|\\[\u000b\u0020-\u00ff])*"|[!#$%&'*+.^_`|~0-9A-Za-z-]+) */g
+
+/** The body kind a Content-Type announces; refuses types whose reading would be ambiguous. */
+export function bodyKind(header: string | undefined): BodyKind {
+  if (header === undefined) return 'other'
+  let parsed: contentType.ParsedMediaType
+  try {
+    parsed = contentType.parse(header)
+  } catch {
+    throw new CorridorError('unsupported_media_type', 'the Content-Type header is malformed')
+  }
+  const type = parsed.type
+  const kind: BodyKind = type === 'application/json' || (type.startsWith('application/') && type.endsWith('+json')) ? 'json' : type === 'application/x-www-form-urlencoded' ? 'form' : 'other'
+  if (kind === 'other') return kind
+  const names = new Set<string>()
+  for (const m of header.matchAll(PARAMETER)) {
+    const name = (m[1] as string).toLowerCase()
+    if (names.has(name)) throw new CorridorError('unsupported_media_type', `the Content-Type parameter '${name}' is repeated`)
+    names.add(name)
+  }
+  const charset = parsed.parameters['charset']
+  if (charset !== undefined && charset.toLowerCase() !== 'utf-8') throw new CorridorError('unsupported_media_type', `${kind === 'json' ? 'JSON' : 'form'} bodies must be UTF-8`)
+  return kind
+}
+
+/**
+ * Parses the body when its type is JSON or a form. `mustRead` (a rule reads the body) refuses
+ * bodies of any other type, which Corridor could not read as the upstream might.
+ */
+export function parseBody(header: string | undefined, bytes: Buffer, maxJsonDepth: number, mustRead: boolean): ParsedBody {
+  if (bytes.length === 0) return { kind: 'none', fields: undefined, form: null, bytes }
+  const kind = bodyKind(header)
+  if (kind === 'json') return { kind, fields: parseJsonStrict(bytes, maxJsonDepth), form: null, bytes }
+  if (kind === 'form') {
+    const form = parseFormFields(decodeUtf8(bytes, 'the form body'), 'form field')
+    return { kind, fields: form.tree, form, bytes: Buffer.from(serializePairs(form.pairs)) }
+  }
+  if (mustRead) throw new CorridorError('unsupported_media_type', 'this action is decided on its body; send it as JSON or a form (UTF-8)')
+  return { kind, fields: undefined, form: null, bytes }
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true })
+
+function decodeUtf8(bytes: Buffer, what: string): string {
+  try {
+    return utf8.decode(bytes)
+  } catch {
+    throw new CorridorError('bad_request', `${what} is not valid UTF-8`)
+  }
+}
+
+export function parseJsonStrict(body: Buffer, maxDepth: number): unknown {
+  let text: string
+  try {
+    text = utf8.decode(body)
+  } catch {
+    throw new CorridorError('invalid_json', 'the body is not valid UTF-8')
+  }
+  scanStructure(text, maxDepth)
+  try {
+    return JSON.parse(text)
+  } catch {
+    throw new CorridorError('invalid_json')
+  }
+}
+
+const LONE_SURROGATE = /\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}/
+
+/** One pass over the text: nesting depth, duplicate keys, `__proto__` and lone surrogates, which JSON.parse cannot report. */
+function scanStructure(text: string, maxDepth: number): void {
+  const keys: (Set<string> | null)[] = []
+  let expectKey = false
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (c === 34 /* " */) {
+      const start = i + 1
+      let escaped = false
+      i++
+      while (i < text.length) {
+        const d = text.charCodeAt(i)
+        if (d === 92 /* \ */) {
+          escaped = true
+          i += 2
+          continue
+        }
+        if (d === 34) break
+        i++
+      }
+      const raw = text.slice(start, i)
+      if (escaped && LONE_SURROGATE.test(raw)) throw new CorridorError('invalid_json', 'the body holds a lone surrogate escape, which parsers decode differently')
+      const top = keys[keys.length - 1]
+      if (expectKey && top) {
+        let key = raw
+        if (escaped) {
+          try {
+            key = JSON.parse(`"${raw}"`) as string
+          } catch {
+            throw new CorridorError('invalid_json')
+          }
+        }
+        if (key === '__proto__') throw new CorridorError('invalid_json', "the key '__proto__' is refused")
+        if (top.has(key)) throw new CorridorError('invalid_json', `duplicate key '${key.slice(0, 64)}'`)
+        top.add(key)
+        expectKey = false
+      }
+    } else if (c === 123 /* { */ || c === 91 /* [ */) {
+      if (keys.length >= maxDepth) throw new CorridorError('json_too_deep', `the body nests deeper than ${maxDepth} levels`)
+      keys.push(c === 123 ? new Set() : null)
+      expectKey = c === 123
+    } else if (c === 125 /* } */ || c === 93 /* ] */) {
+      keys.pop()
+      expectKey = false
+    } else if (c === 44 /* , */) {
+      expectKey = keys[keys.length - 1] != null
+    }
+  }
+}
