@@ -95,7 +95,33 @@ export function parseJsonStrict(body: Buffer, maxDepth: number): unknown {
 
 const LONE_SURROGATE = /\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}/
 
-/** One pass over the text: nesting depth, duplicate keys, `__proto__` and lone surrogates, which JSON.parse cannot report. */
+/**
+ * A number every parser reads as the same value: parsers keep integers beyond 2^53 exactly
+ * (Python, Ruby, Jackson) while JavaScript rounds them, and overflow is Infinity to some, an
+ * error to others. Returns the index after the number.
+ */
+function checkNumber(text: string, start: number): number {
+  let end = start + 1
+  let integer = true
+  let exponent = false
+  for (; end < text.length; end++) {
+    const d = text.charCodeAt(end)
+    if (d === 46) integer = false
+    else if (d === 101 || d === 69) {
+      integer = false
+      exponent = true
+    }
+    else if (!((d >= 48 && d <= 57) || d === 43 || d === 45)) break
+  }
+  if (end - start < 16 && !exponent) return end
+  const value = Number(text.slice(start, end))
+  if (!Number.isFinite(value) || (integer && !Number.isSafeInteger(value))) {
+    throw new CorridorError('invalid_json', `the number ${text.slice(start, Math.min(end, start + 32))} is read differently by different parsers (beyond 2^53 or out of range)`)
+  }
+  return end
+}
+
+/** One pass over the text: nesting depth, duplicate keys, `__proto__`, lone surrogates and inexact numbers, which JSON.parse cannot report. */
 function scanStructure(text: string, maxDepth: number): void {
   const keys: (Set<string> | null)[] = []
   let expectKey = false
@@ -132,6 +158,8 @@ function scanStructure(text: string, maxDepth: number): void {
         top.add(key)
         expectKey = false
       }
+    } else if (c === 45 /* - */ || (c >= 48 && c <= 57)) {
+      i = checkNumber(text, i) - 1
     } else if (c === 123 /* { */ || c === 91 /* [ */) {
       if (keys.length >= maxDepth) throw new CorridorError('json_too_deep', `the body nests deeper than ${maxDepth} levels`)
       keys.push(c === 123 ? new Set() : null)

@@ -102,7 +102,7 @@ export function serializePairs(pairs: readonly (readonly [string, string])[]): s
 }
 
 /** Splits a field name into its path: `a[b][0]` → ['a', 'b', '0'], `tags[]` → ['tags', ''], `a.b` → ['a', 'b']. */
-export function fieldNamePath(name: string, what: string): string[] {
+export function fieldNamePath(name: string, what: string, dotsNest = true): string[] {
   const refuse = (why: string): never => {
     throw new CorridorError('ambiguous_request', `${what} name '${name.slice(0, 64)}' is refused: ${why}`)
   }
@@ -116,8 +116,8 @@ export function fieldNamePath(name: string, what: string): string[] {
   if (base === '' || base.includes(']')) refuse('brackets must follow a name')
   // A dot nests for readers that allow dots (qs allowDots) and is literal for the others: the
   // policy reads it as nesting, and the literal readers see the same value under the same name.
-  const path = base.split('.')
-  if (path.some((p) => p === '')) refuse('empty segment around a dot')
+  const path = dotsNest ? base.split('.') : [base]
+  if (base.split('.').some((p) => p === '')) refuse('empty segment around a dot')
   if (open === -1) return checkNames(path, refuse)
   let i = open
   let brackets = 0
@@ -150,9 +150,11 @@ function isContainer(node: FieldNode | undefined): node is FieldNode[] | { [key:
 
 /**
  * Parses a query string or form body (already split off, still encoded) into fields. `what`
- * names it in refusals ("query", "form field").
+ * names it in refusals ("query", "form field"). The policy reads dots as nesting; `dotsNest:
+ * false` gives the reading of parsers that take them literally (for comparing the two).
  */
-export function parseFormFields(encoded: string, what: string): FormFields {
+export function parseFormFields(encoded: string, what: string, options: { readonly dotsNest?: boolean } = {}): FormFields {
+  const dotsNest = options.dotsNest ?? true
   if (encoded === '') return EMPTY_FIELDS
   const tree = Object.create(null) as { [key: string]: FieldNode }
   const pairs: [string, string][] = []
@@ -162,11 +164,14 @@ export function parseFormFields(encoded: string, what: string): FormFields {
     const name = decodeFormComponent(eq === -1 ? part : part.slice(0, eq), `${what} name`)
     const value = eq === -1 ? '' : decodeFormComponent(part.slice(eq + 1), `${what} value`)
     if (value.includes('\0')) throw new CorridorError('ambiguous_request', `${what} '${name.slice(0, 64)}' holds a NUL byte`)
-    insert(tree, fieldNamePath(name, what), value, name, what)
+    insert(tree, fieldNamePath(name, what, dotsNest), value, name, what)
     pairs.push([name, value])
   }
   return { tree, pairs }
 }
+
+/** Lists built with `name[]` (as opposed to `name[0]`); a list keeps one style. */
+const appended = new WeakSet<FieldNode[]>()
 
 function insert(tree: { [key: string]: FieldNode }, path: readonly string[], value: string, name: string, what: string): void {
   const refuse = (why: string): never => {
@@ -179,11 +184,14 @@ function insert(tree: { [key: string]: FieldNode }, path: readonly string[], val
     if (Array.isArray(node)) {
       if (key === '') {
         // `tags[]`: appends a value (only as the last bracket, checked by fieldNamePath).
-        if (node.length > 0 && typeof node[0] !== 'string') refuse("'[]' added to a list of fields")
+        if (node.length > 0 && !appended.has(node)) refuse("'[]' added to a list given with indices")
+        appended.add(node)
         node.push(value)
         return
       }
       if (!INDEX.test(key)) refuse('a list cannot also have named fields')
+      // Rack refuses `tags[]` mixed with `tags[1]`, qs merges them: one style per list.
+      if (appended.has(node)) refuse("an index added to a list given with '[]'")
       const index = Number(key)
       if (index > node.length) refuse('list indices must start at 0 and go up by one, in order')
       if (index === node.length) {

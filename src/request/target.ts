@@ -53,6 +53,7 @@ function canonicalSegment(raw: string): string {
     return raw
   }
   let out = ''
+  let nonAscii = false
   for (let i = 0; i < raw.length; i++) {
     const code = raw.charCodeAt(i)
     if (code === 37 /* % */) {
@@ -63,11 +64,21 @@ function canonicalSegment(raw: string): string {
       if (byte === 0x2f || byte === 0x5c) refuse('encoded slash or backslash in path')
       if (byte < 0x20 || byte === 0x7f) refuse('encoded control character in path')
       out += byte < 128 && UNRESERVED[byte] === 1 ? String.fromCharCode(byte) : '%' + HEX[hi] + HEX[lo]
+      if (byte >= 0x80) nonAscii = true
       i += 2
     } else if (code >= 128 || PCHAR[code] !== 1) {
       refuse(`character 0x${code.toString(16)} is not allowed in a path`)
     } else {
       out += raw[i]
+    }
+  }
+  // Servers decode invalid UTF-8 differently (a replacement character, or the raw byte), so two
+  // different paths could reach the same resource: only well-formed UTF-8 is accepted.
+  if (nonAscii) {
+    try {
+      decodeURIComponent(out)
+    } catch {
+      refuse('percent-escapes in the path are not UTF-8')
     }
   }
   return out
