@@ -21,6 +21,7 @@ import { Identifier } from './identity/identify.ts'
 import { PolicyStore } from './policy/reloader.ts'
 import { createAgentServer } from './proxy/agent-server.ts'
 import { Upstreams } from './proxy/forward.ts'
+import { createParserRefusals } from './proxy/parser-refusals.ts'
 import { createPipeline } from './proxy/pipeline.ts'
 import type { Logger } from './shared/logger.ts'
 
@@ -78,7 +79,7 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
     policies, identifier, credentials, upstreams, audit, log, limits: config.limits, now: Date.now,
     approvals, approvalWaitMs: config.approvals.waitMs, approvalExpiresMs: config.approvals.expiresAfterMs,
   })
-  const agentServer = createAgentServer(config.limits, pipeline)
+  const agentServer = createAgentServer(config.limits, pipeline, createParserRefusals({ audit, now: Date.now }))
   const approvalsApi = createApprovalsApi(approvals, new ApproverAuthenticator(config.approverJwt), policies, log)
   const adminServer = createAdminServer(policies, audit, approvals, approvalsApi)
 

@@ -119,7 +119,7 @@ export function newAuditRecord(requestId: string, startedAtMs: number, method: s
     risk: null,
     method,
     // Until the target is canonicalised this is the raw target, truncated so that a hostile one cannot bloat the trail.
-    path: rawTarget.length > 512 ? rawTarget.slice(0, 512) + '…' : rawTarget,
+    path: withoutKeys(rawTarget.length > 512 ? rawTarget.slice(0, 512) + '…' : rawTarget),
     query: '',
     decision: null,
     rule: null,
@@ -140,4 +140,11 @@ export function newAuditRecord(requestId: string, startedAtMs: number, method: s
     upstream_ms: null,
     outcome: 'rejected',
   }
+}
+
+/** Corridor's own key shapes (agent `cor_…`, approver `cap_…`); a key sent in the URL never reaches the trail. */
+const KEY_SHAPE = /\b(cor|cap)_[A-Za-z0-9_-]{8,}/g
+
+export function withoutKeys(text: string): string {
+  return text.includes('_') ? text.replace(KEY_SHAPE, '$1_[redacted]') : text
 }

@@ -64,7 +64,10 @@ export class MaskStream {
   readonly #needles: readonly Buffer[]
   readonly #firstBytes: Uint8Array
   readonly #longest: number
-  #tail: Buffer | null = null
+  // The held-back tail twice: as received (matches are found in raw bytes, so masking one secret
+  // never hides the start of another) and with what is already masked in it.
+  #tailRaw: Buffer | null = null
+  #tailMasked: Buffer | null = null
 
   constructor(needles: readonly Buffer[], firstBytes: Uint8Array, longest: number) {
     this.#needles = needles
@@ -75,21 +78,25 @@ export class MaskStream {
   /** Returns the bytes that can be sent now (possibly none); the rest waits for the next chunk or end(). */
   push(chunk: Buffer): Buffer {
     if (this.#needles.length === 0) return chunk
-    // A copy: the chunk may belong to the caller (undici reuses nothing, but masking must never write into someone else's buffer).
-    const data = this.#tail === null ? Buffer.from(chunk) : Buffer.concat([this.#tail, chunk])
-    this.#tail = null
+    const raw = this.#tailRaw === null ? chunk : Buffer.concat([this.#tailRaw, chunk])
+    // A copy: masking must never write into a buffer that belongs to someone else.
+    const masked = this.#tailMasked === null ? Buffer.from(chunk) : Buffer.concat([this.#tailMasked, chunk])
     for (const needle of this.#needles) {
-      for (let at = data.indexOf(needle); at !== -1; at = data.indexOf(needle, at + needle.length)) data.fill(STAR, at, at + needle.length)
+      for (let at = raw.indexOf(needle); at !== -1; at = raw.indexOf(needle, at + 1)) masked.fill(STAR, at, at + needle.length)
     }
-    const hold = this.#heldBack(data)
-    if (hold === 0) return data
-    this.#tail = data.subarray(data.length - hold)
-    return data.subarray(0, data.length - hold)
+    const hold = this.#heldBack(raw)
+    if (hold === 0) {
+      this.#tailRaw = this.#tailMasked = null
+      return masked
+    }
+    this.#tailRaw = raw.subarray(raw.length - hold)
+    this.#tailMasked = masked.subarray(masked.length - hold)
+    return masked.subarray(0, masked.length - hold)
   }
 
   end(): Buffer {
-    const tail = this.#tail ?? Buffer.alloc(0)
-    this.#tail = null
+    const tail = this.#tailMasked ?? Buffer.alloc(0)
+    this.#tailRaw = this.#tailMasked = null
     return tail
   }
 

@@ -4,8 +4,9 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { ServerLimits } from '../config/server-config.ts'
+import type { createParserRefusals } from './parser-refusals.ts'
 
-export function createAgentServer(limits: ServerLimits, handler: (req: IncomingMessage, res: ServerResponse) => void): Server {
+export function createAgentServer(limits: ServerLimits, handler: (req: IncomingMessage, res: ServerResponse) => void, refusals: ReturnType<typeof createParserRefusals>): Server {
   const server = createServer(
     {
       headersTimeout: limits.headersTimeoutMs,
@@ -13,11 +14,16 @@ export function createAgentServer(limits: ServerLimits, handler: (req: IncomingM
       keepAliveTimeout: limits.keepAliveTimeoutMs,
       maxHeaderSize: limits.maxHeaderBytes,
       insecureHTTPParser: false,
-      // Node answers 400 to HTTP/1.1 requests without Host; absolute-form targets are refused by the pipeline.
-      requireHostHeader: true,
+      // Node would answer a missing Host itself, unaudited: the pipeline refuses it instead, as it does absolute-form targets.
+      requireHostHeader: false,
     },
     handler,
   )
+  // Everything Node's parser refuses is answered and audited by Corridor, not closed silently.
+  server.on('clientError', refusals.onClientError)
+  server.on('connect', refusals.onConnect)
+  // An Expect other than 100-continue reaches the pipeline, which refuses it with a record.
+  server.on('checkExpectation', handler)
   // One more than the cap, so that a request cut at the cap is seen as over it (CVE-2026-58044).
   server.maxHeadersCount = limits.maxHeaders + 1
   return server

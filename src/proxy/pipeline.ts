@@ -19,11 +19,11 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { requestDigest, type HeldHttpRequest, type HeldRequest } from '../approvals/approval.ts'
 import type { ApprovalService } from '../approvals/approval-service.ts'
 import { approvalsRequired } from '../approvals/eligibility.ts'
-import { newAuditRecord, recordDecision, type AuditRecord, type Outcome } from '../audit/record.ts'
+import { newAuditRecord, recordDecision, withoutKeys, type AuditRecord, type Outcome } from '../audit/record.ts'
 import type { AuditSink } from '../audit/sink.ts'
 import { credentialFailureCode, type CredentialBroker } from '../credentials/broker.ts'
 import { injectCredential } from '../credentials/inject.ts'
-import type { SecretMask } from '../credentials/secret-mask.ts'
+import { SecretMask } from '../credentials/secret-mask.ts'
 import { settleCredential, type HeldCredential } from '../credentials/source.ts'
 import type { Identifier } from '../identity/identify.ts'
 import { bucketFor } from '../policy/compile.ts'
@@ -41,6 +41,7 @@ import { APPROVAL_STATUS_PREFIX, approvalStatusBody, holdForApproval, resumeAppr
 import { ClientAbortedError } from './client-aborted.ts'
 import type { Upstreams } from './forward.ts'
 import { assertSingleHeader, inspectInbound, type InboundLimits } from './inbound.ts'
+import { parserErrorOf } from './parser-refusals.ts'
 import { sendProblem } from './problem.ts'
 import { readBody } from './request-body.ts'
 
@@ -69,7 +70,7 @@ export function createPipeline(deps: PipelineDeps): (req: IncomingMessage, res: 
     const started = performance.now()
     const record = newAuditRecord(randomUUID(), startedAt, req.method ?? '', req.url ?? '')
     const lease: LeaseHolder = { credential: null }
-    res.once('close', () => finish(deps, record, res, started, lease))
+    res.once('close', () => finish(deps, req, record, res, started, lease))
     handle(deps, extraSingletons, req, res, record, startedAt, lease).catch((err: unknown) => refuse(deps, req, res, record, err))
   }
 }
@@ -92,8 +93,7 @@ async function handle(deps: PipelineDeps, extraSingletons: readonly string[], re
   const target = routeTarget(bundle.catalog, req.headers.host, method, parsedTarget)
   const { connector, action } = target
   record.connector = connector.id
-  record.path = target.path
-  record.query = ''
+  record.path = withoutKeys(target.path)
   record.action = action?.name ?? null
   record.risk = action?.risk ?? null
   if (connector.agentKeyHeader !== null) assertSingleHeader(req, connector.agentKeyHeader)
@@ -118,14 +118,21 @@ async function handle(deps: PipelineDeps, extraSingletons: readonly string[], re
   // 4. Body, then the canonical request: what the policy reads is what is forwarded.
   const body = await readBody(req, connector.limits.maxBodyBytes)
   record.bytes_in = body.length
-  const request = canonicalRequest({
-    target,
-    rawHeaders: req.rawHeaders,
-    body,
-    agentKey: presented,
-    readsBody: action !== null && bucketFor(bundle.policy, connector.id, action.name).readsBody,
-  })
-  record.query = request.queryString
+  let request: CanonicalRequest
+  try {
+    request = canonicalRequest({
+      target,
+      rawHeaders: req.rawHeaders,
+      body,
+      agentKey: presented,
+      readsBody: action !== null && bucketFor(bundle.policy, connector.id, action.name).readsBody,
+    })
+  } catch (err) {
+    // The key was found in the request: it must not reach the audit trail through the path either.
+    if (isCorridorError(err) && err.code === 'agent_key_misplaced') record.path = new SecretMask([presented]).text(record.path)
+    throw err
+  }
+  record.query = withoutKeys(request.queryString)
 
   // A retry that names its approval is answered from that approval (the release re-checks the policy).
   const approvalId = headerText(req.headers['x-corridor-approval'], 100)
@@ -243,9 +250,16 @@ function outcomeFor(error: CorridorError): Outcome {
   }
 }
 
-function finish(deps: PipelineDeps, record: AuditRecord, res: ServerResponse, started: number, lease: LeaseHolder): void {
+function finish(deps: PipelineDeps, req: IncomingMessage, record: AuditRecord, res: ServerResponse, started: number, lease: LeaseHolder): void {
   record.status = res.statusCode
   record.duration_ms = Math.round((performance.now() - started) * 1000) / 1000
+  const parserError = parserErrorOf(req)
+  if (parserError !== null && record.error_code === null) {
+    // Node's parser cut the body short (a bad chunk): the connection is gone before the refusal could be sent.
+    record.error_code = 'bad_request'
+    record.error_detail = parserError
+    record.status = 400
+  }
   if (record.outcome === 'forwarded' && !res.writableFinished) record.outcome = 'client_aborted'
   if (record.outcome === 'rejected' && record.error_code === null && !res.writableFinished) record.outcome = 'client_aborted'
   // The record first: nothing a credential hook does can cost the request its audit record.

@@ -5,6 +5,7 @@
 import type { IncomingMessage } from 'node:http'
 import { CorridorError } from '../shared/errors.ts'
 import { ClientAbortedError } from './client-aborted.ts'
+import { parserErrorOf } from './parser-refusals.ts'
 
 export function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer> {
   const declared = req.headers['content-length']
@@ -12,6 +13,8 @@ export function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer
     return Promise.reject(new CorridorError('body_too_large', `the body exceeds this connector's limit of ${maxBytes} bytes`))
   }
   if (declared === '0' || (declared === undefined && req.headers['transfer-encoding'] === undefined)) return Promise.resolve(EMPTY)
+  // The body may have broken off while identity was being checked, before anyone listened.
+  if (req.readableAborted || req.destroyed) return Promise.reject(parserErrorOf(req) !== null ? malformedBody() : new ClientAbortedError())
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = []
     let size = 0
@@ -30,11 +33,11 @@ export function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer
     }
     const onAbort = (): void => {
       cleanup()
-      reject(new ClientAbortedError())
+      reject(parserErrorOf(req) !== null ? malformedBody() : new ClientAbortedError())
     }
     const onError = (err: Error & { code?: string }): void => {
       cleanup()
-      reject(bodyError(err))
+      reject(parserErrorOf(req) !== null ? malformedBody() : bodyError(err))
     }
     const cleanup = (): void => {
       req.off('data', onData).off('end', onEnd).off('aborted', onAbort).off('error', onError)
@@ -48,6 +51,10 @@ const EMPTY = Buffer.alloc(0)
 /** A body that broke off: the agent left, took too long, or sent framing Node's parser refused (a bad chunk). */
 function bodyError(err: Error & { code?: string }): Error {
   if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT' || err.message.includes('timeout')) return new CorridorError('request_timeout')
-  if (typeof err.code === 'string' && err.code.startsWith('HPE_')) return new CorridorError('bad_request', 'the request body is malformed (chunked framing)')
+  if (typeof err.code === 'string' && err.code.startsWith('HPE_')) return malformedBody()
   return new ClientAbortedError()
+}
+
+function malformedBody(): CorridorError {
+  return new CorridorError('bad_request', 'the request body is malformed (chunked framing)')
 }

@@ -161,7 +161,7 @@ describe('refusals carry problem+json with a stable code and are audited', () =>
     ['body rule on a non-JSON body', () => call('/svc/items', { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'qty=1' }), 415, 'unsupported_media_type', {}],
     ['compressed body', () => call('/svc/items', { method: 'POST', headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' }, body: 'xx' }), 415, 'unsupported_media_type', {}],
     ['method override', () => call('/svc/items', { headers: { 'x-http-method-override': 'DELETE' } }), 400, 'ambiguous_request', {}],
-    ['unsafe number in a policy field', () => call('/svc/items', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"qty":1e400}' }), 400, 'ambiguous_request', {}],
+    ['unsafe number in a policy field', () => call('/svc/items', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"qty":1e400}' }), 400, 'invalid_json', {}],
     ['two agent credentials', () => call('/svc/items', { headers: { 'x-api-key': READER_KEY } }), 401, 'identity_invalid', {}],
   ]
 
