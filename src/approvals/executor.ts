@@ -18,13 +18,11 @@ import type { ApprovalsConfig } from '../config/server-config.ts'
 import { newAuditRecord, type AuditRecord } from '../audit/record.ts'
 import type { AuditSink } from '../audit/sink.ts'
 import { credentialFailureCode, type CredentialBroker } from '../credentials/broker.ts'
-import { injectCredential } from '../credentials/inject.ts'
-import type { SecretMask } from '../credentials/secret-mask.ts'
-import { settleCredential, type HeldCredential } from '../credentials/source.ts'
+import { settleCredential } from '../credentials/source.ts'
 import type { PolicyStore } from '../policy/reloader.ts'
-import { outgoingParts, upstreamTarget } from '../request/outgoing.ts'
-import type { Upstreams } from '../proxy/forward.ts'
-import { agentResponseHeaders } from '../proxy/upstream-headers.ts'
+import { prepareOutbound, upstreamTarget, type Outbound } from '../forwarding/outbound.ts'
+import type { Upstreams } from '../forwarding/upstreams.ts'
+import { agentResponseHeaders } from '../forwarding/response-headers.ts'
 import { isCorridorError } from '../shared/errors.ts'
 import type { Logger } from '../shared/logger.ts'
 import type { Approval, ExecutionResult } from './approval.ts'
@@ -86,28 +84,26 @@ export class ApprovalExecutor {
       return
     }
     const connector = bundle.catalog.connectors.get(held.connector)
-    if (connector === undefined || !d.audit.healthy) return
+    if (connector === undefined) return
 
-    let credential: HeldCredential | null
-    try {
-      credential = await d.credentials.issue(connector, held.agent, held.perRequestLease)
-    } catch (err) {
-      d.log.warn({ err: isCorridorError(err) ? (err.cause ?? err) : err, detail: credentialFailureCode(err), approvalId: id }, 'credential unavailable; approved request stays approved and is retried')
-      return
-    }
-    // The outgoing request is complete (credential placed) before anything is claimed: a template
-    // that cannot be filled leaves the approval approved, not claimed and stuck.
     const body = Buffer.from(held.request.bodyBase64, 'base64')
     // Where the upstream honours idempotency keys, every send of this approval carries the same one
     // (the agent's own if it sent one), so a send repeated after a crash cannot run twice.
     const idempotency = connector.idempotencyHeader
     const headers = idempotency !== null && !held.request.headers.some(([name]) => name === idempotency) ? [...held.request.headers, [idempotency, held.id] as const] : held.request.headers
-    const outgoing = outgoingParts(held.request.method, headers, held.request.query, body.length, null)
+    // The outgoing request is complete (audit gate passed, credential placed) before anything is
+    // claimed: a failure here leaves the approval approved for the next attempt, not claimed and stuck.
+    let outbound: Outbound
+    try {
+      outbound = await prepareOutbound(d, connector, held.agent, held.perRequestLease, { method: held.request.method, headers, query: held.request.query, bodyLength: body.length, remoteAddress: null })
+    } catch (err) {
+      d.log.warn({ err: isCorridorError(err) ? (err.cause ?? err) : err, detail: isCorridorError(err) && err.code === 'audit_unavailable' ? err.code : credentialFailureCode(err), approvalId: id }, 'approved request not released now (audit or credential unavailable); it stays approved and is retried')
+      return
+    }
+    const { credential, parts: outgoing, mask } = outbound
     const token = randomUUID()
     let claimed = false
-    let mask: SecretMask | null = null
     try {
-      if (credential !== null) mask = injectCredential(connector.injection, credential, outgoing)
       // A claim outlives the execution bound by as much again before it is considered abandoned.
       claimed = await d.store.claim(id, token, d.now() + 2 * d.config.executionTimeoutMs, idempotency !== null)
     } finally {

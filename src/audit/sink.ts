@@ -8,6 +8,7 @@
  */
 import { closeSync, mkdirSync, openSync, writeSync } from 'node:fs'
 import { dirname } from 'node:path'
+import { CorridorError } from '../shared/errors.ts'
 import type { Logger } from '../shared/logger.ts'
 import type { ApprovalAuditEvent, AuditRecord } from './record.ts'
 
@@ -113,4 +114,9 @@ export class MemoryAuditSink implements AuditSink {
     return true
   }
   close(): void {}
+}
+
+/** Refuse rather than act unaudited: nothing is forwarded or held while the sink cannot write. */
+export function assertAuditable(audit: AuditSink): void {
+  if (!audit.healthy) throw new CorridorError('audit_unavailable', 'the audit trail cannot be written; nothing is forwarded until it can')
 }

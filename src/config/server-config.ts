@@ -6,9 +6,22 @@
 import { availableParallelism } from 'node:os'
 import { dirname, resolve } from 'node:path'
 import { isScalar, type Node } from 'yaml'
-import type { SecretInput, VaultAuthConfig } from '../credentials/vault/vault-session.ts'
-import type { BundlePaths } from '../policy/bundle.ts'
 import { YamlReader } from './yaml-reader.ts'
+
+/** Where a secret Corridor itself needs comes from: an environment variable or a file. */
+export type SecretInput = { readonly env: string } | { readonly file: string }
+
+export type VaultAuthConfig =
+  | { readonly method: 'token'; readonly token: SecretInput }
+  | { readonly method: 'approle'; readonly mount: string; readonly roleId: string; readonly secretId: SecretInput }
+  | { readonly method: 'jwt' | 'kubernetes'; readonly mount: string; readonly role: string; readonly jwt: SecretInput }
+
+/** The three files a policy bundle is compiled from. */
+export interface BundlePaths {
+  readonly agents: string
+  readonly connectors: string
+  readonly policy: string
+}
 
 export interface ListenConfig {
   readonly host: string

@@ -5,10 +5,17 @@
  * that goes to the connector's own upstream.
  */
 import type { InjectionSpec, Template } from '../registry/connectors.ts'
-import type { OutgoingParts } from '../request/outgoing.ts'
 import { CorridorError } from '../shared/errors.ts'
-import { SecretMask } from './secret-mask.ts'
+import { SecretMask } from '../request/secret-mask.ts'
 import type { IssuedCredential } from './source.ts'
+
+/** The request as it leaves, into which the credential is placed. */
+export interface OutgoingParts {
+  /** Flat [name, value, name, value, …] list, as undici takes it. */
+  headers: string[]
+  /** Query string without '?', strictly encoded. */
+  query: string
+}
 
 /** One mask per issued credential (a lease is reused by many requests; its needles are computed once). */
 const masks = new WeakMap<IssuedCredential, SecretMask>()

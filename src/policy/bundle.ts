@@ -4,16 +4,13 @@
  * record names exactly the policy text that decided it.
  */
 import { createHash } from 'node:crypto'
+import type { BundlePaths } from '../config/server-config.ts'
 import { ConfigError, YamlReader } from '../config/yaml-reader.ts'
 import { readAgentRegistry, type AgentRegistry } from '../registry/agents.ts'
 import { readConnectorCatalog, type ConnectorCatalog } from '../registry/connectors.ts'
 import { compilePolicy, type CompiledPolicy } from './compile.ts'
 
-export interface BundlePaths {
-  readonly agents: string
-  readonly connectors: string
-  readonly policy: string
-}
+export type { BundlePaths }
 
 export interface PolicyBundle {
   readonly registry: AgentRegistry

@@ -11,7 +11,7 @@ import type { Duplex } from 'node:stream'
 import { newAuditRecord } from '../audit/record.ts'
 import type { AuditSink } from '../audit/sink.ts'
 import { CorridorError, type ErrorCode } from '../shared/errors.ts'
-import { problemBody } from './problem.ts'
+import { problemBody } from '../shared/problem.ts'
 
 const PARSER_ERROR = Symbol('corridor.parserError')
 

@@ -20,10 +20,9 @@ import { requestDigest, type HeldHttpRequest, type HeldRequest } from '../approv
 import type { ApprovalService } from '../approvals/approval-service.ts'
 import { approvalsRequired } from '../approvals/eligibility.ts'
 import { newAuditRecord, recordDecision, withoutKeys, type AuditRecord, type Outcome } from '../audit/record.ts'
-import type { AuditSink } from '../audit/sink.ts'
+import { assertAuditable, type AuditSink } from '../audit/sink.ts'
 import { credentialFailureCode, type CredentialBroker } from '../credentials/broker.ts'
-import { injectCredential } from '../credentials/inject.ts'
-import { SecretMask } from '../credentials/secret-mask.ts'
+import { SecretMask } from '../request/secret-mask.ts'
 import { settleCredential, type HeldCredential } from '../credentials/source.ts'
 import type { Identifier } from '../identity/identify.ts'
 import { bucketFor } from '../policy/compile.ts'
@@ -33,16 +32,16 @@ import { requestFacts, type DelegatedUser } from '../policy/facts.ts'
 import type { PolicyStore } from '../policy/reloader.ts'
 import type { Agent } from '../registry/agents.ts'
 import { canonicalRequest, routeTarget, type CanonicalRequest } from '../request/canonical-request.ts'
-import { outgoingParts, upstreamTarget } from '../request/outgoing.ts'
+import { prepareOutbound, upstreamTarget, type Outbound } from '../forwarding/outbound.ts'
 import { parseRequestTarget } from '../request/target.ts'
 import { CorridorError, isCorridorError } from '../shared/errors.ts'
 import type { Logger } from '../shared/logger.ts'
 import { APPROVAL_STATUS_PREFIX, approvalStatusBody, holdForApproval, resumeApproval } from './approval-gate.ts'
-import { ClientAbortedError } from './client-aborted.ts'
-import type { Upstreams } from './forward.ts'
+import { ClientAbortedError } from '../shared/client-aborted.ts'
+import type { Upstreams } from '../forwarding/upstreams.ts'
 import { assertSingleHeader, inspectInbound, type InboundLimits } from './inbound.ts'
 import { parserErrorOf } from './parser-refusals.ts'
-import { sendProblem } from './problem.ts'
+import { sendProblem } from '../shared/problem.ts'
 import { readBody } from './request-body.ts'
 
 export interface PipelineDeps {
@@ -137,7 +136,7 @@ async function handle(deps: PipelineDeps, extraSingletons: readonly string[], re
   // A retry that names its approval is answered from that approval (the release re-checks the policy).
   const approvalId = headerText(req.headers['x-corridor-approval'], 100)
   if (approvalId !== null) {
-    assertAuditable(deps)
+    assertAuditable(deps.audit)
     if (agent.status === 'suspended') throw new CorridorError('agent_suspended', `agent '${agent.id}' is suspended`)
     return resumeApproval(deps.approvals, deps.approvalWaitMs, res, record, approvalId, agent.id, requestDigest(connector.id, heldHttpRequest(request, req.headers.host)))
   }
@@ -151,36 +150,37 @@ async function handle(deps: PipelineDeps, extraSingletons: readonly string[], re
   }
   if (decision.effect === 'require_approval') {
     // A hold is an action too: it is not taken while it cannot be audited.
-    assertAuditable(deps)
+    assertAuditable(deps.audit)
     const held = heldRequest(deps, request, req.headers.host, record, agent, user, decision, now)
     return holdForApproval(deps.approvals, deps.approvalWaitMs, res, record, held, headerText(req.headers['idempotency-key'], 255))
   }
 
-  // 6. Audit gate: refuse rather than act unaudited.
-  assertAuditable(deps)
-
-  // 7. Credential: issued only now that the request is allowed (per-request leases are minted for it alone).
-  let credential: HeldCredential | null
+  // 6–7. Audit gate, then the credential, issued only now that the request is allowed (forwarding/outbound.ts).
+  let outbound: Outbound
   try {
-    credential = await deps.credentials.issue(connector, agent.id, action?.perRequestLease ?? false)
+    outbound = await prepareOutbound(deps, connector, agent.id, action?.perRequestLease ?? false, {
+      method,
+      headers: request.headers,
+      query: request.queryString,
+      bodyLength: request.body.length,
+      remoteAddress: req.socket.remoteAddress ?? null,
+    })
   } catch (err) {
-    // Operators get the why (Vault sealed, which variable or file); the agent only learns that the credential is unavailable.
-    record.error_detail = credentialFailureCode(err)
-    deps.log.warn({ err: isCorridorError(err) ? (err.cause ?? err) : err, detail: record.error_detail, connector: connector.id, requestId: record.request_id }, 'credential unavailable; request not forwarded')
+    if (isCorridorError(err) && err.code === 'credential_unavailable') {
+      // Operators get the why (Vault sealed, which variable or file); the agent only learns that the credential is unavailable.
+      record.error_detail = credentialFailureCode(err)
+      deps.log.warn({ err: err.cause ?? err, detail: record.error_detail, connector: connector.id, requestId: record.request_id }, 'credential unavailable; request not forwarded')
+    }
     throw err
   }
+  const { credential, parts: outgoing, mask } = outbound
   lease.credential = credential
   if (res.destroyed) {
     // The agent left while the credential was being issued: finish() may already have run, so release it here (release is idempotent).
     credential?.release()
     throw new ClientAbortedError()
   }
-  const outgoing = outgoingParts(method, request.headers, request.queryString, request.body.length, req.socket.remoteAddress ?? null)
-  let mask: SecretMask | null = null
-  if (credential !== null) {
-    record.credential = { reference: credential.reference, lease_id: credential.leaseId }
-    mask = injectCredential(connector.injection, credential, outgoing)
-  }
+  if (credential !== null) record.credential = { reference: credential.reference, lease_id: credential.leaseId }
 
   // 8. Forward exactly the canonical request; the response is masked of the credential placed in it.
   if (res.destroyed) throw new ClientAbortedError()
@@ -290,10 +290,6 @@ async function approvalStatus(deps: PipelineDeps, req: IncomingMessage, res: Ser
   res.end(payload)
 }
 
-/** Refuse rather than act unaudited. */
-function assertAuditable(deps: PipelineDeps): void {
-  if (!deps.audit.healthy) throw new CorridorError('audit_unavailable', 'the audit trail cannot be written; nothing is forwarded until it can')
-}
 
 /** The request as it would be forwarded (before framing and the credential), for holding or matching a hold. */
 function heldHttpRequest(request: CanonicalRequest, host: string | undefined): HeldHttpRequest {

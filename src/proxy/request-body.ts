@@ -4,7 +4,7 @@
  */
 import type { IncomingMessage } from 'node:http'
 import { CorridorError } from '../shared/errors.ts'
-import { ClientAbortedError } from './client-aborted.ts'
+import { ClientAbortedError } from '../shared/client-aborted.ts'
 import { parserErrorOf } from './parser-refusals.ts'
 
 export function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer> {

@@ -4,7 +4,7 @@
  */
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { SecretMask } from '../../src/credentials/secret-mask.ts'
+import { SecretMask } from '../../src/request/secret-mask.ts'
 import { numericReadings, testNumeric } from '../../src/policy/numbers.ts'
 import { compileCondition } from '../../src/policy/conditions.ts'
 import { parseFormFields, readPath, Repeated, serializePairs } from '../../src/request/fields.ts'

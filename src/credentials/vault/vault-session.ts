@@ -5,18 +5,13 @@
  * one login. The token lives in a Secret and is sent to Vault only.
  */
 import { readFileSync } from 'node:fs'
+import type { SecretInput, VaultAuthConfig } from '../../config/server-config.ts'
 import type { Logger } from '../../shared/logger.ts'
 import { renewalPoint, safetyMarginMs } from '../lease-cache.ts'
 import { Secret } from '../secret.ts'
 import { VaultError, type VaultAuthBlock, type VaultClient, type VaultEnvelope } from './vault-client.ts'
 
 /** Where a secret input (token, secret_id, JWT) is read from: re-read at every login, so rotation works. */
-export type SecretInput = { readonly env: string } | { readonly file: string }
-
-export type VaultAuthConfig =
-  | { readonly method: 'token'; readonly token: SecretInput }
-  | { readonly method: 'approle'; readonly mount: string; readonly roleId: string; readonly secretId: SecretInput }
-  | { readonly method: 'jwt' | 'kubernetes'; readonly mount: string; readonly role: string; readonly jwt: SecretInput }
 
 interface TokenState {
   readonly token: Secret

@@ -6,7 +6,7 @@
  * the body is masked chunk by chunk, holding back only a tail that could be the start of a
  * secret split across chunks (so streams such as server-sent events are not delayed).
  */
-import { MIN_SECRET_LENGTH, secretNeedles } from '../request/secret-needles.ts'
+import { MIN_SECRET_LENGTH, secretNeedles } from './secret-needles.ts'
 
 const STAR = 0x2a
 

@@ -4,7 +4,7 @@
  * Nothing from the request is echoed and no stack or cause ever reaches the wire.
  */
 import type { ServerResponse } from 'node:http'
-import { ERROR_CATALOG, type CorridorError } from '../shared/errors.ts'
+import { ERROR_CATALOG, type CorridorError } from './errors.ts'
 
 export const PROBLEM_TYPE_BASE = 'https://corridor.dev/problems/'
 

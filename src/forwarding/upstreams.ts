@@ -6,11 +6,11 @@
  */
 import type { ServerResponse } from 'node:http'
 import { Pool, type Dispatcher } from 'undici'
-import type { MaskStream, SecretMask } from '../credentials/secret-mask.ts'
+import type { MaskStream, SecretMask } from '../request/secret-mask.ts'
 import type { Connector, ConnectorCatalog } from '../registry/connectors.ts'
 import { CorridorError } from '../shared/errors.ts'
-import { ClientAbortedError } from './client-aborted.ts'
-import { agentResponseHeaders } from './upstream-headers.ts'
+import { ClientAbortedError } from '../shared/client-aborted.ts'
+import { agentResponseHeaders } from './response-headers.ts'
 
 export interface UpstreamRequest {
   readonly method: string

@@ -1,0 +1,69 @@
+/**
+ * The part of forwarding that the live pipeline and the approvals executor share, in this order:
+ * the audit gate (nothing leaves unaudited), the connector's credential (issued only now, after
+ * the decision), and the request as it leaves: the canonical request's headers plus the framing
+ * and forwarding facts Corridor states itself (never copied from the agent: no X-Forwarded-Host
+ * rebuilt from the agent's Host), with the credential placed. What comes back is masked of that
+ * credential by the Upstreams (upstreams.ts).
+ */
+import { assertAuditable, type AuditSink } from '../audit/sink.ts'
+import type { CredentialBroker } from '../credentials/broker.ts'
+import { injectCredential, type OutgoingParts } from '../credentials/inject.ts'
+import type { HeldCredential } from '../credentials/source.ts'
+import type { Connector } from '../registry/connectors.ts'
+import type { SecretMask } from '../request/secret-mask.ts'
+
+/** Methods whose requests carry a Content-Length even when the body is empty. */
+const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH'])
+
+
+export function outgoingParts(method: string, headers: readonly (readonly [string, string])[], query: string, bodyLength: number, remoteAddress: string | null): OutgoingParts {
+  const out: string[] = []
+  for (const [name, value] of headers) out.push(name, value)
+  if (bodyLength > 0 || BODY_METHODS.has(method)) out.push('content-length', String(bodyLength))
+  // Identity only: Corridor reads every response to mask the injected credential in it.
+  out.push('accept-encoding', 'identity')
+  if (remoteAddress !== null) out.push('x-forwarded-for', remoteAddress, 'x-forwarded-proto', 'http')
+  return { headers: out, query }
+}
+
+export function upstreamTarget(upstreamPath: string, query: string): string {
+  return query === '' ? upstreamPath : `${upstreamPath}?${query}`
+}
+
+export interface OutboundDeps {
+  readonly credentials: CredentialBroker
+  readonly audit: AuditSink
+}
+
+export interface OutboundRequest {
+  readonly method: string
+  readonly headers: readonly (readonly [string, string])[]
+  readonly query: string
+  readonly bodyLength: number
+  /** The agent's address, for X-Forwarded-For; null for released approvals (the agent is not connected). */
+  readonly remoteAddress: string | null
+}
+
+export interface Outbound {
+  /** Held until the request ends; the caller settles it (settleCredential). */
+  readonly credential: HeldCredential | null
+  readonly parts: OutgoingParts
+  /** What to mask in the response; null when no credential was placed. */
+  readonly mask: SecretMask | null
+}
+
+/** Throws audit_unavailable or credential_unavailable; on success the caller owns the credential. */
+export async function prepareOutbound(deps: OutboundDeps, connector: Connector, agentId: string, perRequestLease: boolean, request: OutboundRequest): Promise<Outbound> {
+  assertAuditable(deps.audit)
+  const credential = await deps.credentials.issue(connector, agentId, perRequestLease)
+  const parts = outgoingParts(request.method, request.headers, request.query, request.bodyLength, request.remoteAddress)
+  if (credential === null) return { credential, parts, mask: null }
+  try {
+    return { credential, parts, mask: injectCredential(connector.injection, credential, parts) }
+  } catch (err) {
+    // A template the credential cannot fill: nothing leaves, and the lease is not kept.
+    credential.release()
+    throw err
+  }
+}
