@@ -23,7 +23,39 @@ export interface Trace {
 
 const NO_SHADOW: readonly ShadowResult[] = []
 
+/**
+ * Decides a request and, for batch and GraphQL requests, every part it carries: any part denied
+ * denies the whole request; any part that needs approval holds the whole request (approvers must
+ * be a group every such part accepts, and the count is the largest asked).
+ */
 export function evaluate(policy: CompiledPolicy, policyVersion: string, facts: RequestFacts, trace?: Trace): Decision {
+  const main = evaluateOne(policy, policyVersion, facts, trace)
+  if (main.effect === 'deny' || facts.parts.length === 0) return main
+  let held: Decision | null = main.effect === 'require_approval' ? main : null
+  for (const part of facts.parts) {
+    const label = part.label ?? part.path
+    trace?.step(`part ${label}`, true)
+    const one = evaluateOne(policy, policyVersion, part, trace)
+    // A privileged part needs two approvers even when the batch action itself is not privileged.
+    const d = one.effect === 'require_approval' && part.action?.risk === 'privileged' ? { ...one, approvals: Math.max(2, one.approvals) } : one
+    if (d.effect === 'deny') return { ...d, reason: `${label}: ${d.reason}`, shadow: main.shadow }
+    if (d.effect !== 'require_approval') continue
+    if (held === null) {
+      held = { ...d, reason: `${label}: ${d.reason}`, shadow: main.shadow }
+      continue
+    }
+    const approvers = held.approvers.filter((g) => d.approvers.includes(g))
+    if (approvers.length === 0) {
+      const reason = `${label} needs approval from ${d.approvers.join(' or ')}, another part from ${held.approvers.join(' or ')}; send them as separate requests`
+      trace?.step(reason, false)
+      return { effect: 'deny', rule: d.rule, reason, limitingFactor: 'policy_rule', approvers: [], approvals: 0, shadow: main.shadow, policyVersion }
+    }
+    held = { ...held, approvers, approvals: Math.max(held.approvals, d.approvals) }
+  }
+  return held ?? main
+}
+
+function evaluateOne(policy: CompiledPolicy, policyVersion: string, facts: RequestFacts, trace?: Trace): Decision {
   const deny = (limitingFactor: LimitingFactor, reason: string, shadow = NO_SHADOW): Decision => {
     trace?.step(reason, false)
     return { effect: 'deny', rule: null, reason, limitingFactor, approvers: [], approvals: 0, shadow, policyVersion }

@@ -32,6 +32,10 @@ export interface RequestFacts {
   readonly body: unknown
   /** Milliseconds since the epoch at which the request is decided. */
   readonly now: number
+  /** The requests a batch or GraphQL request carries, each decided as its own action (empty otherwise). */
+  readonly parts: readonly RequestFacts[]
+  /** For a part: where it sits in its request (`requests[2] DELETE /me/x`, `mutation issueDelete`). */
+  readonly label?: string
 }
 
 /** The facts of a canonical request, once the agent, the user and the action are known. */
@@ -48,5 +52,20 @@ export function requestFacts(request: CanonicalRequest, agent: Agent, user: Dele
     headers: request.headerView,
     body: request.bodyFields,
     now,
+    parts: (request.parts ?? []).map((part) => ({
+      agent,
+      user,
+      connector: request.connector,
+      action: part.action,
+      method: part.method,
+      path: part.path,
+      params: part.params,
+      query: part.query,
+      headers: part.headers,
+      body: part.body,
+      now,
+      parts: [],
+      label: part.label,
+    })),
   }
 }

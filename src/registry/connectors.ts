@@ -12,12 +12,33 @@ import { RouteTrie } from './route-template.ts'
 
 export interface Action {
   readonly name: string
+  /** HTTP method and path template; empty for GraphQL operation actions, which no path reaches. */
   readonly method: string
   readonly path: string
   readonly risk: Risk
   readonly description: string
   /** `lease: per_request`: a credential minted for this request alone, after the decision, revoked when it ends. */
   readonly perRequestLease: boolean
+  /** A batch endpoint: each sub-request is decided as the action it maps to. */
+  readonly batch: BatchSpec | null
+  /** A GraphQL endpoint: every root field of every operation is decided as its operation action. */
+  readonly graphqlEndpoint: boolean
+  /** For a GraphQL operation action: `query.<field>`, `mutation.<field>` or `subscription.<field>`. */
+  readonly graphqlField: string | null
+}
+
+/** Where a batch body keeps its sub-requests, and what each one's fields are called. */
+export interface BatchSpec {
+  /** Top-level JSON field holding the list of sub-requests (Graph: requests; Salesforce: compositeRequest). */
+  readonly list: string
+  readonly method: string
+  readonly url: string
+  readonly body: string
+  readonly headers: string | null
+  /** A prefix every sub-request URL carries and that is not part of the connector's paths (Salesforce: /services/data/v60.0). */
+  readonly urlPrefix: string
+  /** Other fields an element may have (ids, dependencies); anything else is refused. */
+  readonly ignore: readonly string[]
 }
 
 /** Where a secret input comes from when it is not the connector's credential itself. */
@@ -209,18 +230,28 @@ function readConnector(r: YamlReader, node: Node, where: string): Connector | nu
   const names = new Set<string>()
   r.list(f.get('actions'), `${where}.actions`).forEach((actionNode, k) => {
     const aw = `${where}.actions[${k}]`
-    const af = r.map(actionNode, aw, ['name', 'method', 'path', 'risk', 'description', 'lease'], ['name', 'method', 'path', 'risk'])
+    const af = r.map(actionNode, aw, ['name', 'method', 'path', 'risk', 'description', 'lease', 'batch', 'graphql', 'graphql_field'], ['name', 'risk'])
+    const graphqlField = af.has('graphql_field') ? r.string(af.get('graphql_field'), `${aw}.graphql_field`) : null
+    if (graphqlField !== null && !/^(query|mutation|subscription)\.[_A-Za-z][_0-9A-Za-z]*$/.test(graphqlField)) {
+      r.issue(af.get('graphql_field'), `${aw}.graphql_field must look like query.<field>, mutation.<field> or subscription.<field>`)
+    }
+    if (graphqlField === null && (!af.has('method') || !af.has('path'))) r.issue(actionNode, `${aw} needs method and path (or graphql_field for a GraphQL operation)`)
+    if (graphqlField !== null && (af.has('method') || af.has('path'))) r.issue(actionNode, `${aw}: a GraphQL operation action has graphql_field instead of method and path`)
     const action: Action = {
       name: r.string(af.get('name'), `${aw}.name`),
-      method: r.oneOf(af.get('method'), `${aw}.method`, METHODS),
-      path: r.string(af.get('path'), `${aw}.path`),
+      method: graphqlField === null ? r.oneOf(af.get('method'), `${aw}.method`, METHODS) : '',
+      path: graphqlField === null ? r.string(af.get('path'), `${aw}.path`) : '',
       risk: r.oneOf(af.get('risk'), `${aw}.risk`, RISKS),
       description: af.has('description') ? r.string(af.get('description'), `${aw}.description`) : '',
       perRequestLease: af.has('lease') && r.oneOf(af.get('lease'), `${aw}.lease`, ['per_request', 'shared'] as const) === 'per_request',
+      batch: af.has('batch') ? readBatch(r, af.get('batch'), `${aw}.batch`) : null,
+      graphqlEndpoint: af.has('graphql') && r.boolean(af.get('graphql'), `${aw}.graphql`),
+      graphqlField,
     }
+    if (action.batch !== null && action.graphqlEndpoint) r.issue(actionNode, `${aw}: an action is a batch or a GraphQL endpoint, not both`)
     if (names.has(action.name)) r.issue(af.get('name'), `${aw}: duplicate action name '${action.name}'`)
     names.add(action.name)
-    if (action.path) {
+    if (action.path && action.method) {
       const problem = routes.add(action.method, action.path, action)
       if (problem) r.issue(af.get('path'), `${aw}.path: ${problem}`)
     }
@@ -249,6 +280,21 @@ function readConnector(r: YamlReader, node: Node, where: string): Connector | nu
     actions,
     routes,
   }
+}
+
+const BATCH_FORMATS: Record<string, Omit<BatchSpec, 'urlPrefix'>> = {
+  // Microsoft Graph JSON batching
+  graph: { list: 'requests', method: 'method', url: 'url', body: 'body', headers: 'headers', ignore: ['id', 'dependsOn'] },
+  // Salesforce Composite
+  salesforce_composite: { list: 'compositeRequest', method: 'method', url: 'url', body: 'body', headers: 'httpHeaders', ignore: ['referenceId'] },
+}
+
+function readBatch(r: YamlReader, node: Node | undefined, where: string): BatchSpec {
+  const f = r.map(node, where, ['format', 'url_prefix'], ['format'])
+  const format = r.oneOf(f.get('format'), `${where}.format`, Object.keys(BATCH_FORMATS) as readonly string[])
+  const urlPrefix = f.has('url_prefix') ? r.string(f.get('url_prefix'), `${where}.url_prefix`).replace(/\/+$/, '') : ''
+  if (urlPrefix !== '' && !urlPrefix.startsWith('/')) r.issue(f.get('url_prefix'), `${where}.url_prefix must start with '/'`)
+  return { ...(BATCH_FORMATS[format] ?? (BATCH_FORMATS['graph'] as Omit<BatchSpec, 'urlPrefix'>)), urlPrefix }
 }
 
 const SOURCES = ['env', 'file', 'vault_kv', 'vault_dynamic', 'vault_token', 'vault_identity', 'oauth2'] as const

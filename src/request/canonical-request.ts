@@ -19,6 +19,7 @@ import { CorridorError } from '../shared/errors.ts'
 import { parseBody, type ParsedBody } from './body.ts'
 import { EMPTY_FIELDS, parseFormFields, serializePairs, type FormFields } from './fields.ts'
 import { canonicalHeaders, type HeaderView } from './headers.ts'
+import { requestParts, type RequestPart } from './parts.ts'
 import { routeRequest } from './route.ts'
 import { containsAny, secretNeedles } from './secret-needles.ts'
 import type { RequestTarget } from './target.ts'
@@ -49,6 +50,8 @@ export interface CanonicalRequest extends RoutedTarget {
   readonly bodyFields: unknown
   /** The bytes forwarded (a form is re-serialised). */
   readonly body: Buffer
+  /** Sub-requests of a batch or GraphQL endpoint, each decided as its own action; null for other actions. */
+  readonly parts: readonly RequestPart[] | null
 }
 
 const METHOD_OVERRIDE_HEADERS = ['x-http-method-override', 'x-http-method', 'x-method-override']
@@ -111,8 +114,16 @@ export function canonicalRequest(parts: RequestParts): CanonicalRequest {
     assertKeyAbsent(parts.agentKey, parts.target.path, serializePairs(query.pairs), headers.forwarded, body.bytes)
   }
 
+  const action = parts.target.action
+  let inner: readonly RequestPart[] | null = null
+  if (action !== null && (action.batch !== null || action.graphqlEndpoint)) {
+    if (body.kind !== 'json') throw new CorridorError('unsupported_media_type', `'${action.name}' carries requests inside its body; send it as JSON`)
+    inner = requestParts(connector, action, body.fields)
+  }
+
   return {
     ...parts.target,
+    parts: inner,
     query,
     upstreamPath: connector.basePath + parts.target.path,
     queryString: serializePairs(query.pairs),
