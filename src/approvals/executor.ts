@@ -90,7 +90,8 @@ export class ApprovalExecutor {
     // Where the upstream honours idempotency keys, every send of this approval carries the same one
     // (the agent's own if it sent one), so a send repeated after a crash cannot run twice.
     const idempotency = connector.idempotencyHeader
-    const headers = idempotency !== null && !held.request.headers.some(([name]) => name === idempotency) ? [...held.request.headers, [idempotency, held.id] as const] : held.request.headers
+    const headers = held.request.headers.flat()
+    if (idempotency !== null && !held.request.headers.some(([name]) => name === idempotency)) headers.push(idempotency, held.id)
     // The outgoing request is complete (audit gate passed, credential placed) before anything is
     // claimed: a failure here leaves the approval approved for the next attempt, not claimed and stuck.
     let outbound: Outbound

@@ -146,5 +146,5 @@ export function newAuditRecord(requestId: string, startedAtMs: number, method: s
 const KEY_SHAPE = /\b(cor|cap)_[A-Za-z0-9_-]{8,}/g
 
 export function withoutKeys(text: string): string {
-  return text.includes('_') ? text.replace(KEY_SHAPE, '$1_[redacted]') : text
+  return text.includes('cor_') || text.includes('cap_') ? text.replace(KEY_SHAPE, '$1_[redacted]') : text
 }

@@ -17,9 +17,8 @@ import type { SecretMask } from '../request/secret-mask.ts'
 const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH'])
 
 
-export function outgoingParts(method: string, headers: readonly (readonly [string, string])[], query: string, bodyLength: number, remoteAddress: string | null): OutgoingParts {
-  const out: string[] = []
-  for (const [name, value] of headers) out.push(name, value)
+export function outgoingParts(method: string, headers: readonly string[], query: string, bodyLength: number, remoteAddress: string | null): OutgoingParts {
+  const out = headers.slice()
   if (bodyLength > 0 || BODY_METHODS.has(method)) out.push('content-length', String(bodyLength))
   // Identity only: Corridor reads every response to mask the injected credential in it.
   out.push('accept-encoding', 'identity')
@@ -38,7 +37,8 @@ export interface OutboundDeps {
 
 export interface OutboundRequest {
   readonly method: string
-  readonly headers: readonly (readonly [string, string])[]
+  /** Flat [name, value, …]. */
+  readonly headers: readonly string[]
   readonly query: string
   readonly bodyLength: number
   /** The agent's address, for X-Forwarded-For; null for released approvals (the agent is not connected). */

@@ -170,7 +170,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     this.#progress({ status: statusCode, bytesOut: 0 })
     const mask = this.#mask
     if (mask !== null && !mask.empty) this.#masking = mask.stream()
-    this.#res.writeHead(statusCode, agentResponseHeaders(mask === null ? headers : mask.headers(headers), this.#requestId))
+    this.#res.writeHead(statusCode, agentResponseHeaders(headers, this.#requestId, mask))
     // Headers go out with the first body chunk when it arrived with them (one write instead of two);
     // a stream whose first event is not here yet (server-sent events) gets them at the next turn.
     setImmediate(() => {

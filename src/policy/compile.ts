@@ -199,7 +199,7 @@ function compileRule(r: YamlReader, node: Node, where: string, registry: AgentRe
     const one = (value: unknown): FieldRead => ({ many: false, value })
     fieldChecks('params', ([name]) => (x) => one(x.params[name as string]), false)
     fieldChecks('query', (path) => (x) => readPath(x.query, path), true)
-    fieldChecks('headers', ([name]) => (x) => one(x.headers[name as string]), false)
+    fieldChecks('headers', ([name]) => (x) => one(x.headers.get(name as string)), false)
     fieldChecks('body', (path) => {
       readsBody = true
       return (x) => readPath(x.body, path)

@@ -38,6 +38,8 @@ export interface RequestFacts {
   readonly label?: string
 }
 
+const NO_PARTS: readonly RequestFacts[] = []
+
 /** The facts of a canonical request, once the agent, the user and the action are known. */
 export function requestFacts(request: CanonicalRequest, agent: Agent, user: DelegatedUser | null, now: number): RequestFacts {
   return {
@@ -52,7 +54,7 @@ export function requestFacts(request: CanonicalRequest, agent: Agent, user: Dele
     headers: request.headerView,
     body: request.bodyFields,
     now,
-    parts: (request.parts ?? []).map((part) => ({
+    parts: request.parts === null ? NO_PARTS : request.parts.map((part) => ({
       agent,
       user,
       connector: request.connector,

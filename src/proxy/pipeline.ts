@@ -299,9 +299,15 @@ function heldHttpRequest(request: CanonicalRequest, host: string | undefined): H
     host: host ?? null,
     upstreamPath: request.upstreamPath,
     query: request.queryString,
-    headers: request.headers,
+    headers: pairsOf(request.headers),
     bodyBase64: request.body.toString('base64'),
   }
+}
+
+function pairsOf(flat: readonly string[]): [string, string][] {
+  const pairs: [string, string][] = []
+  for (let i = 0; i < flat.length; i += 2) pairs.push([flat[i] as string, flat[i + 1] as string])
+  return pairs
 }
 
 function heldRequest(deps: PipelineDeps, request: CanonicalRequest, host: string | undefined, record: AuditRecord, agent: Agent, user: DelegatedUser | null, decision: Decision, now: number): HeldRequest {

@@ -21,7 +21,7 @@ import { EMPTY_FIELDS, parseFormFields, serializePairs, type FormFields } from '
 import { canonicalHeaders, type HeaderView } from './headers.ts'
 import { requestParts, type RequestPart } from './parts.ts'
 import { routeRequest } from './route.ts'
-import { containsAny, secretNeedles } from './secret-needles.ts'
+import { needlesFor } from './secret-needles.ts'
 import type { RequestTarget } from './target.ts'
 
 export interface RoutedTarget {
@@ -43,8 +43,8 @@ export interface CanonicalRequest extends RoutedTarget {
   readonly upstreamPath: string
   /** The query as forwarded (strictly re-encoded, without '?'), before any credential is placed. */
   readonly queryString: string
-  /** Agent headers that are forwarded (lower-case names), before framing and the credential are added. */
-  readonly headers: readonly (readonly [string, string])[]
+  /** Flat [name, value, …] agent headers that are forwarded (lower-case names), before framing and the credential are added. */
+  readonly headers: readonly string[]
   readonly headerView: HeaderView
   /** JSON value or form field tree the policy reads under `match.body`; undefined when there is none. */
   readonly bodyFields: unknown
@@ -93,7 +93,7 @@ export function canonicalRequest(parts: RequestParts): CanonicalRequest {
   }
 
   const headers = canonicalHeaders(parts.rawHeaders, connector.dropHeaders)
-  const contentType = headers.view['content-type']
+  const contentType = headers.view.get('content-type')
   let query = parts.target.query
   let body: ParsedBody = parseBody(typeof contentType === 'string' ? contentType : undefined, parts.body, connector.limits.maxJsonDepth, parts.readsBody)
 
@@ -145,18 +145,23 @@ function withoutKeyFields(fields: FormFields, names: ReadonlySet<string>, key: s
   return parseFormFields(serializePairs(pairs), 'field')
 }
 
-function assertKeyAbsent(key: string, path: string, query: string, headers: readonly (readonly [string, string])[], body: Buffer): void {
-  const needles = secretNeedles(key)
-  if (needles.length === 0) return
-  const places: [string, () => boolean][] = [
-    ['the path', () => containsAny(path, needles) || containsAny(decodeSafe(path), needles)],
-    ['the query', () => containsAny(query, needles) || containsAny(decodeSafe(query), needles)],
-    ...headers.map(([name, value]): [string, () => boolean] => [`the header '${name}'`, () => containsAny(value, needles)]),
-    ['the body', () => containsAny(body, needles)],
-  ]
-  const found = places.find(([, test]) => test())
-  if (found !== undefined) {
-    throw new CorridorError('agent_key_misplaced', `your Corridor credential appears in ${found[0]}; send it only as the API key (Authorization or the connector's key header)`)
+function assertKeyAbsent(key: string, path: string, query: string, headers: readonly string[], body: Buffer): void {
+  const needles = needlesFor(key)
+  if (needles.bytes.length === 0) return
+  let where: string | null = null
+  if (needles.inText(path) || (path.includes('%') && needles.inText(decodeSafe(path)))) where = 'the path'
+  else if (needles.inText(query) || (query.includes('%') && needles.inText(decodeSafe(query)))) where = 'the query'
+  else {
+    for (let i = 1; i < headers.length; i += 2) {
+      if (needles.inText(headers[i] as string)) {
+        where = `the header '${headers[i - 1] as string}'`
+        break
+      }
+    }
+    if (where === null && body.length > 0 && needles.inBytes(body)) where = 'the body'
+  }
+  if (where !== null) {
+    throw new CorridorError('agent_key_misplaced', `your Corridor credential appears in ${where}; send it only as the API key (Authorization or the connector's key header)`)
   }
 }
 

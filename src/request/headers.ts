@@ -44,11 +44,11 @@ const SINGLETONS = new Set([
   'transfer-encoding', 'x-api-key', 'idempotency-key', 'x-corridor-intent', 'x-corridor-task-id', 'x-corridor-user', 'x-corridor-approval',
 ])
 
-export type HeaderView = Readonly<Record<string, string | Repeated>>
+export type HeaderView = ReadonlyMap<string, string | Repeated>
 
 export interface CanonicalHeaders {
-  /** name, value pairs (lower-case names) forwarded from the agent, in the agent's order. */
-  readonly forwarded: readonly (readonly [string, string])[]
+  /** Flat [name, value, …] (lower-case names) forwarded from the agent, in the agent's order. */
+  readonly forwarded: readonly string[]
   /** What rules under `match.headers` read: exactly the forwarded headers. */
   readonly view: HeaderView
 }
@@ -72,17 +72,17 @@ export function assertHeaderShape(rawHeaders: readonly string[], extraSingletons
 }
 
 export function canonicalHeaders(rawHeaders: readonly string[], alsoDrop: ReadonlySet<string>): CanonicalHeaders {
-  const forwarded: [string, string][] = []
-  const view = Object.create(null) as Record<string, string | Repeated>
+  const forwarded: string[] = []
+  const view = new Map<string, string | Repeated>()
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const name = (rawHeaders[i] as string).toLowerCase()
     if (DROP.has(name) || name.startsWith('x-corridor-') || alsoDrop.has(name)) continue
     const value = rawHeaders[i + 1] as string
-    forwarded.push([name, value])
-    const existing = view[name]
-    if (existing === undefined) view[name] = value
+    forwarded.push(name, value)
+    const existing = view.get(name)
+    if (existing === undefined) view.set(name, value)
     else if (!LIST_HEADERS.has(name)) throw new CorridorError('ambiguous_request', `header '${name}' appears more than once`)
-    else view[name] = new Repeated(existing instanceof Repeated ? [...existing.values, value] : [existing, value])
+    else view.set(name, new Repeated(existing instanceof Repeated ? [...existing.values, value] : [existing, value]))
   }
   return { forwarded, view }
 }

@@ -31,6 +31,8 @@ export interface RequestPart {
   readonly body: unknown
 }
 
+const NO_HEADERS: HeaderView = new Map()
+
 /** Most sub-requests a batch or operations a document may carry (Graph allows 20, Salesforce 25). */
 const MAX_PARTS = 100
 
@@ -71,15 +73,15 @@ function batchParts(connector: Connector, spec: BatchSpec, body: unknown): Reque
     const target = parseRequestTarget(relative)
     const match = connector.routes.match(upperMethod, target.segments)
     if (match && (match.value.batch !== null || match.value.graphqlEndpoint)) refuse(`${where} is itself a batch or GraphQL request`)
-    const headers = Object.create(null) as Record<string, string | Repeated>
+    const headers = new Map<string, string | Repeated>()
     const rawHeaders = spec.headers === null ? undefined : element[spec.headers]
     if (rawHeaders !== undefined) {
       if (!isObject(rawHeaders)) refuse(`${where}.${spec.headers} must be an object`)
       for (const [name, value] of Object.entries(rawHeaders)) {
         if (typeof value !== 'string') refuse(`${where} header '${name.slice(0, 32)}' must be text`)
         const lower = name.toLowerCase()
-        if (lower in headers) refuse(`${where} repeats the header '${lower}'`)
-        headers[lower] = value
+        if (headers.has(lower)) refuse(`${where} repeats the header '${lower}'`)
+        headers.set(lower, value)
       }
     }
     return {
@@ -127,7 +129,7 @@ function graphqlParts(connector: Connector, body: unknown): RequestPart[] {
         path: name,
         params: {},
         query: EMPTY_FIELDS.tree,
-        headers: Object.create(null) as HeaderView,
+        headers: NO_HEADERS,
         body: field.args(variables),
       })
       if (parts.length > MAX_PARTS) refuse(`a GraphQL document may select at most ${MAX_PARTS} root fields`)

@@ -79,19 +79,24 @@ export class MaskStream {
   push(chunk: Buffer): Buffer {
     if (this.#needles.length === 0) return chunk
     const raw = this.#tailRaw === null ? chunk : Buffer.concat([this.#tailRaw, chunk])
-    // A copy: masking must never write into a buffer that belongs to someone else.
-    const masked = this.#tailMasked === null ? Buffer.from(chunk) : Buffer.concat([this.#tailMasked, chunk])
+    let masked: Buffer | null = this.#tailMasked === null ? null : Buffer.concat([this.#tailMasked, chunk])
     for (const needle of this.#needles) {
-      for (let at = raw.indexOf(needle); at !== -1; at = raw.indexOf(needle, at + 1)) masked.fill(STAR, at, at + needle.length)
+      for (let at = raw.indexOf(needle); at !== -1; at = raw.indexOf(needle, at + 1)) {
+        // Copied on the first match only: masking never writes into a buffer that belongs to someone else.
+        masked ??= Buffer.from(raw)
+        masked.fill(STAR, at, at + needle.length)
+      }
     }
+    const out = masked ?? raw
     const hold = this.#heldBack(raw)
     if (hold === 0) {
       this.#tailRaw = this.#tailMasked = null
-      return masked
+      return out
     }
-    this.#tailRaw = raw.subarray(raw.length - hold)
-    this.#tailMasked = masked.subarray(masked.length - hold)
-    return masked.subarray(0, masked.length - hold)
+    // The tail is kept past this call: copied, since the chunk is not ours to hold on to.
+    this.#tailRaw = Buffer.from(raw.subarray(raw.length - hold))
+    this.#tailMasked = Buffer.from(out.subarray(out.length - hold))
+    return out.subarray(0, out.length - hold)
   }
 
   end(): Buffer {

@@ -40,9 +40,37 @@ function strictEncode(text: string): string {
   return encodeURIComponent(text).replace(/[!'()*]/g, (c) => '%' + c.charCodeAt(0).toString(16).toUpperCase())
 }
 
-/** Whether any needle occurs in the bytes. */
-export function containsAny(haystack: Buffer | string, needles: readonly Buffer[]): boolean {
-  const bytes = typeof haystack === 'string' ? Buffer.from(haystack, 'utf8') : haystack
-  for (const needle of needles) if (bytes.indexOf(needle) !== -1) return true
-  return false
+/** A secret's needles, as bytes (for bodies) and as text (for headers, paths and queries). */
+export class NeedleSet {
+  readonly bytes: readonly Buffer[]
+  readonly #texts: readonly string[]
+
+  constructor(secret: string) {
+    this.bytes = secretNeedles(secret)
+    this.#texts = this.bytes.map((b) => b.toString('utf8'))
+  }
+
+  inText(text: string): boolean {
+    for (const t of this.#texts) if (text.includes(t)) return true
+    return false
+  }
+
+  inBytes(bytes: Buffer): boolean {
+    for (const b of this.bytes) if (bytes.indexOf(b) !== -1) return true
+    return false
+  }
+}
+
+/** Agents present the same key on every request: its needles are built once (bounded, oldest dropped first). */
+const cache = new Map<string, NeedleSet>()
+const CACHE_SIZE = 1_000
+
+export function needlesFor(secret: string): NeedleSet {
+  let set = cache.get(secret)
+  if (set === undefined) {
+    set = new NeedleSet(secret)
+    if (cache.size >= CACHE_SIZE) cache.delete(cache.keys().next().value as string)
+    cache.set(secret, set)
+  }
+  return set
 }

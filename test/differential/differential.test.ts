@@ -188,7 +188,7 @@ function differences(reader: string, ours: CanonicalRequest, theirs: Reading): s
     if (!same) out.push(`${what} ${JSON.stringify(their)} ≠ policy's ${JSON.stringify(pairs)}`)
   }
   fieldsAgree('query', ours.query.pairs, theirs.query)
-  const contentType = ours.headerView['content-type']
+  const contentType = ours.headerView.get('content-type')
   const kind = typeof contentType === 'string' ? contentType.toLowerCase() : ''
   if (ours.body.length > 0 && kind.startsWith('application/x-www-form-urlencoded')) {
     fieldsAgree('form', parseFormFields(ours.body.toString('utf8'), 'form').pairs, theirs.form)
@@ -196,14 +196,14 @@ function differences(reader: string, ours: CanonicalRequest, theirs: Reading): s
     out.push(`json ${JSON.stringify(theirs.json)} ≠ policy's ${JSON.stringify(ours.bodyFields)}`)
   }
   if (spec.headers && theirs.headers !== undefined) {
-    for (const [name, value] of Object.entries(ours.headerView)) {
+    for (const [name, value] of ours.headerView) {
       const expected = value instanceof Repeated ? value.values : [value]
       const got = theirs.headers[name]
       const gotList = got === undefined ? [] : Array.isArray(got) ? got : [got]
       if (gotList.join(', ') !== expected.join(', ')) out.push(`header ${name} ${JSON.stringify(got)} ≠ ${JSON.stringify(expected)}`)
     }
     for (const name of Object.keys(theirs.headers)) {
-      if (!CORRIDOR_ADDED.has(name) && !(name in ours.headerView)) out.push(`header ${name} reached the upstream but the policy did not read it`)
+      if (!CORRIDOR_ADDED.has(name) && !ours.headerView.has(name)) out.push(`header ${name} reached the upstream but the policy did not read it`)
     }
   }
   return out
