@@ -9,6 +9,7 @@ import { numericReadings, testNumeric } from '../../src/policy/numbers.ts'
 import { compileCondition } from '../../src/policy/conditions.ts'
 import { parseFormFields, readPath, Repeated, serializePairs } from '../../src/request/fields.ts'
 import { secretNeedles } from '../../src/request/secret-needles.ts'
+import { parseJsonStrict } from '../../src/request/body.ts'
 
 describe('field model', () => {
   it('nests bracket and dot names the way qs and Rack do', () => {
@@ -121,5 +122,40 @@ describe('streaming mask', () => {
     expect(stream.push(Buffer.from('data: hello\n\n')).toString()).toBe('data: hello\n\n')
     expect(stream.push(Buffer.from('data: sk_li')).toString()).toBe('data: ')
     expect(stream.end().toString()).toBe('sk_li')
+  })
+})
+
+describe('strict JSON', () => {
+  it.each([
+    ['{"a":1,"a":2}', 'duplicate'],
+    ['{"a\\"b":1,"a\\"b":2}', 'duplicate'],
+    ['{"x":"a\\\\","a":1,"a":2}', 'duplicate'],
+    ['{"\\u0061":1,"a":2}', 'duplicate'],
+    ['{"__proto__":{}}', '__proto__'],
+    ['{"s":"\\ud800"}', 'surrogate'],
+    ['{"n":9007199254740993}', 'parsers'],
+    ['{"n":1e400}', 'parsers'],
+    ['[[[[[[[[[1]]]]]]]]]', 'deeper'],
+  ])('refuses %s', (text, why) => {
+    expect(() => parseJsonStrict(Buffer.from(text), 8)).toThrow(why)
+  })
+
+  it('property: any JSON without duplicate keys reads as JSON.parse reads it', () => {
+    fc.assert(
+      fc.property(fc.jsonValue({ maxDepth: 6 }), (value) => {
+        const text = JSON.stringify(value)
+        let strict: unknown
+        try {
+          strict = parseJsonStrict(Buffer.from(text), 64)
+        } catch (err) {
+          // Only numbers parsers read differently, lone surrogates or __proto__ may be refused.
+          expect(String((err as Error).message)).toMatch(/parsers|surrogate|__proto__/)
+          return true
+        }
+        expect(strict).toEqual(JSON.parse(text))
+        return true
+      }),
+      { seed: 3, numRuns: 500 },
+    )
   })
 })
