@@ -59,8 +59,15 @@ export function createParserRefusals(deps: ParserRefusalDeps): {
       }
       const inFlight = (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage
       if (inFlight) {
-        // Mid-request (a bad chunk): the pipeline owns the answer and the record.
+        // Mid-request (a bad chunk): the request's own record reports it (the pipeline reads the
+        // mark). The framing is lost: once the pipeline has had its turn, an answer it already
+        // started is flushed and the connection closed; one still reading the body cannot be
+        // answered, and is cut off rather than left waiting for its timeout.
         ;(inFlight.req as IncomingMessage & { [PARSER_ERROR]?: string })[PARSER_ERROR] = code
+        setImmediate(() => {
+          if (inFlight.headersSent) socket.end()
+          else socket.destroy()
+        })
         return
       }
       if (code === 'HPE_HEADER_OVERFLOW') return refuse(socket, '', '', 'headers_too_large', 'the request headers exceed the size limit', code)

@@ -9,7 +9,7 @@ import { WebClient } from '@slack/web-api'
 import fc from 'fast-check'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { request } from 'undici'
-import { startCorridorFixture, type CorridorFixture } from '../helpers/corridor-fixture.ts'
+import { eventually, startCorridorFixture, type CorridorFixture } from '../helpers/corridor-fixture.ts'
 import { rawRequest, statusOf } from '../helpers/raw-http.ts'
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/recording-upstream.ts'
 import { AGENT_KEY, hash } from '../helpers/standard-policy.ts'
@@ -311,7 +311,8 @@ describe("requests Node's parser refuses are answered and audited once", () => {
     expect(statusOf(response)).toBeGreaterThanOrEqual(400)
     expect(response).toMatch(/x-corridor-error: [a-z_]+/)
     expect(response).toContain('"code":')
-    await new Promise((r) => setTimeout(r, 50))
+    await eventually(() => expect(fx.auditRecords().length).toBeGreaterThan(before))
+    await new Promise((r) => setTimeout(r, 50)) // a second record, if one were written, would come now
     const added = fx.auditRecords().slice(before)
     expect(added).toHaveLength(1)
     expect(added[0]!.outcome).toBe('rejected')
@@ -321,8 +322,12 @@ describe("requests Node's parser refuses are answered and audited once", () => {
 
   it('a broken chunk inside a body is audited as a malformed request, not as the agent leaving', async () => {
     const before = fx.auditRecords().length
-    await rawRequest(fx.corridor.agentUrl, `POST /pay/refunds HTTP/1.1\r\nHost: x\r\n${auth}Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{"amo\r\nZZ\r\n`, 1_000)
-    await new Promise((r) => setTimeout(r, 50))
+    const started = Date.now()
+    await rawRequest(fx.corridor.agentUrl, `POST /pay/refunds HTTP/1.1\r\nHost: x\r\n${auth}Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{"amo\r\nZZ\r\n`, 10_000)
+    // The connection is closed at once (framing lost), not left to the request timeout.
+    expect(Date.now() - started).toBeLessThan(5_000)
+    await eventually(() => expect(fx.auditRecords().length).toBeGreaterThan(before))
+    await new Promise((r) => setTimeout(r, 50)) // a second record, if one were written, would come now
     const added = fx.auditRecords().slice(before)
     expect(added).toHaveLength(1)
     expect(added[0]).toMatchObject({ outcome: 'rejected', error_code: 'bad_request', status: 400 })
