@@ -15,7 +15,7 @@ import { loadBundle, type PolicyBundle } from '../../src/policy/bundle.ts'
 import { canonicalRequest, routeTarget, type CanonicalRequest } from '../../src/request/canonical-request.ts'
 import { parseFormFields, Repeated, serializePairs, type FieldNode } from '../../src/request/fields.ts'
 import { parseRequestTarget } from '../../src/request/target.ts'
-import { startCorridorFixture, type CorridorFixture } from '../helpers/corridor-fixture.ts'
+import { eventually, startCorridorFixture, type CorridorFixture } from '../helpers/corridor-fixture.ts'
 import { AGENT_KEY, hash } from '../helpers/standard-policy.ts'
 import { generateRequests, type GeneratedRequest } from './generate.ts'
 import { goReader, javaReader, rackReader, rawBytes, startExpressUpstream, werkzeugReader, type ExpressUpstream, type ReceivedRaw, type Reading } from './readers.ts'
@@ -269,7 +269,11 @@ describe('decision = execution: generated requests read by real parsers', () => 
       })
     }
 
-    // Exactly one audit record for every refusal.
+    // Exactly one audit record for every refusal (records are written as each response closes).
+    await eventually(() => {
+      const ids = new Set(fx.auditRecords().map((r) => r.request_id))
+      expect(refusedIds.filter((id) => !ids.has(id))).toEqual([])
+    }, 5_000)
     const records = fx.auditRecords()
     const perId = new Map<string, number>()
     for (const r of records) perId.set(r.request_id, (perId.get(r.request_id) ?? 0) + 1)
