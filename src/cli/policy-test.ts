@@ -10,6 +10,7 @@
 import { YamlReader } from '../config/yaml-reader.ts'
 import type { PolicyBundle } from '../policy/bundle.ts'
 import { evaluate } from '../policy/evaluate.ts'
+import { isCorridorError } from '../shared/errors.ts'
 import { describedFacts, type DescribedRequest } from '../policy/described-request.ts'
 
 export interface TestCaseResult {
@@ -23,7 +24,8 @@ export function runPolicyTests(bundle: PolicyBundle, file: string): TestCaseResu
   const top = r.map(r.root, 'test suite', ['tests'], ['tests'])
   const cases = r.list(top.get('tests'), 'tests').map((node, i) => {
     const f = r.map(node, `tests[${i}]`, ['name', 'request', 'expect'], ['name', 'request', 'expect'])
-    const expect = r.map(f.get('expect'), `tests[${i}].expect`, ['effect', 'rule', 'limiting_factor', 'reason_contains'], ['effect'])
+    const expect = r.map(f.get('expect'), `tests[${i}].expect`, ['effect', 'rule', 'limiting_factor', 'reason_contains', 'refused'])
+    if (expect.has('effect') === expect.has('refused')) r.issue(f.get('expect'), `tests[${i}].expect needs either effect or refused (an error code such as ambiguous_request)`)
     return {
       name: r.string(f.get('name'), `tests[${i}].name`),
       request: r.value(f.get('request')) as DescribedRequest,
@@ -35,6 +37,7 @@ export function runPolicyTests(bundle: PolicyBundle, file: string): TestCaseResu
     const problems: string[] = []
     try {
       const d = evaluate(bundle.policy, bundle.version, describedFacts(bundle, c.request))
+      if ('refused' in c.expect) problems.push(`refused: expected ${JSON.stringify(c.expect.refused)}, but the request was decided (${d.effect})`)
       const actual: Record<string, unknown> = { effect: d.effect, rule: d.rule, limiting_factor: d.limitingFactor }
       for (const key of ['effect', 'rule', 'limiting_factor'] as const) {
         if (key in c.expect && c.expect[key] !== actual[key]) problems.push(`${key}: expected ${JSON.stringify(c.expect[key])}, got ${JSON.stringify(actual[key])}`)
@@ -43,7 +46,8 @@ export function runPolicyTests(bundle: PolicyBundle, file: string): TestCaseResu
         problems.push(`reason: expected it to contain ${JSON.stringify(c.expect.reason_contains)}, got ${JSON.stringify(d.reason)}`)
       }
     } catch (err) {
-      problems.push(`error: ${(err as Error).message}`)
+      // A request Corridor refuses before deciding (ambiguous, malformed) can be expected as such.
+      if (!(isCorridorError(err) && c.expect.refused === err.code)) problems.push(`error: ${(err as Error).message}`)
     }
     return { name: c.name, passed: problems.length === 0, problems }
   })
