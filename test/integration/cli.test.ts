@@ -17,7 +17,7 @@ describe('corridor CLI', () => {
   it('runs the shipped policy test suite and fails on a wrong expectation', () => {
     const ok = corridor('policy', 'test', 'policies/policy.test.yaml')
     expect(ok.status).toBe(0)
-    expect(ok.stdout).toMatch(/16 passed, 0 failed/)
+    expect(ok.stdout).toMatch(/17 passed, 0 failed/)
     const dir = mkdtempSync(join(tmpdir(), 'corridor-cli-'))
     writeFileSync(join(dir, 'wrong.yaml'), 'tests:\n  - name: wrong\n    request: { agent: support-bot, method: DELETE, url: /records/customers/c-1 }\n    expect: { effect: allow }\n')
     const bad = corridor('policy', 'test', join(dir, 'wrong.yaml'))
