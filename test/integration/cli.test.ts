@@ -47,6 +47,42 @@ describe('corridor CLI', () => {
     expect(serve.stderr).toMatch(/policy\.yaml:4:13: rules\[0\]\.effect must be one of/)
   })
 
+  it('checks exactly the policy directory it is given, and refuses arguments it does not take', () => {
+    const good = corridor('policy', 'check', 'policies/')
+    expect(good.status).toBe(0)
+    expect(good.stdout).toContain(`read ${join(process.cwd(), 'policies', 'agents.yaml')}`)
+    // A directory holding a broken policy (no corridor.yaml in it) fails with the position, whatever the default files say.
+    const dir = mkdtempSync(join(tmpdir(), 'corridor-cli-'))
+    for (const f of ['agents.yaml', 'connectors.yaml']) writeFileSync(join(dir, f), readFileSync(join('policies', f), 'utf8'))
+    writeFileSync(join(dir, 'policy.yaml'), 'version: 1\nrules:\n  - id: x\n    effect: alow\n')
+    const broken = corridor('policy', 'check', dir)
+    expect(broken.status).toBe(1)
+    expect(broken.stderr).toMatch(/policy\.yaml:4:13: rules\[0\]\.effect must be one of/)
+    // A path that holds no policy is an error, never a fallback to the default files.
+    const empty = mkdtempSync(join(tmpdir(), 'corridor-cli-'))
+    const none = corridor('policy', 'check', empty)
+    expect(none.status).toBe(1)
+    expect(none.stderr).toContain('policy.yaml:1:1: missing')
+    expect(corridor('policy', 'check', join(empty, 'nope')).status).toBe(1)
+    // Unknown options and extra arguments are usage errors (exit 2), not silently ignored.
+    const unknown = corridor('policy', 'check', '--strict-mode')
+    expect(unknown.status).toBe(2)
+    expect(unknown.stderr).toContain('usage: corridor policy check')
+    expect(corridor('policy', 'check', 'policies/', 'other/').status).toBe(2)
+    expect(corridor('keys', 'mint', '--agent', 'x', 'extra').status).toBe(2)
+    expect(corridor('policy', 'frobnicate').status).toBe(2)
+  })
+
+  it('policy test with no suite runs the *.test.yaml files beside the policy, and refuses to pass on none', () => {
+    const found = corridor('policy', 'test')
+    expect(found.status).toBe(0)
+    expect(found.stdout).toMatch(/17 passed, 0 failed/)
+    const empty = mkdtempSync(join(tmpdir(), 'corridor-cli-'))
+    const none = corridor('policy', 'test', empty)
+    expect(none.status).toBe(2)
+    expect(none.stderr).toContain('no *.test.yaml')
+  })
+
   it('mints a key whose printed hash matches it', () => {
     const r = corridor('keys', 'mint', '--agent', 'support-bot')
     expect(r.status).toBe(0)

@@ -5,7 +5,8 @@
  * would land in shell history. `approve` first fetches the approval and sends back the digest
  * it showed, so what runs is what the approver was shown.
  */
-import { request } from 'undici'
+import { loadServerConfig } from '../../config/server-config.ts'
+import { CONFIG_OPTION, configPath, type Command, type Print } from '../command.ts'
 
 export interface ApprovalsCommand {
   readonly verb: string
@@ -17,9 +18,9 @@ export interface ApprovalsCommand {
   readonly json: boolean
 }
 
-type Print = (line: string) => void
-
 export async function runApprovalsCommand(c: ApprovalsCommand, out: Print, err: Print): Promise<number> {
+  // Loaded here: the other commands do not need an HTTP client.
+  const { request } = await import('undici')
   if (c.token === undefined || c.token === '') {
     err('set CORRIDOR_APPROVER_TOKEN to your approver key (cap_…) or IdP token')
     return 2
@@ -89,4 +90,24 @@ function printApproval(a: Record<string, unknown>, out: Print): void {
   out('')
   out(a.body !== null ? String(a.body) : `(binary body, base64) ${String(a.body_base64)}`)
   for (const d of (a.decisions as { approver: string; at: string; reason: string }[]) ?? []) out(`approved by ${d.approver} at ${d.at}: ${d.reason}`)
+}
+
+export const approvalsCommand: Command = {
+  words: ['approvals'],
+  usage: 'corridor approvals list [--state pending] | show ID | approve ID --reason "…" | reject ID --reason "…"  [--admin URL] [--json]\n      (authenticates with CORRIDOR_APPROVER_TOKEN: an approver key or IdP token)',
+  options: { ...CONFIG_OPTION, reason: { type: 'string' }, state: { type: 'string' }, admin: { type: 'string' }, json: { type: 'boolean' } },
+  positionals: { min: 1, max: 2 },
+  async run({ values, positionals, out, err, env }) {
+    let adminUrl = typeof values['admin'] === 'string' ? values['admin'] : undefined
+    if (adminUrl === undefined) {
+      const admin = loadServerConfig(configPath(values)).admin
+      adminUrl = `http://${admin.host === '0.0.0.0' ? '127.0.0.1' : admin.host}:${admin.port}`
+    }
+    const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined)
+    return runApprovalsCommand(
+      { verb: positionals[0] as string, id: positionals[1], reason: str(values['reason']), state: str(values['state']), adminUrl, token: env['CORRIDOR_APPROVER_TOKEN'], json: values['json'] === true },
+      out,
+      err,
+    )
+  },
 }

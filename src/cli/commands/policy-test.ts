@@ -7,11 +7,15 @@
  *       request: { agent: support-bot, method: GET, url: /ticketing/rest/api/2/issue/OPS-1 }
  *       expect: { effect: allow, rule: tickets-read }
  */
-import { YamlReader } from '../config/yaml-reader.ts'
-import type { PolicyBundle } from '../policy/bundle.ts'
-import { evaluate } from '../policy/evaluate.ts'
-import { isCorridorError } from '../shared/errors.ts'
-import { describedFacts, type DescribedRequest } from '../policy/described-request.ts'
+import { existsSync, readdirSync, statSync } from 'node:fs'
+import { dirname, join, resolve } from 'node:path'
+import { loadServerConfig } from '../../config/server-config.ts'
+import { YamlReader } from '../../config/yaml-reader.ts'
+import { loadBundle, type PolicyBundle } from '../../policy/bundle.ts'
+import { evaluate } from '../../policy/evaluate.ts'
+import { isCorridorError } from '../../shared/errors.ts'
+import { describedFacts, type DescribedRequest } from '../../policy/described-request.ts'
+import { CONFIG_OPTION, configPath, DEFAULT_CONFIG, UsageError, type Command } from '../command.ts'
 
 export interface TestCaseResult {
   readonly name: string
@@ -51,4 +55,47 @@ export function runPolicyTests(bundle: PolicyBundle, file: string): TestCaseResu
     }
     return { name: c.name, passed: problems.length === 0, problems }
   })
+}
+
+/**
+ * The suites to run: files named on the command line, the `*.test.yaml` files of directories
+ * named, or (none named) the `*.test.yaml` files beside the policy file. Finding none is an
+ * error: a test run that tested nothing must not pass.
+ */
+function suiteFiles(named: readonly string[], policyFile: string): string[] {
+  const inDir = (dir: string): string[] =>
+    readdirSync(dir)
+      .filter((f) => f.endsWith('.test.yaml') || f.endsWith('.test.yml'))
+      .sort()
+      .map((f) => join(dir, f))
+  const files = named.length === 0 ? inDir(dirname(policyFile)) : named.flatMap((p) => (statSync(resolve(p)).isDirectory() ? inDir(resolve(p)) : [resolve(p)]))
+  if (files.length === 0) throw new UsageError(named.length === 0 ? `no *.test.yaml beside ${policyFile}; name a suite file` : `no *.test.yaml in ${named.join(', ')}`)
+  return files
+}
+
+export const policyTestCommand: Command = {
+  words: ['policy', 'test'],
+  usage: `corridor policy test [suite.yaml | dir]… [--config ${DEFAULT_CONFIG}]   (no suite: the *.test.yaml files beside the policy)`,
+  options: CONFIG_OPTION,
+  positionals: { min: 0, max: Infinity },
+  async run({ values, positionals, out }) {
+    const paths = loadServerConfig(configPath(values)).files
+    const bundle = loadBundle(paths)
+    for (const p of positionals) if (!existsSync(resolve(p))) throw new UsageError(`no such suite: ${p}`)
+    let failed = 0
+    let total = 0
+    for (const file of suiteFiles(positionals, paths.policy)) {
+      for (const result of runPolicyTests(bundle, file)) {
+        total++
+        if (result.passed) out(`  ok    ${result.name}`)
+        else {
+          failed++
+          out(`  FAIL  ${result.name}`)
+          for (const p of result.problems) out(`          ${p}`)
+        }
+      }
+    }
+    out(`${total - failed} passed, ${failed} failed`)
+    return failed === 0 ? 0 : 1
+  },
 }

@@ -4,10 +4,11 @@
  */
 import cluster from 'node:cluster'
 import { createServer } from 'node:net'
-import { whyWorkersUnsupported, type ListenConfig, type ServerConfig } from '../config/server-config.ts'
-import { loadBundle } from '../policy/bundle.ts'
-import type { Logger } from '../shared/logger.ts'
-import { SHARED_PORTS_ENV, superviseWorkers, type WorkerReady } from '../workers/supervisor.ts'
+import { loadServerConfig, MAX_WORKERS, whyWorkersUnsupported, workerCount, type ListenConfig, type ServerConfig } from '../../config/server-config.ts'
+import { loadBundle } from '../../policy/bundle.ts'
+import { createLogger, type Logger } from '../../shared/logger.ts'
+import { CONFIG_OPTION, configPath, DEFAULT_CONFIG, UsageError, type Command } from '../command.ts'
+import { SHARED_PORTS_ENV, superviseWorkers, type WorkerReady } from '../../workers/supervisor.ts'
 
 export async function serve(config: ServerConfig, env: NodeJS.ProcessEnv, baseLog: Logger): Promise<number> {
   const problem = whyWorkersUnsupported(config)
@@ -23,7 +24,7 @@ export async function serve(config: ServerConfig, env: NodeJS.ProcessEnv, baseLo
   }
 
   // Loaded here, not at the top: a supervisor serves nothing and stays small without undici, jose and the pipeline.
-  const { startCorridor } = await import('../main.ts')
+  const { startCorridor } = await import('../../main.ts')
   const worker = cluster.worker
   const log = worker === undefined ? baseLog : baseLog.child({ worker: worker.id })
   const corridor = await startCorridor(worker === undefined ? config : onSharedPorts(config, env[SHARED_PORTS_ENV]), { env, log, reusePort: worker !== undefined }).catch((err: unknown) => {
@@ -65,4 +66,22 @@ function assertPortFree({ host, port }: ListenConfig): Promise<void> {
     probe.once('error', (err: NodeJS.ErrnoException) => reject(new Error(`cannot listen on ${host}:${port}: ${err.code === 'EADDRINUSE' ? 'address already in use' : err.message}`)))
     probe.listen({ host, port, exclusive: true }, () => probe.close(() => resolve()))
   })
+}
+
+export const serveCommand: Command = {
+  words: ['serve'],
+  usage: `corridor serve [--config ${DEFAULT_CONFIG}] [--workers N|auto]`,
+  options: { ...CONFIG_OPTION, workers: { type: 'string' } },
+  positionals: { min: 0, max: 0 },
+  async run({ values, env }) {
+    const config = loadServerConfig(configPath(values))
+    const flag = values['workers']
+    let workers = config.workers
+    if (typeof flag === 'string') {
+      const n = workerCount(flag)
+      if (n === null) throw new UsageError(`--workers takes 'auto' or a whole number from 1 to ${MAX_WORKERS}, got '${flag}'`)
+      workers = n
+    }
+    return serve({ ...config, workers }, env, createLogger(env['CORRIDOR_LOG_LEVEL'] ?? 'info'))
+  },
 }
