@@ -1,6 +1,6 @@
 /**
  * `npm run bench`: Corridor's full pipeline against the forwarders people would use instead, in
- * one run, on loopback, each in its own process. Method (as in shared/reference/performance.md):
+ * one run, on loopback, each in its own process. Method:
  * the sample upstream is pinned to CPU 0; the proxy under test and the load generator share CPU 1
  * (`taskset`, when present). Variants are interleaved across repetitions so drift hits all of
  * them; medians with min–max are printed, every figure also as a ratio to "direct" from this run.

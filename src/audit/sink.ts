@@ -98,24 +98,6 @@ function writeAll(fd: number, text: string): void {
   while (off < buf.length) off += writeSync(fd, buf, off)
 }
 
-/** Keeps records in memory; for tests and for `policy test`. */
-export class MemoryAuditSink implements AuditSink {
-  readonly records: AuditRecord[] = []
-  readonly events: ApprovalAuditEvent[] = []
-  healthy = true
-  write(record: AuditRecord): boolean {
-    if (!this.healthy) return false
-    this.records.push(structuredClone(record))
-    return true
-  }
-  writeEvent(event: ApprovalAuditEvent): boolean {
-    if (!this.healthy) return false
-    this.events.push(structuredClone(event))
-    return true
-  }
-  close(): void {}
-}
-
 /** Refuse rather than act unaudited: nothing is forwarded or held while the sink cannot write. */
 export function assertAuditable(audit: AuditSink): void {
   if (!audit.healthy) throw new CorridorError('audit_unavailable', 'the audit trail cannot be written; nothing is forwarded until it can')

@@ -3,6 +3,7 @@
  * identity issuers, limits). Policy, agents and connectors are separate files that hot-reload.
  * Paths are relative to the directory holding corridor.yaml.
  */
+import { parseHttpUrl } from '../shared/http-url.ts'
 import { availableParallelism } from 'node:os'
 import { dirname, resolve } from 'node:path'
 import { isScalar, type Node } from 'yaml'
@@ -269,12 +270,7 @@ const KUBERNETES_SA_TOKEN = '/var/run/secrets/kubernetes.io/serviceaccount/token
 function readVault(r: YamlReader, node: Node | undefined, path: (p: string) => string): VaultConfig {
   const f = r.map(node, 'vault', ['address', 'namespace', 'timeout', 'ca_file', 'auth'], ['address', 'auth'])
   const address = r.string(f.get('address'), 'vault.address')
-  try {
-    const url = new URL(address)
-    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error('scheme')
-  } catch {
-    r.issue(f.get('address'), 'vault.address must be an http(s) URL, e.g. https://vault.internal:8200')
-  }
+  if (parseHttpUrl(address) === null) r.issue(f.get('address'), 'vault.address must be an http(s) URL, e.g. https://vault.internal:8200')
   const timeoutMs = f.has('timeout') ? r.duration(f.get('timeout'), 'vault.timeout') : DEFAULT_CREDENTIAL_TIMEOUT_MS
   if (timeoutMs < 100 || timeoutMs > 30_000) r.issue(f.get('timeout'), 'vault.timeout must be between 100ms and 30s')
 

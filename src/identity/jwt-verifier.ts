@@ -1,7 +1,8 @@
 /**
  * Verifies JWTs with jose under a strict profile: pinned asymmetric algorithms, required
  * exp/iat/iss/aud/sub, bounded clock skew, keys from a JWKS (never raw bytes, which would let
- * an HS256 token signed with the public key through; hostile-inputs.md §3.5).
+ * an HS256 token signed with the public key through: jose accepts that algorithm confusion when
+ * the key is given as PEM bytes and the algorithms are not pinned).
  *
  * Verified tokens are cached until they expire: an ES256 verify costs ~220 µs, which alone
  * would cap a core at ~4,500 requests/s.
@@ -32,8 +33,12 @@ export class JwtVerifier {
   async verify(token: string, nowMs: number = Date.now()): Promise<JWTPayload> {
     const cached = this.#cache.get(token)
     if (cached !== undefined) {
-      if (cached.expiresAtMs > nowMs) return cached.payload
       this.#cache.delete(token)
+      if (cached.expiresAtMs > nowMs) {
+        // Least recently used goes first: a busy agent's token stays while one-off tokens age out.
+        this.#cache.set(token, cached)
+        return cached.payload
+      }
     }
     let payload: JWTPayload
     try {
@@ -47,7 +52,7 @@ export class JwtVerifier {
         ...(this.#config.maxTokenAgeSec !== null ? { maxTokenAge: this.#config.maxTokenAgeSec } : {}),
       }))
     } catch (err) {
-      if (err instanceof errors.JWKSTimeout || (err instanceof Error && /fetch|ECONNREFUSED|ENOTFOUND/i.test(err.message) && !(err instanceof errors.JOSEError))) {
+      if (keySetUnreachable(err)) {
         throw new CorridorError('identity_unavailable', 'the key set that verifies this token could not be fetched', { cause: err })
       }
       // jose reports key-type mismatches as plain TypeErrors: every failure is a rejection, never a 500.
@@ -58,8 +63,21 @@ export class JwtVerifier {
       const oldest = this.#cache.keys().next().value
       if (oldest !== undefined) this.#cache.delete(oldest)
     }
-    const expiresAtMs = (payload.exp as number) * 1000
+    // Cached no longer than the token is acceptable: its exp, and its maximum age when one is set.
+    const maxAge = this.#config.maxTokenAgeSec
+    const expiresAtMs = Math.min((payload.exp as number) * 1000, maxAge === null ? Infinity : ((payload.iat as number) + maxAge) * 1000)
     this.#cache.set(token, { payload, expiresAtMs })
     return payload
   }
+}
+
+/**
+ * The remote key set could not be fetched (a timeout, or fetch failing with a network error code
+ * as its cause): the token was not judged, so this is unavailability, not a rejection.
+ */
+function keySetUnreachable(err: unknown): boolean {
+  if (err instanceof errors.JWKSTimeout) return true
+  if (err instanceof errors.JOSEError || !(err instanceof TypeError)) return false
+  const cause: unknown = err.cause
+  return typeof cause === 'object' && cause !== null && typeof (cause as { code?: unknown }).code === 'string'
 }

@@ -11,6 +11,9 @@ export function createAgentServer(limits: ServerLimits, handler: (req: IncomingM
     {
       headersTimeout: limits.headersTimeoutMs,
       requestTimeout: limits.requestTimeoutMs,
+      // Node checks the header and request deadlines on this interval (30 s by default, which lets
+      // a slow client hold a connection up to 30 s past its deadline).
+      connectionsCheckingInterval: 1_000,
       keepAliveTimeout: limits.keepAliveTimeoutMs,
       maxHeaderSize: limits.maxHeaderBytes,
       insecureHTTPParser: false,

@@ -25,6 +25,13 @@ export function parserErrorOf(req: IncomingMessage): string | null {
   return (req as IncomingMessage & { [PARSER_ERROR]?: string })[PARSER_ERROR] ?? null
 }
 
+const TIMEOUTS = new Set(['ERR_HTTP_REQUEST_TIMEOUT', 'ERR_HTTP_HEADERS_TIMEOUT'])
+
+/** What a parser error that cut a request short means for that request: too slow, or malformed. */
+export function parserRefusal(code: string): CorridorError {
+  return TIMEOUTS.has(code) ? new CorridorError('request_timeout', 'the request did not arrive in time') : new CorridorError('bad_request', 'the request body is malformed (chunked framing)')
+}
+
 export function createParserRefusals(deps: ParserRefusalDeps): {
   onClientError: (err: Error & { code?: string }, socket: Duplex) => void
   onConnect: (req: IncomingMessage, socket: Duplex) => void
@@ -59,10 +66,10 @@ export function createParserRefusals(deps: ParserRefusalDeps): {
       }
       const inFlight = (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage
       if (inFlight) {
-        // Mid-request (a bad chunk): the request's own record reports it (the pipeline reads the
-        // mark). The framing is lost: once the pipeline has had its turn, an answer it already
+        // Mid-request (a bad chunk, or a body too slow): the request's own record reports it (the
+        // pipeline reads the mark). Once the pipeline has had its turn, an answer it already
         // started is flushed and the connection closed; one still reading the body cannot be
-        // answered, and is cut off rather than left waiting for its timeout.
+        // answered, and is cut off rather than left waiting.
         ;(inFlight.req as IncomingMessage & { [PARSER_ERROR]?: string })[PARSER_ERROR] = code
         setImmediate(() => {
           if (inFlight.headersSent) socket.end()
@@ -71,9 +78,7 @@ export function createParserRefusals(deps: ParserRefusalDeps): {
         return
       }
       if (code === 'HPE_HEADER_OVERFLOW') return refuse(socket, '', '', 'headers_too_large', 'the request headers exceed the size limit', code)
-      if (code === 'ERR_HTTP_REQUEST_TIMEOUT' || code === 'ERR_HTTP_HEADERS_TIMEOUT') {
-        return refuse(socket, '', '', 'request_timeout', 'the request did not arrive in time', code)
-      }
+      if (TIMEOUTS.has(code)) return refuse(socket, '', '', 'request_timeout', 'the request did not arrive in time', code)
       refuse(socket, '', '', FRAMING.has(code) ? 'ambiguous_request' : 'bad_request', `the request is not well-formed HTTP/1.1 (${code})`, code)
     },
     onConnect(req, socket) {

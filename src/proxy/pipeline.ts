@@ -40,7 +40,7 @@ import { APPROVAL_STATUS_PREFIX, approvalStatusBody, holdForApproval, resumeAppr
 import { ClientAbortedError } from '../shared/client-aborted.ts'
 import type { Upstreams } from '../forwarding/upstreams.ts'
 import { assertSingleHeader, inspectInbound, type InboundLimits } from './inbound.ts'
-import { parserErrorOf } from './parser-refusals.ts'
+import { parserErrorOf, parserRefusal } from './parser-refusals.ts'
 import { sendProblem } from '../shared/problem.ts'
 import { readBody } from './request-body.ts'
 
@@ -224,28 +224,50 @@ function refuse(deps: PipelineDeps, req: IncomingMessage, res: ServerResponse, r
   sendProblem(res, error, record.request_id, !req.complete, req.headers.accept)
 }
 
+/** The outcome a refusal records; every code is listed, so a new one cannot fall into a default. */
 function outcomeFor(error: CorridorError): Outcome {
   switch (error.code) {
     case 'policy_denied':
     case 'agent_suspended':
-      return 'denied'
-    case 'approval_pending':
-      return 'held'
     case 'approval_rejected':
     case 'approval_expired':
     case 'approval_cancelled':
       return 'denied'
+    case 'approval_pending':
+      return 'held'
     case 'approval_unavailable':
     case 'approval_capacity':
     case 'approval_outcome_unknown':
-      return 'unavailable'
     case 'credential_unavailable':
     case 'audit_unavailable':
     case 'policy_unavailable':
     case 'identity_unavailable':
     case 'internal':
       return 'unavailable'
-    default:
+    case 'bad_request':
+    case 'ambiguous_request':
+    case 'invalid_path':
+    case 'invalid_json':
+    case 'json_too_deep':
+    case 'agent_key_misplaced':
+    case 'identity_missing':
+    case 'identity_invalid':
+    case 'user_token_invalid':
+    case 'approver_unauthenticated':
+    case 'approver_not_eligible':
+    case 'connector_unknown':
+    case 'approval_not_found':
+    case 'approval_mismatch':
+    case 'approval_conflict':
+    case 'request_timeout':
+    case 'body_too_large':
+    case 'unsupported_media_type':
+    case 'headers_too_large':
+    // A stored failure of a released approval, replayed to the agent: the release's own record has the upstream outcome.
+    case 'upstream_unreachable':
+    case 'upstream_bad_response':
+    case 'upstream_timeout':
+    case 'approval_response_too_large':
       return 'rejected'
   }
 }
@@ -255,10 +277,11 @@ function finish(deps: PipelineDeps, req: IncomingMessage, record: AuditRecord, r
   record.duration_ms = Math.round((performance.now() - started) * 1000) / 1000
   const parserError = parserErrorOf(req)
   if (parserError !== null && record.error_code === null) {
-    // Node's parser cut the body short (a bad chunk): the connection is gone before the refusal could be sent.
-    record.error_code = 'bad_request'
+    // Node's parser cut the body short (a bad chunk, a body too slow): the connection is gone before the refusal could be sent.
+    const refusal = parserRefusal(parserError)
+    record.error_code = refusal.code
     record.error_detail = parserError
-    record.status = 400
+    record.status = refusal.status
   }
   if (record.outcome === 'forwarded' && !res.writableFinished) record.outcome = 'client_aborted'
   if (record.outcome === 'rejected' && record.error_code === null && !res.writableFinished) record.outcome = 'client_aborted'

@@ -5,7 +5,7 @@
 import type { IncomingMessage } from 'node:http'
 import { CorridorError } from '../shared/errors.ts'
 import { ClientAbortedError } from '../shared/client-aborted.ts'
-import { parserErrorOf } from './parser-refusals.ts'
+import { parserErrorOf, parserRefusal } from './parser-refusals.ts'
 
 export function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer> {
   const declared = req.headers['content-length']
@@ -14,7 +14,7 @@ export function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer
   }
   if (declared === '0' || (declared === undefined && req.headers['transfer-encoding'] === undefined)) return Promise.resolve(EMPTY)
   // The body may have broken off while identity was being checked, before anyone listened.
-  if (req.readableAborted || req.destroyed) return Promise.reject(parserErrorOf(req) !== null ? malformedBody() : new ClientAbortedError())
+  if (req.readableAborted || req.destroyed) return Promise.reject(cutShort(req))
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = []
     let size = 0
@@ -33,11 +33,11 @@ export function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer
     }
     const onAbort = (): void => {
       cleanup()
-      reject(parserErrorOf(req) !== null ? malformedBody() : new ClientAbortedError())
+      reject(cutShort(req))
     }
     const onError = (err: Error & { code?: string }): void => {
       cleanup()
-      reject(parserErrorOf(req) !== null ? malformedBody() : bodyError(err))
+      reject(parserErrorOf(req) !== null ? cutShort(req) : bodyError(err))
     }
     const cleanup = (): void => {
       req.off('data', onData).off('end', onEnd).off('aborted', onAbort).off('error', onError)
@@ -50,11 +50,12 @@ const EMPTY = Buffer.alloc(0)
 
 /** A body that broke off: the agent left, took too long, or sent framing Node's parser refused (a bad chunk). */
 function bodyError(err: Error & { code?: string }): Error {
-  if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT' || err.message.includes('timeout')) return new CorridorError('request_timeout')
-  if (typeof err.code === 'string' && err.code.startsWith('HPE_')) return malformedBody()
+  if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') return new CorridorError('request_timeout')
+  if (typeof err.code === 'string' && err.code.startsWith('HPE_')) return parserRefusal(err.code)
   return new ClientAbortedError()
 }
 
-function malformedBody(): CorridorError {
-  return new CorridorError('bad_request', 'the request body is malformed (chunked framing)')
+function cutShort(req: IncomingMessage): Error {
+  const code = parserErrorOf(req)
+  return code === null ? new ClientAbortedError() : parserRefusal(code)
 }

@@ -8,6 +8,7 @@ import { dirname, resolve } from 'node:path'
 import { isMap, type Node } from 'yaml'
 import { YamlReader } from '../config/yaml-reader.ts'
 import { RISKS, type Risk } from './risk.ts'
+import { parseHttpUrl } from '../shared/http-url.ts'
 import { RouteTrie } from './route-template.ts'
 
 export interface Action {
@@ -170,14 +171,12 @@ function readConnector(r: YamlReader, node: Node, where: string): Connector | nu
   const upstreamText = r.string(f.get('upstream'), `${where}.upstream`)
   let origin = ''
   let basePath = ''
-  try {
-    const url = new URL(upstreamText)
-    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error('scheme')
-    if (url.username || url.password || url.search || url.hash) throw new Error('extras')
+  const url = parseHttpUrl(upstreamText)
+  if (url === null || url.username || url.password || url.search || url.hash) {
+    if (upstreamText) r.issue(f.get('upstream'), `${where}.upstream must be an http(s) URL with no credentials, query or fragment`)
+  } else {
     origin = url.origin
     basePath = url.pathname.replace(/\/+$/, '')
-  } catch {
-    if (upstreamText) r.issue(f.get('upstream'), `${where}.upstream must be an http(s) URL with no credentials, query or fragment`)
   }
 
   const certified = f.has('certified_until') ? r.string(f.get('certified_until'), `${where}.certified_until`) : ''
@@ -358,12 +357,7 @@ function readSource(r: YamlReader, f: Map<string, Node>, where: string, source: 
       return { kind: 'vault_identity', role: vaultPath('role'), scope: scope() }
     case 'oauth2': {
       const tokenUrl = r.string(f.get('token_url'), `${where}.token_url`)
-      try {
-        const url = new URL(tokenUrl)
-        if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new Error('scheme')
-      } catch {
-        r.issue(f.get('token_url'), `${where}.token_url must be an http(s) URL`)
-      }
+      if (parseHttpUrl(tokenUrl) === null) r.issue(f.get('token_url'), `${where}.token_url must be an http(s) URL`)
       return {
         kind: 'oauth2',
         tokenUrl,

@@ -1,7 +1,8 @@
 /**
  * The operational log (not the audit trail): pino to stderr. Errors are serialised by hand to
  * message, name and code only, because library errors carry request configs with credentials
- * in them (node-vault/axios put X-Vault-Token in `err.config`; see hostile-inputs.md §3.6).
+ * in them: axios-based clients such as node-vault put X-Vault-Token in `err.config` on timeouts
+ * and refused connections, and pino's standard serializer would write it out.
  */
 import { pino, type Logger } from 'pino'
 

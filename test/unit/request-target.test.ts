@@ -4,7 +4,7 @@ import { parseRequestTarget } from '../../src/request/target.ts'
 import { startRecordingUpstream } from '../helpers/recording-upstream.ts'
 
 describe('canonical request target', () => {
-  // Envoy's path_normalizer_test golden table plus the cases in hostile-inputs.md §4A.
+  // Envoy's path_normalizer_test golden table plus path-normalisation bypasses of auth proxies (Envoy, Istio, oauth2-proxy CVEs).
   it.each([
     ['/dir1/../dir2', '/dir2'],
     ['/dir1/%2e./dir2', '/dir2'],

@@ -1,7 +1,7 @@
 /**
  * A Vault-API-compatible test server: the endpoints Corridor uses, with the envelopes, error
- * bodies, status codes, token use counts, lease semantics and quirks documented in
- * shared/reference/vault-and-deps.md §3. It is configured through its JS API (mounts, roles,
+ * bodies, status codes, token use counts, lease semantics and quirks as Vault's HTTP API
+ * documentation gives them. It is configured through its JS API (mounts, roles,
  * policies) and carries fault switches (sealed, slow, blackhole, reset, 500) for the fault tests.
  *
  * It is deliberately strict where Vault is strict (unknown token → 403, wrong method → 405,

@@ -2,7 +2,8 @@
  * A thin, typed Vault HTTP client on undici. Why not node-vault (the design card's choice): its
  * axios transport cannot share Corridor's undici dispatcher or take a per-call AbortSignal, its
  * login and token-create methods overwrite the client's token, its network errors carry
- * X-Vault-Token in `err.config`, and it hides sys/health status codes (vault-and-deps.md §4.1).
+ * X-Vault-Token in `err.config`, and it hides sys/health status codes (sealed and standby are
+ * told apart only by status).
  * Corridor needs a dozen endpoints; this client covers exactly those shapes, and every call has a
  * deadline. node-vault is still used by the contract suite as an independent check of the test server.
  *
@@ -24,7 +25,7 @@ export interface VaultAuthBlock {
   num_uses: number
 }
 
-/** The success envelope (vault-and-deps.md §3.2). */
+/** The envelope every successful Vault API response shares. */
 export interface VaultEnvelope {
   request_id: string
   lease_id: string
