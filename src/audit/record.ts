@@ -17,6 +17,7 @@ export type Outcome =
   | 'upstream_timeout'
   | 'client_aborted' // the agent went away before the response completed
   | 'released' // the agent collected the result of its approved request (forwarded once, in its own record)
+  | 'served' // Corridor answered it itself (the error reference); nothing was forwarded
 
 export interface AuditRecord {
   /** Written by the sink as the record's first field; absent on records still being built. */

@@ -41,6 +41,7 @@ import { ClientAbortedError } from '../shared/client-aborted.ts'
 import type { Upstreams } from '../forwarding/upstreams.ts'
 import { assertSingleHeader, inspectInbound, type InboundLimits } from './inbound.ts'
 import { parserErrorOf, parserRefusal } from './parser-refusals.ts'
+import { ERROR_REFERENCE_PATH, errorReferenceHtml } from '../shared/error-reference.ts'
 import { sendProblem } from '../shared/problem.ts'
 import { readBody } from './request-body.ts'
 
@@ -89,6 +90,7 @@ async function handle(deps: PipelineDeps, extraSingletons: readonly string[], re
   const method = req.method as string
   const parsedTarget = parseRequestTarget(req.url ?? '')
   if (parsedTarget.path.startsWith(APPROVAL_STATUS_PREFIX)) return approvalStatus(deps, req, res, record, parsedTarget.path.slice(APPROVAL_STATUS_PREFIX.length), now)
+  if (parsedTarget.path === ERROR_REFERENCE_PATH) return serveErrorReference(req, res, record)
   const target = routeTarget(bundle.catalog, req.headers.host, method, parsedTarget)
   const { connector, action } = target
   record.connector = connector.id
@@ -289,6 +291,17 @@ function finish(deps: PipelineDeps, req: IncomingMessage, record: AuditRecord, r
   deps.audit.write(record)
   if (lease.credential !== null) settleCredential(lease.credential, record.upstream_status, deps.log, { requestId: record.request_id })
 }
+
+/** The page every problem's `type` points at: public, static, and audited like every request. */
+function serveErrorReference(req: IncomingMessage, res: ServerResponse, record: AuditRecord): void {
+  if (req.method !== 'GET' && req.method !== 'HEAD') throw new CorridorError('bad_request', 'the error reference is read with GET')
+  record.outcome = 'served'
+  const page = errorReferencePage ??= Buffer.from(errorReferenceHtml())
+  res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'content-length': page.length, 'cache-control': 'public, max-age=3600', 'x-corridor-request-id': record.request_id })
+  res.end(req.method === 'HEAD' ? undefined : page)
+}
+
+let errorReferencePage: Buffer | undefined
 
 /** The agent asking where its approval stands (no waiting); only the agent that was held may ask. */
 async function approvalStatus(deps: PipelineDeps, req: IncomingMessage, res: ServerResponse, record: AuditRecord, rawId: string, now: number): Promise<void> {

@@ -4,14 +4,16 @@
  * Nothing from the request is echoed and no stack or cause ever reaches the wire.
  */
 import type { ServerResponse } from 'node:http'
+import { ERROR_REFERENCE_PATH } from './error-reference.ts'
 import { ERROR_CATALOG, type CorridorError } from './errors.ts'
 
-export const PROBLEM_TYPE_BASE = 'https://corridor.dev/problems/'
+export const PROBLEM_TYPE_BASE = `${ERROR_REFERENCE_PATH}#`
 
 export function problemBody(error: CorridorError, requestId: string): Record<string, unknown> {
   const details = error.details ?? {}
   const body: Record<string, unknown> = {
-    type: PROBLEM_TYPE_BASE + error.code.replaceAll('_', '-'),
+    // A relative reference: it resolves against the request's own URL, on the Corridor that answered.
+    type: PROBLEM_TYPE_BASE + error.code,
     title: ERROR_CATALOG[error.code].title,
     status: error.status,
     code: error.code,

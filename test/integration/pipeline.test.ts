@@ -173,13 +173,25 @@ describe('refusals carry problem+json with a stable code and are audited', () =>
       expect(res.headers['x-corridor-error']).toBe(code)
       const body = (await res.body.json()) as Record<string, unknown>
       expect(body).toMatchObject({ status, code, request_id: res.headers['x-corridor-request-id'] })
-      expect(body.type).toBe(`https://corridor.dev/problems/${code.replaceAll('_', '-')}`)
+      expect(body.type).toBe(`/_corridor/errors#${code}`)
       expect(JSON.stringify(body)).not.toContain(canary)
       expect(upstream.received).toHaveLength(0)
       const record = await recordFor(body.request_id as string)
       expect(record).toMatchObject({ status, error_code: code, ...recordFields })
     })
   }
+
+  it("a problem's type resolves, on the Corridor that answered, to that code's section of the error reference", async () => {
+    const res = await call('/svc/items/secret')
+    const body = (await res.body.json()) as { type: string; request_id: string }
+    const page = await request(new URL(body.type, fx.corridor.agentUrl + '/svc/items/secret'))
+    const html = await page.body.text()
+    expect(page.statusCode).toBe(200)
+    expect(page.headers['content-type']).toBe('text/html; charset=utf-8')
+    expect(html).toContain('<section id="policy_denied">')
+    const reference = (await recordFor(page.headers['x-corridor-request-id'] as string))
+    expect(reference).toMatchObject({ outcome: 'served', status: 200 })
+  })
 
   it('names the rule, reason and limiting factor so an agent can correct itself', async () => {
     const res = await call('/svc/items/secret')
