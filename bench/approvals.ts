@@ -24,8 +24,12 @@ async function main(): Promise<void> {
   const rows: string[] = []
   const checkpoints = [PENDING / 4, PENDING / 2, PENDING, PENDING * 2].map(Math.round)
   for (const store of ['redis', 'memory'] as const) rows.push(await measure(store, checkpoints))
-  process.stdout.write(`\n### Corridor RSS with requests pending approval (${new Date().toISOString().slice(0, 10)})\n\n`)
-  process.stdout.write(`| store | holds/s | after warm-up | ${checkpoints.map((c) => `${c.toLocaleString('en')} pending`).join(' | ')} |\n|---|---|---|${checkpoints.map(() => '---|').join('')}\n`)
+  process.stdout.write(
+    `\n### Corridor RSS with requests pending approval (${new Date().toISOString().slice(0, 10)})\n\n`,
+  )
+  process.stdout.write(
+    `| store | holds/s | after warm-up | ${checkpoints.map((c) => `${c.toLocaleString('en')} pending`).join(' | ')} |\n|---|---|---|${checkpoints.map(() => '---|').join('')}\n`,
+  )
   for (const row of rows) process.stdout.write(row + '\n')
 }
 
@@ -35,24 +39,74 @@ async function measure(store: 'redis' | 'memory', checkpoints: number[]): Promis
     let redisUrl = ''
     if (store === 'redis') {
       const port = await freePort()
-      await startProcess('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes', '--appendfsync', 'always', '--save', ''], 'Ready to accept connections')
+      await startProcess(
+        'redis-server',
+        [
+          '--port',
+          String(port),
+          '--bind',
+          '127.0.0.1',
+          '--dir',
+          dir,
+          '--appendonly',
+          'yes',
+          '--appendfsync',
+          'always',
+          '--save',
+          '',
+        ],
+        'Ready to accept connections',
+      )
       redisUrl = `redis://127.0.0.1:${port}`
     }
     const [agentPort, adminPort, upstreamPort] = [await freePort(), await freePort(), await freePort()]
-    writeFileSync(join(dir, 'agents.yaml'), `agents:\n  - { id: bench, owner: bench-team, tier: transactional, connectors: [svc], api_keys: [{ hash: "sha256:${createHash('sha256').update(KEY).digest('hex')}" }] }\n`)
-    writeFileSync(join(dir, 'connectors.yaml'), `connectors:\n  - id: svc\n    owner: bench-team\n    upstream: http://127.0.0.1:${upstreamPort}\n    certified_until: 2099-12-31\n    credential: { source: env, env: SVC_TOKEN, inject: { header: authorization, format: "Bearer {secret}" } }\n    actions:\n      - { name: refunds.create, method: POST, path: /refunds, risk: transactional }\n`)
-    writeFileSync(join(dir, 'policy.yaml'), 'version: 1\nrules:\n  - { id: refunds, effect: require_approval, approvers: [finance], match: { actions: refunds.create } }\n')
+    writeFileSync(
+      join(dir, 'agents.yaml'),
+      `agents:\n  - { id: bench, owner: bench-team, tier: transactional, connectors: [svc], api_keys: [{ hash: "sha256:${createHash('sha256').update(KEY).digest('hex')}" }] }\n`,
+    )
+    writeFileSync(
+      join(dir, 'connectors.yaml'),
+      `connectors:\n  - id: svc\n    owner: bench-team\n    upstream: http://127.0.0.1:${upstreamPort}\n    certified_until: 2099-12-31\n    credential: { source: env, env: SVC_TOKEN, inject: { header: authorization, format: "Bearer {secret}" } }\n    actions:\n      - { name: refunds.create, method: POST, path: /refunds, risk: transactional }\n`,
+    )
+    writeFileSync(
+      join(dir, 'policy.yaml'),
+      'version: 1\nrules:\n  - { id: refunds, effect: require_approval, approvers: [finance], match: { actions: refunds.create } }\n',
+    )
     writeFileSync(
       join(dir, 'corridor.yaml'),
       `listen: { host: 127.0.0.1, port: ${agentPort} }\nadmin: { host: 127.0.0.1, port: ${adminPort} }\nfiles: { agents: agents.yaml, connectors: connectors.yaml, policy: policy.yaml }\naudit: { file: audit.log }\nwatch_policy: false\n` +
-        `approvals:\n  wait: 0s\n  max_pending: ${PENDING * 3}\n  max_pending_per_agent: ${PENDING * 3}\n` + (store === 'redis' ? `  redis: { url: "${redisUrl}" }\n` : ''),
+        `approvals:\n  wait: 0s\n  max_pending: ${PENDING * 3}\n  max_pending_per_agent: ${PENDING * 3}\n` +
+        (store === 'redis' ? `  redis: { url: "${redisUrl}" }\n` : ''),
     )
-    const corridor = await startProcess(process.execPath, [...SHIPPED_NODE_FLAGS, '--expose-gc', resolve('bin/corridor.js'), 'serve', '--config', join(dir, 'corridor.yaml')], 'corridor listening', { SVC_TOKEN: 'bench', CORRIDOR_LOG_LEVEL: 'info' })
+    const corridor = await startProcess(
+      process.execPath,
+      [
+        ...SHIPPED_NODE_FLAGS,
+        '--expose-gc',
+        resolve('bin/corridor.js'),
+        'serve',
+        '--config',
+        join(dir, 'corridor.yaml'),
+      ],
+      'corridor listening',
+      { SVC_TOKEN: 'bench', CORRIDOR_LOG_LEVEL: 'info' },
+    )
     const pid = corridor.pid as number
     const pool = new Pool(`http://127.0.0.1:${agentPort}`, { connections: CONCURRENCY })
-    const body = JSON.stringify({ amount: 9000, currency: 'eur', charge: 'ch_' + 'x'.repeat(24), reason: 'requested_by_customer', metadata: { order: '12345', note: 'y'.repeat(200) } })
+    const body = JSON.stringify({
+      amount: 9000,
+      currency: 'eur',
+      charge: 'ch_' + 'x'.repeat(24),
+      reason: 'requested_by_customer',
+      metadata: { order: '12345', note: 'y'.repeat(200) },
+    })
     const hold = async (): Promise<void> => {
-      const res = await pool.request({ method: 'POST', path: '/svc/refunds', headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' }, body })
+      const res = await pool.request({
+        method: 'POST',
+        path: '/svc/refunds',
+        headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
+        body,
+      })
       const text = await res.body.text()
       if (res.statusCode !== 202) throw new Error(`hold answered ${res.statusCode}: ${text}`)
     }
@@ -62,12 +116,14 @@ async function measure(store: 'redis' | 'memory', checkpoints: number[]): Promis
     const samples: string[] = []
     let held = 0
     for (const target of checkpoints) {
-      await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
-        while (held < target) {
-          held++
-          await hold()
-        }
-      }))
+      await Promise.all(
+        Array.from({ length: CONCURRENCY }, async () => {
+          while (held < target) {
+            held++
+            await hold()
+          }
+        }),
+      )
       samples.push(`${rssMiB(pid).toFixed(0)} MiB`)
     }
     const rate = held / ((performance.now() - started) / 1000)
@@ -85,7 +141,12 @@ function rssMiB(pid: number): number {
   return m ? Number(m[1]) / 1024 : 0
 }
 
-function startProcess(command: string, args: string[], readyText: string, env: Record<string, string> = {}): Promise<ChildProcess> {
+function startProcess(
+  command: string,
+  args: string[],
+  readyText: string,
+  env: Record<string, string> = {},
+): Promise<ChildProcess> {
   const child = spawn(command, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
   children.add(child)
   return new Promise((resolveStart, reject) => {
@@ -98,12 +159,11 @@ function startProcess(command: string, args: string[], readyText: string, env: R
         resolveStart(child)
       }
     }
-    child.stdout?.on('data', onData)
-    child.stderr?.on('data', onData)
+    child.stdout.on('data', onData)
+    child.stderr.on('data', onData)
     child.once('exit', (code) => reject(new Error(`${command} exited (${code}): ${seen}`)))
   })
 }
-
 
 main().catch((err: unknown) => {
   for (const child of children) child.kill('SIGKILL')

@@ -13,7 +13,9 @@ export const JWT_ISSUER = 'https://idp.bench.local'
 export const JWT_AUDIENCE = 'corridor-bench'
 
 /** The Node flags `npm start` runs Corridor with (package.json), so that the benchmarks measure what ships. */
-export const SHIPPED_NODE_FLAGS = (JSON.parse(readFileSync(join(import.meta.dirname, '../package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start
+export const SHIPPED_NODE_FLAGS = (
+  JSON.parse(readFileSync(join(import.meta.dirname, '../package.json'), 'utf8')) as { scripts: { start: string } }
+).scripts.start
   .split(' ')
   .filter((arg) => arg.startsWith('--'))
 
@@ -32,10 +34,17 @@ export interface BenchConfig {
 
 export function writeBenchConfig(dir: string, c: BenchConfig): string {
   // With JWT identity the token's `sub` names the agent; with keys, the key's hash does.
-  const identity = c.jwksFile === null ? `, api_keys: [{ hash: "sha256:${createHash('sha256').update(BENCH_KEY).digest('hex')}" }]` : ''
+  const identity =
+    c.jwksFile === null
+      ? `, api_keys: [{ hash: "sha256:${createHash('sha256').update(BENCH_KEY).digest('hex')}" }]`
+      : ''
   writeFileSync(
     join(dir, 'agents.yaml'),
-    `agents:\n  - { id: bench, owner: perf, tier: transactional, connectors: [svc]${identity} }\n` + Array.from({ length: 50 }, (_, i) => `  - { id: other-${i}, owner: perf, tier: read-only, connectors: [svc] }\n`).join(''),
+    `agents:\n  - { id: bench, owner: perf, tier: transactional, connectors: [svc]${identity} }\n` +
+      Array.from(
+        { length: 50 },
+        (_, i) => `  - { id: other-${i}, owner: perf, tier: read-only, connectors: [svc] }\n`,
+      ).join(''),
   )
   const credential =
     c.credential === 'env'
@@ -46,7 +55,10 @@ export function writeBenchConfig(dir: string, c: BenchConfig): string {
   writeFileSync(
     join(dir, 'connectors.yaml'),
     `connectors:\n  - id: svc\n    owner: perf\n    upstream: ${c.origin}\n    certified_until: 2099-01-01\n    credential: ${credential}\n    actions:\n      - { name: small.get, method: GET, path: /small, risk: read }\n      - { name: large.get, method: GET, path: /large, risk: read }\n      - { name: events.get, method: GET, path: /events, risk: read }\n      - { name: items.create, method: POST, path: /items, risk: write }\n` +
-      Array.from({ length: 100 }, (_, i) => `      - { name: filler.a${i}, method: GET, path: "/filler/${i}/{id}", risk: read }\n`).join(''),
+      Array.from(
+        { length: 100 },
+        (_, i) => `      - { name: filler.a${i}, method: GET, path: "/filler/${i}/{id}", risk: read }\n`,
+      ).join(''),
   )
   const filler = Array.from({ length: Math.max(0, c.rules - 3) }, (_, i) =>
     i % 10 === 0
@@ -57,10 +69,19 @@ export function writeBenchConfig(dir: string, c: BenchConfig): string {
     join(dir, 'policy.yaml'),
     `version: 1\nrules:\n  - { id: reads, effect: allow, match: { actions: [small.get, large.get, events.get] } }\n  - { id: create, effect: allow, match: { actions: items.create, body: { qty: { lte: 10 } } } }\n  - { id: no-big, effect: deny, match: { actions: items.create, body: { qty: { gt: 100 } } } }\n${filler}`,
   )
-  const identityConfig = c.jwksFile === null ? '' : `identity:\n  agent_jwt: { issuer: "${JWT_ISSUER}", audience: ${JWT_AUDIENCE}, algorithms: [ES256], jwks_file: ${JSON.stringify(c.jwksFile)} }\n`
-  const vaultConfig = c.vault === null ? '' : `vault:\n  address: ${c.vault.address}\n  auth: { method: token, token_env: BENCH_VAULT_TOKEN }\n`
+  const identityConfig =
+    c.jwksFile === null
+      ? ''
+      : `identity:\n  agent_jwt: { issuer: "${JWT_ISSUER}", audience: ${JWT_AUDIENCE}, algorithms: [ES256], jwks_file: ${JSON.stringify(c.jwksFile)} }\n`
+  const vaultConfig =
+    c.vault === null
+      ? ''
+      : `vault:\n  address: ${c.vault.address}\n  auth: { method: token, token_env: BENCH_VAULT_TOKEN }\n`
   const approvalsConfig = c.redisUrl === undefined ? '' : `approvals:\n  redis: { url: "${c.redisUrl}" }\n`
   const file = join(dir, 'corridor.yaml')
-  writeFileSync(file, `listen: { host: 127.0.0.1, port: 0 }\nadmin: { host: 127.0.0.1, port: 0 }\nwatch_policy: false\nfiles: { agents: agents.yaml, connectors: connectors.yaml, policy: policy.yaml }\naudit: { file: audit.log }\n${identityConfig}${vaultConfig}${approvalsConfig}`)
+  writeFileSync(
+    file,
+    `listen: { host: 127.0.0.1, port: 0 }\nadmin: { host: 127.0.0.1, port: 0 }\nwatch_policy: false\nfiles: { agents: agents.yaml, connectors: connectors.yaml, policy: policy.yaml }\naudit: { file: audit.log }\n${identityConfig}${vaultConfig}${approvalsConfig}`,
+  )
   return file
 }

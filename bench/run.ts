@@ -26,7 +26,14 @@ import { loadBundle } from '../src/policy/bundle.ts'
 import { evaluate } from '../src/policy/evaluate.ts'
 import { startRedis } from '../test/helpers/redis-process.ts'
 import { VaultTestServer } from '../test/vault/vault-test-server.ts'
-import { BENCH_KEY, JWT_AUDIENCE, JWT_ISSUER, SHIPPED_NODE_FLAGS, writeBenchConfig, type CredentialVariant } from './bench-config.ts'
+import {
+  BENCH_KEY,
+  JWT_AUDIENCE,
+  JWT_ISSUER,
+  SHIPPED_NODE_FLAGS,
+  writeBenchConfig,
+  type CredentialVariant,
+} from './bench-config.ts'
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5)
 const REPEAT = Number(process.env.BENCH_REPEAT ?? 3)
@@ -50,12 +57,14 @@ interface Workload {
   body?: Buffer
 }
 const post = Buffer.from(JSON.stringify({ qty: 3, pad: 'y'.repeat(4000) }))
-const WORKLOADS: Workload[] = ([
-  { name: 'small GET (~200 B JSON)', path: '/small', method: 'GET' },
-  { name: '64 KiB GET', path: '/large', method: 'GET' },
-  { name: '4 KiB JSON POST (body rule)', path: '/items', method: 'POST', body: post },
-  { name: 'server-sent events (10 events per response)', path: '/events', method: 'GET' },
-] satisfies Workload[]).filter((w) => WORKLOAD_FILTER === null || WORKLOAD_FILTER.some((f) => w.name.includes(f)))
+const WORKLOADS: Workload[] = (
+  [
+    { name: 'small GET (~200 B JSON)', path: '/small', method: 'GET' },
+    { name: '64 KiB GET', path: '/large', method: 'GET' },
+    { name: '4 KiB JSON POST (body rule)', path: '/items', method: 'POST', body: post },
+    { name: 'server-sent events (10 events per response)', path: '/events', method: 'GET' },
+  ] satisfies Workload[]
+).filter((w) => WORKLOAD_FILTER === null || WORKLOAD_FILTER.some((f) => w.name.includes(f)))
 
 interface Variant {
   name: string
@@ -80,14 +89,26 @@ interface Cell {
 }
 
 function spawnPinned(cpu: number, command: string, args: string[]): ChildProcess {
-  const child = hasTaskset ? spawn('taskset', ['-c', String(cpu), command, ...args], { stdio: ['ignore', 'pipe', 'inherit'] }) : spawn(command, args, { stdio: ['ignore', 'pipe', 'inherit'] })
+  const child = hasTaskset
+    ? spawn('taskset', ['-c', String(cpu), command, ...args], { stdio: ['ignore', 'pipe', 'inherit'] })
+    : spawn(command, args, { stdio: ['ignore', 'pipe', 'inherit'] })
   children.add(child)
   child.once('exit', () => children.delete(child))
   return child
 }
 
-async function startTarget(kind: string, options: unknown, cpu: number, target = join(import.meta.dirname, 'target.ts')): Promise<Running> {
-  const child = spawnPinned(cpu, process.execPath, [...(kind === 'corridor' ? SHIPPED_NODE_FLAGS : []), target, kind, JSON.stringify(options)])
+async function startTarget(
+  kind: string,
+  options: unknown,
+  cpu: number,
+  target = join(import.meta.dirname, 'target.ts'),
+): Promise<Running> {
+  const child = spawnPinned(cpu, process.execPath, [
+    ...(kind === 'corridor' ? SHIPPED_NODE_FLAGS : []),
+    target,
+    kind,
+    JSON.stringify(options),
+  ])
   const url = await new Promise<string>((resolve, reject) => {
     const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream })
     lines.on('line', (line) => {
@@ -165,24 +186,45 @@ function treeRssMiB(pid: number): number {
 
 /** `corridor serve --workers N` as an operator runs it, on both CPUs (workers need more than one). */
 async function startCorridorServe(config: string, workers: number): Promise<Running> {
-  const args = [...SHIPPED_NODE_FLAGS, join(import.meta.dirname, '../bin/corridor.js'), 'serve', '--config', config, '--workers', String(workers)]
+  const args = [
+    ...SHIPPED_NODE_FLAGS,
+    join(import.meta.dirname, '../bin/corridor.js'),
+    'serve',
+    '--config',
+    config,
+    '--workers',
+    String(workers),
+  ]
   const env = { ...process.env, BENCH_TOKEN: 'bench-secret', CORRIDOR_LOG_LEVEL: 'info' }
-  const child = hasTaskset ? spawn('taskset', ['-c', '0,1', process.execPath, ...args], { stdio: ['ignore', 'ignore', 'pipe'], env }) : spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'], env })
+  const child = hasTaskset
+    ? spawn('taskset', ['-c', '0,1', process.execPath, ...args], { stdio: ['ignore', 'ignore', 'pipe'], env })
+    : spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'], env })
   children.add(child)
   child.once('exit', () => children.delete(child))
   const url = await new Promise<string>((resolve, reject) => {
     // The "listening" line of the single process, or of the supervisor once every worker is up (workers' own lines carry `worker`).
     createInterface({ input: child.stderr as NodeJS.ReadableStream }).on('line', (line) => {
-      const entry = line.startsWith('{') ? (JSON.parse(line) as { msg?: string; worker?: number; agentUrl?: string }) : {}
+      const entry = line.startsWith('{')
+        ? (JSON.parse(line) as { msg?: string; worker?: number; agentUrl?: string })
+        : {}
       if (entry.msg === 'corridor listening' && entry.worker === undefined) resolve(entry.agentUrl as string)
     })
-    child.once('exit', (code) => reject(new Error(`corridor serve --workers ${workers} exited with ${code} before it was ready`)))
+    child.once('exit', (code) =>
+      reject(new Error(`corridor serve --workers ${workers} exited with ${code} before it was ready`)),
+    )
   })
   return { url: `${url}/svc`, pid: child.pid as number, stop: () => stopChild(child) }
 }
 
 async function drive(url: string, w: Workload, headers: Record<string, string>, seconds: number, connections: number) {
-  return autocannon({ url: url + w.path, method: w.method, connections, duration: seconds, headers: { ...headers, 'content-type': 'application/json' }, ...(w.body ? { body: w.body } : {}) })
+  return autocannon({
+    url: url + w.path,
+    method: w.method,
+    connections,
+    duration: seconds,
+    headers: { ...headers, 'content-type': 'application/json' },
+    ...(w.body ? { body: w.body } : {}),
+  })
 }
 
 /** Small GETs one after another on one kept-alive connection; returns each latency in ms, sorted. */
@@ -193,7 +235,11 @@ async function sequential(url: string, headers: Record<string, string>, seconds:
   try {
     while (performance.now() < deadline) {
       const t0 = performance.now()
-      const res = await client.request({ method: 'GET', path: new URL(url).pathname.replace(/\/$/, '') + '/small', headers })
+      const res = await client.request({
+        method: 'GET',
+        path: new URL(url).pathname.replace(/\/$/, '') + '/small',
+        headers,
+      })
       await res.body.dump()
       latencies.push(performance.now() - t0)
     }
@@ -203,9 +249,11 @@ async function sequential(url: string, headers: Record<string, string>, seconds:
   return latencies.sort((a, b) => a - b)
 }
 
-const percentile = (sorted: number[], q: number): number => sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * q))] ?? Number.NaN
+const percentile = (sorted: number[], q: number): number =>
+  sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * q))] ?? Number.NaN
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN
-const fmt = (n: number, digits = 0): string => (Number.isFinite(n) ? n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }) : '–')
+const fmt = (n: number, digits = 0): string =>
+  Number.isFinite(n) ? n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }) : '–'
 
 async function main(): Promise<void> {
   if (hasTaskset) spawnSync('taskset', ['-cp', '1', String(process.pid)], { stdio: 'ignore' })
@@ -216,8 +264,18 @@ async function main(): Promise<void> {
   // JWT identity: an ES256 key whose JWKS Corridor reads from a file; one token for the run.
   const { privateKey, publicKey } = await generateKeyPair('ES256')
   const jwksFile = join(dir, 'agents.jwks.json')
-  writeFileSync(jwksFile, JSON.stringify({ keys: [{ ...(await exportJWK(publicKey)), kid: 'bench', alg: 'ES256', use: 'sig' }] }))
-  const jwt = await new SignJWT({}).setProtectedHeader({ alg: 'ES256', kid: 'bench' }).setIssuer(JWT_ISSUER).setAudience(JWT_AUDIENCE).setSubject('bench').setIssuedAt().setExpirationTime('2h').sign(privateKey)
+  writeFileSync(
+    jwksFile,
+    JSON.stringify({ keys: [{ ...(await exportJWK(publicKey)), kid: 'bench', alg: 'ES256', use: 'sig' }] }),
+  )
+  const jwt = await new SignJWT({})
+    .setProtectedHeader({ alg: 'ES256', kid: 'bench' })
+    .setIssuer(JWT_ISSUER)
+    .setAudience(JWT_AUDIENCE)
+    .setSubject('bench')
+    .setIssuedAt()
+    .setExpirationTime('2h')
+    .sign(privateKey)
 
   // A Vault test server in this process (it sees a handful of calls, not the load).
   const vault = new VaultTestServer()
@@ -226,12 +284,30 @@ async function main(): Promise<void> {
   vault.kvPut('kv', 'bench/api', { token: 'bench-secret-from-vault' })
   vault.addDynamicRole('database', 'bench', { ttlSec: 3600, maxTtlSec: 7200, renewable: true, kind: 'database' })
 
-  const corridor = (label: string, credential: CredentialVariant, identity: 'jwt' | 'key', workloads: Workload[], target?: string): Variant => {
+  const corridor = (
+    label: string,
+    credential: CredentialVariant,
+    identity: 'jwt' | 'key',
+    workloads: Workload[],
+    target?: string,
+  ): Variant => {
     const variantDir = mkdtempSync(join(dir, 'corridor-'))
-    const config = writeBenchConfig(variantDir, { origin, rules: RULES, credential, jwksFile: identity === 'jwt' ? jwksFile : null, vault: credential === 'env' ? null : { address: vault.address, token: vault.rootToken } })
+    const config = writeBenchConfig(variantDir, {
+      origin,
+      rules: RULES,
+      credential,
+      jwksFile: identity === 'jwt' ? jwksFile : null,
+      vault: credential === 'env' ? null : { address: vault.address, token: vault.rootToken },
+    })
     return {
       name: label,
-      start: () => startTarget('corridor', { config, env: { BENCH_TOKEN: 'bench-secret', BENCH_VAULT_TOKEN: vault.rootToken } }, 1, target),
+      start: () =>
+        startTarget(
+          'corridor',
+          { config, env: { BENCH_TOKEN: 'bench-secret', BENCH_VAULT_TOKEN: vault.rootToken } },
+          1,
+          target,
+        ),
       headers: () => ({ authorization: `Bearer ${identity === 'jwt' ? jwt : BENCH_KEY}` }),
       workloads,
       ...(credential === 'env' ? {} : { vault }),
@@ -240,14 +316,38 @@ async function main(): Promise<void> {
   const smallOnly = WORKLOADS.slice(0, 1)
   const variants: Variant[] = [
     { name: 'direct', start: null, headers: () => ({}), workloads: WORKLOADS },
-    ...(nginxPath === null ? [] : [{ name: 'nginx (1 worker)', start: () => startNginx(origin, dir), headers: () => ({}), workloads: WORKLOADS }]),
-    { name: 'undici stream', start: () => startTarget('undici', { origin }, 1), headers: () => ({}), workloads: WORKLOADS },
-    { name: 'http-proxy', start: () => startTarget('http-proxy', { origin }, 1), headers: () => ({}), workloads: WORKLOADS },
+    ...(nginxPath === null
+      ? []
+      : [
+          { name: 'nginx (1 worker)', start: () => startNginx(origin, dir), headers: () => ({}), workloads: WORKLOADS },
+        ]),
+    {
+      name: 'undici stream',
+      start: () => startTarget('undici', { origin }, 1),
+      headers: () => ({}),
+      workloads: WORKLOADS,
+    },
+    {
+      name: 'http-proxy',
+      start: () => startTarget('http-proxy', { origin }, 1),
+      headers: () => ({}),
+      workloads: WORKLOADS,
+    },
     corridor('corridor (JWT, env credential)', 'env', 'jwt', WORKLOADS),
     corridor('corridor (API key, env credential)', 'env', 'key', WORKLOADS),
     corridor('corridor (JWT, Vault KV)', 'vault_kv', 'jwt', smallOnly),
     corridor('corridor (JWT, Vault dynamic lease)', 'vault_dynamic', 'jwt', smallOnly),
-    ...(BASELINE === null ? [] : [corridor(`corridor (JWT, env credential) @ ${BASELINE}`, 'env', 'jwt', WORKLOADS, join(resolve(BASELINE), 'bench/target.ts'))]),
+    ...(BASELINE === null
+      ? []
+      : [
+          corridor(
+            `corridor (JWT, env credential) @ ${BASELINE}`,
+            'env',
+            'jwt',
+            WORKLOADS,
+            join(resolve(BASELINE), 'bench/target.ts'),
+          ),
+        ]),
   ].filter((v) => v.start === null || ONLY === null || ONLY.some((f) => v.name.includes(f)))
 
   const cells = new Map<string, Cell>()
@@ -262,8 +362,11 @@ async function main(): Promise<void> {
   }
 
   const started = Date.now()
-  process.stdout.write(`Corridor benchmark · ${new Date().toISOString()} · node ${process.version} · ${SECONDS}s × ${REPEAT} per cell · ${CONNECTIONS} connections · policy of ${RULES} rules · ${hasTaskset ? 'upstream on CPU 0, proxy and load generator on CPU 1' : 'taskset not found: processes not pinned'}\n`)
-  if (nginxPath === null) process.stdout.write('nginx not installed: its row is skipped (apt-get install nginx to include it)\n')
+  process.stdout.write(
+    `Corridor benchmark · ${new Date().toISOString()} · node ${process.version} · ${SECONDS}s × ${REPEAT} per cell · ${CONNECTIONS} connections · policy of ${RULES} rules · ${hasTaskset ? 'upstream on CPU 0, proxy and load generator on CPU 1' : 'taskset not found: processes not pinned'}\n`,
+  )
+  if (nginxPath === null)
+    process.stdout.write('nginx not installed: its row is skipped (apt-get install nginx to include it)\n')
 
   for (let r = 0; r < (PARTS.has('throughput') ? REPEAT : 0); r++) {
     for (const v of variants) {
@@ -284,7 +387,8 @@ async function main(): Promise<void> {
           c.p99.push(result.latency.p99)
           c.rssMiB = Math.max(c.rssMiB, maxRss)
           c.errors += result.non2xx + result.errors
-          if (v.vault) c.vaultCallsPer1000.push(((v.vault.callCount() - vaultBefore) / Math.max(1, result.requests.total)) * 1000)
+          if (v.vault)
+            c.vaultCallsPer1000.push(((v.vault.callCount() - vaultBefore) / Math.max(1, result.requests.total)) * 1000)
         }
       } finally {
         await running?.stop()
@@ -295,21 +399,38 @@ async function main(): Promise<void> {
 
   for (const w of PARTS.has('throughput') ? WORKLOADS : []) {
     const direct = cell('direct', w.name)
-    process.stdout.write(`\n### ${w.name}\n\n| variant | req/s median (min–max) | × direct | p50 ms* | p99 ms* | proxy RSS max MiB |\n|---|---|---|---|---|---|\n`)
+    process.stdout.write(
+      `\n### ${w.name}\n\n| variant | req/s median (min–max) | × direct | p50 ms* | p99 ms* | proxy RSS max MiB |\n|---|---|---|---|---|---|\n`,
+    )
     for (const v of variants) {
       if (!v.workloads.includes(w)) continue
       const c = cell(v.name, w.name)
-      const vaultNote = c.vaultCallsPer1000.length > 0 ? ` · Vault calls per 1,000 requests: ${fmt(median(c.vaultCallsPer1000), 3)}` : ''
+      const vaultNote =
+        c.vaultCallsPer1000.length > 0
+          ? ` · Vault calls per 1,000 requests: ${fmt(median(c.vaultCallsPer1000), 3)}`
+          : ''
       const errorNote = c.errors > 0 ? ` · ${c.errors} errors/non-2xx` : ''
-      process.stdout.write(`| ${v.name}${vaultNote}${errorNote} | ${fmt(median(c.rps))} (${fmt(Math.min(...c.rps))}–${fmt(Math.max(...c.rps))}) | ${(median(c.rps) / median(direct.rps)).toFixed(2)} | ${fmt(median(c.p50), 2)} | ${fmt(median(c.p99), 2)} | ${v.start === null ? '–' : fmt(c.rssMiB)} |\n`)
+      process.stdout.write(
+        `| ${v.name}${vaultNote}${errorNote} | ${fmt(median(c.rps))} (${fmt(Math.min(...c.rps))}–${fmt(Math.max(...c.rps))}) | ${(median(c.rps) / median(direct.rps)).toFixed(2)} | ${fmt(median(c.p50), 2)} | ${fmt(median(c.p99), 2)} | ${v.start === null ? '–' : fmt(c.rssMiB)} |\n`,
+      )
     }
   }
 
-  process.stdout.write('\n\\* autocannon reports latency in whole milliseconds under load; see the one-connection table for sub-millisecond figures.\n')
+  process.stdout.write(
+    '\n\\* autocannon reports latency in whole milliseconds under load; see the one-connection table for sub-millisecond figures.\n',
+  )
   // One connection: the latency Corridor adds to a single request.
-  process.stdout.write(`\n### One connection, small GET, requests one after another (${SECONDS}s × ${REPEAT}, timed with performance.now())\n\n| variant | p50 ms | p99 ms | added p99 over direct ms |\n|---|---|---|---|\n`)
-  const single = variants.filter((v) => ['direct', 'http-proxy', 'corridor (JWT, env credential)', 'corridor (JWT, Vault KV)'].includes(v.name))
-  const singleRows: { name: string; p50: number[]; p99: number[] }[] = single.map((v) => ({ name: v.name, p50: [], p99: [] }))
+  process.stdout.write(
+    `\n### One connection, small GET, requests one after another (${SECONDS}s × ${REPEAT}, timed with performance.now())\n\n| variant | p50 ms | p99 ms | added p99 over direct ms |\n|---|---|---|---|\n`,
+  )
+  const single = variants.filter((v) =>
+    ['direct', 'http-proxy', 'corridor (JWT, env credential)', 'corridor (JWT, Vault KV)'].includes(v.name),
+  )
+  const singleRows: { name: string; p50: number[]; p99: number[] }[] = single.map((v) => ({
+    name: v.name,
+    p50: [],
+    p99: [],
+  }))
   for (let r = 0; r < (PARTS.has('latency') ? REPEAT : 0); r++) {
     for (const [i, v] of single.entries()) {
       const running = v.start === null ? null : await v.start()
@@ -324,15 +445,24 @@ async function main(): Promise<void> {
     }
   }
   const directP99 = median(singleRows[0]?.p99 ?? [])
-  for (const row of singleRows) process.stdout.write(`| ${row.name} | ${fmt(median(row.p50), 3)} | ${fmt(median(row.p99), 3)} | ${row.name === 'direct' ? '–' : fmt(median(row.p99) - directP99, 3)} |\n`)
+  for (const row of singleRows)
+    process.stdout.write(
+      `| ${row.name} | ${fmt(median(row.p50), 3)} | ${fmt(median(row.p99), 3)} | ${row.name === 'direct' ? '–' : fmt(median(row.p99) - directP99, 3)} |\n`,
+    )
 
   // Policy evaluation alone, in this process: does the cost stay flat as rules grow?
-  process.stdout.write(`\n### Policy evaluation (one small GET's decision, in process)\n\n| rules | ns per decision | × 10 rules |\n|---|---|---|\n`)
+  process.stdout.write(
+    `\n### Policy evaluation (one small GET's decision, in process)\n\n| rules | ns per decision | × 10 rules |\n|---|---|---|\n`,
+  )
   let base = 0
   for (const n of PARTS.has('policy') ? [10, 1_000, 10_000] : []) {
     const d = mkdtempSync(join(dir, `policy-${n}-`))
     writeBenchConfig(d, { origin, rules: n, credential: 'env', jwksFile: null, vault: null })
-    const bundle = loadBundle({ agents: join(d, 'agents.yaml'), connectors: join(d, 'connectors.yaml'), policy: join(d, 'policy.yaml') })
+    const bundle = loadBundle({
+      agents: join(d, 'agents.yaml'),
+      connectors: join(d, 'connectors.yaml'),
+      policy: join(d, 'policy.yaml'),
+    })
     const facts = describedFacts(bundle, { agent: 'bench', method: 'GET', url: '/svc/small?page=3' })
     const samples: number[] = []
     for (let s = 0; s < 5; s++) {
@@ -345,7 +475,10 @@ async function main(): Promise<void> {
     if (n === 10) base = ns
     process.stdout.write(`| ${fmt(n)} | ${fmt(ns)} | ${(ns / base).toFixed(2)} |\n`)
   }
-  if (PARTS.has('workers') && spawnSync('redis-server', ['--version']).status !== 0) process.stdout.write('\nWorkers: skipped, redis-server is not installed (several workers keep approvals in Redis)\n')
+  if (PARTS.has('workers') && spawnSync('redis-server', ['--version']).status !== 0)
+    process.stdout.write(
+      '\nWorkers: skipped, redis-server is not installed (several workers keep approvals in Redis)\n',
+    )
   else if (PARTS.has('workers')) await workersPart(origin, dir, jwt, jwksFile)
 
   await vault.stop()
@@ -361,7 +494,14 @@ async function main(): Promise<void> {
 async function workersPart(origin: string, dir: string, jwt: string, jwksFile: string): Promise<void> {
   const redis = await startRedis()
   try {
-    const config = writeBenchConfig(mkdtempSync(join(dir, 'workers-')), { origin, rules: RULES, credential: 'env', jwksFile, vault: null, redisUrl: redis.url })
+    const config = writeBenchConfig(mkdtempSync(join(dir, 'workers-')), {
+      origin,
+      rules: RULES,
+      credential: 'env',
+      jwksFile,
+      vault: null,
+      redisUrl: redis.url,
+    })
     const workloads = WORKLOADS.filter((w) => w.path !== '/large' && w.path !== '/events')
     const counts = [1, 2]
     const rows = new Map<string, Cell>()
@@ -381,7 +521,10 @@ async function workersPart(origin: string, dir: string, jwt: string, jwksFile: s
             const headers: Record<string, string> = running === null ? {} : { authorization: `Bearer ${jwt}` }
             await drive(running?.url ?? origin, w, headers, WARMUP_SECONDS, CONNECTIONS)
             let maxRss = 0
-            const sampler = setInterval(() => (maxRss = running === null ? 0 : Math.max(maxRss, treeRssMiB(running.pid))), 200)
+            const sampler = setInterval(
+              () => (maxRss = running === null ? 0 : Math.max(maxRss, treeRssMiB(running.pid))),
+              200,
+            )
             const result = await drive(running?.url ?? origin, w, headers, SECONDS, CONNECTIONS)
             clearInterval(sampler)
             const c = row(name, w)
@@ -394,7 +537,9 @@ async function workersPart(origin: string, dir: string, jwt: string, jwksFile: s
         }
       }
     }
-    process.stdout.write(`\n### Workers (\`corridor serve --workers N\`, not pinned: Corridor may use both CPUs, shared with the upstream and autocannon; ${SECONDS}s × ${REPEAT})\n\n| variant | ${workloads.map((w) => `${w.name} req/s (min–max) | × 1 worker`).join(' | ')} | RSS max MiB, all processes |\n|---|${workloads.map(() => '---|---|').join('')}---|\n`)
+    process.stdout.write(
+      `\n### Workers (\`corridor serve --workers N\`, not pinned: Corridor may use both CPUs, shared with the upstream and autocannon; ${SECONDS}s × ${REPEAT})\n\n| variant | ${workloads.map((w) => `${w.name} req/s (min–max) | × 1 worker`).join(' | ')} | RSS max MiB, all processes |\n|---|${workloads.map(() => '---|---|').join('')}---|\n`,
+    )
     for (const name of names) {
       const cellsOf = workloads.map((w) => row(name, w))
       const errors = cellsOf.reduce((sum, c) => sum + c.errors, 0)
@@ -403,7 +548,9 @@ async function workersPart(origin: string, dir: string, jwt: string, jwksFile: s
         const one = row(names[1] as string, w)
         return `${fmt(median(c.rps))} (${fmt(Math.min(...c.rps))}–${fmt(Math.max(...c.rps))}) | ${name === 'direct' ? '–' : (median(c.rps) / median(one.rps)).toFixed(2)}`
       })
-      process.stdout.write(`| ${name}${errors > 0 ? ` · ${errors} errors/non-2xx` : ''} | ${ratios.join(' | ')} | ${name === 'direct' ? '–' : fmt(Math.max(...cellsOf.map((c) => c.rssMiB)))} |\n`)
+      process.stdout.write(
+        `| ${name}${errors > 0 ? ` · ${errors} errors/non-2xx` : ''} | ${ratios.join(' | ')} | ${name === 'direct' ? '–' : fmt(Math.max(...cellsOf.map((c) => c.rssMiB)))} |\n`,
+      )
     }
   } finally {
     await redis.stop()

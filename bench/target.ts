@@ -15,12 +15,16 @@ import { createLogger } from '../src/shared/logger.ts'
 const [kind = '', rawOptions = '{}'] = process.argv.slice(2)
 const options = JSON.parse(rawOptions) as { origin?: string; config?: string; env?: Record<string, string> }
 
-const small = Buffer.from(JSON.stringify({ id: 1, items: Array.from({ length: 8 }, (_, i) => ({ i, name: `item-${i}` })) }))
+const small = Buffer.from(
+  JSON.stringify({ id: 1, items: Array.from({ length: 8 }, (_, i) => ({ i, name: `item-${i}` })) }),
+)
 const large = Buffer.alloc(64 * 1024, 'x')
 const event = `data: ${JSON.stringify({ delta: 'x'.repeat(80) })}\n\n`
 
 const listen = (server: Server): Promise<string> =>
-  new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(`http://127.0.0.1:${(server.address() as AddressInfo).port}`)))
+  new Promise((resolve) =>
+    server.listen(0, '127.0.0.1', () => resolve(`http://127.0.0.1:${(server.address() as AddressInfo).port}`)),
+  )
 
 async function start(): Promise<{ url: string; stop: () => Promise<void> }> {
   switch (kind) {
@@ -46,21 +50,35 @@ async function start(): Promise<{ url: string; stop: () => Promise<void> }> {
       const pool = new Pool(options.origin as string, { connections: 128 })
       const server = createServer((req, res) => {
         pool
-          .stream({ method: req.method as 'GET', path: req.url ?? '/', headers: req.headers as Record<string, string>, body: req.method === 'GET' ? null : req }, ({ statusCode, headers }) => {
-            res.writeHead(statusCode, headers as Record<string, string>)
-            return res
-          })
+          .stream(
+            {
+              method: req.method as 'GET',
+              path: req.url ?? '/',
+              headers: req.headers as Record<string, string>,
+              body: req.method === 'GET' ? null : req,
+            },
+            ({ statusCode, headers }) => {
+              res.writeHead(statusCode, headers as Record<string, string>)
+              return res
+            },
+          )
           .catch(() => res.destroy())
       })
       return { url: await listen(server), stop: async () => void server.close() }
     }
     case 'http-proxy': {
-      const proxy = httpProxy.createProxyServer({ target: options.origin as string, agent: new HttpAgent({ keepAlive: true, maxSockets: 128 }) })
+      const proxy = httpProxy.createProxyServer({
+        target: options.origin as string,
+        agent: new HttpAgent({ keepAlive: true, maxSockets: 128 }),
+      })
       const server = createServer((req, res) => proxy.web(req, res, {}, () => res.destroy()))
       return { url: await listen(server), stop: async () => void server.close() }
     }
     case 'corridor': {
-      const corridor = await startCorridor(loadServerConfig(options.config as string), { env: options.env ?? {}, log: createLogger('warn') })
+      const corridor = await startCorridor(loadServerConfig(options.config as string), {
+        env: options.env ?? {},
+        log: createLogger('warn'),
+      })
       return { url: `${corridor.agentUrl}/svc`, stop: () => corridor.close() }
     }
     default:

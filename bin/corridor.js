@@ -5,7 +5,9 @@ import { existsSync } from 'node:fs'
 
 const [major, minor] = process.versions.node.split('.').map(Number)
 if (major < 22 || (major === 22 && minor < 18)) {
-  console.error(`corridor needs Node 22.18 or newer (24 recommended); this is ${process.version}. Run it through npm (npm start, npm run corridor -- …), which uses the Node 24 from devDependencies.`)
+  console.error(
+    `corridor needs Node 22.18 or newer (24 recommended); this is ${process.version}. Run it through npm (npm start, npm run corridor -- …), which uses the Node 24 from devDependencies.`,
+  )
   process.exit(1)
 }
 

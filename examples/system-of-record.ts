@@ -26,7 +26,8 @@ export function startSystemOfRecord(port: number, tokenFile: string, host = '127
       const url = new URL(req.url ?? '/', 'http://records')
       const parts = url.pathname.split('/').filter(Boolean) // api, customers, id, notes
       if (parts[0] !== 'api') return send(404, { error: 'not found', received })
-      if (req.method === 'GET' && parts[1] === 'customers' && parts.length === 2) return send(200, { customers: [...customers.values()], received })
+      if (req.method === 'GET' && parts[1] === 'customers' && parts.length === 2)
+        return send(200, { customers: [...customers.values()], received })
       const customer = customers.get(parts[2] ?? '')
       if (parts[1] === 'customers' && customer === undefined) return send(404, { error: 'no such customer', received })
       if (req.method === 'GET' && parts.length === 3) return send(200, { customer, received })

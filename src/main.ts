@@ -48,8 +48,15 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
   const policies = new PolicyStore(config.files, log)
   // At start a broken policy is fatal: better not to start than to start refusing everything unnoticed.
   policies.loadInitial()
-  const vault = config.vault === null ? null : new VaultSession(new VaultClient(config.vault), config.vault.auth, options.env, log)
-  const credentials = new CredentialBroker({ env: options.env, vault, log, now: Date.now, issueTimeoutMs: config.credentialTimeoutMs })
+  const vault =
+    config.vault === null ? null : new VaultSession(new VaultClient(config.vault), config.vault.auth, options.env, log)
+  const credentials = new CredentialBroker({
+    env: options.env,
+    vault,
+    log,
+    now: Date.now,
+    issueTimeoutMs: config.credentialTimeoutMs,
+  })
   const upstreams = new Upstreams()
   const sync = (): void => {
     const bundle = policies.current
@@ -67,17 +74,49 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
   const store = await approvalStore(config.approvals, options.env, log)
   let approvals: ApprovalService | null = null
   const executor = new ApprovalExecutor({
-    store, config: config.approvals, policies, credentials, upstreams, audit, log, now: Date.now,
+    store,
+    config: config.approvals,
+    policies,
+    credentials,
+    upstreams,
+    audit,
+    log,
+    now: Date.now,
     onSettled: (id, event, reason) => approvals?.settledByExecutor(id, event, reason),
   })
-  const webhook = config.approvals.webhook === null ? null : new WebhookNotifier(resolveValue(config.approvals.webhook.url, options.env, 'approvals.webhook'), config.approvals.webhook.timeoutMs, log)
-  approvals = new ApprovalService({ store, executor, config: config.approvals, policies, audit, log, notifier: webhook, now: Date.now })
+  const webhook =
+    config.approvals.webhook === null
+      ? null
+      : new WebhookNotifier(
+          resolveValue(config.approvals.webhook.url, options.env, 'approvals.webhook'),
+          config.approvals.webhook.timeoutMs,
+          log,
+        )
+  approvals = new ApprovalService({
+    store,
+    executor,
+    config: config.approvals,
+    policies,
+    audit,
+    log,
+    notifier: webhook,
+    now: Date.now,
+  })
   const approvalService = approvals
   policies.onChange((bundle) => void approvalService.recheckAll(bundle))
 
   const pipeline = createPipeline({
-    policies, identifier, credentials, upstreams, audit, log, limits: config.limits, now: Date.now,
-    approvals, approvalWaitMs: config.approvals.waitMs, approvalExpiresMs: config.approvals.expiresAfterMs,
+    policies,
+    identifier,
+    credentials,
+    upstreams,
+    audit,
+    log,
+    limits: config.limits,
+    now: Date.now,
+    approvals,
+    approvalWaitMs: config.approvals.waitMs,
+    approvalExpiresMs: config.approvals.expiresAfterMs,
   })
   const agentServer = createAgentServer(config.limits, pipeline, createParserRefusals({ audit, now: Date.now }))
   const approvalsApi = createApprovalsApi(approvals, new ApproverAuthenticator(config.approverJwt), policies, log)
@@ -115,7 +154,11 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
 }
 
 async function approvalStore(config: ApprovalsConfig, env: StartOptions['env'], log: Logger): Promise<ApprovalStore> {
-  const limits = { maxPending: config.maxPending, maxPendingPerAgent: config.maxPendingPerAgent, keepMs: config.keepResultsMs }
+  const limits = {
+    maxPending: config.maxPending,
+    maxPendingPerAgent: config.maxPendingPerAgent,
+    keepMs: config.keepResultsMs,
+  }
   if (config.redis === null) {
     log.warn(
       'APPROVALS ARE IN MEMORY: no approvals.redis is configured, so requests held for approval live in this process only and are lost when it stops; run a single instance, or configure Redis',
@@ -124,8 +167,17 @@ async function approvalStore(config: ApprovalsConfig, env: StartOptions['env'], 
   }
   // Loaded only when configured: ioredis alone adds ~20 MiB to a process that does not use it.
   const { RedisApprovalStore } = await import('./approvals/redis-store.ts')
-  const store = new RedisApprovalStore({ url: resolveValue(config.redis.url, env, 'approvals.redis'), keyPrefix: config.redis.keyPrefix, timeoutMs: config.redis.timeoutMs }, limits, log)
-  if (!(await store.connected(2_000))) log.error('approval store: Redis not reachable at start; requests that need approval get 503 until it is')
+  const store = new RedisApprovalStore(
+    {
+      url: resolveValue(config.redis.url, env, 'approvals.redis'),
+      keyPrefix: config.redis.keyPrefix,
+      timeoutMs: config.redis.timeoutMs,
+    },
+    limits,
+    log,
+  )
+  if (!(await store.connected(2_000)))
+    log.error('approval store: Redis not reachable at start; requests that need approval get 503 until it is')
   return store
 }
 

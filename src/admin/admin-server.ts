@@ -9,12 +9,21 @@ import type { AuditSink } from '../audit/sink.ts'
 import type { PolicyStore } from '../policy/reloader.ts'
 import type { ApprovalsApi } from './approvals-api.ts'
 
-export function createAdminServer(policies: PolicyStore, audit: AuditSink, approvals: ApprovalService, approvalsApi: ApprovalsApi): Server {
+export function createAdminServer(
+  policies: PolicyStore,
+  audit: AuditSink,
+  approvals: ApprovalService,
+  approvalsApi: ApprovalsApi,
+): Server {
   return createServer((req, res) => {
     if (approvalsApi.handle(req, res)) return
     const send = (status: number, body: unknown): void => {
       const payload = JSON.stringify(body)
-      res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(payload) })
+      res.writeHead(status, {
+        'content-type': 'application/json',
+        'cache-control': 'no-store',
+        'content-length': Buffer.byteLength(payload),
+      })
       res.end(payload)
     }
     if (req.method !== 'GET') return send(405, { error: 'method not allowed' })

@@ -30,7 +30,12 @@ export interface ApprovalsApi {
   handle(req: IncomingMessage, res: ServerResponse): boolean
 }
 
-export function createApprovalsApi(approvals: ApprovalService, authenticator: ApproverAuthenticator, policies: PolicyStore, log: Logger): ApprovalsApi {
+export function createApprovalsApi(
+  approvals: ApprovalService,
+  authenticator: ApproverAuthenticator,
+  policies: PolicyStore,
+  log: Logger,
+): ApprovalsApi {
   const serve = async (req: IncomingMessage, res: ServerResponse, url: URL, m: RegExpExecArray): Promise<void> => {
     const bundle = policies.current
     if (bundle === null) throw new CorridorError('policy_unavailable')
@@ -39,20 +44,33 @@ export function createApprovalsApi(approvals: ApprovalService, authenticator: Ap
     if (id === undefined) {
       if (req.method !== 'GET') throw new CorridorError('bad_request', 'list approvals with GET')
       const state = url.searchParams.get('state') ?? 'pending'
-      if (state !== 'pending' && state !== 'approved' && state !== 'executing') throw new CorridorError('bad_request', 'state is pending, approved or executing')
+      if (state !== 'pending' && state !== 'approved' && state !== 'executing')
+        throw new CorridorError('bad_request', 'state is pending, approved or executing')
       const offset = Math.max(0, Number(url.searchParams.get('offset') ?? 0) || 0)
       const limit = Math.min(500, Math.max(1, Number(url.searchParams.get('limit') ?? 50) || 50))
       const page = await approvals.list(state, offset, limit)
-      return send(res, 200, { approvals: page.filter((a) => mayView(approver, a.held)).map(summary), offset, limit, more: page.length === limit })
+      return send(res, 200, {
+        approvals: page.filter((a) => mayView(approver, a.held)).map(summary),
+        offset,
+        limit,
+        more: page.length === limit,
+      })
     }
     if (verb === undefined) {
       if (req.method !== 'GET') throw new CorridorError('bad_request', 'show an approval with GET')
       const approval = await approvals.get(id)
-      if (approval === null || !mayView(approver, approval.held)) throw new CorridorError('approval_not_found', `no approval '${id}' that you may see`)
+      if (approval === null || !mayView(approver, approval.held))
+        throw new CorridorError('approval_not_found', `no approval '${id}' that you may see`)
       return send(res, 200, detail(approval))
     }
     if (req.method !== 'POST') throw new CorridorError('bad_request', `${verb} with POST`)
-    const input = parseDecision(await readLimited(req, MAX_BODY, () => new CorridorError('body_too_large', `a decision is at most ${MAX_BODY} bytes`)))
+    const input = parseDecision(
+      await readLimited(
+        req,
+        MAX_BODY,
+        () => new CorridorError('body_too_large', `a decision is at most ${MAX_BODY} bytes`),
+      ),
+    )
     const after = await approvals.decide(id, approver, verb === 'approve', input.reason, input.digest)
     log.info({ approvalId: id, approver: approver.id, via: approver.via, verb }, 'approver decision recorded')
     send(res, 200, detail(after))
@@ -68,7 +86,16 @@ export function createApprovalsApi(approvals: ApprovalService, authenticator: Ap
         if (!isCorridorError(err)) log.error({ err }, 'approvals API failed')
         // Who tried to decide what they may not is worth an operator's attention (never the token itself).
         else if (err.code === 'approver_unauthenticated' || err.code === 'approver_not_eligible') {
-          log.warn({ code: err.code, detail: err.message, method: req.method, path: url.pathname, remote: req.socket.remoteAddress }, 'approvals API refused a caller')
+          log.warn(
+            {
+              code: err.code,
+              detail: err.message,
+              method: req.method,
+              path: url.pathname,
+              remote: req.socket.remoteAddress,
+            },
+            'approvals API refused a caller',
+          )
         }
         if (res.headersSent) return void res.destroy()
         const body = problemBody(error, '-')
@@ -88,9 +115,12 @@ function parseDecision(raw: string): { reason: string; digest: string | null } {
     throw new CorridorError('bad_request', 'send {"reason": "…"} as JSON')
   }
   const v = value as { reason?: unknown; digest?: unknown }
-  if (typeof v.reason !== 'string' || v.reason.trim() === '') throw new CorridorError('bad_request', 'every decision needs a reason')
-  if (v.reason.length > MAX_REASON) throw new CorridorError('bad_request', `a reason is at most ${MAX_REASON} characters`)
-  if (v.digest !== undefined && (typeof v.digest !== 'string' || !/^sha256:[0-9a-f]{64}$/.test(v.digest))) throw new CorridorError('bad_request', 'digest is the sha256:… value shown for the approval')
+  if (typeof v.reason !== 'string' || v.reason.trim() === '')
+    throw new CorridorError('bad_request', 'every decision needs a reason')
+  if (v.reason.length > MAX_REASON)
+    throw new CorridorError('bad_request', `a reason is at most ${MAX_REASON} characters`)
+  if (v.digest !== undefined && (typeof v.digest !== 'string' || !/^sha256:[0-9a-f]{64}$/.test(v.digest)))
+    throw new CorridorError('bad_request', 'digest is the sha256:… value shown for the approval')
   return { reason: v.reason.trim(), digest: (v.digest as string | undefined) ?? null }
 }
 
@@ -136,14 +166,24 @@ function detail(a: Approval): Record<string, unknown> {
     body: Buffer.from(text, 'utf8').equals(body) ? text : null,
     body_base64: Buffer.from(text, 'utf8').equals(body) ? null : h.request.bodyBase64,
     decisions: a.approvals.map((d) => ({ approver: d.approver, at: new Date(d.at).toISOString(), reason: d.reason })),
-    rejected: a.rejection === null ? null : { approver: a.rejection.approver, at: new Date(a.rejection.at).toISOString(), reason: a.rejection.reason },
+    rejected:
+      a.rejection === null
+        ? null
+        : { approver: a.rejection.approver, at: new Date(a.rejection.at).toISOString(), reason: a.rejection.reason },
     cancel_reason: a.cancelReason,
-    result: a.result === null ? null : { status: a.result.status, error_code: a.result.errorCode, executed_request_id: a.result.executedRequestId },
+    result:
+      a.result === null
+        ? null
+        : { status: a.result.status, error_code: a.result.errorCode, executed_request_id: a.result.executedRequestId },
   }
 }
 
 function send(res: ServerResponse, status: number, body: unknown, contentType = 'application/json'): void {
   const payload = JSON.stringify(body)
-  res.writeHead(status, { 'content-type': contentType, 'cache-control': 'no-store', 'content-length': Buffer.byteLength(payload) })
+  res.writeHead(status, {
+    'content-type': contentType,
+    'cache-control': 'no-store',
+    'content-length': Buffer.byteLength(payload),
+  })
   res.end(payload)
 }

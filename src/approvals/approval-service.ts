@@ -78,11 +78,24 @@ export class ApprovalService {
         return existing
       }
       case 'full':
-        throw new CorridorError('approval_capacity', `the approval queue holds its maximum of ${this.#d.config.maxPending} pending requests; try again later`)
+        throw new CorridorError(
+          'approval_capacity',
+          `the approval queue holds its maximum of ${this.#d.config.maxPending} pending requests; try again later`,
+        )
       case 'agent_full':
-        throw new CorridorError('approval_capacity', `agent '${held.agent}' already has ${this.#d.config.maxPendingPerAgent} requests waiting for approval`)
+        throw new CorridorError(
+          'approval_capacity',
+          `agent '${held.agent}' already has ${this.#d.config.maxPendingPerAgent} requests waiting for approval`,
+        )
       case 'created': {
-        const approval: Approval = { held, state: 'pending', approvals: [], rejection: null, cancelReason: null, result: null }
+        const approval: Approval = {
+          held,
+          state: 'pending',
+          approvals: [],
+          rejection: null,
+          cancelReason: null,
+          result: null,
+        }
         this.#d.audit.writeEvent(approvalEvent('held', approval, this.#d.now()))
         this.#d.notifier?.notify('held', approval)
         return approval
@@ -132,15 +145,32 @@ export class ApprovalService {
   }
 
   /** An approver's decision: eligibility here, then the atomic transition in the store. */
-  async decide(id: string, approver: ApproverIdentity, approve: boolean, reason: string, digest: string | null): Promise<Approval> {
+  async decide(
+    id: string,
+    approver: ApproverIdentity,
+    approve: boolean,
+    reason: string,
+    digest: string | null,
+  ): Promise<Approval> {
     // A decision nobody could audit is not taken.
-    if (!this.#d.audit.healthy) throw new CorridorError('audit_unavailable', 'the audit trail cannot be written; decisions wait until it can')
+    if (!this.#d.audit.healthy)
+      throw new CorridorError('audit_unavailable', 'the audit trail cannot be written; decisions wait until it can')
     const now = this.#d.now()
     const approval = await this.get(id)
-    if (approval === null || !mayView(approver, approval.held)) throw new CorridorError('approval_not_found', `no approval '${id}' that you may see (finished approvals are kept for ${Math.round(this.#d.config.keepResultsMs / 60_000)} minutes)`)
+    if (approval === null || !mayView(approver, approval.held))
+      throw new CorridorError(
+        'approval_not_found',
+        `no approval '${id}' that you may see (finished approvals are kept for ${Math.round(this.#d.config.keepResultsMs / 60_000)} minutes)`,
+      )
     const why = whyIneligible(approver, approval.held)
     if (why !== null) throw new CorridorError('approver_not_eligible', why)
-    const result = await this.#store(() => this.#d.store.decide(id, { approve, by: { approver: approver.id, groups: approver.groups, reason, at: now }, digest }, now))
+    const result = await this.#store(() =>
+      this.#d.store.decide(
+        id,
+        { approve, by: { approver: approver.id, groups: approver.groups, reason, at: now }, digest },
+        now,
+      ),
+    )
     switch (result.kind) {
       case 'not_found':
         throw new CorridorError('approval_not_found', `no approval '${id}'`)
@@ -148,11 +178,21 @@ export class ApprovalService {
         await this.#settled(id, 'expired')
         throw new CorridorError('approval_conflict', 'this approval expired before your decision')
       case 'digest_mismatch':
-        throw new CorridorError('approval_conflict', 'the held request is not the one you reviewed (digest differs); show it again')
+        throw new CorridorError(
+          'approval_conflict',
+          'the held request is not the one you reviewed (digest differs); show it again',
+        )
       case 'already_decided':
-        throw new CorridorError('approval_conflict', 'you have already approved this request; it needs a different approver')
+        throw new CorridorError(
+          'approval_conflict',
+          'you have already approved this request; it needs a different approver',
+        )
       case 'not_pending':
         throw new CorridorError('approval_conflict', `this approval is already ${result.state}`)
+      case 'recorded':
+      case 'approved':
+      case 'rejected':
+        break // recorded below
     }
     // The decision is recorded; if the store cannot be read back now, report it from what we know.
     const after = (await this.#d.store.get(id).catch(() => null)) ?? approval
@@ -229,10 +269,16 @@ export class ApprovalService {
       for (const { id, outcome } of await this.#d.store.abandonStale(now, SWEEP_BATCH)) {
         if (outcome === 'retry') {
           // Its forward carries an idempotency key the upstream honours: sending it again cannot run it twice.
-          this.#d.log.warn({ approvalId: id }, 'a released request lost its releasing replica mid-forward; released again under the same idempotency key')
+          this.#d.log.warn(
+            { approvalId: id },
+            'a released request lost its releasing replica mid-forward; released again under the same idempotency key',
+          )
           continue
         }
-        this.#d.log.error({ approvalId: id }, 'a released request lost its releasing replica mid-forward; it is marked unknown and never sent again')
+        this.#d.log.error(
+          { approvalId: id },
+          'a released request lost its releasing replica mid-forward; it is marked unknown and never sent again',
+        )
         await this.#settled(id, 'unknown')
       }
       // Approved but not released: the approving replica went away, or the release failed (credential, audit).
@@ -271,7 +317,12 @@ export class ApprovalService {
     try {
       return await op()
     } catch (err) {
-      if (err instanceof ApprovalStoreUnavailable) throw new CorridorError('approval_unavailable', 'the approval queue cannot be reached; nothing was held or decided', { cause: err })
+      if (err instanceof ApprovalStoreUnavailable)
+        throw new CorridorError(
+          'approval_unavailable',
+          'the approval queue cannot be reached; nothing was held or decided',
+          { cause: err },
+        )
       throw err
     }
   }

@@ -19,7 +19,11 @@ export interface StoreLimits {
   readonly keepMs: number
 }
 
-export type CreateResult = { readonly kind: 'created' } | { readonly kind: 'exists'; readonly id: string } | { readonly kind: 'full' } | { readonly kind: 'agent_full' }
+export type CreateResult =
+  | { readonly kind: 'created' }
+  | { readonly kind: 'exists'; readonly id: string }
+  | { readonly kind: 'full' }
+  | { readonly kind: 'agent_full' }
 
 export type DecideResult =
   | { readonly kind: 'recorded' | 'approved' | 'rejected' }

@@ -92,12 +92,30 @@ export interface Approval {
  * Headers that legitimately change between an agent's attempts (proxy hops, tracing, SDK retry
  * counters) and so are left out of the digest; everything else the upstream sees is in it.
  */
-const PER_ATTEMPT_HEADERS = new Set(['x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto', 'traceparent', 'tracestate', 'x-request-id', 'x-amzn-trace-id', 'x-stainless-retry-count', 'x-stainless-timeout', 'x-stainless-read-timeout'])
+const PER_ATTEMPT_HEADERS = new Set([
+  'x-forwarded-for',
+  'x-forwarded-host',
+  'x-forwarded-proto',
+  'traceparent',
+  'tracestate',
+  'x-request-id',
+  'x-amzn-trace-id',
+  'x-stainless-retry-count',
+  'x-stainless-timeout',
+  'x-stainless-read-timeout',
+])
 
 export function requestDigest(connector: string, request: Omit<HeldHttpRequest, 'target' | 'host'>): string {
   const headers = request.headers.filter(([name]) => !PER_ATTEMPT_HEADERS.has(name)).map(([n, v]) => `${n}:${v}`)
   headers.sort()
-  const canonical = JSON.stringify([connector, request.method, request.upstreamPath, request.query, headers, request.bodyBase64])
+  const canonical = JSON.stringify([
+    connector,
+    request.method,
+    request.upstreamPath,
+    request.query,
+    headers,
+    request.bodyBase64,
+  ])
   return 'sha256:' + createHash('sha256').update(canonical).digest('hex')
 }
 

@@ -5,7 +5,11 @@ import type { ApproverIdentity } from './eligibility.ts'
 
 export function approvalLink(approval: Approval): ApprovalLink {
   const h = approval.held
-  const decision = (d: { approver: string; at: number; reason: string }) => ({ approver: d.approver, at: new Date(d.at).toISOString(), reason: d.reason })
+  const decision = (d: { approver: string; at: number; reason: string }) => ({
+    approver: d.approver,
+    at: new Date(d.at).toISOString(),
+    reason: d.reason,
+  })
   return {
     id: h.id,
     state: approval.state,
@@ -17,7 +21,13 @@ export function approvalLink(approval: Approval): ApprovalLink {
   }
 }
 
-export function approvalEvent(event: string, approval: Approval, nowMs: number, by: ApproverIdentity | null = null, reason: string | null = null): ApprovalAuditEvent {
+export function approvalEvent(
+  event: string,
+  approval: Approval,
+  nowMs: number,
+  by: ApproverIdentity | null = null,
+  reason: string | null = null,
+): ApprovalAuditEvent {
   const h = approval.held
   return {
     type: 'approval',

@@ -23,7 +23,8 @@ export function whyIneligible(approver: ApproverIdentity, held: HeldRequest): st
   if (approver.id === held.owner || approver.groups.includes(held.owner)) {
     return `agent '${held.agent}' is owned by '${held.owner}'; its owners may not decide its requests`
   }
-  if (held.user !== null && approver.id === held.user) return 'the request was made on your behalf; someone else must decide it'
+  if (held.user !== null && approver.id === held.user)
+    return 'the request was made on your behalf; someone else must decide it'
   return null
 }
 

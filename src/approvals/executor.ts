@@ -43,7 +43,6 @@ export interface ExecutorDeps {
   readonly onSettled: (id: string, event: 'cancelled' | 'executed', reason: string | null) => void
 }
 
-
 export class ApprovalExecutor {
   readonly #deps: ExecutorDeps
   readonly #running = new Map<string, Promise<void>>()
@@ -91,14 +90,28 @@ export class ApprovalExecutor {
     // (the agent's own if it sent one), so a send repeated after a crash cannot run twice.
     const idempotency = connector.idempotencyHeader
     const headers = held.request.headers.flat()
-    if (idempotency !== null && !held.request.headers.some(([name]) => name === idempotency)) headers.push(idempotency, held.id)
+    if (idempotency !== null && !held.request.headers.some(([name]) => name === idempotency))
+      headers.push(idempotency, held.id)
     // The outgoing request is complete (audit gate passed, credential placed) before anything is
     // claimed: a failure here leaves the approval approved for the next attempt, not claimed and stuck.
     let outbound: Outbound
     try {
-      outbound = await prepareOutbound(d, connector, held.agent, held.perRequestLease, { method: held.request.method, headers, query: held.request.query, bodyLength: body.length, remoteAddress: null })
+      outbound = await prepareOutbound(d, connector, held.agent, held.perRequestLease, {
+        method: held.request.method,
+        headers,
+        query: held.request.query,
+        bodyLength: body.length,
+        remoteAddress: null,
+      })
     } catch (err) {
-      d.log.warn({ err: isCorridorError(err) ? (err.cause ?? err) : err, detail: isCorridorError(err) && err.code === 'audit_unavailable' ? err.code : credentialFailureCode(err), approvalId: id }, 'approved request not released now (audit or credential unavailable); it stays approved and is retried')
+      d.log.warn(
+        {
+          err: isCorridorError(err) ? (err.cause ?? err) : err,
+          detail: isCorridorError(err) && err.code === 'audit_unavailable' ? err.code : credentialFailureCode(err),
+          approvalId: id,
+        },
+        'approved request not released now (audit or credential unavailable); it stays approved and is retried',
+      )
       return
     }
     const { credential, parts: outgoing, mask } = outbound
@@ -119,7 +132,12 @@ export class ApprovalExecutor {
     try {
       const response = await d.upstreams.call(
         connector,
-        { method: held.request.method, path: upstreamTarget(held.request.upstreamPath, outgoing.query), headers: outgoing.headers, body: body.length > 0 ? body : null },
+        {
+          method: held.request.method,
+          path: upstreamTarget(held.request.upstreamPath, outgoing.query),
+          headers: outgoing.headers,
+          body: body.length > 0 ? body : null,
+        },
         mask,
         d.config.executionTimeoutMs,
         d.config.maxResponseBytes,
@@ -140,7 +158,14 @@ export class ApprovalExecutor {
       record.outcome = 'forwarded'
     } catch (err) {
       const code = isCorridorError(err) ? err.code : 'upstream_bad_response'
-      result = { status: 0, headers: {}, bodyBase64: '', errorCode: code, executedRequestId: record.request_id, completedAt: d.now() }
+      result = {
+        status: 0,
+        headers: {},
+        bodyBase64: '',
+        errorCode: code,
+        executedRequestId: record.request_id,
+        completedAt: d.now(),
+      }
       record.error_code = isCorridorError(err) ? err.code : null
       record.outcome = code === 'upstream_timeout' ? 'upstream_timeout' : 'upstream_error'
       record.status = isCorridorError(err) ? err.status : 502
@@ -148,7 +173,8 @@ export class ApprovalExecutor {
     record.duration_ms = record.upstream_ms = Math.round((performance.now() - started) * 1000) / 1000
     record.approval = { ...approvalLink(approval), state: 'executed', executed_request_id: record.request_id }
     d.audit.write(record)
-    if (credential !== null) settleCredential(credential, result.status, d.log, { approvalId: id, requestId: record.request_id })
+    if (credential !== null)
+      settleCredential(credential, result.status, d.log, { approvalId: id, requestId: record.request_id })
     await this.#storeResult(id, token, result)
     d.onSettled(id, 'executed', null)
   }
@@ -159,12 +185,16 @@ export class ApprovalExecutor {
     const giveUpAt = d.now() + d.config.keepResultsMs
     for (let delay = 100; ; delay = Math.min(delay * 2, 2_000)) {
       try {
-        if (!(await d.store.complete(id, token, result))) d.log.error({ approvalId: id }, 'the result of a released request was refused by the store (claim lost)')
+        if (!(await d.store.complete(id, token, result)))
+          d.log.error({ approvalId: id }, 'the result of a released request was refused by the store (claim lost)')
         return
       } catch (err) {
         // Shutting down, or the claim is long dead: the approval will read as unknown (or be released again).
         if (this.#closing || d.now() > giveUpAt) {
-          d.log.error({ err, approvalId: id }, 'the result of a released request could not be stored; the approval will read as unknown')
+          d.log.error(
+            { err, approvalId: id },
+            'the result of a released request could not be stored; the approval will read as unknown',
+          )
           return
         }
         await new Promise((r) => setTimeout(r, delay))

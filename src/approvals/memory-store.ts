@@ -5,7 +5,14 @@
  * why Corridor warns at start when this store is in use.
  */
 import type { Approval, ApprovalState, ExecutionResult, HeldRequest } from './approval.ts'
-import type { AbandonedClaim, ApprovalStore, CreateResult, Decision, DecideResult, StoreLimits } from './approval-store.ts'
+import type {
+  AbandonedClaim,
+  ApprovalStore,
+  CreateResult,
+  Decision,
+  DecideResult,
+  StoreLimits,
+} from './approval-store.ts'
 
 interface Entry {
   approval: Approval
@@ -34,7 +41,8 @@ export class MemoryApprovalStore implements ApprovalStore {
     const idemKey = idempotencyKey === null ? null : `${held.agent}\u0000${idempotencyKey}`
     if (idemKey !== null) {
       const existing = this.#idempotency.get(idemKey)
-      if (existing !== undefined && existing.until > this.#now() && this.#entries.has(existing.id)) return { kind: 'exists', id: existing.id }
+      if (existing !== undefined && existing.until > this.#now() && this.#entries.has(existing.id))
+        return { kind: 'exists', id: existing.id }
     }
     let pending = 0
     let agentPending = 0
@@ -45,7 +53,13 @@ export class MemoryApprovalStore implements ApprovalStore {
     }
     if (pending >= this.#limits.maxPending) return { kind: 'full' }
     if (agentPending >= this.#limits.maxPendingPerAgent) return { kind: 'agent_full' }
-    this.#entries.set(held.id, { approval: { held, state: 'pending', approvals: [], rejection: null, cancelReason: null, result: null }, dropAt: null, claimToken: null, claimDeadline: 0, retrySafe: false })
+    this.#entries.set(held.id, {
+      approval: { held, state: 'pending', approvals: [], rejection: null, cancelReason: null, result: null },
+      dropAt: null,
+      claimToken: null,
+      claimDeadline: 0,
+      retrySafe: false,
+    })
     if (idemKey !== null) this.#idempotency.set(idemKey, { id: held.id, until: held.expiresAt + this.#limits.keepMs })
     this.#changed(held.id)
     return { kind: 'created' }
@@ -98,7 +112,12 @@ export class MemoryApprovalStore implements ApprovalStore {
 
   async complete(id: string, token: string, result: ExecutionResult): Promise<boolean> {
     const e = this.#entries.get(id)
-    if (e === undefined || e.claimToken !== token || (e.approval.state !== 'executing' && e.approval.state !== 'unknown')) return false
+    if (
+      e === undefined ||
+      e.claimToken !== token ||
+      (e.approval.state !== 'executing' && e.approval.state !== 'unknown')
+    )
+      return false
     this.#finish(e, { ...e.approval, state: 'executed', result })
     return true
   }

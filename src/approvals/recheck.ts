@@ -32,11 +32,12 @@ export function whyNoLongerPermitted(bundle: PolicyBundle, held: HeldRequest, no
     if (decision.effect === 'deny') return `policy ${bundle.version} denies it: ${decision.reason}`
     // Releasing it as well would let the agent's plain retry (now allowed) run it a second time.
     if (decision.effect === 'allow') return `policy ${bundle.version} allows it without approval; send it again`
-    if (decision.effect === 'require_approval') {
-      if (decision.approvers.join() !== held.approverGroups.join()) return `policy ${bundle.version} needs approval from ${decision.approvers.join(' or ')} instead; send the request again`
-      const required = approvalsRequired(decision.approvals, facts.action?.risk ?? null)
-      if (required > held.required) return `policy ${bundle.version} needs ${required} approvals instead of ${held.required}; send the request again`
-    }
+    // Still require_approval: by the same approvers, and no more of them than were asked for.
+    if (decision.approvers.join() !== held.approverGroups.join())
+      return `policy ${bundle.version} needs approval from ${decision.approvers.join(' or ')} instead; send the request again`
+    const required = approvalsRequired(decision.approvals, facts.action?.risk ?? null)
+    if (required > held.required)
+      return `policy ${bundle.version} needs ${required} approvals instead of ${held.required}; send the request again`
     return null
   } catch (err) {
     return `it can no longer be routed under policy ${bundle.version}: ${(err as Error).message}`

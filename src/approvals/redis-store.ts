@@ -9,7 +9,15 @@ import { createHash } from 'node:crypto'
 import { Redis } from 'ioredis'
 import type { Logger } from '../shared/logger.ts'
 import type { Approval, ApprovalState, ApproverDecision, ExecutionResult, HeldRequest } from './approval.ts'
-import { ApprovalStoreUnavailable, type AbandonedClaim, type ApprovalStore, type CreateResult, type Decision, type DecideResult, type StoreLimits } from './approval-store.ts'
+import {
+  ApprovalStoreUnavailable,
+  type AbandonedClaim,
+  type ApprovalStore,
+  type CreateResult,
+  type Decision,
+  type DecideResult,
+  type StoreLimits,
+} from './approval-store.ts'
 import { ABANDON_STALE, CANCEL, CLAIM, COMPLETE, CREATE, DECIDE, EXPIRE_DUE } from './redis-scripts.ts'
 
 export interface RedisStoreOptions {
@@ -42,10 +50,19 @@ export class RedisApprovalStore implements ApprovalStore {
     }
     this.#redis = new Redis(options.url, connection)
     // The subscriber may queue its SUBSCRIBE until connected; ioredis re-subscribes after every reconnect.
-    this.#subscriber = new Redis(options.url, { ...connection, enableOfflineQueue: true, commandTimeout: undefined, maxRetriesPerRequest: null })
+    this.#subscriber = new Redis(options.url, {
+      ...connection,
+      enableOfflineQueue: true,
+      commandTimeout: undefined,
+      maxRetriesPerRequest: null,
+    })
     let down = false
     this.#redis.on('error', (err: Error) => {
-      if (!down) log.error({ err }, 'approval store: Redis unreachable; holds and approval decisions fail closed until it is back')
+      if (!down)
+        log.error(
+          { err },
+          'approval store: Redis unreachable; holds and approval decisions fail closed until it is back',
+        )
       down = true
     })
     this.#redis.on('ready', () => {
@@ -60,11 +77,27 @@ export class RedisApprovalStore implements ApprovalStore {
   }
 
   async create(held: HeldRequest, idempotencyKey: string | null): Promise<CreateResult> {
-    const idem = idempotencyKey === null ? '' : createHash('sha256').update(`${held.agent}\u0000${idempotencyKey}`).digest('hex')
+    const idem =
+      idempotencyKey === null ? '' : createHash('sha256').update(`${held.agent}\u0000${idempotencyKey}`).digest('hex')
     const ttl = Math.max(1, held.expiresAt - Date.now() + this.#limits.keepMs)
-    const reply = (await this.#run(CREATE, [this.#entry(held.id), this.#key('pending'), this.#agentPending(held.agent), this.#key(`idem:${idem}`)], [
-      held.id, JSON.stringify(held), held.digest, held.expiresAt, held.required, this.#limits.maxPending, this.#limits.maxPendingPerAgent, ttl, this.#channel, idem === '' ? '0' : '1', this.#key('a:'), held.agent,
-    ])) as string[]
+    const reply = (await this.#run(
+      CREATE,
+      [this.#entry(held.id), this.#key('pending'), this.#agentPending(held.agent), this.#key(`idem:${idem}`)],
+      [
+        held.id,
+        JSON.stringify(held),
+        held.digest,
+        held.expiresAt,
+        held.required,
+        this.#limits.maxPending,
+        this.#limits.maxPendingPerAgent,
+        ttl,
+        this.#channel,
+        idem === '' ? '0' : '1',
+        this.#key('a:'),
+        held.agent,
+      ],
+    )) as string[]
     if (reply[0] === 'exists') return { kind: 'exists', id: reply[1] as string }
     return { kind: reply[0] as 'created' | 'full' | 'agent_full' }
   }
@@ -92,35 +125,76 @@ export class RedisApprovalStore implements ApprovalStore {
   async decide(id: string, decision: Decision, nowMs: number): Promise<DecideResult> {
     const agent = await this.#call(() => this.#redis.hget(this.#entry(id), 'agent'))
     if (agent === null) return { kind: 'not_found' }
-    const reply = (await this.#run(DECIDE, [this.#entry(id), this.#key('pending'), this.#agentPending(agent), this.#key('approved')], [
-      id, decision.approve ? '1' : '0', JSON.stringify(decision.by), decision.by.approver, decision.digest ?? '', nowMs, this.#limits.keepMs, this.#channel,
-    ])) as string[]
+    const reply = (await this.#run(
+      DECIDE,
+      [this.#entry(id), this.#key('pending'), this.#agentPending(agent), this.#key('approved')],
+      [
+        id,
+        decision.approve ? '1' : '0',
+        JSON.stringify(decision.by),
+        decision.by.approver,
+        decision.digest ?? '',
+        nowMs,
+        this.#limits.keepMs,
+        this.#channel,
+      ],
+    )) as string[]
     if (reply[0] === 'not_pending') return { kind: 'not_pending', state: reply[1] as ApprovalState }
-    return { kind: reply[0] as 'recorded' | 'approved' | 'rejected' | 'not_found' | 'expired' | 'digest_mismatch' | 'already_decided' }
+    return {
+      kind: reply[0] as
+        'recorded' | 'approved' | 'rejected' | 'not_found' | 'expired' | 'digest_mismatch' | 'already_decided',
+    }
   }
 
   async claim(id: string, token: string, deadlineMs: number, retrySafe: boolean): Promise<boolean> {
-    return (await this.#run(CLAIM, [this.#entry(id), this.#key('approved'), this.#key('executing')], [id, token, deadlineMs, this.#channel, retrySafe ? '1' : '0'])) === 1
+    return (
+      (await this.#run(
+        CLAIM,
+        [this.#entry(id), this.#key('approved'), this.#key('executing')],
+        [id, token, deadlineMs, this.#channel, retrySafe ? '1' : '0'],
+      )) === 1
+    )
   }
 
   async complete(id: string, token: string, result: ExecutionResult): Promise<boolean> {
-    return (await this.#run(COMPLETE, [this.#entry(id), this.#key('executing')], [id, token, JSON.stringify(result), this.#limits.keepMs, this.#channel])) === 1
+    return (
+      (await this.#run(
+        COMPLETE,
+        [this.#entry(id), this.#key('executing')],
+        [id, token, JSON.stringify(result), this.#limits.keepMs, this.#channel],
+      )) === 1
+    )
   }
 
   async cancel(id: string, reason: string): Promise<boolean> {
     const agent = await this.#call(() => this.#redis.hget(this.#entry(id), 'agent'))
     if (agent === null) return false
-    return (await this.#run(CANCEL, [this.#entry(id), this.#key('pending'), this.#agentPending(agent), this.#key('approved')], [id, reason, this.#limits.keepMs, this.#channel])) === 1
+    return (
+      (await this.#run(
+        CANCEL,
+        [this.#entry(id), this.#key('pending'), this.#agentPending(agent), this.#key('approved')],
+        [id, reason, this.#limits.keepMs, this.#channel],
+      )) === 1
+    )
   }
 
   async expireDue(nowMs: number, limit: number): Promise<string[]> {
-    return (await this.#run(EXPIRE_DUE, [this.#key('pending')], [nowMs, limit, this.#key('a:'), this.#key('pending:agent:'), this.#limits.keepMs, this.#channel])) as string[]
+    return (await this.#run(
+      EXPIRE_DUE,
+      [this.#key('pending')],
+      [nowMs, limit, this.#key('a:'), this.#key('pending:agent:'), this.#limits.keepMs, this.#channel],
+    )) as string[]
   }
 
   async abandonStale(nowMs: number, limit: number): Promise<AbandonedClaim[]> {
-    const flat = (await this.#run(ABANDON_STALE, [this.#key('executing'), this.#key('approved')], [nowMs, limit, this.#key('a:'), this.#limits.keepMs, this.#channel])) as string[]
+    const flat = (await this.#run(
+      ABANDON_STALE,
+      [this.#key('executing'), this.#key('approved')],
+      [nowMs, limit, this.#key('a:'), this.#limits.keepMs, this.#channel],
+    )) as string[]
     const out: AbandonedClaim[] = []
-    for (let i = 0; i < flat.length; i += 2) out.push({ id: flat[i] as string, outcome: flat[i + 1] as 'retry' | 'unknown' })
+    for (let i = 0; i < flat.length; i += 2)
+      out.push({ id: flat[i] as string, outcome: flat[i + 1] as 'retry' | 'unknown' })
     return out
   }
 

@@ -9,7 +9,8 @@ import { request } from 'undici'
 import type { Logger } from '../shared/logger.ts'
 import type { Approval } from './approval.ts'
 
-export type ApprovalEvent = 'held' | 'approved' | 'approval_recorded' | 'rejected' | 'expired' | 'cancelled' | 'executed' | 'unknown'
+export type ApprovalEvent =
+  'held' | 'approved' | 'approval_recorded' | 'rejected' | 'expired' | 'cancelled' | 'executed' | 'unknown'
 
 export interface ApprovalNotifier {
   notify(event: ApprovalEvent, approval: Approval): void
@@ -32,14 +33,29 @@ export class WebhookNotifier implements ApprovalNotifier {
 
   notify(event: ApprovalEvent, approval: Approval): void {
     const text = summarise(event, approval)
-    const payload = JSON.stringify({ text, blocks: [{ type: 'section', text: { type: 'mrkdwn', text } }], corridor: { event, approval_id: approval.held.id, state: approval.state } })
-    request(this.#url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: payload, signal: AbortSignal.timeout(this.#timeoutMs) })
+    const payload = JSON.stringify({
+      text,
+      blocks: [{ type: 'section', text: { type: 'mrkdwn', text } }],
+      corridor: { event, approval_id: approval.held.id, state: approval.state },
+    })
+    request(this.#url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: payload,
+      signal: AbortSignal.timeout(this.#timeoutMs),
+    })
       .then(async (res) => {
         await res.body.dump()
-        if (res.statusCode >= 300) this.#log.warn({ status: res.statusCode, event, approvalId: approval.held.id }, 'approval webhook refused the notification')
+        if (res.statusCode >= 300)
+          this.#log.warn(
+            { status: res.statusCode, event, approvalId: approval.held.id },
+            'approval webhook refused the notification',
+          )
       })
       // The URL itself is often a secret (Slack puts the token in the path): log the failure, never the URL.
-      .catch((err: unknown) => this.#log.warn({ err, event, approvalId: approval.held.id }, 'approval webhook could not be notified'))
+      .catch((err: unknown) =>
+        this.#log.warn({ err, event, approvalId: approval.held.id }, 'approval webhook could not be notified'),
+      )
   }
 }
 
@@ -51,16 +67,24 @@ export function summarise(event: ApprovalEvent, approval: Approval): string {
   switch (event) {
     case 'held':
       lines.push(`:hourglass: ${who} asks to run ${what}`)
-      lines.push(`Needs ${h.required} approval${h.required > 1 ? 's' : ''} from ${h.approverGroups.join(' or ')} before ${new Date(h.expiresAt).toISOString()} — ${h.reason}`)
+      lines.push(
+        `Needs ${h.required} approval${h.required > 1 ? 's' : ''} from ${h.approverGroups.join(' or ')} before ${new Date(h.expiresAt).toISOString()} — ${h.reason}`,
+      )
       break
     case 'approval_recorded':
-      lines.push(`:ballot_box_with_check: ${lastApprover(approval)} approved ${what} (1 of ${h.required}); one more approver needed`)
+      lines.push(
+        `:ballot_box_with_check: ${lastApprover(approval)} approved ${what} (1 of ${h.required}); one more approver needed`,
+      )
       break
     case 'approved':
-      lines.push(`:white_check_mark: ${what} from ${who} approved by ${approval.approvals.map((d) => `${d.approver} ("${d.reason}")`).join(' and ')}`)
+      lines.push(
+        `:white_check_mark: ${what} from ${who} approved by ${approval.approvals.map((d) => `${d.approver} ("${d.reason}")`).join(' and ')}`,
+      )
       break
     case 'rejected':
-      lines.push(`:no_entry: ${what} from ${who} rejected by ${approval.rejection?.approver ?? '?'}: "${approval.rejection?.reason ?? ''}"`)
+      lines.push(
+        `:no_entry: ${what} from ${who} rejected by ${approval.rejection?.approver ?? '?'}: "${approval.rejection?.reason ?? ''}"`,
+      )
       break
     case 'expired':
       lines.push(`:alarm_clock: ${what} from ${who} expired undecided`)
@@ -69,10 +93,14 @@ export function summarise(event: ApprovalEvent, approval: Approval): string {
       lines.push(`:x: ${what} from ${who} cancelled: ${approval.cancelReason ?? ''}`)
       break
     case 'executed':
-      lines.push(`:arrow_forward: ${what} from ${who} ran: upstream answered ${approval.result?.status ?? '?'}${approval.result?.errorCode ? ` (${approval.result.errorCode})` : ''}`)
+      lines.push(
+        `:arrow_forward: ${what} from ${who} ran: upstream answered ${approval.result?.status ?? '?'}${approval.result?.errorCode ? ` (${approval.result.errorCode})` : ''}`,
+      )
       break
     case 'unknown':
-      lines.push(`:warning: ${what} from ${who} was approved, but Corridor lost track of it mid-forward; it was sent at most once and will not be retried`)
+      lines.push(
+        `:warning: ${what} from ${who} was approved, but Corridor lost track of it mid-forward; it was sent at most once and will not be retried`,
+      )
       break
   }
   if (h.intent !== null) lines.push(`Intent: ${h.intent}`)

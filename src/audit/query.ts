@@ -37,7 +37,11 @@ export function matchesFilter(record: AuditRecord, f: AuditFilter): boolean {
   return true
 }
 
-export async function queryAudit(file: string, filter: AuditFilter, onRecord: (r: AuditRecord) => void): Promise<{ matched: number; unreadable: number }> {
+export async function queryAudit(
+  file: string,
+  filter: AuditFilter,
+  onRecord: (r: AuditRecord) => void,
+): Promise<{ matched: number; unreadable: number }> {
   let matched = 0
   let unreadable = 0
   const lines = createInterface({ input: createReadStream(file, { encoding: 'utf8' }), crlfDelay: Infinity })
@@ -58,7 +62,8 @@ export async function queryAudit(file: string, filter: AuditFilter, onRecord: (r
       matched++
       continue
     }
-    if (record.v !== 1 || typeof record.request_id !== 'string') continue
+    // The file is input like any other: a line that is not a version-1 record is skipped, whatever its type says.
+    if ((record as { v?: unknown }).v !== 1 || typeof record.request_id !== 'string') continue
     if (!matchesFilter(record, filter)) continue
     onRecord(record)
     matched++

@@ -71,7 +71,11 @@ export class FileAuditSink implements AuditSink {
   }
 
   #fail(err: unknown, record: AuditRecord | null): void {
-    if (record !== null) this.#log.error({ err, auditRecord: record }, 'audit record could not be written; Corridor refuses requests until the sink recovers')
+    if (record !== null)
+      this.#log.error(
+        { err, auditRecord: record },
+        'audit record could not be written; Corridor refuses requests until the sink recovers',
+      )
     else this.#log.error({ err }, 'audit sink is not writable; Corridor refuses requests until it recovers')
     if (!this.#healthy) return
     this.#healthy = false
@@ -100,5 +104,6 @@ function writeAll(fd: number, text: string): void {
 
 /** Refuse rather than act unaudited: nothing is forwarded or held while the sink cannot write. */
 export function assertAuditable(audit: AuditSink): void {
-  if (!audit.healthy) throw new CorridorError('audit_unavailable', 'the audit trail cannot be written; nothing is forwarded until it can')
+  if (!audit.healthy)
+    throw new CorridorError('audit_unavailable', 'the audit trail cannot be written; nothing is forwarded until it can')
 }

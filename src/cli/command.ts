@@ -42,13 +42,26 @@ export const CONFIG_OPTION = { config: { type: 'string' } } as const
  */
 export function bundlePathsAt(path: string): BundlePaths {
   const target = resolve(path)
-  if (!existsSync(target)) throw new ConfigError([{ file: target, line: 1, col: 1, message: 'no such file or directory' }])
+  if (!existsSync(target))
+    throw new ConfigError([{ file: target, line: 1, col: 1, message: 'no such file or directory' }])
   if (!statSync(target).isDirectory()) return loadServerConfig(target).files
   const config = join(target, 'corridor.yaml')
   if (existsSync(config)) return loadServerConfig(config).files
-  const files = { agents: join(target, 'agents.yaml'), connectors: join(target, 'connectors.yaml'), policy: join(target, 'policy.yaml') }
+  const files = {
+    agents: join(target, 'agents.yaml'),
+    connectors: join(target, 'connectors.yaml'),
+    policy: join(target, 'policy.yaml'),
+  }
   const missing = Object.values(files).filter((f) => !existsSync(f))
-  if (missing.length > 0) throw new ConfigError(missing.map((file) => ({ file, line: 1, col: 1, message: 'missing: a policy directory holds corridor.yaml, or agents.yaml, connectors.yaml and policy.yaml' })))
+  if (missing.length > 0)
+    throw new ConfigError(
+      missing.map((file) => ({
+        file,
+        line: 1,
+        col: 1,
+        message: 'missing: a policy directory holds corridor.yaml, or agents.yaml, connectors.yaml and policy.yaml',
+      })),
+    )
   return files
 }
 

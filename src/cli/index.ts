@@ -15,7 +15,15 @@ import { policyExplainCommand } from './commands/policy-explain.ts'
 import { policyTestCommand } from './commands/policy-test.ts'
 import { serveCommand } from './commands/serve.ts'
 
-const COMMANDS: readonly Command[] = [serveCommand, policyCheckCommand, policyTestCommand, policyExplainCommand, keysMintCommand, approvalsCommand, auditQueryCommand]
+const COMMANDS: readonly Command[] = [
+  serveCommand,
+  policyCheckCommand,
+  policyTestCommand,
+  policyExplainCommand,
+  keysMintCommand,
+  approvalsCommand,
+  auditQueryCommand,
+]
 
 const USAGE = 'usage:\n' + COMMANDS.map((c) => `  ${c.usage}`).join('\n')
 
@@ -42,7 +50,11 @@ export async function main(argv: string[]): Promise<number> {
     }
     const { min, max } = command.positionals
     if (positionals.length < min || positionals.length > max) {
-      throw new UsageError(max === 0 ? `'${command.words.join(' ')}' takes no arguments, got '${positionals.join(' ')}'` : `'${command.words.join(' ')}' takes ${min === max ? min : `${min} to ${max}`} argument(s), got ${positionals.length}`)
+      throw new UsageError(
+        max === 0
+          ? `'${command.words.join(' ')}' takes no arguments, got '${positionals.join(' ')}'`
+          : `'${command.words.join(' ')}' takes ${min === max ? min : `${min} to ${max}`} argument(s), got ${positionals.length}`,
+      )
     }
     return await command.run({ values, positionals, out, err, env: process.env })
   } catch (e) {

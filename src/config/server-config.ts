@@ -119,7 +119,19 @@ export interface ServerConfig {
   readonly credentialTimeoutMs: number
 }
 
-const ALGORITHMS = ['ES256', 'ES384', 'ES512', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'EdDSA', 'Ed25519'] as const
+const ALGORITHMS = [
+  'ES256',
+  'ES384',
+  'ES512',
+  'RS256',
+  'RS384',
+  'RS512',
+  'PS256',
+  'PS384',
+  'PS512',
+  'EdDSA',
+  'Ed25519',
+] as const
 
 export const DEFAULT_LIMITS: ServerLimits = {
   maxHeaders: 100,
@@ -133,7 +145,12 @@ export function loadServerConfig(file: string): ServerConfig {
   const r = YamlReader.fromFile(file)
   const base = dirname(resolve(file))
   const path = (p: string): string => resolve(base, p)
-  const top = r.map(r.root, 'corridor config', ['listen', 'admin', 'files', 'audit', 'identity', 'limits', 'watch_policy', 'workers', 'vault', 'approvals'], ['files', 'audit'])
+  const top = r.map(
+    r.root,
+    'corridor config',
+    ['listen', 'admin', 'files', 'audit', 'identity', 'limits', 'watch_policy', 'workers', 'vault', 'approvals'],
+    ['files', 'audit'],
+  )
 
   const listen = (node: Node | undefined, where: string, fallback: ListenConfig): ListenConfig => {
     if (!node) return fallback
@@ -157,13 +174,21 @@ export function loadServerConfig(file: string): ServerConfig {
       const f = r.map(node, 'identity.approver_jwt', [...ISSUER_KEYS, 'groups_claim', 'id_claim'], ISSUER_REQUIRED)
       approverJwt = {
         ...readIssuer(r, node, f, 'identity.approver_jwt', path),
-        groupsClaim: f.has('groups_claim') ? r.string(f.get('groups_claim'), 'identity.approver_jwt.groups_claim') : 'groups',
+        groupsClaim: f.has('groups_claim')
+          ? r.string(f.get('groups_claim'), 'identity.approver_jwt.groups_claim')
+          : 'groups',
         idClaim: f.has('id_claim') ? r.string(f.get('id_claim'), 'identity.approver_jwt.id_claim') : 'sub',
       }
     }
     if (idf.has('agent_jwt')) {
       const node = idf.get('agent_jwt')
-      agentJwt = readIssuer(r, node, r.map(node, 'identity.agent_jwt', ISSUER_KEYS, ISSUER_REQUIRED), 'identity.agent_jwt', path)
+      agentJwt = readIssuer(
+        r,
+        node,
+        r.map(node, 'identity.agent_jwt', ISSUER_KEYS, ISSUER_REQUIRED),
+        'identity.agent_jwt',
+        path,
+      )
     }
     if (idf.has('user_jwt')) {
       const node = idf.get('user_jwt')
@@ -171,22 +196,43 @@ export function loadServerConfig(file: string): ServerConfig {
       const issuer = readIssuer(r, node, f, 'identity.user_jwt', path)
       userJwt = {
         ...issuer,
-        header: f.has('header') ? r.string(f.get('header'), 'identity.user_jwt.header').toLowerCase() : 'x-corridor-user',
-        groupsClaim: f.has('groups_claim') ? r.string(f.get('groups_claim'), 'identity.user_jwt.groups_claim') : 'groups',
+        header: f.has('header')
+          ? r.string(f.get('header'), 'identity.user_jwt.header').toLowerCase()
+          : 'x-corridor-user',
+        groupsClaim: f.has('groups_claim')
+          ? r.string(f.get('groups_claim'), 'identity.user_jwt.groups_claim')
+          : 'groups',
       }
-      if (!userJwt.header.startsWith('x-corridor-')) r.issue(f.get('header'), `identity.user_jwt.header must start with 'x-corridor-' so that it is never forwarded`)
+      if (!userJwt.header.startsWith('x-corridor-'))
+        r.issue(f.get('header'), `identity.user_jwt.header must start with 'x-corridor-' so that it is never forwarded`)
     }
   }
 
   let limits = DEFAULT_LIMITS
   if (top.has('limits')) {
-    const lf = r.map(top.get('limits'), 'limits', ['max_headers', 'max_header_bytes', 'headers_timeout', 'request_timeout', 'keep_alive_timeout'])
+    const lf = r.map(top.get('limits'), 'limits', [
+      'max_headers',
+      'max_header_bytes',
+      'headers_timeout',
+      'request_timeout',
+      'keep_alive_timeout',
+    ])
     limits = {
-      maxHeaders: lf.has('max_headers') ? r.number(lf.get('max_headers'), 'limits.max_headers') : DEFAULT_LIMITS.maxHeaders,
-      maxHeaderBytes: lf.has('max_header_bytes') ? r.bytes(lf.get('max_header_bytes'), 'limits.max_header_bytes') : DEFAULT_LIMITS.maxHeaderBytes,
-      headersTimeoutMs: lf.has('headers_timeout') ? r.duration(lf.get('headers_timeout'), 'limits.headers_timeout') : DEFAULT_LIMITS.headersTimeoutMs,
-      requestTimeoutMs: lf.has('request_timeout') ? r.duration(lf.get('request_timeout'), 'limits.request_timeout') : DEFAULT_LIMITS.requestTimeoutMs,
-      keepAliveTimeoutMs: lf.has('keep_alive_timeout') ? r.duration(lf.get('keep_alive_timeout'), 'limits.keep_alive_timeout') : DEFAULT_LIMITS.keepAliveTimeoutMs,
+      maxHeaders: lf.has('max_headers')
+        ? r.number(lf.get('max_headers'), 'limits.max_headers')
+        : DEFAULT_LIMITS.maxHeaders,
+      maxHeaderBytes: lf.has('max_header_bytes')
+        ? r.bytes(lf.get('max_header_bytes'), 'limits.max_header_bytes')
+        : DEFAULT_LIMITS.maxHeaderBytes,
+      headersTimeoutMs: lf.has('headers_timeout')
+        ? r.duration(lf.get('headers_timeout'), 'limits.headers_timeout')
+        : DEFAULT_LIMITS.headersTimeoutMs,
+      requestTimeoutMs: lf.has('request_timeout')
+        ? r.duration(lf.get('request_timeout'), 'limits.request_timeout')
+        : DEFAULT_LIMITS.requestTimeoutMs,
+      keepAliveTimeoutMs: lf.has('keep_alive_timeout')
+        ? r.duration(lf.get('keep_alive_timeout'), 'limits.keep_alive_timeout')
+        : DEFAULT_LIMITS.keepAliveTimeoutMs,
     }
   }
 
@@ -237,7 +283,8 @@ function readWorkers(r: YamlReader, node: Node | undefined): number {
  * in-memory approval store (one per process) is refused rather than half-working.
  */
 export function whyWorkersUnsupported(config: Pick<ServerConfig, 'workers' | 'approvals'>): string | null {
-  if (config.workers > 1 && config.approvals.redis === null) return `workers: ${config.workers} needs approvals.redis: held requests must be visible to every worker`
+  if (config.workers > 1 && config.approvals.redis === null)
+    return `workers: ${config.workers} needs approvals.redis: held requests must be visible to every worker`
   return null
 }
 
@@ -245,10 +292,20 @@ const ISSUER_KEYS = ['issuer', 'audience', 'algorithms', 'jwks_url', 'jwks_file'
 const ISSUER_REQUIRED = ['issuer', 'audience', 'algorithms']
 
 /** The fields every JWT issuer shares; `f` is the issuer's mapping, already checked for unknown keys. */
-function readIssuer(r: YamlReader, node: Node | undefined, f: Map<string, Node>, where: string, path: (p: string) => string): JwtIssuerConfig {
+function readIssuer(
+  r: YamlReader,
+  node: Node | undefined,
+  f: Map<string, Node>,
+  where: string,
+  path: (p: string) => string,
+): JwtIssuerConfig {
   const algorithms = r.strings(f.get('algorithms'), `${where}.algorithms`)
   for (const alg of algorithms) {
-    if (!(ALGORITHMS as readonly string[]).includes(alg)) r.issue(f.get('algorithms'), `${where}.algorithms: '${alg}' is not accepted (asymmetric algorithms only: ${ALGORITHMS.join(', ')})`)
+    if (!(ALGORITHMS as readonly string[]).includes(alg))
+      r.issue(
+        f.get('algorithms'),
+        `${where}.algorithms: '${alg}' is not accepted (asymmetric algorithms only: ${ALGORITHMS.join(', ')})`,
+      )
   }
   if (f.has('jwks_url') === f.has('jwks_file')) r.issue(node, `${where} needs exactly one of jwks_url or jwks_file`)
   const clockSkewMs = f.has('clock_skew') ? r.duration(f.get('clock_skew'), `${where}.clock_skew`) : 30_000
@@ -260,7 +317,9 @@ function readIssuer(r: YamlReader, node: Node | undefined, f: Map<string, Node>,
     jwksUrl: f.has('jwks_url') ? r.string(f.get('jwks_url'), `${where}.jwks_url`) : null,
     jwksFile: f.has('jwks_file') ? path(r.string(f.get('jwks_file'), `${where}.jwks_file`)) : null,
     clockSkewSec: Math.round(clockSkewMs / 1000),
-    maxTokenAgeSec: f.has('max_token_age') ? Math.round(r.duration(f.get('max_token_age'), `${where}.max_token_age`) / 1000) : null,
+    maxTokenAgeSec: f.has('max_token_age')
+      ? Math.round(r.duration(f.get('max_token_age'), `${where}.max_token_age`) / 1000)
+      : null,
   }
 }
 
@@ -270,11 +329,28 @@ const KUBERNETES_SA_TOKEN = '/var/run/secrets/kubernetes.io/serviceaccount/token
 function readVault(r: YamlReader, node: Node | undefined, path: (p: string) => string): VaultConfig {
   const f = r.map(node, 'vault', ['address', 'namespace', 'timeout', 'ca_file', 'auth'], ['address', 'auth'])
   const address = r.string(f.get('address'), 'vault.address')
-  if (parseHttpUrl(address) === null) r.issue(f.get('address'), 'vault.address must be an http(s) URL, e.g. https://vault.internal:8200')
+  if (parseHttpUrl(address) === null)
+    r.issue(f.get('address'), 'vault.address must be an http(s) URL, e.g. https://vault.internal:8200')
   const timeoutMs = f.has('timeout') ? r.duration(f.get('timeout'), 'vault.timeout') : DEFAULT_CREDENTIAL_TIMEOUT_MS
   if (timeoutMs < 100 || timeoutMs > 30_000) r.issue(f.get('timeout'), 'vault.timeout must be between 100ms and 30s')
 
-  const af = r.map(f.get('auth'), 'vault.auth', ['method', 'mount', 'token_env', 'token_file', 'role_id', 'secret_id_env', 'secret_id_file', 'role', 'jwt_env', 'jwt_file'], ['method'])
+  const af = r.map(
+    f.get('auth'),
+    'vault.auth',
+    [
+      'method',
+      'mount',
+      'token_env',
+      'token_file',
+      'role_id',
+      'secret_id_env',
+      'secret_id_file',
+      'role',
+      'jwt_env',
+      'jwt_file',
+    ],
+    ['method'],
+  )
   const method = r.oneOf(af.get('method'), 'vault.auth.method', ['token', 'approle', 'jwt', 'kubernetes'] as const)
   const input = (name: string, fallbackFile?: string): SecretInput => {
     const env = af.has(`${name}_env`)
@@ -292,7 +368,8 @@ function readVault(r: YamlReader, node: Node | undefined, path: (p: string) => s
     jwt: ['method', 'mount', 'role', 'jwt_env', 'jwt_file'],
     kubernetes: ['method', 'mount', 'role', 'jwt_env', 'jwt_file'],
   }
-  for (const key of af.keys()) if (!allowedFor[method].includes(key)) r.issue(af.get(key), `vault.auth.${key} does not apply to method ${method}`)
+  for (const key of af.keys())
+    if (!allowedFor[method].includes(key)) r.issue(af.get(key), `vault.auth.${key} does not apply to method ${method}`)
   const mount = af.has('mount') ? r.string(af.get('mount'), 'vault.auth.mount') : method
   let auth: VaultAuthConfig
   switch (method) {
@@ -303,7 +380,12 @@ function readVault(r: YamlReader, node: Node | undefined, path: (p: string) => s
       auth = { method, mount, roleId: r.string(af.get('role_id'), 'vault.auth.role_id'), secretId: input('secret_id') }
       break
     default:
-      auth = { method, mount, role: r.string(af.get('role'), 'vault.auth.role'), jwt: input('jwt', method === 'kubernetes' ? KUBERNETES_SA_TOKEN : undefined) }
+      auth = {
+        method,
+        mount,
+        role: r.string(af.get('role'), 'vault.auth.role'),
+        jwt: input('jwt', method === 'kubernetes' ? KUBERNETES_SA_TOKEN : undefined),
+      }
   }
   return {
     address,
@@ -315,9 +397,21 @@ function readVault(r: YamlReader, node: Node | undefined, path: (p: string) => s
 }
 
 function readApprovals(r: YamlReader, node: Node | undefined): ApprovalsConfig {
-  const f = r.map(node, 'approvals', ['redis', 'wait', 'expires_after', 'keep_results', 'max_held_connections', 'max_pending', 'max_pending_per_agent', 'execution_timeout', 'max_response_bytes', 'webhook'])
+  const f = r.map(node, 'approvals', [
+    'redis',
+    'wait',
+    'expires_after',
+    'keep_results',
+    'max_held_connections',
+    'max_pending',
+    'max_pending_per_agent',
+    'execution_timeout',
+    'max_response_bytes',
+    'webhook',
+  ])
   const d = DEFAULT_APPROVALS
-  const duration = (key: string, fallback: number): number => (f.has(key) ? r.duration(f.get(key), `approvals.${key}`) : fallback)
+  const duration = (key: string, fallback: number): number =>
+    f.has(key) ? r.duration(f.get(key), `approvals.${key}`) : fallback
   const count = (key: string, fallback: number): number => {
     if (!f.has(key)) return fallback
     const n = r.number(f.get(key), `approvals.${key}`)
@@ -325,20 +419,36 @@ function readApprovals(r: YamlReader, node: Node | undefined): ApprovalsConfig {
     return n
   }
   const valueSource = (where: string, g: Map<string, Node>): ValueSource => {
-    if (g.has('url') === g.has('url_env')) r.issue(g.get('url') ?? g.get('url_env'), `${where} needs exactly one of url or url_env`)
-    return g.has('url_env') ? { env: r.string(g.get('url_env'), `${where}.url_env`) } : { value: r.string(g.get('url'), `${where}.url`) }
+    if (g.has('url') === g.has('url_env'))
+      r.issue(g.get('url') ?? g.get('url_env'), `${where} needs exactly one of url or url_env`)
+    return g.has('url_env')
+      ? { env: r.string(g.get('url_env'), `${where}.url_env`) }
+      : { value: r.string(g.get('url'), `${where}.url`) }
   }
   let redis: ApprovalsConfig['redis'] = null
   if (f.has('redis')) {
     const g = r.map(f.get('redis'), 'approvals.redis', ['url', 'url_env', 'key_prefix', 'timeout'])
     const timeoutMs = g.has('timeout') ? r.duration(g.get('timeout'), 'approvals.redis.timeout') : 500
-    if (timeoutMs < 50 || timeoutMs > 1_000) r.issue(g.get('timeout'), 'approvals.redis.timeout must be between 50ms and 1s (a Redis outage must fail requests fast)')
-    redis = { url: valueSource('approvals.redis', g), keyPrefix: g.has('key_prefix') ? r.string(g.get('key_prefix'), 'approvals.redis.key_prefix') : 'corridor:approvals:', timeoutMs }
+    if (timeoutMs < 50 || timeoutMs > 1_000)
+      r.issue(
+        g.get('timeout'),
+        'approvals.redis.timeout must be between 50ms and 1s (a Redis outage must fail requests fast)',
+      )
+    redis = {
+      url: valueSource('approvals.redis', g),
+      keyPrefix: g.has('key_prefix')
+        ? r.string(g.get('key_prefix'), 'approvals.redis.key_prefix')
+        : 'corridor:approvals:',
+      timeoutMs,
+    }
   }
   let webhook: ApprovalsConfig['webhook'] = null
   if (f.has('webhook')) {
     const g = r.map(f.get('webhook'), 'approvals.webhook', ['url', 'url_env', 'timeout'])
-    webhook = { url: valueSource('approvals.webhook', g), timeoutMs: g.has('timeout') ? r.duration(g.get('timeout'), 'approvals.webhook.timeout') : 3_000 }
+    webhook = {
+      url: valueSource('approvals.webhook', g),
+      timeoutMs: g.has('timeout') ? r.duration(g.get('timeout'), 'approvals.webhook.timeout') : 3_000,
+    }
   }
   const config: ApprovalsConfig = {
     redis,
@@ -349,10 +459,14 @@ function readApprovals(r: YamlReader, node: Node | undefined): ApprovalsConfig {
     maxPending: count('max_pending', d.maxPending),
     maxPendingPerAgent: count('max_pending_per_agent', d.maxPendingPerAgent),
     executionTimeoutMs: duration('execution_timeout', d.executionTimeoutMs),
-    maxResponseBytes: f.has('max_response_bytes') ? r.bytes(f.get('max_response_bytes'), 'approvals.max_response_bytes') : d.maxResponseBytes,
+    maxResponseBytes: f.has('max_response_bytes')
+      ? r.bytes(f.get('max_response_bytes'), 'approvals.max_response_bytes')
+      : d.maxResponseBytes,
     webhook,
   }
-  if (config.waitMs > 55_000) r.issue(f.get('wait'), 'approvals.wait may be at most 55s (clients and load balancers give up around 60s)')
-  if (config.keepResultsMs < 60_000) r.issue(f.get('keep_results'), 'approvals.keep_results must be at least 1m, or agents cannot collect results')
+  if (config.waitMs > 55_000)
+    r.issue(f.get('wait'), 'approvals.wait may be at most 55s (clients and load balancers give up around 60s)')
+  if (config.keepResultsMs < 60_000)
+    r.issue(f.get('keep_results'), 'approvals.keep_results must be at least 1m, or agents cannot collect results')
   return config
 }

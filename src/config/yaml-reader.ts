@@ -52,7 +52,12 @@ export class YamlReader {
       text = readFileSync(file, 'utf8')
     } catch (err) {
       const reader = new YamlReader(file, '')
-      reader.issues.push({ file, line: 1, col: 1, message: `cannot read file: ${(err as NodeJS.ErrnoException).code ?? 'error'}` })
+      reader.issues.push({
+        file,
+        line: 1,
+        col: 1,
+        message: `cannot read file: ${(err as NodeJS.ErrnoException).code ?? 'error'}`,
+      })
       return reader
     }
     return new YamlReader(file, text)
@@ -77,7 +82,12 @@ export class YamlReader {
   }
 
   /** A mapping's entries; reports keys outside `allowed` and missing `required` keys. */
-  map(node: Node | null | undefined, where: string, allowed: readonly string[], required: readonly string[] = []): Map<string, Node> {
+  map(
+    node: Node | null | undefined,
+    where: string,
+    allowed: readonly string[],
+    required: readonly string[] = [],
+  ): Map<string, Node> {
     const out = new Map<string, Node>()
     if (!isMap(node)) {
       this.issue(node, `${where} must be a mapping`)
@@ -173,7 +183,8 @@ export class YamlReader {
 
   /** Sizes: 512, 64KiB, 1MiB. */
   bytes(node: Node | null | undefined, where: string): number {
-    if (isScalar(node) && typeof node.value === 'number' && Number.isInteger(node.value) && node.value >= 0) return node.value
+    if (isScalar(node) && typeof node.value === 'number' && Number.isInteger(node.value) && node.value >= 0)
+      return node.value
     const n = isScalar(node) && typeof node.value === 'string' ? parseBytes(node.value) : undefined
     if (n === undefined) this.issue(node, `${where} must be a size such as 4096, 64KiB or 1MiB`)
     return n ?? 0

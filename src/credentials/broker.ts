@@ -14,7 +14,12 @@ import { OAuth2Error, OAuth2Provider } from './oauth2-source.ts'
 import type { CredentialSource, HeldCredential } from './source.ts'
 import { VaultError } from './vault/vault-client.ts'
 import type { VaultSession } from './vault/vault-session.ts'
-import { VaultDynamicProvider, VaultIdentityProvider, VaultKvProvider, VaultTokenProvider } from './vault/vault-sources.ts'
+import {
+  VaultDynamicProvider,
+  VaultIdentityProvider,
+  VaultKvProvider,
+  VaultTokenProvider,
+} from './vault/vault-sources.ts'
 
 export interface BrokerOptions {
   readonly env: Readonly<Record<string, string | undefined>>
@@ -45,7 +50,10 @@ export class CredentialBroker {
     for (const connector of catalog.connectors.values()) {
       const key = JSON.stringify([connector.credential, connector.refreshOnReject])
       const existing = this.#sources.get(connector.id)
-      next.set(connector.id, existing !== undefined && existing.key === key ? existing : { key, source: this.#create(connector) })
+      next.set(
+        connector.id,
+        existing !== undefined && existing.key === key ? existing : { key, source: this.#create(connector) },
+      )
     }
     for (const [id, old] of this.#sources) if (next.get(id) !== old) void old.source?.close?.()
     this.#sources = next
@@ -57,12 +65,17 @@ export class CredentialBroker {
    */
   async issue(connector: Connector, agentId: string, perRequest: boolean): Promise<HeldCredential | null> {
     const entry = this.#sources.get(connector.id)
-    if (entry === undefined) throw new CorridorError('credential_unavailable', `no credential source for connector '${connector.id}'`)
+    if (entry === undefined)
+      throw new CorridorError('credential_unavailable', `no credential source for connector '${connector.id}'`)
     if (entry.source === null) return null
     try {
       return await entry.source.issue({ agentId, perRequest, timeoutMs: this.#options.issueTimeoutMs })
     } catch (err) {
-      throw new CorridorError('credential_unavailable', `the credential for connector '${connector.id}' is unavailable; nothing was forwarded`, { cause: err })
+      throw new CorridorError(
+        'credential_unavailable',
+        `the credential for connector '${connector.id}' is unavailable; nothing was forwarded`,
+        { cause: err },
+      )
     }
   }
 
@@ -74,9 +87,14 @@ export class CredentialBroker {
   #create(connector: Connector): CredentialSource | null {
     const spec = connector.credential
     if (spec.kind === 'none') return null
-    if (spec.kind === 'env' || spec.kind === 'file' || spec.kind === 'vault_kv') return this.#secretInput(spec, connector)
+    if (spec.kind === 'env' || spec.kind === 'file' || spec.kind === 'vault_kv')
+      return this.#secretInput(spec, connector)
     if (spec.kind === 'oauth2') {
-      const provider = new OAuth2Provider({ ...spec, timeoutMs: this.#options.issueTimeoutMs }, this.#secretInput(spec.clientSecret, connector), this.#options.now)
+      const provider = new OAuth2Provider(
+        { ...spec, timeoutMs: this.#options.issueTimeoutMs },
+        this.#secretInput(spec.clientSecret, connector),
+        this.#options.now,
+      )
       // One token serves the connector: the client is Corridor, not the agent.
       return this.#leasing(provider, 'connector', connector)
     }
@@ -87,7 +105,13 @@ export class CredentialBroker {
 
   #leasing(provider: LeaseProvider, scope: CredentialScope, connector: Connector): LeasingSource {
     const { now, log, issueTimeoutMs } = this.#options
-    return new LeasingSource(provider, { scope, refreshOnReject: connector.refreshOnReject, now, log, timeoutMs: issueTimeoutMs })
+    return new LeasingSource(provider, {
+      scope,
+      refreshOnReject: connector.refreshOnReject,
+      now,
+      log,
+      timeoutMs: issueTimeoutMs,
+    })
   }
 
   #secretInput(spec: SecretInputSpec, connector: Connector): CredentialSource {
@@ -105,12 +129,21 @@ export class CredentialBroker {
   }
 
   #vaultFor(connector: Connector): VaultSession | null {
-    if (this.#options.vault === null) this.#options.log.error({ connector: connector.id }, 'connector uses a Vault credential but corridor.yaml has no vault section; its requests will be refused')
+    if (this.#options.vault === null)
+      this.#options.log.error(
+        { connector: connector.id },
+        'connector uses a Vault credential but corridor.yaml has no vault section; its requests will be refused',
+      )
     return this.#options.vault
   }
 }
 
-function vaultProvider(spec: Exclude<CredentialSourceSpec, SecretInputSpec | { kind: 'none' } | { kind: 'oauth2' }>, vault: VaultSession, connector: Connector, now: () => number) {
+function vaultProvider(
+  spec: Exclude<CredentialSourceSpec, SecretInputSpec | { kind: 'none' } | { kind: 'oauth2' }>,
+  vault: VaultSession,
+  connector: Connector,
+  now: () => number,
+) {
   switch (spec.kind) {
     case 'vault_dynamic':
       return new VaultDynamicProvider(vault, spec, now)
@@ -124,7 +157,11 @@ function vaultProvider(spec: Exclude<CredentialSourceSpec, SecretInputSpec | { k
 function unconfiguredVault(connector: Connector): CredentialSource {
   return {
     issue() {
-      throw new VaultError('misconfigured', null, `connector '${connector.id}' uses Vault but corridor.yaml has no vault section`)
+      throw new VaultError(
+        'misconfigured',
+        null,
+        `connector '${connector.id}' uses Vault but corridor.yaml has no vault section`,
+      )
     },
   }
 }
@@ -133,6 +170,7 @@ function unconfiguredVault(connector: Connector): CredentialSource {
 export function credentialFailureCode(err: unknown): string {
   const cause = isCorridorError(err) && err.cause !== undefined ? err.cause : err
   if (cause instanceof VaultError || cause instanceof OAuth2Error) return cause.code
-  if (cause instanceof DOMException && (cause.name === 'TimeoutError' || cause.name === 'AbortError')) return 'credential_timeout'
+  if (cause instanceof DOMException && (cause.name === 'TimeoutError' || cause.name === 'AbortError'))
+    return 'credential_timeout'
   return 'credential_source_error'
 }

@@ -9,7 +9,10 @@ import { held, isValidFieldValue, type CredentialSource, type HeldCredential } f
 
 function checked(value: string, reference: string): HeldCredential {
   if (value === '' || !isValidFieldValue(value)) {
-    throw new CorridorError('credential_unavailable', `the credential from ${reference} is empty or not a valid header value`)
+    throw new CorridorError(
+      'credential_unavailable',
+      `the credential from ${reference} is empty or not a valid header value`,
+    )
   }
   return held({ fields: new Map([['secret', new Secret(value)]]), reference, leaseId: null })
 }
@@ -25,7 +28,8 @@ export class EnvCredentialSource implements CredentialSource {
   }
 
   issue(): HeldCredential {
-    if (this.#credential === null) throw new CorridorError('credential_unavailable', `the credential source ${this.#reference} is not set`)
+    if (this.#credential === null)
+      throw new CorridorError('credential_unavailable', `the credential source ${this.#reference} is not set`)
     return this.#credential
   }
 }
@@ -50,12 +54,13 @@ export class FileCredentialSource implements CredentialSource {
       text = readFileSync(this.#path, 'utf8')
     } catch (err) {
       this.#cached = null
-      throw new CorridorError('credential_unavailable', `the credential file for this connector cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`)
+      throw new CorridorError(
+        'credential_unavailable',
+        `the credential file for this connector cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`,
+      )
     }
     const credential = checked(text.trim(), `file:${this.#path}`)
     this.#cached = { credential, until: now + this.#cacheMs }
     return credential
   }
 }
-
-

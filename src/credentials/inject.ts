@@ -53,7 +53,9 @@ function maskFor(spec: InjectionSpec, credential: IssuedCredential, placed: read
   const cached = masks.get(credential)
   if (cached !== undefined) return cached
   const secrets = [...placed]
-  for (const template of templatesOf(spec)) for (const part of template) if (typeof part !== 'string') secrets.push(credential.fields.get(part.field)?.reveal() ?? '')
+  for (const template of templatesOf(spec))
+    for (const part of template)
+      if (typeof part !== 'string') secrets.push(credential.fields.get(part.field)?.reveal() ?? '')
   const mask = new SecretMask(secrets)
   masks.set(credential, mask)
   return mask
@@ -80,7 +82,11 @@ function render(template: Template, credential: IssuedCredential): string {
       continue
     }
     const value = credential.fields.get(part.field)
-    if (value === undefined) throw new CorridorError('credential_unavailable', `the credential from ${credential.reference} has no field '${part.field}' for the injection template`)
+    if (value === undefined)
+      throw new CorridorError(
+        'credential_unavailable',
+        `the credential from ${credential.reference} has no field '${part.field}' for the injection template`,
+      )
     out += value.reveal()
   }
   return out

@@ -109,7 +109,10 @@ export class LeaseCache {
     try {
       await this.#provider.revoke(lease)
     } catch (err) {
-      this.#options.log.warn({ err, leaseId: lease.credential.leaseId }, 'lease revocation failed; it will expire on its own')
+      this.#options.log.warn(
+        { err, leaseId: lease.credential.leaseId },
+        'lease revocation failed; it will expire on its own',
+      )
     }
   }
 
@@ -151,9 +154,13 @@ export class LeaseCache {
       })
       .catch((err: unknown) => {
         // The current lease still serves until its margin; then a new one is obtained.
-        this.#options.log.warn({ err, leaseId: entry.lease.credential.leaseId }, 'lease renewal failed; a new lease will be obtained before this one expires')
+        this.#options.log.warn(
+          { err, leaseId: entry.lease.credential.leaseId },
+          'lease renewal failed; a new lease will be obtained before this one expires',
+        )
         entry.renewing = false
-        if (this.#entries.get(scope) === entry) this.#entries.set(scope, { lease: { ...entry.lease, renewable: false }, renewing: false })
+        if (this.#entries.get(scope) === entry)
+          this.#entries.set(scope, { lease: { ...entry.lease, renewable: false }, renewing: false })
       })
   }
 }

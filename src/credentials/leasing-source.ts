@@ -49,7 +49,11 @@ export class LeasingSource implements CredentialSource {
     // Built once per credential (renewals keep it), not once per request.
     let shared = this.#held.get(credential)
     if (shared === undefined) {
-      shared = this.#refreshOnReject ? held(credential, { rejected: () => void this.#cache.invalidate(scope, credential.leaseId, credential.reference) }) : held(credential)
+      shared = this.#refreshOnReject
+        ? held(credential, {
+            rejected: () => void this.#cache.invalidate(scope, credential.leaseId, credential.reference),
+          })
+        : held(credential)
       this.#held.set(credential, shared)
     }
     return shared

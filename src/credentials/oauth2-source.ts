@@ -44,21 +44,36 @@ export class OAuth2Provider implements LeaseProvider {
     this.#spec = spec
     this.#clientSecret = clientSecret
     this.#now = now
-    this.#dispatcher = new Agent({ connect: { timeout: spec.timeoutMs }, headersTimeout: spec.timeoutMs, bodyTimeout: spec.timeoutMs, keepAliveTimeout: 4_000 })
+    this.#dispatcher = new Agent({
+      connect: { timeout: spec.timeoutMs },
+      headersTimeout: spec.timeoutMs,
+      bodyTimeout: spec.timeoutMs,
+      keepAliveTimeout: 4_000,
+    })
   }
 
   async obtain(scope: string, signal: AbortSignal): Promise<Lease> {
     const { tokenUrl, clientId, scopes, audience, authMethod } = this.#spec
-    const secretCredential = await this.#clientSecret.issue({ agentId: scope, perRequest: false, timeoutMs: this.#spec.timeoutMs })
+    const secretCredential = await this.#clientSecret.issue({
+      agentId: scope,
+      perRequest: false,
+      timeoutMs: this.#spec.timeoutMs,
+    })
     const clientSecret = secretCredential.fields.get('secret')
-    if (clientSecret === undefined) throw new OAuth2Error('oauth2_client_secret_missing', 'the client secret source has no primary field')
+    if (clientSecret === undefined)
+      throw new OAuth2Error('oauth2_client_secret_missing', 'the client secret source has no primary field')
     const form = new URLSearchParams({ grant_type: 'client_credentials' })
     if (scopes.length > 0) form.set('scope', scopes.join(' '))
     if (audience !== null) form.set('audience', audience)
-    const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' }
+    const headers: Record<string, string> = {
+      'content-type': 'application/x-www-form-urlencoded',
+      accept: 'application/json',
+    }
     if (authMethod === 'basic') {
       // RFC 6749 §2.3.1: each part form-encoded before Base64.
-      headers.authorization = 'Basic ' + Buffer.from(`${encodeURIComponent(clientId)}:${encodeURIComponent(clientSecret.reveal())}`).toString('base64')
+      headers.authorization =
+        'Basic ' +
+        Buffer.from(`${encodeURIComponent(clientId)}:${encodeURIComponent(clientSecret.reveal())}`).toString('base64')
     } else {
       form.set('client_id', clientId)
       form.set('client_secret', clientSecret.reveal())
@@ -67,13 +82,26 @@ export class OAuth2Provider implements LeaseProvider {
     let text: string
     try {
       // undici's request() never follows redirects: a 3xx is a refusal here.
-      const response = await request(tokenUrl, { method: 'POST', headers, body: form.toString(), signal, dispatcher: this.#dispatcher })
+      const response = await request(tokenUrl, {
+        method: 'POST',
+        headers,
+        body: form.toString(),
+        signal,
+        dispatcher: this.#dispatcher,
+      })
       status = response.statusCode
-      text = await readLimited(response.body, MAX_BODY, () => new OAuth2Error('oauth2_invalid_response', 'token endpoint response too large'))
+      text = await readLimited(
+        response.body,
+        MAX_BODY,
+        () => new OAuth2Error('oauth2_invalid_response', 'token endpoint response too large'),
+      )
     } catch (err) {
       if (signal.aborted) throw new OAuth2Error('oauth2_timeout', 'the token endpoint did not answer in time')
       const code = (err as { code?: unknown }).code
-      throw new OAuth2Error('oauth2_unreachable', `the token endpoint is unreachable (${typeof code === 'string' ? code : 'connection failed'})`)
+      throw new OAuth2Error(
+        'oauth2_unreachable',
+        `the token endpoint is unreachable (${typeof code === 'string' ? code : 'connection failed'})`,
+      )
     }
     let body: Record<string, unknown> = {}
     try {
@@ -87,12 +115,20 @@ export class OAuth2Provider implements LeaseProvider {
       throw new OAuth2Error('oauth2_refused', `the token endpoint answered ${status} (${error})`)
     }
     const accessToken = body.access_token
-    if (typeof accessToken !== 'string' || accessToken === '' || !isValidFieldValue(accessToken)) throw new OAuth2Error('oauth2_invalid_response', 'the token endpoint answered without a usable access_token')
+    if (typeof accessToken !== 'string' || accessToken === '' || !isValidFieldValue(accessToken))
+      throw new OAuth2Error('oauth2_invalid_response', 'the token endpoint answered without a usable access_token')
     const expiresIn = typeof body.expires_in === 'number' && body.expires_in > 0 ? body.expires_in : DEFAULT_EXPIRES_SEC
     const obtainedAt = this.#now()
     const token = new Secret(accessToken)
     return {
-      credential: { fields: new Map([['secret', token], ['access_token', token]]), reference: `oauth2:${new URL(tokenUrl).host}/${clientId}`, leaseId: null },
+      credential: {
+        fields: new Map([
+          ['secret', token],
+          ['access_token', token],
+        ]),
+        reference: `oauth2:${new URL(tokenUrl).host}/${clientId}`,
+        leaseId: null,
+      },
       obtainedAt,
       expiresAt: obtainedAt + expiresIn * 1000,
       renewable: false,

@@ -35,7 +35,12 @@ export interface HeldCredential extends IssuedCredential {
  * throws, so that it can run after the audit record without costing anything else; a failing
  * hook is logged with `context`.
  */
-export function settleCredential(credential: HeldCredential, upstreamStatus: number | null, log: Logger, context: Record<string, unknown>): void {
+export function settleCredential(
+  credential: HeldCredential,
+  upstreamStatus: number | null,
+  log: Logger,
+  context: Record<string, unknown>,
+): void {
   try {
     if (upstreamStatus === 401 || upstreamStatus === 403) credential.rejected()
     credential.release()
@@ -60,6 +65,9 @@ export function isValidFieldValue(value: string): boolean {
 const NOTHING = (): void => {}
 
 /** A credential whose lifetime is not tied to the request (env, file, cached leases). */
-export function held(credential: IssuedCredential, hooks: { release?: () => void; rejected?: () => void } = {}): HeldCredential {
+export function held(
+  credential: IssuedCredential,
+  hooks: { release?: () => void; rejected?: () => void } = {},
+): HeldCredential {
   return { ...credential, release: hooks.release ?? NOTHING, rejected: hooks.rejected ?? NOTHING }
 }

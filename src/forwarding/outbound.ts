@@ -16,8 +16,13 @@ import type { SecretMask } from '../request/secret-mask.ts'
 /** Methods whose requests carry a Content-Length even when the body is empty. */
 const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH'])
 
-
-export function outgoingParts(method: string, headers: readonly string[], query: string, bodyLength: number, remoteAddress: string | null): OutgoingParts {
+export function outgoingParts(
+  method: string,
+  headers: readonly string[],
+  query: string,
+  bodyLength: number,
+  remoteAddress: string | null,
+): OutgoingParts {
   const out = headers.slice()
   if (bodyLength > 0 || BODY_METHODS.has(method)) out.push('content-length', String(bodyLength))
   // Identity only: Corridor reads every response to mask the injected credential in it.
@@ -54,7 +59,13 @@ export interface Outbound {
 }
 
 /** Throws audit_unavailable or credential_unavailable; on success the caller owns the credential. */
-export async function prepareOutbound(deps: OutboundDeps, connector: Connector, agentId: string, perRequestLease: boolean, request: OutboundRequest): Promise<Outbound> {
+export async function prepareOutbound(
+  deps: OutboundDeps,
+  connector: Connector,
+  agentId: string,
+  perRequestLease: boolean,
+  request: OutboundRequest,
+): Promise<Outbound> {
   assertAuditable(deps.audit)
   const credential = await deps.credentials.issue(connector, agentId, perRequestLease)
   const parts = outgoingParts(request.method, request.headers, request.query, request.bodyLength, request.remoteAddress)

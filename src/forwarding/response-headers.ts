@@ -6,17 +6,37 @@ import type { IncomingHttpHeaders } from 'node:http'
 import type { SecretMask } from '../request/secret-mask.ts'
 
 /** Response headers never passed back to the agent. */
-const DROP_RESPONSE = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'set-cookie', 'proxy-authenticate'])
+const DROP_RESPONSE = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'te',
+  'trailer',
+  'upgrade',
+  'set-cookie',
+  'proxy-authenticate',
+])
 
 /** The upstream's headers as relayed to the agent, masked of the credential placed in the request. */
-export function agentResponseHeaders(headers: IncomingHttpHeaders, requestId: string, mask: SecretMask | null = null): Record<string, string | string[]> {
+export function agentResponseHeaders(
+  headers: IncomingHttpHeaders,
+  requestId: string,
+  mask: SecretMask | null = null,
+): Record<string, string | string[]> {
   const masking = mask !== null && !mask.empty
   const connection = headers.connection
   const named = typeof connection === 'string' ? connection.split(',').map((t) => t.trim().toLowerCase()) : null
   const out: Record<string, string | string[]> = {}
   for (const name in headers) {
     const value = headers[name]
-    if (value === undefined || DROP_RESPONSE.has(name) || name.startsWith('x-corridor-') || (named !== null && named.includes(name))) continue
+    if (
+      value === undefined ||
+      DROP_RESPONSE.has(name) ||
+      name.startsWith('x-corridor-') ||
+      (named !== null && named.includes(name))
+    )
+      continue
     out[name] = !masking ? value : Array.isArray(value) ? value.map((v) => mask.text(v)) : mask.text(value)
   }
   out['x-corridor-request-id'] = requestId

@@ -70,12 +70,25 @@ export class Upstreams {
   }
 
   /** Resolves when the response has been relayed; rejects with a CorridorError (upstream_*) or ClientAbortedError. */
-  forward(connector: Connector, request: UpstreamRequest, mask: SecretMask | null, res: ServerResponse, requestId: string, progress: ForwardObserver): Promise<void> {
+  forward(
+    connector: Connector,
+    request: UpstreamRequest,
+    mask: SecretMask | null,
+    res: ServerResponse,
+    requestId: string,
+    progress: ForwardObserver,
+  ): Promise<void> {
     const entry = this.#pools.get(connector.id)
-    if (entry === undefined) return Promise.reject(new CorridorError('upstream_unreachable', `no upstream pool for '${connector.id}'`))
+    if (entry === undefined)
+      return Promise.reject(new CorridorError('upstream_unreachable', `no upstream pool for '${connector.id}'`))
     return new Promise((resolve, reject) => {
       entry.pool.dispatch(
-        { method: request.method as Dispatcher.HttpMethod, path: request.path, headers: request.headers, body: request.body },
+        {
+          method: request.method as Dispatcher.HttpMethod,
+          path: request.path,
+          headers: request.headers,
+          body: request.body,
+        },
         new ForwardHandler(res, requestId, mask, progress, resolve, reject),
       )
     })
@@ -85,12 +98,24 @@ export class Upstreams {
    * Forwards and buffers the whole response (for released approvals, whose result is kept for
    * the agent to collect). A response over `maxBytes` is cut off: the request ran, its body is lost.
    */
-  async call(connector: Connector, request: UpstreamRequest, mask: SecretMask | null, timeoutMs: number, maxBytes: number): Promise<BufferedResponse> {
+  async call(
+    connector: Connector,
+    request: UpstreamRequest,
+    mask: SecretMask | null,
+    timeoutMs: number,
+    maxBytes: number,
+  ): Promise<BufferedResponse> {
     const entry = this.#pools.get(connector.id)
     if (entry === undefined) throw new CorridorError('upstream_unreachable', `no upstream pool for '${connector.id}'`)
     let response: Dispatcher.ResponseData
     try {
-      response = await entry.pool.request({ method: request.method as Dispatcher.HttpMethod, path: request.path, headers: request.headers, body: request.body, signal: AbortSignal.timeout(timeoutMs) })
+      response = await entry.pool.request({
+        method: request.method as Dispatcher.HttpMethod,
+        path: request.path,
+        headers: request.headers,
+        body: request.body,
+        signal: AbortSignal.timeout(timeoutMs),
+      })
     } catch (err) {
       throw mapUpstreamError(err as Error)
     }
@@ -117,7 +142,12 @@ export class Upstreams {
     }
     const body = tooLarge ? null : Buffer.concat(chunks)
     if (mask === null) return { status: response.statusCode, headers: response.headers, body, bytes: size }
-    return { status: response.statusCode, headers: mask.headers(response.headers), body: body === null ? null : mask.buffer(body), bytes: size }
+    return {
+      status: response.statusCode,
+      headers: mask.headers(response.headers),
+      body: body === null ? null : mask.buffer(body),
+      bytes: size,
+    }
   }
 
   async close(): Promise<void> {
@@ -139,7 +169,14 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   #settled = false
   #onClose: (() => void) | null = null
 
-  constructor(res: ServerResponse, requestId: string, mask: SecretMask | null, progress: ForwardObserver, resolve: () => void, reject: (e: unknown) => void) {
+  constructor(
+    res: ServerResponse,
+    requestId: string,
+    mask: SecretMask | null,
+    progress: ForwardObserver,
+    resolve: () => void,
+    reject: (e: unknown) => void,
+  ) {
     this.#res = res
     this.#mask = mask
     this.#requestId = requestId
@@ -159,7 +196,11 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     this.#res.once('close', this.#onClose)
   }
 
-  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
+  onResponseStart(
+    controller: Dispatcher.DispatchController,
+    statusCode: number,
+    headers: Record<string, string | string[] | undefined>,
+  ): void {
     if (statusCode < 200) return // 1xx informational responses are not relayed
     const unreadable = unmaskable(this.#mask, headers)
     if (unreadable !== null) {
@@ -214,18 +255,26 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
  * A response Corridor cannot read cannot be masked: Corridor asks for identity encoding, and an
  * upstream that compresses anyway is refused rather than relayed unchecked.
  */
-function unmaskable(mask: SecretMask | null, headers: Record<string, string | string[] | undefined>): CorridorError | null {
+function unmaskable(
+  mask: SecretMask | null,
+  headers: Record<string, string | string[] | undefined>,
+): CorridorError | null {
   if (mask === null || mask.empty) return null
   const encoding = headers['content-encoding']
-  if (encoding === undefined || (typeof encoding === 'string' && encoding.trim().toLowerCase() === 'identity')) return null
-  return new CorridorError('upstream_bad_response', 'the upstream sent an encoded (compressed) response, which Corridor cannot check for the credential')
+  if (encoding === undefined || (typeof encoding === 'string' && encoding.trim().toLowerCase() === 'identity'))
+    return null
+  return new CorridorError(
+    'upstream_bad_response',
+    'the upstream sent an encoded (compressed) response, which Corridor cannot check for the credential',
+  )
 }
 
 /** Upstream failures are 502 or 504, never 500 (reply-from maps resets to 500; that hides the culprit). */
 function mapUpstreamError(error: Error): CorridorError | ClientAbortedError {
   if (error instanceof ClientAbortedError || error instanceof CorridorError) return error
   const code = (error as { code?: string }).code
-  if (error.name === 'TimeoutError') return new CorridorError('upstream_timeout', 'the upstream did not answer in time', { cause: error })
+  if (error.name === 'TimeoutError')
+    return new CorridorError('upstream_timeout', 'the upstream did not answer in time', { cause: error })
   switch (code) {
     case 'UND_ERR_HEADERS_TIMEOUT':
     case 'UND_ERR_BODY_TIMEOUT':
@@ -238,8 +287,12 @@ function mapUpstreamError(error: Error): CorridorError | ClientAbortedError {
     case 'EHOSTUNREACH':
     case 'UND_ERR_SOCKET':
     case 'UND_ERR_CLOSED':
-      return new CorridorError('upstream_unreachable', 'the upstream could not be reached or dropped the connection', { cause: error })
+      return new CorridorError('upstream_unreachable', 'the upstream could not be reached or dropped the connection', {
+        cause: error,
+      })
     default:
-      return new CorridorError('upstream_bad_response', 'the upstream sent a response Corridor cannot relay', { cause: error })
+      return new CorridorError('upstream_bad_response', 'the upstream sent a response Corridor cannot relay', {
+        cause: error,
+      })
   }
 }

@@ -34,9 +34,18 @@ export class Identifier {
   }
 
   /** The registered agent, and the credential it presented (which must not be forwarded anywhere). */
-  async agent(headers: IncomingHttpHeaders, connector: Connector, bundle: PolicyBundle, nowMs: number): Promise<{ agent: Agent; presented: string }> {
+  async agent(
+    headers: IncomingHttpHeaders,
+    connector: Connector,
+    bundle: PolicyBundle,
+    nowMs: number,
+  ): Promise<{ agent: Agent; presented: string }> {
     const credential = extractAgentCredential(headers, connector.agentKeyHeader)
-    if (credential === null) throw new CorridorError('identity_missing', 'send your Corridor agent credential as the API key (Authorization: Bearer …)')
+    if (credential === null)
+      throw new CorridorError(
+        'identity_missing',
+        'send your Corridor agent credential as the API key (Authorization: Bearer …)',
+      )
     let agentId: string | undefined
     if (credential.startsWith(API_KEY_PREFIX)) {
       agentId = bundle.registry.keyHashes.get(hashApiKey(credential))
@@ -55,12 +64,14 @@ export class Identifier {
 
   async user(headers: IncomingHttpHeaders, nowMs: number): Promise<DelegatedUser | null> {
     if (this.#userHeader === null) {
-      if (headers['x-corridor-user'] !== undefined) throw new CorridorError('user_token_invalid', 'delegated user tokens are not enabled')
+      if (headers['x-corridor-user'] !== undefined)
+        throw new CorridorError('user_token_invalid', 'delegated user tokens are not enabled')
       return null
     }
     const token = headers[this.#userHeader]
     if (token === undefined) return null
-    if (typeof token !== 'string' || !JWT_SHAPE.test(token)) throw new CorridorError('user_token_invalid', 'the delegated user token is not a JWT')
+    if (typeof token !== 'string' || !JWT_SHAPE.test(token))
+      throw new CorridorError('user_token_invalid', 'the delegated user token is not a JWT')
     const payload = await (this.#userJwt as JwtVerifier).verify(token, nowMs)
     const groups = payload[this.#groupsClaim] ?? []
     if (!Array.isArray(groups) || groups.some((g) => typeof g !== 'string')) {

@@ -24,7 +24,11 @@ export class JwtVerifier {
     this.#config = config
     this.#invalidCode = invalidCode
     if (config.jwksUrl !== null) {
-      this.#keys = createRemoteJWKSet(new URL(config.jwksUrl), { timeoutDuration: 5_000, cooldownDuration: 30_000, cacheMaxAge: 600_000 })
+      this.#keys = createRemoteJWKSet(new URL(config.jwksUrl), {
+        timeoutDuration: 5_000,
+        cooldownDuration: 30_000,
+        cacheMaxAge: 600_000,
+      })
     } else {
       this.#keys = createLocalJWKSet(JSON.parse(readFileSync(config.jwksFile as string, 'utf8')))
     }
@@ -53,7 +57,9 @@ export class JwtVerifier {
       }))
     } catch (err) {
       if (keySetUnreachable(err)) {
-        throw new CorridorError('identity_unavailable', 'the key set that verifies this token could not be fetched', { cause: err })
+        throw new CorridorError('identity_unavailable', 'the key set that verifies this token could not be fetched', {
+          cause: err,
+        })
       }
       // jose reports key-type mismatches as plain TypeErrors: every failure is a rejection, never a 500.
       const code = err instanceof errors.JOSEError ? err.code : 'ERR_INVALID_TOKEN'
@@ -65,7 +71,10 @@ export class JwtVerifier {
     }
     // Cached no longer than the token is acceptable: its exp, and its maximum age when one is set.
     const maxAge = this.#config.maxTokenAgeSec
-    const expiresAtMs = Math.min((payload.exp as number) * 1000, maxAge === null ? Infinity : ((payload.iat as number) + maxAge) * 1000)
+    const expiresAtMs = Math.min(
+      (payload.exp as number) * 1000,
+      maxAge === null ? Infinity : ((payload.iat as number) + maxAge) * 1000,
+    )
     this.#cache.set(token, { payload, expiresAtMs })
     return payload
   }

@@ -30,7 +30,13 @@ export function loadBundle(paths: BundlePaths): PolicyBundle {
   const catalog = readConnectorCatalog(connectorsFile)
   for (const agent of registry.agents.values()) {
     for (const c of agent.connectors) {
-      if (!catalog.connectors.has(c)) agentsFile.issues.push({ file: paths.agents, line: 1, col: 1, message: `agent '${agent.id}' is granted unknown connector '${c}'` })
+      if (!catalog.connectors.has(c))
+        agentsFile.issues.push({
+          file: paths.agents,
+          line: 1,
+          col: 1,
+          message: `agent '${agent.id}' is granted unknown connector '${c}'`,
+        })
     }
   }
   const issues = [...agentsFile.issues, ...connectorsFile.issues]
@@ -40,5 +46,11 @@ export function loadBundle(paths: BundlePaths): PolicyBundle {
   policyFile.assertValid()
   const hash = createHash('sha256')
   for (const f of [agentsFile, connectorsFile, policyFile]) hash.update(f.text).update('\0')
-  return { registry, catalog, policy, version: `sha256:${hash.digest('hex').slice(0, 16)}`, loadedAt: new Date().toISOString() }
+  return {
+    registry,
+    catalog,
+    policy,
+    version: `sha256:${hash.digest('hex').slice(0, 16)}`,
+    loadedAt: new Date().toISOString(),
+  }
 }

@@ -65,7 +65,12 @@ export function bucketFor(policy: CompiledPolicy, connector: string, action: str
 
 /** Action-name globs: `*` matches any run of characters, everything else is literal. */
 export function globToRegExp(globs: readonly string[]): RegExp {
-  const parts = globs.map((g) => g.split('*').map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*'))
+  const parts = globs.map((g) =>
+    g
+      .split('*')
+      .map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&'))
+      .join('.*'),
+  )
   return new RegExp(`^(?:${parts.join('|')})$`)
 }
 
@@ -94,7 +99,9 @@ export function compilePolicy(r: YamlReader, registry: AgentRegistry, catalog: C
   })
 
   const userPermissions = top.has('user_permissions')
-    ? r.list(top.get('user_permissions'), 'user_permissions').map((node, i) => compileUserPermission(r, node, `user_permissions[${i}]`, catalog))
+    ? r
+        .list(top.get('user_permissions'), 'user_permissions')
+        .map((node, i) => compileUserPermission(r, node, `user_permissions[${i}]`, catalog))
     : null
 
   return { rules: drafts.map((d) => d.rule), buckets: indexRules(drafts, catalog), userPermissions }
@@ -106,14 +113,20 @@ function indexRules(drafts: readonly RuleDraft[], catalog: ConnectorCatalog): Ma
     const byAction = new Map<string, RuleBucket>()
     for (const action of connector.actions) {
       const applicable = drafts.filter(
-        (d) => (d.connectors === null || d.connectors.has(connector.id)) && (d.actions === null || d.actions.test(action.name)),
+        (d) =>
+          (d.connectors === null || d.connectors.has(connector.id)) &&
+          (d.actions === null || d.actions.test(action.name)),
       )
       if (applicable.length === 0) continue
       const enforced = applicable.filter((d) => !d.rule.shadow).map((d) => d.rule)
       const named = new Set<string>()
       for (const rule of enforced) for (const agent of rule.agents ?? []) named.add(agent)
       const byAgent = new Map<string, CompiledRule[]>()
-      for (const agent of named) byAgent.set(agent, enforced.filter((rule) => rule.agents === null || rule.agents.has(agent)))
+      for (const agent of named)
+        byAgent.set(
+          agent,
+          enforced.filter((rule) => rule.agents === null || rule.agents.has(agent)),
+        )
       byAction.set(action.name, {
         generic: enforced.filter((rule) => rule.agents === null),
         byAgent,
@@ -126,18 +139,37 @@ function indexRules(drafts: readonly RuleDraft[], catalog: ConnectorCatalog): Ma
   return buckets
 }
 
-function compileRule(r: YamlReader, node: Node, where: string, registry: AgentRegistry, catalog: ConnectorCatalog): RuleDraft | null {
-  const f = r.map(node, where, ['id', 'description', 'effect', 'mode', 'reason', 'approvers', 'approvals', 'match'], ['id', 'effect'])
+function compileRule(
+  r: YamlReader,
+  node: Node,
+  where: string,
+  registry: AgentRegistry,
+  catalog: ConnectorCatalog,
+): RuleDraft | null {
+  const f = r.map(
+    node,
+    where,
+    ['id', 'description', 'effect', 'mode', 'reason', 'approvers', 'approvals', 'match'],
+    ['id', 'effect'],
+  )
   const id = r.string(f.get('id'), `${where}.id`)
   if (id && !ID.test(id)) r.issue(f.get('id'), `${where}.id may contain letters, digits, '_', '.', ':' and '-'`)
   const effect = r.oneOf(f.get('effect'), `${where}.effect`, ['allow', 'deny', 'require_approval'] as const)
   const mode = f.has('mode') ? r.oneOf(f.get('mode'), `${where}.mode`, ['enforce', 'shadow'] as const) : 'enforce'
   const approvers = f.has('approvers') ? r.strings(f.get('approvers'), `${where}.approvers`) : []
-  if (effect === 'require_approval' && approvers.length === 0) r.issue(node, `${where}: require_approval needs 'approvers' (the approver groups)`)
-  if (effect !== 'require_approval' && f.has('approvers')) r.issue(f.get('approvers'), `${where}: 'approvers' applies only to require_approval`)
+  if (effect === 'require_approval' && approvers.length === 0)
+    r.issue(node, `${where}: require_approval needs 'approvers' (the approver groups)`)
+  if (effect !== 'require_approval' && f.has('approvers'))
+    r.issue(f.get('approvers'), `${where}: 'approvers' applies only to require_approval`)
   const approvals = f.has('approvals') ? r.number(f.get('approvals'), `${where}.approvals`) : 1
-  if (f.has('approvals') && (effect !== 'require_approval' || !Number.isInteger(approvals) || approvals < 1 || approvals > 5)) {
-    r.issue(f.get('approvals'), `${where}.approvals applies only to require_approval and must be a whole number from 1 to 5`)
+  if (
+    f.has('approvals') &&
+    (effect !== 'require_approval' || !Number.isInteger(approvals) || approvals < 1 || approvals > 5)
+  ) {
+    r.issue(
+      f.get('approvals'),
+      `${where}.approvals applies only to require_approval and must be a whole number from 1 to 5`,
+    )
   }
 
   const checks: RuleCheck[] = []
@@ -147,11 +179,25 @@ function compileRule(r: YamlReader, node: Node, where: string, registry: AgentRe
   let readsBody = false
 
   if (f.has('match')) {
-    const m = r.map(f.get('match'), `${where}.match`, ['agents', 'tiers', 'owners', 'users', 'user_groups', 'connectors', 'actions', 'params', 'query', 'headers', 'body', 'time'])
+    const m = r.map(f.get('match'), `${where}.match`, [
+      'agents',
+      'tiers',
+      'owners',
+      'users',
+      'user_groups',
+      'connectors',
+      'actions',
+      'params',
+      'query',
+      'headers',
+      'body',
+      'time',
+    ])
     const set = (key: string, valid?: (v: string) => boolean, what?: string): Set<string> | null => {
       if (!m.has(key)) return null
       const values = r.strings(m.get(key), `${where}.match.${key}`)
-      for (const v of values) if (valid && !valid(v)) r.issue(m.get(key), `${where}.match.${key}: unknown ${what} '${v}'`)
+      for (const v of values)
+        if (valid && !valid(v)) r.issue(m.get(key), `${where}.match.${key}: unknown ${what} '${v}'`)
       return new Set(values)
     }
     agents = set('agents', (v) => registry.agents.has(v), 'agent')
@@ -166,7 +212,11 @@ function compileRule(r: YamlReader, node: Node, where: string, registry: AgentRe
       const scope = [...catalog.connectors.values()].filter((c) => connectors === null || connectors.has(c.id))
       for (const glob of globs) {
         const re = globToRegExp([glob])
-        if (!scope.some((c) => c.actions.some((a) => re.test(a.name)))) r.issue(m.get('actions'), `${where}.match.actions: '${glob}' matches no declared action of ${connectors ? [...connectors].join(', ') : 'any connector'}`)
+        if (!scope.some((c) => c.actions.some((a) => re.test(a.name))))
+          r.issue(
+            m.get('actions'),
+            `${where}.match.actions: '${glob}' matches no declared action of ${connectors ? [...connectors].join(', ') : 'any connector'}`,
+          )
       }
     }
     if (agents) {
@@ -174,12 +224,24 @@ function compileRule(r: YamlReader, node: Node, where: string, registry: AgentRe
       checks.push({ describe: `agent in [${[...a].join(', ')}]`, test: (x) => a.has(x.agent.id) })
     }
     if (tiers) checks.push({ describe: `tier in [${[...tiers].join(', ')}]`, test: (x) => tiers.has(x.agent.tier) })
-    if (owners) checks.push({ describe: `owner in [${[...owners].join(', ')}]`, test: (x) => owners.has(x.agent.owner) })
-    if (users) checks.push({ describe: `user in [${[...users].join(', ')}]`, test: (x) => x.user !== null && users.has(x.user.id) })
+    if (owners)
+      checks.push({ describe: `owner in [${[...owners].join(', ')}]`, test: (x) => owners.has(x.agent.owner) })
+    if (users)
+      checks.push({
+        describe: `user in [${[...users].join(', ')}]`,
+        test: (x) => x.user !== null && users.has(x.user.id),
+      })
     if (userGroups) {
-      checks.push({ describe: `user in a group of [${[...userGroups].join(', ')}]`, test: (x) => x.user !== null && x.user.groups.some((g) => userGroups.has(g)) })
+      checks.push({
+        describe: `user in a group of [${[...userGroups].join(', ')}]`,
+        test: (x) => x.user !== null && x.user.groups.some((g) => userGroups.has(g)),
+      })
     }
-    const fieldChecks = (key: string, read: (path: readonly string[]) => (x: RequestFacts) => FieldRead, nested: boolean): void => {
+    const fieldChecks = (
+      key: string,
+      read: (path: readonly string[]) => (x: RequestFacts) => FieldRead,
+      nested: boolean,
+    ): void => {
       if (!m.has(key)) return
       for (const [name, spec] of r.entries(m.get(key), `${where}.match.${key}`)) {
         const path = nested ? fieldPath(name) : [key === 'headers' ? name.toLowerCase() : name]
@@ -187,7 +249,11 @@ function compileRule(r: YamlReader, node: Node, where: string, registry: AgentRe
           r.issue(spec, `${where}.match.${key}: ${path}`)
           continue
         }
-        const c: CompiledCondition | string = compileCondition(r.value(spec), { field: `${key}.${path.join('.')}`, many: path.includes('*'), denies: effect === 'deny' })
+        const c: CompiledCondition | string = compileCondition(r.value(spec), {
+          field: `${key}.${path.join('.')}`,
+          many: path.includes('*'),
+          denies: effect === 'deny',
+        })
         if (typeof c === 'string') {
           r.issue(spec, `${where}.match: ${c}`)
           continue
@@ -197,13 +263,29 @@ function compileRule(r: YamlReader, node: Node, where: string, registry: AgentRe
       }
     }
     const one = (value: unknown): FieldRead => ({ many: false, value })
-    fieldChecks('params', ([name]) => (x) => one(x.params[name as string]), false)
+    fieldChecks(
+      'params',
+      ([name]) =>
+        (x) =>
+          one(x.params[name as string]),
+      false,
+    )
     fieldChecks('query', (path) => (x) => readPath(x.query, path), true)
-    fieldChecks('headers', ([name]) => (x) => one(x.headers.get(name as string)), false)
-    fieldChecks('body', (path) => {
-      readsBody = true
-      return (x) => readPath(x.body, path)
-    }, true)
+    fieldChecks(
+      'headers',
+      ([name]) =>
+        (x) =>
+          one(x.headers.get(name as string)),
+      false,
+    )
+    fieldChecks(
+      'body',
+      (path) => {
+        readsBody = true
+        return (x) => readPath(x.body, path)
+      },
+      true,
+    )
     if (m.has('time')) checks.push(compileTimeWindow(r, m.get('time'), `${where}.match.time`))
   }
 
@@ -226,7 +308,9 @@ function defaultReason(effect: Effect, id: string): string {
 function compileTimeWindow(r: YamlReader, node: Node | undefined, where: string): RuleCheck {
   const f = r.map(node, where, ['days', 'hours', 'timezone'])
   const days = f.has('days') ? new Set(r.strings(f.get('days'), `${where}.days`).map((d) => d.toLowerCase())) : null
-  for (const d of days ?? []) if (!(DAYS as readonly string[]).includes(d)) r.issue(f.get('days'), `${where}.days: unknown day '${d}' (use ${DAYS.join(', ')})`)
+  for (const d of days ?? [])
+    if (!(DAYS as readonly string[]).includes(d))
+      r.issue(f.get('days'), `${where}.days: unknown day '${d}' (use ${DAYS.join(', ')})`)
   let from = 0
   let to = 24 * 60
   if (f.has('hours')) {
@@ -236,16 +320,29 @@ function compileTimeWindow(r: YamlReader, node: Node | undefined, where: string)
     else {
       from = Number(m[1]) * 60 + Number(m[2])
       to = Number(m[3]) * 60 + Number(m[4])
-      if (from >= to || to > 24 * 60) r.issue(f.get('hours'), `${where}.hours: the window must start before it ends, within one day`)
+      if (from >= to || to > 24 * 60)
+        r.issue(f.get('hours'), `${where}.hours: the window must start before it ends, within one day`)
     }
   }
   const timeZone = f.has('timezone') ? r.string(f.get('timezone'), `${where}.timezone`) : 'UTC'
   let format: Intl.DateTimeFormat
   try {
-    format = new Intl.DateTimeFormat('en-US', { timeZone, weekday: 'short', hour: '2-digit', minute: '2-digit', hourCycle: 'h23' })
+    format = new Intl.DateTimeFormat('en-US', {
+      timeZone,
+      weekday: 'short',
+      hour: '2-digit',
+      minute: '2-digit',
+      hourCycle: 'h23',
+    })
   } catch {
     r.issue(f.get('timezone'), `${where}.timezone: unknown time zone '${timeZone}'`)
-    format = new Intl.DateTimeFormat('en-US', { timeZone: 'UTC', weekday: 'short', hour: '2-digit', minute: '2-digit', hourCycle: 'h23' })
+    format = new Intl.DateTimeFormat('en-US', {
+      timeZone: 'UTC',
+      weekday: 'short',
+      hour: '2-digit',
+      minute: '2-digit',
+      hourCycle: 'h23',
+    })
   }
   const describe = `time within ${days ? [...days].join('/') : 'any day'} ${f.has('hours') ? r.string(f.get('hours'), where) : 'all day'} ${timeZone}`
   return {
@@ -262,7 +359,8 @@ function compileTimeWindow(r: YamlReader, node: Node | undefined, where: string)
 function compileUserPermission(r: YamlReader, node: Node, where: string, catalog: ConnectorCatalog): UserPermission {
   const f = r.map(node, where, ['groups', 'connectors', 'actions', 'max_risk'], ['groups', 'max_risk'])
   const connectors = f.has('connectors') ? new Set(r.strings(f.get('connectors'), `${where}.connectors`)) : null
-  for (const c of connectors ?? []) if (!catalog.connectors.has(c)) r.issue(f.get('connectors'), `${where}.connectors: unknown connector '${c}'`)
+  for (const c of connectors ?? [])
+    if (!catalog.connectors.has(c)) r.issue(f.get('connectors'), `${where}.connectors: unknown connector '${c}'`)
   return {
     groups: new Set(r.strings(f.get('groups'), `${where}.groups`)),
     connectors,

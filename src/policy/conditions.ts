@@ -77,7 +77,14 @@ function oneOperator(op: Operator, operand: unknown, field: string): ValueTest |
     case 'gte': {
       if (typeof operand !== 'number' || !Number.isFinite(operand)) return `'${op}' takes a number`
       const bound = operand
-      const cmp = op === 'lt' ? (n: number) => n < bound : op === 'lte' ? (n: number) => n <= bound : op === 'gt' ? (n: number) => n > bound : (n: number) => n >= bound
+      const cmp =
+        op === 'lt'
+          ? (n: number) => n < bound
+          : op === 'lte'
+            ? (n: number) => n <= bound
+            : op === 'gt'
+              ? (n: number) => n > bound
+              : (n: number) => n >= bound
       return (v) => v !== undefined && testNumeric(v, field, cmp)
     }
     case 'present':
@@ -87,7 +94,10 @@ function oneOperator(op: Operator, operand: unknown, field: string): ValueTest |
 }
 
 /** A scalar condition: list or object values are refused, since the condition cannot say which element counts. */
-function compileScalar(spec: unknown, field: string): { describe: string; test: ValueTest; presenceOnly: boolean } | string {
+function compileScalar(
+  spec: unknown,
+  field: string,
+): { describe: string; test: ValueTest; presenceOnly: boolean } | string {
   if (Array.isArray(spec)) return compileScalar({ in: spec }, field)
   if (isScalar(spec)) return compileScalar({ equals: spec }, field)
   const entries = Object.entries(spec as Record<string, unknown>)
@@ -95,8 +105,10 @@ function compileScalar(spec: unknown, field: string): { describe: string; test: 
   const tests: ValueTest[] = []
   const parts: string[] = []
   for (const [op, operand] of entries) {
-    if ((QUANTIFIERS as readonly string[]).includes(op)) return `'${op}' must be the only key of the condition on ${field}`
-    if (!(OPERATORS as readonly string[]).includes(op)) return `unknown operator '${op}' on ${field} (expected one of: ${[...OPERATORS, ...QUANTIFIERS].join(', ')})`
+    if ((QUANTIFIERS as readonly string[]).includes(op))
+      return `'${op}' must be the only key of the condition on ${field}`
+    if (!(OPERATORS as readonly string[]).includes(op))
+      return `unknown operator '${op}' on ${field} (expected one of: ${[...OPERATORS, ...QUANTIFIERS].join(', ')})`
     const t = oneOperator(op as Operator, operand, field)
     if (typeof t === 'string') return `${field}: ${t}`
     tests.push(t)
@@ -107,7 +119,10 @@ function compileScalar(spec: unknown, field: string): { describe: string; test: 
 }
 
 function refuseComposite(value: unknown, field: string): never {
-  throw new CorridorError('ambiguous_request', `${field} holds ${Array.isArray(value) || value instanceof Repeated ? 'several values' : 'an object'}; a rule reads it as one value, so the request is refused`)
+  throw new CorridorError(
+    'ambiguous_request',
+    `${field} holds ${Array.isArray(value) || value instanceof Repeated ? 'several values' : 'an object'}; a rule reads it as one value, so the request is refused`,
+  )
 }
 
 function elementsOf(value: unknown, field: string): readonly unknown[] {
@@ -124,7 +139,10 @@ function elementsOf(value: unknown, field: string): readonly unknown[] {
  */
 export function compileCondition(spec: unknown, ctx: ConditionContext): CompiledCondition | string {
   const { field } = ctx
-  const quantifier = spec !== null && typeof spec === 'object' && !Array.isArray(spec) ? Object.keys(spec).find((k) => (QUANTIFIERS as readonly string[]).includes(k)) : undefined
+  const quantifier =
+    spec !== null && typeof spec === 'object' && !Array.isArray(spec)
+      ? Object.keys(spec).find((k) => (QUANTIFIERS as readonly string[]).includes(k))
+      : undefined
   if (quantifier === undefined) {
     if (ctx.many) return `${field} reads every element of a list ('*'); say how with any, all or count`
     const scalar = compileScalar(spec, field)
@@ -139,7 +157,8 @@ export function compileCondition(spec: unknown, ctx: ConditionContext): Compiled
       },
     }
   }
-  if (Object.keys(spec as object).length !== 1) return `'${quantifier}' must be the only key of the condition on ${field}`
+  if (Object.keys(spec as object).length !== 1)
+    return `'${quantifier}' must be the only key of the condition on ${field}`
   const operand = (spec as Record<string, unknown>)[quantifier]
   const inner = compileScalar(operand, quantifier === 'count' ? `count of ${field}` : `element of ${field}`)
   if (typeof inner === 'string') return inner

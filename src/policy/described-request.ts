@@ -31,15 +31,23 @@ export function describedFacts(bundle: PolicyBundle, d: DescribedRequest): Reque
   const method = d.method.toUpperCase()
   const target = routeTarget(bundle.catalog, d.host, method, parseRequestTarget(d.url))
   const rawHeaders: string[] = []
-  for (const [name, value] of Array.isArray(d.headers) ? d.headers : Object.entries(d.headers ?? {})) rawHeaders.push(name, value)
+  for (const [name, value] of Array.isArray(d.headers) ? d.headers : Object.entries(d.headers ?? {}))
+    rawHeaders.push(name, value)
   let body: Buffer = Buffer.alloc(0)
   if (Buffer.isBuffer(d.body)) body = d.body
   else if (typeof d.body === 'string') body = Buffer.from(d.body)
   else if (d.body !== undefined) {
     body = Buffer.from(JSON.stringify(d.body))
-    if (!rawHeaders.some((h, i) => i % 2 === 0 && h.toLowerCase() === 'content-type')) rawHeaders.push('content-type', 'application/json')
+    if (!rawHeaders.some((h, i) => i % 2 === 0 && h.toLowerCase() === 'content-type'))
+      rawHeaders.push('content-type', 'application/json')
   }
   const action = target.action
-  const request = canonicalRequest({ target, rawHeaders, body, agentKey: null, readsBody: action !== null && bucketFor(bundle.policy, target.connector.id, action.name).readsBody })
+  const request = canonicalRequest({
+    target,
+    rawHeaders,
+    body,
+    agentKey: null,
+    readsBody: action !== null && bucketFor(bundle.policy, target.connector.id, action.name).readsBody,
+  })
   return requestFacts(request, agent, d.user ?? null, now)
 }

@@ -37,7 +37,10 @@ export function evaluate(policy: CompiledPolicy, policyVersion: string, facts: R
     trace?.step(`part ${label}`, true)
     const one = evaluateOne(policy, policyVersion, part, trace)
     // A privileged part needs two approvers even when the batch action itself is not privileged.
-    const d = one.effect === 'require_approval' && part.action?.risk === 'privileged' ? { ...one, approvals: Math.max(2, one.approvals) } : one
+    const d =
+      one.effect === 'require_approval' && part.action?.risk === 'privileged'
+        ? { ...one, approvals: Math.max(2, one.approvals) }
+        : one
     if (d.effect === 'deny') return { ...d, reason: `${label}: ${d.reason}`, shadow: main.shadow }
     if (d.effect !== 'require_approval') continue
     if (held === null) {
@@ -48,7 +51,16 @@ export function evaluate(policy: CompiledPolicy, policyVersion: string, facts: R
     if (approvers.length === 0) {
       const reason = `${label} needs approval from ${d.approvers.join(' or ')}, another part from ${held.approvers.join(' or ')}; send them as separate requests`
       trace?.step(reason, false)
-      return { effect: 'deny', rule: d.rule, reason, limitingFactor: 'policy_rule', approvers: [], approvals: 0, shadow: main.shadow, policyVersion }
+      return {
+        effect: 'deny',
+        rule: d.rule,
+        reason,
+        limitingFactor: 'policy_rule',
+        approvers: [],
+        approvals: 0,
+        shadow: main.shadow,
+        policyVersion,
+      }
     }
     held = { ...held, approvers, approvals: Math.max(held.approvals, d.approvals) }
   }
@@ -64,14 +76,21 @@ function evaluateOne(policy: CompiledPolicy, policyVersion: string, facts: Reque
 
   if (agent.status !== 'active') return deny('agent_status', `agent '${agent.id}' is ${agent.status}`)
   trace?.step(`agent '${agent.id}' is active`, true)
-  if (!agent.connectors.has(connector.id)) return deny('agent_connectors', `agent '${agent.id}' is not granted connector '${connector.id}'`)
+  if (!agent.connectors.has(connector.id))
+    return deny('agent_connectors', `agent '${agent.id}' is not granted connector '${connector.id}'`)
   trace?.step(`agent is granted connector '${connector.id}'`, true)
   if (!(facts.now <= connector.certifiedUntilMs)) {
-    return deny('connector_certification', `connector '${connector.id}' certification expired on ${connector.certifiedUntil}`)
+    return deny(
+      'connector_certification',
+      `connector '${connector.id}' certification expired on ${connector.certifiedUntil}`,
+    )
   }
   trace?.step(`connector '${connector.id}' is certified until ${connector.certifiedUntil}`, true)
   if (action === null) {
-    return deny('connector_scope', `${facts.method} ${facts.path} is not a declared action of connector '${connector.id}'`)
+    return deny(
+      'connector_scope',
+      `${facts.method} ${facts.path} is not a declared action of connector '${connector.id}'`,
+    )
   }
   trace?.step(`request maps to declared action '${action.name}' (risk ${action.risk})`, true)
 
@@ -95,11 +114,16 @@ function evaluateOne(policy: CompiledPolicy, policyVersion: string, facts: Reque
   }
 
   if (!tierPermits(agent.tier, action.risk)) {
-    return deny('agent_tier', `agent tier '${agent.tier}' allows at most '${tierCap(agent.tier)}' actions; '${action.name}' is '${action.risk}'`, shadow)
+    return deny(
+      'agent_tier',
+      `agent tier '${agent.tier}' allows at most '${tierCap(agent.tier)}' actions; '${action.name}' is '${action.risk}'`,
+      shadow,
+    )
   }
   trace?.step(`tier '${agent.tier}' permits risk '${action.risk}'`, true)
   if (user === null) {
-    if (agent.user === 'required') return deny('user_required', `agent '${agent.id}' must act for a delegated user, and none was given`, shadow)
+    if (agent.user === 'required')
+      return deny('user_required', `agent '${agent.id}' must act for a delegated user, and none was given`, shadow)
   } else if (policy.userPermissions !== null) {
     const permitted = policy.userPermissions.some(
       (p) =>
@@ -108,7 +132,8 @@ function evaluateOne(policy: CompiledPolicy, policyVersion: string, facts: Reque
         (p.actions === null || p.actions.test(action.name)) &&
         riskRank(action.risk) <= riskRank(p.maxRisk),
     )
-    if (!permitted) return deny('user_permission', `user '${user.id}' is not permitted '${action.name}' on '${connector.id}'`, shadow)
+    if (!permitted)
+      return deny('user_permission', `user '${user.id}' is not permitted '${action.name}' on '${connector.id}'`, shadow)
     trace?.step(`user '${user.id}' is permitted '${action.name}'`, true)
   }
 
@@ -120,15 +145,43 @@ function evaluateOne(policy: CompiledPolicy, policyVersion: string, facts: Reque
     trace?.rule(rule, failed)
     if (failed !== null) continue
     if (rule.effect === 'deny') {
-      return { effect: 'deny', rule: rule.id, reason: rule.reason, limitingFactor: 'policy_rule', approvers: [], approvals: 0, shadow, policyVersion }
+      return {
+        effect: 'deny',
+        rule: rule.id,
+        reason: rule.reason,
+        limitingFactor: 'policy_rule',
+        approvers: [],
+        approvals: 0,
+        shadow,
+        policyVersion,
+      }
     }
     if (rule.effect === 'require_approval') approval ??= rule
     else allow ??= rule
   }
   if (approval !== null) {
-    return { effect: 'require_approval', rule: approval.id, reason: approval.reason, limitingFactor: null, approvers: approval.approvers, approvals: approval.approvals, shadow, policyVersion }
+    return {
+      effect: 'require_approval',
+      rule: approval.id,
+      reason: approval.reason,
+      limitingFactor: null,
+      approvers: approval.approvers,
+      approvals: approval.approvals,
+      shadow,
+      policyVersion,
+    }
   }
-  if (allow !== null) return { effect: 'allow', rule: allow.id, reason: allow.reason, limitingFactor: null, approvers: [], approvals: 0, shadow, policyVersion }
+  if (allow !== null)
+    return {
+      effect: 'allow',
+      rule: allow.id,
+      reason: allow.reason,
+      limitingFactor: null,
+      approvers: [],
+      approvals: 0,
+      shadow,
+      policyVersion,
+    }
   return deny('policy_default', `no rule allows '${action.name}' for agent '${agent.id}' (default deny)`, shadow)
 }
 

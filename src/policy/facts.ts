@@ -41,7 +41,12 @@ export interface RequestFacts {
 const NO_PARTS: readonly RequestFacts[] = []
 
 /** The facts of a canonical request, once the agent, the user and the action are known. */
-export function requestFacts(request: CanonicalRequest, agent: Agent, user: DelegatedUser | null, now: number): RequestFacts {
+export function requestFacts(
+  request: CanonicalRequest,
+  agent: Agent,
+  user: DelegatedUser | null,
+  now: number,
+): RequestFacts {
   return {
     agent,
     user,
@@ -54,20 +59,23 @@ export function requestFacts(request: CanonicalRequest, agent: Agent, user: Dele
     headers: request.headerView,
     body: request.bodyFields,
     now,
-    parts: request.parts === null ? NO_PARTS : request.parts.map((part) => ({
-      agent,
-      user,
-      connector: request.connector,
-      action: part.action,
-      method: part.method,
-      path: part.path,
-      params: part.params,
-      query: part.query,
-      headers: part.headers,
-      body: part.body,
-      now,
-      parts: [],
-      label: part.label,
-    })),
+    parts:
+      request.parts === null
+        ? NO_PARTS
+        : request.parts.map((part) => ({
+            agent,
+            user,
+            connector: request.connector,
+            action: part.action,
+            method: part.method,
+            path: part.path,
+            params: part.params,
+            query: part.query,
+            headers: part.headers,
+            body: part.body,
+            now,
+            parts: [],
+            label: part.label,
+          })),
   }
 }

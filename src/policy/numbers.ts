@@ -61,7 +61,10 @@ export function testNumeric(value: unknown, field: string, test: (n: number) => 
   const first = test(readings[0] as number)
   for (let i = 1; i < readings.length; i++) {
     if (test(readings[i] as number) !== first) {
-      throw new CorridorError('ambiguous_request', `${field} is written so that server stacks read different numbers from it (${readings.join(', ')}); send it in plain decimal`)
+      throw new CorridorError(
+        'ambiguous_request',
+        `${field} is written so that server stacks read different numbers from it (${readings.join(', ')}); send it in plain decimal`,
+      )
     }
   }
   return first

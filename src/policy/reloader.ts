@@ -37,7 +37,12 @@ export class PolicyStore {
   }
 
   status(): ReloadStatus {
-    return { version: this.#current?.version ?? null, loadedAt: this.#current?.loadedAt ?? null, lastError: this.#lastError, lastAttemptAt: this.#lastAttemptAt }
+    return {
+      version: this.#current?.version ?? null,
+      loadedAt: this.#current?.loadedAt ?? null,
+      lastError: this.#lastError,
+      lastAttemptAt: this.#lastAttemptAt,
+    }
   }
 
   onChange(listener: (bundle: PolicyBundle) => void): void {
@@ -61,7 +66,10 @@ export class PolicyStore {
       next = loadBundle(this.#paths)
     } catch (err) {
       this.#lastError = err instanceof ConfigError ? err.issues.map(formatIssue) : [String((err as Error).message)]
-      this.#log.error({ issues: this.#lastError, keptVersion: this.#current?.version ?? null }, 'policy rejected; the last good policy stays in force')
+      this.#log.error(
+        { issues: this.#lastError, keptVersion: this.#current?.version ?? null },
+        'policy rejected; the last good policy stays in force',
+      )
       return false
     }
     this.#lastError = null

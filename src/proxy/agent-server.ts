@@ -6,7 +6,11 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { ServerLimits } from '../config/server-config.ts'
 import type { createParserRefusals } from './parser-refusals.ts'
 
-export function createAgentServer(limits: ServerLimits, handler: (req: IncomingMessage, res: ServerResponse) => void, refusals: ReturnType<typeof createParserRefusals>): Server {
+export function createAgentServer(
+  limits: ServerLimits,
+  handler: (req: IncomingMessage, res: ServerResponse) => void,
+  refusals: ReturnType<typeof createParserRefusals>,
+): Server {
   const server = createServer(
     {
       headersTimeout: limits.headersTimeoutMs,

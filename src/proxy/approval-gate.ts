@@ -21,15 +21,29 @@ export function statusUrl(id: string): string {
 }
 
 /** A new hold: persist it, then wait for a decision on the agent's connection. */
-export async function holdForApproval(approvals: ApprovalService, waitMs: number, res: ServerResponse, record: AuditRecord, held: HeldRequest, idempotencyKey: string | null): Promise<void> {
+export async function holdForApproval(
+  approvals: ApprovalService,
+  waitMs: number,
+  res: ServerResponse,
+  record: AuditRecord,
+  held: HeldRequest,
+  idempotencyKey: string | null,
+): Promise<void> {
   if (!approvals.takeConnectionSlot()) {
-    throw new CorridorError('approval_capacity', `Corridor is already holding ${approvals.heldConnections} connections for approvals; nothing was queued, try again shortly`)
+    throw new CorridorError(
+      'approval_capacity',
+      `Corridor is already holding ${approvals.heldConnections} connections for approvals; nothing was queued, try again shortly`,
+    )
   }
   try {
     const approval = await approvals.hold(held, idempotencyKey)
     // An approval other than this one: the agent sent this Idempotency-Key before. The same request resumes it, another is refused.
     if (approval.held.id !== held.id && approval.held.digest !== held.digest) {
-      throw new CorridorError('approval_mismatch', 'this Idempotency-Key was used for a different request that is held for approval; use a new key', { details: { approval_id: approval.held.id } })
+      throw new CorridorError(
+        'approval_mismatch',
+        'this Idempotency-Key was used for a different request that is held for approval; use a new key',
+        { details: { approval_id: approval.held.id } },
+      )
     }
     await answerAfterWait(approvals, waitMs, res, record, approval)
   } finally {
@@ -38,14 +52,27 @@ export async function holdForApproval(approvals: ApprovalService, waitMs: number
 }
 
 /** A retry naming its approval: same agent, same request, then wait as a hold does. */
-export async function resumeApproval(approvals: ApprovalService, waitMs: number, res: ServerResponse, record: AuditRecord, id: string, agentId: string, digest: string): Promise<void> {
+export async function resumeApproval(
+  approvals: ApprovalService,
+  waitMs: number,
+  res: ServerResponse,
+  record: AuditRecord,
+  id: string,
+  agentId: string,
+  digest: string,
+): Promise<void> {
   const approval = await approvals.get(id)
   // Another agent's approval is reported as missing, not as forbidden: ids are not to be probed.
-  if (approval === null || approval.held.agent !== agentId) throw new CorridorError('approval_not_found', `no approval '${id}' for this agent`)
+  if (approval === null || approval.held.agent !== agentId)
+    throw new CorridorError('approval_not_found', `no approval '${id}' for this agent`)
   if (approval.held.digest !== digest) {
-    throw new CorridorError('approval_mismatch', 'this request differs from the one held for approval (method, URL, headers or body); a different request needs its own approval', {
-      details: { approval_id: id, held_digest: approval.held.digest, request_digest: digest },
-    })
+    throw new CorridorError(
+      'approval_mismatch',
+      'this request differs from the one held for approval (method, URL, headers or body); a different request needs its own approval',
+      {
+        details: { approval_id: id, held_digest: approval.held.digest, request_digest: digest },
+      },
+    )
   }
   const slot = approvals.takeConnectionSlot()
   try {
@@ -68,14 +95,21 @@ export function approvalStatusBody(approval: Approval): Record<string, unknown> 
     digest: h.digest,
     required_approvals: h.required,
     approvals: approval.approvals.map((d) => ({ approver: d.approver, at: new Date(d.at).toISOString() })),
-    rejected: approval.rejection === null ? null : { approver: approval.rejection.approver, reason: approval.rejection.reason },
+    rejected:
+      approval.rejection === null ? null : { approver: approval.rejection.approver, reason: approval.rejection.reason },
     cancel_reason: approval.cancelReason,
     expires_at: new Date(h.expiresAt).toISOString(),
     result: approval.result === null ? null : { status: approval.result.status, error_code: approval.result.errorCode },
   }
 }
 
-async function answerAfterWait(approvals: ApprovalService, waitMs: number, res: ServerResponse, record: AuditRecord, known: Approval): Promise<void> {
+async function answerAfterWait(
+  approvals: ApprovalService,
+  waitMs: number,
+  res: ServerResponse,
+  record: AuditRecord,
+  known: Approval,
+): Promise<void> {
   const id = known.held.id
   const gone = new AbortController()
   const onClose = (): void => gone.abort()
@@ -85,7 +119,11 @@ async function answerAfterWait(approvals: ApprovalService, waitMs: number, res: 
     approval = await approvals.waitForAnswer(known, waitMs, gone.signal)
   } catch (err) {
     if (err instanceof CorridorError && err.code === 'approval_unavailable') {
-      throw new CorridorError('approval_unavailable', 'the approval queue cannot be reached now; ask again with X-Corridor-Approval', { details: { approval_id: id, status_url: statusUrl(id) } })
+      throw new CorridorError(
+        'approval_unavailable',
+        'the approval queue cannot be reached now; ask again with X-Corridor-Approval',
+        { details: { approval_id: id, status_url: statusUrl(id) } },
+      )
     }
     throw err
   } finally {
@@ -111,18 +149,46 @@ function answer(res: ServerResponse, record: AuditRecord, approval: Approval): v
     case 'pending':
     case 'approved':
     case 'executing':
-      throw new CorridorError('approval_pending', `${h.reason}. Held for approval by ${h.approverGroups.join(' or ')} (${approval.approvals.length} of ${h.required}). Send the same request again with the header X-Corridor-Approval: ${h.id} to wait for the result.`, {
-        details: { rule: h.rule, reason: h.reason, policyVersion: h.policyVersion, ...ids, state: approval.state, approvers: h.approverGroups, required_approvals: h.required, expires_at: new Date(h.expiresAt).toISOString(), retry_after: RETRY_AFTER_SEC },
-        headers: { 'retry-after': String(RETRY_AFTER_SEC), location: ids.status_url, 'x-corridor-approval': h.id },
-      })
+      throw new CorridorError(
+        'approval_pending',
+        `${h.reason}. Held for approval by ${h.approverGroups.join(' or ')} (${approval.approvals.length} of ${h.required}). Send the same request again with the header X-Corridor-Approval: ${h.id} to wait for the result.`,
+        {
+          details: {
+            rule: h.rule,
+            reason: h.reason,
+            policyVersion: h.policyVersion,
+            ...ids,
+            state: approval.state,
+            approvers: h.approverGroups,
+            required_approvals: h.required,
+            expires_at: new Date(h.expiresAt).toISOString(),
+            retry_after: RETRY_AFTER_SEC,
+          },
+          headers: { 'retry-after': String(RETRY_AFTER_SEC), location: ids.status_url, 'x-corridor-approval': h.id },
+        },
+      )
     case 'rejected':
-      throw new CorridorError('approval_rejected', `rejected by ${approval.rejection?.approver ?? 'an approver'}: ${approval.rejection?.reason ?? ''}`, { details: { ...ids, rejected_by: approval.rejection?.approver, reason: approval.rejection?.reason } })
+      throw new CorridorError(
+        'approval_rejected',
+        `rejected by ${approval.rejection?.approver ?? 'an approver'}: ${approval.rejection?.reason ?? ''}`,
+        { details: { ...ids, rejected_by: approval.rejection?.approver, reason: approval.rejection?.reason } },
+      )
     case 'expired':
-      throw new CorridorError('approval_expired', `nobody decided before ${new Date(h.expiresAt).toISOString()}; send the request again (with a new Idempotency-Key, if you use them) to ask anew`, { details: ids })
+      throw new CorridorError(
+        'approval_expired',
+        `nobody decided before ${new Date(h.expiresAt).toISOString()}; send the request again (with a new Idempotency-Key, if you use them) to ask anew`,
+        { details: ids },
+      )
     case 'cancelled':
-      throw new CorridorError('approval_cancelled', `cancelled: ${approval.cancelReason ?? ''}`, { details: { ...ids, reason: approval.cancelReason ?? undefined } })
+      throw new CorridorError('approval_cancelled', `cancelled: ${approval.cancelReason ?? ''}`, {
+        details: { ...ids, reason: approval.cancelReason ?? undefined },
+      })
     case 'unknown':
-      throw new CorridorError('approval_outcome_unknown', 'Corridor lost track of this approved request while forwarding it: it was sent at most once and will not be sent again; check the system of record', { details: ids })
+      throw new CorridorError(
+        'approval_outcome_unknown',
+        'Corridor lost track of this approved request while forwarding it: it was sent at most once and will not be sent again; check the system of record',
+        { details: ids },
+      )
     case 'executed':
       return replay(res, record, approval)
   }
@@ -134,15 +200,25 @@ function replay(res: ServerResponse, record: AuditRecord, approval: Approval): v
   record.upstream_status = result.status === 0 ? null : result.status
   if (result.errorCode !== null) {
     // Stored by another replica, maybe another version: an unknown code still fails as a 502, never as a crash.
-    const code: ErrorCode = result.errorCode in ERROR_CATALOG ? (result.errorCode as ErrorCode) : 'upstream_bad_response'
-    throw new CorridorError(code, `the approved request was forwarded once and failed (${result.errorCode}); it will not be sent again`, {
-      details: { approval_id: approval.held.id, upstream_status: result.status === 0 ? undefined : result.status },
-    })
+    const code: ErrorCode =
+      result.errorCode in ERROR_CATALOG ? (result.errorCode as ErrorCode) : 'upstream_bad_response'
+    throw new CorridorError(
+      code,
+      `the approved request was forwarded once and failed (${result.errorCode}); it will not be sent again`,
+      {
+        details: { approval_id: approval.held.id, upstream_status: result.status === 0 ? undefined : result.status },
+      },
+    )
   }
   const body = Buffer.from(result.bodyBase64, 'base64')
   record.outcome = 'released'
   record.bytes_out = body.length
-  const headers: Record<string, string | string[]> = { ...result.headers, 'x-corridor-request-id': record.request_id, 'x-corridor-approval': approval.held.id, 'content-length': String(body.length) }
+  const headers: Record<string, string | string[]> = {
+    ...result.headers,
+    'x-corridor-request-id': record.request_id,
+    'x-corridor-approval': approval.held.id,
+    'content-length': String(body.length),
+  }
   res.writeHead(result.status, headers)
   res.end(body)
 }

@@ -17,11 +17,14 @@ export interface InboundLimits {
 export function inspectInbound(req: IncomingMessage, limits: InboundLimits, extraSingletons: readonly string[]): void {
   const raw = req.rawHeaders
   // Node stops collecting at maxHeadersCount (set to the cap + 1): reaching it means some were cut.
-  if (raw.length / 2 > limits.maxHeaders) throw new CorridorError('headers_too_large', `more than ${limits.maxHeaders} request headers`)
+  if (raw.length / 2 > limits.maxHeaders)
+    throw new CorridorError('headers_too_large', `more than ${limits.maxHeaders} request headers`)
   assertHeaderShape(raw, extraSingletons)
-  if (req.headers.host === undefined && req.httpVersionMinor === 1) throw new CorridorError('bad_request', 'HTTP/1.1 requests need a Host header')
+  if (req.headers.host === undefined && req.httpVersionMinor === 1)
+    throw new CorridorError('bad_request', 'HTTP/1.1 requests need a Host header')
   const expect = req.headers.expect
-  if (expect !== undefined && expect.toLowerCase() !== '100-continue') throw new CorridorError('bad_request', `Expect: ${expect.slice(0, 64)} is not supported`)
+  if (expect !== undefined && expect.toLowerCase() !== '100-continue')
+    throw new CorridorError('bad_request', `Expect: ${expect.slice(0, 64)} is not supported`)
   if (req.httpVersionMajor === 1 && req.httpVersionMinor === 0 && req.headers['transfer-encoding'] !== undefined) {
     throw new CorridorError('ambiguous_request', 'Transfer-Encoding is not defined for HTTP/1.0')
   }

@@ -29,14 +29,23 @@ const TIMEOUTS = new Set(['ERR_HTTP_REQUEST_TIMEOUT', 'ERR_HTTP_HEADERS_TIMEOUT'
 
 /** What a parser error that cut a request short means for that request: too slow, or malformed. */
 export function parserRefusal(code: string): CorridorError {
-  return TIMEOUTS.has(code) ? new CorridorError('request_timeout', 'the request did not arrive in time') : new CorridorError('bad_request', 'the request body is malformed (chunked framing)')
+  return TIMEOUTS.has(code)
+    ? new CorridorError('request_timeout', 'the request did not arrive in time')
+    : new CorridorError('bad_request', 'the request body is malformed (chunked framing)')
 }
 
 export function createParserRefusals(deps: ParserRefusalDeps): {
   onClientError: (err: Error & { code?: string }, socket: Duplex) => void
   onConnect: (req: IncomingMessage, socket: Duplex) => void
 } {
-  const refuse = (socket: Duplex, method: string, target: string, code: ErrorCode, message: string, detail: string): void => {
+  const refuse = (
+    socket: Duplex,
+    method: string,
+    target: string,
+    code: ErrorCode,
+    message: string,
+    detail: string,
+  ): void => {
     const record = newAuditRecord(randomUUID(), deps.now(), method, target)
     const error = new CorridorError(code, message)
     record.error_code = code
@@ -77,18 +86,41 @@ export function createParserRefusals(deps: ParserRefusalDeps): {
         })
         return
       }
-      if (code === 'HPE_HEADER_OVERFLOW') return refuse(socket, '', '', 'headers_too_large', 'the request headers exceed the size limit', code)
-      if (TIMEOUTS.has(code)) return refuse(socket, '', '', 'request_timeout', 'the request did not arrive in time', code)
-      refuse(socket, '', '', FRAMING.has(code) ? 'ambiguous_request' : 'bad_request', `the request is not well-formed HTTP/1.1 (${code})`, code)
+      if (code === 'HPE_HEADER_OVERFLOW')
+        return refuse(socket, '', '', 'headers_too_large', 'the request headers exceed the size limit', code)
+      if (TIMEOUTS.has(code))
+        return refuse(socket, '', '', 'request_timeout', 'the request did not arrive in time', code)
+      refuse(
+        socket,
+        '',
+        '',
+        FRAMING.has(code) ? 'ambiguous_request' : 'bad_request',
+        `the request is not well-formed HTTP/1.1 (${code})`,
+        code,
+      )
     },
     onConnect(req, socket) {
-      refuse(socket, 'CONNECT', req.url ?? '', 'bad_request', 'CONNECT is not supported: Corridor is a gateway, not a forward proxy', 'connect')
+      refuse(
+        socket,
+        'CONNECT',
+        req.url ?? '',
+        'bad_request',
+        'CONNECT is not supported: Corridor is a gateway, not a forward proxy',
+        'connect',
+      )
     },
   }
 }
 
 /** Parser errors that are request-smuggling shapes rather than plain garbage. */
 const FRAMING = new Set([
-  'HPE_UNEXPECTED_CONTENT_LENGTH', 'HPE_INVALID_CONTENT_LENGTH', 'HPE_INVALID_TRANSFER_ENCODING', 'HPE_INVALID_CHUNK_SIZE', 'HPE_CHUNK_EXTENSIONS_OVERFLOW',
-  'HPE_LF_EXPECTED', 'HPE_CR_EXPECTED', 'HPE_INVALID_HEADER_TOKEN', 'HPE_UNEXPECTED_SPACE',
+  'HPE_UNEXPECTED_CONTENT_LENGTH',
+  'HPE_INVALID_CONTENT_LENGTH',
+  'HPE_INVALID_TRANSFER_ENCODING',
+  'HPE_INVALID_CHUNK_SIZE',
+  'HPE_CHUNK_EXTENSIONS_OVERFLOW',
+  'HPE_LF_EXPECTED',
+  'HPE_CR_EXPECTED',
+  'HPE_INVALID_HEADER_TOKEN',
+  'HPE_UNEXPECTED_SPACE',
 ])

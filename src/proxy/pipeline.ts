@@ -71,7 +71,9 @@ export function createPipeline(deps: PipelineDeps): (req: IncomingMessage, res: 
     const record = newAuditRecord(randomUUID(), startedAt, req.method ?? '', req.url ?? '')
     const lease: LeaseHolder = { credential: null }
     res.once('close', () => finish(deps, req, record, res, started, lease))
-    handle(deps, extraSingletons, req, res, record, startedAt, lease).catch((err: unknown) => refuse(deps, req, res, record, err))
+    handle(deps, extraSingletons, req, res, record, startedAt, lease).catch((err: unknown) =>
+      refuse(deps, req, res, record, err),
+    )
   }
 }
 
@@ -80,7 +82,15 @@ interface LeaseHolder {
   credential: HeldCredential | null
 }
 
-async function handle(deps: PipelineDeps, extraSingletons: readonly string[], req: IncomingMessage, res: ServerResponse, record: AuditRecord, now: number, lease: LeaseHolder): Promise<void> {
+async function handle(
+  deps: PipelineDeps,
+  extraSingletons: readonly string[],
+  req: IncomingMessage,
+  res: ServerResponse,
+  record: AuditRecord,
+  now: number,
+  lease: LeaseHolder,
+): Promise<void> {
   // 1. Inbound checks.
   inspectInbound(req, deps.limits, extraSingletons)
 
@@ -89,7 +99,8 @@ async function handle(deps: PipelineDeps, extraSingletons: readonly string[], re
   if (bundle === null) throw new CorridorError('policy_unavailable', 'no valid policy has been loaded')
   const method = req.method as string
   const parsedTarget = parseRequestTarget(req.url ?? '')
-  if (parsedTarget.path.startsWith(APPROVAL_STATUS_PREFIX)) return approvalStatus(deps, req, res, record, parsedTarget.path.slice(APPROVAL_STATUS_PREFIX.length), now)
+  if (parsedTarget.path.startsWith(APPROVAL_STATUS_PREFIX))
+    return approvalStatus(deps, req, res, record, parsedTarget.path.slice(APPROVAL_STATUS_PREFIX.length), now)
   if (parsedTarget.path === ERROR_REFERENCE_PATH) return serveErrorReference(req, res, record)
   const target = routeTarget(bundle.catalog, req.headers.host, method, parsedTarget)
   const { connector, action } = target
@@ -98,9 +109,15 @@ async function handle(deps: PipelineDeps, extraSingletons: readonly string[], re
   record.action = action?.name ?? null
   record.risk = action?.risk ?? null
   if (connector.agentKeyHeader !== null) assertSingleHeader(req, connector.agentKeyHeader)
-  if (connector.injection.kind === 'query' && target.query.pairs.some(([name]) => name === (connector.injection as { param: string }).param)) {
+  if (
+    connector.injection.kind === 'query' &&
+    target.query.pairs.some(([name]) => name === (connector.injection as { param: string }).param)
+  ) {
     // The upstream might read the agent's copy instead of Corridor's.
-    throw new CorridorError('ambiguous_request', `query parameter '${connector.injection.param}' is where Corridor places this connector's credential; do not send it`)
+    throw new CorridorError(
+      'ambiguous_request',
+      `query parameter '${connector.injection.param}' is where Corridor places this connector's credential; do not send it`,
+    )
   }
 
   // 3. Identity: the agent, and the user it acts for.
@@ -130,7 +147,8 @@ async function handle(deps: PipelineDeps, extraSingletons: readonly string[], re
     })
   } catch (err) {
     // The key was found in the request: it must not reach the audit trail through the path either.
-    if (isCorridorError(err) && err.code === 'agent_key_misplaced') record.path = new SecretMask([presented]).text(record.path)
+    if (isCorridorError(err) && err.code === 'agent_key_misplaced')
+      record.path = new SecretMask([presented]).text(record.path)
     throw err
   }
   record.query = withoutKeys(request.queryString)
@@ -140,21 +158,45 @@ async function handle(deps: PipelineDeps, extraSingletons: readonly string[], re
   if (approvalId !== null) {
     assertAuditable(deps.audit)
     if (agent.status === 'suspended') throw new CorridorError('agent_suspended', `agent '${agent.id}' is suspended`)
-    return resumeApproval(deps.approvals, deps.approvalWaitMs, res, record, approvalId, agent.id, requestDigest(connector.id, heldHttpRequest(request, req.headers.host)))
+    return resumeApproval(
+      deps.approvals,
+      deps.approvalWaitMs,
+      res,
+      record,
+      approvalId,
+      agent.id,
+      requestDigest(connector.id, heldHttpRequest(request, req.headers.host)),
+    )
   }
 
   // 5. Decision.
   const decision = evaluate(bundle.policy, bundle.version, requestFacts(request, agent, user, now))
   recordDecision(record, decision)
-  const details = { rule: decision.rule, reason: decision.reason, limitingFactor: decision.limitingFactor ?? undefined, policyVersion: decision.policyVersion }
+  const details = {
+    rule: decision.rule,
+    reason: decision.reason,
+    limitingFactor: decision.limitingFactor ?? undefined,
+    policyVersion: decision.policyVersion,
+  }
   if (decision.effect === 'deny') {
-    throw new CorridorError(decision.limitingFactor === 'agent_status' ? 'agent_suspended' : 'policy_denied', decision.reason, { details })
+    throw new CorridorError(
+      decision.limitingFactor === 'agent_status' ? 'agent_suspended' : 'policy_denied',
+      decision.reason,
+      { details },
+    )
   }
   if (decision.effect === 'require_approval') {
     // A hold is an action too: it is not taken while it cannot be audited.
     assertAuditable(deps.audit)
     const held = heldRequest(deps, request, req.headers.host, record, agent, user, decision, now)
-    return holdForApproval(deps.approvals, deps.approvalWaitMs, res, record, held, headerText(req.headers['idempotency-key'], 255))
+    return holdForApproval(
+      deps.approvals,
+      deps.approvalWaitMs,
+      res,
+      record,
+      held,
+      headerText(req.headers['idempotency-key'], 255),
+    )
   }
 
   // 6–7. Audit gate, then the credential, issued only now that the request is allowed (forwarding/outbound.ts).
@@ -171,7 +213,10 @@ async function handle(deps: PipelineDeps, extraSingletons: readonly string[], re
     if (isCorridorError(err) && err.code === 'credential_unavailable') {
       // Operators get the why (Vault sealed, which variable or file); the agent only learns that the credential is unavailable.
       record.error_detail = credentialFailureCode(err)
-      deps.log.warn({ err: err.cause ?? err, detail: record.error_detail, connector: connector.id, requestId: record.request_id }, 'credential unavailable; request not forwarded')
+      deps.log.warn(
+        { err: err.cause ?? err, detail: record.error_detail, connector: connector.id, requestId: record.request_id },
+        'credential unavailable; request not forwarded',
+      )
     }
     throw err
   }
@@ -185,13 +230,17 @@ async function handle(deps: PipelineDeps, extraSingletons: readonly string[], re
   if (credential !== null) record.credential = { reference: credential.reference, lease_id: credential.leaseId }
 
   // 8. Forward exactly the canonical request; the response is masked of the credential placed in it.
-  if (res.destroyed) throw new ClientAbortedError()
   const upstreamStarted = performance.now()
   record.outcome = 'forwarded' // finish() turns it into client_aborted if the response does not complete
   try {
     await deps.upstreams.forward(
       connector,
-      { method, path: upstreamTarget(request.upstreamPath, outgoing.query), headers: outgoing.headers, body: request.body.length > 0 ? request.body : null },
+      {
+        method,
+        path: upstreamTarget(request.upstreamPath, outgoing.query),
+        headers: outgoing.headers,
+        body: request.body.length > 0 ? request.body : null,
+      },
       mask,
       res,
       record.request_id,
@@ -202,13 +251,24 @@ async function handle(deps: PipelineDeps, extraSingletons: readonly string[], re
       },
     )
   } catch (err) {
-    record.outcome = err instanceof ClientAbortedError ? 'client_aborted' : isCorridorError(err) && err.code === 'upstream_timeout' ? 'upstream_timeout' : 'upstream_error'
+    record.outcome =
+      err instanceof ClientAbortedError
+        ? 'client_aborted'
+        : isCorridorError(err) && err.code === 'upstream_timeout'
+          ? 'upstream_timeout'
+          : 'upstream_error'
     throw err
   }
 }
 
 /** Answers a refused or failed request; the outcome it records depends on how far it got. */
-function refuse(deps: PipelineDeps, req: IncomingMessage, res: ServerResponse, record: AuditRecord, err: unknown): void {
+function refuse(
+  deps: PipelineDeps,
+  req: IncomingMessage,
+  res: ServerResponse,
+  record: AuditRecord,
+  err: unknown,
+): void {
   if (err instanceof ClientAbortedError) {
     record.outcome = 'client_aborted'
     res.destroy()
@@ -274,7 +334,14 @@ function outcomeFor(error: CorridorError): Outcome {
   }
 }
 
-function finish(deps: PipelineDeps, req: IncomingMessage, record: AuditRecord, res: ServerResponse, started: number, lease: LeaseHolder): void {
+function finish(
+  deps: PipelineDeps,
+  req: IncomingMessage,
+  record: AuditRecord,
+  res: ServerResponse,
+  started: number,
+  lease: LeaseHolder,
+): void {
   record.status = res.statusCode
   record.duration_ms = Math.round((performance.now() - started) * 1000) / 1000
   const parserError = parserErrorOf(req)
@@ -286,25 +353,40 @@ function finish(deps: PipelineDeps, req: IncomingMessage, record: AuditRecord, r
     record.status = refusal.status
   }
   if (record.outcome === 'forwarded' && !res.writableFinished) record.outcome = 'client_aborted'
-  if (record.outcome === 'rejected' && record.error_code === null && !res.writableFinished) record.outcome = 'client_aborted'
+  if (record.outcome === 'rejected' && record.error_code === null && !res.writableFinished)
+    record.outcome = 'client_aborted'
   // The record first: nothing a credential hook does can cost the request its audit record.
   deps.audit.write(record)
-  if (lease.credential !== null) settleCredential(lease.credential, record.upstream_status, deps.log, { requestId: record.request_id })
+  if (lease.credential !== null)
+    settleCredential(lease.credential, record.upstream_status, deps.log, { requestId: record.request_id })
 }
 
 /** The page every problem's `type` points at: public, static, and audited like every request. */
 function serveErrorReference(req: IncomingMessage, res: ServerResponse, record: AuditRecord): void {
-  if (req.method !== 'GET' && req.method !== 'HEAD') throw new CorridorError('bad_request', 'the error reference is read with GET')
+  if (req.method !== 'GET' && req.method !== 'HEAD')
+    throw new CorridorError('bad_request', 'the error reference is read with GET')
   record.outcome = 'served'
-  const page = errorReferencePage ??= Buffer.from(errorReferenceHtml())
-  res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'content-length': page.length, 'cache-control': 'public, max-age=3600', 'x-corridor-request-id': record.request_id })
+  const page = (errorReferencePage ??= Buffer.from(errorReferenceHtml()))
+  res.writeHead(200, {
+    'content-type': 'text/html; charset=utf-8',
+    'content-length': page.length,
+    'cache-control': 'public, max-age=3600',
+    'x-corridor-request-id': record.request_id,
+  })
   res.end(req.method === 'HEAD' ? undefined : page)
 }
 
 let errorReferencePage: Buffer | undefined
 
 /** The agent asking where its approval stands (no waiting); only the agent that was held may ask. */
-async function approvalStatus(deps: PipelineDeps, req: IncomingMessage, res: ServerResponse, record: AuditRecord, rawId: string, now: number): Promise<void> {
+async function approvalStatus(
+  deps: PipelineDeps,
+  req: IncomingMessage,
+  res: ServerResponse,
+  record: AuditRecord,
+  rawId: string,
+  now: number,
+): Promise<void> {
   if (req.method !== 'GET') throw new CorridorError('bad_request', 'approval status is read with GET')
   let id: string
   try {
@@ -314,18 +396,25 @@ async function approvalStatus(deps: PipelineDeps, req: IncomingMessage, res: Ser
   }
   const approval = await deps.approvals.get(id)
   const bundle = deps.policies.current
-  const connector = approval === null || bundle === null ? undefined : bundle.catalog.connectors.get(approval.held.connector)
-  if (approval === null || bundle === null || connector === undefined) throw new CorridorError('approval_not_found', `no approval '${id}' for this agent`)
+  const connector =
+    approval === null || bundle === null ? undefined : bundle.catalog.connectors.get(approval.held.connector)
+  if (approval === null || bundle === null || connector === undefined)
+    throw new CorridorError('approval_not_found', `no approval '${id}' for this agent`)
   const { agent } = await deps.identifier.agent(req.headers, connector, bundle, now)
   record.agent = agent.id
-  if (agent.id !== approval.held.agent) throw new CorridorError('approval_not_found', `no approval '${id}' for this agent`)
+  if (agent.id !== approval.held.agent)
+    throw new CorridorError('approval_not_found', `no approval '${id}' for this agent`)
   record.connector = connector.id
   record.outcome = 'held'
   const payload = JSON.stringify(approvalStatusBody(approval))
-  res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload), 'cache-control': 'no-store', 'x-corridor-request-id': record.request_id })
+  res.writeHead(200, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(payload),
+    'cache-control': 'no-store',
+    'x-corridor-request-id': record.request_id,
+  })
   res.end(payload)
 }
-
 
 /** The request as it would be forwarded (before framing and the credential), for holding or matching a hold. */
 function heldHttpRequest(request: CanonicalRequest, host: string | undefined): HeldHttpRequest {
@@ -346,7 +435,16 @@ function pairsOf(flat: readonly string[]): [string, string][] {
   return pairs
 }
 
-function heldRequest(deps: PipelineDeps, request: CanonicalRequest, host: string | undefined, record: AuditRecord, agent: Agent, user: DelegatedUser | null, decision: Decision, now: number): HeldRequest {
+function heldRequest(
+  deps: PipelineDeps,
+  request: CanonicalRequest,
+  host: string | undefined,
+  record: AuditRecord,
+  agent: Agent,
+  user: DelegatedUser | null,
+  decision: Decision,
+  now: number,
+): HeldRequest {
   const http = heldHttpRequest(request, host)
   const risk = request.action?.risk ?? null
   return {

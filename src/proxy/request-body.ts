@@ -10,9 +10,12 @@ import { parserErrorOf, parserRefusal } from './parser-refusals.ts'
 export function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer> {
   const declared = req.headers['content-length']
   if (declared !== undefined && Number(declared) > maxBytes) {
-    return Promise.reject(new CorridorError('body_too_large', `the body exceeds this connector's limit of ${maxBytes} bytes`))
+    return Promise.reject(
+      new CorridorError('body_too_large', `the body exceeds this connector's limit of ${maxBytes} bytes`),
+    )
   }
-  if (declared === '0' || (declared === undefined && req.headers['transfer-encoding'] === undefined)) return Promise.resolve(EMPTY)
+  if (declared === '0' || (declared === undefined && req.headers['transfer-encoding'] === undefined))
+    return Promise.resolve(EMPTY)
   // The body may have broken off while identity was being checked, before anyone listened.
   if (req.readableAborted || req.destroyed) return Promise.reject(cutShort(req))
   return new Promise((resolve, reject) => {

@@ -55,22 +55,32 @@ export function readAgentRegistry(reader: YamlReader): AgentRegistry {
   const top = reader.map(reader.root, 'agents file', ['agents', 'approvers'], ['agents'])
   reader.list(top.get('agents'), 'agents').forEach((node, i) => {
     const where = `agents[${i}]`
-    const f = reader.map(node, where, ['id', 'owner', 'tier', 'status', 'connectors', 'user', 'api_keys', 'description'], ['id', 'owner', 'tier', 'connectors'])
+    const f = reader.map(
+      node,
+      where,
+      ['id', 'owner', 'tier', 'status', 'connectors', 'user', 'api_keys', 'description'],
+      ['id', 'owner', 'tier', 'connectors'],
+    )
     const id = reader.string(f.get('id'), `${where}.id`)
     if (agents.has(id)) reader.issue(f.get('id'), `${where}: duplicate agent id '${id}'`)
     const agent: Agent = {
       id,
       owner: reader.string(f.get('owner'), `${where}.owner`),
       tier: reader.oneOf(f.get('tier'), `${where}.tier`, TIERS),
-      status: f.has('status') ? reader.oneOf(f.get('status'), `${where}.status`, ['active', 'suspended'] as const) : 'active',
+      status: f.has('status')
+        ? reader.oneOf(f.get('status'), `${where}.status`, ['active', 'suspended'] as const)
+        : 'active',
       connectors: new Set(reader.strings(f.get('connectors'), `${where}.connectors`)),
-      user: f.has('user') ? reader.oneOf(f.get('user'), `${where}.user`, ['optional', 'required'] as const) : 'optional',
+      user: f.has('user')
+        ? reader.oneOf(f.get('user'), `${where}.user`, ['optional', 'required'] as const)
+        : 'optional',
       description: f.has('description') ? reader.string(f.get('description'), `${where}.description`) : '',
     }
     agents.set(id, agent)
     if (f.has('api_keys')) {
       for (const hash of readKeyHashes(reader, f.get('api_keys'), `${where}.api_keys`)) {
-        if (keyHashes.has(hash)) reader.issue(f.get('api_keys'), `${where}: a key hash is already registered to '${keyHashes.get(hash)}'`)
+        if (keyHashes.has(hash))
+          reader.issue(f.get('api_keys'), `${where}: a key hash is already registered to '${keyHashes.get(hash)}'`)
         keyHashes.set(hash, id)
       }
     }
@@ -81,11 +91,15 @@ export function readAgentRegistry(reader: YamlReader): AgentRegistry {
     reader.list(top.get('approvers'), 'approvers').forEach((node, i) => {
       const where = `approvers[${i}]`
       const f = reader.map(node, where, ['id', 'groups', 'keys', 'description'], ['id', 'groups', 'keys'])
-      const approver: Approver = { id: reader.string(f.get('id'), `${where}.id`), groups: reader.strings(f.get('groups'), `${where}.groups`) }
+      const approver: Approver = {
+        id: reader.string(f.get('id'), `${where}.id`),
+        groups: reader.strings(f.get('groups'), `${where}.groups`),
+      }
       if (approverIds.has(approver.id)) reader.issue(f.get('id'), `${where}: duplicate approver id '${approver.id}'`)
       approverIds.add(approver.id)
       for (const hash of readKeyHashes(reader, f.get('keys'), `${where}.keys`)) {
-        if (approverKeys.has(hash) || keyHashes.has(hash)) reader.issue(f.get('keys'), `${where}: a key hash is already registered`)
+        if (approverKeys.has(hash) || keyHashes.has(hash))
+          reader.issue(f.get('keys'), `${where}: a key hash is already registered`)
         approverKeys.set(hash, approver)
       }
     })
@@ -100,7 +114,11 @@ function readKeyHashes(reader: YamlReader, node: Node | undefined, where: string
     const kf = reader.map(keyNode, `${where}[${k}]`, ['hash', 'label', 'created'], ['hash'])
     const hash = reader.string(kf.get('hash'), `${where}[${k}].hash`)
     const m = /^sha256:([0-9a-f]{64})$/.exec(hash)
-    if (!m) reader.issue(kf.get('hash'), `${where}[${k}].hash must be 'sha256:' followed by 64 lowercase hex digits (see 'corridor keys mint')`)
+    if (!m)
+      reader.issue(
+        kf.get('hash'),
+        `${where}[${k}].hash must be 'sha256:' followed by 64 lowercase hex digits (see 'corridor keys mint')`,
+      )
     else out.push(m[1] as string)
   })
   return out

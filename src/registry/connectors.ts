@@ -46,14 +46,35 @@ export interface BatchSpec {
 export type SecretInputSpec =
   | { readonly kind: 'env'; readonly name: string }
   | { readonly kind: 'file'; readonly path: string; readonly cacheMs: number }
-  | { readonly kind: 'vault_kv'; readonly mount: string; readonly path: string; readonly version: number | null; readonly field: string | null; readonly cacheMs: number }
+  | {
+      readonly kind: 'vault_kv'
+      readonly mount: string
+      readonly path: string
+      readonly version: number | null
+      readonly field: string | null
+      readonly cacheMs: number
+    }
 
 export type CredentialScope = 'connector' | 'agent'
 
 export type CredentialSourceSpec =
   | SecretInputSpec
-  | { readonly kind: 'vault_dynamic'; readonly path: string; readonly method: 'GET' | 'POST'; readonly params: Readonly<Record<string, unknown>> | null; readonly field: string | null; readonly scope: CredentialScope }
-  | { readonly kind: 'vault_token'; readonly role: string | null; readonly policies: readonly string[]; readonly ttl: string; readonly numUses: number; readonly scope: CredentialScope }
+  | {
+      readonly kind: 'vault_dynamic'
+      readonly path: string
+      readonly method: 'GET' | 'POST'
+      readonly params: Readonly<Record<string, unknown>> | null
+      readonly field: string | null
+      readonly scope: CredentialScope
+    }
+  | {
+      readonly kind: 'vault_token'
+      readonly role: string | null
+      readonly policies: readonly string[]
+      readonly ttl: string
+      readonly numUses: number
+      readonly scope: CredentialScope
+    }
   | { readonly kind: 'vault_identity'; readonly role: string; readonly scope: CredentialScope }
   | {
       readonly kind: 'oauth2'
@@ -164,16 +185,39 @@ export function readConnectorCatalog(reader: YamlReader): ConnectorCatalog {
 }
 
 function readConnector(r: YamlReader, node: Node, where: string): Connector | null {
-  const f = r.map(node, where, ['id', 'owner', 'description', 'upstream', 'hosts', 'certified_until', 'agent_key_header', 'strip_headers', 'credential', 'limits', 'timeouts', 'actions', 'idempotency_header', 'upstream_ignores', 'agent_key_fields'], ['id', 'owner', 'upstream', 'certified_until', 'actions'])
+  const f = r.map(
+    node,
+    where,
+    [
+      'id',
+      'owner',
+      'description',
+      'upstream',
+      'hosts',
+      'certified_until',
+      'agent_key_header',
+      'strip_headers',
+      'credential',
+      'limits',
+      'timeouts',
+      'actions',
+      'idempotency_header',
+      'upstream_ignores',
+      'agent_key_fields',
+    ],
+    ['id', 'owner', 'upstream', 'certified_until', 'actions'],
+  )
   const id = r.string(f.get('id'), `${where}.id`)
-  if (id && !ID.test(id)) r.issue(f.get('id'), `${where}.id must be lower-case letters, digits and '-', starting with a letter`)
+  if (id && !ID.test(id))
+    r.issue(f.get('id'), `${where}.id must be lower-case letters, digits and '-', starting with a letter`)
 
   const upstreamText = r.string(f.get('upstream'), `${where}.upstream`)
   let origin = ''
   let basePath = ''
   const url = parseHttpUrl(upstreamText)
   if (url === null || url.username || url.password || url.search || url.hash) {
-    if (upstreamText) r.issue(f.get('upstream'), `${where}.upstream must be an http(s) URL with no credentials, query or fragment`)
+    if (upstreamText)
+      r.issue(f.get('upstream'), `${where}.upstream must be an http(s) URL with no credentials, query or fragment`)
   } else {
     origin = url.origin
     basePath = url.pathname.replace(/\/+$/, '')
@@ -181,26 +225,41 @@ function readConnector(r: YamlReader, node: Node, where: string): Connector | nu
 
   const certified = f.has('certified_until') ? r.string(f.get('certified_until'), `${where}.certified_until`) : ''
   const certifiedUntilMs = /^\d{4}-\d{2}-\d{2}$/.test(certified) ? Date.parse(`${certified}T23:59:59.999Z`) : Number.NaN
-  if (certified && Number.isNaN(certifiedUntilMs)) r.issue(f.get('certified_until'), `${where}.certified_until must be a date (YYYY-MM-DD)`)
+  if (certified && Number.isNaN(certifiedUntilMs))
+    r.issue(f.get('certified_until'), `${where}.certified_until must be a date (YYYY-MM-DD)`)
 
-  const hosts = f.has('hosts') ? r.strings(f.get('hosts'), `${where}.hosts`).map((h) => h.toLowerCase().replace(/\.$/, '')) : []
+  const hosts = f.has('hosts')
+    ? r.strings(f.get('hosts'), `${where}.hosts`).map((h) => h.toLowerCase().replace(/\.$/, ''))
+    : []
 
   let idempotencyHeader: string | null = null
   if (f.has('idempotency_header')) {
     idempotencyHeader = r.string(f.get('idempotency_header'), `${where}.idempotency_header`).toLowerCase()
-    if (!HEADER_NAME.test(idempotencyHeader)) r.issue(f.get('idempotency_header'), `${where}.idempotency_header is not a valid header name`)
+    if (!HEADER_NAME.test(idempotencyHeader))
+      r.issue(f.get('idempotency_header'), `${where}.idempotency_header is not a valid header name`)
   }
   let agentKeyHeader: string | null = null
   if (f.has('agent_key_header')) {
     agentKeyHeader = r.string(f.get('agent_key_header'), `${where}.agent_key_header`).toLowerCase()
-    if (!HEADER_NAME.test(agentKeyHeader)) r.issue(f.get('agent_key_header'), `${where}.agent_key_header is not a valid header name`)
+    if (!HEADER_NAME.test(agentKeyHeader))
+      r.issue(f.get('agent_key_header'), `${where}.agent_key_header is not a valid header name`)
   }
-  const upstreamIgnores = new Set(f.has('upstream_ignores') ? r.strings(f.get('upstream_ignores'), `${where}.upstream_ignores`) : [])
+  const upstreamIgnores = new Set(
+    f.has('upstream_ignores') ? r.strings(f.get('upstream_ignores'), `${where}.upstream_ignores`) : [],
+  )
   for (const quirk of upstreamIgnores) {
-    if (!(UPSTREAM_QUIRKS as readonly string[]).includes(quirk)) r.issue(f.get('upstream_ignores'), `${where}.upstream_ignores: unknown '${quirk}' (use ${UPSTREAM_QUIRKS.join(', ')})`)
+    if (!(UPSTREAM_QUIRKS as readonly string[]).includes(quirk))
+      r.issue(
+        f.get('upstream_ignores'),
+        `${where}.upstream_ignores: unknown '${quirk}' (use ${UPSTREAM_QUIRKS.join(', ')})`,
+      )
   }
-  const agentKeyFields = new Set(f.has('agent_key_fields') ? r.strings(f.get('agent_key_fields'), `${where}.agent_key_fields`) : [])
-  const stripHeaders = f.has('strip_headers') ? r.strings(f.get('strip_headers'), `${where}.strip_headers`).map((h) => h.toLowerCase()) : []
+  const agentKeyFields = new Set(
+    f.has('agent_key_fields') ? r.strings(f.get('agent_key_fields'), `${where}.agent_key_fields`) : [],
+  )
+  const stripHeaders = f.has('strip_headers')
+    ? r.strings(f.get('strip_headers'), `${where}.strip_headers`).map((h) => h.toLowerCase())
+    : []
 
   const { credential, injection, refreshOnReject } = f.has('credential')
     ? readCredential(r, f.get('credential'), `${where}.credential`)
@@ -210,16 +269,24 @@ function readConnector(r: YamlReader, node: Node, where: string): Connector | nu
   if (f.has('limits')) {
     const lf = r.map(f.get('limits'), `${where}.limits`, ['max_body', 'max_json_depth'])
     limits = {
-      maxBodyBytes: lf.has('max_body') ? r.bytes(lf.get('max_body'), `${where}.limits.max_body`) : DEFAULT_LIMITS.maxBodyBytes,
-      maxJsonDepth: lf.has('max_json_depth') ? r.number(lf.get('max_json_depth'), `${where}.limits.max_json_depth`) : DEFAULT_LIMITS.maxJsonDepth,
+      maxBodyBytes: lf.has('max_body')
+        ? r.bytes(lf.get('max_body'), `${where}.limits.max_body`)
+        : DEFAULT_LIMITS.maxBodyBytes,
+      maxJsonDepth: lf.has('max_json_depth')
+        ? r.number(lf.get('max_json_depth'), `${where}.limits.max_json_depth`)
+        : DEFAULT_LIMITS.maxJsonDepth,
     }
   }
   let timeouts = DEFAULT_TIMEOUTS
   if (f.has('timeouts')) {
     const tf = r.map(f.get('timeouts'), `${where}.timeouts`, ['connect', 'headers', 'body'])
     timeouts = {
-      connectMs: tf.has('connect') ? r.duration(tf.get('connect'), `${where}.timeouts.connect`) : DEFAULT_TIMEOUTS.connectMs,
-      headersMs: tf.has('headers') ? r.duration(tf.get('headers'), `${where}.timeouts.headers`) : DEFAULT_TIMEOUTS.headersMs,
+      connectMs: tf.has('connect')
+        ? r.duration(tf.get('connect'), `${where}.timeouts.connect`)
+        : DEFAULT_TIMEOUTS.connectMs,
+      headersMs: tf.has('headers')
+        ? r.duration(tf.get('headers'), `${where}.timeouts.headers`)
+        : DEFAULT_TIMEOUTS.headersMs,
       bodyMs: tf.has('body') ? r.duration(tf.get('body'), `${where}.timeouts.body`) : DEFAULT_TIMEOUTS.bodyMs,
     }
   }
@@ -229,25 +296,38 @@ function readConnector(r: YamlReader, node: Node, where: string): Connector | nu
   const names = new Set<string>()
   r.list(f.get('actions'), `${where}.actions`).forEach((actionNode, k) => {
     const aw = `${where}.actions[${k}]`
-    const af = r.map(actionNode, aw, ['name', 'method', 'path', 'risk', 'description', 'lease', 'batch', 'graphql', 'graphql_field'], ['name', 'risk'])
+    const af = r.map(
+      actionNode,
+      aw,
+      ['name', 'method', 'path', 'risk', 'description', 'lease', 'batch', 'graphql', 'graphql_field'],
+      ['name', 'risk'],
+    )
     const graphqlField = af.has('graphql_field') ? r.string(af.get('graphql_field'), `${aw}.graphql_field`) : null
     if (graphqlField !== null && !/^(query|mutation|subscription)\.[_A-Za-z][_0-9A-Za-z]*$/.test(graphqlField)) {
-      r.issue(af.get('graphql_field'), `${aw}.graphql_field must look like query.<field>, mutation.<field> or subscription.<field>`)
+      r.issue(
+        af.get('graphql_field'),
+        `${aw}.graphql_field must look like query.<field>, mutation.<field> or subscription.<field>`,
+      )
     }
-    if (graphqlField === null && (!af.has('method') || !af.has('path'))) r.issue(actionNode, `${aw} needs method and path (or graphql_field for a GraphQL operation)`)
-    if (graphqlField !== null && (af.has('method') || af.has('path'))) r.issue(actionNode, `${aw}: a GraphQL operation action has graphql_field instead of method and path`)
+    if (graphqlField === null && (!af.has('method') || !af.has('path')))
+      r.issue(actionNode, `${aw} needs method and path (or graphql_field for a GraphQL operation)`)
+    if (graphqlField !== null && (af.has('method') || af.has('path')))
+      r.issue(actionNode, `${aw}: a GraphQL operation action has graphql_field instead of method and path`)
     const action: Action = {
       name: r.string(af.get('name'), `${aw}.name`),
       method: graphqlField === null ? r.oneOf(af.get('method'), `${aw}.method`, METHODS) : '',
       path: graphqlField === null ? r.string(af.get('path'), `${aw}.path`) : '',
       risk: r.oneOf(af.get('risk'), `${aw}.risk`, RISKS),
       description: af.has('description') ? r.string(af.get('description'), `${aw}.description`) : '',
-      perRequestLease: af.has('lease') && r.oneOf(af.get('lease'), `${aw}.lease`, ['per_request', 'shared'] as const) === 'per_request',
+      perRequestLease:
+        af.has('lease') &&
+        r.oneOf(af.get('lease'), `${aw}.lease`, ['per_request', 'shared'] as const) === 'per_request',
       batch: af.has('batch') ? readBatch(r, af.get('batch'), `${aw}.batch`) : null,
       graphqlEndpoint: af.has('graphql') && r.boolean(af.get('graphql'), `${aw}.graphql`),
       graphqlField,
     }
-    if (action.batch !== null && action.graphqlEndpoint) r.issue(actionNode, `${aw}: an action is a batch or a GraphQL endpoint, not both`)
+    if (action.batch !== null && action.graphqlEndpoint)
+      r.issue(actionNode, `${aw}: an action is a batch or a GraphQL endpoint, not both`)
     if (names.has(action.name)) r.issue(af.get('name'), `${aw}: duplicate action name '${action.name}'`)
     names.add(action.name)
     if (action.path && action.method) {
@@ -267,7 +347,11 @@ function readConnector(r: YamlReader, node: Node, where: string): Connector | nu
     certifiedUntil: certified,
     certifiedUntilMs,
     agentKeyHeader,
-    dropHeaders: new Set([...stripHeaders, ...(agentKeyHeader === null ? [] : [agentKeyHeader]), ...(injection.kind === 'header' ? [injection.header] : [])]),
+    dropHeaders: new Set([
+      ...stripHeaders,
+      ...(agentKeyHeader === null ? [] : [agentKeyHeader]),
+      ...(injection.kind === 'header' ? [injection.header] : []),
+    ]),
     credential,
     refreshOnReject,
     idempotencyHeader,
@@ -283,16 +367,31 @@ function readConnector(r: YamlReader, node: Node, where: string): Connector | nu
 
 const BATCH_FORMATS: Record<string, Omit<BatchSpec, 'urlPrefix'>> = {
   // Microsoft Graph JSON batching
-  graph: { list: 'requests', method: 'method', url: 'url', body: 'body', headers: 'headers', ignore: ['id', 'dependsOn'] },
+  graph: {
+    list: 'requests',
+    method: 'method',
+    url: 'url',
+    body: 'body',
+    headers: 'headers',
+    ignore: ['id', 'dependsOn'],
+  },
   // Salesforce Composite
-  salesforce_composite: { list: 'compositeRequest', method: 'method', url: 'url', body: 'body', headers: 'httpHeaders', ignore: ['referenceId'] },
+  salesforce_composite: {
+    list: 'compositeRequest',
+    method: 'method',
+    url: 'url',
+    body: 'body',
+    headers: 'httpHeaders',
+    ignore: ['referenceId'],
+  },
 }
 
 function readBatch(r: YamlReader, node: Node | undefined, where: string): BatchSpec {
   const f = r.map(node, where, ['format', 'url_prefix'], ['format'])
   const format = r.oneOf(f.get('format'), `${where}.format`, Object.keys(BATCH_FORMATS) as readonly string[])
   const urlPrefix = f.has('url_prefix') ? r.string(f.get('url_prefix'), `${where}.url_prefix`).replace(/\/+$/, '') : ''
-  if (urlPrefix !== '' && !urlPrefix.startsWith('/')) r.issue(f.get('url_prefix'), `${where}.url_prefix must start with '/'`)
+  if (urlPrefix !== '' && !urlPrefix.startsWith('/'))
+    r.issue(f.get('url_prefix'), `${where}.url_prefix must start with '/'`)
   return { ...(BATCH_FORMATS[format] ?? (BATCH_FORMATS['graph'] as Omit<BatchSpec, 'urlPrefix'>)), urlPrefix }
 }
 
@@ -308,31 +407,51 @@ const SOURCE_KEYS: Record<(typeof SOURCES)[number], readonly string[]> = {
 }
 const VAULT_PATH = /^[A-Za-z0-9_.-]+(?:\/[A-Za-z0-9_.@+=:-]+)*$/
 
-function readCredential(r: YamlReader, node: Node | undefined, where: string): { credential: CredentialSourceSpec; injection: InjectionSpec; refreshOnReject: boolean } {
+function readCredential(
+  r: YamlReader,
+  node: Node | undefined,
+  where: string,
+): { credential: CredentialSourceSpec; injection: InjectionSpec; refreshOnReject: boolean } {
   // The source decides which other keys are allowed, so it is read first.
   const sourceNode = isMap(node) ? (node.get('source', true) as Node | undefined) : undefined
   const source = sourceNode === undefined ? 'env' : r.oneOf(sourceNode, `${where}.source`, SOURCES)
   const f = r.map(node, where, ['source', 'inject', ...SOURCE_KEYS[source]], ['source', 'inject'])
   const credential = readSource(r, f, where, source)
-  const refreshOnReject = f.has('refresh_on_reject') && r.boolean(f.get('refresh_on_reject'), `${where}.refresh_on_reject`)
+  const refreshOnReject =
+    f.has('refresh_on_reject') && r.boolean(f.get('refresh_on_reject'), `${where}.refresh_on_reject`)
   return { credential, injection: readInjection(r, f.get('inject'), `${where}.inject`), refreshOnReject }
 }
 
-function readSource(r: YamlReader, f: Map<string, Node>, where: string, source: (typeof SOURCES)[number]): CredentialSourceSpec {
+function readSource(
+  r: YamlReader,
+  f: Map<string, Node>,
+  where: string,
+  source: (typeof SOURCES)[number],
+): CredentialSourceSpec {
   const vaultPath = (key: string): string => {
     const value = r.string(f.get(key), `${where}.${key}`)
-    if (value && !VAULT_PATH.test(value)) r.issue(f.get(key), `${where}.${key} must be a Vault path: segments of letters, digits and _.-, no leading slash, no '..'`)
-    if (value.split('/').some((seg) => seg === '..' || seg === '.')) r.issue(f.get(key), `${where}.${key} must not contain '.' or '..' segments`)
+    if (value && !VAULT_PATH.test(value))
+      r.issue(
+        f.get(key),
+        `${where}.${key} must be a Vault path: segments of letters, digits and _.-, no leading slash, no '..'`,
+      )
+    if (value.split('/').some((seg) => seg === '..' || seg === '.'))
+      r.issue(f.get(key), `${where}.${key} must not contain '.' or '..' segments`)
     return value
   }
-  const scope = (): CredentialScope => (f.has('scope') ? r.oneOf(f.get('scope'), `${where}.scope`, ['connector', 'agent'] as const) : 'connector')
+  const scope = (): CredentialScope =>
+    f.has('scope') ? r.oneOf(f.get('scope'), `${where}.scope`, ['connector', 'agent'] as const) : 'connector'
   const field = (): string | null => (f.has('field') ? r.string(f.get('field'), `${where}.field`) : null)
   switch (source) {
     case 'env':
       return { kind: 'env', name: r.string(f.get('env'), `${where}.env (the environment variable holding the secret)`) }
     case 'file':
       // Relative to the connectors file, like every path in Corridor's configuration.
-      return { kind: 'file', path: resolve(dirname(r.file), r.string(f.get('file'), `${where}.file (the file holding the secret)`)), cacheMs: f.has('cache') ? r.duration(f.get('cache'), `${where}.cache`) : 30_000 }
+      return {
+        kind: 'file',
+        path: resolve(dirname(r.file), r.string(f.get('file'), `${where}.file (the file holding the secret)`)),
+        cacheMs: f.has('cache') ? r.duration(f.get('cache'), `${where}.cache`) : 30_000,
+      }
     case 'vault_kv':
       return {
         kind: 'vault_kv',
@@ -345,13 +464,22 @@ function readSource(r: YamlReader, f: Map<string, Node>, where: string, source: 
     case 'vault_dynamic': {
       const method = f.has('method') ? r.oneOf(f.get('method'), `${where}.method`, ['GET', 'POST'] as const) : 'GET'
       const params = f.has('params') ? (r.value(f.get('params')) as Record<string, unknown>) : null
-      if (params !== null && (typeof params !== 'object' || Array.isArray(params))) r.issue(f.get('params'), `${where}.params must be a mapping`)
-      if (params !== null && method === 'GET') r.issue(f.get('params'), `${where}.params are sent only with method: POST`)
+      if (params !== null && (typeof params !== 'object' || Array.isArray(params)))
+        r.issue(f.get('params'), `${where}.params must be a mapping`)
+      if (params !== null && method === 'GET')
+        r.issue(f.get('params'), `${where}.params are sent only with method: POST`)
       return { kind: 'vault_dynamic', path: vaultPath('path'), method, params, field: field(), scope: scope() }
     }
     case 'vault_token': {
       const ttl = r.duration(f.get('ttl'), `${where}.ttl`)
-      return { kind: 'vault_token', role: f.has('role') ? vaultPath('role') : null, policies: r.strings(f.get('policies'), `${where}.policies`), ttl: `${Math.max(1, Math.round(ttl / 1000))}s`, numUses: f.has('num_uses') ? r.number(f.get('num_uses'), `${where}.num_uses`) : 0, scope: scope() }
+      return {
+        kind: 'vault_token',
+        role: f.has('role') ? vaultPath('role') : null,
+        policies: r.strings(f.get('policies'), `${where}.policies`),
+        ttl: `${Math.max(1, Math.round(ttl / 1000))}s`,
+        numUses: f.has('num_uses') ? r.number(f.get('num_uses'), `${where}.num_uses`) : 0,
+        scope: scope(),
+      }
     }
     case 'vault_identity':
       return { kind: 'vault_identity', role: vaultPath('role'), scope: scope() }
@@ -365,7 +493,9 @@ function readSource(r: YamlReader, f: Map<string, Node>, where: string, source: 
         clientSecret: readSecretInput(r, f.get('client_secret'), `${where}.client_secret`),
         scopes: f.has('scopes') ? r.strings(f.get('scopes'), `${where}.scopes`) : [],
         audience: f.has('audience') ? r.string(f.get('audience'), `${where}.audience`) : null,
-        authMethod: f.has('auth_method') ? r.oneOf(f.get('auth_method'), `${where}.auth_method`, ['basic', 'post'] as const) : 'basic',
+        authMethod: f.has('auth_method')
+          ? r.oneOf(f.get('auth_method'), `${where}.auth_method`, ['basic', 'post'] as const)
+          : 'basic',
       }
     }
   }
@@ -375,9 +505,15 @@ function readSource(r: YamlReader, f: Map<string, Node>, where: string, source: 
 function readSecretInput(r: YamlReader, node: Node | undefined, where: string): SecretInputSpec {
   const f = r.map(node, where, ['env', 'file', 'vault_kv'])
   if (f.size !== 1) r.issue(node, `${where} needs exactly one of: env, file, vault_kv`)
-  if (f.has('file')) return { kind: 'file', path: resolve(dirname(r.file), r.string(f.get('file'), `${where}.file`)), cacheMs: 30_000 }
+  if (f.has('file'))
+    return { kind: 'file', path: resolve(dirname(r.file), r.string(f.get('file'), `${where}.file`)), cacheMs: 30_000 }
   if (f.has('vault_kv')) {
-    const kf = r.map(f.get('vault_kv'), `${where}.vault_kv`, ['mount', 'path', 'version', 'field', 'cache'], ['mount', 'path', 'field'])
+    const kf = r.map(
+      f.get('vault_kv'),
+      `${where}.vault_kv`,
+      ['mount', 'path', 'version', 'field', 'cache'],
+      ['mount', 'path', 'field'],
+    )
     return {
       kind: 'vault_kv',
       mount: r.string(kf.get('mount'), `${where}.vault_kv.mount`),
@@ -410,11 +546,13 @@ const hasField = (t: Template): boolean => t.some((p) => typeof p !== 'string')
 function readInjection(r: YamlReader, node: Node | undefined, where: string): InjectionSpec {
   const inf = r.map(node, where, ['header', 'format', 'basic', 'query'])
   const placements = ['header', 'basic', 'query'].filter((k) => inf.has(k))
-  if (inf.has('format') && !inf.has('header') && !inf.has('query')) r.issue(inf.get('format'), `${where}.format applies only to header and query injection`)
+  if (inf.has('format') && !inf.has('header') && !inf.has('query'))
+    r.issue(inf.get('format'), `${where}.format applies only to header and query injection`)
   const format = (): Template => {
     const text = inf.has('format') ? r.string(inf.get('format'), `${where}.format`) : '{secret}'
     const template = parseTemplate(text)
-    if (!hasField(template)) r.issue(inf.get('format'), `${where}.format must contain a field placeholder such as '{secret}'`)
+    if (!hasField(template))
+      r.issue(inf.get('format'), `${where}.format must contain a field placeholder such as '{secret}'`)
     return template
   }
   if (placements.length !== 1) {
@@ -430,7 +568,8 @@ function readInjection(r: YamlReader, node: Node | undefined, where: string): In
     const bf = r.map(inf.get('basic'), `${where}.basic`, ['username', 'password'], ['username', 'password'])
     const username = parseTemplate(String(r.value(bf.get('username')) ?? ''))
     const password = parseTemplate(String(r.value(bf.get('password')) ?? ''))
-    if (!hasField(username) && !hasField(password)) r.issue(inf.get('basic'), `${where}.basic: username or password must contain a field such as '{secret}'`)
+    if (!hasField(username) && !hasField(password))
+      r.issue(inf.get('basic'), `${where}.basic: username or password must contain a field such as '{secret}'`)
     return { kind: 'basic', username, password }
   }
   return { kind: 'query', param: r.string(inf.get('query'), `${where}.query`), value: format() }

@@ -48,7 +48,8 @@ export class RouteTrie<T> {
           return null
         }
         node.param ??= { name, node: newNode() }
-        if (node.param.name !== name) return `conflicting parameter names '{${node.param.name}}' and '{${name}}' at the same position`
+        if (node.param.name !== name)
+          return `conflicting parameter names '{${node.param.name}}' and '{${name}}' at the same position`
         node = node.param.node
       } else {
         if (!LITERAL.test(part)) return `segment '${part}' is not a valid literal or {param}`
@@ -68,7 +69,13 @@ export class RouteTrie<T> {
     return value === undefined ? null : { value, params }
   }
 
-  #walk(node: TrieNode<T>, method: string, segments: readonly string[], i: number, params: Record<string, string>): T | undefined {
+  #walk(
+    node: TrieNode<T>,
+    method: string,
+    segments: readonly string[],
+    i: number,
+    params: Record<string, string>,
+  ): T | undefined {
     if (i === segments.length) return node.byMethod.get(method)
     const segment = segments[i] as string
     const literal = node.literals.get(segment)

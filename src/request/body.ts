@@ -27,7 +27,8 @@ export interface ParsedBody {
 }
 
 // The parameter grammar of RFC 9110 §5.6.6, as the content-type package reads it; used only to count names.
-const PARAMETER = /; *([!#$%&'*+.^_`|~0-9A-Za-z-]+) *= *("(?:[\u000b\u0020\u0021\u0023-\u005b\u005d-\u007e\u0080-\u00ff]|\\[\u000b\u0020-\u00ff])*"|[!#$%&'*+.^_`|~0-9A-Za-z-]+) */g
+const PARAMETER =
+  /; *([!#$%&'*+.^_`|~0-9A-Za-z-]+) *= *("(?:[\u000b\u0020\u0021\u0023-\u005b\u005d-\u007e\u0080-\u00ff]|\\[\u000b\u0020-\u00ff])*"|[!#$%&'*+.^_`|~0-9A-Za-z-]+) */g
 
 /** Clients send the same few Content-Type values over and over: each is parsed once (bounded; refusals are not kept). */
 const kinds = new Map<string, BodyKind>()
@@ -52,16 +53,23 @@ function parseKind(header: string): BodyKind {
     throw new CorridorError('unsupported_media_type', 'the Content-Type header is malformed')
   }
   const type = parsed.type
-  const kind: BodyKind = type === 'application/json' || (type.startsWith('application/') && type.endsWith('+json')) ? 'json' : type === 'application/x-www-form-urlencoded' ? 'form' : 'other'
+  const kind: BodyKind =
+    type === 'application/json' || (type.startsWith('application/') && type.endsWith('+json'))
+      ? 'json'
+      : type === 'application/x-www-form-urlencoded'
+        ? 'form'
+        : 'other'
   if (kind === 'other') return kind
   const names = new Set<string>()
   for (const m of header.matchAll(PARAMETER)) {
     const name = (m[1] as string).toLowerCase()
-    if (names.has(name)) throw new CorridorError('unsupported_media_type', `the Content-Type parameter '${name}' is repeated`)
+    if (names.has(name))
+      throw new CorridorError('unsupported_media_type', `the Content-Type parameter '${name}' is repeated`)
     names.add(name)
   }
   const charset = parsed.parameters['charset']
-  if (charset !== undefined && charset.toLowerCase() !== 'utf-8') throw new CorridorError('unsupported_media_type', `${kind === 'json' ? 'JSON' : 'form'} bodies must be UTF-8`)
+  if (charset !== undefined && charset.toLowerCase() !== 'utf-8')
+    throw new CorridorError('unsupported_media_type', `${kind === 'json' ? 'JSON' : 'form'} bodies must be UTF-8`)
   return kind
 }
 
@@ -69,7 +77,12 @@ function parseKind(header: string): BodyKind {
  * Parses the body when its type is JSON or a form. `mustRead` (a rule reads the body) refuses
  * bodies of any other type, which Corridor could not read as the upstream might.
  */
-export function parseBody(header: string | undefined, bytes: Buffer, maxJsonDepth: number, mustRead: boolean): ParsedBody {
+export function parseBody(
+  header: string | undefined,
+  bytes: Buffer,
+  maxJsonDepth: number,
+  mustRead: boolean,
+): ParsedBody {
   if (bytes.length === 0) return { kind: 'none', fields: undefined, form: null, bytes }
   const kind = bodyKind(header)
   if (kind === 'json') return { kind, fields: parseJsonStrict(bytes, maxJsonDepth), form: null, bytes }
@@ -77,7 +90,11 @@ export function parseBody(header: string | undefined, bytes: Buffer, maxJsonDept
     const form = parseFormFields(decodeUtf8(bytes, 'the form body'), 'form field')
     return { kind, fields: form.tree, form, bytes: Buffer.from(serializePairs(form.pairs)) }
   }
-  if (mustRead) throw new CorridorError('unsupported_media_type', 'this action is decided on its body; send it as JSON or a form (UTF-8)')
+  if (mustRead)
+    throw new CorridorError(
+      'unsupported_media_type',
+      'this action is decided on its body; send it as JSON or a form (UTF-8)',
+    )
   return { kind, fields: undefined, form: null, bytes }
 }
 
@@ -106,7 +123,8 @@ export function parseJsonStrict(body: Buffer, maxDepth: number): unknown {
   }
 }
 
-const LONE_SURROGATE = /\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}/
+const LONE_SURROGATE =
+  /\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}/
 
 /**
  * A number every parser reads as the same value: parsers keep integers beyond 2^53 exactly
@@ -123,13 +141,15 @@ function checkNumber(text: string, start: number): number {
     else if (d === 101 || d === 69) {
       integer = false
       exponent = true
-    }
-    else if (!((d >= 48 && d <= 57) || d === 43 || d === 45)) break
+    } else if (!((d >= 48 && d <= 57) || d === 43 || d === 45)) break
   }
   if (end - start < 16 && !exponent) return end
   const value = Number(text.slice(start, end))
   if (!Number.isFinite(value) || (integer && !Number.isSafeInteger(value))) {
-    throw new CorridorError('invalid_json', `the number ${text.slice(start, Math.min(end, start + 32))} is read differently by different parsers (beyond 2^53 or out of range)`)
+    throw new CorridorError(
+      'invalid_json',
+      `the number ${text.slice(start, Math.min(end, start + 32))} is read differently by different parsers (beyond 2^53 or out of range)`,
+    )
   }
   return end
 }
@@ -155,7 +175,11 @@ function scanStructure(text: string, maxDepth: number): void {
       const backslash = text.indexOf('\\', start)
       const escaped = backslash !== -1 && backslash < end
       i = end
-      if (escaped && LONE_SURROGATE.test(text.slice(start, end))) throw new CorridorError('invalid_json', 'the body holds a lone surrogate escape, which parsers decode differently')
+      if (escaped && LONE_SURROGATE.test(text.slice(start, end)))
+        throw new CorridorError(
+          'invalid_json',
+          'the body holds a lone surrogate escape, which parsers decode differently',
+        )
       const top = keys[keys.length - 1]
       if (expectKey && top) {
         const raw = text.slice(start, end)
@@ -175,7 +199,8 @@ function scanStructure(text: string, maxDepth: number): void {
     } else if (c === 45 /* - */ || (c >= 48 && c <= 57)) {
       i = checkNumber(text, i) - 1
     } else if (c === 123 /* { */ || c === 91 /* [ */) {
-      if (keys.length >= maxDepth) throw new CorridorError('json_too_deep', `the body nests deeper than ${maxDepth} levels`)
+      if (keys.length >= maxDepth)
+        throw new CorridorError('json_too_deep', `the body nests deeper than ${maxDepth} levels`)
       keys.push(c === 123 ? new Set() : null)
       expectKey = c === 123
     } else if (c === 125 /* } */ || c === 93 /* ] */) {

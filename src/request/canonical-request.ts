@@ -58,11 +58,23 @@ const METHOD_OVERRIDE_HEADERS = ['x-http-method-override', 'x-http-method', 'x-m
 const METHOD_OVERRIDE_FIELD = '_method'
 const NO_BODY_METHODS = new Set(['GET', 'HEAD', 'DELETE', 'OPTIONS'])
 
-export function routeTarget(catalog: ConnectorCatalog, host: string | undefined, method: string, target: RequestTarget): RoutedTarget {
+export function routeTarget(
+  catalog: ConnectorCatalog,
+  host: string | undefined,
+  method: string,
+  target: RequestTarget,
+): RoutedTarget {
   const routed = routeRequest(catalog, host, target)
   const match = routed.connector.routes.match(method, routed.segments)
   const query = target.query === '' ? EMPTY_FIELDS : parseFormFields(target.query, 'query parameter')
-  return { method, targetPath: target.path, ...routed, action: match?.value ?? null, params: match?.params ?? {}, query }
+  return {
+    method,
+    targetPath: target.path,
+    ...routed,
+    action: match?.value ?? null,
+    params: match?.params ?? {},
+    query,
+  }
 }
 
 export interface RequestParts {
@@ -82,24 +94,41 @@ export function canonicalRequest(parts: RequestParts): CanonicalRequest {
   const method = parts.target.method
   for (let i = 0; i < parts.rawHeaders.length; i += 2) {
     if (METHOD_OVERRIDE_HEADERS.includes((parts.rawHeaders[i] as string).toLowerCase())) {
-      throw new CorridorError('ambiguous_request', `'${(parts.rawHeaders[i] as string).toLowerCase()}' is refused: send the real method`)
+      throw new CorridorError(
+        'ambiguous_request',
+        `'${(parts.rawHeaders[i] as string).toLowerCase()}' is refused: send the real method`,
+      )
     }
   }
   if (!ignores.has('matrix_params') && parts.target.segments.some((s) => s.includes(';') || s.includes('%3B'))) {
-    throw new CorridorError('invalid_path', "';' in a path segment is refused: some servers strip it as a matrix parameter and route what remains")
+    throw new CorridorError(
+      'invalid_path',
+      "';' in a path segment is refused: some servers strip it as a matrix parameter and route what remains",
+    )
   }
   if (parts.body.length > 0 && NO_BODY_METHODS.has(method) && !ignores.has('body_on_get')) {
-    throw new CorridorError('ambiguous_request', `a body on ${method} is refused: some frameworks merge it into the request parameters`)
+    throw new CorridorError(
+      'ambiguous_request',
+      `a body on ${method} is refused: some frameworks merge it into the request parameters`,
+    )
   }
 
   const headers = canonicalHeaders(parts.rawHeaders, connector.dropHeaders)
   const contentType = headers.view.get('content-type')
   let query = parts.target.query
-  let body: ParsedBody = parseBody(typeof contentType === 'string' ? contentType : undefined, parts.body, connector.limits.maxJsonDepth, parts.readsBody)
+  let body: ParsedBody = parseBody(
+    typeof contentType === 'string' ? contentType : undefined,
+    parts.body,
+    connector.limits.maxJsonDepth,
+    parts.readsBody,
+  )
 
   if (!ignores.has('method_override')) {
     if (hasTopLevel(query.tree, METHOD_OVERRIDE_FIELD) || hasTopLevel(body.fields, METHOD_OVERRIDE_FIELD)) {
-      throw new CorridorError('ambiguous_request', `'${METHOD_OVERRIDE_FIELD}' is refused: some frameworks take it as the request method`)
+      throw new CorridorError(
+        'ambiguous_request',
+        `'${METHOD_OVERRIDE_FIELD}' is refused: some frameworks take it as the request method`,
+      )
     }
   }
 
@@ -108,7 +137,8 @@ export function canonicalRequest(parts: RequestParts): CanonicalRequest {
       query = withoutKeyFields(query, connector.agentKeyFields, parts.agentKey)
       if (body.form !== null) {
         const form = withoutKeyFields(body.form, connector.agentKeyFields, parts.agentKey)
-        if (form !== body.form) body = { ...body, fields: form.tree, form, bytes: Buffer.from(serializePairs(form.pairs)) }
+        if (form !== body.form)
+          body = { ...body, fields: form.tree, form, bytes: Buffer.from(serializePairs(form.pairs)) }
       }
     }
     assertKeyAbsent(parts.agentKey, parts.target.path, serializePairs(query.pairs), headers.forwarded, body.bytes)
@@ -117,7 +147,11 @@ export function canonicalRequest(parts: RequestParts): CanonicalRequest {
   const action = parts.target.action
   let inner: readonly RequestPart[] | null = null
   if (action !== null && (action.batch !== null || action.graphqlEndpoint)) {
-    if (body.kind !== 'json') throw new CorridorError('unsupported_media_type', `'${action.name}' carries requests inside its body; send it as JSON`)
+    if (body.kind !== 'json')
+      throw new CorridorError(
+        'unsupported_media_type',
+        `'${action.name}' carries requests inside its body; send it as JSON`,
+      )
     inner = requestParts(connector, action, body.fields)
   }
 
@@ -161,7 +195,10 @@ function assertKeyAbsent(key: string, path: string, query: string, headers: read
     if (where === null && body.length > 0 && needles.inBytes(body)) where = 'the body'
   }
   if (where !== null) {
-    throw new CorridorError('agent_key_misplaced', `your Corridor credential appears in ${where}; send it only as the API key (Authorization or the connector's key header)`)
+    throw new CorridorError(
+      'agent_key_misplaced',
+      `your Corridor credential appears in ${where}; send it only as the API key (Authorization or the connector's key header)`,
+    )
   }
 }
 

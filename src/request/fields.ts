@@ -91,7 +91,9 @@ export function encodeStrict(text: string): string {
   }
   if (plain) return text
   let out = ''
-  for (const b of Buffer.from(text, 'utf8')) out += b < 128 && UNRESERVED[b] === 1 ? String.fromCharCode(b) : '%' + (HEX[b >> 4] as string) + (HEX[b & 15] as string)
+  for (const b of Buffer.from(text, 'utf8'))
+    out +=
+      b < 128 && UNRESERVED[b] === 1 ? String.fromCharCode(b) : '%' + (HEX[b >> 4] as string) + (HEX[b & 15] as string)
   return out
 }
 
@@ -153,7 +155,11 @@ function isContainer(node: FieldNode | undefined): node is FieldNode[] | { [key:
  * names it in refusals ("query", "form field"). The policy reads dots as nesting; `dotsNest:
  * false` gives the reading of parsers that take them literally (for comparing the two).
  */
-export function parseFormFields(encoded: string, what: string, options: { readonly dotsNest?: boolean } = {}): FormFields {
+export function parseFormFields(
+  encoded: string,
+  what: string,
+  options: { readonly dotsNest?: boolean } = {},
+): FormFields {
   const dotsNest = options.dotsNest ?? true
   if (encoded === '') return EMPTY_FIELDS
   const tree = Object.create(null) as { [key: string]: FieldNode }
@@ -163,7 +169,8 @@ export function parseFormFields(encoded: string, what: string, options: { readon
     const eq = part.indexOf('=')
     const name = decodeFormComponent(eq === -1 ? part : part.slice(0, eq), `${what} name`)
     const value = eq === -1 ? '' : decodeFormComponent(part.slice(eq + 1), `${what} value`)
-    if (value.includes('\0')) throw new CorridorError('ambiguous_request', `${what} '${name.slice(0, 64)}' holds a NUL byte`)
+    if (value.includes('\0'))
+      throw new CorridorError('ambiguous_request', `${what} '${name.slice(0, 64)}' holds a NUL byte`)
     insert(tree, fieldNamePath(name, what, dotsNest), value, name, what)
     pairs.push([name, value])
   }
@@ -173,7 +180,13 @@ export function parseFormFields(encoded: string, what: string, options: { readon
 /** Lists built with `name[]` (as opposed to `name[0]`); a list keeps one style. */
 const appended = new WeakSet<FieldNode[]>()
 
-function insert(tree: { [key: string]: FieldNode }, path: readonly string[], value: string, name: string, what: string): void {
+function insert(
+  tree: { [key: string]: FieldNode },
+  path: readonly string[],
+  value: string,
+  name: string,
+  what: string,
+): void {
   const refuse = (why: string): never => {
     throw new CorridorError('ambiguous_request', `${what} '${name.slice(0, 64)}' is refused: ${why}`)
   }
@@ -229,7 +242,10 @@ function insert(tree: { [key: string]: FieldNode }, path: readonly string[], val
 function newContainer(nextKey: string): FieldNode[] | { [key: string]: FieldNode } {
   if (nextKey === '' || INDEX.test(nextKey)) {
     if (nextKey !== '' && Number(nextKey) > MAX_INDEX) {
-      throw new CorridorError('ambiguous_request', `list index ${nextKey} is above ${MAX_INDEX} (parsers disagree on whether it is a list)`)
+      throw new CorridorError(
+        'ambiguous_request',
+        `list index ${nextKey} is above ${MAX_INDEX} (parsers disagree on whether it is a list)`,
+      )
     }
     return []
   }
@@ -237,7 +253,8 @@ function newContainer(nextKey: string): FieldNode[] | { [key: string]: FieldNode
 }
 
 /** What a path reads: one value, or (through `*` segments) every value it reaches. */
-export type FieldRead = { readonly many: false; readonly value: unknown } | { readonly many: true; readonly values: readonly unknown[] }
+export type FieldRead =
+  { readonly many: false; readonly value: unknown } | { readonly many: true; readonly values: readonly unknown[] }
 
 /**
  * Reads a path (already split at dots) from a parsed JSON body or a field tree. `*` stands for

@@ -16,32 +16,99 @@ import { Repeated } from './fields.ts'
 /** Request headers never forwarded from the agent. */
 const DROP = new Set([
   // hop-by-hop (RFC 9110 §7.6.1) and framing Corridor sets itself
-  'connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'expect', 'host',
-  'content-length', 'http2-settings',
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'te',
+  'trailer',
+  'upgrade',
+  'expect',
+  'host',
+  'content-length',
+  'http2-settings',
   // credentials of any kind: the agent's own is a Corridor credential and must never leave
-  'authorization', 'proxy-authorization', 'cookie', 'x-api-key', 'api-key', 'apikey', 'x-auth-token', 'private-token',
-  'x-goog-api-key', 'ocp-apim-subscription-key', 'x-authorization', 'x-access-token', 'access-token',
+  'authorization',
+  'proxy-authorization',
+  'cookie',
+  'x-api-key',
+  'api-key',
+  'apikey',
+  'x-auth-token',
+  'private-token',
+  'x-goog-api-key',
+  'ocp-apim-subscription-key',
+  'x-authorization',
+  'x-access-token',
+  'access-token',
   // forwarding information only Corridor may state
-  'forwarded', 'x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto', 'x-forwarded-port', 'x-forwarded-prefix',
-  'x-forwarded-uri', 'x-forwarded-server', 'x-real-ip', 'x-original-url', 'x-original-uri', 'x-rewrite-url', 'via',
-  'x-client-ip', 'true-client-ip', 'cf-connecting-ip', 'x-cluster-client-ip',
+  'forwarded',
+  'x-forwarded-for',
+  'x-forwarded-host',
+  'x-forwarded-proto',
+  'x-forwarded-port',
+  'x-forwarded-prefix',
+  'x-forwarded-uri',
+  'x-forwarded-server',
+  'x-real-ip',
+  'x-original-url',
+  'x-original-uri',
+  'x-rewrite-url',
+  'via',
+  'x-client-ip',
+  'true-client-ip',
+  'cf-connecting-ip',
+  'x-cluster-client-ip',
   // Corridor asks for an identity-encoded response, so that it can read (and scrub) what comes back
   'accept-encoding',
 ])
 
 /** What `Connection` may name: hop-by-hop headers only. */
-const HOP_BY_HOP = new Set(['close', 'keep-alive', 'te', 'trailer', 'trailers', 'upgrade', 'proxy-connection', 'http2-settings'])
+const HOP_BY_HOP = new Set([
+  'close',
+  'keep-alive',
+  'te',
+  'trailer',
+  'trailers',
+  'upgrade',
+  'proxy-connection',
+  'http2-settings',
+])
 
 /** Headers whose syntax is a comma-separated list (RFC 9110), so that two lines mean one joined value. */
 const LIST_HEADERS = new Set([
-  'accept', 'accept-charset', 'accept-language', 'cache-control', 'pragma', 'prefer', 'warning', 'if-match', 'if-none-match',
-  'link', 'baggage', 'content-language', 'allow', 'vary',
+  'accept',
+  'accept-charset',
+  'accept-language',
+  'cache-control',
+  'pragma',
+  'prefer',
+  'warning',
+  'if-match',
+  'if-none-match',
+  'link',
+  'baggage',
+  'content-language',
+  'allow',
+  'vary',
 ])
 
 /** Headers that must appear once even before anything else is known: a second copy hides a credential or a framing trick. */
 const SINGLETONS = new Set([
-  'host', 'authorization', 'proxy-authorization', 'content-length', 'content-type', 'content-encoding', 'cookie',
-  'transfer-encoding', 'x-api-key', 'idempotency-key', 'x-corridor-intent', 'x-corridor-task-id', 'x-corridor-user', 'x-corridor-approval',
+  'host',
+  'authorization',
+  'proxy-authorization',
+  'content-length',
+  'content-type',
+  'content-encoding',
+  'cookie',
+  'transfer-encoding',
+  'x-api-key',
+  'idempotency-key',
+  'x-corridor-intent',
+  'x-corridor-task-id',
+  'x-corridor-user',
+  'x-corridor-approval',
 ])
 
 export type HeaderView = ReadonlyMap<string, string | Repeated>
@@ -65,7 +132,11 @@ export function assertHeaderShape(rawHeaders: readonly string[], extraSingletons
     if (name === 'connection') {
       for (const token of (rawHeaders[i + 1] as string).split(',')) {
         const named = token.trim().toLowerCase()
-        if (named !== '' && !HOP_BY_HOP.has(named)) throw new CorridorError('ambiguous_request', `Connection may name only hop-by-hop headers, not '${named.slice(0, 64)}'`)
+        if (named !== '' && !HOP_BY_HOP.has(named))
+          throw new CorridorError(
+            'ambiguous_request',
+            `Connection may name only hop-by-hop headers, not '${named.slice(0, 64)}'`,
+          )
       }
     }
   }
@@ -81,7 +152,8 @@ export function canonicalHeaders(rawHeaders: readonly string[], alsoDrop: Readon
     forwarded.push(name, value)
     const existing = view.get(name)
     if (existing === undefined) view.set(name, value)
-    else if (!LIST_HEADERS.has(name)) throw new CorridorError('ambiguous_request', `header '${name}' appears more than once`)
+    else if (!LIST_HEADERS.has(name))
+      throw new CorridorError('ambiguous_request', `header '${name}' appears more than once`)
     else view.set(name, new Repeated(existing instanceof Repeated ? [...existing.values, value] : [existing, value]))
   }
   return { forwarded, view }

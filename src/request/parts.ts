@@ -11,7 +11,14 @@
  * fragments, under its real name (aliases are ignored), with its arguments (variables
  * substituted) as the fields a rule reads under `match.body`.
  */
-import { Kind, parse, valueFromASTUntyped, type DocumentNode, type FragmentDefinitionNode, type SelectionSetNode } from 'graphql'
+import {
+  Kind,
+  parse,
+  valueFromASTUntyped,
+  type DocumentNode,
+  type FragmentDefinitionNode,
+  type SelectionSetNode,
+} from 'graphql'
 import type { Action, BatchSpec, Connector } from '../registry/connectors.ts'
 import { CorridorError } from '../shared/errors.ts'
 import { EMPTY_FIELDS, parseFormFields, type FieldTree } from './fields.ts'
@@ -55,14 +62,25 @@ function batchParts(connector: Connector, spec: BatchSpec, body: unknown): Reque
   const list = body[spec.list]
   if (!Array.isArray(list) || list.length === 0) refuse(`a batch request needs a non-empty '${spec.list}' list`)
   if (list.length > MAX_PARTS) refuse(`a batch may carry at most ${MAX_PARTS} requests`)
-  const known = new Set([spec.method, spec.url, spec.body, ...(spec.headers === null ? [] : [spec.headers]), ...spec.ignore])
+  const known = new Set([
+    spec.method,
+    spec.url,
+    spec.body,
+    ...(spec.headers === null ? [] : [spec.headers]),
+    ...spec.ignore,
+  ])
   return list.map((element, i): RequestPart => {
     const where = `${spec.list}[${i}]`
     if (!isObject(element)) refuse(`${where} is not an object`)
-    for (const key of Object.keys(element)) if (!known.has(key)) refuse(`${where} has a field Corridor does not know ('${key.slice(0, 32)}'), so it cannot tell what the upstream would run`)
+    for (const key of Object.keys(element))
+      if (!known.has(key))
+        refuse(
+          `${where} has a field Corridor does not know ('${key.slice(0, 32)}'), so it cannot tell what the upstream would run`,
+        )
     const method = element[spec.method]
     const url = element[spec.url]
-    if (typeof method !== 'string' || typeof url !== 'string') refuse(`${where} needs '${spec.method}' and '${spec.url}' as text`)
+    if (typeof method !== 'string' || typeof url !== 'string')
+      refuse(`${where} needs '${spec.method}' and '${spec.url}' as text`)
     const upperMethod = method.toUpperCase()
     let relative = url
     if (spec.urlPrefix !== '') {
@@ -72,7 +90,8 @@ function batchParts(connector: Connector, spec: BatchSpec, body: unknown): Reque
     if (!relative.startsWith('/')) relative = '/' + relative // Graph accepts "me/messages"
     const target = parseRequestTarget(relative)
     const match = connector.routes.match(upperMethod, target.segments)
-    if (match && (match.value.batch !== null || match.value.graphqlEndpoint)) refuse(`${where} is itself a batch or GraphQL request`)
+    if (match && (match.value.batch !== null || match.value.graphqlEndpoint))
+      refuse(`${where} is itself a batch or GraphQL request`)
     const headers = new Map<string, string | Repeated>()
     const rawHeaders = spec.headers === null ? undefined : element[spec.headers]
     if (rawHeaders !== undefined) {
@@ -108,7 +127,10 @@ function graphqlParts(connector: Connector, body: unknown): RequestPart[] {
   try {
     document = parse(text, { noLocation: true, maxTokens: 10_000 })
   } catch (err) {
-    throw new CorridorError('bad_request', `the GraphQL document does not parse: ${(err as Error).message.slice(0, 200)}`)
+    throw new CorridorError(
+      'bad_request',
+      `the GraphQL document does not parse: ${(err as Error).message.slice(0, 200)}`,
+    )
   }
   const fragments = new Map<string, FragmentDefinitionNode>()
   for (const d of document.definitions) if (d.kind === Kind.FRAGMENT_DEFINITION) fragments.set(d.name.value, d)
@@ -145,7 +167,11 @@ interface RootField {
 }
 
 /** Root fields of a selection set, through fragment spreads and inline fragments (directives such as @skip are ignored: the field may run). */
-function rootFields(set: SelectionSetNode, fragments: ReadonlyMap<string, FragmentDefinitionNode>, seen: Set<string>): RootField[] {
+function rootFields(
+  set: SelectionSetNode,
+  fragments: ReadonlyMap<string, FragmentDefinitionNode>,
+  seen: Set<string>,
+): RootField[] {
   const out: RootField[] = []
   for (const selection of set.selections) {
     if (selection.kind === Kind.FIELD) {
@@ -163,7 +189,11 @@ function rootFields(set: SelectionSetNode, fragments: ReadonlyMap<string, Fragme
     } else {
       const name = selection.name.value
       const fragment = fragments.get(name)
-      if (fragment === undefined) throw new CorridorError('bad_request', `the GraphQL document spreads an unknown fragment '${name.slice(0, 64)}'`)
+      if (fragment === undefined)
+        throw new CorridorError(
+          'bad_request',
+          `the GraphQL document spreads an unknown fragment '${name.slice(0, 64)}'`,
+        )
       if (seen.has(name)) continue
       out.push(...rootFields(fragment.selectionSet, fragments, new Set([...seen, name])))
     }

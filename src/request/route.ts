@@ -30,7 +30,8 @@ export function routeRequest(catalog: ConnectorCatalog, host: string | undefined
   if (byHost !== undefined) return { connector: byHost, path: target.path, segments: target.segments }
   const first = target.segments[0]
   const connector = first === undefined ? undefined : catalog.connectors.get(first)
-  if (connector === undefined) throw new CorridorError('connector_unknown', 'address a connector as /<connector>/… or through its host name')
+  if (connector === undefined)
+    throw new CorridorError('connector_unknown', 'address a connector as /<connector>/… or through its host name')
   const path = target.path.slice(first!.length + 1)
   return { connector, path: path === '' ? '/' : path, segments: target.segments.slice(1) }
 }

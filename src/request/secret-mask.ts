@@ -111,7 +111,8 @@ export class MaskStream {
     for (let p = from; p < data.length; p++) {
       if (this.#firstBytes[data[p] as number] !== 1) continue
       const rest = data.subarray(p)
-      for (const needle of this.#needles) if (needle.length > rest.length && needle.subarray(0, rest.length).equals(rest)) return data.length - p
+      for (const needle of this.#needles)
+        if (needle.length > rest.length && needle.subarray(0, rest.length).equals(rest)) return data.length - p
     }
     return 0
   }

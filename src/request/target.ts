@@ -26,7 +26,7 @@ const HEX = '0123456789ABCDEF'
 
 // RFC 3986 pchar minus '%' (handled separately): unreserved / sub-delims / ':' / '@'.
 const PCHAR = new Uint8Array(128)
-for (const c of 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&\'()*+,;=:@') {
+for (const c of "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;=:@") {
   PCHAR[c.charCodeAt(0)] = 1
 }
 const UNRESERVED = new Uint8Array(128)

@@ -8,49 +8,205 @@
  */
 export const ERROR_CATALOG = {
   // 202: not an error, but answered in the same problem+json shape so every SDK surfaces it.
-  approval_pending: { status: 202, title: 'Request held for approval', action: 'Not an error: the request waits for a named approver. Send the same request again with `X-Corridor-Approval: <approval_id>` (or the same Idempotency-Key) to wait for the result, or poll the status URL.' },
+  approval_pending: {
+    status: 202,
+    title: 'Request held for approval',
+    action:
+      'Not an error: the request waits for a named approver. Send the same request again with `X-Corridor-Approval: <approval_id>` (or the same Idempotency-Key) to wait for the result, or poll the status URL.',
+  },
   // 400: the request is malformed or ambiguous; Corridor refuses to guess what it means.
-  bad_request: { status: 400, title: 'Malformed request', action: 'Fix the request: it is not well-formed HTTP or JSON/form text Corridor can read. Do not retry unchanged.' },
-  ambiguous_request: { status: 400, title: 'Ambiguous request refused', action: 'Send the request in its plain form: one value per field or header, numbers in plain decimal, no `_method`, no matrix parameters, no body on GET/DELETE. The detail names what was ambiguous.' },
-  invalid_path: { status: 400, title: 'Request path refused', action: 'Use a plain path: no encoded slashes or backslashes, no `..` above the root, no `;` parameters, UTF-8 escapes only.' },
-  invalid_json: { status: 400, title: 'Request body is not valid JSON', action: 'Send strict JSON: UTF-8, no duplicate keys, no `__proto__`, no lone surrogates, numbers within ±2^53.' },
-  json_too_deep: { status: 400, title: 'Request body nests too deeply', action: 'Flatten the body: it nests deeper than the connector allows.' },
-  agent_key_misplaced: { status: 400, title: 'Agent credential found outside the API-key header', action: 'Send your Corridor key only as the API key (Authorization or the connector\'s key header); remove it from other headers, the URL and the body.' },
+  bad_request: {
+    status: 400,
+    title: 'Malformed request',
+    action: 'Fix the request: it is not well-formed HTTP or JSON/form text Corridor can read. Do not retry unchanged.',
+  },
+  ambiguous_request: {
+    status: 400,
+    title: 'Ambiguous request refused',
+    action:
+      'Send the request in its plain form: one value per field or header, numbers in plain decimal, no `_method`, no matrix parameters, no body on GET/DELETE. The detail names what was ambiguous.',
+  },
+  invalid_path: {
+    status: 400,
+    title: 'Request path refused',
+    action:
+      'Use a plain path: no encoded slashes or backslashes, no `..` above the root, no `;` parameters, UTF-8 escapes only.',
+  },
+  invalid_json: {
+    status: 400,
+    title: 'Request body is not valid JSON',
+    action: 'Send strict JSON: UTF-8, no duplicate keys, no `__proto__`, no lone surrogates, numbers within ±2^53.',
+  },
+  json_too_deep: {
+    status: 400,
+    title: 'Request body nests too deeply',
+    action: 'Flatten the body: it nests deeper than the connector allows.',
+  },
+  agent_key_misplaced: {
+    status: 400,
+    title: 'Agent credential found outside the API-key header',
+    action:
+      "Send your Corridor key only as the API key (Authorization or the connector's key header); remove it from other headers, the URL and the body.",
+  },
   // 401/403: identity and authorisation.
-  identity_missing: { status: 401, title: 'Agent credential missing', action: 'Send your Corridor agent credential as the SDK\'s API key.' },
-  identity_invalid: { status: 401, title: 'Agent credential invalid', action: 'Check the credential: the key is unknown or the token is invalid or expired. Ask the platform team for a key.' },
-  user_token_invalid: { status: 401, title: 'Delegated user token invalid', action: 'Obtain a fresh delegated user token from the identity provider.' },
-  agent_suspended: { status: 403, title: 'Agent is suspended', action: 'Stop: this agent is suspended by its operators. Retrying will not help.' },
-  policy_denied: { status: 403, title: 'Request denied by policy', action: 'Do not retry the same request: the policy refuses it. The `rule`, `reason` and `limiting_factor` say what would have to change.' },
-  approval_rejected: { status: 403, title: 'Request rejected by an approver', action: 'Do not retry: an approver rejected this exact request; their reason is in the body.' },
-  approval_expired: { status: 403, title: 'Approval expired before anyone decided', action: 'Nobody decided in time. Send the request again (with a new Idempotency-Key) to ask anew.' },
-  approval_cancelled: { status: 403, title: 'Approval cancelled', action: 'The policy or the agent changed while it waited. Send the request again if it is still needed.' },
-  approver_unauthenticated: { status: 401, title: 'Approver credential missing or invalid', action: 'Approvers: set CORRIDOR_APPROVER_TOKEN to a valid approver key or IdP token.' },
-  approver_not_eligible: { status: 403, title: 'Approver may not decide this request', action: 'Approvers: this request needs an approver from another group, or you own or asked for it.' },
+  identity_missing: {
+    status: 401,
+    title: 'Agent credential missing',
+    action: "Send your Corridor agent credential as the SDK's API key.",
+  },
+  identity_invalid: {
+    status: 401,
+    title: 'Agent credential invalid',
+    action:
+      'Check the credential: the key is unknown or the token is invalid or expired. Ask the platform team for a key.',
+  },
+  user_token_invalid: {
+    status: 401,
+    title: 'Delegated user token invalid',
+    action: 'Obtain a fresh delegated user token from the identity provider.',
+  },
+  agent_suspended: {
+    status: 403,
+    title: 'Agent is suspended',
+    action: 'Stop: this agent is suspended by its operators. Retrying will not help.',
+  },
+  policy_denied: {
+    status: 403,
+    title: 'Request denied by policy',
+    action:
+      'Do not retry the same request: the policy refuses it. The `rule`, `reason` and `limiting_factor` say what would have to change.',
+  },
+  approval_rejected: {
+    status: 403,
+    title: 'Request rejected by an approver',
+    action: 'Do not retry: an approver rejected this exact request; their reason is in the body.',
+  },
+  approval_expired: {
+    status: 403,
+    title: 'Approval expired before anyone decided',
+    action: 'Nobody decided in time. Send the request again (with a new Idempotency-Key) to ask anew.',
+  },
+  approval_cancelled: {
+    status: 403,
+    title: 'Approval cancelled',
+    action: 'The policy or the agent changed while it waited. Send the request again if it is still needed.',
+  },
+  approver_unauthenticated: {
+    status: 401,
+    title: 'Approver credential missing or invalid',
+    action: 'Approvers: set CORRIDOR_APPROVER_TOKEN to a valid approver key or IdP token.',
+  },
+  approver_not_eligible: {
+    status: 403,
+    title: 'Approver may not decide this request',
+    action: 'Approvers: this request needs an approver from another group, or you own or asked for it.',
+  },
   // 404: nothing is routed there.
-  connector_unknown: { status: 404, title: 'No connector at this address', action: 'Address a connector as /<connector>/… or through one of its host names.' },
-  approval_not_found: { status: 404, title: 'No such approval', action: 'Check the approval id: it does not exist for this agent (or it expired from the store).' },
+  connector_unknown: {
+    status: 404,
+    title: 'No connector at this address',
+    action: 'Address a connector as /<connector>/… or through one of its host names.',
+  },
+  approval_not_found: {
+    status: 404,
+    title: 'No such approval',
+    action: 'Check the approval id: it does not exist for this agent (or it expired from the store).',
+  },
   // 409: the request conflicts with what was held or decided.
-  approval_mismatch: { status: 409, title: 'Request differs from the one held for approval', action: 'A different request needs its own approval: resend exactly the held request, or use a new Idempotency-Key.' },
-  approval_conflict: { status: 409, title: 'Approval is not in a state that allows this', action: 'Approvers: the approval is no longer in a state that allows this decision.' },
+  approval_mismatch: {
+    status: 409,
+    title: 'Request differs from the one held for approval',
+    action:
+      'A different request needs its own approval: resend exactly the held request, or use a new Idempotency-Key.',
+  },
+  approval_conflict: {
+    status: 409,
+    title: 'Approval is not in a state that allows this',
+    action: 'Approvers: the approval is no longer in a state that allows this decision.',
+  },
   // 408/413/415/431: limits.
-  request_timeout: { status: 408, title: 'Request body not received in time', action: 'Send the whole request promptly; the body did not arrive before the deadline.' },
-  body_too_large: { status: 413, title: 'Request body too large', action: 'Send a smaller body: it exceeds the connector\'s limit.' },
-  unsupported_media_type: { status: 415, title: 'Request body type not accepted', action: 'Send JSON or a form body in UTF-8 with a well-formed Content-Type, uncompressed.' },
-  headers_too_large: { status: 431, title: 'Too many or too large request headers', action: 'Send fewer or smaller headers.' },
+  request_timeout: {
+    status: 408,
+    title: 'Request body not received in time',
+    action: 'Send the whole request promptly; the body did not arrive before the deadline.',
+  },
+  body_too_large: {
+    status: 413,
+    title: 'Request body too large',
+    action: "Send a smaller body: it exceeds the connector's limit.",
+  },
+  unsupported_media_type: {
+    status: 415,
+    title: 'Request body type not accepted',
+    action: 'Send JSON or a form body in UTF-8 with a well-formed Content-Type, uncompressed.',
+  },
+  headers_too_large: {
+    status: 431,
+    title: 'Too many or too large request headers',
+    action: 'Send fewer or smaller headers.',
+  },
   // 5xx: Corridor or a dependency cannot do its part; nothing was forwarded unless stated.
-  internal: { status: 500, title: 'Internal error', action: 'Retry later; Corridor failed and nothing was forwarded. Operators have the details in the log.' },
-  upstream_unreachable: { status: 502, title: 'Upstream unreachable', action: 'Retry later with backoff if the action is idempotent; the upstream could not be reached.' },
-  upstream_bad_response: { status: 502, title: 'Upstream sent an invalid response', action: 'Report it: the upstream sent a response Corridor cannot relay (or one it could not check for the credential).' },
-  approval_outcome_unknown: { status: 502, title: 'Approved request may or may not have reached the upstream', action: 'Check the system of record: the approved request was sent at most once and will not be sent again.' },
-  approval_response_too_large: { status: 502, title: 'Approved request ran; its response was too large to keep', action: 'The approved request ran; its response was too large to keep. Check the system of record for the result.' },
-  identity_unavailable: { status: 503, title: 'Agent identity could not be verified now', action: 'Retry shortly: the identity provider\'s keys could not be fetched.' },
-  credential_unavailable: { status: 503, title: 'Credential could not be issued', action: 'Retry shortly: the connector\'s credential could not be issued; nothing was forwarded.' },
-  audit_unavailable: { status: 503, title: 'Audit sink unavailable', action: 'Retry shortly: the audit trail cannot be written, and Corridor forwards nothing unaudited.' },
-  policy_unavailable: { status: 503, title: 'No valid policy loaded', action: 'Retry shortly: no valid policy is loaded.' },
-  approval_unavailable: { status: 503, title: 'Approval queue unavailable', action: 'Retry shortly: the approval queue cannot be reached; nothing was queued.' },
-  approval_capacity: { status: 503, title: 'Approval queue is full', action: 'Retry shortly: Corridor is holding as many requests as it may; nothing was queued.' },
-  upstream_timeout: { status: 504, title: 'Upstream timed out', action: 'Retry later with backoff if the action is idempotent; the upstream did not answer in time.' },
+  internal: {
+    status: 500,
+    title: 'Internal error',
+    action: 'Retry later; Corridor failed and nothing was forwarded. Operators have the details in the log.',
+  },
+  upstream_unreachable: {
+    status: 502,
+    title: 'Upstream unreachable',
+    action: 'Retry later with backoff if the action is idempotent; the upstream could not be reached.',
+  },
+  upstream_bad_response: {
+    status: 502,
+    title: 'Upstream sent an invalid response',
+    action:
+      'Report it: the upstream sent a response Corridor cannot relay (or one it could not check for the credential).',
+  },
+  approval_outcome_unknown: {
+    status: 502,
+    title: 'Approved request may or may not have reached the upstream',
+    action: 'Check the system of record: the approved request was sent at most once and will not be sent again.',
+  },
+  approval_response_too_large: {
+    status: 502,
+    title: 'Approved request ran; its response was too large to keep',
+    action: 'The approved request ran; its response was too large to keep. Check the system of record for the result.',
+  },
+  identity_unavailable: {
+    status: 503,
+    title: 'Agent identity could not be verified now',
+    action: "Retry shortly: the identity provider's keys could not be fetched.",
+  },
+  credential_unavailable: {
+    status: 503,
+    title: 'Credential could not be issued',
+    action: "Retry shortly: the connector's credential could not be issued; nothing was forwarded.",
+  },
+  audit_unavailable: {
+    status: 503,
+    title: 'Audit sink unavailable',
+    action: 'Retry shortly: the audit trail cannot be written, and Corridor forwards nothing unaudited.',
+  },
+  policy_unavailable: {
+    status: 503,
+    title: 'No valid policy loaded',
+    action: 'Retry shortly: no valid policy is loaded.',
+  },
+  approval_unavailable: {
+    status: 503,
+    title: 'Approval queue unavailable',
+    action: 'Retry shortly: the approval queue cannot be reached; nothing was queued.',
+  },
+  approval_capacity: {
+    status: 503,
+    title: 'Approval queue is full',
+    action: 'Retry shortly: Corridor is holding as many requests as it may; nothing was queued.',
+  },
+  upstream_timeout: {
+    status: 504,
+    title: 'Upstream timed out',
+    action: 'Retry later with backoff if the action is idempotent; the upstream did not answer in time.',
+  },
 } as const satisfies Record<string, { status: number; title: string; action: string }>
 
 export type ErrorCode = keyof typeof ERROR_CATALOG
@@ -72,7 +228,11 @@ export class CorridorError extends Error {
   /** Response headers that belong to this answer (Location, Retry-After). */
   readonly headers: Readonly<Record<string, string>> | undefined
 
-  constructor(code: ErrorCode, message?: string, options: { cause?: unknown; details?: ProblemDetails; headers?: Record<string, string> } = {}) {
+  constructor(
+    code: ErrorCode,
+    message?: string,
+    options: { cause?: unknown; details?: ProblemDetails; headers?: Record<string, string> } = {},
+  ) {
     super(message ?? ERROR_CATALOG[code].title, { cause: options.cause })
     this.code = code
     this.status = ERROR_CATALOG[code].status

@@ -37,11 +37,18 @@ export function problemBody(error: CorridorError, requestId: string): Record<str
  * because many SDKs parse only bodies labelled application/json (Octokit treats others as bytes).
  */
 export function problemContentType(accept: string | undefined): string {
-  if (accept === undefined || accept.includes('problem+json') || accept.trim() === '*/*') return 'application/problem+json'
+  if (accept === undefined || accept.includes('problem+json') || accept.trim() === '*/*')
+    return 'application/problem+json'
   return 'application/json'
 }
 
-export function sendProblem(res: ServerResponse, error: CorridorError, requestId: string, closeConnection: boolean, accept?: string): void {
+export function sendProblem(
+  res: ServerResponse,
+  error: CorridorError,
+  requestId: string,
+  closeConnection: boolean,
+  accept?: string,
+): void {
   if (res.headersSent) {
     res.destroy()
     return

@@ -59,7 +59,15 @@ export function superviseWorkers(count: number, log: Logger): Promise<number> {
         }
         if (!allStarted && ready.size === count) {
           allStarted = true
-          log.info({ agentUrl: message.agentUrl, adminUrl: message.adminUrl, workers: count, pids: [...ready].map((w) => w.process.pid) }, 'corridor listening')
+          log.info(
+            {
+              agentUrl: message.agentUrl,
+              adminUrl: message.adminUrl,
+              workers: count,
+              pids: [...ready].map((w) => w.process.pid),
+            },
+            'corridor listening',
+          )
         }
       })
       worker.once('exit', (code, signal) => onExit(worker, code, signal))
@@ -73,7 +81,10 @@ export function superviseWorkers(count: number, log: Logger): Promise<number> {
         return
       }
       if (!allStarted && !wasReady) {
-        log.error({ worker: worker.id, code, signal }, 'a worker could not start; stopping every worker (see its error above)')
+        log.error(
+          { worker: worker.id, code, signal },
+          'a worker could not start; stopping every worker (see its error above)',
+        )
         stop(1)
         return
       }
@@ -82,7 +93,10 @@ export function superviseWorkers(count: number, log: Logger): Promise<number> {
       recentCrashes.push(now)
       while ((recentCrashes[0] ?? now) < now - CRASH_WINDOW_MS) recentCrashes.shift()
       const delay = Math.min(MAX_RESTART_DELAY_MS, RESTART_DELAY_MS * 2 ** (recentCrashes.length - 1))
-      log.error({ worker: worker.id, pid: worker.process.pid, code, signal, restartInMs: delay, workersLeft: live.size }, 'worker stopped unexpectedly; starting a replacement')
+      log.error(
+        { worker: worker.id, pid: worker.process.pid, code, signal, restartInMs: delay, workersLeft: live.size },
+        'worker stopped unexpectedly; starting a replacement',
+      )
       // Not unref'd: when every worker is dead this timer is all that keeps the supervisor alive.
       setTimeout(fork, delay)
     }

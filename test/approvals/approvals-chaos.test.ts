@@ -65,7 +65,15 @@ async function startScenario(name: string, idempotencyHeader: boolean): Promise<
   const [agentPort, adminPort] = [await freePort(), await freePort()]
   const files = approvalFiles(upstream.url)
   writeFileSync(join(dir, 'agents.yaml'), files.agents)
-  writeFileSync(join(dir, 'connectors.yaml'), idempotencyHeader ? files.connectors.replace('    certified_until:', '    idempotency_header: Idempotency-Key\n    certified_until:') : files.connectors)
+  writeFileSync(
+    join(dir, 'connectors.yaml'),
+    idempotencyHeader
+      ? files.connectors.replace(
+          '    certified_until:',
+          '    idempotency_header: Idempotency-Key\n    certified_until:',
+        )
+      : files.connectors,
+  )
   writeFileSync(join(dir, 'policy.yaml'), files.policy)
   configFile = join(dir, 'corridor.yaml')
   writeFileSync(
@@ -79,7 +87,10 @@ async function startScenario(name: string, idempotencyHeader: boolean): Promise<
 }
 
 async function startCorridorProcess(): Promise<void> {
-  const child = spawn(process.execPath, [resolve('bin/corridor.js'), 'serve', '--config', configFile], { env: { ...process.env, SVC_TOKEN: 'chaos-token', CORRIDOR_LOG_LEVEL: 'error' }, stdio: ['ignore', 'ignore', 'pipe'] })
+  const child = spawn(process.execPath, [resolve('bin/corridor.js'), 'serve', '--config', configFile], {
+    env: { ...process.env, SVC_TOKEN: 'chaos-token', CORRIDOR_LOG_LEVEL: 'error' },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  })
   corridor = child
   const deadline = Date.now() + 15_000
   while (Date.now() < deadline) {
@@ -113,7 +124,13 @@ interface Answer {
 /** One HTTP call; a refused or reset connection (Corridor down) reads as status 0. */
 async function http(url: string, method: string, headers: Record<string, string>, body?: string): Promise<Answer> {
   try {
-    const res = await request(url, { method: method as 'GET', headers, body: body ?? null, headersTimeout: 5_000, bodyTimeout: 5_000 })
+    const res = await request(url, {
+      method: method as 'GET',
+      headers,
+      body: body ?? null,
+      headersTimeout: 5_000,
+      bodyTimeout: 5_000,
+    })
     const text = await res.body.text()
     return { status: res.statusCode, body: text.startsWith('{') ? (JSON.parse(text) as Record<string, unknown>) : {} }
   } catch {
@@ -136,8 +153,20 @@ interface Cycle {
 async function runCycle(i: number, deadline: number): Promise<Cycle> {
   const nonce = `chaos-${i}-${Math.random().toString(36).slice(2, 8)}`
   const body = JSON.stringify({ qty: 11 + (i % 50), nonce })
-  const c: Cycle = { nonce, body, rejected: i % REJECT_EVERY === 0, approvalId: null, decided: false, ending: 'unfinished', agentSaw: null }
-  const agentHeaders = { authorization: `Bearer ${WRITER_KEY}`, 'content-type': 'application/json', 'idempotency-key': nonce }
+  const c: Cycle = {
+    nonce,
+    body,
+    rejected: i % REJECT_EVERY === 0,
+    approvalId: null,
+    decided: false,
+    ending: 'unfinished',
+    agentSaw: null,
+  }
+  const agentHeaders = {
+    authorization: `Bearer ${WRITER_KEY}`,
+    'content-type': 'application/json',
+    'idempotency-key': nonce,
+  }
   // Hold: retried with the same Idempotency-Key, so a hold whose answer was lost is found again, not duplicated.
   while (c.approvalId === null && Date.now() < deadline) {
     const held = await http(agentUrl + '/svc/items', 'POST', agentHeaders, body)
@@ -157,13 +186,23 @@ async function runCycle(i: number, deadline: number): Promise<Cycle> {
       continue
     }
     const verb = c.rejected ? 'reject' : 'approve'
-    const decided = await http(`${adminUrl}/approvals/${c.approvalId}/${verb}`, 'POST', approver, JSON.stringify({ reason: `chaos ${verb}`, digest: shown.body.digest }))
+    const decided = await http(
+      `${adminUrl}/approvals/${c.approvalId}/${verb}`,
+      'POST',
+      approver,
+      JSON.stringify({ reason: `chaos ${verb}`, digest: shown.body.digest }),
+    )
     if (decided.status === 200) c.decided = true
     else await sleep(30)
   }
   // Collect.
   while (c.ending === 'unfinished' && c.approvalId !== null && Date.now() < deadline) {
-    const got = await http(agentUrl + '/svc/items', 'POST', { ...agentHeaders, 'x-corridor-approval': c.approvalId }, body)
+    const got = await http(
+      agentUrl + '/svc/items',
+      'POST',
+      { ...agentHeaders, 'x-corridor-approval': c.approvalId },
+      body,
+    )
     if (got.status === 201) {
       c.ending = 'executed'
       c.agentSaw = got.body.ran as string
@@ -177,95 +216,103 @@ async function runCycle(i: number, deadline: number): Promise<Cycle> {
 it.each([
   ['no idempotency key: at most once, the rest unknown', false],
   ["the upstream's idempotency key: exactly once", true],
-] as const)(`${CYCLES} approval cycles with Redis and Corridor killed at random, %s: 0 lost, 0 twice, 0 unapproved, 0 altered`, async (name, idempotent) => {
-  honourKeys = idempotent
-  replays = 0
-  await stopCorridorProcess()
-  await startScenario(idempotent ? 'idem' : 'plain', idempotent)
-  const received = upstream.received.length
-  const deadline = Date.now() + TEST_BUDGET_MS - 10_000
-  // Kills are paced by progress (one every KILL_EVERY finished cycles, alternating Redis and Corridor,
-  // at a random moment while the other workers are mid-cycle), so every run gets the same number of them.
-  let stop = false
-  let finished = 0
-  const kills = { redis: 0, corridor: 0 }
-  const chaos = (async () => {
-    for (let nextAt = KILL_EVERY; !stop; nextAt += KILL_EVERY) {
-      while (!stop && finished < nextAt) await sleep(10)
-      if (stop) break
-      await sleep(Math.random() * 150)
-      if ((kills.redis + kills.corridor) % 2 === 0) {
-        await redis.kill()
-        kills.redis++
-        await sleep(50 + Math.random() * 250)
-        await redis.start()
-      } else {
-        await stopCorridorProcess()
-        kills.corridor++
-        await startCorridorProcess()
+] as const)(
+  `${CYCLES} approval cycles with Redis and Corridor killed at random, %s: 0 lost, 0 twice, 0 unapproved, 0 altered`,
+  async (name, idempotent) => {
+    honourKeys = idempotent
+    replays = 0
+    await stopCorridorProcess()
+    await startScenario(idempotent ? 'idem' : 'plain', idempotent)
+    const received = upstream.received.length
+    const deadline = Date.now() + TEST_BUDGET_MS - 10_000
+    // Kills are paced by progress (one every KILL_EVERY finished cycles, alternating Redis and Corridor,
+    // at a random moment while the other workers are mid-cycle), so every run gets the same number of them.
+    let stop = false
+    let finished = 0
+    const kills = { redis: 0, corridor: 0 }
+    const chaos = (async () => {
+      for (let nextAt = KILL_EVERY; !stop; nextAt += KILL_EVERY) {
+        while (!stop && finished < nextAt) await sleep(10)
+        if (stop) break
+        await sleep(Math.random() * 150)
+        if ((kills.redis + kills.corridor) % 2 === 0) {
+          await redis.kill()
+          kills.redis++
+          await sleep(50 + Math.random() * 250)
+          await redis.start()
+        } else {
+          await stopCorridorProcess()
+          kills.corridor++
+          await startCorridorProcess()
+        }
       }
-    }
-  })()
+    })()
 
-  let next = 0
-  const cycles: Cycle[] = []
-  await Promise.all(
-    Array.from({ length: WORKERS }, async () => {
-      while (next < CYCLES && Date.now() < deadline) {
-        cycles.push(await runCycle(next++, deadline))
-        finished++
+    let next = 0
+    const cycles: Cycle[] = []
+    await Promise.all(
+      Array.from({ length: WORKERS }, async () => {
+        while (next < CYCLES && Date.now() < deadline) {
+          cycles.push(await runCycle(next++, deadline))
+          finished++
+        }
+      }),
+    )
+    stop = true
+    await chaos
+
+    // What the upstream executed: every request it received, less the repeats it answered from its idempotency store.
+    const byNonce = new Map<string, string[]>()
+    const seenKeys = new Set<string>()
+    for (const r of upstream.received.slice(received)) {
+      const key = r.headers['idempotency-key']
+      if (idempotent && typeof key === 'string') {
+        if (seenKeys.has(key)) continue
+        seenKeys.add(key)
       }
-    }),
-  )
-  stop = true
-  await chaos
-
-  // What the upstream executed: every request it received, less the repeats it answered from its idempotency store.
-  const byNonce = new Map<string, string[]>()
-  const seenKeys = new Set<string>()
-  for (const r of upstream.received.slice(received)) {
-    const key = r.headers['idempotency-key']
-    if (idempotent && typeof key === 'string') {
-      if (seenKeys.has(key)) continue
-      seenKeys.add(key)
+      const nonce = (JSON.parse(r.body.toString()) as { nonce: string }).nonce
+      byNonce.set(nonce, [...(byNonce.get(nonce) ?? []), r.body.toString()])
     }
-    const nonce = (JSON.parse(r.body.toString()) as { nonce: string }).nonce
-    byNonce.set(nonce, [...(byNonce.get(nonce) ?? []), r.body.toString()])
-  }
-  const approvedCycles = cycles.filter((c) => !c.rejected)
-  const summary = {
-    cycles: cycles.length,
-    kills,
-    executed: cycles.filter((c) => c.ending === 'executed').length,
-    rejected: cycles.filter((c) => c.ending === 'rejected').length,
-    unknown: cycles.filter((c) => c.ending === 'unknown').length,
-    // Of those, how many the upstream did receive (once): the rest died between the claim and the send.
-    unknownReceived: cycles.filter((c) => c.ending === 'unknown' && byNonce.has(c.nonce)).length,
-    // Sends the upstream recognised as repeats of an executed key (releases repeated after a kill).
-    replays,
-    unfinished: cycles.filter((c) => c.ending === 'unfinished').length,
-    twice: [...byNonce.values()].filter((bodies) => bodies.length > 1).length,
-    unapproved: cycles.filter((c) => c.rejected && byNonce.has(c.nonce)).length + [...byNonce.keys()].filter((n) => !cycles.some((c) => c.nonce === n)).length,
-    altered: cycles.filter((c) => (byNonce.get(c.nonce) ?? []).some((b) => b !== c.body) || (c.agentSaw !== null && c.agentSaw !== c.body)).length,
-    // Approved, yet never run and not reported as possibly run.
-    lost: approvedCycles.filter((c) => c.ending !== 'unknown' && !byNonce.has(c.nonce)).length,
-  }
-  console.log(`approval chaos (${name}):`, JSON.stringify(summary))
-  if (idempotent) {
-    expect(summary.unknown).toBe(0)
-    expect(approvedCycles.every((c) => c.ending === 'executed')).toBe(true)
-  }
-  expect(summary.cycles).toBe(CYCLES)
-  expect(summary.unfinished).toBe(0)
-  expect(summary.twice).toBe(0)
-  expect(summary.unapproved).toBe(0)
-  expect(summary.altered).toBe(0)
-  expect(summary.lost).toBe(0)
-  expect(summary.rejected).toBe(cycles.filter((c) => c.rejected).length)
-  expect(kills.redis + kills.corridor).toBeGreaterThanOrEqual(Math.floor(CYCLES / KILL_EVERY) - 1)
-  expect(kills.corridor).toBeGreaterThanOrEqual(Math.floor(CYCLES / KILL_EVERY / 2) - 1)
-  for (const c of cycles.filter((x) => x.ending === 'executed')) expect(byNonce.get(c.nonce)).toHaveLength(1)
-}, TEST_BUDGET_MS)
+    const approvedCycles = cycles.filter((c) => !c.rejected)
+    const summary = {
+      cycles: cycles.length,
+      kills,
+      executed: cycles.filter((c) => c.ending === 'executed').length,
+      rejected: cycles.filter((c) => c.ending === 'rejected').length,
+      unknown: cycles.filter((c) => c.ending === 'unknown').length,
+      // Of those, how many the upstream did receive (once): the rest died between the claim and the send.
+      unknownReceived: cycles.filter((c) => c.ending === 'unknown' && byNonce.has(c.nonce)).length,
+      // Sends the upstream recognised as repeats of an executed key (releases repeated after a kill).
+      replays,
+      unfinished: cycles.filter((c) => c.ending === 'unfinished').length,
+      twice: [...byNonce.values()].filter((bodies) => bodies.length > 1).length,
+      unapproved:
+        cycles.filter((c) => c.rejected && byNonce.has(c.nonce)).length +
+        [...byNonce.keys()].filter((n) => !cycles.some((c) => c.nonce === n)).length,
+      altered: cycles.filter(
+        (c) => (byNonce.get(c.nonce) ?? []).some((b) => b !== c.body) || (c.agentSaw !== null && c.agentSaw !== c.body),
+      ).length,
+      // Approved, yet never run and not reported as possibly run.
+      lost: approvedCycles.filter((c) => c.ending !== 'unknown' && !byNonce.has(c.nonce)).length,
+    }
+    console.log(`approval chaos (${name}):`, JSON.stringify(summary))
+    if (idempotent) {
+      expect(summary.unknown).toBe(0)
+      expect(approvedCycles.every((c) => c.ending === 'executed')).toBe(true)
+    }
+    expect(summary.cycles).toBe(CYCLES)
+    expect(summary.unfinished).toBe(0)
+    expect(summary.twice).toBe(0)
+    expect(summary.unapproved).toBe(0)
+    expect(summary.altered).toBe(0)
+    expect(summary.lost).toBe(0)
+    expect(summary.rejected).toBe(cycles.filter((c) => c.rejected).length)
+    expect(kills.redis + kills.corridor).toBeGreaterThanOrEqual(Math.floor(CYCLES / KILL_EVERY) - 1)
+    expect(kills.corridor).toBeGreaterThanOrEqual(Math.floor(CYCLES / KILL_EVERY / 2) - 1)
+    for (const c of cycles.filter((x) => x.ending === 'executed')) expect(byNonce.get(c.nonce)).toHaveLength(1)
+  },
+  TEST_BUDGET_MS,
+)
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms))

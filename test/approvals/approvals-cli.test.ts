@@ -19,10 +19,17 @@ afterAll(async () => {
   await upstream?.close()
 })
 
-async function cli(token: string | undefined, ...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+async function cli(
+  token: string | undefined,
+  ...args: string[]
+): Promise<{ code: number; stdout: string; stderr: string }> {
   const env = { ...process.env, CORRIDOR_APPROVER_TOKEN: token ?? '' }
   try {
-    const { stdout, stderr } = await run(process.execPath, ['bin/corridor.js', 'approvals', ...args, '--admin', fx.corridor.adminUrl], { env, timeout: 15_000 })
+    const { stdout, stderr } = await run(
+      process.execPath,
+      ['bin/corridor.js', 'approvals', ...args, '--admin', fx.corridor.adminUrl],
+      { env, timeout: 15_000 },
+    )
     return { code: 0, stdout, stderr }
   } catch (e) {
     const err = e as { code: number; stdout: string; stderr: string }
@@ -31,7 +38,10 @@ async function cli(token: string | undefined, ...args: string[]): Promise<{ code
 }
 
 it('lists, shows and approves a held request; the decision needs a token and a reason', async () => {
-  const held = await agentCall(fx.corridor.agentUrl, WRITER_KEY, '/svc/items', { body: { qty: 44, note: 'via-cli' }, headers: { 'x-corridor-intent': 'cli intent' } })
+  const held = await agentCall(fx.corridor.agentUrl, WRITER_KEY, '/svc/items', {
+    body: { qty: 44, note: 'via-cli' },
+    headers: { 'x-corridor-intent': 'cli intent' },
+  })
   const id = held.body.approval_id as string
 
   expect((await cli(undefined, 'list')).code).toBe(2)
@@ -54,13 +64,40 @@ it('lists, shows and approves a held request; the decision needs a token and a r
   expect(approved.code).toBe(0)
   expect(approved.stdout).toContain(`${id}: approved`)
   await eventually(() => expect(upstream.received.filter((r) => r.body.toString().includes('via-cli'))).toHaveLength(1))
-  const result = await agentCall(fx.corridor.agentUrl, WRITER_KEY, '/svc/items', { body: { qty: 44, note: 'via-cli' }, headers: { 'x-corridor-approval': id } })
+  const result = await agentCall(fx.corridor.agentUrl, WRITER_KEY, '/svc/items', {
+    body: { qty: 44, note: 'via-cli' },
+    headers: { 'x-corridor-approval': id },
+  })
   expect(result.status).toBe(200)
 
   // The audit trail of one approval: the hold, the decision, the one forward, the collection.
-  const { stdout } = await run(process.execPath, ['bin/corridor.js', 'audit', 'query', '--config', `${fx.dir}/corridor.yaml`, '--approval', id], { timeout: 15_000 })
-  const lines = stdout.trim().split('\n').map((l) => JSON.parse(l) as { type: string; outcome?: string; event?: string; approval?: { approved_by: { approver: string; reason: string }[] } })
-  expect(lines.filter((l) => l.type === 'request').map((l) => l.outcome).sort()).toEqual(['forwarded', 'held', 'released'])
-  expect(lines.filter((l) => l.type === 'approval').map((l) => l.event)).toEqual(expect.arrayContaining(['held', 'approved', 'executed']))
-  expect(lines.find((l) => l.outcome === 'forwarded')?.approval?.approved_by).toEqual([expect.objectContaining({ approver: 'alice', reason: 'restock approved' })])
+  const { stdout } = await run(
+    process.execPath,
+    ['bin/corridor.js', 'audit', 'query', '--config', `${fx.dir}/corridor.yaml`, '--approval', id],
+    { timeout: 15_000 },
+  )
+  const lines = stdout
+    .trim()
+    .split('\n')
+    .map(
+      (l) =>
+        JSON.parse(l) as {
+          type: string
+          outcome?: string
+          event?: string
+          approval?: { approved_by: { approver: string; reason: string }[] }
+        },
+    )
+  expect(
+    lines
+      .filter((l) => l.type === 'request')
+      .map((l) => l.outcome)
+      .sort(),
+  ).toEqual(['forwarded', 'held', 'released'])
+  expect(lines.filter((l) => l.type === 'approval').map((l) => l.event)).toEqual(
+    expect.arrayContaining(['held', 'approved', 'executed']),
+  )
+  expect(lines.find((l) => l.outcome === 'forwarded')?.approval?.approved_by).toEqual([
+    expect.objectContaining({ approver: 'alice', reason: 'restock approved' }),
+  ])
 })

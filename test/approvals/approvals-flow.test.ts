@@ -10,7 +10,15 @@ import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { ADMIN_BOT_KEY, agentCall, approvalFiles, approve, approverCall, APPROVER_KEYS, WRITER_KEY } from '../helpers/approvals-fixture.ts'
+import {
+  ADMIN_BOT_KEY,
+  agentCall,
+  approvalFiles,
+  approve,
+  approverCall,
+  APPROVER_KEYS,
+  WRITER_KEY,
+} from '../helpers/approvals-fixture.ts'
 import { eventually, startCorridorFixture, type CorridorFixture } from '../helpers/corridor-fixture.ts'
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/recording-upstream.ts'
 import { startRedis, type RedisProcess } from '../helpers/redis-process.ts'
@@ -22,7 +30,8 @@ let fx: CorridorFixture
 let webhook: { server: Server; url: string; posts: Record<string, unknown>[] }
 const canary = newCanary()
 
-const redisConfig = (url: string, extra = '') => `approvals:\n  redis: { url: "${url}", key_prefix: "flow:" }\n  wait: 1s\n${extra}`
+const redisConfig = (url: string, extra = '') =>
+  `approvals:\n  redis: { url: "${url}", key_prefix: "flow:" }\n  wait: 1s\n${extra}`
 
 beforeAll(async () => {
   redis = await startRedis()
@@ -41,7 +50,10 @@ beforeAll(async () => {
   })
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
   webhook = { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`, posts }
-  fx = await startCorridorFixture(approvalFiles(upstream.url, redisConfig(redis.url, `  webhook: { url_env: HOOK_URL }\n`)), { SVC_TOKEN: canary, HOOK_URL: webhook.url })
+  fx = await startCorridorFixture(
+    approvalFiles(upstream.url, redisConfig(redis.url, `  webhook: { url_env: HOOK_URL }\n`)),
+    { SVC_TOKEN: canary, HOOK_URL: webhook.url },
+  )
 })
 
 afterAll(async () => {
@@ -58,10 +70,21 @@ const received = (marker: string) => upstream.received.filter((r) => r.body.toSt
 describe('the whole flow', () => {
   it('holds, answers 202, lets an approver release it once, and returns the result to the retry', async () => {
     const order = { qty: 50, note: 'flow-1', card_number: '4111111111111111' }
-    const held = await agentCall(agentUrl(), WRITER_KEY, '/svc/items', { body: order, headers: { 'x-corridor-intent': 'restock the warehouse' } })
+    const held = await agentCall(agentUrl(), WRITER_KEY, '/svc/items', {
+      body: order,
+      headers: { 'x-corridor-intent': 'restock the warehouse' },
+    })
     expect(held.status).toBe(202)
     expect(held.headers['content-type']).toBe('application/problem+json')
-    expect(held.body).toMatchObject({ code: 'approval_pending', status: 202, state: 'pending', approvers: ['leads'], required_approvals: 1, rule: 'create-big-approval', reason: 'big orders need a lead' })
+    expect(held.body).toMatchObject({
+      code: 'approval_pending',
+      status: 202,
+      state: 'pending',
+      approvers: ['leads'],
+      required_approvals: 1,
+      rule: 'create-big-approval',
+      reason: 'big orders need a lead',
+    })
     const id = held.body.approval_id as string
     expect(id).toMatch(/^apr_/)
     expect(held.headers['retry-after']).toBe('5')
@@ -77,9 +100,20 @@ describe('the whole flow', () => {
     const list = await approverCall(adminUrl(), APPROVER_KEYS.alice, '/approvals')
     expect((list.body.approvals as { id: string }[]).map((a) => a.id)).toContain(id)
     const shown = await approverCall(adminUrl(), APPROVER_KEYS.alice, `/approvals/${id}`)
-    expect(shown.body).toMatchObject({ agent: 'writer', owner: 'team-a', action: 'items.create', intent: 'restock the warehouse', body: JSON.stringify(order), method: 'POST', target: '/svc/items' })
+    expect(shown.body).toMatchObject({
+      agent: 'writer',
+      owner: 'team-a',
+      action: 'items.create',
+      intent: 'restock the warehouse',
+      body: JSON.stringify(order),
+      method: 'POST',
+      target: '/svc/items',
+    })
     expect((shown.body.headers as string[]).join('\n')).not.toMatch(/authorization|cor_test/i)
-    const approved = await approverCall(adminUrl(), APPROVER_KEYS.alice, `/approvals/${id}/approve`, { reason: 'stock is low', digest: shown.body.digest })
+    const approved = await approverCall(adminUrl(), APPROVER_KEYS.alice, `/approvals/${id}/approve`, {
+      reason: 'stock is low',
+      digest: shown.body.digest,
+    })
     expect(approved.status).toBe(200)
 
     await eventually(() => expect(received('flow-1')).toHaveLength(1), 3_000)
@@ -90,7 +124,10 @@ describe('the whole flow', () => {
 
     // Retry: the upstream's response, as often as asked; the upstream still saw one request.
     for (let i = 0; i < 2; i++) {
-      const result = await agentCall(agentUrl(), WRITER_KEY, '/svc/items', { body: order, headers: { 'x-corridor-approval': id } })
+      const result = await agentCall(agentUrl(), WRITER_KEY, '/svc/items', {
+        body: order,
+        headers: { 'x-corridor-approval': id },
+      })
       expect(result.status).toBe(201)
       expect(result.headers['x-upstream']).toBe('yes')
       expect(result.headers['x-corridor-approval']).toBe(id)
@@ -103,18 +140,37 @@ describe('the whole flow', () => {
       const records = fx.auditRecords().filter((r) => r.approval?.id === id)
       const forwarded = records.filter((r) => r.outcome === 'forwarded')
       expect(forwarded).toHaveLength(1)
-      expect(forwarded[0]!.approval?.approved_by).toEqual([{ approver: 'alice', at: expect.any(String), reason: 'stock is low' }])
-      expect(forwarded[0]).toMatchObject({ agent: 'writer', action: 'items.create', upstream_status: 201, credential: { reference: 'env:SVC_TOKEN' }, intent: 'restock the warehouse' })
+      expect(forwarded[0]!.approval?.approved_by).toEqual([
+        { approver: 'alice', at: expect.any(String), reason: 'stock is low' },
+      ])
+      expect(forwarded[0]).toMatchObject({
+        agent: 'writer',
+        action: 'items.create',
+        upstream_status: 201,
+        credential: { reference: 'env:SVC_TOKEN' },
+        intent: 'restock the warehouse',
+      })
       expect(records.filter((r) => r.outcome === 'held')).toHaveLength(1)
       expect(records.filter((r) => r.outcome === 'released')).toHaveLength(2)
     })
-    const events = readFileSync(fx.auditFile, 'utf8').split('\n').filter((l) => l.includes('"type":"approval"') && l.includes(id)).map((l) => JSON.parse(l) as { event: string; by: string | null })
+    const events = readFileSync(fx.auditFile, 'utf8')
+      .split('\n')
+      .filter((l) => l.includes('"type":"approval"') && l.includes(id))
+      .map((l) => JSON.parse(l) as { event: string; by: string | null })
     expect(events.map((e) => e.event)).toEqual(expect.arrayContaining(['held', 'approved', 'executed']))
     expect(events.find((e) => e.event === 'approved')?.by).toBe('alice')
 
     // The webhook told people, with a readable summary and masked sensitive fields.
-    await eventually(() => expect(webhook.posts.filter((p) => (p.corridor as { approval_id: string }).approval_id === id).length).toBeGreaterThanOrEqual(3))
-    const heldPost = webhook.posts.find((p) => (p.corridor as { approval_id: string; event: string }).approval_id === id && (p.corridor as { event: string }).event === 'held')!
+    await eventually(() =>
+      expect(
+        webhook.posts.filter((p) => (p.corridor as { approval_id: string }).approval_id === id).length,
+      ).toBeGreaterThanOrEqual(3),
+    )
+    const heldPost = webhook.posts.find(
+      (p) =>
+        (p.corridor as { approval_id: string; event: string }).approval_id === id &&
+        (p.corridor as { event: string }).event === 'held',
+    )!
     expect(heldPost.text).toContain('writer')
     expect(heldPost.text).toContain('svc.items.create')
     expect(heldPost.text).toContain('restock the warehouse')
@@ -124,7 +180,10 @@ describe('the whole flow', () => {
   })
 
   it('answers the waiting connection itself when the decision arrives in time', async () => {
-    const waiting = agentCall(agentUrl(), WRITER_KEY, '/svc/items', { body: { qty: 20, note: 'flow-2' }, headers: { 'x-corridor-intent': 'flow-2' } })
+    const waiting = agentCall(agentUrl(), WRITER_KEY, '/svc/items', {
+      body: { qty: 20, note: 'flow-2' },
+      headers: { 'x-corridor-intent': 'flow-2' },
+    })
     let id: string | undefined
     await eventuallyAsync(async () => {
       const list = await approverCall(adminUrl(), APPROVER_KEYS.bob, '/approvals?limit=500')
@@ -153,8 +212,13 @@ describe('who may decide', () => {
     expect(owner.body.code).toBe('approver_not_eligible')
     expect(owner.body.detail).toContain('team-a')
     expect(fx.logs.join('')).toContain('approvals API refused a caller')
-    expect((await approverCall(adminUrl(), APPROVER_KEYS.dave, `/approvals/${id}/approve`, { reason: 'not my group' })).status).toBe(404)
-    expect(((await approverCall(adminUrl(), APPROVER_KEYS.dave, '/approvals')).body.approvals as unknown[]).length).toBe(0)
+    expect(
+      (await approverCall(adminUrl(), APPROVER_KEYS.dave, `/approvals/${id}/approve`, { reason: 'not my group' }))
+        .status,
+    ).toBe(404)
+    expect(
+      ((await approverCall(adminUrl(), APPROVER_KEYS.dave, '/approvals')).body.approvals as unknown[]).length,
+    ).toBe(0)
     const noReason = await approverCall(adminUrl(), APPROVER_KEYS.alice, `/approvals/${id}/approve`, { reason: '  ' })
     expect(noReason.status).toBe(400)
     expect((await approverCall(adminUrl(), APPROVER_KEYS.alice, `/approvals/${id}`)).body.state).toBe('pending')
@@ -172,7 +236,10 @@ describe('who may decide', () => {
     await new Promise((r) => setTimeout(r, 200))
     expect(upstream.received.filter((r) => r.url === '/base/items/77')).toHaveLength(0)
     expect((await approve(adminUrl(), 'bob', id)).status).toBe(200)
-    const result = await agentCall(agentUrl(), ADMIN_BOT_KEY, '/svc/items/77', { method: 'DELETE', headers: { 'x-corridor-approval': id } })
+    const result = await agentCall(agentUrl(), ADMIN_BOT_KEY, '/svc/items/77', {
+      method: 'DELETE',
+      headers: { 'x-corridor-approval': id },
+    })
     expect(result.status).toBe(201)
     expect(upstream.received.filter((r) => r.url === '/base/items/77')).toHaveLength(1)
     await eventually(() => {
@@ -186,30 +253,57 @@ describe('what ends an approval without running it', () => {
   it('rejection: the agent gets 403 with the approver and reason; nothing is sent', async () => {
     const held = await agentCall(agentUrl(), WRITER_KEY, '/svc/items', { body: { qty: 40, note: 'reject-me' } })
     const id = held.body.approval_id as string
-    const rejected = await approverCall(adminUrl(), APPROVER_KEYS.alice, `/approvals/${id}/reject`, { reason: 'quantity looks like a typo' })
+    const rejected = await approverCall(adminUrl(), APPROVER_KEYS.alice, `/approvals/${id}/reject`, {
+      reason: 'quantity looks like a typo',
+    })
     expect(rejected.body.state).toBe('rejected')
-    const retry = await agentCall(agentUrl(), WRITER_KEY, '/svc/items', { body: { qty: 40, note: 'reject-me' }, headers: { 'x-corridor-approval': id } })
+    const retry = await agentCall(agentUrl(), WRITER_KEY, '/svc/items', {
+      body: { qty: 40, note: 'reject-me' },
+      headers: { 'x-corridor-approval': id },
+    })
     expect(retry.status).toBe(403)
-    expect(retry.body).toMatchObject({ code: 'approval_rejected', rejected_by: 'alice', reason: 'quantity looks like a typo' })
+    expect(retry.body).toMatchObject({
+      code: 'approval_rejected',
+      rejected_by: 'alice',
+      reason: 'quantity looks like a typo',
+    })
     expect((await approve(adminUrl(), 'bob', id)).status).toBe(409)
     expect(received('reject-me')).toHaveLength(0)
   })
 
   it('a different body or URL under the same approval id, or a reused Idempotency-Key, is refused', async () => {
-    const first = await agentCall(agentUrl(), WRITER_KEY, '/svc/items', { body: { qty: 60, note: 'digest' }, headers: { 'idempotency-key': 'idem-1' } })
+    const first = await agentCall(agentUrl(), WRITER_KEY, '/svc/items', {
+      body: { qty: 60, note: 'digest' },
+      headers: { 'idempotency-key': 'idem-1' },
+    })
     const id = first.body.approval_id as string
-    const changed = await agentCall(agentUrl(), WRITER_KEY, '/svc/items', { body: { qty: 600, note: 'digest' }, headers: { 'x-corridor-approval': id } })
+    const changed = await agentCall(agentUrl(), WRITER_KEY, '/svc/items', {
+      body: { qty: 600, note: 'digest' },
+      headers: { 'x-corridor-approval': id },
+    })
     expect(changed.status).toBe(409)
     expect(changed.body.code).toBe('approval_mismatch')
-    const again = await agentCall(agentUrl(), WRITER_KEY, '/svc/items', { body: { qty: 60, note: 'digest' }, headers: { 'idempotency-key': 'idem-1' } })
+    const again = await agentCall(agentUrl(), WRITER_KEY, '/svc/items', {
+      body: { qty: 60, note: 'digest' },
+      headers: { 'idempotency-key': 'idem-1' },
+    })
     expect(again.body.approval_id).toBe(id)
-    const reused = await agentCall(agentUrl(), WRITER_KEY, '/svc/items', { body: { qty: 61, note: 'digest' }, headers: { 'idempotency-key': 'idem-1' } })
+    const reused = await agentCall(agentUrl(), WRITER_KEY, '/svc/items', {
+      body: { qty: 61, note: 'digest' },
+      headers: { 'idempotency-key': 'idem-1' },
+    })
     expect(reused.status).toBe(409)
-    const wrongDigest = await approverCall(adminUrl(), APPROVER_KEYS.alice, `/approvals/${id}/approve`, { reason: 'ok', digest: 'sha256:' + 'a'.repeat(64) })
+    const wrongDigest = await approverCall(adminUrl(), APPROVER_KEYS.alice, `/approvals/${id}/approve`, {
+      reason: 'ok',
+      digest: 'sha256:' + 'a'.repeat(64),
+    })
     expect(wrongDigest.status).toBe(409)
     expect(wrongDigest.body.detail).toContain('digest')
     await approve(adminUrl(), 'alice', id)
-    const result = await agentCall(agentUrl(), WRITER_KEY, '/svc/items', { body: { qty: 60, note: 'digest' }, headers: { 'idempotency-key': 'idem-1' } })
+    const result = await agentCall(agentUrl(), WRITER_KEY, '/svc/items', {
+      body: { qty: 60, note: 'digest' },
+      headers: { 'idempotency-key': 'idem-1' },
+    })
     expect(result.status).toBe(201)
     expect(received('"note":"digest"')).toHaveLength(1)
     expect(received('"note":"digest"')[0]!.body.toString()).toBe('{"qty":60,"note":"digest"}')
@@ -223,19 +317,43 @@ describe('what ends an approval without running it', () => {
     const originalPolicy = readFileSync(policyFile, 'utf8')
     const originalAgents = readFileSync(agentsFile, 'utf8')
     try {
-      writeFileSync(policyFile, originalPolicy.replace('  - id: create-big-approval\n    effect: require_approval\n    approvers: [leads]\n', '  - id: create-big-approval\n    effect: deny\n'))
-      writeFileSync(agentsFile, originalAgents.replace('tier: privileged\n', 'tier: privileged\n    status: suspended\n'))
+      writeFileSync(
+        policyFile,
+        originalPolicy.replace(
+          '  - id: create-big-approval\n    effect: require_approval\n    approvers: [leads]\n',
+          '  - id: create-big-approval\n    effect: deny\n',
+        ),
+      )
+      writeFileSync(
+        agentsFile,
+        originalAgents.replace('tier: privileged\n', 'tier: privileged\n    status: suspended\n'),
+      )
       expect(fx.corridor.policies.reload()).toBe(true)
       await eventuallyAsync(async () => {
-        expect((await approverCall(adminUrl(), APPROVER_KEYS.alice, `/approvals/${a.body.approval_id as string}`)).body.state).toBe('cancelled')
-        expect((await approverCall(adminUrl(), APPROVER_KEYS.alice, `/approvals/${b.body.approval_id as string}`)).body.state).toBe('cancelled')
+        expect(
+          (await approverCall(adminUrl(), APPROVER_KEYS.alice, `/approvals/${a.body.approval_id as string}`)).body
+            .state,
+        ).toBe('cancelled')
+        expect(
+          (await approverCall(adminUrl(), APPROVER_KEYS.alice, `/approvals/${b.body.approval_id as string}`)).body
+            .state,
+        ).toBe('cancelled')
       })
-      const retry = await agentCall(agentUrl(), WRITER_KEY, '/svc/items', { body: { qty: 70, note: 'policy-change' }, headers: { 'x-corridor-approval': a.body.approval_id as string } })
+      const retry = await agentCall(agentUrl(), WRITER_KEY, '/svc/items', {
+        body: { qty: 70, note: 'policy-change' },
+        headers: { 'x-corridor-approval': a.body.approval_id as string },
+      })
       expect(retry.status).toBe(403)
       expect(retry.body.code).toBe('approval_cancelled')
       expect(retry.body.reason).toMatch(/denies it/)
-      expect((await approverCall(adminUrl(), APPROVER_KEYS.bob, `/approvals/${b.body.approval_id as string}`)).body.cancel_reason).toMatch(/suspended/)
-      const suspended = await agentCall(agentUrl(), ADMIN_BOT_KEY, '/svc/items/88', { method: 'DELETE', headers: { 'x-corridor-approval': b.body.approval_id as string } })
+      expect(
+        (await approverCall(adminUrl(), APPROVER_KEYS.bob, `/approvals/${b.body.approval_id as string}`)).body
+          .cancel_reason,
+      ).toMatch(/suspended/)
+      const suspended = await agentCall(agentUrl(), ADMIN_BOT_KEY, '/svc/items/88', {
+        method: 'DELETE',
+        headers: { 'x-corridor-approval': b.body.approval_id as string },
+      })
       expect(suspended.body.code).toBe('agent_suspended')
     } finally {
       writeFileSync(policyFile, originalPolicy)
@@ -248,15 +366,28 @@ describe('what ends an approval without running it', () => {
 
 describe('a policy that now allows it outright', () => {
   it('cancels the held copy, so that the agent resending it runs it exactly once', async () => {
-    const held = await agentCall(agentUrl(), WRITER_KEY, '/svc/items', { body: { qty: 80, note: 'now-allowed' }, headers: { 'idempotency-key': 'k-allow' } })
+    const held = await agentCall(agentUrl(), WRITER_KEY, '/svc/items', {
+      body: { qty: 80, note: 'now-allowed' },
+      headers: { 'idempotency-key': 'k-allow' },
+    })
     const id = held.body.approval_id as string
     const policyFile = join(fx.dir, 'policy.yaml')
     const original = readFileSync(policyFile, 'utf8')
     try {
-      writeFileSync(policyFile, original.replace('qty: { lte: 10 }', 'qty: { lte: 100 }').replace('qty: { gt: 10 }', 'qty: { gt: 100 }'))
+      writeFileSync(
+        policyFile,
+        original.replace('qty: { lte: 10 }', 'qty: { lte: 100 }').replace('qty: { gt: 10 }', 'qty: { gt: 100 }'),
+      )
       expect(fx.corridor.policies.reload()).toBe(true)
-      await eventuallyAsync(async () => expect((await approverCall(adminUrl(), APPROVER_KEYS.alice, `/approvals/${id}`)).body.cancel_reason).toMatch(/allows it without approval/))
-      const resent = await agentCall(agentUrl(), WRITER_KEY, '/svc/items', { body: { qty: 80, note: 'now-allowed' }, headers: { 'idempotency-key': 'k-allow' } })
+      await eventuallyAsync(async () =>
+        expect((await approverCall(adminUrl(), APPROVER_KEYS.alice, `/approvals/${id}`)).body.cancel_reason).toMatch(
+          /allows it without approval/,
+        ),
+      )
+      const resent = await agentCall(agentUrl(), WRITER_KEY, '/svc/items', {
+        body: { qty: 80, note: 'now-allowed' },
+        headers: { 'idempotency-key': 'k-allow' },
+      })
       expect(resent.status).toBe(201)
       expect((await approve(adminUrl(), 'alice', id)).status).toBe(409)
       await new Promise((r) => setTimeout(r, 1_200)) // a sweep has run
@@ -270,12 +401,20 @@ describe('a policy that now allows it outright', () => {
 
 describe('expiry', () => {
   it('an undecided approval expires: the agent gets a distinct 403 and a late approval is refused', async () => {
-    const short = await startCorridorFixture(approvalFiles(upstream.url, redisConfig(redis.url, '  expires_after: 1s\n').replace('wait: 1s', 'wait: 0s')), { SVC_TOKEN: canary })
+    const short = await startCorridorFixture(
+      approvalFiles(upstream.url, redisConfig(redis.url, '  expires_after: 1s\n').replace('wait: 1s', 'wait: 0s')),
+      { SVC_TOKEN: canary },
+    )
     try {
-      const held = await agentCall(short.corridor.agentUrl, WRITER_KEY, '/svc/items', { body: { qty: 90, note: 'expire-me' } })
+      const held = await agentCall(short.corridor.agentUrl, WRITER_KEY, '/svc/items', {
+        body: { qty: 90, note: 'expire-me' },
+      })
       const id = held.body.approval_id as string
       await new Promise((r) => setTimeout(r, 2_200))
-      const retry = await agentCall(short.corridor.agentUrl, WRITER_KEY, '/svc/items', { body: { qty: 90, note: 'expire-me' }, headers: { 'x-corridor-approval': id } })
+      const retry = await agentCall(short.corridor.agentUrl, WRITER_KEY, '/svc/items', {
+        body: { qty: 90, note: 'expire-me' },
+        headers: { 'x-corridor-approval': id },
+      })
       expect(retry.status).toBe(403)
       expect(retry.body.code).toBe('approval_expired')
       expect((await approve(short.corridor.adminUrl, 'alice', id)).status).toBe(409)
@@ -293,9 +432,15 @@ describe('Redis and replicas', () => {
       const held = await agentCall(agentUrl(), WRITER_KEY, '/svc/items', { body: { qty: 15, note: 'two-replicas' } })
       const id = held.body.approval_id as string
       expect((await approve(b.corridor.adminUrl, 'alice', id)).status).toBe(200)
-      const result = await agentCall(b.corridor.agentUrl, WRITER_KEY, '/svc/items', { body: { qty: 15, note: 'two-replicas' }, headers: { 'x-corridor-approval': id } })
+      const result = await agentCall(b.corridor.agentUrl, WRITER_KEY, '/svc/items', {
+        body: { qty: 15, note: 'two-replicas' },
+        headers: { 'x-corridor-approval': id },
+      })
       expect(result.status).toBe(201)
-      const fromA = await agentCall(agentUrl(), WRITER_KEY, '/svc/items', { body: { qty: 15, note: 'two-replicas' }, headers: { 'x-corridor-approval': id } })
+      const fromA = await agentCall(agentUrl(), WRITER_KEY, '/svc/items', {
+        body: { qty: 15, note: 'two-replicas' },
+        headers: { 'x-corridor-approval': id },
+      })
       expect(fromA.status).toBe(201)
       await new Promise((r) => setTimeout(r, 1_500)) // both replicas' sweeps have run since
       expect(received('two-replicas')).toHaveLength(1)
@@ -315,28 +460,48 @@ describe('Redis and replicas', () => {
       expect(refused.status).toBe(503)
       expect(refused.body.code).toBe('approval_unavailable')
       expect(elapsed).toBeLessThan(1_000)
-      const decision = await approverCall(adminUrl(), APPROVER_KEYS.alice, `/approvals/${id}/approve`, { reason: 'now' })
+      const decision = await approverCall(adminUrl(), APPROVER_KEYS.alice, `/approvals/${id}/approve`, {
+        reason: 'now',
+      })
       expect(decision.status).toBe(503)
-      expect((await agentCall(agentUrl(), WRITER_KEY, '/svc/items', { body: { qty: 2, note: 'allowed-during-outage' } })).status).toBe(201)
+      expect(
+        (await agentCall(agentUrl(), WRITER_KEY, '/svc/items', { body: { qty: 2, note: 'allowed-during-outage' } }))
+          .status,
+      ).toBe(201)
       const ready = await approverCall(adminUrl(), null, '/readyz')
       expect(ready.body).toMatchObject({ ready: true, checks: { approval_queue: false } })
     } finally {
       await redis.start()
     }
-    await eventuallyAsync(async () => expect((await approverCall(adminUrl(), APPROVER_KEYS.alice, `/approvals/${id}`)).body.state).toBe('pending'), 5_000)
+    await eventuallyAsync(
+      async () =>
+        expect((await approverCall(adminUrl(), APPROVER_KEYS.alice, `/approvals/${id}`)).body.state).toBe('pending'),
+      5_000,
+    )
     expect((await approve(adminUrl(), 'alice', id)).status).toBe(200)
-    const result = await agentCall(agentUrl(), WRITER_KEY, '/svc/items', { body: { qty: 25, note: 'survivor' }, headers: { 'x-corridor-approval': id } })
+    const result = await agentCall(agentUrl(), WRITER_KEY, '/svc/items', {
+      body: { qty: 25, note: 'survivor' },
+      headers: { 'x-corridor-approval': id },
+    })
     expect(result.status).toBe(201)
     expect(received('survivor')).toHaveLength(1)
     expect(received('while-down')).toHaveLength(0)
   })
 
   it('caps held connections with a clear 503, queueing nothing', async () => {
-    const capped = await startCorridorFixture(approvalFiles(upstream.url, redisConfig(redis.url, '  max_held_connections: 1\n').replace('wait: 1s', 'wait: 2s')), { SVC_TOKEN: canary })
+    const capped = await startCorridorFixture(
+      approvalFiles(
+        upstream.url,
+        redisConfig(redis.url, '  max_held_connections: 1\n').replace('wait: 1s', 'wait: 2s'),
+      ),
+      { SVC_TOKEN: canary },
+    )
     try {
       const first = agentCall(capped.corridor.agentUrl, WRITER_KEY, '/svc/items', { body: { qty: 31, note: 'cap-1' } })
       await new Promise((r) => setTimeout(r, 300))
-      const second = await agentCall(capped.corridor.agentUrl, WRITER_KEY, '/svc/items', { body: { qty: 32, note: 'cap-2' } })
+      const second = await agentCall(capped.corridor.agentUrl, WRITER_KEY, '/svc/items', {
+        body: { qty: 32, note: 'cap-2' },
+      })
       expect(second.status).toBe(503)
       expect(second.body.code).toBe('approval_capacity')
       expect((await first).status).toBe(202)
@@ -359,7 +524,11 @@ describe('Redis and replicas', () => {
         const fields = await client.hgetall(key)
         dump += JSON.stringify(fields)
         // Bodies are stored base64: search them decoded too.
-        if (fields.doc) dump += Buffer.from((JSON.parse(fields.doc) as { request: { bodyBase64: string } }).request.bodyBase64, 'base64').toString()
+        if (fields.doc)
+          dump += Buffer.from(
+            (JSON.parse(fields.doc) as { request: { bodyBase64: string } }).request.bodyBase64,
+            'base64',
+          ).toString()
       }
       expect(dump).toContain('flow-1') // the held requests are there…
       for (const secret of [canary, WRITER_KEY, ADMIN_BOT_KEY, ...Object.values(APPROVER_KEYS)]) {
@@ -375,8 +544,12 @@ describe('Redis and replicas', () => {
 
 describe('without Redis', () => {
   it('answers calls still waiting with their approval id when Corridor stops, instead of cutting them off', async () => {
-    const stopping = await startCorridorFixture(approvalFiles(upstream.url, 'approvals: { wait: 20s }\n'), { SVC_TOKEN: canary })
-    const waiting = agentCall(stopping.corridor.agentUrl, WRITER_KEY, '/svc/items', { body: { qty: 35, note: 'shutdown' } })
+    const stopping = await startCorridorFixture(approvalFiles(upstream.url, 'approvals: { wait: 20s }\n'), {
+      SVC_TOKEN: canary,
+    })
+    const waiting = agentCall(stopping.corridor.agentUrl, WRITER_KEY, '/svc/items', {
+      body: { qty: 35, note: 'shutdown' },
+    })
     await eventually(() => expect(stopping.corridor.approvals.heldConnections).toBe(1))
     const started = performance.now()
     await stopping.close()
@@ -387,13 +560,20 @@ describe('without Redis', () => {
   })
 
   it('holds nothing and takes no decision while the audit trail cannot be written', async () => {
-    const blind = await startCorridorFixture({ ...approvalFiles(upstream.url, 'approvals: { wait: 0s }\n'), auditFile: '/dev/full' }, { SVC_TOKEN: canary })
+    const blind = await startCorridorFixture(
+      { ...approvalFiles(upstream.url, 'approvals: { wait: 0s }\n'), auditFile: '/dev/full' },
+      { SVC_TOKEN: canary },
+    )
     try {
-      const refused = await agentCall(blind.corridor.agentUrl, WRITER_KEY, '/svc/items', { body: { qty: 34, note: 'unaudited' } })
+      const refused = await agentCall(blind.corridor.agentUrl, WRITER_KEY, '/svc/items', {
+        body: { qty: 34, note: 'unaudited' },
+      })
       expect(refused.status).toBe(503)
       expect(refused.body.code).toBe('audit_unavailable')
       expect(await blind.corridor.approvals.list('pending', 0, 10)).toEqual([])
-      const decision = await approverCall(blind.corridor.adminUrl, APPROVER_KEYS.alice, '/approvals/apr_any/approve', { reason: 'unaudited' })
+      const decision = await approverCall(blind.corridor.adminUrl, APPROVER_KEYS.alice, '/approvals/apr_any/approve', {
+        reason: 'unaudited',
+      })
       expect(decision.status).toBe(503)
       expect(decision.body.code).toBe('audit_unavailable')
     } finally {
@@ -402,14 +582,21 @@ describe('without Redis', () => {
   })
 
   it('uses the in-memory queue for one instance, and says loudly that approvals die with the process', async () => {
-    const mem = await startCorridorFixture(approvalFiles(upstream.url, 'approvals: { wait: 0s }\n'), { SVC_TOKEN: canary })
+    const mem = await startCorridorFixture(approvalFiles(upstream.url, 'approvals: { wait: 0s }\n'), {
+      SVC_TOKEN: canary,
+    })
     try {
       expect(mem.logs.join('')).toContain('APPROVALS ARE IN MEMORY')
-      const held = await agentCall(mem.corridor.agentUrl, WRITER_KEY, '/svc/items', { body: { qty: 33, note: 'in-memory' } })
+      const held = await agentCall(mem.corridor.agentUrl, WRITER_KEY, '/svc/items', {
+        body: { qty: 33, note: 'in-memory' },
+      })
       const id = held.body.approval_id as string
       expect((await approve(mem.corridor.adminUrl, 'alice', id)).status).toBe(200)
       await eventually(() => expect(received('in-memory')).toHaveLength(1))
-      const result = await agentCall(mem.corridor.agentUrl, WRITER_KEY, '/svc/items', { body: { qty: 33, note: 'in-memory' }, headers: { 'x-corridor-approval': id } })
+      const result = await agentCall(mem.corridor.agentUrl, WRITER_KEY, '/svc/items', {
+        body: { qty: 33, note: 'in-memory' },
+        headers: { 'x-corridor-approval': id },
+      })
       expect(result.status).toBe(201)
     } finally {
       await mem.close()

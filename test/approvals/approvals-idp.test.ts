@@ -25,7 +25,10 @@ beforeAll(async () => {
   approver_jwt: { issuer: https://idp.test, audience: corridor-approvers, algorithms: [ES256], jwks_file: idp.jwks.json, id_claim: email }
 approvals: { wait: 0s }
 `
-  fx = await startCorridorFixture({ ...approvalFiles(upstream.url, identity), files: { 'idp.jwks.json': jwks } }, { SVC_TOKEN: 'idp-token' })
+  fx = await startCorridorFixture(
+    { ...approvalFiles(upstream.url, identity), files: { 'idp.jwks.json': jwks } },
+    { SVC_TOKEN: 'idp-token' },
+  )
 })
 afterAll(async () => {
   await fx?.close()
@@ -33,30 +36,48 @@ afterAll(async () => {
 })
 
 function token(audience: string, claims: Record<string, unknown>, key: CryptoKey = idpKey): Promise<string> {
-  return new SignJWT(claims).setProtectedHeader({ alg: 'ES256', kid: 'k1' }).setIssuer('https://idp.test').setAudience(audience).setSubject(String(claims.sub ?? 'u')).setIssuedAt().setExpirationTime('5m').sign(key)
+  return new SignJWT(claims)
+    .setProtectedHeader({ alg: 'ES256', kid: 'k1' })
+    .setIssuer('https://idp.test')
+    .setAudience(audience)
+    .setSubject(String(claims.sub ?? 'u'))
+    .setIssuedAt()
+    .setExpirationTime('5m')
+    .sign(key)
 }
 
 it('lets an IdP user in the rule group approve, named by the id claim; refuses forged tokens and the requesting user', async () => {
   const userToken = await token('corridor-users', { sub: 'erin', groups: ['ops'] })
-  const held = await agentCall(fx.corridor.agentUrl, WRITER_KEY, '/svc/items', { body: { qty: 55, note: 'idp' }, headers: { 'x-corridor-user': userToken } })
+  const held = await agentCall(fx.corridor.agentUrl, WRITER_KEY, '/svc/items', {
+    body: { qty: 55, note: 'idp' },
+    headers: { 'x-corridor-user': userToken },
+  })
   const id = held.body.approval_id as string
   expect(id).toMatch(/^apr_/)
 
-  const forged = await token('corridor-approvers', { sub: 'mallory', email: 'mallory@example.com', groups: ['leads'] }, strangerKey)
+  const forged = await token(
+    'corridor-approvers',
+    { sub: 'mallory', email: 'mallory@example.com', groups: ['leads'] },
+    strangerKey,
+  )
   expect((await approverCall(fx.corridor.adminUrl, forged, `/approvals/${id}`)).status).toBe(401)
   const wrongAudience = await token('corridor-users', { sub: 'frank', email: 'frank@example.com', groups: ['leads'] })
   expect((await approverCall(fx.corridor.adminUrl, wrongAudience, `/approvals/${id}`)).status).toBe(401)
 
   // The delegated user may be a lead too, but not for a request made on their behalf.
   const self = await token('corridor-approvers', { sub: 'erin', email: 'erin', groups: ['leads'] })
-  const selfDecision = await approverCall(fx.corridor.adminUrl, self, `/approvals/${id}/approve`, { reason: 'my own request' })
+  const selfDecision = await approverCall(fx.corridor.adminUrl, self, `/approvals/${id}/approve`, {
+    reason: 'my own request',
+  })
   expect(selfDecision.status).toBe(403)
   expect(selfDecision.body.detail).toContain('on your behalf')
 
   const lead = await token('corridor-approvers', { sub: 'frank-123', email: 'frank@example.com', groups: ['leads'] })
   const decided = await approverCall(fx.corridor.adminUrl, lead, `/approvals/${id}/approve`, { reason: 'looks right' })
   expect(decided.status).toBe(200)
-  await eventually(() => expect(upstream.received.filter((r) => r.body.toString().includes('"note":"idp"'))).toHaveLength(1))
+  await eventually(() =>
+    expect(upstream.received.filter((r) => r.body.toString().includes('"note":"idp"'))).toHaveLength(1),
+  )
   await eventually(() => {
     const record = fx.auditRecords().find((r) => r.approval?.id === id && r.outcome === 'forwarded')
     expect(record?.approval?.approved_by[0]?.approver).toBe('frank@example.com')

@@ -16,7 +16,15 @@ const limits: StoreLimits = { maxPending: 5, maxPendingPerAgent: 3, keepMs: 60_0
 const silent = createLogger('silent')
 
 function held(overrides: Partial<HeldRequest> = {}): HeldRequest {
-  const request = { method: 'POST', target: '/billing/v1/refunds', host: null, upstreamPath: '/v1/refunds', query: '', headers: [['content-type', 'application/json']] as const, bodyBase64: Buffer.from('{"amount":9000}').toString('base64') }
+  const request = {
+    method: 'POST',
+    target: '/billing/v1/refunds',
+    host: null,
+    upstreamPath: '/v1/refunds',
+    query: '',
+    headers: [['content-type', 'application/json']] as const,
+    bodyBase64: Buffer.from('{"amount":9000}').toString('base64'),
+  }
   const now = Date.now()
   return {
     id: 'apr_' + randomUUID(),
@@ -45,7 +53,12 @@ function held(overrides: Partial<HeldRequest> = {}): HeldRequest {
   }
 }
 
-const by = (approver: string) => ({ approver, groups: ['finance-approvers'], reason: 'checked the order', at: Date.now() })
+const by = (approver: string) => ({
+  approver,
+  groups: ['finance-approvers'],
+  reason: 'checked the order',
+  at: Date.now(),
+})
 
 let redis: RedisProcess
 const stores: ApprovalStore[] = []
@@ -60,7 +73,15 @@ afterAll(async () => {
 
 const kinds: [string, () => ApprovalStore][] = [
   ['memory', () => new MemoryApprovalStore(limits)],
-  ['redis', () => new RedisApprovalStore({ url: redis.url, keyPrefix: `t${randomUUID().slice(0, 8)}:`, timeoutMs: 1_000 }, limits, silent)],
+  [
+    'redis',
+    () =>
+      new RedisApprovalStore(
+        { url: redis.url, keyPrefix: `t${randomUUID().slice(0, 8)}:`, timeoutMs: 1_000 },
+        limits,
+        silent,
+      ),
+  ],
 ]
 
 describe.each(kinds)('%s approval store', (_name, make) => {
@@ -107,14 +128,23 @@ describe.each(kinds)('%s approval store', (_name, make) => {
   it('needs distinct approvers when two are required, and approves once', async () => {
     const h = held({ required: 2 })
     await store.create(h, null)
-    expect(await store.decide(h.id, { approve: true, by: by('alice'), digest: h.digest }, Date.now())).toEqual({ kind: 'recorded' })
-    expect(await store.decide(h.id, { approve: true, by: by('alice'), digest: h.digest }, Date.now())).toEqual({ kind: 'already_decided' })
+    expect(await store.decide(h.id, { approve: true, by: by('alice'), digest: h.digest }, Date.now())).toEqual({
+      kind: 'recorded',
+    })
+    expect(await store.decide(h.id, { approve: true, by: by('alice'), digest: h.digest }, Date.now())).toEqual({
+      kind: 'already_decided',
+    })
     expect((await store.get(h.id))?.state).toBe('pending')
-    expect(await store.decide(h.id, { approve: true, by: by('bob'), digest: null }, Date.now())).toEqual({ kind: 'approved' })
+    expect(await store.decide(h.id, { approve: true, by: by('bob'), digest: null }, Date.now())).toEqual({
+      kind: 'approved',
+    })
     const a = await store.get(h.id)
     expect(a?.state).toBe('approved')
     expect(a?.approvals.map((d) => d.approver)).toEqual(['alice', 'bob'])
-    expect(await store.decide(h.id, { approve: true, by: by('carol'), digest: null }, Date.now())).toEqual({ kind: 'not_pending', state: 'approved' })
+    expect(await store.decide(h.id, { approve: true, by: by('carol'), digest: null }, Date.now())).toEqual({
+      kind: 'not_pending',
+      state: 'approved',
+    })
     expect((await store.list('approved', 0, 100)).some((x) => x.held.id === h.id)).toBe(true)
     expect((await store.list('pending', 0, 100)).some((x) => x.held.id === h.id)).toBe(false)
   })
@@ -122,8 +152,16 @@ describe.each(kinds)('%s approval store', (_name, make) => {
   it('refuses an approval for a different digest and records a rejection with its reason', async () => {
     const h = held()
     await store.create(h, null)
-    expect(await store.decide(h.id, { approve: true, by: by('alice'), digest: 'sha256:' + '0'.repeat(64) }, Date.now())).toEqual({ kind: 'digest_mismatch' })
-    expect(await store.decide(h.id, { approve: false, by: { ...by('alice'), reason: 'amount looks wrong' }, digest: h.digest }, Date.now())).toEqual({ kind: 'rejected' })
+    expect(
+      await store.decide(h.id, { approve: true, by: by('alice'), digest: 'sha256:' + '0'.repeat(64) }, Date.now()),
+    ).toEqual({ kind: 'digest_mismatch' })
+    expect(
+      await store.decide(
+        h.id,
+        { approve: false, by: { ...by('alice'), reason: 'amount looks wrong' }, digest: h.digest },
+        Date.now(),
+      ),
+    ).toEqual({ kind: 'rejected' })
     const a = await store.get(h.id)
     expect(a?.state).toBe('rejected')
     expect(a?.rejection?.reason).toBe('amount looks wrong')
@@ -136,7 +174,9 @@ describe.each(kinds)('%s approval store', (_name, make) => {
     const swept = held({ expiresAt: now - 1 })
     await store.create(late, null)
     await store.create(swept, null)
-    expect(await store.decide(late.id, { approve: true, by: by('alice'), digest: null }, now)).toEqual({ kind: 'expired' })
+    expect(await store.decide(late.id, { approve: true, by: by('alice'), digest: null }, now)).toEqual({
+      kind: 'expired',
+    })
     expect(await store.expireDue(now, 100)).toContain(swept.id)
     expect((await store.get(swept.id))?.state).toBe('expired')
     expect(await store.expireDue(now, 100)).not.toContain(swept.id)
@@ -149,10 +189,21 @@ describe.each(kinds)('%s approval store', (_name, make) => {
     const replicas = [store, ...(store instanceof RedisApprovalStore ? [kinds[1]?.[1]() as ApprovalStore] : [])]
     for (const r of replicas) if (r !== store) stores.push(r)
     await Promise.all(replicas.map(waitUntilReady))
-    const claims = await Promise.all(Array.from({ length: 20 }, (_, i) => (replicas[i % replicas.length] as ApprovalStore).claim(h.id, `token-${i}`, Date.now() + 60_000, false)))
+    const claims = await Promise.all(
+      Array.from({ length: 20 }, (_, i) =>
+        (replicas[i % replicas.length] as ApprovalStore).claim(h.id, `token-${i}`, Date.now() + 60_000, false),
+      ),
+    )
     expect(claims.filter(Boolean)).toHaveLength(1)
     const winner = `token-${claims.indexOf(true)}`
-    const result = { status: 201, headers: { 'content-type': 'application/json' }, bodyBase64: Buffer.from('{"id":"re_1"}').toString('base64'), errorCode: null, executedRequestId: 'r1', completedAt: Date.now() }
+    const result = {
+      status: 201,
+      headers: { 'content-type': 'application/json' },
+      bodyBase64: Buffer.from('{"id":"re_1"}').toString('base64'),
+      errorCode: null,
+      executedRequestId: 'r1',
+      completedAt: Date.now(),
+    }
     expect(await store.complete(h.id, 'not-the-winner', result)).toBe(false)
     expect(await store.complete(h.id, winner, result)).toBe(true)
     const a = await store.get(h.id)
@@ -169,7 +220,14 @@ describe.each(kinds)('%s approval store', (_name, make) => {
     expect(await store.abandonStale(Date.now(), 100)).toContainEqual({ id: h.id, outcome: 'unknown' })
     expect((await store.get(h.id))?.state).toBe('unknown')
     expect(await store.claim(h.id, 'again', Date.now() + 1000, false)).toBe(false)
-    const result = { status: 200, headers: {}, bodyBase64: '', errorCode: null, executedRequestId: 'r2', completedAt: Date.now() }
+    const result = {
+      status: 200,
+      headers: {},
+      bodyBase64: '',
+      errorCode: null,
+      executedRequestId: 'r2',
+      completedAt: Date.now(),
+    }
     expect(await store.complete(h.id, 'tok', result)).toBe(true)
     expect((await store.get(h.id))?.state).toBe('executed')
   })
@@ -182,7 +240,14 @@ describe.each(kinds)('%s approval store', (_name, make) => {
     expect(await store.abandonStale(Date.now(), 100)).toContainEqual({ id: h.id, outcome: 'retry' })
     expect((await store.get(h.id))?.state).toBe('approved')
     expect(await store.claim(h.id, 'second', Date.now() + 60_000, true)).toBe(true)
-    const result = { status: 200, headers: {}, bodyBase64: '', errorCode: null, executedRequestId: 'r3', completedAt: Date.now() }
+    const result = {
+      status: 200,
+      headers: {},
+      bodyBase64: '',
+      errorCode: null,
+      executedRequestId: 'r3',
+      completedAt: Date.now(),
+    }
     expect(await store.complete(h.id, 'first', result)).toBe(false)
     expect(await store.complete(h.id, 'second', result)).toBe(true)
     expect((await store.get(h.id))?.state).toBe('executed')
@@ -195,13 +260,16 @@ describe.each(kinds)('%s approval store', (_name, make) => {
     const approved = held()
     const executing = held()
     for (const h of [pending, approved, executing]) await store.create(h, null)
-    for (const h of [approved, executing]) await store.decide(h.id, { approve: true, by: by('alice'), digest: null }, Date.now())
+    for (const h of [approved, executing])
+      await store.decide(h.id, { approve: true, by: by('alice'), digest: null }, Date.now())
     await store.claim(executing.id, 'tok', Date.now() + 60_000, false)
     expect(await store.cancel(pending.id, 'policy changed', Date.now())).toBe(true)
     expect(await store.cancel(approved.id, 'agent suspended', Date.now())).toBe(true)
     expect(await store.cancel(executing.id, 'too late', Date.now())).toBe(false)
     expect((await store.get(pending.id))?.cancelReason).toBe('policy changed')
-    await expect.poll(() => changed.includes(pending.id) && changed.includes(approved.id), { timeout: 2_000 }).toBe(true)
+    await expect
+      .poll(() => changed.includes(pending.id) && changed.includes(approved.id), { timeout: 2_000 })
+      .toBe(true)
   })
 })
 

@@ -18,7 +18,17 @@ import { parseRequestTarget } from '../../src/request/target.ts'
 import { eventually, startCorridorFixture, type CorridorFixture } from '../helpers/corridor-fixture.ts'
 import { AGENT_KEY, hash } from '../helpers/standard-policy.ts'
 import { generateRequests, type GeneratedRequest } from './generate.ts'
-import { goReader, javaReader, rackReader, rawBytes, startExpressUpstream, werkzeugReader, type ExpressUpstream, type ReceivedRaw, type Reading } from './readers.ts'
+import {
+  goReader,
+  javaReader,
+  rackReader,
+  rawBytes,
+  startExpressUpstream,
+  werkzeugReader,
+  type ExpressUpstream,
+  type ReceivedRaw,
+  type Reading,
+} from './readers.ts'
 
 const SEED = Number(process.env['DIFF_SEED'] ?? 20261130)
 const CASES = Number(process.env['DIFF_CASES'] ?? 2500)
@@ -53,7 +63,11 @@ beforeAll(async () => {
     },
     { DIFF_TOKEN: UPSTREAM_TOKEN },
   )
-  bundle = loadBundle({ agents: join(fx.dir, 'agents.yaml'), connectors: join(fx.dir, 'connectors.yaml'), policy: join(fx.dir, 'policy.yaml') })
+  bundle = loadBundle({
+    agents: join(fx.dir, 'agents.yaml'),
+    connectors: join(fx.dir, 'connectors.yaml'),
+    policy: join(fx.dir, 'policy.yaml'),
+  })
 }, 60_000)
 
 afterAll(async () => {
@@ -78,10 +92,15 @@ function exchange(url: string, bytes: Buffer): Promise<Exchange> {
       if (end === -1) return false
       const head = data.subarray(0, end).toString('latin1').split('\r\n')
       const headers: Record<string, string> = {}
-      for (const line of head.slice(1)) headers[line.slice(0, line.indexOf(':')).toLowerCase()] = line.slice(line.indexOf(':') + 1).trim()
+      for (const line of head.slice(1))
+        headers[line.slice(0, line.indexOf(':')).toLowerCase()] = line.slice(line.indexOf(':') + 1).trim()
       const length = Number(headers['content-length'] ?? 0)
       if (data.length < end + 4 + length) return false
-      resolve({ status: Number(head[0]?.split(' ')[1]), headers, body: data.subarray(end + 4, end + 4 + length).toString('utf8') })
+      resolve({
+        status: Number(head[0]?.split(' ')[1]),
+        headers,
+        body: data.subarray(end + 4, end + 4 + length).toString('utf8'),
+      })
       socket.destroy()
       return true
     }
@@ -120,7 +139,10 @@ type Style = 'qs' | 'rack'
 function sameNested(ours: FieldNode | undefined, theirs: unknown, style: Style): boolean {
   if (ours === undefined) return theirs === undefined
   if (typeof ours === 'string') return theirs === ours
-  if (ours instanceof Repeated) return style === 'qs' ? Array.isArray(theirs) && theirs.length === ours.values.length && ours.values.every((v, i) => theirs[i] === v) : theirs === ours.values.at(-1)
+  if (ours instanceof Repeated)
+    return style === 'qs'
+      ? Array.isArray(theirs) && theirs.length === ours.values.length && ours.values.every((v, i) => theirs[i] === v)
+      : theirs === ours.values.at(-1)
   if (Array.isArray(ours)) {
     let list: unknown[] | null = Array.isArray(theirs) ? theirs : null
     if (list === null && style === 'rack' && theirs !== null && typeof theirs === 'object') {
@@ -132,7 +154,10 @@ function sameNested(ours: FieldNode | undefined, theirs: unknown, style: Style):
   if (theirs === null || typeof theirs !== 'object' || Array.isArray(theirs)) return false
   const ourKeys = Object.keys(ours)
   const theirKeys = Object.keys(theirs)
-  return ourKeys.length === theirKeys.length && ourKeys.every((k) => sameNested(ours[k], (theirs as Record<string, unknown>)[k], style))
+  return (
+    ourKeys.length === theirKeys.length &&
+    ourKeys.every((k) => sameNested(ours[k], (theirs as Record<string, unknown>)[k], style))
+  )
 }
 
 /** A flat parser's multimap against our pairs. */
@@ -141,21 +166,37 @@ function sameFlat(pairs: readonly (readonly [string, string])[], theirs: unknown
   for (const [name, value] of pairs) ours.set(name, [...(ours.get(name) ?? []), value])
   if (theirs === null || typeof theirs !== 'object') return ours.size === 0 && (theirs === null || theirs === undefined)
   const their = theirs as Record<string, string[]>
-  return Object.keys(their).length === ours.size && [...ours].every(([name, values]) => JSON.stringify(their[name]) === JSON.stringify(values))
+  return (
+    Object.keys(their).length === ours.size &&
+    [...ours].every(([name, values]) => JSON.stringify(their[name]) === JSON.stringify(values))
+  )
 }
 
 /** JSON values equal as numbers (Go keeps number text, Python and Ruby may read 1.0 as a float). */
 function sameJson(ours: unknown, theirs: unknown): boolean {
-  if (typeof ours === 'number') return (typeof theirs === 'number' || typeof theirs === 'string') && Number(theirs) === ours
+  if (typeof ours === 'number')
+    return (typeof theirs === 'number' || typeof theirs === 'string') && Number(theirs) === ours
   if (ours === null || typeof ours !== 'object') return ours === theirs
-  if (Array.isArray(ours)) return Array.isArray(theirs) && theirs.length === ours.length && ours.every((v, i) => sameJson(v, theirs[i]))
+  if (Array.isArray(ours))
+    return Array.isArray(theirs) && theirs.length === ours.length && ours.every((v, i) => sameJson(v, theirs[i]))
   if (theirs === null || typeof theirs !== 'object' || Array.isArray(theirs)) return false
   const keys = Object.keys(ours)
-  return keys.length === Object.keys(theirs).length && keys.every((k) => sameJson((ours as Record<string, unknown>)[k], (theirs as Record<string, unknown>)[k]))
+  return (
+    keys.length === Object.keys(theirs).length &&
+    keys.every((k) => sameJson((ours as Record<string, unknown>)[k], (theirs as Record<string, unknown>)[k]))
+  )
 }
 
 /** Headers Corridor itself adds; every other header a parser sees must be one the policy read. */
-const CORRIDOR_ADDED = new Set(['host', 'authorization', 'content-length', 'accept-encoding', 'x-forwarded-for', 'x-forwarded-proto', 'connection'])
+const CORRIDOR_ADDED = new Set([
+  'host',
+  'authorization',
+  'content-length',
+  'accept-encoding',
+  'x-forwarded-for',
+  'x-forwarded-proto',
+  'connection',
+])
 
 interface ReaderSpec {
   nested: Style | null
@@ -182,9 +223,11 @@ function differences(reader: string, ours: CanonicalRequest, theirs: Reading): s
   const path = spec.decodedPath ? decodeURIComponent(ours.upstreamPath) : ours.upstreamPath
   if (theirs.path !== path) out.push(`path ${JSON.stringify(theirs.path)} ≠ ${JSON.stringify(path)}`)
   // Parsers that take dots literally are compared with the same pairs read that way.
-  const literal = (pairs: readonly (readonly [string, string])[]) => parseFormFields(serializePairs(pairs), 'field', { dotsNest: false }).tree
+  const literal = (pairs: readonly (readonly [string, string])[]) =>
+    parseFormFields(serializePairs(pairs), 'field', { dotsNest: false }).tree
   const fieldsAgree = (what: string, pairs: readonly (readonly [string, string])[], their: unknown): void => {
-    const same = spec.nested === null ? sameFlat(pairs, their) : sameNested(literal(pairs) as FieldNode, their ?? {}, spec.nested)
+    const same =
+      spec.nested === null ? sameFlat(pairs, their) : sameNested(literal(pairs) as FieldNode, their ?? {}, spec.nested)
     if (!same) out.push(`${what} ${JSON.stringify(their)} ≠ policy's ${JSON.stringify(pairs)}`)
   }
   fieldsAgree('query', ours.query.pairs, theirs.query)
@@ -200,10 +243,12 @@ function differences(reader: string, ours: CanonicalRequest, theirs: Reading): s
       const expected = value instanceof Repeated ? value.values : [value]
       const got = theirs.headers[name]
       const gotList = got === undefined ? [] : Array.isArray(got) ? got : [got]
-      if (gotList.join(', ') !== expected.join(', ')) out.push(`header ${name} ${JSON.stringify(got)} ≠ ${JSON.stringify(expected)}`)
+      if (gotList.join(', ') !== expected.join(', '))
+        out.push(`header ${name} ${JSON.stringify(got)} ≠ ${JSON.stringify(expected)}`)
     }
     for (const name of Object.keys(theirs.headers)) {
-      if (!CORRIDOR_ADDED.has(name) && !ours.headerView.has(name)) out.push(`header ${name} reached the upstream but the policy did not read it`)
+      if (!CORRIDOR_ADDED.has(name) && !ours.headerView.has(name))
+        out.push(`header ${name} reached the upstream but the policy did not read it`)
     }
   }
   return out
@@ -225,27 +270,37 @@ describe('decision = execution: generated requests read by real parsers', () => 
       const code = answer.headers['x-corridor-error']
       if (code !== undefined) {
         codes.set(code, (codes.get(code) ?? 0) + 1)
-        if (sent !== 0) failures.push(`refused (${code}) yet forwarded: ${JSON.stringify(wire(request).toString('latin1'))}`)
-        if (!/^application\/(problem\+)?json/.test(answer.headers['content-type'] ?? '')) failures.push(`refusal without a problem body: ${answer.status}`)
+        if (sent !== 0)
+          failures.push(`refused (${code}) yet forwarded: ${JSON.stringify(wire(request).toString('latin1'))}`)
+        if (!/^application\/(problem\+)?json/.test(answer.headers['content-type'] ?? ''))
+          failures.push(`refusal without a problem body: ${answer.status}`)
         const id = answer.headers['x-corridor-request-id']
-        if (id === undefined) failures.push(`refusal without a request id: ${JSON.stringify(wire(request).toString('latin1'))}`)
+        if (id === undefined)
+          failures.push(`refusal without a request id: ${JSON.stringify(wire(request).toString('latin1'))}`)
         else refusedIds.push(id)
         continue
       }
       if (answer.status === 0 && sent === 0) {
         // Node's own parser closed the connection: covered by the client-error records below.
-        codes.set('(connection closed by the HTTP parser)', (codes.get('(connection closed by the HTTP parser)') ?? 0) + 1)
+        codes.set(
+          '(connection closed by the HTTP parser)',
+          (codes.get('(connection closed by the HTTP parser)') ?? 0) + 1,
+        )
         continue
       }
       if (sent !== 1) {
-        failures.push(`answered ${answer.status} but the upstream received ${sent} requests: ${JSON.stringify(wire(request).toString('latin1'))}`)
+        failures.push(
+          `answered ${answer.status} but the upstream received ${sent} requests: ${JSON.stringify(wire(request).toString('latin1'))}`,
+        )
         continue
       }
       let ours: CanonicalRequest
       try {
         ours = policyReading(request)
       } catch (err) {
-        failures.push(`forwarded, but the canonical request refuses it (${(err as Error).message}): ${JSON.stringify(wire(request).toString('latin1'))}`)
+        failures.push(
+          `forwarded, but the canonical request refuses it (${(err as Error).message}): ${JSON.stringify(wire(request).toString('latin1'))}`,
+        )
         continue
       }
       forwarded.push({ request, received: upstream.received[before] as ReceivedRaw, ours })
@@ -255,7 +310,10 @@ describe('decision = execution: generated requests read by real parsers', () => 
     const ran = ['Express']
     const notRun: string[] = []
     for (const { received, ours, request } of forwarded) {
-      for (const d of differences('Express', ours, received.express)) failures.push(`Express: ${d}\n  sent: ${JSON.stringify(wire(request).toString('latin1'))}\n  forwarded: ${JSON.stringify(rawBytes(received).toString('latin1'))}`)
+      for (const d of differences('Express', ours, received.express))
+        failures.push(
+          `Express: ${d}\n  sent: ${JSON.stringify(wire(request).toString('latin1'))}\n  forwarded: ${JSON.stringify(rawBytes(received).toString('latin1'))}`,
+        )
     }
     for (const reader of readers) {
       if (reader.unavailable !== null) {
@@ -265,7 +323,10 @@ describe('decision = execution: generated requests read by real parsers', () => 
       const readings = await reader.read(forwarded.map((f) => f.received))
       ran.push(reader.name)
       forwarded.forEach(({ ours, received, request }, i) => {
-        for (const d of differences(reader.name, ours, readings[i] as Reading)) failures.push(`${reader.name}: ${d}\n  sent: ${JSON.stringify(wire(request).toString('latin1'))}\n  forwarded: ${JSON.stringify(rawBytes(received).toString('latin1'))}`)
+        for (const d of differences(reader.name, ours, readings[i] as Reading))
+          failures.push(
+            `${reader.name}: ${d}\n  sent: ${JSON.stringify(wire(request).toString('latin1'))}\n  forwarded: ${JSON.stringify(rawBytes(received).toString('latin1'))}`,
+          )
       })
     }
 
@@ -277,7 +338,8 @@ describe('decision = execution: generated requests read by real parsers', () => 
     const records = fx.auditRecords()
     const perId = new Map<string, number>()
     for (const r of records) perId.set(r.request_id, (perId.get(r.request_id) ?? 0) + 1)
-    for (const id of refusedIds) if (perId.get(id) !== 1) failures.push(`refusal ${id} has ${perId.get(id) ?? 0} audit records`)
+    for (const id of refusedIds)
+      if (perId.get(id) !== 1) failures.push(`refusal ${id} has ${perId.get(id) ?? 0} audit records`)
 
     console.log(
       `differential (seed ${SEED}): ${requests.length} requests, ${forwarded.length} forwarded and read by ${ran.join(', ')}; ${refusedIds.length} refused: ` +

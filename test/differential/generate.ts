@@ -28,19 +28,96 @@ export function prng(seed: number): () => number {
 
 /** Names every parser agrees on once Corridor re-encodes them. */
 const NAMES = [
-  'a', 'b', 'amount', 'role', 'state', 'metadata[role]', 'metadata.role', 'metadata[tier]', 'metadata[a][b]', 'items[0][sku]', 'items[0][qty]',
-  'tags[]', 'e%5Bx%5D', '%61', 'a+b', 'a%20b', '%E2%82%AC', 'created[gte]', 'expand[]', 'cf[10010]', 'sysparm_query', 'a%5B0%5D', 'q%2Eb', 'A', 'list[0]',
+  'a',
+  'b',
+  'amount',
+  'role',
+  'state',
+  'metadata[role]',
+  'metadata.role',
+  'metadata[tier]',
+  'metadata[a][b]',
+  'items[0][sku]',
+  'items[0][qty]',
+  'tags[]',
+  'e%5Bx%5D',
+  '%61',
+  'a+b',
+  'a%20b',
+  '%E2%82%AC',
+  'created[gte]',
+  'expand[]',
+  'cf[10010]',
+  'sysparm_query',
+  'a%5B0%5D',
+  'q%2Eb',
+  'A',
+  'list[0]',
 ]
 /** Names parsers read differently: Corridor must refuse them (or they must still agree). */
 const HOSTILE_NAMES = [
-  'items[1][sku]', 'items[2][sku]', 'items[][sku]', 'tags[0]', 'tags[1]', 'a[b]c', 'a[b', 'a]', '[a]', '_method', 'toString', '__proto__', 'constructor',
-  'a.b', 'a..b', '.a', 'x[y][z][w][v][u][t]', 'items[21]', 'list[20]', 'a%00', 'a;b', '%FF', 'metadata[2020]', '%5Bx%5D', 'a[%5D',
+  'items[1][sku]',
+  'items[2][sku]',
+  'items[][sku]',
+  'tags[0]',
+  'tags[1]',
+  'a[b]c',
+  'a[b',
+  'a]',
+  '[a]',
+  '_method',
+  'toString',
+  '__proto__',
+  'constructor',
+  'a.b',
+  'a..b',
+  '.a',
+  'x[y][z][w][v][u][t]',
+  'items[21]',
+  'list[20]',
+  'a%00',
+  'a;b',
+  '%FF',
+  'metadata[2020]',
+  '%5Bx%5D',
+  'a[%5D',
 ]
 
 const VALUES = [
-  '5000', '05000', '+5000', '%205000', '5000%0A', '5e3', '0x1388', '5_000', '5000.5', '-1', 'x', '', 'a+b', 'a%20b', '%2B', '%26x%3D1', '%3B', 'a;b=c',
-  '%C3%A9', '%E2%80%AE', '[5000]', 'DELETE', 'true', 'admin', 'priority=1^state!=7', 'a|b', '%5B1%5D', '%25', 'caf%C3%A9', '%F0%9F%98%80', 'Infinity',
-  '9007199254740993', '%0D%0AX-Injected:%201', '%22%7D',
+  '5000',
+  '05000',
+  '+5000',
+  '%205000',
+  '5000%0A',
+  '5e3',
+  '0x1388',
+  '5_000',
+  '5000.5',
+  '-1',
+  'x',
+  '',
+  'a+b',
+  'a%20b',
+  '%2B',
+  '%26x%3D1',
+  '%3B',
+  'a;b=c',
+  '%C3%A9',
+  '%E2%80%AE',
+  '[5000]',
+  'DELETE',
+  'true',
+  'admin',
+  'priority=1^state!=7',
+  'a|b',
+  '%5B1%5D',
+  '%25',
+  'caf%C3%A9',
+  '%F0%9F%98%80',
+  'Infinity',
+  '9007199254740993',
+  '%0D%0AX-Injected:%201',
+  '%22%7D',
 ]
 const HOSTILE_VALUES = ['%FF', '%00', '%', '%zz', '%ED%A0%80', '%C3', '%E2%82']
 
@@ -48,23 +125,75 @@ const HOSTILE_VALUES = ['%FF', '%00', '%', '%zz', '%ED%A0%80', '%C3', '%E2%82']
 const RAW_QUERY = ['[', ']', '^', '|', '{', '}', '`', '"', "'", '!', '*', '(', ')', ',', ':', '@', '$', '/', '?']
 
 const JSON_CONTENT_TYPES = [
-  'application/json', 'application/json', 'application/json', 'application/json; charset=utf-8', 'application/json; charset=UTF-8', 'application/json;charset="utf-8"', 'APPLICATION/JSON',
-  'application/vnd.api+json', 'application/json; charset=utf-7', 'application/json; xcharset=utf-8; charset=utf-7', 'application/json; charset=utf-8; charset=latin1',
-  'application/json;', 'application/json; charset=utf-16le', 'text/json', 'application/json; version=2',
+  'application/json',
+  'application/json',
+  'application/json',
+  'application/json; charset=utf-8',
+  'application/json; charset=UTF-8',
+  'application/json;charset="utf-8"',
+  'APPLICATION/JSON',
+  'application/vnd.api+json',
+  'application/json; charset=utf-7',
+  'application/json; xcharset=utf-8; charset=utf-7',
+  'application/json; charset=utf-8; charset=latin1',
+  'application/json;',
+  'application/json; charset=utf-16le',
+  'text/json',
+  'application/json; version=2',
 ]
 const FORM_CONTENT_TYPES = [
-  'application/x-www-form-urlencoded', 'application/x-www-form-urlencoded', 'application/x-www-form-urlencoded', 'application/x-www-form-urlencoded; charset=utf-8', 'application/x-www-form-urlencoded; charset="UTF-8"',
-  'application/x-www-form-urlencoded; charset=iso-8859-1', 'application/x-www-form-urlencoded; charset=utf-8; charset=utf-7', 'Application/X-WWW-Form-Urlencoded',
-  'text/plain', 'multipart/form-data; boundary=x',
+  'application/x-www-form-urlencoded',
+  'application/x-www-form-urlencoded',
+  'application/x-www-form-urlencoded',
+  'application/x-www-form-urlencoded; charset=utf-8',
+  'application/x-www-form-urlencoded; charset="UTF-8"',
+  'application/x-www-form-urlencoded; charset=iso-8859-1',
+  'application/x-www-form-urlencoded; charset=utf-8; charset=utf-7',
+  'Application/X-WWW-Form-Urlencoded',
+  'text/plain',
+  'multipart/form-data; boundary=x',
 ]
 
-const PATHS = ['/diff/items', '/diff/items', '/diff/items/x1', '/diff/items/x1', '/diff/items/x1', '/diff/items/a;b', '/diff/items/a%3Bb', '/diff/items/./x2', '/diff/items/%7Ex', '/diff/items/caf%C3%A9', '/diff/x/../items']
+const PATHS = [
+  '/diff/items',
+  '/diff/items',
+  '/diff/items/x1',
+  '/diff/items/x1',
+  '/diff/items/x1',
+  '/diff/items/a;b',
+  '/diff/items/a%3Bb',
+  '/diff/items/./x2',
+  '/diff/items/%7Ex',
+  '/diff/items/caf%C3%A9',
+  '/diff/x/../items',
+]
 
 const JSON_SNIPPETS = [
-  '{"amount":5000}', '{"amount":"05000"}', '{"amount":5e3}', '{"amount":5000.5}', '{"amount":[5000]}', '{"amount":9007199254740993}', '{"amount":1e400}',
-  '{"a":1,"a":2}', '{"a":{"b":1},"a.b":2}', '{"__proto__":{"x":1}}', '{"s":"\\ud800"}', '{"s":"\\ud83d\\ude00"}', '\ufeff{"a":1}', '{"a":1} ', '{"a":1}x',
-  '{"items":[{"sku":"a"},{"sku":"b","qty":2}]}', '{"metadata":{"role":"admin"}}', '{"_method":"DELETE"}', '[1,2,3]', '"text"', '{"a":-0,"b":1.0,"c":1E2}',
-  '{"deep":[[[[[[[[[[1]]]]]]]]]]}', '{"k\\u0000":1}', '{"emoji":"\\u00e9\\u20ac"}', '{"n":null,"t":true}',
+  '{"amount":5000}',
+  '{"amount":"05000"}',
+  '{"amount":5e3}',
+  '{"amount":5000.5}',
+  '{"amount":[5000]}',
+  '{"amount":9007199254740993}',
+  '{"amount":1e400}',
+  '{"a":1,"a":2}',
+  '{"a":{"b":1},"a.b":2}',
+  '{"__proto__":{"x":1}}',
+  '{"s":"\\ud800"}',
+  '{"s":"\\ud83d\\ude00"}',
+  '\ufeff{"a":1}',
+  '{"a":1} ',
+  '{"a":1}x',
+  '{"items":[{"sku":"a"},{"sku":"b","qty":2}]}',
+  '{"metadata":{"role":"admin"}}',
+  '{"_method":"DELETE"}',
+  '[1,2,3]',
+  '"text"',
+  '{"a":-0,"b":1.0,"c":1E2}',
+  '{"deep":[[[[[[[[[[1]]]]]]]]]]}',
+  '{"k\\u0000":1}',
+  '{"emoji":"\\u00e9\\u20ac"}',
+  '{"n":null,"t":true}',
 ]
 
 export function generateRequests(seed: number, count: number): GeneratedRequest[] {
@@ -92,7 +221,16 @@ export function generateRequests(seed: number, count: number): GeneratedRequest[
   const requests: GeneratedRequest[] = []
   for (let i = 0; i < count; i++) {
     const method = pick(['GET', 'GET', 'POST', 'POST', 'POST', 'PUT', 'PATCH', 'DELETE'])
-    const base = method === 'GET' ? (chance(0.5) ? '/diff/items' : pick(PATHS)) : method === 'POST' ? (chance(0.8) ? '/diff/items' : pick(PATHS)) : pick(PATHS.filter((p) => p !== '/diff/items'))
+    const base =
+      method === 'GET'
+        ? chance(0.5)
+          ? '/diff/items'
+          : pick(PATHS)
+        : method === 'POST'
+          ? chance(0.8)
+            ? '/diff/items'
+            : pick(PATHS)
+          : pick(PATHS.filter((p) => p !== '/diff/items'))
     const query = chance(0.7) ? pairs() : ''
     const target = query === '' ? base : `${base}?${query}`
     const headers: [string, string][] = []
@@ -112,7 +250,8 @@ export function generateRequests(seed: number, count: number): GeneratedRequest[
     if (chance(0.2)) headers.push(['x-dry-run', pick(['true', 'false', '1'])])
     if (chance(0.05)) headers.push(['x-dry-run', 'false'])
     if (chance(0.1)) headers.push(['accept', 'application/json'], ['accept', 'text/plain'])
-    if (chance(0.05)) headers.push(['connection', pick(['close, x-dry-run', 'keep-alive', 'close, te', 'close, content-type'])])
+    if (chance(0.05))
+      headers.push(['connection', pick(['close, x-dry-run', 'keep-alive', 'close, te', 'close, content-type'])])
     if (chance(0.05)) headers.push(['x-http-method-override', 'DELETE'])
     if (chance(0.05)) headers.push(['x-forwarded-host', 'evil.example'])
     requests.push({ method, target, headers, body })
@@ -129,6 +268,7 @@ function randomJson(random: () => number, depth: number): unknown {
   if (r < 0.6) return Array.from({ length: Math.floor(random() * 3) }, () => randomJson(random, depth - 1))
   const out: Record<string, unknown> = {}
   const keys = ['a', 'b', 'amount', 'metadata', 'items', 'role', 'a.b', 'x y', '0']
-  for (let i = Math.floor(random() * 4); i > 0; i--) out[keys[Math.floor(random() * keys.length)] as string] = randomJson(random, depth - 1)
+  for (let i = Math.floor(random() * 4); i > 0; i--)
+    out[keys[Math.floor(random() * keys.length)] as string] = randomJson(random, depth - 1)
   return out
 }

@@ -50,7 +50,13 @@ export async function startExpressUpstream(): Promise<ExpressUpstream> {
   const keep = (req: express.Request, _res: unknown, buf: Buffer): void => {
     ;(req as express.Request & { rawBody?: Buffer }).rawBody = Buffer.from(buf)
   }
-  app.use(express.json({ verify: keep, strict: false, type: (req) => /json/i.test(String(req.headers['content-type'] ?? '')) }))
+  app.use(
+    express.json({
+      verify: keep,
+      strict: false,
+      type: (req) => /json/i.test(String(req.headers['content-type'] ?? '')),
+    }),
+  )
   app.use(express.urlencoded({ extended: true, verify: keep }))
   app.use(express.raw({ type: () => true, verify: keep, limit: '1mb' }))
   app.use((req, res) => {
@@ -59,11 +65,23 @@ export async function startExpressUpstream(): Promise<ExpressUpstream> {
     const reading: Reading = { method: req.method, path: req.path, query: req.query, headers: req.headers }
     if (type.startsWith('application/x-www-form-urlencoded')) reading.form = req.body
     else if (type.includes('json') && rawBody.length > 0) reading.json = req.body
-    received.push({ method: req.method, url: req.originalUrl, rawHeaders: req.rawHeaders, body: rawBody, express: reading })
+    received.push({
+      method: req.method,
+      url: req.originalUrl,
+      rawHeaders: req.rawHeaders,
+      body: rawBody,
+      express: reading,
+    })
     res.json({ ok: true })
   })
   app.use((err: Error, req: express.Request, res: express.Response, _next: unknown) => {
-    received.push({ method: req.method, url: req.originalUrl, rawHeaders: req.rawHeaders, body: Buffer.alloc(0), express: { error: err.message } })
+    received.push({
+      method: req.method,
+      url: req.originalUrl,
+      rawHeaders: req.rawHeaders,
+      body: Buffer.alloc(0),
+      express: { error: err.message },
+    })
     res.status(400).json({ express_error: err.message })
   })
   const server: Server = await new Promise((resolve) => {
@@ -88,7 +106,8 @@ export function rawBytes(r: ReceivedRaw): Buffer {
 
 function jsonLine(r: ReceivedRaw): string {
   const headers: [string, string][] = []
-  for (let i = 0; i < r.rawHeaders.length; i += 2) headers.push([r.rawHeaders[i] as string, r.rawHeaders[i + 1] as string])
+  for (let i = 0; i < r.rawHeaders.length; i += 2)
+    headers.push([r.rawHeaders[i] as string, r.rawHeaders[i + 1] as string])
   return JSON.stringify({ method: r.method, target: r.url, headers, body: r.body.toString('base64') })
 }
 
@@ -102,7 +121,10 @@ export interface BatchReader {
 function runBatch(command: string, args: readonly string[], input: string): Reading[] {
   const result = spawnSync(command, args, { input, encoding: 'utf8', maxBuffer: 256 * 1024 * 1024, timeout: 120_000 })
   if (result.status !== 0) throw new Error(`${command} exited ${result.status}: ${result.stderr.slice(0, 500)}`)
-  return result.stdout.trim().split('\n').map((l) => JSON.parse(l) as Reading)
+  return result.stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Reading)
 }
 
 function has(command: string, args: readonly string[]): boolean {
@@ -110,17 +132,28 @@ function has(command: string, args: readonly string[]): boolean {
 }
 
 export function rackReader(): BatchReader {
-  const unavailable = has('ruby', ['-e', 'require "rack"; require "rack/mock"']) ? null : 'ruby with rack is not installed (Debian: ruby-rack)'
-  return { name: 'Ruby Rack', unavailable, read: async (rs) => runBatch('ruby', [join(HERE, 'rack_reader.rb')], rs.map(jsonLine).join('\n') + '\n') }
+  const unavailable = has('ruby', ['-e', 'require "rack"; require "rack/mock"'])
+    ? null
+    : 'ruby with rack is not installed (Debian: ruby-rack)'
+  return {
+    name: 'Ruby Rack',
+    unavailable,
+    read: async (rs) => runBatch('ruby', [join(HERE, 'rack_reader.rb')], rs.map(jsonLine).join('\n') + '\n'),
+  }
 }
 
 export function werkzeugReader(): BatchReader {
   // Debian's python3 (python3-werkzeug), not whatever python3 a version manager puts first.
-  const python = has('/usr/bin/python3', ['-c', 'import werkzeug']) ? '/usr/bin/python3' : has('python3', ['-c', 'import werkzeug']) ? 'python3' : null
+  const python = has('/usr/bin/python3', ['-c', 'import werkzeug'])
+    ? '/usr/bin/python3'
+    : has('python3', ['-c', 'import werkzeug'])
+      ? 'python3'
+      : null
   return {
     name: 'Python werkzeug',
     unavailable: python === null ? 'python3 with werkzeug is not installed (Debian: python3-werkzeug)' : null,
-    read: async (rs) => runBatch(python as string, [join(HERE, 'werkzeug_reader.py')], rs.map(jsonLine).join('\n') + '\n'),
+    read: async (rs) =>
+      runBatch(python as string, [join(HERE, 'werkzeug_reader.py')], rs.map(jsonLine).join('\n') + '\n'),
   }
 }
 
@@ -131,14 +164,20 @@ export function goReader(): BatchReader {
     unavailable,
     read: async (rs) => {
       const dir = mkdtempSync(join(tmpdir(), 'corridor-go-'))
-      execFileSync('go', ['build', '-o', join(dir, 'reader'), join(HERE, 'go_reader.go')], { env: { ...process.env, GOCACHE: join(tmpdir(), 'corridor-go-cache'), GO111MODULE: 'off' }, timeout: 300_000 })
+      execFileSync('go', ['build', '-o', join(dir, 'reader'), join(HERE, 'go_reader.go')], {
+        env: { ...process.env, GOCACHE: join(tmpdir(), 'corridor-go-cache'), GO111MODULE: 'off' },
+        timeout: 300_000,
+      })
       return runBatch(join(dir, 'reader'), [], rs.map((r) => rawBytes(r).toString('base64')).join('\n') + '\n')
     },
   }
 }
 
 export function javaReader(): BatchReader {
-  const unavailable = has('javac', ['-version']) && has('java', ['-version']) ? null : 'a JDK is not installed (Debian: default-jdk-headless)'
+  const unavailable =
+    has('javac', ['-version']) && has('java', ['-version'])
+      ? null
+      : 'a JDK is not installed (Debian: default-jdk-headless)'
   return {
     name: 'Java (JDK HttpServer, servlet-style parameters)',
     unavailable,
@@ -164,7 +203,9 @@ export function javaReader(): BatchReader {
 /** Sends the raw bytes to a local server and reads its JSON answer (the connection is closed after one request). */
 function replay(port: number, r: ReceivedRaw): Promise<Reading> {
   const headers: string[] = []
-  for (let i = 0; i < r.rawHeaders.length; i += 2) if ((r.rawHeaders[i] as string).toLowerCase() !== 'connection') headers.push(r.rawHeaders[i] as string, r.rawHeaders[i + 1] as string)
+  for (let i = 0; i < r.rawHeaders.length; i += 2)
+    if ((r.rawHeaders[i] as string).toLowerCase() !== 'connection')
+      headers.push(r.rawHeaders[i] as string, r.rawHeaders[i + 1] as string)
   const bytes = rawBytes({ ...r, rawHeaders: [...headers, 'Connection', 'close'] })
   return new Promise((resolve, reject) => {
     const socket = connect(port, '127.0.0.1', () => socket.end(bytes))

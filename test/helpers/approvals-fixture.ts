@@ -74,27 +74,56 @@ export interface ApiAnswer {
   body: Record<string, unknown>
 }
 
-async function call(url: string, init: { method?: string; headers?: Record<string, string>; body?: string }): Promise<ApiAnswer> {
-  const res = await request(url, { method: (init.method ?? 'GET') as 'GET', headers: init.headers ?? {}, body: init.body ?? null })
+async function call(
+  url: string,
+  init: { method?: string; headers?: Record<string, string>; body?: string },
+): Promise<ApiAnswer> {
+  const res = await request(url, {
+    method: (init.method ?? 'GET') as 'GET',
+    headers: init.headers ?? {},
+    body: init.body ?? null,
+  })
   const text = await res.body.text()
-  return { status: res.statusCode, headers: res.headers, body: text === '' ? {} : (JSON.parse(text) as Record<string, unknown>) }
+  return {
+    status: res.statusCode,
+    headers: res.headers,
+    body: text === '' ? {} : (JSON.parse(text) as Record<string, unknown>),
+  }
 }
 
 /** An agent call through Corridor. */
-export function agentCall(base: string, key: string, path: string, init: { method?: string; body?: unknown; headers?: Record<string, string> } = {}): Promise<ApiAnswer> {
+export function agentCall(
+  base: string,
+  key: string,
+  path: string,
+  init: { method?: string; body?: unknown; headers?: Record<string, string> } = {},
+): Promise<ApiAnswer> {
   const headers: Record<string, string> = { authorization: `Bearer ${key}`, ...(init.headers ?? {}) }
   if (init.body !== undefined) headers['content-type'] = 'application/json'
-  return call(base + path, { method: init.method ?? (init.body === undefined ? 'GET' : 'POST'), headers, ...(init.body === undefined ? {} : { body: JSON.stringify(init.body) }) })
+  return call(base + path, {
+    method: init.method ?? (init.body === undefined ? 'GET' : 'POST'),
+    headers,
+    ...(init.body === undefined ? {} : { body: JSON.stringify(init.body) }),
+  })
 }
 
 /** An approver call on the admin API. */
 export function approverCall(adminUrl: string, token: string | null, path: string, body?: unknown): Promise<ApiAnswer> {
   const headers: Record<string, string> = token === null ? {} : { authorization: `Bearer ${token}` }
   if (body !== undefined) headers['content-type'] = 'application/json'
-  return call(adminUrl + path, { method: body === undefined ? 'GET' : 'POST', headers, ...(body === undefined ? {} : { body: JSON.stringify(body) }) })
+  return call(adminUrl + path, {
+    method: body === undefined ? 'GET' : 'POST',
+    headers,
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  })
 }
 
-export async function approve(adminUrl: string, who: keyof typeof APPROVER_KEYS, id: string, reason = 'checked'): Promise<ApiAnswer> {
+export async function approve(
+  adminUrl: string,
+  who: keyof typeof APPROVER_KEYS,
+  id: string,
+  reason = 'checked',
+): Promise<ApiAnswer> {
   const shown = await approverCall(adminUrl, APPROVER_KEYS[who], `/approvals/${id}`)
   return approverCall(adminUrl, APPROVER_KEYS[who], `/approvals/${id}/approve`, { reason, digest: shown.body.digest })
 }

@@ -34,7 +34,10 @@ export interface FixtureFiles {
   files?: Record<string, string>
 }
 
-export async function startCorridorFixture(files: FixtureFiles, env: Record<string, string> = {}): Promise<CorridorFixture> {
+export async function startCorridorFixture(
+  files: FixtureFiles,
+  env: Record<string, string> = {},
+): Promise<CorridorFixture> {
   const dir = mkdtempSync(join(tmpdir(), 'corridor-test-'))
   const auditFile = files.auditFile ?? join(dir, 'audit.log')
   writeFileSync(join(dir, 'agents.yaml'), files.agents)
@@ -52,7 +55,10 @@ export async function startCorridorFixture(files: FixtureFiles, env: Record<stri
       cb()
     },
   })
-  const corridor = await startCorridor(loadServerConfig(join(dir, 'corridor.yaml')), { env, log: createLogger('debug', sink) })
+  const corridor = await startCorridor(loadServerConfig(join(dir, 'corridor.yaml')), {
+    env,
+    log: createLogger('debug', sink),
+  })
   const readAudit = (): string => {
     try {
       return readFileSync(auditFile, 'utf8')

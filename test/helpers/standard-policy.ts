@@ -10,7 +10,10 @@ export function newCanary(): string {
   return `CANARY-${randomUUID()}`
 }
 
-export function standardFiles(upstreamUrl: string, opts: { connectorExtra?: string; rulesExtra?: string; certifiedUntil?: string } = {}) {
+export function standardFiles(
+  upstreamUrl: string,
+  opts: { connectorExtra?: string; rulesExtra?: string; certifiedUntil?: string } = {},
+) {
   return {
     agents: `agents:
   - id: writer

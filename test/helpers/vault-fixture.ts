@@ -27,15 +27,27 @@ export interface VaultSetup {
   oidcClientId: string
 }
 
-export async function startVaultForCorridor(opts: { tokenTtlSec?: number; dbTtlSec?: number; dbMaxTtlSec?: number; shortTtlSec?: number } = {}): Promise<VaultSetup> {
+export async function startVaultForCorridor(
+  opts: { tokenTtlSec?: number; dbTtlSec?: number; dbMaxTtlSec?: number; shortTtlSec?: number } = {},
+): Promise<VaultSetup> {
   const vault = new VaultTestServer()
   await vault.start(0)
   vault.setPolicy('corridor', CORRIDOR_VAULT_POLICY as never)
   vault.setPolicy('records-read', { 'kv/data/records/*': ['read'] })
   vault.addTokenRole('corridor-minted', { allowedPolicies: ['records-read'] })
   vault.enableKv('kv')
-  vault.addDynamicRole('database', 'app', { ttlSec: opts.dbTtlSec ?? 60, maxTtlSec: opts.dbMaxTtlSec ?? 600, renewable: true, kind: 'database' })
-  vault.addDynamicRole('database', 'short', { ttlSec: opts.shortTtlSec ?? 2, maxTtlSec: opts.shortTtlSec ?? 2, renewable: false, kind: 'database' })
+  vault.addDynamicRole('database', 'app', {
+    ttlSec: opts.dbTtlSec ?? 60,
+    maxTtlSec: opts.dbMaxTtlSec ?? 600,
+    renewable: true,
+    kind: 'database',
+  })
+  vault.addDynamicRole('database', 'short', {
+    ttlSec: opts.shortTtlSec ?? 2,
+    maxTtlSec: opts.shortTtlSec ?? 2,
+    renewable: false,
+    kind: 'database',
+  })
   const { roleId, secretId } = vault.addAppRole('corridor', ['corridor'], opts.tokenTtlSec ?? 300)
   const { clientId } = await vault.addOidcRole('upstream', 60)
   return { vault, roleId, secretId, oidcClientId: clientId }
@@ -61,13 +73,17 @@ export interface CheckedCall {
  * An upstream that checks every credential against Vault: Basic passwords and bearer tokens must
  * be live in Vault, identity JWTs must verify against Vault's JWKS. Stale ones get 401.
  */
-export async function startCheckingUpstream(setup: VaultSetup, staticSecrets: readonly string[] = []): Promise<RecordingUpstream & { verdicts: CheckedCall[] }> {
+export async function startCheckingUpstream(
+  setup: VaultSetup,
+  staticSecrets: readonly string[] = [],
+): Promise<RecordingUpstream & { verdicts: CheckedCall[] }> {
   const verdicts: CheckedCall[] = []
   const upstream = await startRecordingUpstream((req, res) => {
     void (async () => {
       const auth = String(req.headers.authorization ?? req.headers['x-vault-token'] ?? '')
       let credential = ''
-      if (auth.startsWith('Basic ')) credential = Buffer.from(auth.slice(6), 'base64').toString('utf8').split(':').slice(1).join(':')
+      if (auth.startsWith('Basic '))
+        credential = Buffer.from(auth.slice(6), 'base64').toString('utf8').split(':').slice(1).join(':')
       else if (auth.startsWith('Bearer ')) credential = auth.slice(7)
       else credential = auth
       let verdict: CheckedCall['verdict'] = 'none'

@@ -78,8 +78,15 @@ beforeEach(() => {
   upstream.received.length = 0
 })
 
-async function post(path: string, body: unknown): Promise<{ status: number; code: string | undefined; reason: string }> {
-  const res = await request(fx.corridor.agentUrl + path, { method: 'POST', headers: { authorization: `Bearer ${AGENT_KEY}`, 'content-type': 'application/json' }, body: JSON.stringify(body) })
+async function post(
+  path: string,
+  body: unknown,
+): Promise<{ status: number; code: string | undefined; reason: string }> {
+  const res = await request(fx.corridor.agentUrl + path, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${AGENT_KEY}`, 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  })
   const text = await res.body.text()
   const code = res.headers['x-corridor-error']
   return { status: res.statusCode, code: Array.isArray(code) ? code[0] : code, reason: text }
@@ -114,7 +121,9 @@ describe('batches: every sub-request is decided', () => {
     for (const bad of forbidden) {
       for (let size = 1; size <= 4; size++) {
         for (let position = 0; position < size; position++) {
-          const requests = Array.from({ length: size }, (_, i) => (i === position ? bad : (allowed[Math.floor(random() * allowed.length)] as object)))
+          const requests = Array.from({ length: size }, (_, i) =>
+            i === position ? bad : (allowed[Math.floor(random() * allowed.length)] as object),
+          )
           const res = await post('/graph/$batch', { requests: requests.map((r, i) => ({ id: String(i), ...r })) })
           expect([res.status, JSON.stringify(requests)]).not.toEqual([200, JSON.stringify(requests)])
           cases++
@@ -126,16 +135,41 @@ describe('batches: every sub-request is decided', () => {
   })
 
   it('a sub-request that needs approval holds the whole batch', async () => {
-    const res = await post('/graph/$batch', { requests: [allowed[0], { id: '9', method: 'POST', url: '/me/sendMail', body: { message: {} } }] })
+    const res = await post('/graph/$batch', {
+      requests: [allowed[0], { id: '9', method: 'POST', url: '/me/sendMail', body: { message: {} } }],
+    })
     expect(res.status).toBe(202)
     expect(res.code).toBe('approval_pending')
     expect(upstream.received).toHaveLength(0)
   })
 
   it('Salesforce Composite: sub-request URLs must carry the API prefix, and each is decided', async () => {
-    expect((await post('/sf/composite', { compositeRequest: [{ method: 'POST', url: '/services/data/v60.0/sobjects/Account', referenceId: 'a', body: { Name: 'x' } }] })).status).toBe(200)
-    expect((await post('/sf/composite', { compositeRequest: [{ method: 'POST', url: '/services/data/v60.0/sobjects/Account', referenceId: 'a' }, { method: 'DELETE', url: '/services/data/v60.0/sobjects/Account/001', referenceId: 'b' }] })).status).toBe(403)
-    expect((await post('/sf/composite', { compositeRequest: [{ method: 'DELETE', url: '/services/data/v59.0/sobjects/Account/001', referenceId: 'b' }] })).status).toBe(400)
+    expect(
+      (
+        await post('/sf/composite', {
+          compositeRequest: [
+            { method: 'POST', url: '/services/data/v60.0/sobjects/Account', referenceId: 'a', body: { Name: 'x' } },
+          ],
+        })
+      ).status,
+    ).toBe(200)
+    expect(
+      (
+        await post('/sf/composite', {
+          compositeRequest: [
+            { method: 'POST', url: '/services/data/v60.0/sobjects/Account', referenceId: 'a' },
+            { method: 'DELETE', url: '/services/data/v60.0/sobjects/Account/001', referenceId: 'b' },
+          ],
+        })
+      ).status,
+    ).toBe(403)
+    expect(
+      (
+        await post('/sf/composite', {
+          compositeRequest: [{ method: 'DELETE', url: '/services/data/v59.0/sobjects/Account/001', referenceId: 'b' }],
+        })
+      ).status,
+    ).toBe(400)
     expect(upstream.received).toHaveLength(1)
   })
 })
@@ -147,17 +181,42 @@ describe('GraphQL: decided on the parsed document, never on operationName', () =
     ['named like a query', (f) => ({ query: `mutation Viewer { ${f} }`, operationName: 'Viewer' })],
     ['alias', (f) => ({ query: `mutation { viewer: ${f} }` })],
     ['fragment', (f) => ({ query: `mutation { ...F } fragment F on Mutation { ${f} }` })],
-    ['nested fragments', (f) => ({ query: `mutation { ...A } fragment A on Mutation { ...B } fragment B on Mutation { ${f} }` })],
+    [
+      'nested fragments',
+      (f) => ({ query: `mutation { ...A } fragment A on Mutation { ...B } fragment B on Mutation { ${f} }` }),
+    ],
     ['inline fragment', (f) => ({ query: `mutation { ... on Mutation { ${f} } }` })],
     ['second operation', (f) => ({ query: `query A { viewer { login } } mutation B { ${f} }`, operationName: 'A' })],
     ['@skip', (f) => ({ query: `mutation { ${f.replace(') {', ') @skip(if: true) {')} }` })],
-    ['after an allowed field', (f) => ({ query: `mutation { addComment(input: {subjectId: "I_2", body: "hi"}) { clientMutationId } ${f} }` })],
-    ['variables', () => ({ query: 'mutation($id: ID!) { deleteIssue(input: {issueId: $id}) { clientMutationId } }', variables: { id: 'I_1' } })],
+    [
+      'after an allowed field',
+      (f) => ({ query: `mutation { addComment(input: {subjectId: "I_2", body: "hi"}) { clientMutationId } ${f} }` }),
+    ],
+    [
+      'variables',
+      () => ({
+        query: 'mutation($id: ID!) { deleteIssue(input: {issueId: $id}) { clientMutationId } }',
+        variables: { id: 'I_1' },
+      }),
+    ],
   ]
 
   it('allowed queries and mutations go through', async () => {
-    expect((await post('/gh/graphql', { query: 'query Viewer { viewer { login } repository(owner: "a", name: "b") { id } }', operationName: 'Viewer' })).status).toBe(200)
-    expect((await post('/gh/graphql', { query: 'mutation { addComment(input: {subjectId: "I_2", body: "hi"}) { clientMutationId } }' })).status).toBe(200)
+    expect(
+      (
+        await post('/gh/graphql', {
+          query: 'query Viewer { viewer { login } repository(owner: "a", name: "b") { id } }',
+          operationName: 'Viewer',
+        })
+      ).status,
+    ).toBe(200)
+    expect(
+      (
+        await post('/gh/graphql', {
+          query: 'mutation { addComment(input: {subjectId: "I_2", body: "hi"}) { clientMutationId } }',
+        })
+      ).status,
+    ).toBe(200)
     expect(upstream.received).toHaveLength(2)
   })
 
@@ -183,15 +242,30 @@ describe('GraphQL: decided on the parsed document, never on operationName', () =
   })
 
   it('arguments are the fields rules read, with variables substituted', async () => {
-    expect((await post('/gh/graphql', { query: 'mutation($id: ID!) { addComment(input: {subjectId: $id, body: "x"}) { clientMutationId } }', variables: { id: 'secret-issue' } })).status).toBe(403)
-    expect((await post('/gh/graphql', { query: 'mutation { addComment(input: {subjectId: "secret-issue", body: "x"}) { clientMutationId } }' })).status).toBe(403)
+    expect(
+      (
+        await post('/gh/graphql', {
+          query: 'mutation($id: ID!) { addComment(input: {subjectId: $id, body: "x"}) { clientMutationId } }',
+          variables: { id: 'secret-issue' },
+        })
+      ).status,
+    ).toBe(403)
+    expect(
+      (
+        await post('/gh/graphql', {
+          query: 'mutation { addComment(input: {subjectId: "secret-issue", body: "x"}) { clientMutationId } }',
+        })
+      ).status,
+    ).toBe(403)
     expect(upstream.received).toHaveLength(0)
   })
 
   it('refuses what cannot be decided: unknown root fields, batched GraphQL, persisted queries, unparsable text', async () => {
     expect((await post('/gh/graphql', { query: 'mutation { transferRepository { id } }' })).status).toBe(403)
     expect((await post('/gh/graphql', [{ query: 'query { viewer { login } }' }])).status).toBe(400)
-    expect((await post('/gh/graphql', { extensions: { persistedQuery: { version: 1, sha256Hash: 'abc' } } })).status).toBe(400)
+    expect(
+      (await post('/gh/graphql', { extensions: { persistedQuery: { version: 1, sha256Hash: 'abc' } } })).status,
+    ).toBe(400)
     expect((await post('/gh/graphql', { query: 'mutation { deleteIssue(' })).status).toBe(400)
     expect(upstream.received).toHaveLength(0)
   })

@@ -5,7 +5,8 @@ import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { hashApiKey } from '../../src/registry/agents.ts'
 
-const corridor = (...args: string[]) => spawnSync(process.execPath, ['bin/corridor.js', ...args], { encoding: 'utf8', timeout: 15_000 })
+const corridor = (...args: string[]) =>
+  spawnSync(process.execPath, ['bin/corridor.js', ...args], { encoding: 'utf8', timeout: 15_000 })
 
 describe('corridor CLI', () => {
   it('checks the shipped policy', () => {
@@ -19,25 +20,43 @@ describe('corridor CLI', () => {
     expect(ok.status).toBe(0)
     expect(ok.stdout).toMatch(/17 passed, 0 failed/)
     const dir = mkdtempSync(join(tmpdir(), 'corridor-cli-'))
-    writeFileSync(join(dir, 'wrong.yaml'), 'tests:\n  - name: wrong\n    request: { agent: support-bot, method: DELETE, url: /records/customers/c-1 }\n    expect: { effect: allow }\n')
+    writeFileSync(
+      join(dir, 'wrong.yaml'),
+      'tests:\n  - name: wrong\n    request: { agent: support-bot, method: DELETE, url: /records/customers/c-1 }\n    expect: { effect: allow }\n',
+    )
     const bad = corridor('policy', 'test', join(dir, 'wrong.yaml'))
     expect(bad.status).toBe(1)
     expect(bad.stdout).toContain('effect: expected "allow", got "deny"')
   })
 
   it('explains which rule decides and why', () => {
-    const r = corridor('policy', 'explain', '--agent', 'release-bot', '--method', 'POST', '--url', '/github/repos/other/app/issues', '--body', '{"title":"x"}')
+    const r = corridor(
+      'policy',
+      'explain',
+      '--agent',
+      'release-bot',
+      '--method',
+      'POST',
+      '--url',
+      '/github/repos/other/app/issues',
+      '--body',
+      '{"title":"x"}',
+    )
     expect(r.status).toBe(0)
-    expect(r.stdout).toContain("rule github-issues-write")
+    expect(r.stdout).toContain('rule github-issues-write')
     expect(r.stdout).toContain('not matched: params.owner equals "acme"')
     expect(r.stdout).toContain('decision: deny (limiting factor: policy_default)')
   })
 
   it('reports a broken policy with file:line:column and exits non-zero', () => {
     const dir = mkdtempSync(join(tmpdir(), 'corridor-cli-'))
-    for (const f of ['agents.yaml', 'connectors.yaml']) writeFileSync(join(dir, f), readFileSync(join('policies', f), 'utf8'))
+    for (const f of ['agents.yaml', 'connectors.yaml'])
+      writeFileSync(join(dir, f), readFileSync(join('policies', f), 'utf8'))
     writeFileSync(join(dir, 'policy.yaml'), 'version: 1\nrules:\n  - id: x\n    effect: alow\n')
-    writeFileSync(join(dir, 'corridor.yaml'), 'files: { agents: agents.yaml, connectors: connectors.yaml, policy: policy.yaml }\naudit: { file: audit.log }\n')
+    writeFileSync(
+      join(dir, 'corridor.yaml'),
+      'files: { agents: agents.yaml, connectors: connectors.yaml, policy: policy.yaml }\naudit: { file: audit.log }\n',
+    )
     const r = corridor('policy', 'check', '--config', join(dir, 'corridor.yaml'))
     expect(r.status).toBe(1)
     expect(r.stderr).toMatch(/policy\.yaml:4:13: rules\[0\]\.effect must be one of: allow, deny, require_approval/)
@@ -53,7 +72,8 @@ describe('corridor CLI', () => {
     expect(good.stdout).toContain(`read ${join(process.cwd(), 'policies', 'agents.yaml')}`)
     // A directory holding a broken policy (no corridor.yaml in it) fails with the position, whatever the default files say.
     const dir = mkdtempSync(join(tmpdir(), 'corridor-cli-'))
-    for (const f of ['agents.yaml', 'connectors.yaml']) writeFileSync(join(dir, f), readFileSync(join('policies', f), 'utf8'))
+    for (const f of ['agents.yaml', 'connectors.yaml'])
+      writeFileSync(join(dir, f), readFileSync(join('policies', f), 'utf8'))
     writeFileSync(join(dir, 'policy.yaml'), 'version: 1\nrules:\n  - id: x\n    effect: alow\n')
     const broken = corridor('policy', 'check', dir)
     expect(broken.status).toBe(1)

@@ -92,7 +92,10 @@ interface Sent {
   body: string
 }
 
-async function send(path: string, init: { method?: string; headers?: Record<string, string>; body?: string } = {}): Promise<Sent> {
+async function send(
+  path: string,
+  init: { method?: string; headers?: Record<string, string>; body?: string } = {},
+): Promise<Sent> {
   const res = await request(fx.corridor.agentUrl + path, {
     method: (init.method ?? 'GET') as 'GET',
     headers: { authorization: `Bearer ${AGENT_KEY}`, ...init.headers },
@@ -106,12 +109,32 @@ async function send(path: string, init: { method?: string; headers?: Record<stri
   return { status: res.statusCode, code: header('x-corridor-error'), requestId: header('x-corridor-request-id'), body }
 }
 
-const json = (body: unknown): { method: string; headers: Record<string, string>; body: string } => ({ method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
-const form = (body: string): { method: string; headers: Record<string, string>; body: string } => ({ method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body })
+const json = (body: unknown): { method: string; headers: Record<string, string>; body: string } => ({
+  method: 'POST',
+  headers: { 'content-type': 'application/json' },
+  body: JSON.stringify(body),
+})
+const form = (body: string): { method: string; headers: Record<string, string>; body: string } => ({
+  method: 'POST',
+  headers: { 'content-type': 'application/x-www-form-urlencoded' },
+  body,
+})
 
 describe('numbers are compared as every parser reads them', () => {
   // Every spelling below is read as more than 5000 by some common parser; none may be forwarded.
-  const spellings = ['05001', '+5001', ' 5001', '5001\n', '5.001e3', '5e4', '0x1389', '5_001', '5001.5', '5001abc', '  +05001 ']
+  const spellings = [
+    '05001',
+    '+5001',
+    ' 5001',
+    '5001\n',
+    '5.001e3',
+    '5e4',
+    '0x1389',
+    '5_001',
+    '5001.5',
+    '5001abc',
+    '  +05001 ',
+  ]
 
   it.each(spellings)('JSON string %j over the limit is never forwarded', async (text) => {
     const res = await send('/pay/refunds', json({ amount: text }))
@@ -126,7 +149,9 @@ describe('numbers are compared as every parser reads them', () => {
   })
 
   it.each(spellings)('query value %j over the limit is never forwarded', async (text) => {
-    const res = await send(`/pay/refunds?limit=${encodeURIComponent(text.replace('5001', '101').replace('5.001e3', '1.01e2'))}`)
+    const res = await send(
+      `/pay/refunds?limit=${encodeURIComponent(text.replace('5001', '101').replace('5.001e3', '1.01e2'))}`,
+    )
     expect(res.status === 403 || res.status === 400).toBe(true)
     expect(upstream.received).toHaveLength(0)
   })
@@ -146,11 +171,18 @@ describe('numbers are compared as every parser reads them', () => {
   })
 
   it('property: no integer over the limit, in any spelling a parser accepts, is forwarded', async () => {
-    const spelled = fc.tuple(fc.integer({ min: 5001, max: 10_000_000 }), fc.constantFrom('', '0', '00', '+', ' ', '+0'), fc.constantFrom('', ' ', '\n', '.0', '.9', 'x', 'e0'))
+    const spelled = fc.tuple(
+      fc.integer({ min: 5001, max: 10_000_000 }),
+      fc.constantFrom('', '0', '00', '+', ' ', '+0'),
+      fc.constantFrom('', ' ', '\n', '.0', '.9', 'x', 'e0'),
+    )
     await fc.assert(
       fc.asyncProperty(spelled, fc.constantFrom('json', 'form'), async ([n, prefix, suffix], carrier) => {
         const text = `${prefix}${n}${suffix}`
-        const res = carrier === 'json' ? await send('/pay/refunds', json({ amount: text })) : await send('/pay/refunds', form(`amount=${encodeURIComponent(text)}`))
+        const res =
+          carrier === 'json'
+            ? await send('/pay/refunds', json({ amount: text }))
+            : await send('/pay/refunds', form(`amount=${encodeURIComponent(text)}`))
         return res.status !== 200
       }),
       { numRuns: 150, seed: 42 },
@@ -170,7 +202,16 @@ describe('one field model for JSON, forms and the query', () => {
   })
 
   it('names parsers nest differently are refused', async () => {
-    for (const body of ['a[b]c=1', 'items[1][sku]=x', 'items[][sku]=x', 'tags[]=a&tags[1]=b', 'a=1&a[b]=2', '_x[=1', 'toString=1', 'x[a][b][c][d][e][f]=1']) {
+    for (const body of [
+      'a[b]c=1',
+      'items[1][sku]=x',
+      'items[][sku]=x',
+      'tags[]=a&tags[1]=b',
+      'a=1&a[b]=2',
+      '_x[=1',
+      'toString=1',
+      'x[a][b][c][d][e][f]=1',
+    ]) {
       const res = await send('/pay/refunds', form(`amount=1&${body}`))
       expect([res.code, body]).toEqual(['ambiguous_request', body])
     }
@@ -178,22 +219,32 @@ describe('one field model for JSON, forms and the query', () => {
   })
 
   it('forwards the form and the query re-encoded, never the agent bytes (Rack splits on ;, qs does not)', async () => {
-    expect((await send('/pay/refunds?limit=5;limit=500&expand[]=a', form('amount=1;metadata[role]=admin'))).status).toBe(200)
+    expect(
+      (await send('/pay/refunds?limit=5;limit=500&expand[]=a', form('amount=1;metadata[role]=admin'))).status,
+    ).toBe(200)
     const got = upstream.received[0]!
     expect(got.url).toBe('/pay/refunds?limit=5%3Blimit%3D500&expand%5B%5D=a')
     expect(got.body.toString()).toBe('amount=1%3Bmetadata%5Brole%5D%3Dadmin')
   })
 
   it('accepts the query characters real SDKs send raw ([ ] for Stripe, ^ for ServiceNow, JQL)', async () => {
-    expect((await send('/pay/refunds?created[gte]=1&expand[]=data.charge&q=priority=1^state!=7&jql=cf[10010]~"x"')).status).toBe(200)
-    expect(upstream.received[0]!.url).toBe('/pay/refunds?created%5Bgte%5D=1&expand%5B%5D=data.charge&q=priority%3D1%5Estate%21%3D7&jql=cf%5B10010%5D~%22x%22')
+    expect(
+      (await send('/pay/refunds?created[gte]=1&expand[]=data.charge&q=priority=1^state!=7&jql=cf[10010]~"x"')).status,
+    ).toBe(200)
+    expect(upstream.received[0]!.url).toBe(
+      '/pay/refunds?created%5Bgte%5D=1&expand%5B%5D=data.charge&q=priority%3D1%5Estate%21%3D7&jql=cf%5B10010%5D~%22x%22',
+    )
   })
 })
 
 describe('lists are read whole', () => {
   it('an external address as the second recipient is not allowed by a rule that reads every recipient', async () => {
-    expect((await send('/mail/send', json({ to: [{ address: 'a@corp.example' }, { address: 'b@corp.example' }] }))).status).toBe(200)
-    expect((await send('/mail/send', json({ to: [{ address: 'a@corp.example' }, { address: 'x@evil.example' }] }))).status).toBe(403)
+    expect(
+      (await send('/mail/send', json({ to: [{ address: 'a@corp.example' }, { address: 'b@corp.example' }] }))).status,
+    ).toBe(200)
+    expect(
+      (await send('/mail/send', json({ to: [{ address: 'a@corp.example' }, { address: 'x@evil.example' }] }))).status,
+    ).toBe(403)
     expect((await send('/mail/send', json({ to: [] }))).status).toBe(403) // all over nothing allows nothing
     expect((await send('/mail/send', json({}))).status).toBe(403)
     expect(upstream.received).toHaveLength(1)
@@ -224,8 +275,16 @@ describe('framework reinterpretation is refused unless the connector says its up
     ['_method in JSON', '/pay/refunds', json({ amount: 1, _method: 'DELETE' })],
     ['a matrix parameter', '/pay/users/admin;jsessionid=1', {}],
     ['an encoded matrix parameter', '/pay/users/admin%3Bx=1', {}],
-    ['a body on GET', '/pay/refunds', { method: 'GET', headers: { 'content-type': 'application/json' }, body: '{"limit":1}' }],
-    ['a body on DELETE', '/pay/refunds/r1', { method: 'DELETE', headers: { 'content-type': 'application/json' }, body: '{"a":1}' }],
+    [
+      'a body on GET',
+      '/pay/refunds',
+      { method: 'GET', headers: { 'content-type': 'application/json' }, body: '{"limit":1}' },
+    ],
+    [
+      'a body on DELETE',
+      '/pay/refunds/r1',
+      { method: 'DELETE', headers: { 'content-type': 'application/json' }, body: '{"a":1}' },
+    ],
   ])('%s', async (_name, path, init) => {
     const res = await send(path, init)
     expect(res.status).toBe(400)
@@ -235,7 +294,10 @@ describe('framework reinterpretation is refused unless the connector says its up
   it('a connector whose upstream ignores them forwards them', async () => {
     expect((await send('/lax/things?_method=DELETE', form('a=1'))).status).toBe(200)
     expect((await send('/lax/things/x;v=1')).status).toBe(200)
-    expect((await send('/lax/things/x', { method: 'GET', headers: { 'content-type': 'application/json' }, body: '{"a":1}' })).status).toBe(200)
+    expect(
+      (await send('/lax/things/x', { method: 'GET', headers: { 'content-type': 'application/json' }, body: '{"a":1}' }))
+        .status,
+    ).toBe(200)
     expect(upstream.received).toHaveLength(3)
   })
 })
@@ -251,7 +313,11 @@ describe("the agent's key never reaches an upstream, a record or a log", () => {
     ['Referer', '/pay/refunds?limit=1', { headers: { referer: `https://app.example/?key=${AGENT_KEY}` } }],
     ['base64 in a header', '/pay/refunds?limit=1', { headers: { 'x-blob': b64(`user:${AGENT_KEY}`) } }],
     ['query api_key', `/pay/refunds?limit=1&api_key=${AGENT_KEY}`, {}],
-    ['query access_token, URL-encoded', `/pay/refunds?limit=1&access_token=${encodeURIComponent(AGENT_KEY).replace(/_/g, '%5F')}`, {}],
+    [
+      'query access_token, URL-encoded',
+      `/pay/refunds?limit=1&access_token=${encodeURIComponent(AGENT_KEY).replace(/_/g, '%5F')}`,
+      {},
+    ],
     ['query key', `/pay/refunds?key=${AGENT_KEY}`, {}],
     ['the path', `/pay/users/${AGENT_KEY}`, {}],
     ['a JSON body', '/pay/refunds', json({ amount: 1, note: AGENT_KEY })],
@@ -276,7 +342,10 @@ describe("the agent's key never reaches an upstream, a record or a log", () => {
 
   it("the Slack SDK's per-call token is removed where the connector declares it, and the call goes through", async () => {
     upstream.received.length = 0
-    const slack = new WebClient(AGENT_KEY, { slackApiUrl: `${fx.corridor.agentUrl}/slack/`, retryConfig: { retries: 0 } })
+    const slack = new WebClient(AGENT_KEY, {
+      slackApiUrl: `${fx.corridor.agentUrl}/slack/`,
+      retryConfig: { retries: 0 },
+    })
     await slack.chat.postMessage({ channel: 'C1', text: 'hello', token: AGENT_KEY }).catch(() => undefined)
     expect(upstream.received).toHaveLength(1)
     const got = upstream.received[0]!
@@ -290,18 +359,33 @@ describe("the agent's key never reaches an upstream, a record or a log", () => {
 describe("requests Node's parser refuses are answered and audited once", () => {
   const auth = `Authorization: Bearer ${AGENT_KEY}\r\n`
   const vectors: [string, string][] = [
-    ['CL + TE', `POST /pay/refunds HTTP/1.1\r\nHost: x\r\n${auth}Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n`],
-    ['duplicate Content-Length', `POST /pay/refunds HTTP/1.1\r\nHost: x\r\n${auth}Content-Length: 1\r\nContent-Length: 2\r\n\r\nab`],
-    ['obfuscated Transfer-Encoding', `POST /pay/refunds HTTP/1.1\r\nHost: x\r\n${auth}Transfer-Encoding: xchunked\r\n\r\n0\r\n\r\n`],
+    [
+      'CL + TE',
+      `POST /pay/refunds HTTP/1.1\r\nHost: x\r\n${auth}Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n`,
+    ],
+    [
+      'duplicate Content-Length',
+      `POST /pay/refunds HTTP/1.1\r\nHost: x\r\n${auth}Content-Length: 1\r\nContent-Length: 2\r\n\r\nab`,
+    ],
+    [
+      'obfuscated Transfer-Encoding',
+      `POST /pay/refunds HTTP/1.1\r\nHost: x\r\n${auth}Transfer-Encoding: xchunked\r\n\r\n0\r\n\r\n`,
+    ],
     ['bare LF', `GET /pay/refunds HTTP/1.1\nHost: x\n${auth}\n`],
     ['obs-fold', `GET /pay/refunds HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n${auth}\r\n`],
     ['NUL in a header', `GET /pay/refunds HTTP/1.1\r\nHost: x\r\nX-A: a\0b\r\n${auth}\r\n`],
     ['lower-case method', `get /pay/refunds HTTP/1.1\r\nHost: x\r\n${auth}\r\n`],
     ['HTTP/1.2', `GET /pay/refunds HTTP/1.2\r\nHost: x\r\n${auth}\r\n`],
     ['HTTP/2 preface', 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'],
-    ['header bytes over the cap', `GET /pay/refunds HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n${auth}\r\n`],
+    [
+      'header bytes over the cap',
+      `GET /pay/refunds HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n${auth}\r\n`,
+    ],
     ['missing Host', `GET /pay/refunds HTTP/1.1\r\n${auth}Connection: close\r\n\r\n`],
-    ['Expect other than 100-continue', `GET /pay/refunds HTTP/1.1\r\nHost: x\r\n${auth}Expect: something\r\nConnection: close\r\n\r\n`],
+    [
+      'Expect other than 100-continue',
+      `GET /pay/refunds HTTP/1.1\r\nHost: x\r\n${auth}Expect: something\r\nConnection: close\r\n\r\n`,
+    ],
     ['CONNECT', `CONNECT upstream.example:443 HTTP/1.1\r\nHost: upstream.example:443\r\n${auth}\r\n`],
   ]
 
@@ -323,7 +407,11 @@ describe("requests Node's parser refuses are answered and audited once", () => {
   it('a broken chunk inside a body is audited as a malformed request, not as the agent leaving', async () => {
     const before = fx.auditRecords().length
     const started = Date.now()
-    await rawRequest(fx.corridor.agentUrl, `POST /pay/refunds HTTP/1.1\r\nHost: x\r\n${auth}Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{"amo\r\nZZ\r\n`, 10_000)
+    await rawRequest(
+      fx.corridor.agentUrl,
+      `POST /pay/refunds HTTP/1.1\r\nHost: x\r\n${auth}Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{"amo\r\nZZ\r\n`,
+      10_000,
+    )
     // The connection is closed at once (framing lost), not left to the request timeout.
     expect(Date.now() - started).toBeLessThan(5_000)
     await eventually(() => expect(fx.auditRecords().length).toBeGreaterThan(before))

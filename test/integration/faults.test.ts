@@ -12,7 +12,10 @@ describe('fail closed', () => {
   it('refuses to forward anything when the audit trail cannot be written', async () => {
     const upstream = await startRecordingUpstream()
     const canary = newCanary()
-    const fx = await startCorridorFixture({ ...standardFiles(upstream.url), auditFile: '/dev/full' }, { SVC_TOKEN: canary })
+    const fx = await startCorridorFixture(
+      { ...standardFiles(upstream.url), auditFile: '/dev/full' },
+      { SVC_TOKEN: canary },
+    )
     try {
       const res = await request(fx.corridor.agentUrl + '/svc/items', { headers: auth })
       expect(res.statusCode).toBe(503)
@@ -43,7 +46,12 @@ describe('fail closed', () => {
       expect(body.detail).not.toContain('SVC_TOKEN')
       expect(fx.logs.join('')).toContain('env:SVC_TOKEN')
       expect(upstream.received).toHaveLength(0)
-      await eventually(() => expect(fx.auditRecords().find((r) => r.request_id === body.request_id)).toMatchObject({ outcome: 'unavailable', decision: 'allow' }))
+      await eventually(() =>
+        expect(fx.auditRecords().find((r) => r.request_id === body.request_id)).toMatchObject({
+          outcome: 'unavailable',
+          decision: 'allow',
+        }),
+      )
     } finally {
       await fx.close()
       await upstream.close()
@@ -106,7 +114,12 @@ describe('fail closed', () => {
         break
       }
       await eventually(() => expect(upstreamClosed).toBe(true))
-      await eventually(() => expect(fx.auditRecords().find((r) => r.request_id === requestId)).toMatchObject({ outcome: 'client_aborted', upstream_status: 200 }))
+      await eventually(() =>
+        expect(fx.auditRecords().find((r) => r.request_id === requestId)).toMatchObject({
+          outcome: 'client_aborted',
+          upstream_status: 200,
+        }),
+      )
     } finally {
       await fx.close()
       await upstream.close()
@@ -127,13 +140,22 @@ describe('hot reload', () => {
         return res.statusCode
       }
       expect(await get()).toBe(200)
-      writeFileSync(join(fx.dir, 'policy.yaml'), files.policy + `  - { id: no-item-1, effect: deny, match: { actions: items.get, params: { id: "1" } } }\n`)
+      writeFileSync(
+        join(fx.dir, 'policy.yaml'),
+        files.policy + `  - { id: no-item-1, effect: deny, match: { actions: items.get, params: { id: "1" } } }\n`,
+      )
       await eventually(() => expect(fx.corridor.policies.status().version).not.toBe(first), 5_000)
       expect(await get()).toBe(403)
       const good = fx.corridor.policies.status().version
 
-      writeFileSync(join(fx.dir, 'policy.yaml'), 'version: 1\nrules:\n  - id: broken\n    effect: allow\n    match: { actions: [items.get\n')
-      await eventually(() => expect(fx.corridor.policies.status().lastError?.[0]).toMatch(/policy\.yaml:\d+:\d+: /), 5_000)
+      writeFileSync(
+        join(fx.dir, 'policy.yaml'),
+        'version: 1\nrules:\n  - id: broken\n    effect: allow\n    match: { actions: [items.get\n',
+      )
+      await eventually(
+        () => expect(fx.corridor.policies.status().lastError?.[0]).toMatch(/policy\.yaml:\d+:\d+: /),
+        5_000,
+      )
       expect(fx.corridor.policies.status().version).toBe(good)
       expect(await get()).toBe(403)
       const status = await request(fx.corridor.adminUrl + '/policy')

@@ -33,7 +33,8 @@ afterAll(async () => {
   expect(fx.allOutput()).not.toContain(canary)
 })
 
-const get = (path: string, headers: Record<string, string> = {}) => request(fx.corridor.agentUrl + path, { headers: { authorization: `Bearer ${AGENT_KEY}`, ...headers } })
+const get = (path: string, headers: Record<string, string> = {}) =>
+  request(fx.corridor.agentUrl + path, { headers: { authorization: `Bearer ${AGENT_KEY}`, ...headers } })
 
 describe('the injected credential is the only one the upstream sees', () => {
   it('drops an agent-sent copy of the header the credential goes into', async () => {
@@ -56,10 +57,12 @@ describe('the injected credential is the only one the upstream sees', () => {
     expect(upstream.received.at(-1)!.url).toBe(`/things?x=1&api_key=${encodeURIComponent(canary)}`)
   })
 
-  it('places Basic credentials and drops the agent\'s Authorization', async () => {
+  it("places Basic credentials and drops the agent's Authorization", async () => {
     const res = await get('/basic/things')
     await res.body.dump()
-    expect(upstream.received.at(-1)!.headers.authorization).toBe('Basic ' + Buffer.from(`bot:${canary}`).toString('base64'))
+    expect(upstream.received.at(-1)!.headers.authorization).toBe(
+      'Basic ' + Buffer.from(`bot:${canary}`).toString('base64'),
+    )
   })
 
   it('keeps a credential placed in the query out of the audit record', async () => {

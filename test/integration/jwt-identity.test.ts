@@ -17,7 +17,8 @@ beforeAll(async () => {
   const userPair = await generateKeyPair('ES256')
   userKey = userPair.privateKey
   otherKey = (await generateKeyPair('ES256')).privateKey
-  const jwks = async (k: CryptoKey) => JSON.stringify({ keys: [{ ...(await exportJWK(k)), kid: 'k1', alg: 'ES256', use: 'sig' }] })
+  const jwks = async (k: CryptoKey) =>
+    JSON.stringify({ keys: [{ ...(await exportJWK(k)), kid: 'k1', alg: 'ES256', use: 'sig' }] })
   upstream = await startRecordingUpstream()
   const files = standardFiles(upstream.url, {
     rulesExtra: `  - { id: ops-only-delete-check, effect: allow, match: { actions: items.list, user_groups: [ops] } }\n`,
@@ -40,14 +41,24 @@ afterAll(async () => {
   await upstream.close()
 })
 
-async function token(key: CryptoKey, claims: JWTPayload, opts: { aud?: string; exp?: string | number | null; alg?: string } = {}) {
-  let jwt = new SignJWT(claims).setProtectedHeader({ alg: opts.alg ?? 'ES256', kid: 'k1' }).setIssuer('https://idp.test').setAudience(opts.aud ?? 'corridor').setIssuedAt()
+async function token(
+  key: CryptoKey,
+  claims: JWTPayload,
+  opts: { aud?: string; exp?: string | number | null; alg?: string } = {},
+) {
+  let jwt = new SignJWT(claims)
+    .setProtectedHeader({ alg: opts.alg ?? 'ES256', kid: 'k1' })
+    .setIssuer('https://idp.test')
+    .setAudience(opts.aud ?? 'corridor')
+    .setIssuedAt()
   if (opts.exp !== null) jwt = jwt.setExpirationTime(opts.exp ?? '5m')
   return jwt.sign(key)
 }
 
 const call = async (bearer: string, extra: Record<string, string> = {}) => {
-  const res = await request(fx.corridor.agentUrl + '/svc/items', { headers: { authorization: `Bearer ${bearer}`, ...extra } })
+  const res = await request(fx.corridor.agentUrl + '/svc/items', {
+    headers: { authorization: `Bearer ${bearer}`, ...extra },
+  })
   const body = res.statusCode >= 400 ? ((await res.body.json()) as { code: string }) : (await res.body.dump(), null)
   return { status: res.statusCode, code: body?.code }
 }
@@ -62,7 +73,11 @@ describe('JWT agent credentials', () => {
     ['expired beyond the skew', () => token(agentKey, { sub: 'writer' }, { exp: Math.floor(Date.now() / 1000) - 60 })],
     ['signed by another key', () => token(otherKey, { sub: 'writer' })],
     ['unregistered subject', () => token(agentKey, { sub: 'ghost' })],
-    ['alg none', async () => `${Buffer.from('{"alg":"none"}').toString('base64url')}.${Buffer.from(JSON.stringify({ sub: 'writer', aud: 'corridor', iss: 'https://idp.test', exp: 9e9, iat: 1 })).toString('base64url')}.x`],
+    [
+      'alg none',
+      async () =>
+        `${Buffer.from('{"alg":"none"}').toString('base64url')}.${Buffer.from(JSON.stringify({ sub: 'writer', aud: 'corridor', iss: 'https://idp.test', exp: 9e9, iat: 1 })).toString('base64url')}.x`,
+    ],
     ['a user token presented as an agent token', () => token(userKey, { sub: 'writer' }, { aud: 'corridor-users' })],
   ])('rejects %s with 401 and forwards nothing', async (_name, make) => {
     const before = upstream.received.length

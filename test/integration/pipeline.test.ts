@@ -16,10 +16,19 @@ beforeAll(async () => {
       res.writeHead(302, { location: 'http://127.0.0.1:1/elsewhere' })
       return void res.end()
     }
-    res.writeHead(200, { 'content-type': 'application/json', 'set-cookie': 'upstream=1', connection: 'x-upstream-hop', 'x-upstream-hop': '1', 'x-real': 'yes' })
+    res.writeHead(200, {
+      'content-type': 'application/json',
+      'set-cookie': 'upstream=1',
+      connection: 'x-upstream-hop',
+      'x-upstream-hop': '1',
+      'x-real': 'yes',
+    })
     res.end(JSON.stringify({ ok: true }))
   })
-  fx = await startCorridorFixture({ ...standardFiles(upstream.url), extraConfig: 'approvals: { wait: 0s }\n' }, { SVC_TOKEN: canary })
+  fx = await startCorridorFixture(
+    { ...standardFiles(upstream.url), extraConfig: 'approvals: { wait: 0s }\n' },
+    { SVC_TOKEN: canary },
+  )
 })
 
 afterAll(async () => {
@@ -87,9 +96,22 @@ describe('allowed requests', () => {
 
     const record = await recordFor(requestId)
     expect(record).toMatchObject({
-      agent: 'writer', owner: 'team-a', tier: 'bounded-write', connector: 'svc', action: 'items.list', risk: 'read',
-      method: 'GET', path: '/items', query: 'limit=5', decision: 'allow', rule: 'read-all', outcome: 'forwarded',
-      status: 200, upstream_status: 200, intent: 'list items for the weekly report', task_id: 'task-42',
+      agent: 'writer',
+      owner: 'team-a',
+      tier: 'bounded-write',
+      connector: 'svc',
+      action: 'items.list',
+      risk: 'read',
+      method: 'GET',
+      path: '/items',
+      query: 'limit=5',
+      decision: 'allow',
+      rule: 'read-all',
+      outcome: 'forwarded',
+      status: 200,
+      upstream_status: 200,
+      intent: 'list items for the weekly report',
+      task_id: 'task-42',
       credential: { reference: 'env:SVC_TOKEN', lease_id: null },
     })
     expect(record.policy_version).toMatch(/^sha256:[0-9a-f]{16}$/)
@@ -100,7 +122,9 @@ describe('allowed requests', () => {
     const a = await request(fx.corridor.agentUrl + '/svc/items', { headers: { 'x-api-key': AGENT_KEY } })
     expect(a.statusCode).toBe(200)
     await a.body.dump()
-    const b = await request(fx.corridor.agentUrl + '/svc/items', { headers: { authorization: 'Basic ' + Buffer.from(`${AGENT_KEY}:`).toString('base64') } })
+    const b = await request(fx.corridor.agentUrl + '/svc/items', {
+      headers: { authorization: 'Basic ' + Buffer.from(`${AGENT_KEY}:`).toString('base64') },
+    })
     expect(b.statusCode).toBe(200)
     await b.body.dump()
     for (const seen of upstream.received) {
@@ -110,7 +134,9 @@ describe('allowed requests', () => {
   })
 
   it('routes by Host for SDKs that take only a host name', async () => {
-    const res = await request(fx.corridor.agentUrl + '/items/7', { headers: { host: 'svc.corridor.test', authorization: `Bearer ${AGENT_KEY}` } })
+    const res = await request(fx.corridor.agentUrl + '/items/7', {
+      headers: { host: 'svc.corridor.test', authorization: `Bearer ${AGENT_KEY}` },
+    })
     expect(res.statusCode).toBe(200)
     await res.body.dump()
     expect(upstream.received[0]!.url).toBe('/base/items/7')
@@ -145,24 +171,140 @@ describe('allowed requests', () => {
 
 describe('refusals carry problem+json with a stable code and are audited', () => {
   const cases: [string, () => Promise<Awaited<ReturnType<typeof call>>>, number, string, Record<string, unknown>][] = [
-    ['no credential', () => request(fx.corridor.agentUrl + '/svc/items'), 401, 'identity_missing', { outcome: 'rejected' }],
-    ['unknown key', () => call('/svc/items', { headers: { authorization: 'Bearer cor_not_registered' } }), 401, 'identity_invalid', {}],
-    ['suspended agent', () => call('/svc/items', { headers: { authorization: `Bearer ${SUSPENDED_KEY}` } }), 403, 'agent_suspended', { limiting_factor: 'agent_status', outcome: 'denied' }],
-    ['tier caps risk', () => call('/svc/items', { method: 'POST', headers: { authorization: `Bearer ${READER_KEY}`, 'content-type': 'application/json' }, body: '{"qty":1}' }), 403, 'policy_denied', { limiting_factor: 'agent_tier', decision: 'deny' }],
-    ['explicit deny rule', () => call('/svc/items/secret'), 403, 'policy_denied', { rule: 'no-secret-items', reason: 'secret items are off limits', limiting_factor: 'policy_rule' }],
+    [
+      'no credential',
+      () => request(fx.corridor.agentUrl + '/svc/items'),
+      401,
+      'identity_missing',
+      { outcome: 'rejected' },
+    ],
+    [
+      'unknown key',
+      () => call('/svc/items', { headers: { authorization: 'Bearer cor_not_registered' } }),
+      401,
+      'identity_invalid',
+      {},
+    ],
+    [
+      'suspended agent',
+      () => call('/svc/items', { headers: { authorization: `Bearer ${SUSPENDED_KEY}` } }),
+      403,
+      'agent_suspended',
+      { limiting_factor: 'agent_status', outcome: 'denied' },
+    ],
+    [
+      'tier caps risk',
+      () =>
+        call('/svc/items', {
+          method: 'POST',
+          headers: { authorization: `Bearer ${READER_KEY}`, 'content-type': 'application/json' },
+          body: '{"qty":1}',
+        }),
+      403,
+      'policy_denied',
+      { limiting_factor: 'agent_tier', decision: 'deny' },
+    ],
+    [
+      'explicit deny rule',
+      () => call('/svc/items/secret'),
+      403,
+      'policy_denied',
+      { rule: 'no-secret-items', reason: 'secret items are off limits', limiting_factor: 'policy_rule' },
+    ],
     ['undeclared action', () => call('/svc/admin'), 403, 'policy_denied', { limiting_factor: 'connector_scope' }],
-    ['privileged action over tier', () => call('/svc/items/1', { method: 'DELETE' }), 403, 'policy_denied', { limiting_factor: 'agent_tier' }],
-    ['held for approval', () => call('/svc/items', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"qty":50}' }), 202, 'approval_pending', { decision: 'require_approval', outcome: 'held', approvers: ['leads'] }],
+    [
+      'privileged action over tier',
+      () => call('/svc/items/1', { method: 'DELETE' }),
+      403,
+      'policy_denied',
+      { limiting_factor: 'agent_tier' },
+    ],
+    [
+      'held for approval',
+      () => call('/svc/items', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"qty":50}' }),
+      202,
+      'approval_pending',
+      { decision: 'require_approval', outcome: 'held', approvers: ['leads'] },
+    ],
     ['unknown connector', () => call('/nowhere/items'), 404, 'connector_unknown', {}],
     ['encoded slash', () => call('/svc/items/a%2fb'), 400, 'invalid_path', {}],
-    ['duplicate JSON keys', () => call('/svc/items', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"qty":1,"qty":100}' }), 400, 'invalid_json', {}],
-    ['JSON too deep', () => call('/svc/items', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"a":'.repeat(20) + '1' + '}'.repeat(20) }), 400, 'json_too_deep', {}],
-    ['body too large', () => call('/svc/items', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ qty: 1, pad: 'x'.repeat(5000) }) }), 413, 'body_too_large', {}],
-    ['body rule on a non-JSON body', () => call('/svc/items', { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'qty=1' }), 415, 'unsupported_media_type', {}],
-    ['compressed body', () => call('/svc/items', { method: 'POST', headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' }, body: 'xx' }), 415, 'unsupported_media_type', {}],
-    ['method override', () => call('/svc/items', { headers: { 'x-http-method-override': 'DELETE' } }), 400, 'ambiguous_request', {}],
-    ['unsafe number in a policy field', () => call('/svc/items', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"qty":1e400}' }), 400, 'invalid_json', {}],
-    ['two agent credentials', () => call('/svc/items', { headers: { 'x-api-key': READER_KEY } }), 401, 'identity_invalid', {}],
+    [
+      'duplicate JSON keys',
+      () =>
+        call('/svc/items', {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: '{"qty":1,"qty":100}',
+        }),
+      400,
+      'invalid_json',
+      {},
+    ],
+    [
+      'JSON too deep',
+      () =>
+        call('/svc/items', {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: '{"a":'.repeat(20) + '1' + '}'.repeat(20),
+        }),
+      400,
+      'json_too_deep',
+      {},
+    ],
+    [
+      'body too large',
+      () =>
+        call('/svc/items', {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ qty: 1, pad: 'x'.repeat(5000) }),
+        }),
+      413,
+      'body_too_large',
+      {},
+    ],
+    [
+      'body rule on a non-JSON body',
+      () => call('/svc/items', { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'qty=1' }),
+      415,
+      'unsupported_media_type',
+      {},
+    ],
+    [
+      'compressed body',
+      () =>
+        call('/svc/items', {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' },
+          body: 'xx',
+        }),
+      415,
+      'unsupported_media_type',
+      {},
+    ],
+    [
+      'method override',
+      () => call('/svc/items', { headers: { 'x-http-method-override': 'DELETE' } }),
+      400,
+      'ambiguous_request',
+      {},
+    ],
+    [
+      'unsafe number in a policy field',
+      () =>
+        call('/svc/items', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"qty":1e400}' }),
+      400,
+      'invalid_json',
+      {},
+    ],
+    [
+      'two agent credentials',
+      () => call('/svc/items', { headers: { 'x-api-key': READER_KEY } }),
+      401,
+      'identity_invalid',
+      {},
+    ],
   ]
 
   for (const [name, send, status, code, recordFields] of cases) {
@@ -189,13 +331,17 @@ describe('refusals carry problem+json with a stable code and are audited', () =>
     expect(page.statusCode).toBe(200)
     expect(page.headers['content-type']).toBe('text/html; charset=utf-8')
     expect(html).toContain('<section id="policy_denied">')
-    const reference = (await recordFor(page.headers['x-corridor-request-id'] as string))
+    const reference = await recordFor(page.headers['x-corridor-request-id'] as string)
     expect(reference).toMatchObject({ outcome: 'served', status: 200 })
   })
 
   it('names the rule, reason and limiting factor so an agent can correct itself', async () => {
     const res = await call('/svc/items/secret')
-    expect(await res.body.json()).toMatchObject({ rule: 'no-secret-items', reason: 'secret items are off limits', limiting_factor: 'policy_rule' })
+    expect(await res.body.json()).toMatchObject({
+      rule: 'no-secret-items',
+      reason: 'secret items are off limits',
+      limiting_factor: 'policy_rule',
+    })
   })
 })
 
@@ -208,12 +354,28 @@ describe('ambiguous framing is refused before it reaches policy', () => {
     ['protocol-relative target', `GET //evil.example/svc/items HTTP/1.1\r\n${host}${auth}\r\n`, 400],
     ['fragment in target', `GET /svc/items#frag HTTP/1.1\r\n${host}${auth}\r\n`, 400],
     ['backslash in target', `GET /svc\\items HTTP/1.1\r\n${host}${auth}\r\n`, 400],
-    ['HTTP/1.0 with chunked framing', `POST /svc/items HTTP/1.0\r\n${host}${auth}Transfer-Encoding: chunked\r\nContent-Type: application/json\r\n\r\n9\r\n{"qty":1}\r\n0\r\n\r\n`, 400],
-    ['Content-Length with Transfer-Encoding', `POST /svc/items HTTP/1.1\r\n${host}${auth}Content-Length: 9\r\nTransfer-Encoding: chunked\r\n\r\n9\r\n{"qty":1}\r\n0\r\n\r\n`, 400],
+    [
+      'HTTP/1.0 with chunked framing',
+      `POST /svc/items HTTP/1.0\r\n${host}${auth}Transfer-Encoding: chunked\r\nContent-Type: application/json\r\n\r\n9\r\n{"qty":1}\r\n0\r\n\r\n`,
+      400,
+    ],
+    [
+      'Content-Length with Transfer-Encoding',
+      `POST /svc/items HTTP/1.1\r\n${host}${auth}Content-Length: 9\r\nTransfer-Encoding: chunked\r\n\r\n9\r\n{"qty":1}\r\n0\r\n\r\n`,
+      400,
+    ],
     ['two Authorization headers', `GET /svc/items HTTP/1.1\r\n${host}${auth}Authorization: Bearer other\r\n\r\n`, 400],
-    ['too many headers', `GET /svc/items HTTP/1.1\r\n${host}${auth}${Array.from({ length: 150 }, (_, i) => `X-H${i}: v\r\n`).join('')}\r\n`, 431],
+    [
+      'too many headers',
+      `GET /svc/items HTTP/1.1\r\n${host}${auth}${Array.from({ length: 150 }, (_, i) => `X-H${i}: v\r\n`).join('')}\r\n`,
+      431,
+    ],
     ['climbing above the root', `GET /svc/../../etc/passwd HTTP/1.1\r\n${host}${auth}\r\n`, 400],
-    ['Connection naming Authorization', `GET /svc/items HTTP/1.1\r\n${host}${auth}Connection: authorization\r\n\r\n`, 400],
+    [
+      'Connection naming Authorization',
+      `GET /svc/items HTTP/1.1\r\n${host}${auth}Connection: authorization\r\n\r\n`,
+      400,
+    ],
     ['asterisk-form target', `OPTIONS * HTTP/1.1\r\n${host}${auth}\r\n`, 400],
   ]
   for (const [name, payload, status] of cases) {
@@ -225,17 +387,29 @@ describe('ambiguous framing is refused before it reaches policy', () => {
   }
 
   it('refuses a Connection header naming an end-to-end header (it would be removed after the policy read it)', async () => {
-    const response = await rawRequest(fx.corridor.agentUrl, `GET /svc/items HTTP/1.1\r\n${host}${auth}Connection: x-dry-run\r\nX-Dry-Run: true\r\n\r\n`, 500)
+    const response = await rawRequest(
+      fx.corridor.agentUrl,
+      `GET /svc/items HTTP/1.1\r\n${host}${auth}Connection: x-dry-run\r\nX-Dry-Run: true\r\n\r\n`,
+      500,
+    )
     expect(statusOf(response)).toBe(400)
     expect(response).toContain('ambiguous_request')
     expect(upstream.received).toHaveLength(0)
   })
 
   it('writes an audit record for refusals Corridor itself answers', async () => {
-    const response = await rawRequest(fx.corridor.agentUrl, `GET /svc/items HTTP/1.1\r\n${host}Host: evil.example\r\n${auth}\r\n`, 1_500)
+    const response = await rawRequest(
+      fx.corridor.agentUrl,
+      `GET /svc/items HTTP/1.1\r\n${host}Host: evil.example\r\n${auth}\r\n`,
+      1_500,
+    )
     const requestId = /x-corridor-request-id: ([0-9a-f-]+)/i.exec(response)?.[1]
     expect(requestId).toBeDefined()
-    expect(await recordFor(requestId!)).toMatchObject({ error_code: 'ambiguous_request', outcome: 'rejected', status: 400 })
+    expect(await recordFor(requestId!)).toMatchObject({
+      error_code: 'ambiguous_request',
+      outcome: 'rejected',
+      status: 400,
+    })
   })
 })
 

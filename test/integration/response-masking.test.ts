@@ -47,7 +47,7 @@ function echo(req: ReceivedRequest, res: ServerResponse): void {
   const secrets = credentialOf(req)
   secretsSeen.push(...secrets)
   const secret = secrets[secrets.length - 1] ?? ''
-  const path = new URL(req.url, 'http://x').pathname.split('/').pop()
+  const path = new URL(req.url, 'http://x').pathname.split('/').pop() ?? ''
   switch (path) {
     case 'echo': {
       const body = JSON.stringify({ url: req.url, headers: req.headers })
@@ -57,7 +57,15 @@ function echo(req: ReceivedRequest, res: ServerResponse): void {
     }
     case 'encoded': {
       const b64 = (s: string): string => Buffer.from(s).toString('base64')
-      const body = [encodeURIComponent(secret), b64(secret), b64('x' + secret), b64('xy' + secret), Buffer.from(secret).toString('base64url'), JSON.stringify(secret), secret.replace(/\//g, '\\/')].join('\n')
+      const body = [
+        encodeURIComponent(secret),
+        b64(secret),
+        b64('x' + secret),
+        b64('xy' + secret),
+        Buffer.from(secret).toString('base64url'),
+        JSON.stringify(secret),
+        secret.replace(/\//g, '\\/'),
+      ].join('\n')
       res.writeHead(200, { 'content-type': 'text/plain' })
       res.end(body)
       return
@@ -79,7 +87,11 @@ function echo(req: ReceivedRequest, res: ServerResponse): void {
       return
     }
     case 'challenge':
-      res.writeHead(401, { 'www-authenticate': `Bearer realm="api", error="invalid_token", token="${secret}"`, 'x-echo': secret, 'content-type': 'application/json' })
+      res.writeHead(401, {
+        'www-authenticate': `Bearer realm="api", error="invalid_token", token="${secret}"`,
+        'x-echo': secret,
+        'content-type': 'application/json',
+      })
       res.end(JSON.stringify({ error: `token ${secret} is not valid` }))
       return
     case 'redirect':
@@ -105,17 +117,27 @@ beforeAll(async () => {
   const dir = mkdtempSync(join(tmpdir(), 'corridor-mask-'))
   writeFileSync(join(dir, 'basic.secret'), FILE_PASSWORD)
   const actions = ENDPOINTS.map((e) => `      - { name: ${e}, method: GET, path: /${e}, risk: read }`).join('\n')
-  const connector = (id: string, credential: string): string => `  - id: ${id}\n    owner: team-a\n    upstream: ${upstream.url}/${id}\n    certified_until: 2099-12-31\n    credential:\n${credential}\n    actions:\n${actions}\n`
+  const connector = (id: string, credential: string): string =>
+    `  - id: ${id}\n    owner: team-a\n    upstream: ${upstream.url}/${id}\n    certified_until: 2099-12-31\n    credential:\n${credential}\n    actions:\n${actions}\n`
   fx = await startCorridorFixture(
     {
       agents: `agents:\n  - id: reader\n    owner: team-a\n    tier: read-only\n    connectors: [bearer, custom, query, basic, vaultdb]\n    api_keys: [{ hash: "${hash(AGENT_KEY)}" }]\n`,
       connectors:
         'connectors:\n' +
-        connector('bearer', '      source: env\n      env: BEARER\n      inject: { header: authorization, format: "Bearer {secret}" }') +
+        connector(
+          'bearer',
+          '      source: env\n      env: BEARER\n      inject: { header: authorization, format: "Bearer {secret}" }',
+        ) +
         connector('custom', '      source: env\n      env: CUSTOM\n      inject: { header: x-api-key }') +
         connector('query', '      source: env\n      env: QUERY\n      inject: { query: api_key }') +
-        connector('basic', `      source: file\n      file: ${join(dir, 'basic.secret')}\n      inject: { basic: { username: corridor-bot, password: "{secret}" } }`) +
-        connector('vaultdb', '      source: vault_dynamic\n      path: database/creds/app\n      inject: { basic: { username: "{username}", password: "{password}" } }'),
+        connector(
+          'basic',
+          `      source: file\n      file: ${join(dir, 'basic.secret')}\n      inject: { basic: { username: corridor-bot, password: "{secret}" } }`,
+        ) +
+        connector(
+          'vaultdb',
+          '      source: vault_dynamic\n      path: database/creds/app\n      inject: { basic: { username: "{username}", password: "{password}" } }',
+        ),
       policy: 'version: 1\nrules:\n  - { id: all, effect: allow, match: { agents: [reader] } }\n',
       extraConfig: vaultConfigYaml(vault),
     },
@@ -133,11 +155,15 @@ describe('the injected credential is masked in everything the agent gets back', 
   for (const placement of ['bearer', 'custom', 'query', 'basic', 'vaultdb']) {
     it.each(ENDPOINTS)(`${placement}: %s`, async (endpoint) => {
       secretsSeen = []
-      const res = await request(`${fx.corridor.agentUrl}/${placement}/${endpoint}?page=1`, { headers: { authorization: `Bearer ${AGENT_KEY}` } })
+      const res = await request(`${fx.corridor.agentUrl}/${placement}/${endpoint}?page=1`, {
+        headers: { authorization: `Bearer ${AGENT_KEY}` },
+      })
       const body = Buffer.from(await res.body.arrayBuffer())
       expect(secretsSeen.length).toBeGreaterThan(0) // the upstream really was given a credential to leak
       const relayed = Buffer.concat([Buffer.from(JSON.stringify(res.headers)), body])
-      for (const secret of secretsSeen) for (const needle of secretNeedles(secret)) expect(relayed.includes(needle), `${needle.toString()} came back`).toBe(false)
+      for (const secret of secretsSeen)
+        for (const needle of secretNeedles(secret))
+          expect(relayed.includes(needle), `${needle.toString()} came back`).toBe(false)
       // Masked, not removed: the body keeps its length where the upstream declared one.
       if (res.headers['content-length'] !== undefined) expect(body.length).toBe(Number(res.headers['content-length']))
       if (endpoint === 'split') expect(body.toString()).toMatch(/^token: \*+ and again \*+\.$/)

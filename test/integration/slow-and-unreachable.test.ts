@@ -47,7 +47,11 @@ describe('slow bodies and unreachable key sets', () => {
   it('a body that stops arriving is recorded as request_timeout, and nothing is forwarded', async () => {
     const before = fx.auditRecords().length
     // Headers complete, then 5 of the 50 promised body bytes, then silence past the 1 s deadline.
-    await rawRequest(fx.corridor.agentUrl, `POST /svc/items HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${AGENT_KEY}\r\nContent-Type: application/json\r\nContent-Length: 50\r\n\r\n{"qty`, 8_000)
+    await rawRequest(
+      fx.corridor.agentUrl,
+      `POST /svc/items HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${AGENT_KEY}\r\nContent-Type: application/json\r\nContent-Length: 50\r\n\r\n{"qty`,
+      8_000,
+    )
     await eventually(() => expect(fx.auditRecords().length).toBeGreaterThan(before), 5_000)
     const record = fx.auditRecords().at(-1)
     expect(record).toMatchObject({ outcome: 'rejected', error_code: 'request_timeout', status: 408 })
@@ -56,7 +60,13 @@ describe('slow bodies and unreachable key sets', () => {
 
   it('a JWT whose key set cannot be fetched gets 503 identity_unavailable, not 401', async () => {
     const { privateKey } = await generateKeyPair('ES256')
-    const jwt = await new SignJWT({ sub: 'writer' }).setProtectedHeader({ alg: 'ES256', kid: 'k1' }).setIssuer('https://idp.test').setAudience('corridor').setIssuedAt().setExpirationTime('5m').sign(privateKey)
+    const jwt = await new SignJWT({ sub: 'writer' })
+      .setProtectedHeader({ alg: 'ES256', kid: 'k1' })
+      .setIssuer('https://idp.test')
+      .setAudience('corridor')
+      .setIssuedAt()
+      .setExpirationTime('5m')
+      .sign(privateKey)
     const res = await request(`${fx.corridor.agentUrl}/svc/items`, { headers: { authorization: `Bearer ${jwt}` } })
     await res.body.text()
     expect(res.statusCode).toBe(503)

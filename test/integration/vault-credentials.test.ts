@@ -11,7 +11,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { eventually, startCorridorFixture, type CorridorFixture } from '../helpers/corridor-fixture.ts'
 import type { RecordingUpstream } from '../helpers/recording-upstream.ts'
 import { hash, newCanary } from '../helpers/standard-policy.ts'
-import { startCheckingUpstream, startVaultForCorridor, vaultConfigYaml, type CheckedCall, type VaultSetup } from '../helpers/vault-fixture.ts'
+import {
+  startCheckingUpstream,
+  startVaultForCorridor,
+  vaultConfigYaml,
+  type CheckedCall,
+  type VaultSetup,
+} from '../helpers/vault-fixture.ts'
 
 const KEY_A = 'cor_vault_agent_a_0001'
 const KEY_B = 'cor_vault_agent_b_0002'
@@ -42,13 +48,19 @@ beforeAll(async () => {
         res.writeHead(401, { 'content-type': 'application/json' }).end(JSON.stringify({ error: 'invalid_client' }))
         return
       }
-      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ access_token: oauthTokenCanary, token_type: 'Bearer', expires_in: 3600 }))
+      res
+        .writeHead(200, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ access_token: oauthTokenCanary, token_type: 'Bearer', expires_in: 3600 }))
     })
   })
   await new Promise<void>((r) => tokenServer.listen(0, '127.0.0.1', r))
   const tokenUrl = `http://127.0.0.1:${(tokenServer.address() as AddressInfo).port}/oauth/token`
 
-  const connector = (id: string, credential: string, actions = '[{ name: get, method: GET, path: /things, risk: read }, { name: write, method: POST, path: /things, risk: write, lease: per_request }]') => `  - id: ${id}
+  const connector = (
+    id: string,
+    credential: string,
+    actions = '[{ name: get, method: GET, path: /things, risk: read }, { name: write, method: POST, path: /things, risk: write, lease: per_request }]',
+  ) => `  - id: ${id}
     owner: t
     upstream: ${upstream.url}/${id}
     certified_until: 2099-01-01
@@ -81,7 +93,11 @@ afterAll(async () => {
 })
 
 const send = (key: string, path: string, method: 'GET' | 'POST' = 'GET') =>
-  request(fx.corridor.agentUrl + path, { method, headers: { authorization: `Bearer ${key}`, ...(method === 'POST' ? { 'content-type': 'application/json' } : {}) }, body: method === 'POST' ? '{"x":1}' : undefined })
+  request(fx.corridor.agentUrl + path, {
+    method,
+    headers: { authorization: `Bearer ${key}`, ...(method === 'POST' ? { 'content-type': 'application/json' } : {}) },
+    body: method === 'POST' ? '{"x":1}' : undefined,
+  })
 
 async function ok(key: string, path: string, method: 'GET' | 'POST' = 'GET'): Promise<void> {
   const res = await send(key, path, method)
@@ -107,7 +123,9 @@ describe('Vault credential kinds through Corridor', () => {
     await ok(KEY_A, '/db/things')
     await ok(KEY_A, '/db/things')
     await ok(KEY_B, '/db/things')
-    const users = upstream.received.filter((r) => r.url.startsWith('/db/')).map((r) => Buffer.from(String(r.headers.authorization).slice(6), 'base64').toString().split(':')[0])
+    const users = upstream.received
+      .filter((r) => r.url.startsWith('/db/'))
+      .map((r) => Buffer.from(String(r.headers.authorization).slice(6), 'base64').toString().split(':')[0])
     expect(users[0]).toMatch(/^v-token-app-/)
     expect(users[0]).toBe(users[1])
     expect(users[2]).not.toBe(users[0])
@@ -116,7 +134,9 @@ describe('Vault credential kinds through Corridor', () => {
     expect(leaseIds[0]).toMatch(/^database\/creds\/app\/[A-Za-z0-9]{24}$/)
     expect(leaseIds[1]).toBe(leaseIds[0])
     expect(leaseIds[2]).not.toBe(leaseIds[0])
-    expect(setup.vault.liveLeases('database/creds/app').map((l) => l.id)).toEqual(expect.arrayContaining([leaseIds[0], leaseIds[2]]))
+    expect(setup.vault.liveLeases('database/creds/app').map((l) => l.id)).toEqual(
+      expect.arrayContaining([leaseIds[0], leaseIds[2]]),
+    )
   })
 
   it('concurrent requests for one scope share a single Vault call', async () => {
@@ -145,13 +165,21 @@ describe('Vault credential kinds through Corridor', () => {
     await eventually(() => expect(setup.vault.callCount('sys/leases/renew') - renewBefore).toBeGreaterThanOrEqual(1))
     await new Promise((r) => setTimeout(r, 50))
     await ok(KEY_A, '/db/things')
-    await eventually(() => expect(records('db').filter((r) => r.agent === 'a' && r.method === 'GET').at(-1)?.credential?.lease_id).toBe(leaseBefore))
+    await eventually(() =>
+      expect(
+        records('db')
+          .filter((r) => r.agent === 'a' && r.method === 'GET')
+          .at(-1)?.credential?.lease_id,
+      ).toBe(leaseBefore),
+    )
   })
 
   it('Vault tokens are minted per agent with exactly the configured policies', async () => {
     await ok(KEY_A, '/tok/things')
     const token = String(upstream.received.filter((r) => r.url.startsWith('/tok/')).at(-1)?.headers['x-vault-token'])
-    const lookup = await fetch(`${setup.vault.address}/v1/auth/token/lookup-self`, { headers: { 'x-vault-token': token } })
+    const lookup = await fetch(`${setup.vault.address}/v1/auth/token/lookup-self`, {
+      headers: { 'x-vault-token': token },
+    })
     const data = ((await lookup.json()) as { data: { policies: string[]; meta: Record<string, string> } }).data
     expect(data.policies).toEqual(['records-read'])
     expect(data.meta).toEqual({ corridor_connector: 'tok', corridor_agent: 'a' })
@@ -170,7 +198,9 @@ describe('Vault credential kinds through Corridor', () => {
     expect(tokenRequests).toHaveLength(1)
     expect(new URLSearchParams(tokenRequests[0]?.body).get('grant_type')).toBe('client_credentials')
     expect(new URLSearchParams(tokenRequests[0]?.body).get('scope')).toBe('records.read')
-    await eventually(() => expect(records('oauth').at(-1)?.credential?.reference).toMatch(/^oauth2:127\.0\.0\.1:\d+\/corridor-client$/))
+    await eventually(() =>
+      expect(records('oauth').at(-1)?.credential?.reference).toMatch(/^oauth2:127\.0\.0\.1:\d+\/corridor-client$/),
+    )
   })
 
   it('no secret reached the operational log or the audit trail, and nothing unchecked reached the upstream', async () => {
@@ -178,7 +208,9 @@ describe('Vault credential kinds through Corridor', () => {
     for (const canary of [kvCanary, oauthSecretCanary, oauthTokenCanary]) expect(output).not.toContain(canary)
     for (const r of upstream.received) {
       const auth = String(r.headers.authorization ?? r.headers['x-vault-token'] ?? '')
-      const secret = auth.startsWith('Basic ') ? Buffer.from(auth.slice(6), 'base64').toString().split(':')[1] ?? '' : auth.replace(/^Bearer /, '')
+      const secret = auth.startsWith('Basic ')
+        ? (Buffer.from(auth.slice(6), 'base64').toString().split(':')[1] ?? '')
+        : auth.replace(/^Bearer /, '')
       expect(secret.length).toBeGreaterThan(8)
       expect(output).not.toContain(secret)
     }
@@ -186,7 +218,9 @@ describe('Vault credential kinds through Corridor', () => {
   })
 
   it('shutdown revokes every lease and minted token Corridor holds', async () => {
-    const mintedTokens = upstream.received.filter((r) => r.url.startsWith('/tok/')).map((r) => String(r.headers['x-vault-token']))
+    const mintedTokens = upstream.received
+      .filter((r) => r.url.startsWith('/tok/'))
+      .map((r) => String(r.headers['x-vault-token']))
     expect(setup.vault.liveLeases('database/creds/app').length).toBeGreaterThan(0)
     closed = true
     await fx.close()

@@ -8,7 +8,12 @@ import { request } from 'undici'
 import { afterEach, describe, expect, it } from 'vitest'
 import { eventually, startCorridorFixture, type CorridorFixture } from '../helpers/corridor-fixture.ts'
 import { hash, newCanary } from '../helpers/standard-policy.ts'
-import { startCheckingUpstream, startVaultForCorridor, vaultConfigYaml, type VaultSetup } from '../helpers/vault-fixture.ts'
+import {
+  startCheckingUpstream,
+  startVaultForCorridor,
+  vaultConfigYaml,
+  type VaultSetup,
+} from '../helpers/vault-fixture.ts'
 
 const AGENTS = ['a', 'b', 'c', 'd', 'e'] as const
 const keyOf = (agent: string): string => `cor_fault_agent_${agent}_000000`
@@ -39,7 +44,8 @@ async function rig(opts: { timeout?: string; tokenTtlSec?: number; shortTtlSec?:
 ${credential}
     actions: [{ name: get, method: GET, path: /things, risk: read }, { name: write, method: POST, path: /things, risk: write, lease: per_request }]
 `
-  const dynamic = (path: string, extra = '') => `      source: vault_dynamic\n      path: ${path}\n      scope: agent\n${extra}      inject: { basic: { username: "{username}", password: "{password}" } }`
+  const dynamic = (path: string, extra = '') =>
+    `      source: vault_dynamic\n      path: ${path}\n      scope: agent\n${extra}      inject: { basic: { username: "{username}", password: "{password}" } }`
   const fx = await startCorridorFixture(
     {
       agents: `agents:\n${AGENTS.map((a) => `  - { id: ${a}, owner: t, tier: bounded-write, connectors: [db, dbr, short, kv], api_keys: [{ hash: "${hash(keyOf(a))}" }] }\n`).join('')}`,
@@ -77,11 +83,26 @@ interface Answer {
 
 async function call(r: Rig, agent: string, path: string, method: 'GET' | 'POST' = 'GET'): Promise<Answer> {
   const started = performance.now()
-  const res = await request(r.fx.corridor.agentUrl + path, { method, headers: { authorization: `Bearer ${keyOf(agent)}`, ...(method === 'POST' ? { 'content-type': 'application/json' } : {}) }, body: method === 'POST' ? '{}' : undefined })
+  const res = await request(r.fx.corridor.agentUrl + path, {
+    method,
+    headers: {
+      authorization: `Bearer ${keyOf(agent)}`,
+      ...(method === 'POST' ? { 'content-type': 'application/json' } : {}),
+    },
+    body: method === 'POST' ? '{}' : undefined,
+  })
   const body = await res.body.text()
   const ms = performance.now() - started
-  const code = res.headers['content-type']?.toString().includes('json') ? ((JSON.parse(body) as { code?: string }).code ?? null) : null
-  return { status: res.statusCode, code, retryAfter: (res.headers['retry-after'] as string | undefined) ?? null, ms, body }
+  const code = res.headers['content-type']?.toString().includes('json')
+    ? ((JSON.parse(body) as { code?: string }).code ?? null)
+    : null
+  return {
+    status: res.statusCode,
+    code,
+    retryAfter: (res.headers['retry-after'] as string | undefined) ?? null,
+    ms,
+    body,
+  }
 }
 
 describe('Vault faults', () => {
@@ -96,7 +117,13 @@ describe('Vault faults', () => {
     expect(answer.ms).toBeLessThan(3_000)
     expect(answer.body).not.toContain(r.setup.vault.rootToken)
     expect(r.upstream.received).toHaveLength(0)
-    await eventually(() => expect(r.fx.auditRecords().at(-1)).toMatchObject({ outcome: 'unavailable', error_code: 'credential_unavailable', error_detail: expect.stringMatching(/timeout$/) }))
+    await eventually(() =>
+      expect(r.fx.auditRecords().at(-1)).toMatchObject({
+        outcome: 'unavailable',
+        error_code: 'credential_unavailable',
+        error_detail: expect.stringMatching(/timeout$/),
+      }),
+    )
 
     r.setup.vault.faults.delayMs = 0
     await new Promise((res) => setTimeout(res, 1_100)) // the failure is replayed for 1 s, then Vault is asked again
@@ -110,7 +137,9 @@ describe('Vault faults', () => {
     const answer = await call(r, 'b', '/db/things')
     expect(answer.status).toBe(503)
     expect(answer.ms).toBeLessThan(500)
-    await eventually(() => expect(r.fx.auditRecords().at(-1)).toMatchObject({ agent: 'b', error_detail: 'vault_sealed' }))
+    await eventually(() =>
+      expect(r.fx.auditRecords().at(-1)).toMatchObject({ agent: 'b', error_detail: 'vault_sealed' }),
+    )
     // The lease a already holds is still valid: sealing Vault does not take it away.
     expect((await call(r, 'a', '/db/things')).status).toBe(200)
     r.setup.vault.faults.sealed = false
@@ -128,7 +157,14 @@ describe('Vault faults', () => {
       let i = 0
       while (running) {
         // Per-request leases: every request needs Vault; KV reads every 200 ms.
-        answers.push(await call(r, AGENTS[i % AGENTS.length] as string, i % 2 === 0 ? '/db/things' : '/kv/things', i % 2 === 0 ? 'POST' : 'GET'))
+        answers.push(
+          await call(
+            r,
+            AGENTS[i % AGENTS.length] as string,
+            i % 2 === 0 ? '/db/things' : '/kv/things',
+            i % 2 === 0 ? 'POST' : 'GET',
+          ),
+        )
         i++
       }
     })()
@@ -161,7 +197,9 @@ describe('Vault faults', () => {
     r.setup.vault.setPolicy('corridor', { 'kv/data/records/*': ['read'] }) // the database grant is withdrawn
     const answer = await call(r, 'a', '/db/things')
     expect(answer.status).toBe(503)
-    await eventually(() => expect(r.fx.auditRecords().at(-1)).toMatchObject({ error_detail: 'vault_permission_denied' }))
+    await eventually(() =>
+      expect(r.fx.auditRecords().at(-1)).toMatchObject({ error_detail: 'vault_permission_denied' }),
+    )
     expect(r.setup.vault.callCount('auth/approle/login') - loginsBefore).toBe(1)
     expect(r.setup.vault.callCount('database/creds/app') - credsBefore).toBe(2)
     // Within the back-off, further requests do not reach Vault at all.
@@ -185,7 +223,9 @@ describe('Vault faults', () => {
       expect((await call(r, AGENTS[i % AGENTS.length] as string, '/db/things', 'POST')).status).toBe(200)
       await new Promise((res) => setTimeout(res, 600))
     }
-    expect(r.setup.vault.callCount('auth/token/renew-self') + r.setup.vault.callCount('auth/approle/login')).toBeGreaterThan(1)
+    expect(
+      r.setup.vault.callCount('auth/token/renew-self') + r.setup.vault.callCount('auth/approle/login'),
+    ).toBeGreaterThan(1)
   })
 
   it('a lease revoked in Vault: replaced after the upstream’s 401 only where the connector opts in, and never in a loop', async () => {

@@ -15,9 +15,17 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c()
 })
 
-async function corridorWith(setup: VaultSetup, auth: string, env: Record<string, string>, files: Record<string, string> = {}): Promise<CorridorFixture> {
+async function corridorWith(
+  setup: VaultSetup,
+  auth: string,
+  env: Record<string, string>,
+  files: Record<string, string> = {},
+): Promise<CorridorFixture> {
   const upstream = await startCheckingUpstream(setup)
-  cleanups.push(() => upstream.close(), () => setup.vault.stop())
+  cleanups.push(
+    () => upstream.close(),
+    () => setup.vault.stop(),
+  )
   const fx = await startCorridorFixture(
     {
       agents: `agents:\n  - { id: a, owner: t, tier: bounded-write, connectors: [db], api_keys: [{ hash: "${hash(KEY)}" }] }\n`,
@@ -33,7 +41,11 @@ async function corridorWith(setup: VaultSetup, auth: string, env: Record<string,
 }
 
 const post = async (fx: CorridorFixture): Promise<number> => {
-  const res = await request(fx.corridor.agentUrl + '/db/things', { method: 'POST', headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' }, body: '{}' })
+  const res = await request(fx.corridor.agentUrl + '/db/things', {
+    method: 'POST',
+    headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
+    body: '{}',
+  })
   await res.body.dump()
   return res.statusCode
 }
@@ -42,7 +54,9 @@ describe('Corridor’s own Vault login', () => {
   it('a given token is looked up, renewed before it expires, and keeps working past its first TTL', async () => {
     const setup = await startVaultForCorridor()
     const token = setup.vault.createToken({ policies: ['corridor'], ttlSec: 2, maxTtlSec: 60 })
-    const fx = await corridorWith(setup, '    method: token\n    token_env: CORRIDOR_VAULT_TOKEN\n', { CORRIDOR_VAULT_TOKEN: token })
+    const fx = await corridorWith(setup, '    method: token\n    token_env: CORRIDOR_VAULT_TOKEN\n', {
+      CORRIDOR_VAULT_TOKEN: token,
+    })
     const deadline = Date.now() + 3_500
     while (Date.now() < deadline) {
       expect(await post(fx)).toBe(200)
@@ -56,9 +70,25 @@ describe('Corridor’s own Vault login', () => {
   it('Kubernetes login reads the service-account JWT from its file and logs in with the role', async () => {
     const setup = await startVaultForCorridor()
     const { privateKey, publicKey } = await generateKeyPair('ES256')
-    setup.vault.addJwtRole('kubernetes', { keys: [{ ...(await exportJWK(publicKey)), kid: 'k8s', alg: 'ES256' }] }, 'corridor', { policies: ['corridor'], ttlSec: 300, audience: 'vault' })
-    const jwt = await new SignJWT({}).setProtectedHeader({ alg: 'ES256', kid: 'k8s' }).setSubject('system:serviceaccount:corridor:corridor').setAudience('vault').setIssuedAt().setExpirationTime('1h').sign(privateKey)
-    const fx = await corridorWith(setup, '    method: kubernetes\n    role: corridor\n    jwt_file: sa-token\n', {}, { 'sa-token': jwt })
+    setup.vault.addJwtRole(
+      'kubernetes',
+      { keys: [{ ...(await exportJWK(publicKey)), kid: 'k8s', alg: 'ES256' }] },
+      'corridor',
+      { policies: ['corridor'], ttlSec: 300, audience: 'vault' },
+    )
+    const jwt = await new SignJWT({})
+      .setProtectedHeader({ alg: 'ES256', kid: 'k8s' })
+      .setSubject('system:serviceaccount:corridor:corridor')
+      .setAudience('vault')
+      .setIssuedAt()
+      .setExpirationTime('1h')
+      .sign(privateKey)
+    const fx = await corridorWith(
+      setup,
+      '    method: kubernetes\n    role: corridor\n    jwt_file: sa-token\n',
+      {},
+      { 'sa-token': jwt },
+    )
     expect(await post(fx)).toBe(200)
     expect(setup.vault.callCount('auth/kubernetes/login')).toBe(1)
     expect(fx.allOutput()).not.toContain(jwt)
@@ -68,12 +98,26 @@ describe('Corridor’s own Vault login', () => {
     const setup = await startVaultForCorridor()
     const { publicKey } = await generateKeyPair('ES256')
     const other = await generateKeyPair('ES256')
-    setup.vault.addJwtRole('jwt', { keys: [{ ...(await exportJWK(publicKey)), kid: 'k', alg: 'ES256' }] }, 'corridor', { policies: ['corridor'], ttlSec: 300, audience: 'vault' })
-    const forged = await new SignJWT({}).setProtectedHeader({ alg: 'ES256', kid: 'k' }).setSubject('corridor').setAudience('vault').setExpirationTime('1h').sign(other.privateKey)
-    const fx = await corridorWith(setup, '    method: jwt\n    role: corridor\n    jwt_env: CORRIDOR_JWT\n', { CORRIDOR_JWT: forged })
+    setup.vault.addJwtRole('jwt', { keys: [{ ...(await exportJWK(publicKey)), kid: 'k', alg: 'ES256' }] }, 'corridor', {
+      policies: ['corridor'],
+      ttlSec: 300,
+      audience: 'vault',
+    })
+    const forged = await new SignJWT({})
+      .setProtectedHeader({ alg: 'ES256', kid: 'k' })
+      .setSubject('corridor')
+      .setAudience('vault')
+      .setExpirationTime('1h')
+      .sign(other.privateKey)
+    const fx = await corridorWith(setup, '    method: jwt\n    role: corridor\n    jwt_env: CORRIDOR_JWT\n', {
+      CORRIDOR_JWT: forged,
+    })
     expect(await post(fx)).toBe(503)
     await new Promise((r) => setTimeout(r, 50))
-    expect(fx.auditRecords().at(-1)).toMatchObject({ error_code: 'credential_unavailable', error_detail: 'vault_bad_request' })
+    expect(fx.auditRecords().at(-1)).toMatchObject({
+      error_code: 'credential_unavailable',
+      error_detail: 'vault_bad_request',
+    })
     expect(fx.allOutput()).not.toContain(forged)
   })
 })

@@ -53,16 +53,22 @@ function writeConfig(opts: { redis: boolean; agentPort?: number; watch?: boolean
   writeFileSync(
     config,
     `listen: { host: 127.0.0.1, port: ${opts.agentPort ?? 0} }\nadmin: { host: 127.0.0.1, port: 0 }\nfiles: { agents: agents.yaml, connectors: connectors.yaml, policy: policy.yaml }\naudit: { file: audit.log }\nwatch_policy: ${opts.watch ?? true}\n` +
-      (opts.redis ? `approvals:\n  redis: { url: "${redis.url}", key_prefix: "workers-${Date.now()}:" }\n  wait: 0s\n` : ''),
+      (opts.redis
+        ? `approvals:\n  redis: { url: "${redis.url}", key_prefix: "workers-${Date.now()}:" }\n  wait: 0s\n`
+        : ''),
   )
   return { dir, config }
 }
 
 function supervise(config: string, workers = '2'): Supervised {
-  const child = spawn(process.execPath, [resolve('bin/corridor.js'), 'serve', '--config', config, '--workers', workers], {
-    env: { ...process.env, SVC_TOKEN: 'workers-upstream-token', CORRIDOR_LOG_LEVEL: 'info' },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  })
+  const child = spawn(
+    process.execPath,
+    [resolve('bin/corridor.js'), 'serve', '--config', config, '--workers', workers],
+    {
+      env: { ...process.env, SVC_TOKEN: 'workers-upstream-token', CORRIDOR_LOG_LEVEL: 'info' },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    },
+  )
   const logs: Record<string, unknown>[] = []
   let text = ''
   let partial = ''
@@ -80,7 +86,9 @@ function supervise(config: string, workers = '2'): Supervised {
 }
 
 /** The supervisor's own "listening" line: no `worker` field, lists the workers' pids. */
-const supervisorReady = (s: Supervised) => s.logs.find((l) => l.msg === 'corridor listening' && l.worker === undefined) as { agentUrl: string; adminUrl: string; pids: number[] } | undefined
+const supervisorReady = (s: Supervised) =>
+  s.logs.find((l) => l.msg === 'corridor listening' && l.worker === undefined) as
+    { agentUrl: string; adminUrl: string; pids: number[] } | undefined
 
 const alive = (pid: number): boolean => {
   try {
@@ -92,11 +100,19 @@ const alive = (pid: number): boolean => {
 }
 
 /** One request on a connection of its own, so the supervisor hands it to the next worker. */
-async function fresh(url: string, init: { method?: string; headers?: Record<string, string>; body?: string } = {}): Promise<{ status: number; body: Record<string, unknown> }> {
+async function fresh(
+  url: string,
+  init: { method?: string; headers?: Record<string, string>; body?: string } = {},
+): Promise<{ status: number; body: Record<string, unknown> }> {
   const u = new URL(url)
   const client = new Client(u.origin)
   try {
-    const res = await client.request({ method: (init.method ?? 'GET') as 'GET', path: u.pathname + u.search, headers: init.headers ?? {}, body: init.body ?? null })
+    const res = await client.request({
+      method: (init.method ?? 'GET') as 'GET',
+      path: u.pathname + u.search,
+      headers: init.headers ?? {},
+      body: init.body ?? null,
+    })
     const text = await res.body.text()
     return { status: res.statusCode, body: text.startsWith('{') ? (JSON.parse(text) as Record<string, unknown>) : {} }
   } finally {
@@ -135,10 +151,14 @@ describe('corridor serve --workers 2', () => {
 
   it('forwards on fresh connections (spread over both workers) and writes one whole audit line per request to the shared file', async () => {
     const before = upstream.received.length
-    const answers = await Promise.all(Array.from({ length: 40 }, () => fresh(`${ready.agentUrl}/svc/items`, { headers: agent })))
+    const answers = await Promise.all(
+      Array.from({ length: 40 }, () => fresh(`${ready.agentUrl}/svc/items`, { headers: agent })),
+    )
     expect(answers.map((a) => a.status)).toEqual(Array(40).fill(200))
     expect(upstream.received.length - before).toBe(40)
-    expect(upstream.received.slice(before).every((r) => r.headers.authorization === 'Bearer workers-upstream-token')).toBe(true)
+    expect(
+      upstream.received.slice(before).every((r) => r.headers.authorization === 'Bearer workers-upstream-token'),
+    ).toBe(true)
     await eventually(() => {
       const lines = readFileSync(join(dir, 'audit.log'), 'utf8').trimEnd().split('\n')
       const entries = lines.map((l) => JSON.parse(l) as { type: string; outcome?: string; action?: { name: string } })
@@ -156,12 +176,36 @@ describe('corridor serve --workers 2', () => {
     const approver = { authorization: `Bearer ${APPROVER_KEYS.alice}`, 'content-type': 'application/json' }
     const shown = await fresh(`${ready.adminUrl}/approvals/${id}`, { headers: approver })
     expect(shown.status).toBe(200)
-    const decided = await fresh(`${ready.adminUrl}/approvals/${id}/approve`, { method: 'POST', headers: approver, body: JSON.stringify({ reason: 'fine', digest: shown.body.digest }) })
+    const decided = await fresh(`${ready.adminUrl}/approvals/${id}/approve`, {
+      method: 'POST',
+      headers: approver,
+      body: JSON.stringify({ reason: 'fine', digest: shown.body.digest }),
+    })
     expect(decided.status).toBe(200)
     // Collected twice, over new connections (so from both workers): the same stored result, one upstream call.
     const before = upstream.received.filter((r) => r.method === 'POST').length
-    await eventually(async () => expect((await fresh(`${ready.agentUrl}/svc/items`, { method: 'POST', headers: { ...headers, 'x-corridor-approval': id }, body })).status).toBe(201), 5_000)
-    expect((await fresh(`${ready.agentUrl}/svc/items`, { method: 'POST', headers: { ...headers, 'x-corridor-approval': id }, body })).status).toBe(201)
+    await eventually(
+      async () =>
+        expect(
+          (
+            await fresh(`${ready.agentUrl}/svc/items`, {
+              method: 'POST',
+              headers: { ...headers, 'x-corridor-approval': id },
+              body,
+            })
+          ).status,
+        ).toBe(201),
+      5_000,
+    )
+    expect(
+      (
+        await fresh(`${ready.agentUrl}/svc/items`, {
+          method: 'POST',
+          headers: { ...headers, 'x-corridor-approval': id },
+          body,
+        })
+      ).status,
+    ).toBe(201)
     expect(upstream.received.filter((r) => r.method === 'POST').length - before).toBeLessThanOrEqual(1)
     expect(upstream.received.filter((r) => r.method === 'POST' && r.body.toString() === body)).toHaveLength(1)
   })
@@ -169,10 +213,17 @@ describe('corridor serve --workers 2', () => {
   it('replaces a killed worker while the other keeps serving', async () => {
     const victim = ready.pids[0] as number
     process.kill(victim, 'SIGKILL')
-    await eventually(() => expect(s.logs.some((l) => l.msg === 'worker stopped unexpectedly; starting a replacement' && l.pid === victim)).toBe(true), 5_000)
+    await eventually(
+      () =>
+        expect(
+          s.logs.some((l) => l.msg === 'worker stopped unexpectedly; starting a replacement' && l.pid === victim),
+        ).toBe(true),
+      5_000,
+    )
     // Its sockets died with it (a connection queued on them at that instant is reset, not left hanging):
     // new connections reach the survivor, later the replacement.
-    for (let i = 0; i < 10; i++) expect((await fresh(`${ready.agentUrl}/svc/items`, { headers: agent })).status).toBe(200)
+    for (let i = 0; i < 10; i++)
+      expect((await fresh(`${ready.agentUrl}/svc/items`, { headers: agent })).status).toBe(200)
     await eventually(async () => {
       const pids = await pidsAnswering(ready.adminUrl)
       expect(pids.size).toBe(2)
@@ -193,9 +244,14 @@ describe('corridor serve --workers 2', () => {
 
   it('applies a suspension in agents.yaml (the kill switch) on every worker', async () => {
     const agentsFile = join(dir, 'agents.yaml')
-    writeFileSync(agentsFile, readFileSync(agentsFile, 'utf8').replace('  - id: writer\n', '  - id: writer\n    status: suspended\n'))
+    writeFileSync(
+      agentsFile,
+      readFileSync(agentsFile, 'utf8').replace('  - id: writer\n', '  - id: writer\n    status: suspended\n'),
+    )
     await eventually(async () => {
-      const answers = await Promise.all(Array.from({ length: 24 }, () => fresh(`${ready.agentUrl}/svc/items`, { headers: agent })))
+      const answers = await Promise.all(
+        Array.from({ length: 24 }, () => fresh(`${ready.agentUrl}/svc/items`, { headers: agent })),
+      )
       expect(answers.map((a) => a.body.code)).toEqual(Array(24).fill('agent_suspended'))
     }, 5_000)
   })
@@ -239,12 +295,17 @@ describe('configurations that cannot work are refused at start', () => {
   it('stops, rather than restarting forever, when a worker cannot start', async () => {
     const { config } = writeConfig({ redis: true, watch: false })
     // The supervisor never opens the audit file; each worker does, and cannot under /dev/null.
-    writeFileSync(config, readFileSync(config, 'utf8').replace('audit: { file: audit.log }', 'audit: { file: /dev/null/audit.log }'))
+    writeFileSync(
+      config,
+      readFileSync(config, 'utf8').replace('audit: { file: audit.log }', 'audit: { file: /dev/null/audit.log }'),
+    )
     const t0 = Date.now()
     const s = supervise(config)
     expect(await s.exited).toBe(1)
     expect(Date.now() - t0).toBeLessThan(10_000)
     expect(s.logs.some((l) => l.msg === 'worker could not start')).toBe(true)
-    expect(s.logs.some((l) => l.msg === 'a worker could not start; stopping every worker (see its error above)')).toBe(true)
+    expect(s.logs.some((l) => l.msg === 'a worker could not start; stopping every worker (see its error above)')).toBe(
+      true,
+    )
   })
 })

@@ -23,11 +23,22 @@ let fx: CorridorFixture
 beforeAll(async () => {
   github = await startRecordingUpstream((req, res) => {
     res.writeHead(200, { 'content-type': 'application/json' })
-    res.end(req.url.endsWith('/issues') && req.method === 'POST' ? JSON.stringify({ number: 12, title: JSON.parse(req.body.toString()).title }) : JSON.stringify([{ number: 1, title: 'first' }]))
+    res.end(
+      req.url.endsWith('/issues') && req.method === 'POST'
+        ? JSON.stringify({ number: 12, title: JSON.parse(req.body.toString()).title })
+        : JSON.stringify([{ number: 1, title: 'first' }]),
+    )
   })
   stripe = await startRecordingUpstream((req, res) => {
     res.writeHead(200, { 'content-type': 'application/json', 'request-id': 'req_1' })
-    res.end(JSON.stringify({ id: 're_1', object: 'refund', amount: Number(new URLSearchParams(req.body.toString()).get('amount')), status: 'succeeded' }))
+    res.end(
+      JSON.stringify({
+        id: 're_1',
+        object: 'refund',
+        amount: Number(new URLSearchParams(req.body.toString()).get('amount')),
+        status: 'succeeded',
+      }),
+    )
   })
   openai = await startRecordingUpstream((_req, res) => {
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' })
@@ -35,7 +46,9 @@ beforeAll(async () => {
     let i = 0
     const tick = setInterval(() => {
       if (i < words.length) {
-        res.write(`data: ${JSON.stringify({ id: 'c1', object: 'chat.completion.chunk', created: 1, model: 'm', choices: [{ index: 0, delta: { content: words[i] }, finish_reason: null }] })}\n\n`)
+        res.write(
+          `data: ${JSON.stringify({ id: 'c1', object: 'chat.completion.chunk', created: 1, model: 'm', choices: [{ index: 0, delta: { content: words[i] }, finish_reason: null }] })}\n\n`,
+        )
         i++
       } else {
         clearInterval(tick)
@@ -102,7 +115,10 @@ describe('@octokit/rest', () => {
     expect(list.data[0]?.title).toBe('first')
     const created = await octokit.rest.issues.create({ owner: 'acme', repo: 'app', title: 'from an agent' })
     expect(created.data.number).toBe(12)
-    expect(github.received.map((r) => `${r.method} ${r.url}`)).toEqual(['GET /repos/acme/app/issues', 'POST /repos/acme/app/issues'])
+    expect(github.received.map((r) => `${r.method} ${r.url}`)).toEqual([
+      'GET /repos/acme/app/issues',
+      'POST /repos/acme/app/issues',
+    ])
     for (const r of github.received) expect(r.headers.authorization).toBe(`Bearer ${canaries.github}`)
     agentKeyNeverArrived(github)
   })
@@ -110,7 +126,9 @@ describe('@octokit/rest', () => {
   it('surfaces a policy denial as an SDK error with the problem body', async () => {
     const octokit = new Octokit({ auth: AGENT_KEY, baseUrl: `${fx.corridor.agentUrl}/github`, request: { retries: 0 } })
     const before = github.received.length
-    const err = (await octokit.rest.issues.listForRepo({ owner: 'someone-else', repo: 'app' }).catch((e: unknown) => e)) as { status: number; response: { data: unknown } }
+    const err = (await octokit.rest.issues
+      .listForRepo({ owner: 'someone-else', repo: 'app' })
+      .catch((e: unknown) => e)) as { status: number; response: { data: unknown } }
     expect(err.status).toBe(403)
     expect((err.response.data as { code: string }).code).toBe('policy_denied')
     expect(github.received.length).toBe(before)
@@ -120,17 +138,22 @@ describe('@octokit/rest', () => {
 describe('stripe', () => {
   it('creates a refund with a form body that the policy reads', async () => {
     // stripe-node takes a host, not a base URL: Corridor routes it by Host.
-    const client = new Stripe(AGENT_KEY, { host: 'localhost', port: Number(new URL(fx.corridor.agentUrl).port), protocol: 'http', maxNetworkRetries: 0 })
+    const client = new Stripe(AGENT_KEY, {
+      host: 'localhost',
+      port: Number(new URL(fx.corridor.agentUrl).port),
+      protocol: 'http',
+      maxNetworkRetries: 0,
+    })
     const refund = await client.refunds.create({ charge: 'ch_1', amount: 1200 })
     expect(refund.amount).toBe(1200)
     const seen = stripe.received[0]!
     expect(seen.url).toBe('/v1/refunds')
     expect(seen.headers.authorization).toBe('Basic ' + Buffer.from(`${canaries.stripe}:`).toString('base64'))
     expect(new URLSearchParams(seen.body.toString()).get('amount')).toBe('1200')
-    const denied = (await client.refunds.create({ charge: 'ch_1', amount: 900000 }).then(
+    const denied = await client.refunds.create({ charge: 'ch_1', amount: 900000 }).then(
       () => ({ statusCode: 0, message: 'unexpectedly allowed' }),
       (e: unknown) => e as { statusCode: number; message: string },
-    ))
+    )
     expect(denied.statusCode).toBe(403)
     expect(denied.message).toContain('no rule allows')
     expect(stripe.received).toHaveLength(1)
@@ -141,7 +164,11 @@ describe('stripe', () => {
 describe('openai', () => {
   it('streams a chat completion as the upstream produces it', async () => {
     const client = new OpenAI({ apiKey: AGENT_KEY, baseURL: `${fx.corridor.agentUrl}/openai`, maxRetries: 0 })
-    const stream = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], stream: true })
+    const stream = await client.chat.completions.create({
+      model: 'gpt-4o-mini',
+      messages: [{ role: 'user', content: 'hi' }],
+      stream: true,
+    })
     const arrivals: number[] = []
     let text = ''
     for await (const chunk of stream) {

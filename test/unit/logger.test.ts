@@ -15,7 +15,10 @@ describe('the operational log cannot carry a secret', () => {
   it('serialises errors to message, name and code only (axios-style errors carry the Vault token in config)', () => {
     const canary = newCanary()
     const { log, text } = capture()
-    const err = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:8200'), { code: 'ECONNREFUSED', config: { headers: { 'X-Vault-Token': canary } } })
+    const err = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:8200'), {
+      code: 'ECONNREFUSED',
+      config: { headers: { 'X-Vault-Token': canary } },
+    })
     log.error({ err }, 'vault call failed')
     expect(text()).toContain('ECONNREFUSED')
     expect(text()).not.toContain(canary)

@@ -14,7 +14,11 @@ function bundleWith(policy?: string, connectorsTweak: (c: string) => string = (c
   writeFileSync(join(dir, 'agents.yaml'), files.agents)
   writeFileSync(join(dir, 'connectors.yaml'), connectorsTweak(files.connectors))
   writeFileSync(join(dir, 'policy.yaml'), policy ?? files.policy)
-  return loadBundle({ agents: join(dir, 'agents.yaml'), connectors: join(dir, 'connectors.yaml'), policy: join(dir, 'policy.yaml') })
+  return loadBundle({
+    agents: join(dir, 'agents.yaml'),
+    connectors: join(dir, 'connectors.yaml'),
+    policy: join(dir, 'policy.yaml'),
+  })
 }
 
 function compileErrors(policy: string): string[] {
@@ -28,7 +32,11 @@ function compileErrors(policy: string): string[] {
 }
 
 const decide = (bundle: PolicyBundle, d: Partial<DescribedRequest>) =>
-  evaluate(bundle.policy, bundle.version, describedFacts(bundle, { agent: 'writer', method: 'GET', url: '/svc/items', ...d }))
+  evaluate(
+    bundle.policy,
+    bundle.version,
+    describedFacts(bundle, { agent: 'writer', method: 'GET', url: '/svc/items', ...d }),
+  )
 
 describe('policy compilation reports every problem with its position', () => {
   it('rejects broken YAML', () => {
@@ -57,7 +65,9 @@ rules:
     )
   })
   it('requires approvers on require_approval rules', () => {
-    expect(compileErrors('version: 1\nrules:\n  - { id: x, effect: require_approval }\n').join()).toContain("needs 'approvers'")
+    expect(compileErrors('version: 1\nrules:\n  - { id: x, effect: require_approval }\n').join()).toContain(
+      "needs 'approvers'",
+    )
   })
 })
 
@@ -72,18 +82,37 @@ describe('evaluation', () => {
     expect(d).toMatchObject({ effect: 'deny', rule: null, limitingFactor: 'policy_default' })
   })
   it('lets deny beat allow and require_approval beat allow', () => {
-    expect(decide(bundle, { url: '/svc/items/secret' })).toMatchObject({ effect: 'deny', rule: 'no-secret-items', limitingFactor: 'policy_rule' })
-    expect(decide(bundle, { method: 'POST', body: { qty: 11 } })).toMatchObject({ effect: 'require_approval', rule: 'create-big-approval', approvers: ['leads'] })
+    expect(decide(bundle, { url: '/svc/items/secret' })).toMatchObject({
+      effect: 'deny',
+      rule: 'no-secret-items',
+      limitingFactor: 'policy_rule',
+    })
+    expect(decide(bundle, { method: 'POST', body: { qty: 11 } })).toMatchObject({
+      effect: 'require_approval',
+      rule: 'create-big-approval',
+      approvers: ['leads'],
+    })
   })
   it('caps risk by tier whatever the rules say', () => {
     const permissive = bundleWith('version: 1\nrules:\n  - { id: all, effect: allow }\n')
-    expect(decide(permissive, { agent: 'reader', method: 'POST', body: { qty: 1 } })).toMatchObject({ effect: 'deny', limitingFactor: 'agent_tier' })
-    expect(decide(permissive, { method: 'DELETE', url: '/svc/items/1' })).toMatchObject({ effect: 'deny', limitingFactor: 'agent_tier' })
+    expect(decide(permissive, { agent: 'reader', method: 'POST', body: { qty: 1 } })).toMatchObject({
+      effect: 'deny',
+      limitingFactor: 'agent_tier',
+    })
+    expect(decide(permissive, { method: 'DELETE', url: '/svc/items/1' })).toMatchObject({
+      effect: 'deny',
+      limitingFactor: 'agent_tier',
+    })
   })
   it('refuses suspended agents, undeclared actions and expired connectors, naming the factor', () => {
     expect(decide(bundle, { agent: 'retired' })).toMatchObject({ effect: 'deny', limitingFactor: 'agent_status' })
-    expect(decide(bundle, { url: '/svc/unknown/thing' })).toMatchObject({ effect: 'deny', limitingFactor: 'connector_scope' })
-    const expired = bundleWith(undefined, (c) => c.replace('certified_until: 2099-12-31', 'certified_until: 2020-01-01'))
+    expect(decide(bundle, { url: '/svc/unknown/thing' })).toMatchObject({
+      effect: 'deny',
+      limitingFactor: 'connector_scope',
+    })
+    const expired = bundleWith(undefined, (c) =>
+      c.replace('certified_until: 2099-12-31', 'certified_until: 2020-01-01'),
+    )
     const d = decide(expired, {})
     expect(d).toMatchObject({ effect: 'deny', limitingFactor: 'connector_certification' })
     expect(d.reason).toContain('certification expired on 2020-01-01')
@@ -96,8 +125,13 @@ rules:
   - { id: all, effect: allow }
 `)
     expect(decide(withUsers, { user: { id: 'u', groups: ['viewers'] } })).toMatchObject({ effect: 'allow' })
-    expect(decide(withUsers, { method: 'POST', body: { qty: 1 }, user: { id: 'u', groups: ['viewers'] } })).toMatchObject({ effect: 'deny', limitingFactor: 'user_permission' })
-    expect(decide(withUsers, { user: { id: 'u', groups: ['strangers'] } })).toMatchObject({ effect: 'deny', limitingFactor: 'user_permission' })
+    expect(
+      decide(withUsers, { method: 'POST', body: { qty: 1 }, user: { id: 'u', groups: ['viewers'] } }),
+    ).toMatchObject({ effect: 'deny', limitingFactor: 'user_permission' })
+    expect(decide(withUsers, { user: { id: 'u', groups: ['strangers'] } })).toMatchObject({
+      effect: 'deny',
+      limitingFactor: 'user_permission',
+    })
   })
   it('matches headers, query, params, groups, time windows and numeric comparisons on text', () => {
     const b = bundleWith(`version: 1
@@ -111,7 +145,12 @@ rules:
       user_groups: [ops]
       time: { days: [mon, tue, wed, thu, fri], hours: "09:00-17:00", timezone: Europe/Paris }
 `)
-    const base = { url: '/svc/items?limit=20', headers: { 'x-team': 'red' }, user: { id: 'o', groups: ['ops'] }, at: '2026-11-23T10:00:00Z' } // a Monday, 11:00 in Paris
+    const base = {
+      url: '/svc/items?limit=20',
+      headers: { 'x-team': 'red' },
+      user: { id: 'o', groups: ['ops'] },
+      at: '2026-11-23T10:00:00Z',
+    } // a Monday, 11:00 in Paris
     expect(decide(b, base)).toMatchObject({ effect: 'allow', rule: 'rich' })
     expect(decide(b, { ...base, url: '/svc/items?limit=80' }).effect).toBe('deny')
     expect(decide(b, { ...base, url: '/svc/items?limit=20&state=open' }).effect).toBe('deny')

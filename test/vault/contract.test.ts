@@ -18,7 +18,10 @@ beforeAll(async () => {
   target = await openVaultTarget()
   client = new VaultClient({ address: target.address, namespace: null, timeoutMs: 2_000, caFile: null })
   root = new Secret(target.rootToken)
-  await target.setPolicy('corridor-contract', { [`${target.kvMount}/data/*`]: ['create', 'read', 'update', 'delete', 'list'], 'auth/token/create': ['update'] })
+  await target.setPolicy('corridor-contract', {
+    [`${target.kvMount}/data/*`]: ['create', 'read', 'update', 'delete', 'list'],
+    'auth/token/create': ['update'],
+  })
 })
 
 afterAll(async () => {
@@ -36,15 +39,35 @@ async function rejection(promise: Promise<unknown>): Promise<VaultError> {
   throw new Error('expected the Vault call to fail')
 }
 
-async function raw(method: string, path: string, token: string | null, body?: unknown, extraHeaders: Record<string, string> = {}): Promise<{ status: number; headers: Headers; text: string }> {
+async function raw(
+  method: string,
+  path: string,
+  token: string | null,
+  body?: unknown,
+  extraHeaders: Record<string, string> = {},
+): Promise<{ status: number; headers: Headers; text: string }> {
   const headers: Record<string, string> = { ...extraHeaders }
   if (token !== null) headers['x-vault-token'] = token
-  const res = await fetch(`${target.address}/v1/${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) })
+  const res = await fetch(`${target.address}/v1/${path}`, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+  })
   return { status: res.status, headers: res.headers, text: await res.text() }
 }
 
-async function childToken(opts: { policies?: string[]; ttl?: string; num_uses?: number; renewable?: boolean } = {}): Promise<{ token: string; accessor: string }> {
-  const envelope = await client.call('POST', 'auth/token/create', { token: root, body: { policies: opts.policies ?? ['corridor-contract'], ttl: opts.ttl ?? '60s', num_uses: opts.num_uses ?? 0, renewable: opts.renewable ?? true } })
+async function childToken(
+  opts: { policies?: string[]; ttl?: string; num_uses?: number; renewable?: boolean } = {},
+): Promise<{ token: string; accessor: string }> {
+  const envelope = await client.call('POST', 'auth/token/create', {
+    token: root,
+    body: {
+      policies: opts.policies ?? ['corridor-contract'],
+      ttl: opts.ttl ?? '60s',
+      num_uses: opts.num_uses ?? 0,
+      renewable: opts.renewable ?? true,
+    },
+  })
   const auth = envelope?.auth
   if (!auth) throw new Error('no auth block')
   return { token: auth.client_token, accessor: auth.accessor }
@@ -66,17 +89,33 @@ describe(`Vault contract (${process.env.VAULT_ADDR ? 'real Vault at VAULT_ADDR' 
     expect(res.status).toBe(200)
     expect(res.headers.get('cache-control')).toBe('no-store')
     expect(res.headers.get('content-type')).toMatch(/^application\/json/)
-    expect(Object.keys(JSON.parse(res.text) as object)).toEqual(['request_id', 'lease_id', 'renewable', 'lease_duration', 'data', 'wrap_info', 'warnings', 'auth', 'mount_type'])
+    expect(Object.keys(JSON.parse(res.text) as object)).toEqual([
+      'request_id',
+      'lease_id',
+      'renewable',
+      'lease_duration',
+      'data',
+      'wrap_info',
+      'warnings',
+      'auth',
+      'mount_type',
+    ])
   })
 
   it('KV v2: latest and pinned versions with metadata; a missing key is 404 {"errors":[]}', async () => {
     const { token } = await childToken()
     const t = new Secret(token)
     await client.call('POST', `${target.kvMount}/data/app`, { token: t, body: { data: { api_key: 'one' } } })
-    const written = await client.call('POST', `${target.kvMount}/data/app`, { token: t, body: { data: { api_key: 'two' } } })
+    const written = await client.call('POST', `${target.kvMount}/data/app`, {
+      token: t,
+      body: { data: { api_key: 'two' } },
+    })
     expect(written?.data).toMatchObject({ version: 2, destroyed: false })
     const latest = await client.call('GET', `${target.kvMount}/data/app`, { token: t })
-    expect(latest?.data).toMatchObject({ data: { api_key: 'two' }, metadata: { version: 2, destroyed: false, deletion_time: '' } })
+    expect(latest?.data).toMatchObject({
+      data: { api_key: 'two' },
+      metadata: { version: 2, destroyed: false, deletion_time: '' },
+    })
     const pinned = await client.call('GET', `${target.kvMount}/data/app?version=1`, { token: t })
     expect(pinned?.data).toMatchObject({ data: { api_key: 'one' }, metadata: { version: 1 } })
 
@@ -99,7 +138,10 @@ describe(`Vault contract (${process.env.VAULT_ADDR ? 'real Vault at VAULT_ADDR' 
     expect((err.envelope?.data?.metadata as { deletion_time: string }).deletion_time).not.toBe('')
 
     const nv = vault({ endpoint: target.address, token, requestOptions: { timeout: 2_000 } })
-    const nvErr = (await nv.read(`${target.kvMount}/data/deleted`).catch((e: unknown) => e)) as { message: string; response: { statusCode: number; body: { data: { metadata: unknown } } } }
+    const nvErr = (await nv.read(`${target.kvMount}/data/deleted`).catch((e: unknown) => e)) as {
+      message: string
+      response: { statusCode: number; body: { data: { metadata: unknown } } }
+    }
     expect(nvErr.message).toBe('Status 404')
     expect(nvErr.response.statusCode).toBe(404)
     expect(nvErr.response.body.data.metadata).toBeTruthy()
@@ -117,13 +159,17 @@ describe(`Vault contract (${process.env.VAULT_ADDR ? 'real Vault at VAULT_ADDR' 
     expect(deniedKv.status).toBe(403)
     expect((JSON.parse(deniedKv.text) as { errors: string[] }).errors.join(' ')).toContain('permission denied')
 
-    const bad = await rejection(client.call('GET', 'auth/token/lookup-self', { token: new Secret('hvs.notatokenatallnotatoken') }))
+    const bad = await rejection(
+      client.call('GET', 'auth/token/lookup-self', { token: new Secret('hvs.notatokenatallnotatoken') }),
+    )
     expect(bad.kind).toBe('permission_denied')
     expect(bad.message).not.toContain('notatokenatall')
   })
 
   it('X-Vault-Token wins over Authorization: Bearer', async () => {
-    const res = await raw('GET', 'auth/token/lookup-self', target.rootToken, undefined, { authorization: 'Bearer hvs.wrongwrongwrongwrongwrong' })
+    const res = await raw('GET', 'auth/token/lookup-self', target.rootToken, undefined, {
+      authorization: 'Bearer hvs.wrongwrongwrongwrongwrong',
+    })
     expect(res.status).toBe(200)
   })
 
@@ -133,7 +179,9 @@ describe(`Vault contract (${process.env.VAULT_ADDR ? 'real Vault at VAULT_ADDR' 
     const first = await client.call('GET', 'auth/token/lookup-self', { token: t })
     expect(first?.data).toMatchObject({ num_uses: 1, path: 'auth/token/create' })
     expect(first?.auth).toBeNull()
-    const child = await rejection(client.call('POST', 'auth/token/create', { token: t, body: { policies: ['corridor-contract'] } }))
+    const child = await rejection(
+      client.call('POST', 'auth/token/create', { token: t, body: { policies: ['corridor-contract'] } }),
+    )
     expect(child.status).toBe(400)
     const gone = await rejection(client.call('GET', 'auth/token/lookup-self', { token: t }))
     expect(gone.status).toBe(403)
@@ -141,49 +189,79 @@ describe(`Vault contract (${process.env.VAULT_ADDR ? 'real Vault at VAULT_ADDR' 
 
   it('renew-self returns the same token with a new lease_duration; a non-renewable token gets 400', async () => {
     const { token } = await childToken({ ttl: '60s' })
-    const renewed = await client.call('POST', 'auth/token/renew-self', { token: new Secret(token), body: { increment: '120s' } })
+    const renewed = await client.call('POST', 'auth/token/renew-self', {
+      token: new Secret(token),
+      body: { increment: '120s' },
+    })
     expect(renewed?.auth?.client_token).toBe(token)
     expect(renewed?.auth?.lease_duration).toBeGreaterThan(60)
     expect(renewed?.data).toBeNull()
     const fixed = await childToken({ renewable: false })
-    const err = await rejection(client.call('POST', 'auth/token/renew-self', { token: new Secret(fixed.token), body: {} }))
+    const err = await rejection(
+      client.call('POST', 'auth/token/renew-self', { token: new Secret(fixed.token), body: {} }),
+    )
     expect(err.status).toBe(400)
   })
 
   it('revoking by accessor ends the token', async () => {
     const { token, accessor } = await childToken()
     expect(await client.call('POST', 'auth/token/revoke-accessor', { token: root, body: { accessor } })).toBeNull()
-    expect((await rejection(client.call('GET', 'auth/token/lookup-self', { token: new Secret(token) }))).status).toBe(403)
+    expect((await rejection(client.call('GET', 'auth/token/lookup-self', { token: new Secret(token) }))).status).toBe(
+      403,
+    )
   })
 
   it('AppRole login: the token is in auth, with role_name metadata; a wrong secret is 400', async () => {
     const role = await target.appRole('corridor-contract', ['corridor-contract'], 120)
-    const login = await client.call('POST', `auth/${role.mount}/login`, { body: { role_id: role.roleId, secret_id: role.secretId } })
+    const login = await client.call('POST', `auth/${role.mount}/login`, {
+      body: { role_id: role.roleId, secret_id: role.secretId },
+    })
     expect(login?.data).toBeNull()
-    expect(login?.auth).toMatchObject({ renewable: true, token_type: 'service', metadata: { role_name: 'corridor-contract' } })
+    expect(login?.auth).toMatchObject({
+      renewable: true,
+      token_type: 'service',
+      metadata: { role_name: 'corridor-contract' },
+    })
     expect(login?.auth?.policies).toContain('corridor-contract')
     expect(login?.auth?.lease_duration).toBe(120)
-    const lookup = await client.call('GET', 'auth/token/lookup-self', { token: new Secret(login?.auth?.client_token ?? '') })
+    const lookup = await client.call('GET', 'auth/token/lookup-self', {
+      token: new Secret(login?.auth?.client_token ?? ''),
+    })
     expect(lookup?.data?.meta).toMatchObject({ role_name: 'corridor-contract' })
 
-    const wrong = await rejection(client.call('POST', `auth/${role.mount}/login`, { body: { role_id: role.roleId, secret_id: 'not-the-secret' } }))
+    const wrong = await rejection(
+      client.call('POST', `auth/${role.mount}/login`, { body: { role_id: role.roleId, secret_id: 'not-the-secret' } }),
+    )
     expect(wrong.status).toBe(400)
     // node-vault reads the same login (and, as documented, would overwrite its own token with it).
     const nv = vault({ endpoint: target.address, requestOptions: { timeout: 2_000 } })
-    const nvLogin = (await nv.approleLogin({ role_id: role.roleId, secret_id: role.secretId, mount_point: role.mount })) as { auth: { client_token: string } }
+    const nvLogin = (await nv.approleLogin({
+      role_id: role.roleId,
+      secret_id: role.secretId,
+      mount_point: role.mount,
+    })) as { auth: { client_token: string } }
     expect(nv.token).toBe(nvLogin.auth.client_token)
   })
 
   it('sys/leases: revoke is idempotent (204 for unknown ids); lookup of an unknown lease is 400', async () => {
-    const revoke = await raw('PUT', 'sys/leases/revoke', target.rootToken, { lease_id: 'database/creds/readonly/doesnotexist0000000000' })
+    const revoke = await raw('PUT', 'sys/leases/revoke', target.rootToken, {
+      lease_id: 'database/creds/readonly/doesnotexist0000000000',
+    })
     expect(revoke.status).toBe(204)
-    const lookup = await rejection(client.call('POST', 'sys/leases/lookup', { token: root, body: { lease_id: 'database/creds/readonly/doesnotexist0000000000' } }))
+    const lookup = await rejection(
+      client.call('POST', 'sys/leases/lookup', {
+        token: root,
+        body: { lease_id: 'database/creds/readonly/doesnotexist0000000000' },
+      }),
+    )
     expect(lookup.status).toBe(400)
   })
 
   it('dynamic secrets: a lease id of <path>/<id>, renewal returns data: null, revoke ends it', async (ctx) => {
     if (target.dynamicPath === null) {
-      ctx.skip('set VAULT_CONTRACT_DYNAMIC_PATH (for example database/creds/readonly) to run lease tests against a real Vault')
+      ctx.skip(
+        'set VAULT_CONTRACT_DYNAMIC_PATH (for example database/creds/readonly) to run lease tests against a real Vault',
+      )
       return
     }
     const creds = await client.call('GET', target.dynamicPath, { token: root })
@@ -193,13 +271,18 @@ describe(`Vault contract (${process.env.VAULT_ADDR ? 'real Vault at VAULT_ADDR' 
     const leaseId = creds?.lease_id ?? ''
     const lookup = await client.call('POST', 'sys/leases/lookup', { token: root, body: { lease_id: leaseId } })
     expect(lookup?.data).toMatchObject({ id: leaseId, renewable: true, last_renewal: null })
-    const renewed = await client.call('POST', 'sys/leases/renew', { token: root, body: { lease_id: leaseId, increment: 30 } })
+    const renewed = await client.call('POST', 'sys/leases/renew', {
+      token: root,
+      body: { lease_id: leaseId, increment: 30 },
+    })
     expect(renewed).toMatchObject({ lease_id: leaseId, renewable: true, data: null })
     expect(renewed?.lease_duration).toBeGreaterThan(0)
     const after = await client.call('POST', 'sys/leases/lookup', { token: root, body: { lease_id: leaseId } })
     expect(after?.data?.last_renewal).not.toBeNull()
     expect(await client.call('POST', 'sys/leases/revoke', { token: root, body: { lease_id: leaseId } })).toBeNull()
-    expect((await rejection(client.call('POST', 'sys/leases/lookup', { token: root, body: { lease_id: leaseId } }))).status).toBe(400)
+    expect(
+      (await rejection(client.call('POST', 'sys/leases/lookup', { token: root, body: { lease_id: leaseId } }))).status,
+    ).toBe(400)
   })
 })
 

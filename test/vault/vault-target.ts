@@ -18,7 +18,11 @@ export interface VaultTarget {
   /** Writes an ACL policy granting `paths` (all capabilities listed). */
   setPolicy(name: string, rules: Record<string, readonly string[]>): Promise<void>
   /** Creates an AppRole role and returns its credentials. */
-  appRole(name: string, policies: string[], ttlSec: number): Promise<{ roleId: string; secretId: string; mount: string }>
+  appRole(
+    name: string,
+    policies: string[],
+    ttlSec: number,
+  ): Promise<{ roleId: string; secretId: string; mount: string }>
   /** The test server, for fault switches; null against a real Vault. */
   readonly server: VaultTestServer | null
   close(): Promise<void>
@@ -26,7 +30,8 @@ export interface VaultTarget {
 
 export async function openVaultTarget(env: NodeJS.ProcessEnv = process.env): Promise<VaultTarget> {
   const runId = randomBytes(4).toString('hex')
-  if (env.VAULT_ADDR && env.VAULT_TOKEN) return openRealVault(env.VAULT_ADDR, env.VAULT_TOKEN, runId, env.VAULT_CONTRACT_DYNAMIC_PATH ?? null)
+  if (env.VAULT_ADDR && env.VAULT_TOKEN)
+    return openRealVault(env.VAULT_ADDR, env.VAULT_TOKEN, runId, env.VAULT_CONTRACT_DYNAMIC_PATH ?? null)
   const server = new VaultTestServer()
   await server.start(0)
   const kvMount = `kv-${runId}`
@@ -49,9 +54,18 @@ export async function openVaultTarget(env: NodeJS.ProcessEnv = process.env): Pro
   }
 }
 
-async function openRealVault(address: string, rootToken: string, runId: string, dynamicPath: string | null): Promise<VaultTarget> {
+async function openRealVault(
+  address: string,
+  rootToken: string,
+  runId: string,
+  dynamicPath: string | null,
+): Promise<VaultTarget> {
   const call = async (method: string, path: string, body?: unknown): Promise<Record<string, unknown> | null> => {
-    const res = await fetch(`${address}/v1/${path}`, { method, headers: { 'x-vault-token': rootToken, 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) })
+    const res = await fetch(`${address}/v1/${path}`, {
+      method,
+      headers: { 'x-vault-token': rootToken, 'content-type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    })
     const text = await res.text()
     if (res.status >= 400) throw new Error(`setup ${method} ${path} → ${res.status} ${text}`)
     return text === '' ? null : (JSON.parse(text) as Record<string, unknown>)
@@ -73,9 +87,15 @@ async function openRealVault(address: string, rootToken: string, runId: string, 
       await call('POST', `sys/policies/acl/${name}`, { policy: hcl })
     },
     async appRole(name, policies, ttlSec) {
-      await call('POST', `auth/${approleMount}/role/${name}`, { token_policies: policies, token_ttl: ttlSec, token_max_ttl: ttlSec * 10 })
+      await call('POST', `auth/${approleMount}/role/${name}`, {
+        token_policies: policies,
+        token_ttl: ttlSec,
+        token_max_ttl: ttlSec * 10,
+      })
       const roleId = (await call('GET', `auth/${approleMount}/role/${name}/role-id`))?.data as { role_id: string }
-      const secretId = (await call('POST', `auth/${approleMount}/role/${name}/secret-id`))?.data as { secret_id: string }
+      const secretId = (await call('POST', `auth/${approleMount}/role/${name}/secret-id`))?.data as {
+        secret_id: string
+      }
       return { roleId: roleId.role_id, secretId: secretId.secret_id, mount: approleMount }
     },
     server: null,

@@ -11,7 +11,15 @@
 import { randomBytes, randomUUID } from 'node:crypto'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
-import { exportJWK, generateKeyPair, jwtVerify, SignJWT, createLocalJWKSet, type JSONWebKeySet, type CryptoKey } from 'jose'
+import {
+  exportJWK,
+  generateKeyPair,
+  jwtVerify,
+  SignJWT,
+  createLocalJWKSet,
+  type JSONWebKeySet,
+  type CryptoKey,
+} from 'jose'
 
 type Capability = 'read' | 'create' | 'update' | 'delete' | 'list' | 'sudo'
 export type VaultPolicy = Record<string, readonly Capability[]>
@@ -131,8 +139,14 @@ export class VaultTestServer {
   readonly #policies = new Map<string, VaultPolicy>()
   readonly #kv = new Map<string, Map<string, KvVersion[]>>()
   readonly #dynamic = new Map<string, Map<string, DynamicRole>>()
-  readonly #approles = new Map<string, { roleId: string; secretIds: Set<string>; policies: string[]; tokenTtlSec: number; tokenMaxTtlSec: number }>()
-  readonly #jwtMounts = new Map<string, { jwks: JSONWebKeySet; roles: Map<string, { policies: string[]; ttlSec: number; audience: string }> }>()
+  readonly #approles = new Map<
+    string,
+    { roleId: string; secretIds: Set<string>; policies: string[]; tokenTtlSec: number; tokenMaxTtlSec: number }
+  >()
+  readonly #jwtMounts = new Map<
+    string,
+    { jwks: JSONWebKeySet; roles: Map<string, { policies: string[]; ttlSec: number; audience: string }> }
+  >()
   readonly #tokenRoles = new Map<string, { allowedPolicies: string[]; orphan: boolean }>()
   readonly #oidcRoles = new Map<string, { clientId: string; ttlSec: number }>()
   #oidcKey: { privateKey: CryptoKey; jwks: JSONWebKeySet; kid: string } | null = null
@@ -222,7 +236,12 @@ export class VaultTestServer {
     this.#dynamic.set(mount, roles)
   }
 
-  addAppRole(name: string, policies: string[], tokenTtlSec: number, tokenMaxTtlSec = tokenTtlSec * 10): { roleId: string; secretId: string } {
+  addAppRole(
+    name: string,
+    policies: string[],
+    tokenTtlSec: number,
+    tokenMaxTtlSec = tokenTtlSec * 10,
+  ): { roleId: string; secretId: string } {
     const roleId = randomUUID()
     const secretId = randomUUID()
     this.#approles.set(name, { roleId, secretIds: new Set([secretId]), policies, tokenTtlSec, tokenMaxTtlSec })
@@ -234,7 +253,12 @@ export class VaultTestServer {
     this.#tokenRoles.set(name, { allowedPolicies: spec.allowedPolicies, orphan: spec.orphan ?? false })
   }
 
-  addJwtRole(mount: string, jwks: JSONWebKeySet, role: string, spec: { policies: string[]; ttlSec: number; audience: string }): void {
+  addJwtRole(
+    mount: string,
+    jwks: JSONWebKeySet,
+    role: string,
+    spec: { policies: string[]; ttlSec: number; audience: string },
+  ): void {
     const m = this.#jwtMounts.get(mount) ?? { jwks, roles: new Map() }
     m.roles.set(role, spec)
     this.#jwtMounts.set(mount, m)
@@ -253,7 +277,13 @@ export class VaultTestServer {
   }
 
   /** A token as an operator would mint it for Corridor (root-created, with an entity). */
-  createToken(opts: { policies: string[]; ttlSec: number; renewable?: boolean; numUses?: number; maxTtlSec?: number }): string {
+  createToken(opts: {
+    policies: string[]
+    ttlSec: number
+    renewable?: boolean
+    numUses?: number
+    maxTtlSec?: number
+  }): string {
     return this.#mintToken({
       policies: opts.policies,
       ttlSec: opts.ttlSec,
@@ -328,7 +358,10 @@ export class VaultTestServer {
         try {
           reply = await this.#route(req, Buffer.concat(chunks))
         } catch (err) {
-          reply = err instanceof VaultHttpError ? { status: err.status, body: { errors: err.errors }, raw: true } : { status: 500, body: { errors: [String(err)] }, raw: true }
+          reply =
+            err instanceof VaultHttpError
+              ? { status: err.status, body: { errors: err.errors }, raw: true }
+              : { status: 500, body: { errors: [String(err)] }, raw: true }
         }
         if (res.destroyed) return
         res.setHeader('cache-control', 'no-store')
@@ -338,7 +371,9 @@ export class VaultTestServer {
           return
         }
         const body = JSON.stringify(reply.body)
-        res.writeHead(reply.status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }).end(body)
+        res
+          .writeHead(reply.status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) })
+          .end(body)
       }
       if (this.faults.delayMs > 0) setTimeout(() => void answer(), this.faults.delayMs)
       else void answer()
@@ -358,7 +393,12 @@ export class VaultTestServer {
     if (path === 'sys/health') return this.#health(method)
     if (this.faults.sealed && path !== 'sys/seal-status') throw new VaultHttpError(503, ['Vault is sealed'])
     if (this.faults.status !== null) throw new VaultHttpError(this.faults.status, ['internal error'])
-    if (path === 'sys/seal-status') return { status: 200, body: { type: 'shamir', initialized: true, sealed: this.faults.sealed, t: 1, n: 1, progress: 0 }, raw: true }
+    if (path === 'sys/seal-status')
+      return {
+        status: 200,
+        body: { type: 'shamir', initialized: true, sealed: this.faults.sealed, t: 1, n: 1, progress: 0 },
+        raw: true,
+      }
 
     let body: Record<string, unknown> = {}
     if (rawBody.length > 0) {
@@ -370,20 +410,37 @@ export class VaultTestServer {
     }
 
     // Unauthenticated endpoints.
-    if (path === 'identity/oidc/.well-known/keys' && method === 'GET') return { status: 200, body: this.oidcJwks(), raw: true }
+    if (path === 'identity/oidc/.well-known/keys' && method === 'GET')
+      return { status: 200, body: this.oidcJwks(), raw: true }
     if (path === 'identity/oidc/.well-known/openid-configuration' && method === 'GET') {
-      return { status: 200, body: { issuer: `${this.address}/v1/identity/oidc`, jwks_uri: `${this.address}/v1/identity/oidc/.well-known/keys`, id_token_signing_alg_values_supported: ['RS256'] }, raw: true }
+      return {
+        status: 200,
+        body: {
+          issuer: `${this.address}/v1/identity/oidc`,
+          jwks_uri: `${this.address}/v1/identity/oidc/.well-known/keys`,
+          id_token_signing_alg_values_supported: ['RS256'],
+        },
+        raw: true,
+      }
     }
     if (path === 'auth/approle/login' && method === 'POST') return this.#approleLogin(body)
     const loginMatch = /^auth\/([^/]+)\/login$/.exec(path)
-    if (loginMatch && method === 'POST' && this.#jwtMounts.has(loginMatch[1] as string)) return this.#jwtLogin(loginMatch[1] as string, body)
+    if (loginMatch && method === 'POST' && this.#jwtMounts.has(loginMatch[1] as string))
+      return this.#jwtLogin(loginMatch[1] as string, body)
 
     const token = this.#authenticate(req)
     // The use is counted before the request is handled (lookup-self shows it); at zero the token is revoked after it.
     const last = this.#use(token)
     try {
       // ACLs are checked before routing: without the capability, even a path that does not exist is 403.
-      if (!this.#allowed(token, path, method === 'GET' ? 'read' : method === 'LIST' ? 'list' : method === 'DELETE' ? 'delete' : 'update') && !(method === 'POST' && this.#allowed(token, path, 'create'))) {
+      if (
+        !this.#allowed(
+          token,
+          path,
+          method === 'GET' ? 'read' : method === 'LIST' ? 'list' : method === 'DELETE' ? 'delete' : 'update',
+        ) &&
+        !(method === 'POST' && this.#allowed(token, path, 'create'))
+      ) {
         throw permissionDenied()
       }
       return await this.#authenticated(token, method, path, url, body)
@@ -403,7 +460,9 @@ export class VaultTestServer {
       replication_dr_mode: 'disabled',
       server_time_utc: Math.floor(Date.now() / 1000),
       version: '1.17.0+corridor-test',
-      ...(this.faults.sealed ? {} : { cluster_name: 'vault-cluster-test', cluster_id: 'd1e5c3b4-0000-4000-8000-000000000000' }),
+      ...(this.faults.sealed
+        ? {}
+        : { cluster_name: 'vault-cluster-test', cluster_id: 'd1e5c3b4-0000-4000-8000-000000000000' }),
     }
     return method === 'HEAD' ? { status } : { status, body, raw: true }
   }
@@ -446,11 +505,18 @@ export class VaultTestServer {
     return ['auth/token/lookup-self', 'auth/token/renew-self', 'auth/token/revoke-self'].includes(path)
   }
 
-  async #authenticated(token: Token, method: string, path: string, url: URL, body: Record<string, unknown>): Promise<Reply> {
+  async #authenticated(
+    token: Token,
+    method: string,
+    path: string,
+    url: URL,
+    body: Record<string, unknown>,
+  ): Promise<Reply> {
     const need = (capability: Capability): void => {
       if (!this.#allowed(token, path, capability)) throw permissionDenied()
     }
-    const capabilityFor = method === 'GET' ? 'read' : method === 'LIST' ? 'list' : method === 'DELETE' ? 'delete' : 'update'
+    const capabilityFor =
+      method === 'GET' ? 'read' : method === 'LIST' ? 'list' : method === 'DELETE' ? 'delete' : 'update'
 
     switch (path) {
       case 'auth/token/lookup-self':
@@ -551,7 +617,18 @@ export class VaultTestServer {
     }
   }
 
-  #mintToken(spec: { policies: string[]; ttlSec: number; maxTtlSec: number; renewable: boolean; numUses: number; entityId: string; parent: string | null; path: string; displayName: string; meta: Record<string, string> | null }): Token {
+  #mintToken(spec: {
+    policies: string[]
+    ttlSec: number
+    maxTtlSec: number
+    renewable: boolean
+    numUses: number
+    entityId: string
+    parent: string | null
+    path: string
+    displayName: string
+    meta: Record<string, string> | null
+  }): Token {
     const now = Date.now()
     const token: Token = {
       id: `hvs.${base62(24)}`,
@@ -636,14 +713,23 @@ export class VaultTestServer {
     return this.#envelope({ auth: this.#authBlock(token), warnings: warnings.length ? warnings : null })
   }
 
-  #createToken(parent: Token, body: Record<string, unknown>, orphan: boolean, role?: { allowedPolicies: string[] }): Reply {
+  #createToken(
+    parent: Token,
+    body: Record<string, unknown>,
+    orphan: boolean,
+    role?: { allowedPolicies: string[] },
+  ): Reply {
     if (parent.limited) throw badRequest('restricted use token cannot generate child tokens')
-    const requested = Array.isArray(body.policies) ? body.policies.map(String) : (role?.allowedPolicies ?? parent.policies.filter((p) => p !== 'root'))
+    const requested = Array.isArray(body.policies)
+      ? body.policies.map(String)
+      : (role?.allowedPolicies ?? parent.policies.filter((p) => p !== 'root'))
     const policies = body.no_default_policy === true ? requested : [...new Set(['default', ...requested])]
     if (role !== undefined) {
       const notAllowed = requested.filter((p) => !role.allowedPolicies.includes(p))
-      if (notAllowed.length > 0) throw badRequest(`token policies (${notAllowed.join(', ')}) must be subset of the role's allowed policies`)
-    } else if (!parent.policies.includes('root') && !requested.every((p) => parent.policies.includes(p))) throw badRequest('child policies must be subset of parent')
+      if (notAllowed.length > 0)
+        throw badRequest(`token policies (${notAllowed.join(', ')}) must be subset of the role's allowed policies`)
+    } else if (!parent.policies.includes('root') && !requested.every((p) => parent.policies.includes(p)))
+      throw badRequest('child policies must be subset of parent')
     const ttlSec = body.ttl === undefined ? parent.ttlSec || 2_764_800 : parseDurationSec(body.ttl)
     const token = this.#mintToken({
       policies,
@@ -658,7 +744,10 @@ export class VaultTestServer {
       meta: (body.meta as Record<string, string> | undefined) ?? null,
     })
     const unknown = policies.filter((p) => p !== 'default' && p !== 'root' && !this.#policies.has(p))
-    return this.#envelope({ auth: this.#authBlock(token), warnings: unknown.length ? unknown.map((p) => `policy "${p}" does not exist`) : null })
+    return this.#envelope({
+      auth: this.#authBlock(token),
+      warnings: unknown.length ? unknown.map((p) => `policy "${p}" does not exist`) : null,
+    })
   }
 
   #revokeToken(id: string): void {
@@ -675,7 +764,18 @@ export class VaultTestServer {
     for (const [name, role] of this.#approles) {
       if (role.roleId !== body.role_id) continue
       if (typeof body.secret_id !== 'string' || !role.secretIds.has(body.secret_id)) break
-      const token = this.#mintToken({ policies: ['default', ...role.policies], ttlSec: role.tokenTtlSec, maxTtlSec: role.tokenMaxTtlSec, renewable: true, numUses: 0, entityId: randomUUID(), parent: null, path: 'auth/approle/login', displayName: 'approle', meta: { role_name: name } })
+      const token = this.#mintToken({
+        policies: ['default', ...role.policies],
+        ttlSec: role.tokenTtlSec,
+        maxTtlSec: role.tokenMaxTtlSec,
+        renewable: true,
+        numUses: 0,
+        entityId: randomUUID(),
+        parent: null,
+        path: 'auth/approle/login',
+        displayName: 'approle',
+        meta: { role_name: name },
+      })
       return this.#envelope({ auth: this.#authBlock(token) })
     }
     throw badRequest('invalid role or secret ID')
@@ -696,7 +796,18 @@ export class VaultTestServer {
     } catch (err) {
       throw badRequest(`error validating token: ${(err as Error).message}`)
     }
-    const token = this.#mintToken({ policies: ['default', ...role.policies], ttlSec: role.ttlSec, maxTtlSec: role.ttlSec * 10, renewable: true, numUses: 0, entityId: randomUUID(), parent: null, path: `auth/${mountName}/login`, displayName: `${mountName}-${sub}`, meta: { role: roleName } })
+    const token = this.#mintToken({
+      policies: ['default', ...role.policies],
+      ttlSec: role.ttlSec,
+      maxTtlSec: role.ttlSec * 10,
+      renewable: true,
+      numUses: 0,
+      entityId: randomUUID(),
+      parent: null,
+      path: `auth/${mountName}/login`,
+      displayName: `${mountName}-${sub}`,
+      meta: { role: roleName },
+    })
     return this.#envelope({ auth: this.#authBlock(token) })
   }
 
@@ -706,10 +817,14 @@ export class VaultTestServer {
       if (typeof body.data !== 'object' || body.data === null) throw badRequest('no data provided')
       const versions = store.get(path) ?? []
       const cas = (body.options as { cas?: number } | undefined)?.cas
-      if (cas !== undefined && cas !== versions.length) throw badRequest('check-and-set parameter did not match the current version')
+      if (cas !== undefined && cas !== versions.length)
+        throw badRequest('check-and-set parameter did not match the current version')
       const version = this.kvPut(mount, path, body.data as Record<string, unknown>)
       const v = store.get(path)?.[version - 1] as KvVersion
-      return this.#envelope({ data: { created_time: v.createdTime, custom_metadata: null, deletion_time: '', destroyed: false, version }, mount_type: 'kv' })
+      return this.#envelope({
+        data: { created_time: v.createdTime, custom_metadata: null, deletion_time: '', destroyed: false, version },
+        mount_type: 'kv',
+      })
     }
     if (method === 'DELETE') {
       this.kvDeleteLatest(mount, path)
@@ -718,12 +833,19 @@ export class VaultTestServer {
     if (method !== 'GET') throw new VaultHttpError(405, [])
     const versions = store.get(path)
     const requested = url.searchParams.get('version')
-    const number = requested === null || requested === '0' ? versions?.length ?? 0 : Number(requested)
+    const number = requested === null || requested === '0' ? (versions?.length ?? 0) : Number(requested)
     const v = versions?.[number - 1]
     if (v === undefined) throw new VaultHttpError(404, [])
-    const metadata = { created_time: v.createdTime, custom_metadata: null, deletion_time: v.deletionTime, destroyed: v.destroyed, version: number }
+    const metadata = {
+      created_time: v.createdTime,
+      custom_metadata: null,
+      deletion_time: v.deletionTime,
+      destroyed: v.destroyed,
+      version: number,
+    }
     // A deleted or destroyed version: 404 with a full success envelope, not an error body.
-    if (v.deletionTime !== '' || v.destroyed) return this.#envelope({ data: { data: null, metadata }, mount_type: 'kv' }, 404)
+    if (v.deletionTime !== '' || v.destroyed)
+      return this.#envelope({ data: { data: null, metadata }, mount_type: 'kv' }, 404)
     return this.#envelope({ data: { data: v.data, metadata }, mount_type: 'kv' })
   }
 
@@ -748,11 +870,22 @@ export class VaultTestServer {
       lease.credential = password
     } else {
       const secretKey = base62(40)
-      data = { access_key: `ASIA${base62(16).toUpperCase()}`, secret_key: secretKey, security_token: base62(120), ttl: ttlSec }
+      data = {
+        access_key: `ASIA${base62(16).toUpperCase()}`,
+        secret_key: secretKey,
+        security_token: base62(120),
+        ttl: ttlSec,
+      }
       lease.credential = secretKey
     }
     this.#leases.set(lease.id, lease)
-    return this.#envelope({ lease_id: lease.id, renewable: lease.renewable, lease_duration: ttlSec, data, mount_type: role.kind === 'database' ? 'database' : 'aws' })
+    return this.#envelope({
+      lease_id: lease.id,
+      renewable: lease.renewable,
+      lease_duration: ttlSec,
+      data,
+      mount_type: role.kind === 'database' ? 'database' : 'aws',
+    })
   }
 
   #renewLease(body: Record<string, unknown>): Reply {
@@ -764,7 +897,10 @@ export class VaultTestServer {
     const now = Date.now()
     if (lease.expiresAt <= now) throw badRequest('lease expired')
     if (!lease.renewable) throw badRequest('lease is not renewable')
-    const increment = body.increment === undefined ? Math.round((lease.expiresAt - lease.issuedAt) / 1000) : parseDurationSec(body.increment)
+    const increment =
+      body.increment === undefined
+        ? Math.round((lease.expiresAt - lease.issuedAt) / 1000)
+        : parseDurationSec(body.increment)
     let expiresAt = now + increment * 1000
     const warnings: string[] = []
     if (expiresAt > lease.maxExpiresAt) {
@@ -774,7 +910,13 @@ export class VaultTestServer {
     lease.expiresAt = expiresAt
     lease.lastRenewal = now
     // Database renewals answer data: null.
-    return this.#envelope({ lease_id: lease.id, renewable: true, lease_duration: Math.round((expiresAt - now) / 1000), data: null, warnings: warnings.length ? warnings : null })
+    return this.#envelope({
+      lease_id: lease.id,
+      renewable: true,
+      lease_duration: Math.round((expiresAt - now) / 1000),
+      data: null,
+      warnings: warnings.length ? warnings : null,
+    })
   }
 
   async #identityToken(token: Token, roleName: string): Promise<Reply> {

@@ -25,10 +25,17 @@ export async function runApprovalsCommand(c: ApprovalsCommand, out: Print, err: 
     err('set CORRIDOR_APPROVER_TOKEN to your approver key (cap_…) or IdP token')
     return 2
   }
-  const call = async (method: 'GET' | 'POST', path: string, body?: unknown): Promise<{ status: number; body: Record<string, unknown> }> => {
+  const call = async (
+    method: 'GET' | 'POST',
+    path: string,
+    body?: unknown,
+  ): Promise<{ status: number; body: Record<string, unknown> }> => {
     const res = await request(c.adminUrl + path, {
       method,
-      headers: { authorization: `Bearer ${c.token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+      headers: {
+        authorization: `Bearer ${c.token}`,
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+      },
       body: body === undefined ? null : JSON.stringify(body),
       headersTimeout: 10_000,
       bodyTimeout: 10_000,
@@ -36,7 +43,9 @@ export async function runApprovalsCommand(c: ApprovalsCommand, out: Print, err: 
     return { status: res.statusCode, body: (await res.body.json()) as Record<string, unknown> }
   }
   const fail = (answer: { status: number; body: Record<string, unknown> }): number => {
-    err(`error ${answer.status} ${String(answer.body.code ?? '')}: ${String(answer.body.detail ?? answer.body.title ?? '')}`)
+    err(
+      `error ${answer.status} ${String(answer.body.code ?? '')}: ${String(answer.body.detail ?? answer.body.title ?? '')}`,
+    )
     return 1
   }
 
@@ -46,7 +55,10 @@ export async function runApprovalsCommand(c: ApprovalsCommand, out: Print, err: 
     const rows = answer.body.approvals as Record<string, unknown>[]
     if (c.json) out(JSON.stringify(rows))
     else {
-      for (const a of rows) out(`${String(a.id)}  ${String(a.state).padEnd(8)} ${String(a.approvals)}  ${String(a.agent)} → ${String(a.connector)}.${String(a.action)}  ${String(a.request)}  expires ${String(a.expires_at)}${a.intent ? `\n    intent: ${String(a.intent)}` : ''}`)
+      for (const a of rows)
+        out(
+          `${String(a.id)}  ${String(a.state).padEnd(8)} ${String(a.approvals)}  ${String(a.agent)} → ${String(a.connector)}.${String(a.action)}  ${String(a.request)}  expires ${String(a.expires_at)}${a.intent ? `\n    intent: ${String(a.intent)}` : ''}`,
+        )
       err(`${rows.length} ${c.state ?? 'pending'} approval(s) you may decide`)
     }
     return 0
@@ -70,7 +82,10 @@ export async function runApprovalsCommand(c: ApprovalsCommand, out: Print, err: 
     err(`approvals ${c.verb} needs --reason "…" (every decision is audited with its reason)`)
     return 2
   }
-  const decided = await call('POST', `/approvals/${encodeURIComponent(c.id)}/${c.verb}`, { reason: c.reason, ...(c.verb === 'approve' ? { digest: shown.body.digest } : {}) })
+  const decided = await call('POST', `/approvals/${encodeURIComponent(c.id)}/${c.verb}`, {
+    reason: c.reason,
+    ...(c.verb === 'approve' ? { digest: shown.body.digest } : {}),
+  })
   if (decided.status !== 200) return fail(decided)
   out(`${c.id}: ${String(decided.body.state)} (${String(decided.body.approvals)} approvals)`)
   return 0
@@ -78,7 +93,9 @@ export async function runApprovalsCommand(c: ApprovalsCommand, out: Print, err: 
 
 function printApproval(a: Record<string, unknown>, out: Print): void {
   out(`approval  ${String(a.id)}  [${String(a.state)}, ${String(a.approvals)} approvals]`)
-  out(`agent     ${String(a.agent)} (owner ${String(a.owner)}, tier ${String(a.tier)})${a.user ? ` acting for ${String(a.user)}` : ''}`)
+  out(
+    `agent     ${String(a.agent)} (owner ${String(a.owner)}, tier ${String(a.tier)})${a.user ? ` acting for ${String(a.user)}` : ''}`,
+  )
   out(`action    ${String(a.connector)}.${String(a.action)} (risk ${String(a.risk)})`)
   out(`intent    ${String(a.intent ?? '—')}`)
   out(`why held  rule ${String(a.rule)}: ${String(a.reason)} (policy ${String(a.policy_version)})`)
@@ -89,13 +106,21 @@ function printApproval(a: Record<string, unknown>, out: Print): void {
   for (const h of a.headers as string[]) out(h)
   out('')
   out(a.body !== null ? String(a.body) : `(binary body, base64) ${String(a.body_base64)}`)
-  for (const d of (a.decisions as { approver: string; at: string; reason: string }[]) ?? []) out(`approved by ${d.approver} at ${d.at}: ${d.reason}`)
+  for (const d of (Array.isArray(a.decisions) ? a.decisions : []) as { approver: string; at: string; reason: string }[])
+    out(`approved by ${d.approver} at ${d.at}: ${d.reason}`)
 }
 
 export const approvalsCommand: Command = {
   words: ['approvals'],
-  usage: 'corridor approvals list [--state pending] | show ID | approve ID --reason "…" | reject ID --reason "…"  [--admin URL] [--json]\n      (authenticates with CORRIDOR_APPROVER_TOKEN: an approver key or IdP token)',
-  options: { ...CONFIG_OPTION, reason: { type: 'string' }, state: { type: 'string' }, admin: { type: 'string' }, json: { type: 'boolean' } },
+  usage:
+    'corridor approvals list [--state pending] | show ID | approve ID --reason "…" | reject ID --reason "…"  [--admin URL] [--json]\n      (authenticates with CORRIDOR_APPROVER_TOKEN: an approver key or IdP token)',
+  options: {
+    ...CONFIG_OPTION,
+    reason: { type: 'string' },
+    state: { type: 'string' },
+    admin: { type: 'string' },
+    json: { type: 'boolean' },
+  },
   positionals: { min: 1, max: 2 },
   async run({ values, positionals, out, err, env }) {
     let adminUrl = typeof values['admin'] === 'string' ? values['admin'] : undefined
@@ -105,7 +130,15 @@ export const approvalsCommand: Command = {
     }
     const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined)
     return runApprovalsCommand(
-      { verb: positionals[0] as string, id: positionals[1], reason: str(values['reason']), state: str(values['state']), adminUrl, token: env['CORRIDOR_APPROVER_TOKEN'], json: values['json'] === true },
+      {
+        verb: positionals[0] as string,
+        id: positionals[1],
+        reason: str(values['reason']),
+        state: str(values['state']),
+        adminUrl,
+        token: env['CORRIDOR_APPROVER_TOKEN'],
+        json: values['json'] === true,
+      },
       out,
       err,
     )

@@ -5,7 +5,8 @@ import { CONFIG_OPTION, configPath, UsageError, type Command } from '../command.
 
 export const auditQueryCommand: Command = {
   words: ['audit', 'query'],
-  usage: 'corridor audit query [--agent ID] [--connector ID] [--action NAME] [--decision allow|deny|require_approval] [--outcome O] [--since ISO] [--until ISO] [--request-id ID] [--approval ID] [--limit N]',
+  usage:
+    'corridor audit query [--agent ID] [--connector ID] [--action NAME] [--decision allow|deny|require_approval] [--outcome O] [--since ISO] [--until ISO] [--request-id ID] [--approval ID] [--limit N]',
   options: {
     ...CONFIG_OPTION,
     agent: { type: 'string' },
@@ -23,7 +24,8 @@ export const auditQueryCommand: Command = {
   async run({ values, out, err }) {
     const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined)
     const limit = str(values['limit'])
-    if (limit !== undefined && !/^[1-9]\d*$/.test(limit)) throw new UsageError(`--limit takes a whole number, got '${limit}'`)
+    if (limit !== undefined && !/^[1-9]\d*$/.test(limit))
+      throw new UsageError(`--limit takes a whole number, got '${limit}'`)
     const since = str(values['since'])
     const until = str(values['until'])
     const filter: AuditFilter = {
@@ -38,7 +40,9 @@ export const auditQueryCommand: Command = {
       until: until === undefined ? undefined : parseTime(until, '--until'),
       limit: limit === undefined ? undefined : Number(limit),
     }
-    const { matched, unreadable } = await queryAudit(loadServerConfig(configPath(values)).auditFile, filter, (record) => out(JSON.stringify(record)))
+    const { matched, unreadable } = await queryAudit(loadServerConfig(configPath(values)).auditFile, filter, (record) =>
+      out(JSON.stringify(record)),
+    )
     err(`${matched} record(s)${unreadable > 0 ? `; ${unreadable} unreadable line(s) skipped` : ''}`)
     return 0
   },

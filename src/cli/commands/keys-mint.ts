@@ -10,12 +10,21 @@ export const keysMintCommand: Command = {
   async run({ values, out, err }) {
     const agent = values['agent']
     const approver = values['approver']
-    if ((agent === undefined) === (approver === undefined)) throw new UsageError('mint needs --agent ID or --approver ID')
+    if ((agent === undefined) === (approver === undefined))
+      throw new UsageError('mint needs --agent ID or --approver ID')
     const forApprover = approver !== undefined
     const { key, hash } = mintApiKey(forApprover ? APPROVER_KEY_PREFIX : API_KEY_PREFIX)
-    err(forApprover ? `approver key for '${String(approver)}' (shown once; the approver sets it as CORRIDOR_APPROVER_TOKEN):` : `API key for agent '${String(agent)}' (shown once; give it to the agent as its API key):`)
+    err(
+      forApprover
+        ? `approver key for '${String(approver)}' (shown once; the approver sets it as CORRIDOR_APPROVER_TOKEN):`
+        : `API key for agent '${String(agent)}' (shown once; give it to the agent as its API key):`,
+    )
     out(key)
-    err(forApprover ? `add this under the approver's keys in agents.yaml (approvers:):` : `add this under the agent's api_keys in agents.yaml:`)
+    err(
+      forApprover
+        ? `add this under the approver's keys in agents.yaml (approvers:):`
+        : `add this under the agent's api_keys in agents.yaml:`,
+    )
     out(`      - { hash: "${hash}", label: "minted ${new Date().toISOString().slice(0, 10)}" }`)
     return 0
   },

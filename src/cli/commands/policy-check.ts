@@ -14,7 +14,9 @@ export const policyCheckCommand: Command = {
   async run({ values, positionals, out }) {
     const paths = bundlePathsAt(positionals[0] ?? configPath(values))
     const bundle = loadBundle(paths)
-    out(`policy ok: ${bundle.version} (${bundle.policy.rules.length} rules, ${bundle.catalog.connectors.size} connectors, ${bundle.registry.agents.size} agents)`)
+    out(
+      `policy ok: ${bundle.version} (${bundle.policy.rules.length} rules, ${bundle.catalog.connectors.size} connectors, ${bundle.registry.agents.size} agents)`,
+    )
     out(`  read ${paths.agents}, ${paths.connectors}, ${paths.policy}`)
     return 0
   },

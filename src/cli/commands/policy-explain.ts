@@ -8,7 +8,8 @@ import { CONFIG_OPTION, configPath, UsageError, type Command } from '../command.
 
 export const policyExplainCommand: Command = {
   words: ['policy', 'explain'],
-  usage: 'corridor policy explain --agent ID --method GET --url /<connector>/<path> [--user ID --groups a,b] [--body JSON] [--header name=value]… [--at ISO-time]',
+  usage:
+    'corridor policy explain --agent ID --method GET --url /<connector>/<path> [--user ID --groups a,b] [--body JSON] [--header name=value]… [--at ISO-time]',
   options: {
     ...CONFIG_OPTION,
     agent: { type: 'string' },
@@ -49,7 +50,9 @@ export const policyExplainCommand: Command = {
       method: str(values['method']) ?? 'GET',
       url,
       headers,
-      ...(user !== undefined ? { user: { id: user, groups: str(values['groups'])?.split(',').filter(Boolean) ?? [] } } : {}),
+      ...(user !== undefined
+        ? { user: { id: user, groups: str(values['groups'])?.split(',').filter(Boolean) ?? [] } }
+        : {}),
       ...(body !== undefined ? { body: parsedBody } : {}),
       ...(at !== undefined ? { at } : {}),
     })
@@ -57,13 +60,20 @@ export const policyExplainCommand: Command = {
     const decision = evaluate(bundle.policy, bundle.version, facts, {
       step: (what, passed) => lines.push(`  ${passed ? '✓' : '✗'} ${what}`),
       rule: (rule: CompiledRule, failed: RuleCheck | null) =>
-        lines.push(`  ${failed === null ? '●' : '○'} rule ${rule.id} (line ${rule.line}, ${rule.shadow ? 'shadow ' : ''}${rule.effect}): ${failed === null ? 'matches' : `not matched: ${failed.describe}`}`),
+        lines.push(
+          `  ${failed === null ? '●' : '○'} rule ${rule.id} (line ${rule.line}, ${rule.shadow ? 'shadow ' : ''}${rule.effect}): ${failed === null ? 'matches' : `not matched: ${failed.describe}`}`,
+        ),
     })
-    out(`request: ${facts.method} ${facts.path} on connector '${facts.connector.id}' as agent '${facts.agent.id}'${facts.action ? ` → action '${facts.action.name}'` : ''}`)
+    out(
+      `request: ${facts.method} ${facts.path} on connector '${facts.connector.id}' as agent '${facts.agent.id}'${facts.action ? ` → action '${facts.action.name}'` : ''}`,
+    )
     for (const l of lines) out(l)
-    out(`decision: ${decision.effect}${decision.rule ? ` by rule '${decision.rule}'` : ''}${decision.limitingFactor ? ` (limiting factor: ${decision.limitingFactor})` : ''}`)
+    out(
+      `decision: ${decision.effect}${decision.rule ? ` by rule '${decision.rule}'` : ''}${decision.limitingFactor ? ` (limiting factor: ${decision.limitingFactor})` : ''}`,
+    )
     out(`reason:   ${decision.reason}`)
-    if (decision.shadow.length > 0) out(`shadow:   ${decision.shadow.map((s) => `${s.rule} would ${s.effect}`).join(', ')}`)
+    if (decision.shadow.length > 0)
+      out(`shadow:   ${decision.shadow.map((s) => `${s.rule} would ${s.effect}`).join(', ')}`)
     out(`policy:   ${decision.policyVersion}`)
     return 0
   },

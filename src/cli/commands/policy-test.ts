@@ -28,8 +28,18 @@ export function runPolicyTests(bundle: PolicyBundle, file: string): TestCaseResu
   const top = r.map(r.root, 'test suite', ['tests'], ['tests'])
   const cases = r.list(top.get('tests'), 'tests').map((node, i) => {
     const f = r.map(node, `tests[${i}]`, ['name', 'request', 'expect'], ['name', 'request', 'expect'])
-    const expect = r.map(f.get('expect'), `tests[${i}].expect`, ['effect', 'rule', 'limiting_factor', 'reason_contains', 'refused'])
-    if (expect.has('effect') === expect.has('refused')) r.issue(f.get('expect'), `tests[${i}].expect needs either effect or refused (an error code such as ambiguous_request)`)
+    const expect = r.map(f.get('expect'), `tests[${i}].expect`, [
+      'effect',
+      'rule',
+      'limiting_factor',
+      'reason_contains',
+      'refused',
+    ])
+    if (expect.has('effect') === expect.has('refused'))
+      r.issue(
+        f.get('expect'),
+        `tests[${i}].expect needs either effect or refused (an error code such as ambiguous_request)`,
+      )
     return {
       name: r.string(f.get('name'), `tests[${i}].name`),
       request: r.value(f.get('request')) as DescribedRequest,
@@ -41,13 +51,19 @@ export function runPolicyTests(bundle: PolicyBundle, file: string): TestCaseResu
     const problems: string[] = []
     try {
       const d = evaluate(bundle.policy, bundle.version, describedFacts(bundle, c.request))
-      if ('refused' in c.expect) problems.push(`refused: expected ${JSON.stringify(c.expect.refused)}, but the request was decided (${d.effect})`)
+      if ('refused' in c.expect)
+        problems.push(
+          `refused: expected ${JSON.stringify(c.expect.refused)}, but the request was decided (${d.effect})`,
+        )
       const actual: Record<string, unknown> = { effect: d.effect, rule: d.rule, limiting_factor: d.limitingFactor }
       for (const key of ['effect', 'rule', 'limiting_factor'] as const) {
-        if (key in c.expect && c.expect[key] !== actual[key]) problems.push(`${key}: expected ${JSON.stringify(c.expect[key])}, got ${JSON.stringify(actual[key])}`)
+        if (key in c.expect && c.expect[key] !== actual[key])
+          problems.push(`${key}: expected ${JSON.stringify(c.expect[key])}, got ${JSON.stringify(actual[key])}`)
       }
       if (typeof c.expect.reason_contains === 'string' && !d.reason.includes(c.expect.reason_contains)) {
-        problems.push(`reason: expected it to contain ${JSON.stringify(c.expect.reason_contains)}, got ${JSON.stringify(d.reason)}`)
+        problems.push(
+          `reason: expected it to contain ${JSON.stringify(c.expect.reason_contains)}, got ${JSON.stringify(d.reason)}`,
+        )
       }
     } catch (err) {
       // A request Corridor refuses before deciding (ambiguous, malformed) can be expected as such.
@@ -68,8 +84,16 @@ function suiteFiles(named: readonly string[], policyFile: string): string[] {
       .filter((f) => f.endsWith('.test.yaml') || f.endsWith('.test.yml'))
       .sort()
       .map((f) => join(dir, f))
-  const files = named.length === 0 ? inDir(dirname(policyFile)) : named.flatMap((p) => (statSync(resolve(p)).isDirectory() ? inDir(resolve(p)) : [resolve(p)]))
-  if (files.length === 0) throw new UsageError(named.length === 0 ? `no *.test.yaml beside ${policyFile}; name a suite file` : `no *.test.yaml in ${named.join(', ')}`)
+  const files =
+    named.length === 0
+      ? inDir(dirname(policyFile))
+      : named.flatMap((p) => (statSync(resolve(p)).isDirectory() ? inDir(resolve(p)) : [resolve(p)]))
+  if (files.length === 0)
+    throw new UsageError(
+      named.length === 0
+        ? `no *.test.yaml beside ${policyFile}; name a suite file`
+        : `no *.test.yaml in ${named.join(', ')}`,
+    )
   return files
 }
 

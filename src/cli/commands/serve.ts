@@ -4,7 +4,14 @@
  */
 import cluster from 'node:cluster'
 import { createServer } from 'node:net'
-import { loadServerConfig, MAX_WORKERS, whyWorkersUnsupported, workerCount, type ListenConfig, type ServerConfig } from '../../config/server-config.ts'
+import {
+  loadServerConfig,
+  MAX_WORKERS,
+  whyWorkersUnsupported,
+  workerCount,
+  type ListenConfig,
+  type ServerConfig,
+} from '../../config/server-config.ts'
 import { loadBundle } from '../../policy/bundle.ts'
 import { createLogger, type Logger } from '../../shared/logger.ts'
 import { CONFIG_OPTION, configPath, DEFAULT_CONFIG, UsageError, type Command } from '../command.ts'
@@ -27,7 +34,11 @@ export async function serve(config: ServerConfig, env: NodeJS.ProcessEnv, baseLo
   const { startCorridor } = await import('../../main.ts')
   const worker = cluster.worker
   const log = worker === undefined ? baseLog : baseLog.child({ worker: worker.id })
-  const corridor = await startCorridor(worker === undefined ? config : onSharedPorts(config, env[SHARED_PORTS_ENV]), { env, log, reusePort: worker !== undefined }).catch((err: unknown) => {
+  const corridor = await startCorridor(worker === undefined ? config : onSharedPorts(config, env[SHARED_PORTS_ENV]), {
+    env,
+    log,
+    reusePort: worker !== undefined,
+  }).catch((err: unknown) => {
     if (worker === undefined) throw err
     // A worker's IPC channel would keep it alive; exit so that the supervisor sees the failure.
     log.error({ err }, 'worker could not start')
@@ -56,14 +67,24 @@ export async function serve(config: ServerConfig, env: NodeJS.ProcessEnv, baseLo
 function onSharedPorts(config: ServerConfig, ports: string | undefined): ServerConfig {
   if (ports === undefined) return config
   const [agent, admin] = ports.split(',').map(Number)
-  return { ...config, listen: { ...config.listen, port: agent ?? config.listen.port }, admin: { ...config.admin, port: admin ?? config.admin.port } }
+  return {
+    ...config,
+    listen: { ...config.listen, port: agent ?? config.listen.port },
+    admin: { ...config.admin, port: admin ?? config.admin.port },
+  }
 }
 
 function assertPortFree({ host, port }: ListenConfig): Promise<void> {
   if (port === 0) return Promise.resolve()
   return new Promise((resolve, reject) => {
     const probe = createServer()
-    probe.once('error', (err: NodeJS.ErrnoException) => reject(new Error(`cannot listen on ${host}:${port}: ${err.code === 'EADDRINUSE' ? 'address already in use' : err.message}`)))
+    probe.once('error', (err: NodeJS.ErrnoException) =>
+      reject(
+        new Error(
+          `cannot listen on ${host}:${port}: ${err.code === 'EADDRINUSE' ? 'address already in use' : err.message}`,
+        ),
+      ),
+    )
     probe.listen({ host, port, exclusive: true }, () => probe.close(() => resolve()))
   })
 }
@@ -79,7 +100,8 @@ export const serveCommand: Command = {
     let workers = config.workers
     if (typeof flag === 'string') {
       const n = workerCount(flag)
-      if (n === null) throw new UsageError(`--workers takes 'auto' or a whole number from 1 to ${MAX_WORKERS}, got '${flag}'`)
+      if (n === null)
+        throw new UsageError(`--workers takes 'auto' or a whole number from 1 to ${MAX_WORKERS}, got '${flag}'`)
       workers = n
     }
     return serve({ ...config, workers }, env, createLogger(env['CORRIDOR_LOG_LEVEL'] ?? 'info'))

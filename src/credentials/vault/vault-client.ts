@@ -36,7 +36,17 @@ export interface VaultEnvelope {
   auth: VaultAuthBlock | null
 }
 
-export type VaultErrorKind = 'unreachable' | 'timeout' | 'sealed' | 'permission_denied' | 'not_found' | 'bad_request' | 'rate_limited' | 'server_error' | 'invalid_response' | 'misconfigured'
+export type VaultErrorKind =
+  | 'unreachable'
+  | 'timeout'
+  | 'sealed'
+  | 'permission_denied'
+  | 'not_found'
+  | 'bad_request'
+  | 'rate_limited'
+  | 'server_error'
+  | 'invalid_response'
+  | 'misconfigured'
 
 export class VaultError extends Error {
   override name = 'VaultError'
@@ -97,7 +107,11 @@ export class VaultClient {
   }
 
   /** Resolves with the envelope for 200, null for 204; rejects with VaultError for everything else. */
-  async call(method: 'GET' | 'POST' | 'LIST', path: string, options: VaultCallOptions = {}): Promise<VaultEnvelope | null> {
+  async call(
+    method: 'GET' | 'POST' | 'LIST',
+    path: string,
+    options: VaultCallOptions = {},
+  ): Promise<VaultEnvelope | null> {
     const headers: Record<string, string> = { 'x-vault-request': 'true', accept: 'application/json' }
     if (options.token) headers['x-vault-token'] = options.token.reveal()
     if (this.#namespace !== null) headers['x-vault-namespace'] = this.#namespace
@@ -122,7 +136,11 @@ export class VaultClient {
     }
     let text: string
     try {
-      text = await readLimited(response.body, MAX_BODY, () => new VaultError('invalid_response', null, 'Vault response too large'))
+      text = await readLimited(
+        response.body,
+        MAX_BODY,
+        () => new VaultError('invalid_response', null, 'Vault response too large'),
+      )
     } catch (err) {
       throw transportError(err, signal)
     }
@@ -130,7 +148,12 @@ export class VaultClient {
     if (status === 204) return null
     const parsed = parseJson(text)
     if (status === 200) {
-      if (!isEnvelope(parsed)) throw new VaultError('invalid_response', status, `Vault answered ${path} with a body that is not a Vault envelope`)
+      if (!isEnvelope(parsed))
+        throw new VaultError(
+          'invalid_response',
+          status,
+          `Vault answered ${path} with a body that is not a Vault envelope`,
+        )
       return parsed
     }
     const errors = isErrorBody(parsed) ? parsed.errors.map(String).join('; ').replace(/\s+/g, ' ').trim() : ''
@@ -155,10 +178,19 @@ function kindFor(status: number): VaultErrorKind {
 function transportError(err: unknown, signal: AbortSignal): VaultError {
   if (err instanceof VaultError) return err
   const code = (err as { code?: unknown }).code
-  if (signal.aborted || code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT') {
+  if (
+    signal.aborted ||
+    code === 'UND_ERR_HEADERS_TIMEOUT' ||
+    code === 'UND_ERR_BODY_TIMEOUT' ||
+    code === 'UND_ERR_CONNECT_TIMEOUT'
+  ) {
     return new VaultError('timeout', null, 'Vault did not answer in time')
   }
-  return new VaultError('unreachable', null, `Vault is unreachable (${typeof code === 'string' ? code : 'connection failed'})`)
+  return new VaultError(
+    'unreachable',
+    null,
+    `Vault is unreachable (${typeof code === 'string' ? code : 'connection failed'})`,
+  )
 }
 
 function parseJson(text: string): unknown {
@@ -173,7 +205,12 @@ function parseJson(text: string): unknown {
 function isEnvelope(value: unknown): value is VaultEnvelope {
   if (typeof value !== 'object' || value === null) return false
   const v = value as Record<string, unknown>
-  return typeof v.lease_duration === 'number' && 'data' in v && 'auth' in v && (v.data === null || typeof v.data === 'object')
+  return (
+    typeof v.lease_duration === 'number' &&
+    'data' in v &&
+    'auth' in v &&
+    (v.data === null || typeof v.data === 'object')
+  )
 }
 
 function isErrorBody(value: unknown): value is { errors: unknown[] } {

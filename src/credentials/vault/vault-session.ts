@@ -32,7 +32,13 @@ export class VaultSession {
   #renewing = false
   #closed = false
 
-  constructor(client: VaultClient, auth: VaultAuthConfig, env: Readonly<Record<string, string | undefined>>, log: Logger, now: () => number = Date.now) {
+  constructor(
+    client: VaultClient,
+    auth: VaultAuthConfig,
+    env: Readonly<Record<string, string | undefined>>,
+    log: Logger,
+    now: () => number = Date.now,
+  ) {
     this.#client = client
     this.#auth = auth
     this.#env = env
@@ -48,7 +54,12 @@ export class VaultSession {
    * Calls Vault with Corridor's token. A 403 with a login-based token triggers one fresh login
    * and one retry (the token may have been revoked behind Corridor's back); never more.
    */
-  async call(method: 'GET' | 'POST' | 'LIST', path: string, body: unknown, signal: AbortSignal): Promise<VaultEnvelope | null> {
+  async call(
+    method: 'GET' | 'POST' | 'LIST',
+    path: string,
+    body: unknown,
+    signal: AbortSignal,
+  ): Promise<VaultEnvelope | null> {
     const state = await this.#token(signal)
     try {
       return await this.#client.call(method, path, { token: state.token, body, signal })
@@ -77,8 +88,17 @@ export class VaultSession {
     if (this.#closed) throw new VaultError('unreachable', null, 'the Vault session is closed')
     const now = this.#now()
     const state = this.#state
-    if (state !== null && (state.expiresAt === null || now < state.expiresAt - safetyMarginMs({ obtainedAt: state.obtainedAt, expiresAt: state.expiresAt }))) {
-      if (state.renewable && state.expiresAt !== null && !this.#renewing && now >= renewalPoint({ obtainedAt: state.obtainedAt, expiresAt: state.expiresAt })) {
+    if (
+      state !== null &&
+      (state.expiresAt === null ||
+        now < state.expiresAt - safetyMarginMs({ obtainedAt: state.obtainedAt, expiresAt: state.expiresAt }))
+    ) {
+      if (
+        state.renewable &&
+        state.expiresAt !== null &&
+        !this.#renewing &&
+        now >= renewalPoint({ obtainedAt: state.obtainedAt, expiresAt: state.expiresAt })
+      ) {
         this.#renewInBackground(state)
       }
       return state
@@ -93,9 +113,19 @@ export class VaultSession {
     const auth = this.#auth
     let state: TokenState
     const previous = this.#state
-    if (auth.method === 'token' && previous !== null && previous.renewable && previous.expiresAt !== null && this.#now() < previous.expiresAt) {
+    if (
+      auth.method === 'token' &&
+      previous !== null &&
+      previous.renewable &&
+      previous.expiresAt !== null &&
+      this.#now() < previous.expiresAt
+    ) {
       // A given token inside its margin and still valid: renew it now (there is no login to fall back on).
-      const envelope = await this.#client.call('POST', 'auth/token/renew-self', { token: previous.token, body: {}, signal })
+      const envelope = await this.#client.call('POST', 'auth/token/renew-self', {
+        token: previous.token,
+        body: {},
+        signal,
+      })
       state = { ...this.#fromAuth(envelope?.auth ?? null), token: previous.token }
     } else if (auth.method === 'token') {
       // A given token: learn its TTL so that it is renewed in time; 403 here means it is not valid.
@@ -105,13 +135,24 @@ export class VaultSession {
       const ttl = typeof data.ttl === 'number' ? data.ttl : 0
       const obtainedAt = this.#now()
       // Root and other non-expiring tokens: ttl 0 and no expire_time.
-      state = { token, obtainedAt, expiresAt: ttl === 0 && data.expire_time === null ? null : obtainedAt + ttl * 1000, renewable: data.renewable === true }
+      state = {
+        token,
+        obtainedAt,
+        expiresAt: ttl === 0 && data.expire_time === null ? null : obtainedAt + ttl * 1000,
+        renewable: data.renewable === true,
+      }
     } else {
       const path = `auth/${auth.mount}/login`
-      const body = auth.method === 'approle' ? { role_id: auth.roleId, secret_id: this.#read(auth.secretId, 'secret_id') } : { role: auth.role, jwt: this.#read(auth.jwt, 'jwt') }
+      const body =
+        auth.method === 'approle'
+          ? { role_id: auth.roleId, secret_id: this.#read(auth.secretId, 'secret_id') }
+          : { role: auth.role, jwt: this.#read(auth.jwt, 'jwt') }
       const envelope = await this.#client.call('POST', path, { body, signal })
       state = this.#fromAuth(envelope?.auth ?? null)
-      this.#log.info({ method: auth.method, mount: auth.mount, ttlSec: envelope?.auth?.lease_duration }, 'logged in to Vault')
+      this.#log.info(
+        { method: auth.method, mount: auth.mount, ttlSec: envelope?.auth?.lease_duration },
+        'logged in to Vault',
+      )
     }
     this.#state = state
     return state
@@ -120,7 +161,11 @@ export class VaultSession {
   #renewInBackground(state: TokenState): void {
     this.#renewing = true
     this.#client
-      .call('POST', 'auth/token/renew-self', { token: state.token, body: {}, signal: AbortSignal.timeout(this.#client.timeoutMs) })
+      .call('POST', 'auth/token/renew-self', {
+        token: state.token,
+        body: {},
+        signal: AbortSignal.timeout(this.#client.timeoutMs),
+      })
       .then((envelope) => {
         if (this.#state === state) this.#state = { ...this.#fromAuth(envelope?.auth ?? null), token: state.token }
       })
@@ -154,11 +199,20 @@ export class VaultSession {
       try {
         value = readFileSync(input.file, 'utf8')
       } catch (err) {
-        throw new VaultError('misconfigured', null, `cannot read the Vault ${what} file (${(err as NodeJS.ErrnoException).code ?? 'error'})`)
+        throw new VaultError(
+          'misconfigured',
+          null,
+          `cannot read the Vault ${what} file (${(err as NodeJS.ErrnoException).code ?? 'error'})`,
+        )
       }
     }
     value = value?.trim()
-    if (value === undefined || value === '') throw new VaultError('misconfigured', null, `the Vault ${what} is not set (${'env' in input ? `env ${input.env}` : `file ${input.file}`})`)
+    if (value === undefined || value === '')
+      throw new VaultError(
+        'misconfigured',
+        null,
+        `the Vault ${what} is not set (${'env' in input ? `env ${input.env}` : `file ${input.file}`})`,
+      )
     return value
   }
 }

@@ -56,14 +56,24 @@ abstract class VaultProvider<Spec> implements LeaseProvider {
 export class VaultKvProvider extends VaultProvider<VaultKvSpec> {
   async obtain(_scope: string, signal: AbortSignal): Promise<Lease> {
     const { mount, path, version, field, cacheMs } = this.spec
-    const envelope = await this.session.call('GET', `${mount}/data/${path}${version === null ? '' : `?version=${version}`}`, undefined, signal)
+    const envelope = await this.session.call(
+      'GET',
+      `${mount}/data/${path}${version === null ? '' : `?version=${version}`}`,
+      undefined,
+      signal,
+    )
     const data = envelope?.data
     const values = data?.data
     const meta = data?.metadata as { version?: unknown } | undefined
-    if (typeof values !== 'object' || values === null) throw new VaultError('invalid_response', null, `KV secret ${mount}/${path} has no data`)
+    if (typeof values !== 'object' || values === null)
+      throw new VaultError('invalid_response', null, `KV secret ${mount}/${path} has no data`)
     const obtainedAt = this.now()
     return {
-      credential: { fields: fieldsOf(values as Record<string, unknown>, field), reference: `vault:${mount}/${path}@v${String(meta?.version ?? version ?? '?')}`, leaseId: null },
+      credential: {
+        fields: fieldsOf(values as Record<string, unknown>, field),
+        reference: `vault:${mount}/${path}@v${String(meta?.version ?? version ?? '?')}`,
+        leaseId: null,
+      },
       obtainedAt,
       expiresAt: obtainedAt + cacheMs,
       renewable: false,
@@ -76,7 +86,8 @@ export class VaultDynamicProvider extends VaultProvider<VaultDynamicSpec> {
     const { path, method, params, field } = this.spec
     const envelope = requireEnvelope(await this.session.call(method, path, params ?? undefined, signal), path)
     if (envelope.data === null) throw new VaultError('invalid_response', null, `${path} returned no data`)
-    if (envelope.lease_id === '' || envelope.lease_duration <= 0) throw new VaultError('invalid_response', null, `${path} returned no lease; use a KV source for static secrets`)
+    if (envelope.lease_id === '' || envelope.lease_duration <= 0)
+      throw new VaultError('invalid_response', null, `${path} returned no lease; use a KV source for static secrets`)
     const obtainedAt = this.now()
     return {
       credential: { fields: fieldsOf(envelope.data, field), reference: `vault:${path}`, leaseId: envelope.lease_id },
@@ -88,14 +99,27 @@ export class VaultDynamicProvider extends VaultProvider<VaultDynamicSpec> {
 
   async renew(lease: Lease, signal: AbortSignal): Promise<Lease> {
     const increment = Math.round((lease.expiresAt - lease.obtainedAt) / 1000)
-    const envelope = requireEnvelope(await this.session.call('POST', 'sys/leases/renew', { lease_id: lease.credential.leaseId, increment }, signal), 'sys/leases/renew')
+    const envelope = requireEnvelope(
+      await this.session.call('POST', 'sys/leases/renew', { lease_id: lease.credential.leaseId, increment }, signal),
+      'sys/leases/renew',
+    )
     const now = this.now()
     // The answer is authoritative: Vault may cap the renewal at the max TTL.
-    return { credential: lease.credential, obtainedAt: now, expiresAt: now + envelope.lease_duration * 1000, renewable: envelope.renewable }
+    return {
+      credential: lease.credential,
+      obtainedAt: now,
+      expiresAt: now + envelope.lease_duration * 1000,
+      renewable: envelope.renewable,
+    }
   }
 
   async revoke(lease: Lease): Promise<void> {
-    await this.session.call('POST', 'sys/leases/revoke', { lease_id: lease.credential.leaseId }, AbortSignal.timeout(this.session.client.timeoutMs))
+    await this.session.call(
+      'POST',
+      'sys/leases/revoke',
+      { lease_id: lease.credential.leaseId },
+      AbortSignal.timeout(this.session.client.timeoutMs),
+    )
   }
 }
 
@@ -108,17 +132,33 @@ export class VaultTokenProvider extends VaultProvider<VaultTokenSpec> {
       await this.session.call(
         'POST',
         path,
-        { policies, ttl, num_uses: numUses, renewable: false, no_default_policy: true, display_name: `corridor-${connectorId}`, meta: { corridor_connector: connectorId, ...(agent === null ? {} : { corridor_agent: agent }) } },
+        {
+          policies,
+          ttl,
+          num_uses: numUses,
+          renewable: false,
+          no_default_policy: true,
+          display_name: `corridor-${connectorId}`,
+          meta: { corridor_connector: connectorId, ...(agent === null ? {} : { corridor_agent: agent }) },
+        },
         signal,
       ),
       path,
     )
     const auth = envelope.auth
-    if (auth === null || typeof auth.client_token !== 'string') throw new VaultError('invalid_response', null, `${path} returned no token`)
+    if (auth === null || typeof auth.client_token !== 'string')
+      throw new VaultError('invalid_response', null, `${path} returned no token`)
     const obtainedAt = this.now()
     const token = checkedSecret(auth.client_token, 'client_token')
     return {
-      credential: { fields: new Map([['secret', token], ['token', token]]), reference: `vault:${path}`, leaseId: `accessor:${auth.accessor}` },
+      credential: {
+        fields: new Map([
+          ['secret', token],
+          ['token', token],
+        ]),
+        reference: `vault:${path}`,
+        leaseId: `accessor:${auth.accessor}`,
+      },
       obtainedAt,
       expiresAt: obtainedAt + auth.lease_duration * 1000,
       renewable: false,
@@ -127,7 +167,12 @@ export class VaultTokenProvider extends VaultProvider<VaultTokenSpec> {
 
   async revoke(lease: Lease): Promise<void> {
     const accessor = (lease.credential.leaseId ?? '').replace(/^accessor:/, '')
-    await this.session.call('POST', 'auth/token/revoke-accessor', { accessor }, AbortSignal.timeout(this.session.client.timeoutMs))
+    await this.session.call(
+      'POST',
+      'auth/token/revoke-accessor',
+      { accessor },
+      AbortSignal.timeout(this.session.client.timeoutMs),
+    )
   }
 }
 
@@ -135,10 +180,23 @@ export class VaultIdentityProvider extends VaultProvider<VaultIdentitySpec> {
   async obtain(_scope: string, signal: AbortSignal): Promise<Lease> {
     const path = `identity/oidc/token/${this.spec.role}`
     const data = requireEnvelope(await this.session.call('GET', path, undefined, signal), path).data
-    if (data === null || typeof data.token !== 'string' || typeof data.ttl !== 'number') throw new VaultError('invalid_response', null, `${path} returned no token`)
+    if (data === null || typeof data.token !== 'string' || typeof data.ttl !== 'number')
+      throw new VaultError('invalid_response', null, `${path} returned no token`)
     const obtainedAt = this.now()
     const token = checkedSecret(data.token, 'token')
-    return { credential: { fields: new Map([['secret', token], ['token', token]]), reference: `vault:${path}`, leaseId: null }, obtainedAt, expiresAt: obtainedAt + data.ttl * 1000, renewable: false }
+    return {
+      credential: {
+        fields: new Map([
+          ['secret', token],
+          ['token', token],
+        ]),
+        reference: `vault:${path}`,
+        leaseId: null,
+      },
+      obtainedAt,
+      expiresAt: obtainedAt + data.ttl * 1000,
+      renewable: false,
+    }
   }
 }
 
@@ -152,7 +210,11 @@ export function fieldsOf(data: Record<string, unknown>, primary: string | null):
   const fields = new Map<string, Secret>()
   for (const [name, value] of Object.entries(data)) {
     // Values that cannot be a header (multi-line PEMs…) are left out; a template naming one fails as a missing field.
-    if ((typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') && isValidFieldValue(String(value))) fields.set(name, new Secret(String(value)))
+    if (
+      (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') &&
+      isValidFieldValue(String(value))
+    )
+      fields.set(name, new Secret(String(value)))
   }
   if (primary !== null) {
     const value = fields.get(primary)
@@ -165,6 +227,7 @@ export function fieldsOf(data: Record<string, unknown>, primary: string | null):
 }
 
 function checkedSecret(value: string, name: string): Secret {
-  if (!isValidFieldValue(value)) throw new VaultError('invalid_response', null, `field '${name}' is not a valid header value`)
+  if (!isValidFieldValue(value))
+    throw new VaultError('invalid_response', null, `field '${name}' is not a valid header value`)
   return new Secret(value)
 }
