@@ -35,7 +35,7 @@ export interface AbandonedClaim {
   readonly outcome: 'retry' | 'unknown'
 }
 
-export interface Decision {
+export interface ApproverVerdict {
   readonly approve: boolean
   readonly by: ApproverDecision
   /** The digest the approver reviewed; when given it must match the held request's. */
@@ -50,7 +50,7 @@ export interface ApprovalStore {
   get(id: string): Promise<Approval | null>
   /** Approvals in a non-terminal state, oldest first. */
   list(state: 'pending' | 'approved' | 'executing', offset: number, limit: number): Promise<Approval[]>
-  decide(id: string, decision: Decision, nowMs: number): Promise<DecideResult>
+  decide(id: string, decision: ApproverVerdict, nowMs: number): Promise<DecideResult>
   /**
    * approved → executing for the caller holding `token`; false when someone else did, or it is no
    * longer approved. `retrySafe`: the forward carries an idempotency key the upstream honours.

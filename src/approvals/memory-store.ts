@@ -9,7 +9,7 @@ import type {
   AbandonedClaim,
   ApprovalStore,
   CreateResult,
-  Decision,
+  ApproverVerdict,
   DecideResult,
   StoreLimits,
 } from './approval-store.ts'
@@ -77,7 +77,7 @@ export class MemoryApprovalStore implements ApprovalStore {
     return out.slice(offset, offset + limit)
   }
 
-  async decide(id: string, decision: Decision, nowMs: number): Promise<DecideResult> {
+  async decide(id: string, decision: ApproverVerdict, nowMs: number): Promise<DecideResult> {
     const e = this.#entries.get(id)
     if (e === undefined) return { kind: 'not_found' }
     const a = e.approval

@@ -14,7 +14,7 @@ import {
   type AbandonedClaim,
   type ApprovalStore,
   type CreateResult,
-  type Decision,
+  type ApproverVerdict,
   type DecideResult,
   type StoreLimits,
 } from './approval-store.ts'
@@ -122,7 +122,7 @@ export class RedisApprovalStore implements ApprovalStore {
     return out
   }
 
-  async decide(id: string, decision: Decision, nowMs: number): Promise<DecideResult> {
+  async decide(id: string, decision: ApproverVerdict, nowMs: number): Promise<DecideResult> {
     const agent = await this.#call(() => this.#redis.hget(this.#entry(id), 'agent'))
     if (agent === null) return { kind: 'not_found' }
     const reply = (await this.#run(

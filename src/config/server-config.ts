@@ -157,7 +157,7 @@ export function loadServerConfig(file: string): ServerConfig {
     const f = r.map(node, where, ['host', 'port'])
     return {
       host: f.has('host') ? r.string(f.get('host'), `${where}.host`) : fallback.host,
-      port: f.has('port') ? r.number(f.get('port'), `${where}.port`) : fallback.port,
+      port: f.has('port') ? r.integer(f.get('port'), `${where}.port`, 0, 65_535) : fallback.port,
     }
   }
 
@@ -219,7 +219,7 @@ export function loadServerConfig(file: string): ServerConfig {
     ])
     limits = {
       maxHeaders: lf.has('max_headers')
-        ? r.number(lf.get('max_headers'), 'limits.max_headers')
+        ? r.integer(lf.get('max_headers'), 'limits.max_headers', 1, 10_000)
         : DEFAULT_LIMITS.maxHeaders,
       maxHeaderBytes: lf.has('max_header_bytes')
         ? r.bytes(lf.get('max_header_bytes'), 'limits.max_header_bytes')
@@ -414,9 +414,7 @@ function readApprovals(r: YamlReader, node: Node | undefined): ApprovalsConfig {
     f.has(key) ? r.duration(f.get(key), `approvals.${key}`) : fallback
   const count = (key: string, fallback: number): number => {
     if (!f.has(key)) return fallback
-    const n = r.number(f.get(key), `approvals.${key}`)
-    if (!Number.isInteger(n) || n < 1) r.issue(f.get(key), `approvals.${key} must be a whole number above 0`)
-    return n
+    return r.integer(f.get(key), `approvals.${key}`, 1, Number.MAX_SAFE_INTEGER)
   }
   const valueSource = (where: string, g: Map<string, Node>): ValueSource => {
     if (g.has('url') === g.has('url_env'))

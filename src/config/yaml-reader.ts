@@ -138,7 +138,11 @@ export class YamlReader {
 
   string(node: Node | null | undefined, where: string): string {
     if (isScalar(node) && typeof node.value === 'string' && node.value !== '') return node.value
-    if (isScalar(node) && (typeof node.value === 'number' || typeof node.value === 'boolean')) return String(node.value)
+    // `owner: 42` or `env: yes` is a number or a boolean to YAML: say so rather than guess the text.
+    if (isScalar(node) && (typeof node.value === 'number' || typeof node.value === 'boolean')) {
+      this.issue(node, `${where} must be text; quote it ("${String(node.value)}") if that is what you mean`)
+      return String(node.value)
+    }
     this.issue(node, `${where} must be a non-empty string`)
     return ''
   }
@@ -154,6 +158,20 @@ export class YamlReader {
     if (isScalar(node) && typeof node.value === 'number' && Number.isFinite(node.value)) return node.value
     this.issue(node, `${where} must be a number`)
     return 0
+  }
+
+  /** A whole number within [min, max] (ports, counts, depths). */
+  integer(node: Node | null | undefined, where: string, min: number, max: number): number {
+    if (
+      isScalar(node) &&
+      typeof node.value === 'number' &&
+      Number.isInteger(node.value) &&
+      node.value >= min &&
+      node.value <= max
+    )
+      return node.value
+    this.issue(node, `${where} must be a whole number from ${min} to ${max}`)
+    return min
   }
 
   boolean(node: Node | null | undefined, where: string): boolean {

@@ -4,11 +4,10 @@
  * when the response ends, and an upstream's 401/403 drops the refused lease only when the
  * connector opts in (once per lease, never a retry loop).
  */
+import type { CredentialScope } from '../registry/connectors.ts'
 import type { Logger } from '../shared/logger.ts'
 import { LeaseCache, type LeaseProvider } from './lease-cache.ts'
 import { held, type CredentialSource, type HeldCredential, type IssueContext, type IssuedCredential } from './source.ts'
-
-export type CredentialScope = 'connector' | 'agent'
 
 export interface LeasingSourceOptions {
   readonly scope: CredentialScope

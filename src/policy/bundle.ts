@@ -4,6 +4,7 @@
  * record names exactly the policy text that decided it.
  */
 import { createHash } from 'node:crypto'
+import { isMap, isScalar, isSeq, type Node } from 'yaml'
 import type { BundlePaths } from '../config/server-config.ts'
 import { ConfigError, YamlReader } from '../config/yaml-reader.ts'
 import { readAgentRegistry, type AgentRegistry } from '../registry/agents.ts'
@@ -31,12 +32,7 @@ export function loadBundle(paths: BundlePaths): PolicyBundle {
   for (const agent of registry.agents.values()) {
     for (const c of agent.connectors) {
       if (!catalog.connectors.has(c))
-        agentsFile.issues.push({
-          file: paths.agents,
-          line: 1,
-          col: 1,
-          message: `agent '${agent.id}' is granted unknown connector '${c}'`,
-        })
+        agentsFile.issue(grantNode(agentsFile, agent.id, c), `agent '${agent.id}' is granted unknown connector '${c}'`)
     }
   }
   const issues = [...agentsFile.issues, ...connectorsFile.issues]
@@ -53,4 +49,17 @@ export function loadBundle(paths: BundlePaths): PolicyBundle {
     version: `sha256:${hash.digest('hex').slice(0, 16)}`,
     loadedAt: new Date().toISOString(),
   }
+}
+
+/** Where agents.yaml grants `connector` to `agentId`, so the problem is reported at that line. */
+function grantNode(r: YamlReader, agentId: string, connector: string): Node | undefined {
+  const agents = r.doc.get('agents', true)
+  if (!isSeq(agents)) return undefined
+  for (const item of agents.items) {
+    if (!isMap(item) || item.get('id') !== agentId) continue
+    const granted = item.get('connectors', true) as Node | undefined
+    if (isSeq(granted)) return (granted.items as Node[]).find((n) => isScalar(n) && n.value === connector) ?? granted
+    return granted
+  }
+  return undefined
 }

@@ -273,7 +273,7 @@ function readConnector(r: YamlReader, node: Node, where: string): Connector | nu
         ? r.bytes(lf.get('max_body'), `${where}.limits.max_body`)
         : DEFAULT_LIMITS.maxBodyBytes,
       maxJsonDepth: lf.has('max_json_depth')
-        ? r.number(lf.get('max_json_depth'), `${where}.limits.max_json_depth`)
+        ? r.integer(lf.get('max_json_depth'), `${where}.limits.max_json_depth`, 1, 1_000)
         : DEFAULT_LIMITS.maxJsonDepth,
     }
   }
@@ -457,7 +457,7 @@ function readSource(
         kind: 'vault_kv',
         mount: vaultPath('mount'),
         path: vaultPath('path'),
-        version: f.has('version') ? r.number(f.get('version'), `${where}.version`) : null,
+        version: f.has('version') ? r.integer(f.get('version'), `${where}.version`, 1, Number.MAX_SAFE_INTEGER) : null,
         field: field(),
         cacheMs: f.has('cache') ? r.duration(f.get('cache'), `${where}.cache`) : 60_000,
       }
@@ -477,7 +477,7 @@ function readSource(
         role: f.has('role') ? vaultPath('role') : null,
         policies: r.strings(f.get('policies'), `${where}.policies`),
         ttl: `${Math.max(1, Math.round(ttl / 1000))}s`,
-        numUses: f.has('num_uses') ? r.number(f.get('num_uses'), `${where}.num_uses`) : 0,
+        numUses: f.has('num_uses') ? r.integer(f.get('num_uses'), `${where}.num_uses`, 0, 1_000_000) : 0,
         scope: scope(),
       }
     }
@@ -518,7 +518,9 @@ function readSecretInput(r: YamlReader, node: Node | undefined, where: string): 
       kind: 'vault_kv',
       mount: r.string(kf.get('mount'), `${where}.vault_kv.mount`),
       path: r.string(kf.get('path'), `${where}.vault_kv.path`),
-      version: kf.has('version') ? r.number(kf.get('version'), `${where}.vault_kv.version`) : null,
+      version: kf.has('version')
+        ? r.integer(kf.get('version'), `${where}.vault_kv.version`, 1, Number.MAX_SAFE_INTEGER)
+        : null,
       field: r.string(kf.get('field'), `${where}.vault_kv.field`),
       cacheMs: kf.has('cache') ? r.duration(kf.get('cache'), `${where}.vault_kv.cache`) : 60_000,
     }

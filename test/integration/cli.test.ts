@@ -103,6 +103,44 @@ describe('corridor CLI', () => {
     expect(none.stderr).toContain('no *.test.yaml')
   })
 
+  it('reports config mistakes the readers used to let through, each at its position', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'corridor-cli-'))
+    const agents = readFileSync(join('policies', 'agents.yaml'), 'utf8')
+      .replace('connectors: [records, ticketing]', 'connectors: [records, ticketin]')
+      .replace('owner: platform-team', 'owner: 42')
+    writeFileSync(join(dir, 'agents.yaml'), agents)
+    writeFileSync(join(dir, 'connectors.yaml'), readFileSync(join('policies', 'connectors.yaml'), 'utf8'))
+    writeFileSync(join(dir, 'policy.yaml'), readFileSync(join('policies', 'policy.yaml'), 'utf8'))
+    writeFileSync(
+      join(dir, 'corridor.yaml'),
+      'listen: { host: 127.0.0.1, port: 70000.5 }\nfiles: { agents: agents.yaml, connectors: connectors.yaml, policy: policy.yaml }\naudit: { file: audit.log }\n',
+    )
+    const r = corridor('policy', 'check', dir)
+    expect(r.status).toBe(1)
+    expect(r.stderr).toMatch(/corridor\.yaml:1:\d+: listen\.port must be a whole number from 0 to 65535/)
+    // Fix the port: the agents file's problems are reported at their own lines, not at 1:1.
+    writeFileSync(
+      join(dir, 'corridor.yaml'),
+      'files: { agents: agents.yaml, connectors: connectors.yaml, policy: policy.yaml }\naudit: { file: audit.log }\n',
+    )
+    const lines = agents.split('\n')
+    const grantLine = lines.findIndex((l) => l.includes('ticketin]')) + 1
+    const ownerLine = lines.findIndex((l) => l.includes('owner: 42')) + 1
+    const again = corridor('policy', 'check', dir)
+    expect(again.status).toBe(1)
+    expect(again.stderr).toContain(`agents.yaml:${grantLine}:`)
+    expect(again.stderr).toContain("granted unknown connector 'ticketin'")
+    expect(again.stderr).toMatch(new RegExp(`agents\\.yaml:${ownerLine}:\\d+: agents\\[\\d\\]\\.owner must be text`))
+    // A test case with a misspelt request field fails with its position instead of running as something else.
+    writeFileSync(
+      join(dir, 'bad.test.yaml'),
+      'tests:\n  - name: typo\n    request: { agent: support-bot, url: /records/customers, methd: DELETE }\n    expect: { effect: allow }\n',
+    )
+    const suite = corridor('policy', 'test', join(dir, 'bad.test.yaml'))
+    expect(suite.status).toBe(1)
+    expect(suite.stderr).toMatch(/bad\.test\.yaml:3:\d+: .*methd/)
+  })
+
   it('mints a key whose printed hash matches it', () => {
     const r = corridor('keys', 'mint', '--agent', 'support-bot')
     expect(r.status).toBe(0)

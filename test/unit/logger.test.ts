@@ -20,7 +20,10 @@ describe('the operational log cannot carry a secret', () => {
       config: { headers: { 'X-Vault-Token': canary } },
     })
     log.error({ err }, 'vault call failed')
-    expect(text()).toContain('ECONNREFUSED')
+    // The line was written, with what an operator needs, and without the token.
+    const line = JSON.parse(text().trim()) as { msg: string; err: Record<string, unknown> }
+    expect(line.msg).toBe('vault call failed')
+    expect(line.err).toMatchObject({ message: 'connect ECONNREFUSED 127.0.0.1:8200', code: 'ECONNREFUSED' })
     expect(text()).not.toContain(canary)
   })
 
@@ -29,6 +32,11 @@ describe('the operational log cannot carry a secret', () => {
     const secret = new Secret(canary)
     const { log, text } = capture()
     log.info({ credential: secret, nested: { secret } }, `using ${String(secret)}`)
+    expect(JSON.parse(text().trim())).toMatchObject({
+      msg: 'using [REDACTED]',
+      credential: '[REDACTED]',
+      nested: { secret: '[REDACTED]' },
+    })
     expect(text()).not.toContain(canary)
     expect(JSON.stringify({ secret })).not.toContain(canary)
     expect(`${secret as unknown as string}`).toBe('[REDACTED]')

@@ -10,6 +10,7 @@
 import { existsSync, readdirSync, statSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import { loadServerConfig } from '../../config/server-config.ts'
+import type { Node } from 'yaml'
 import { YamlReader } from '../../config/yaml-reader.ts'
 import { loadBundle, type PolicyBundle } from '../../policy/bundle.ts'
 import { evaluate } from '../../policy/evaluate.ts'
@@ -42,7 +43,7 @@ export function runPolicyTests(bundle: PolicyBundle, file: string): TestCaseResu
       )
     return {
       name: r.string(f.get('name'), `tests[${i}].name`),
-      request: r.value(f.get('request')) as DescribedRequest,
+      request: readRequest(r, f.get('request'), `tests[${i}].request`),
       expect: Object.fromEntries([...expect].map(([k, v]) => [k, r.value(v)])) as Record<string, unknown>,
     }
   })
@@ -122,4 +123,31 @@ export const policyTestCommand: Command = {
     out(`${total - failed} passed, ${failed} failed`)
     return failed === 0 ? 0 : 1
   },
+}
+
+/** A test case's request, checked field by field (a typo must fail with its position, not run as something else). */
+function readRequest(r: YamlReader, node: Node | undefined, where: string): DescribedRequest {
+  const f = r.map(node, where, ['agent', 'method', 'url', 'host', 'user', 'headers', 'body', 'at'], ['agent', 'url'])
+  const request: DescribedRequest = {
+    agent: r.string(f.get('agent'), `${where}.agent`),
+    method: f.has('method') ? r.string(f.get('method'), `${where}.method`) : 'GET',
+    url: r.string(f.get('url'), `${where}.url`),
+  }
+  if (f.has('host')) request.host = r.string(f.get('host'), `${where}.host`)
+  if (f.has('at')) request.at = r.string(f.get('at'), `${where}.at`)
+  if (f.has('user')) {
+    const u = r.map(f.get('user'), `${where}.user`, ['id', 'groups'], ['id'])
+    request.user = {
+      id: r.string(u.get('id'), `${where}.user.id`),
+      groups: u.has('groups') ? r.strings(u.get('groups'), `${where}.user.groups`) : [],
+    }
+  }
+  if (f.has('headers')) {
+    const headers: Record<string, string> = {}
+    for (const [name, value] of r.entries(f.get('headers'), `${where}.headers`))
+      headers[name] = r.string(value, `${where}.headers.${name}`)
+    request.headers = headers
+  }
+  if (f.has('body')) request.body = r.value(f.get('body'))
+  return request
 }
