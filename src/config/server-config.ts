@@ -236,6 +236,7 @@ export function loadServerConfig(file: string): ServerConfig {
     }
   }
 
+  const vault = top.has('vault') ? readVault(r, top.get('vault'), path) : null
   const config: ServerConfig = {
     listen: listen(top.get('listen'), 'listen', { host: '127.0.0.1', port: 8080 }),
     admin: listen(top.get('admin'), 'admin', { host: '127.0.0.1', port: 8081 }),
@@ -252,14 +253,14 @@ export function loadServerConfig(file: string): ServerConfig {
     limits,
     watchPolicy: top.has('watch_policy') ? r.boolean(top.get('watch_policy'), 'watch_policy') : true,
     workers: top.has('workers') ? readWorkers(r, top.get('workers')) : 1,
-    vault: top.has('vault') ? readVault(r, top.get('vault'), path) : null,
-    credentialTimeoutMs: DEFAULT_CREDENTIAL_TIMEOUT_MS,
+    vault,
+    credentialTimeoutMs: vault?.timeoutMs ?? DEFAULT_CREDENTIAL_TIMEOUT_MS,
   }
-  if (config.vault !== null) (config as { credentialTimeoutMs: number }).credentialTimeoutMs = config.vault.timeoutMs
   const workersProblem = whyWorkersUnsupported(config)
   if (workersProblem !== null) r.issue(top.get('workers'), workersProblem)
   r.assertValid()
-  return config
+  // Read once at start and never changed after: freezing makes an accidental write a TypeError, not a silent drift.
+  return deepFreeze(config)
 }
 
 export const MAX_WORKERS = 64
@@ -467,4 +468,12 @@ function readApprovals(r: YamlReader, node: Node | undefined): ApprovalsConfig {
   if (config.keepResultsMs < 60_000)
     r.issue(f.get('keep_results'), 'approvals.keep_results must be at least 1m, or agents cannot collect results')
   return config
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
+    for (const child of Object.values(value)) deepFreeze(child)
+    Object.freeze(value)
+  }
+  return value
 }
