@@ -239,9 +239,24 @@ export class RedisApprovalStore implements ApprovalStore {
     return `${this.#p}pending:agent:${agent}`
   }
 
+  /**
+   * Runs a transition script as an ioredis command: sent once, then called by its SHA (EVALSHA),
+   * with ioredis falling back to sending it again after a Redis restart forgot it.
+   */
   #run(script: string, keys: string[], args: (string | number)[]): Promise<unknown> {
-    return this.#call(() => this.#redis.eval(script, keys.length, ...keys, ...args))
+    let name = this.#commands.get(script)
+    if (name === undefined) {
+      name = `corridorTransition${this.#commands.size}`
+      this.#redis.defineCommand(name, { lua: script })
+      this.#commands.set(script, name)
+    }
+    const command = (this.#redis as unknown as Record<string, (...a: (string | number)[]) => Promise<unknown>>)[
+      name
+    ] as (...a: (string | number)[]) => Promise<unknown>
+    return this.#call(() => command.call(this.#redis, keys.length, ...keys, ...args))
   }
+
+  readonly #commands = new Map<string, string>()
 
   async #call<T>(command: () => Promise<T>): Promise<T> {
     try {
