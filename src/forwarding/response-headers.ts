@@ -3,20 +3,11 @@
  * are removed. (The headers that go upstream are the canonical request's, request/headers.ts.)
  */
 import type { IncomingHttpHeaders } from 'node:http'
+import { HOP_BY_HOP_HEADERS } from '../request/headers.ts'
 import type { SecretMask } from '../request/secret-mask.ts'
 
 /** Response headers never passed back to the agent. */
-const DROP_RESPONSE = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'transfer-encoding',
-  'te',
-  'trailer',
-  'upgrade',
-  'set-cookie',
-  'proxy-authenticate',
-])
+const DROP_RESPONSE = new Set([...HOP_BY_HOP_HEADERS, 'set-cookie', 'proxy-authenticate'])
 
 /** The upstream's headers as relayed to the agent, masked of the credential placed in the request. */
 export function agentResponseHeaders(

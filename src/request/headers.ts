@@ -13,9 +13,8 @@
 import { CorridorError } from '../shared/errors.ts'
 import { Repeated } from './fields.ts'
 
-/** Request headers never forwarded from the agent. */
-const DROP = new Set([
-  // hop-by-hop (RFC 9110 §7.6.1) and framing Corridor sets itself
+/** Hop-by-hop headers (RFC 9110 §7.6.1): they describe one connection and never cross Corridor, either way. */
+export const HOP_BY_HOP_HEADERS: readonly string[] = [
   'connection',
   'keep-alive',
   'proxy-connection',
@@ -23,6 +22,12 @@ const DROP = new Set([
   'te',
   'trailer',
   'upgrade',
+]
+
+/** Request headers never forwarded from the agent. */
+const DROP = new Set([
+  ...HOP_BY_HOP_HEADERS,
+  // framing Corridor sets itself
   'expect',
   'host',
   'content-length',
