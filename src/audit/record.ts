@@ -143,9 +143,17 @@ export function newAuditRecord(requestId: string, startedAtMs: number, method: s
   }
 }
 
-/** Corridor's own key shapes (agent `cor_…`, approver `cap_…`); a key sent in the URL never reaches the trail. */
+/**
+ * Credential shapes that must never reach the trail through a URL an agent sent: Corridor's own
+ * keys (agent `cor_…`, approver `cap_…`) and JWTs (agent or user tokens). Until a request is
+ * identified, its raw target is all there is to record, and an SDK may have put a key in it.
+ */
 const KEY_SHAPE = /\b(cor|cap)_[A-Za-z0-9_-]{8,}/g
+const JWT_SHAPE = /\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*/g
 
 export function withoutKeys(text: string): string {
-  return text.includes('cor_') || text.includes('cap_') ? text.replace(KEY_SHAPE, '$1_[redacted]') : text
+  let out = text
+  if (out.includes('cor_') || out.includes('cap_')) out = out.replace(KEY_SHAPE, '$1_[redacted]')
+  if (out.includes('eyJ')) out = out.replace(JWT_SHAPE, '[redacted-jwt]')
+  return out
 }

@@ -340,6 +340,16 @@ describe("the agent's key never reaches an upstream, a record or a log", () => {
     for (const needle of secretNeedles(AGENT_KEY)) expect(output.includes(needle)).toBe(false)
   })
 
+  it('a key or token in a URL Corridor refuses before it knows the agent never reaches the audit trail', async () => {
+    const jwt = 'eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ3cml0ZXIifQ.c2lnbmF0dXJlLXBhcnQtb2YtdGhlLXRva2Vu'
+    // Unknown connector and an invalid path: refused before identity, so the raw target is what gets recorded.
+    expect((await send(`/nowhere/x?api_key=${AGENT_KEY}&token=${jwt}`)).code).toBe('connector_unknown')
+    expect((await send(`/pay/x%2Fy?api_key=${AGENT_KEY}&token=${jwt}`)).code).toBe('invalid_path')
+    const trail = Buffer.from(fx.allOutput())
+    for (const needle of [...secretNeedles(AGENT_KEY), Buffer.from(jwt)]) expect(trail.includes(needle)).toBe(false)
+    expect(fx.auditRecords().some((r) => r.path.includes('[redacted-jwt]'))).toBe(true)
+  })
+
   it("the Slack SDK's per-call token is removed where the connector declares it, and the call goes through", async () => {
     upstream.received.length = 0
     const slack = new WebClient(AGENT_KEY, {
