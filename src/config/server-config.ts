@@ -217,22 +217,16 @@ export function loadServerConfig(file: string): ServerConfig {
       'request_timeout',
       'keep_alive_timeout',
     ])
+    // Each key: read when present (with its position in any message), the default otherwise.
+    const opt = <T>(key: string, read: (node: Node | undefined, where: string) => T, fallback: T): T =>
+      lf.has(key) ? read(lf.get(key), `limits.${key}`) : fallback
+    const d = DEFAULT_LIMITS
     limits = {
-      maxHeaders: lf.has('max_headers')
-        ? r.integer(lf.get('max_headers'), 'limits.max_headers', 1, 10_000)
-        : DEFAULT_LIMITS.maxHeaders,
-      maxHeaderBytes: lf.has('max_header_bytes')
-        ? r.bytes(lf.get('max_header_bytes'), 'limits.max_header_bytes')
-        : DEFAULT_LIMITS.maxHeaderBytes,
-      headersTimeoutMs: lf.has('headers_timeout')
-        ? r.duration(lf.get('headers_timeout'), 'limits.headers_timeout')
-        : DEFAULT_LIMITS.headersTimeoutMs,
-      requestTimeoutMs: lf.has('request_timeout')
-        ? r.duration(lf.get('request_timeout'), 'limits.request_timeout')
-        : DEFAULT_LIMITS.requestTimeoutMs,
-      keepAliveTimeoutMs: lf.has('keep_alive_timeout')
-        ? r.duration(lf.get('keep_alive_timeout'), 'limits.keep_alive_timeout')
-        : DEFAULT_LIMITS.keepAliveTimeoutMs,
+      maxHeaders: opt('max_headers', (n, w) => r.integer(n, w, 1, 10_000), d.maxHeaders),
+      maxHeaderBytes: opt('max_header_bytes', (n, w) => r.bytes(n, w), d.maxHeaderBytes),
+      headersTimeoutMs: opt('headers_timeout', (n, w) => r.duration(n, w), d.headersTimeoutMs),
+      requestTimeoutMs: opt('request_timeout', (n, w) => r.duration(n, w), d.requestTimeoutMs),
+      keepAliveTimeoutMs: opt('keep_alive_timeout', (n, w) => r.duration(n, w), d.keepAliveTimeoutMs),
     }
   }
 
