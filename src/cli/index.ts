@@ -13,6 +13,7 @@ import { keysMintCommand } from './commands/keys-mint.ts'
 import { policyCheckCommand } from './commands/policy-check.ts'
 import { policyExplainCommand } from './commands/policy-explain.ts'
 import { policyTestCommand } from './commands/policy-test.ts'
+import { schemaCommand } from './commands/schema.ts'
 import { serveCommand } from './commands/serve.ts'
 
 const COMMANDS: readonly Command[] = [
@@ -23,6 +24,7 @@ const COMMANDS: readonly Command[] = [
   keysMintCommand,
   approvalsCommand,
   auditQueryCommand,
+  schemaCommand,
 ]
 
 const USAGE = 'usage:\n' + COMMANDS.map((c) => `  ${c.usage}`).join('\n')

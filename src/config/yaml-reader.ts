@@ -1,11 +1,13 @@
 /**
  * Reads YAML documents with positions, so that every problem in a file a security team edits
  * is reported as `file:line:column: message`, all at once, instead of the first one only.
- * The typed accessors below are the schema: unknown keys are errors (a typo must never be
- * silently ignored in a security policy).
+ * What a file may hold is declared once per format with zod (schema-types.ts); `parse` checks a
+ * document against it and places each problem on the key or value at fault.
  */
 import { readFileSync } from 'node:fs'
-import { LineCounter, isMap, isScalar, isSeq, parseDocument, type Document, type Node } from 'yaml'
+import { LineCounter, isMap, isScalar, parseDocument, type Document, type Node } from 'yaml'
+import type * as z from 'zod'
+import { describeInput } from './schema-types.ts'
 
 export interface ConfigIssue {
   file: string
@@ -16,6 +18,7 @@ export interface ConfigIssue {
 
 export class ConfigError extends Error {
   override name = 'ConfigError'
+  readonly code = 'config_invalid'
   readonly issues: readonly ConfigIssue[]
   constructor(issues: readonly ConfigIssue[]) {
     super(issues.map(formatIssue).join('\n'))
@@ -81,144 +84,119 @@ export class YamlReader {
     if (this.issues.length > 0) throw new ConfigError(this.issues)
   }
 
-  /** A mapping's entries; reports keys outside `allowed` and missing `required` keys. */
-  map(
-    node: Node | null | undefined,
-    where: string,
-    allowed: readonly string[],
-    required: readonly string[] = [],
-  ): Map<string, Node> {
-    const out = new Map<string, Node>()
-    if (!isMap(node)) {
-      this.issue(node, `${where} must be a mapping`)
-      return out
+  /** The node at a path of keys and indices, or the nearest one above it that exists. */
+  nodeAt(path: readonly PropertyKey[]): Node | null {
+    for (let n = path.length; n >= 0; n--) {
+      // getIn gives back a plain value, not a node, where the path ends in a scalar's value.
+      const node: unknown = this.doc.getIn(path.slice(0, n), true)
+      if (node !== null && typeof node === 'object') return node as Node
     }
-    for (const pair of node.items) {
-      const key = isScalar(pair.key) ? String(pair.key.value) : undefined
-      if (key === undefined) {
-        this.issue(pair.key as Node, `${where}: keys must be plain strings`)
-        continue
-      }
-      if (!allowed.includes(key)) {
-        this.issue(pair.key as Node, `${where}: unknown key '${key}' (expected one of: ${allowed.join(', ')})`)
-        continue
-      }
-      out.set(key, (pair.value as Node | null) ?? (pair.key as Node))
-    }
-    for (const key of required) {
-      if (!out.has(key)) this.issue(node, `${where}: missing required key '${key}'`)
-    }
+    return this.root
+  }
+
+  /** Reports a problem at the node a path leads to (for checks that span fields or files). */
+  issueAt(path: readonly PropertyKey[], message: string): void {
+    this.issue(this.nodeAt(path), message)
+  }
+
+  /**
+   * Checks the whole document against its format and returns the typed, converted value, or
+   * null after reporting every problem (each at the position of the key or value at fault).
+   */
+  parse<S extends z.ZodType>(schema: S, label: string): z.output<S> | null {
+    // Syntax errors are already reported, and a broken document's values mean little.
+    if (this.doc.errors.length > 0) return null
+    const result = schema.safeParse(this.doc.toJS({ maxAliasCount: 100 }), { reportInput: true })
+    if (result.success) return result.data
+    for (const issue of result.error.issues) this.#report(issue, label)
+    return null
+  }
+
+  /**
+   * After `parse` failed: the elements of the list at `path` that are well-formed on their own,
+   * with their indices, so that checks across elements (duplicate ids, unknown references) still
+   * run and every problem in the file is reported at once.
+   */
+  wellFormedEntries<S extends z.ZodType>(path: readonly PropertyKey[], element: S): [z.output<S>, number][] {
+    if (this.doc.errors.length > 0) return []
+    let list: unknown = this.doc.toJS({ maxAliasCount: 100 })
+    for (const key of path)
+      list = list !== null && typeof list === 'object' ? (list as Record<PropertyKey, unknown>)[key] : undefined
+    if (!Array.isArray(list)) return []
+    const out: [z.output<S>, number][] = []
+    list.forEach((item, i) => {
+      const result = element.safeParse(item)
+      if (result.success) out.push([result.data, i])
+    })
     return out
   }
 
-  /** A mapping with arbitrary string keys (for example header or body-field conditions). */
-  entries(node: Node | null | undefined, where: string): [string, Node][] {
-    if (!isMap(node)) {
-      this.issue(node, `${where} must be a mapping`)
-      return []
+  #report(issue: z.core.$ZodIssue, label: string): void {
+    const path = issue.path
+    const where = pathText(label, path)
+    if (issue.code === 'unrecognized_keys') {
+      for (const key of issue.keys)
+        this.issue(this.#keyNode(path, key), `${where}: unknown key '${key}' (${issue.message})`)
+      return
     }
-    const out: [string, Node][] = []
-    for (const pair of node.items) {
-      if (!isScalar(pair.key)) {
-        this.issue(pair.key as Node, `${where}: keys must be plain strings`)
-        continue
-      }
-      out.push([String(pair.key.value), (pair.value as Node | null) ?? (pair.key as Node)])
+    if (issue.input === undefined && path.length > 0 && this.#lacksKey(path)) {
+      const parent = path.slice(0, -1)
+      this.issueAt(parent, `${pathText(label, parent)}: missing required key '${String(path.at(-1))}'`)
+      return
     }
-    return out
+    this.issueAt(path, `${where} ${messageFor(issue)}`)
   }
 
-  list(node: Node | null | undefined, where: string): Node[] {
-    if (!isSeq(node)) {
-      this.issue(node, `${where} must be a list`)
-      return []
-    }
-    return node.items as Node[]
+  /** Whether the mapping holding the last key of `path` exists and does not have that key. */
+  #lacksKey(path: readonly PropertyKey[]): boolean {
+    const parent = this.doc.getIn(path.slice(0, -1), true)
+    return isMap(parent) && !parent.has(path.at(-1))
   }
 
-  string(node: Node | null | undefined, where: string): string {
-    if (isScalar(node) && typeof node.value === 'string' && node.value !== '') return node.value
+  #keyNode(path: readonly PropertyKey[], key: string): Node | null {
+    const map = this.doc.getIn(path, true)
+    if (isMap(map)) {
+      const pair = map.items.find((p) => isScalar(p.key) && String(p.key.value) === key)
+      if (pair) return pair.key as Node
+    }
+    return this.nodeAt(path)
+  }
+}
+
+/** `rules[2].match.body`, or the file's label for the document itself. */
+export function pathText(label: string, path: readonly PropertyKey[]): string {
+  if (path.length === 0) return label
+  let out = ''
+  for (const key of path) out += typeof key === 'number' ? `[${key}]` : `${out === '' ? '' : '.'}${String(key)}`
+  return out
+}
+
+const KIND: Record<string, string> = {
+  object: 'a mapping',
+  array: 'a list',
+  string: 'a non-empty string',
+  number: 'a number',
+  int: 'a whole number',
+  boolean: 'true or false',
+}
+
+/** Messages written for the format start with "must"; zod's own generic ones are rephrased. */
+function messageFor(issue: z.core.$ZodIssue): string {
+  if (issue.code === 'invalid_type' && issue.expected === 'string') {
     // `owner: 42` or `env: yes` is a number or a boolean to YAML: say so rather than guess the text.
-    if (isScalar(node) && (typeof node.value === 'number' || typeof node.value === 'boolean')) {
-      this.issue(node, `${where} must be text; quote it ("${String(node.value)}") if that is what you mean`)
-      return String(node.value)
-    }
-    this.issue(node, `${where} must be a non-empty string`)
-    return ''
+    if (typeof issue.input === 'number' || typeof issue.input === 'boolean')
+      return `must be text; quote it ("${String(issue.input)}") if that is what you mean`
   }
-
-  oneOf<T extends string>(node: Node | null | undefined, where: string, values: readonly T[]): T {
-    const value = this.string(node, where)
-    if ((values as readonly string[]).includes(value)) return value as T
-    if (value !== '') this.issue(node, `${where} must be one of: ${values.join(', ')} (got '${value}')`)
-    return values[0] as T
+  // Messages written for the format (and every refinement's) read on from the field name.
+  if (issue.message.startsWith('must') || issue.code === 'custom') return issue.message
+  switch (issue.code) {
+    case 'invalid_type':
+      return `must be ${KIND[issue.expected] ?? issue.expected}`
+    case 'invalid_value':
+      return issue.values.length === 1
+        ? `must be ${describeInput(issue.values[0])}`
+        : `must be one of: ${issue.values.map((v) => String(v)).join(', ')} (got ${describeInput(issue.input)})`
+    default:
+      return `is invalid: ${issue.message}`
   }
-
-  number(node: Node | null | undefined, where: string): number {
-    if (isScalar(node) && typeof node.value === 'number' && Number.isFinite(node.value)) return node.value
-    this.issue(node, `${where} must be a number`)
-    return 0
-  }
-
-  /** A whole number within [min, max] (ports, counts, depths). */
-  integer(node: Node | null | undefined, where: string, min: number, max: number): number {
-    if (
-      isScalar(node) &&
-      typeof node.value === 'number' &&
-      Number.isInteger(node.value) &&
-      node.value >= min &&
-      node.value <= max
-    )
-      return node.value
-    this.issue(node, `${where} must be a whole number from ${min} to ${max}`)
-    return min
-  }
-
-  boolean(node: Node | null | undefined, where: string): boolean {
-    if (isScalar(node) && typeof node.value === 'boolean') return node.value
-    this.issue(node, `${where} must be true or false`)
-    return false
-  }
-
-  /** A string, or a list of strings; always returned as a list. */
-  strings(node: Node | null | undefined, where: string): string[] {
-    if (isSeq(node)) return (node.items as Node[]).map((item, i) => this.string(item, `${where}[${i}]`))
-    return [this.string(node, where)]
-  }
-
-  /** A plain JSON-like value (scalars, lists, maps), for condition operands. */
-  value(node: Node | null | undefined): unknown {
-    return node ? (node as { toJSON(): unknown }).toJSON() : null
-  }
-
-  /** Durations: 500ms, 30s, 5m, 2h, or a bare number of milliseconds. */
-  duration(node: Node | null | undefined, where: string): number {
-    if (isScalar(node) && typeof node.value === 'number' && node.value >= 0) return node.value
-    const ms = isScalar(node) && typeof node.value === 'string' ? parseDuration(node.value) : undefined
-    if (ms === undefined) this.issue(node, `${where} must be a duration such as 500ms, 30s, 5m or 2h`)
-    return ms ?? 0
-  }
-
-  /** Sizes: 512, 64KiB, 1MiB. */
-  bytes(node: Node | null | undefined, where: string): number {
-    if (isScalar(node) && typeof node.value === 'number' && Number.isInteger(node.value) && node.value >= 0)
-      return node.value
-    const n = isScalar(node) && typeof node.value === 'string' ? parseBytes(node.value) : undefined
-    if (n === undefined) this.issue(node, `${where} must be a size such as 4096, 64KiB or 1MiB`)
-    return n ?? 0
-  }
-}
-
-const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }
-export function parseDuration(text: string): number | undefined {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/.exec(text.trim())
-  if (!m) return undefined
-  return Math.round(Number(m[1]) * (DURATION_UNITS[m[2] as string] as number))
-}
-
-const BYTE_UNITS: Record<string, number> = { B: 1, KiB: 1024, MiB: 1024 ** 2, GiB: 1024 ** 3, KB: 1000, MB: 1000 ** 2 }
-export function parseBytes(text: string): number | undefined {
-  const m = /^(\d+)\s*(B|KiB|MiB|GiB|KB|MB)?$/.exec(text.trim())
-  if (!m) return undefined
-  return Number(m[1]) * (BYTE_UNITS[m[2] ?? 'B'] as number)
 }

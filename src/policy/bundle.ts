@@ -29,12 +29,17 @@ export function loadBundle(paths: BundlePaths): PolicyBundle {
   const policyFile = YamlReader.fromFile(paths.policy)
   const registry = readAgentRegistry(agentsFile)
   const catalog = readConnectorCatalog(connectorsFile)
-  for (const agent of registry.agents.values()) {
-    for (const c of agent.connectors) {
-      if (!catalog.connectors.has(c))
-        agentsFile.issue(grantNode(agentsFile, agent.id, c), `agent '${agent.id}' is granted unknown connector '${c}'`)
+  // Grants are checked against a catalog read in full; a connector with problems of its own is not named twice.
+  if (connectorsFile.issues.length === 0)
+    for (const agent of registry.agents.values()) {
+      for (const c of agent.connectors) {
+        if (!catalog.connectors.has(c))
+          agentsFile.issue(
+            grantNode(agentsFile, agent.id, c),
+            `agent '${agent.id}' is granted unknown connector '${c}'`,
+          )
+      }
     }
-  }
   const issues = [...agentsFile.issues, ...connectorsFile.issues]
   // Rules are checked against the registry and catalog, so only compile them once those are sound.
   if (issues.length > 0) throw new ConfigError(issues)

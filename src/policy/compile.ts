@@ -4,15 +4,15 @@
  * then indexes rules by (connector, action, agent) so that evaluating a request touches only
  * the rules that could apply to it, however long the policy grows.
  */
-import type { Node } from 'yaml'
-import type { YamlReader } from '../config/yaml-reader.ts'
+import { pathText, type YamlReader } from '../config/yaml-reader.ts'
 import type { AgentRegistry } from '../registry/agents.ts'
 import type { ConnectorCatalog } from '../registry/connectors.ts'
-import { RISKS, TIERS, type Risk } from '../registry/risk.ts'
+import { TIERS, type Risk } from '../registry/risk.ts'
 import { readPath, type FieldRead } from '../request/fields.ts'
 import { compileCondition, fieldPath, type CompiledCondition } from './conditions.ts'
 import type { Effect } from './decision.ts'
 import type { RequestFacts } from './facts.ts'
+import { policyFileSchema, type PolicyFile, type RuleEntry } from './policy-schema.ts'
 
 export interface RuleCheck {
   readonly describe: string
@@ -75,7 +75,6 @@ export function globToRegExp(globs: readonly string[]): RegExp {
 }
 
 const DAYS = ['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'] as const
-const ID = /^[A-Za-z0-9][A-Za-z0-9_.:-]*$/
 
 interface RuleDraft {
   rule: CompiledRule
@@ -84,26 +83,21 @@ interface RuleDraft {
   readsBody: boolean
 }
 
+/** Compiles policy.yaml; problems are recorded on the reader. */
 export function compilePolicy(r: YamlReader, registry: AgentRegistry, catalog: ConnectorCatalog): CompiledPolicy {
-  const top = r.map(r.root, 'policy file', ['version', 'rules', 'user_permissions'], ['version', 'rules'])
-  if (top.has('version') && r.value(top.get('version')) !== 1) r.issue(top.get('version'), `version must be 1`)
-
+  const file = r.parse(policyFileSchema, 'policy file')
+  const rules = file
+    ? file.rules.map((rule, i) => [rule, i] as const)
+    : r.wellFormedEntries(['rules'], policyFileSchema.shape.rules.element)
   const drafts: RuleDraft[] = []
   const ids = new Set<string>()
-  r.list(top.get('rules'), 'rules').forEach((node, i) => {
-    const draft = compileRule(r, node, `rules[${i}]`, registry, catalog)
-    if (!draft) return
-    if (ids.has(draft.rule.id)) r.issue(node, `duplicate rule id '${draft.rule.id}'`)
+  for (const [entry, i] of rules) {
+    const draft = compileRule(r, entry, i, registry, catalog)
+    if (ids.has(draft.rule.id)) r.issueAt(['rules', i], `duplicate rule id '${draft.rule.id}'`)
     ids.add(draft.rule.id)
     drafts.push(draft)
-  })
-
-  const userPermissions = top.has('user_permissions')
-    ? r
-        .list(top.get('user_permissions'), 'user_permissions')
-        .map((node, i) => compileUserPermission(r, node, `user_permissions[${i}]`, catalog))
-    : null
-
+  }
+  const userPermissions = file?.user_permissions?.map((entry, i) => compileUserPermission(r, entry, i, catalog)) ?? null
   return { rules: drafts.map((d) => d.rule), buckets: indexRules(drafts, catalog), userPermissions }
 }
 
@@ -141,36 +135,21 @@ function indexRules(drafts: readonly RuleDraft[], catalog: ConnectorCatalog): Ma
 
 function compileRule(
   r: YamlReader,
-  node: Node,
-  where: string,
+  f: RuleEntry,
+  index: number,
   registry: AgentRegistry,
   catalog: ConnectorCatalog,
-): RuleDraft | null {
-  const f = r.map(
-    node,
-    where,
-    ['id', 'description', 'effect', 'mode', 'reason', 'approvers', 'approvals', 'match'],
-    ['id', 'effect'],
-  )
-  const id = r.string(f.get('id'), `${where}.id`)
-  if (id && !ID.test(id)) r.issue(f.get('id'), `${where}.id may contain letters, digits, '_', '.', ':' and '-'`)
-  const effect = r.oneOf(f.get('effect'), `${where}.effect`, ['allow', 'deny', 'require_approval'] as const)
-  const mode = f.has('mode') ? r.oneOf(f.get('mode'), `${where}.mode`, ['enforce', 'shadow'] as const) : 'enforce'
-  const approvers = f.has('approvers') ? r.strings(f.get('approvers'), `${where}.approvers`) : []
+): RuleDraft {
+  const at = ['rules', index] as const
+  const where = `rules[${index}]`
+  const { id, effect } = f
+  const approvers = f.approvers ?? []
   if (effect === 'require_approval' && approvers.length === 0)
-    r.issue(node, `${where}: require_approval needs 'approvers' (the approver groups)`)
-  if (effect !== 'require_approval' && f.has('approvers'))
-    r.issue(f.get('approvers'), `${where}: 'approvers' applies only to require_approval`)
-  const approvals = f.has('approvals') ? r.number(f.get('approvals'), `${where}.approvals`) : 1
-  if (
-    f.has('approvals') &&
-    (effect !== 'require_approval' || !Number.isInteger(approvals) || approvals < 1 || approvals > 5)
-  ) {
-    r.issue(
-      f.get('approvals'),
-      `${where}.approvals applies only to require_approval and must be a whole number from 1 to 5`,
-    )
-  }
+    r.issueAt(at, `${where}: require_approval needs 'approvers' (the approver groups)`)
+  if (effect !== 'require_approval' && f.approvers !== undefined)
+    r.issueAt([...at, 'approvers'], `${where}: 'approvers' applies only to require_approval`)
+  if (effect !== 'require_approval' && f.approvals !== undefined)
+    r.issueAt([...at, 'approvals'], `${where}.approvals applies only to require_approval`)
 
   const checks: RuleCheck[] = []
   let agents: ReadonlySet<string> | null = null
@@ -178,43 +157,34 @@ function compileRule(
   let actions: RegExp | null = null
   let readsBody = false
 
-  if (f.has('match')) {
-    const m = r.map(f.get('match'), `${where}.match`, [
-      'agents',
-      'tiers',
-      'owners',
-      'users',
-      'user_groups',
-      'connectors',
-      'actions',
-      'params',
-      'query',
-      'headers',
-      'body',
-      'time',
-    ])
-    const set = (key: string, valid?: (v: string) => boolean, what?: string): Set<string> | null => {
-      if (!m.has(key)) return null
-      const values = r.strings(m.get(key), `${where}.match.${key}`)
+  const m = f.match
+  if (m) {
+    const mat = [...at, 'match'] as const
+    const set = (
+      key: keyof typeof m & string,
+      values: readonly string[] | undefined,
+      valid?: (v: string) => boolean,
+    ) => {
+      if (values === undefined) return null
       for (const v of values)
-        if (valid && !valid(v)) r.issue(m.get(key), `${where}.match.${key}: unknown ${what} '${v}'`)
+        if (valid && !valid(v))
+          r.issueAt([...mat, key], `${where}.match.${key}: unknown ${key.replace(/s$/, '')} '${v}'`)
       return new Set(values)
     }
-    agents = set('agents', (v) => registry.agents.has(v), 'agent')
-    const tiers = set('tiers', (v) => (TIERS as readonly string[]).includes(v), 'tier')
-    const owners = set('owners')
-    const users = set('users')
-    const userGroups = set('user_groups')
-    connectors = set('connectors', (v) => catalog.connectors.has(v), 'connector')
-    if (m.has('actions')) {
-      const globs = r.strings(m.get('actions'), `${where}.match.actions`)
-      actions = globToRegExp(globs)
+    agents = set('agents', m.agents, (v) => registry.agents.has(v))
+    const tiers = set('tiers', m.tiers, (v) => (TIERS as readonly string[]).includes(v))
+    const owners = set('owners', m.owners)
+    const users = set('users', m.users)
+    const userGroups = set('user_groups', m.user_groups)
+    connectors = set('connectors', m.connectors, (v) => catalog.connectors.has(v))
+    if (m.actions) {
+      actions = globToRegExp(m.actions)
       const scope = [...catalog.connectors.values()].filter((c) => connectors === null || connectors.has(c.id))
-      for (const glob of globs) {
+      for (const glob of m.actions) {
         const re = globToRegExp([glob])
         if (!scope.some((c) => c.actions.some((a) => re.test(a.name))))
-          r.issue(
-            m.get('actions'),
+          r.issueAt(
+            [...mat, 'actions'],
             `${where}.match.actions: '${glob}' matches no declared action of ${connectors ? [...connectors].join(', ') : 'any connector'}`,
           )
       }
@@ -238,24 +208,24 @@ function compileRule(
       })
     }
     const fieldChecks = (
-      key: string,
+      key: 'params' | 'query' | 'headers' | 'body',
       read: (path: readonly string[]) => (x: RequestFacts) => FieldRead,
       nested: boolean,
     ): void => {
-      if (!m.has(key)) return
-      for (const [name, spec] of r.entries(m.get(key), `${where}.match.${key}`)) {
+      for (const [name, spec] of Object.entries(m[key] ?? {})) {
+        const specAt = [...mat, key, name]
         const path = nested ? fieldPath(name) : [key === 'headers' ? name.toLowerCase() : name]
         if (typeof path === 'string') {
-          r.issue(spec, `${where}.match.${key}: ${path}`)
+          r.issueAt(specAt, `${where}.match.${key}: ${path}`)
           continue
         }
-        const c: CompiledCondition | string = compileCondition(r.value(spec), {
+        const c: CompiledCondition | string = compileCondition(spec, {
           field: `${key}.${path.join('.')}`,
           many: path.includes('*'),
           denies: effect === 'deny',
         })
         if (typeof c === 'string') {
-          r.issue(spec, `${where}.match: ${c}`)
+          r.issueAt(specAt, `${where}.match: ${c}`)
           continue
         }
         const get = read(path)
@@ -286,13 +256,23 @@ function compileRule(
       },
       true,
     )
-    if (m.has('time')) checks.push(compileTimeWindow(r, m.get('time'), `${where}.match.time`))
+    if (m.time) checks.push(compileTimeWindow(r, m.time, [...mat, 'time']))
   }
 
-  const reason = f.has('reason') ? r.string(f.get('reason'), `${where}.reason`) : defaultReason(effect, id)
-  const line = r.position(node).line
+  const reason = f.reason ?? defaultReason(effect, id)
+  const line = r.position(r.nodeAt(at)).line
   return {
-    rule: { id, effect, shadow: mode === 'shadow', reason, approvers, approvals, line, agents, checks },
+    rule: {
+      id,
+      effect,
+      shadow: f.mode === 'shadow',
+      reason,
+      approvers,
+      approvals: f.approvals ?? 1,
+      line,
+      agents,
+      checks,
+    },
     connectors,
     actions,
     readsBody,
@@ -305,46 +285,40 @@ function defaultReason(effect: Effect, id: string): string {
   return `rule '${id}' requires approval`
 }
 
-function compileTimeWindow(r: YamlReader, node: Node | undefined, where: string): RuleCheck {
-  const f = r.map(node, where, ['days', 'hours', 'timezone'])
-  const days = f.has('days') ? new Set(r.strings(f.get('days'), `${where}.days`).map((d) => d.toLowerCase())) : null
+type TimeEntry = NonNullable<NonNullable<RuleEntry['match']>['time']>
+
+function compileTimeWindow(r: YamlReader, f: TimeEntry, at: readonly PropertyKey[]): RuleCheck {
+  const where = pathText('', at)
+  const days = f.days ? new Set(f.days.map((d) => d.toLowerCase())) : null
   for (const d of days ?? [])
     if (!(DAYS as readonly string[]).includes(d))
-      r.issue(f.get('days'), `${where}.days: unknown day '${d}' (use ${DAYS.join(', ')})`)
+      r.issueAt([...at, 'days'], `${where}.days: unknown day '${d}' (use ${DAYS.join(', ')})`)
   let from = 0
   let to = 24 * 60
-  if (f.has('hours')) {
-    const text = r.string(f.get('hours'), `${where}.hours`)
-    const m = /^(\d{2}):(\d{2})-(\d{2}):(\d{2})$/.exec(text)
-    if (!m) r.issue(f.get('hours'), `${where}.hours must look like 09:00-17:30`)
-    else {
-      from = Number(m[1]) * 60 + Number(m[2])
-      to = Number(m[3]) * 60 + Number(m[4])
-      if (from >= to || to > 24 * 60)
-        r.issue(f.get('hours'), `${where}.hours: the window must start before it ends, within one day`)
-    }
+  if (f.hours !== undefined) {
+    const [h1, m1, h2, m2] = f.hours.split(/[:-]/).map(Number) as [number, number, number, number]
+    from = h1 * 60 + m1
+    to = h2 * 60 + m2
+    if (from >= to || to > 24 * 60)
+      r.issueAt([...at, 'hours'], `${where}.hours: the window must start before it ends, within one day`)
   }
-  const timeZone = f.has('timezone') ? r.string(f.get('timezone'), `${where}.timezone`) : 'UTC'
+  const timeZone = f.timezone ?? 'UTC'
+  const formatIn = (zone: string) =>
+    new Intl.DateTimeFormat('en-US', {
+      timeZone: zone,
+      weekday: 'short',
+      hour: '2-digit',
+      minute: '2-digit',
+      hourCycle: 'h23',
+    })
   let format: Intl.DateTimeFormat
   try {
-    format = new Intl.DateTimeFormat('en-US', {
-      timeZone,
-      weekday: 'short',
-      hour: '2-digit',
-      minute: '2-digit',
-      hourCycle: 'h23',
-    })
+    format = formatIn(timeZone)
   } catch {
-    r.issue(f.get('timezone'), `${where}.timezone: unknown time zone '${timeZone}'`)
-    format = new Intl.DateTimeFormat('en-US', {
-      timeZone: 'UTC',
-      weekday: 'short',
-      hour: '2-digit',
-      minute: '2-digit',
-      hourCycle: 'h23',
-    })
+    r.issueAt([...at, 'timezone'], `${where}.timezone: unknown time zone '${timeZone}'`)
+    format = formatIn('UTC')
   }
-  const describe = `time within ${days ? [...days].join('/') : 'any day'} ${f.has('hours') ? r.string(f.get('hours'), where) : 'all day'} ${timeZone}`
+  const describe = `time within ${days ? [...days].join('/') : 'any day'} ${f.hours ?? 'all day'} ${timeZone}`
   return {
     describe,
     test: (x) => {
@@ -356,15 +330,25 @@ function compileTimeWindow(r: YamlReader, node: Node | undefined, where: string)
   }
 }
 
-function compileUserPermission(r: YamlReader, node: Node, where: string, catalog: ConnectorCatalog): UserPermission {
-  const f = r.map(node, where, ['groups', 'connectors', 'actions', 'max_risk'], ['groups', 'max_risk'])
-  const connectors = f.has('connectors') ? new Set(r.strings(f.get('connectors'), `${where}.connectors`)) : null
+type UserPermissionEntry = NonNullable<PolicyFile['user_permissions']>[number]
+
+function compileUserPermission(
+  r: YamlReader,
+  f: UserPermissionEntry,
+  index: number,
+  catalog: ConnectorCatalog,
+): UserPermission {
+  const connectors = f.connectors ? new Set(f.connectors) : null
   for (const c of connectors ?? [])
-    if (!catalog.connectors.has(c)) r.issue(f.get('connectors'), `${where}.connectors: unknown connector '${c}'`)
+    if (!catalog.connectors.has(c))
+      r.issueAt(
+        ['user_permissions', index, 'connectors'],
+        `user_permissions[${index}].connectors: unknown connector '${c}'`,
+      )
   return {
-    groups: new Set(r.strings(f.get('groups'), `${where}.groups`)),
+    groups: new Set(f.groups),
     connectors,
-    actions: f.has('actions') ? globToRegExp(r.strings(f.get('actions'), `${where}.actions`)) : null,
-    maxRisk: r.oneOf(f.get('max_risk'), `${where}.max_risk`, RISKS),
+    actions: f.actions ? globToRegExp(f.actions) : null,
+    maxRisk: f.max_risk,
   }
 }

@@ -2,19 +2,22 @@
  * A decision is a value, never an exception: allow, deny or require_approval, with the rule
  * that decided it, a reason an agent can act on and, for denials, the factor that limited it.
  */
-export type Effect = 'allow' | 'deny' | 'require_approval'
+export const EFFECTS = ['allow', 'deny', 'require_approval'] as const
+export type Effect = (typeof EFFECTS)[number]
 
 /** Which part of the permission intersection refused the request. */
-export type LimitingFactor =
-  | 'agent_status'
-  | 'agent_connectors'
-  | 'agent_tier'
-  | 'user_required'
-  | 'user_permission'
-  | 'connector_certification'
-  | 'connector_scope'
-  | 'policy_rule'
-  | 'policy_default'
+export const LIMITING_FACTORS = [
+  'agent_status',
+  'agent_connectors',
+  'agent_tier',
+  'user_required',
+  'user_permission',
+  'connector_certification',
+  'connector_scope',
+  'policy_rule',
+  'policy_default',
+] as const
+export type LimitingFactor = (typeof LIMITING_FACTORS)[number]
 
 export interface ShadowResult {
   readonly rule: string

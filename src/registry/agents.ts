@@ -4,9 +4,9 @@
  * hash is enough (there is nothing to brute-force) and lookups stay O(1).
  */
 import { createHash, randomBytes } from 'node:crypto'
-import type { Node } from 'yaml'
-import { YamlReader } from '../config/yaml-reader.ts'
-import { TIERS, type Tier } from './risk.ts'
+import type { YamlReader } from '../config/yaml-reader.ts'
+import { agentsFileSchema } from './agents-schema.ts'
+import type { Tier } from './risk.ts'
 
 export type AgentStatus = 'active' | 'suspended'
 export type UserRequirement = 'optional' | 'required'
@@ -49,77 +49,46 @@ export function mintApiKey(prefix: string = API_KEY_PREFIX): { key: string; hash
   return { key, hash: `sha256:${hashApiKey(key)}` }
 }
 
+/** Reads agents.yaml; problems are recorded on the reader. */
 export function readAgentRegistry(reader: YamlReader): AgentRegistry {
+  const file = reader.parse(agentsFileSchema, 'agents file')
+  const entries = file
+    ? file.agents.map((a, i) => [a, i] as const)
+    : reader.wellFormedEntries(['agents'], agentsFileSchema.shape.agents.element)
   const agents = new Map<string, Agent>()
   const keyHashes = new Map<string, string>()
-  const top = reader.map(reader.root, 'agents file', ['agents', 'approvers'], ['agents'])
-  reader.list(top.get('agents'), 'agents').forEach((node, i) => {
-    const where = `agents[${i}]`
-    const f = reader.map(
-      node,
-      where,
-      ['id', 'owner', 'tier', 'status', 'connectors', 'user', 'api_keys', 'description'],
-      ['id', 'owner', 'tier', 'connectors'],
-    )
-    const id = reader.string(f.get('id'), `${where}.id`)
-    if (agents.has(id)) reader.issue(f.get('id'), `${where}: duplicate agent id '${id}'`)
-    const agent: Agent = {
-      id,
-      owner: reader.string(f.get('owner'), `${where}.owner`),
-      tier: reader.oneOf(f.get('tier'), `${where}.tier`, TIERS),
-      status: f.has('status')
-        ? reader.oneOf(f.get('status'), `${where}.status`, ['active', 'suspended'] as const)
-        : 'active',
-      connectors: new Set(reader.strings(f.get('connectors'), `${where}.connectors`)),
-      user: f.has('user')
-        ? reader.oneOf(f.get('user'), `${where}.user`, ['optional', 'required'] as const)
-        : 'optional',
-      description: f.has('description') ? reader.string(f.get('description'), `${where}.description`) : '',
+  for (const [a, i] of entries) {
+    if (agents.has(a.id)) reader.issueAt(['agents', i, 'id'], `agents[${i}]: duplicate agent id '${a.id}'`)
+    agents.set(a.id, {
+      id: a.id,
+      owner: a.owner,
+      tier: a.tier,
+      status: a.status ?? 'active',
+      connectors: new Set(a.connectors),
+      user: a.user ?? 'optional',
+      description: a.description ?? '',
+    })
+    for (const { hash } of a.api_keys ?? []) {
+      const hex = hash.slice('sha256:'.length)
+      const holder = keyHashes.get(hex)
+      if (holder !== undefined)
+        reader.issueAt(['agents', i, 'api_keys'], `agents[${i}]: a key hash is already registered to '${holder}'`)
+      keyHashes.set(hex, a.id)
     }
-    agents.set(id, agent)
-    if (f.has('api_keys')) {
-      for (const hash of readKeyHashes(reader, f.get('api_keys'), `${where}.api_keys`)) {
-        if (keyHashes.has(hash))
-          reader.issue(f.get('api_keys'), `${where}: a key hash is already registered to '${keyHashes.get(hash)}'`)
-        keyHashes.set(hash, id)
-      }
-    }
-  })
+  }
   const approverKeys = new Map<string, Approver>()
   const approverIds = new Set<string>()
-  if (top.has('approvers')) {
-    reader.list(top.get('approvers'), 'approvers').forEach((node, i) => {
-      const where = `approvers[${i}]`
-      const f = reader.map(node, where, ['id', 'groups', 'keys', 'description'], ['id', 'groups', 'keys'])
-      const approver: Approver = {
-        id: reader.string(f.get('id'), `${where}.id`),
-        groups: reader.strings(f.get('groups'), `${where}.groups`),
-      }
-      if (approverIds.has(approver.id)) reader.issue(f.get('id'), `${where}: duplicate approver id '${approver.id}'`)
-      approverIds.add(approver.id)
-      for (const hash of readKeyHashes(reader, f.get('keys'), `${where}.keys`)) {
-        if (approverKeys.has(hash) || keyHashes.has(hash))
-          reader.issue(f.get('keys'), `${where}: a key hash is already registered`)
-        approverKeys.set(hash, approver)
-      }
-    })
-  }
-  return { agents, keyHashes, approverKeys }
-}
-
-/** A list of { hash: sha256:<hex>, label } entries → the hex digests. */
-function readKeyHashes(reader: YamlReader, node: Node | undefined, where: string): string[] {
-  const out: string[] = []
-  reader.list(node, where).forEach((keyNode, k) => {
-    const kf = reader.map(keyNode, `${where}[${k}]`, ['hash', 'label', 'created'], ['hash'])
-    const hash = reader.string(kf.get('hash'), `${where}[${k}].hash`)
-    const m = /^sha256:([0-9a-f]{64})$/.exec(hash)
-    if (!m)
-      reader.issue(
-        kf.get('hash'),
-        `${where}[${k}].hash must be 'sha256:' followed by 64 lowercase hex digits (see 'corridor keys mint')`,
-      )
-    else out.push(m[1] as string)
+  file?.approvers?.forEach((a, i) => {
+    const approver: Approver = { id: a.id, groups: a.groups }
+    if (approverIds.has(a.id))
+      reader.issueAt(['approvers', i, 'id'], `approvers[${i}]: duplicate approver id '${a.id}'`)
+    approverIds.add(a.id)
+    for (const { hash } of a.keys) {
+      const hex = hash.slice('sha256:'.length)
+      if (approverKeys.has(hex) || keyHashes.has(hex))
+        reader.issueAt(['approvers', i, 'keys'], `approvers[${i}]: a key hash is already registered`)
+      approverKeys.set(hex, approver)
+    }
   })
-  return out
+  return { agents, keyHashes, approverKeys }
 }

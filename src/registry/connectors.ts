@@ -5,9 +5,17 @@
  * reach through it.
  */
 import { dirname, resolve } from 'node:path'
-import { isMap, type Node } from 'yaml'
-import { YamlReader } from '../config/yaml-reader.ts'
-import { RISKS, type Risk } from './risk.ts'
+import { pathText, type YamlReader } from '../config/yaml-reader.ts'
+import {
+  BATCH_FORMAT_NAMES,
+  connectorsFileSchema,
+  UPSTREAM_QUIRKS,
+  type ConnectorEntry,
+  type CredentialEntry,
+  type InjectEntry,
+  type SecretInputEntry,
+} from './connectors-schema.ts'
+import type { Risk } from './risk.ts'
 import { parseHttpUrl } from '../shared/http-url.ts'
 import { RouteTrie } from './route-template.ts'
 
@@ -97,8 +105,8 @@ export type InjectionSpec =
   | { readonly kind: 'none' }
 
 /** Request shapes an upstream framework could reinterpret; a connector may declare its upstream does not. */
-export type UpstreamQuirk = 'method_override' | 'matrix_params' | 'body_on_get'
-export const UPSTREAM_QUIRKS: readonly UpstreamQuirk[] = ['method_override', 'matrix_params', 'body_on_get']
+export type UpstreamQuirk = (typeof UPSTREAM_QUIRKS)[number]
+export { UPSTREAM_QUIRKS }
 
 export interface ConnectorLimits {
   readonly maxBodyBytes: number
@@ -163,209 +171,118 @@ export interface ConnectorCatalog {
 export const DEFAULT_LIMITS: ConnectorLimits = { maxBodyBytes: 1024 * 1024, maxJsonDepth: 64 }
 export const DEFAULT_TIMEOUTS: ConnectorTimeouts = { connectMs: 5_000, headersMs: 30_000, bodyMs: 30_000 }
 
-const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const
-const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
-const ID = /^[a-z][a-z0-9-]*$/
+type Path = readonly PropertyKey[]
 
+/** Reads connectors.yaml; problems are recorded on the reader. */
 export function readConnectorCatalog(reader: YamlReader): ConnectorCatalog {
   const connectors = new Map<string, Connector>()
   const byHost = new Map<string, Connector>()
-  const top = reader.map(reader.root, 'connectors file', ['connectors'], ['connectors'])
-  reader.list(top.get('connectors'), 'connectors').forEach((node, i) => {
-    const connector = readConnector(reader, node, `connectors[${i}]`)
-    if (!connector) return
-    if (connectors.has(connector.id)) reader.issue(node, `duplicate connector id '${connector.id}'`)
+  const file = reader.parse(connectorsFileSchema, 'connectors file')
+  const entries = file
+    ? file.connectors.map((c, i) => [c, i] as const)
+    : reader.wellFormedEntries(['connectors'], connectorsFileSchema.shape.connectors.element)
+  for (const [entry, i] of entries) {
+    const at: Path = ['connectors', i]
+    const connector = readConnector(reader, entry, at)
+    if (connectors.has(connector.id)) reader.issueAt(at, `duplicate connector id '${connector.id}'`)
     connectors.set(connector.id, connector)
     for (const host of connector.hosts) {
-      if (byHost.has(host)) reader.issue(node, `host '${host}' is routed to two connectors`)
+      if (byHost.has(host)) reader.issueAt(at, `host '${host}' is routed to two connectors`)
       byHost.set(host, connector)
     }
-  })
+  }
   return { connectors, byHost }
 }
 
-function readConnector(r: YamlReader, node: Node, where: string): Connector | null {
-  const f = r.map(
-    node,
-    where,
-    [
-      'id',
-      'owner',
-      'description',
-      'upstream',
-      'hosts',
-      'certified_until',
-      'agent_key_header',
-      'strip_headers',
-      'credential',
-      'limits',
-      'timeouts',
-      'actions',
-      'idempotency_header',
-      'upstream_ignores',
-      'agent_key_fields',
-    ],
-    ['id', 'owner', 'upstream', 'certified_until', 'actions'],
-  )
-  const id = r.string(f.get('id'), `${where}.id`)
-  if (id && !ID.test(id))
-    r.issue(f.get('id'), `${where}.id must be lower-case letters, digits and '-', starting with a letter`)
-
-  const upstreamText = r.string(f.get('upstream'), `${where}.upstream`)
+function readConnector(r: YamlReader, f: ConnectorEntry, at: Path): Connector {
+  const where = `connectors[${String(at[1])}]`
   let origin = ''
   let basePath = ''
-  const url = parseHttpUrl(upstreamText)
+  const url = parseHttpUrl(f.upstream)
   if (url === null || url.username || url.password || url.search || url.hash) {
-    if (upstreamText)
-      r.issue(f.get('upstream'), `${where}.upstream must be an http(s) URL with no credentials, query or fragment`)
+    r.issueAt([...at, 'upstream'], `${where}.upstream must be an http(s) URL with no credentials, query or fragment`)
   } else {
     origin = url.origin
     basePath = url.pathname.replace(/\/+$/, '')
   }
+  const certifiedUntilMs = Date.parse(`${f.certified_until}T23:59:59.999Z`)
+  if (Number.isNaN(certifiedUntilMs))
+    r.issueAt([...at, 'certified_until'], `${where}.certified_until must be a date (YYYY-MM-DD)`)
 
-  const certified = f.has('certified_until') ? r.string(f.get('certified_until'), `${where}.certified_until`) : ''
-  const certifiedUntilMs = /^\d{4}-\d{2}-\d{2}$/.test(certified) ? Date.parse(`${certified}T23:59:59.999Z`) : Number.NaN
-  if (certified && Number.isNaN(certifiedUntilMs))
-    r.issue(f.get('certified_until'), `${where}.certified_until must be a date (YYYY-MM-DD)`)
-
-  const hosts = f.has('hosts')
-    ? r.strings(f.get('hosts'), `${where}.hosts`).map((h) => h.toLowerCase().replace(/\.$/, ''))
-    : []
-
-  let idempotencyHeader: string | null = null
-  if (f.has('idempotency_header')) {
-    idempotencyHeader = r.string(f.get('idempotency_header'), `${where}.idempotency_header`).toLowerCase()
-    if (!HEADER_NAME.test(idempotencyHeader))
-      r.issue(f.get('idempotency_header'), `${where}.idempotency_header is not a valid header name`)
-  }
-  let agentKeyHeader: string | null = null
-  if (f.has('agent_key_header')) {
-    agentKeyHeader = r.string(f.get('agent_key_header'), `${where}.agent_key_header`).toLowerCase()
-    if (!HEADER_NAME.test(agentKeyHeader))
-      r.issue(f.get('agent_key_header'), `${where}.agent_key_header is not a valid header name`)
-  }
-  const upstreamIgnores = new Set(
-    f.has('upstream_ignores') ? r.strings(f.get('upstream_ignores'), `${where}.upstream_ignores`) : [],
-  )
-  for (const quirk of upstreamIgnores) {
-    if (!(UPSTREAM_QUIRKS as readonly string[]).includes(quirk))
-      r.issue(
-        f.get('upstream_ignores'),
-        `${where}.upstream_ignores: unknown '${quirk}' (use ${UPSTREAM_QUIRKS.join(', ')})`,
-      )
-  }
-  const agentKeyFields = new Set(
-    f.has('agent_key_fields') ? r.strings(f.get('agent_key_fields'), `${where}.agent_key_fields`) : [],
-  )
-  const stripHeaders = f.has('strip_headers')
-    ? r.strings(f.get('strip_headers'), `${where}.strip_headers`).map((h) => h.toLowerCase())
-    : []
-
-  const { credential, injection, refreshOnReject } = f.has('credential')
-    ? readCredential(r, f.get('credential'), `${where}.credential`)
+  const agentKeyHeader = f.agent_key_header?.toLowerCase() ?? null
+  const { credential, injection, refreshOnReject } = f.credential
+    ? readCredential(r, f.credential, [...at, 'credential'])
     : { credential: { kind: 'none' } as const, injection: { kind: 'none' } as const, refreshOnReject: false }
-
-  let limits = DEFAULT_LIMITS
-  if (f.has('limits')) {
-    const lf = r.map(f.get('limits'), `${where}.limits`, ['max_body', 'max_json_depth'])
-    limits = {
-      maxBodyBytes: lf.has('max_body')
-        ? r.bytes(lf.get('max_body'), `${where}.limits.max_body`)
-        : DEFAULT_LIMITS.maxBodyBytes,
-      maxJsonDepth: lf.has('max_json_depth')
-        ? r.integer(lf.get('max_json_depth'), `${where}.limits.max_json_depth`, 1, 1_000)
-        : DEFAULT_LIMITS.maxJsonDepth,
-    }
-  }
-  let timeouts = DEFAULT_TIMEOUTS
-  if (f.has('timeouts')) {
-    const tf = r.map(f.get('timeouts'), `${where}.timeouts`, ['connect', 'headers', 'body'])
-    timeouts = {
-      connectMs: tf.has('connect')
-        ? r.duration(tf.get('connect'), `${where}.timeouts.connect`)
-        : DEFAULT_TIMEOUTS.connectMs,
-      headersMs: tf.has('headers')
-        ? r.duration(tf.get('headers'), `${where}.timeouts.headers`)
-        : DEFAULT_TIMEOUTS.headersMs,
-      bodyMs: tf.has('body') ? r.duration(tf.get('body'), `${where}.timeouts.body`) : DEFAULT_TIMEOUTS.bodyMs,
-    }
-  }
 
   const routes = new RouteTrie<Action>()
   const actions: Action[] = []
   const names = new Set<string>()
-  r.list(f.get('actions'), `${where}.actions`).forEach((actionNode, k) => {
+  f.actions.forEach((a, k) => {
+    const aat: Path = [...at, 'actions', k]
     const aw = `${where}.actions[${k}]`
-    const af = r.map(
-      actionNode,
-      aw,
-      ['name', 'method', 'path', 'risk', 'description', 'lease', 'batch', 'graphql', 'graphql_field'],
-      ['name', 'risk'],
-    )
-    const graphqlField = af.has('graphql_field') ? r.string(af.get('graphql_field'), `${aw}.graphql_field`) : null
-    if (graphqlField !== null && !/^(query|mutation|subscription)\.[_A-Za-z][_0-9A-Za-z]*$/.test(graphqlField)) {
-      r.issue(
-        af.get('graphql_field'),
-        `${aw}.graphql_field must look like query.<field>, mutation.<field> or subscription.<field>`,
-      )
-    }
-    if (graphqlField === null && (!af.has('method') || !af.has('path')))
-      r.issue(actionNode, `${aw} needs method and path (or graphql_field for a GraphQL operation)`)
-    if (graphqlField !== null && (af.has('method') || af.has('path')))
-      r.issue(actionNode, `${aw}: a GraphQL operation action has graphql_field instead of method and path`)
+    const graphqlField = a.graphql_field ?? null
+    if (graphqlField === null && (a.method === undefined || a.path === undefined))
+      r.issueAt(aat, `${aw} needs method and path (or graphql_field for a GraphQL operation)`)
+    if (graphqlField !== null && (a.method !== undefined || a.path !== undefined))
+      r.issueAt(aat, `${aw}: a GraphQL operation action has graphql_field instead of method and path`)
     const action: Action = {
-      name: r.string(af.get('name'), `${aw}.name`),
-      method: graphqlField === null ? r.oneOf(af.get('method'), `${aw}.method`, METHODS) : '',
-      path: graphqlField === null ? r.string(af.get('path'), `${aw}.path`) : '',
-      risk: r.oneOf(af.get('risk'), `${aw}.risk`, RISKS),
-      description: af.has('description') ? r.string(af.get('description'), `${aw}.description`) : '',
-      perRequestLease:
-        af.has('lease') &&
-        r.oneOf(af.get('lease'), `${aw}.lease`, ['per_request', 'shared'] as const) === 'per_request',
-      batch: af.has('batch') ? readBatch(r, af.get('batch'), `${aw}.batch`) : null,
-      graphqlEndpoint: af.has('graphql') && r.boolean(af.get('graphql'), `${aw}.graphql`),
+      name: a.name,
+      method: graphqlField === null ? (a.method ?? '') : '',
+      path: graphqlField === null ? (a.path ?? '') : '',
+      risk: a.risk,
+      description: a.description ?? '',
+      perRequestLease: a.lease === 'per_request',
+      batch: a.batch ? readBatch(r, a.batch, [...aat, 'batch']) : null,
+      graphqlEndpoint: a.graphql ?? false,
       graphqlField,
     }
     if (action.batch !== null && action.graphqlEndpoint)
-      r.issue(actionNode, `${aw}: an action is a batch or a GraphQL endpoint, not both`)
-    if (names.has(action.name)) r.issue(af.get('name'), `${aw}: duplicate action name '${action.name}'`)
+      r.issueAt(aat, `${aw}: an action is a batch or a GraphQL endpoint, not both`)
+    if (names.has(action.name)) r.issueAt([...aat, 'name'], `${aw}: duplicate action name '${action.name}'`)
     names.add(action.name)
     if (action.path && action.method) {
       const problem = routes.add(action.method, action.path, action)
-      if (problem) r.issue(af.get('path'), `${aw}.path: ${problem}`)
+      if (problem) r.issueAt([...aat, 'path'], `${aw}.path: ${problem}`)
     }
     actions.push(action)
   })
 
   return {
-    id,
-    owner: r.string(f.get('owner'), `${where}.owner`),
-    description: f.has('description') ? r.string(f.get('description'), `${where}.description`) : '',
+    id: f.id,
+    owner: f.owner,
+    description: f.description ?? '',
     origin,
     basePath,
-    hosts,
-    certifiedUntil: certified,
+    hosts: (f.hosts ?? []).map((h) => h.toLowerCase().replace(/\.$/, '')),
+    certifiedUntil: f.certified_until,
     certifiedUntilMs,
     agentKeyHeader,
     dropHeaders: new Set([
-      ...stripHeaders,
+      ...(f.strip_headers ?? []).map((h) => h.toLowerCase()),
       ...(agentKeyHeader === null ? [] : [agentKeyHeader]),
       ...(injection.kind === 'header' ? [injection.header] : []),
     ]),
     credential,
     refreshOnReject,
-    idempotencyHeader,
+    idempotencyHeader: f.idempotency_header?.toLowerCase() ?? null,
     injection,
-    upstreamIgnores: upstreamIgnores as Set<UpstreamQuirk>,
-    agentKeyFields,
-    limits,
-    timeouts,
+    upstreamIgnores: new Set(f.upstream_ignores ?? []),
+    agentKeyFields: new Set(f.agent_key_fields ?? []),
+    limits: {
+      maxBodyBytes: f.limits?.max_body ?? DEFAULT_LIMITS.maxBodyBytes,
+      maxJsonDepth: f.limits?.max_json_depth ?? DEFAULT_LIMITS.maxJsonDepth,
+    },
+    timeouts: {
+      connectMs: f.timeouts?.connect ?? DEFAULT_TIMEOUTS.connectMs,
+      headersMs: f.timeouts?.headers ?? DEFAULT_TIMEOUTS.headersMs,
+      bodyMs: f.timeouts?.body ?? DEFAULT_TIMEOUTS.bodyMs,
+    },
     actions,
     routes,
   }
 }
 
-const BATCH_FORMATS: Record<string, Omit<BatchSpec, 'urlPrefix'>> = {
+const BATCH_FORMATS: Record<(typeof BATCH_FORMAT_NAMES)[number], Omit<BatchSpec, 'urlPrefix'>> = {
   // Microsoft Graph JSON batching
   graph: {
     list: 'requests',
@@ -386,146 +303,97 @@ const BATCH_FORMATS: Record<string, Omit<BatchSpec, 'urlPrefix'>> = {
   },
 }
 
-function readBatch(r: YamlReader, node: Node | undefined, where: string): BatchSpec {
-  const f = r.map(node, where, ['format', 'url_prefix'], ['format'])
-  const format = r.oneOf(f.get('format'), `${where}.format`, Object.keys(BATCH_FORMATS) as readonly string[])
-  const urlPrefix = f.has('url_prefix') ? r.string(f.get('url_prefix'), `${where}.url_prefix`).replace(/\/+$/, '') : ''
-  if (urlPrefix !== '' && !urlPrefix.startsWith('/'))
-    r.issue(f.get('url_prefix'), `${where}.url_prefix must start with '/'`)
-  return { ...(BATCH_FORMATS[format] ?? (BATCH_FORMATS['graph'] as Omit<BatchSpec, 'urlPrefix'>)), urlPrefix }
-}
+type BatchEntry = NonNullable<ConnectorEntry['actions'][number]['batch']>
 
-const SOURCES = ['env', 'file', 'vault_kv', 'vault_dynamic', 'vault_token', 'vault_identity', 'oauth2'] as const
-const SOURCE_KEYS: Record<(typeof SOURCES)[number], readonly string[]> = {
-  env: ['env'],
-  file: ['file', 'cache'],
-  vault_kv: ['mount', 'path', 'version', 'field', 'cache'],
-  vault_dynamic: ['path', 'method', 'params', 'field', 'scope', 'refresh_on_reject'],
-  vault_token: ['role', 'policies', 'ttl', 'num_uses', 'scope', 'refresh_on_reject'],
-  vault_identity: ['role', 'scope', 'refresh_on_reject'],
-  oauth2: ['token_url', 'client_id', 'client_secret', 'scopes', 'audience', 'auth_method', 'refresh_on_reject'],
+function readBatch(r: YamlReader, f: BatchEntry, at: Path): BatchSpec {
+  const urlPrefix = (f.url_prefix ?? '').replace(/\/+$/, '')
+  if (urlPrefix !== '' && !urlPrefix.startsWith('/'))
+    r.issueAt([...at, 'url_prefix'], `${pathText('', at)}.url_prefix must start with '/'`)
+  return { ...BATCH_FORMATS[f.format], urlPrefix }
 }
-const VAULT_PATH = /^[A-Za-z0-9_.-]+(?:\/[A-Za-z0-9_.@+=:-]+)*$/
 
 function readCredential(
   r: YamlReader,
-  node: Node | undefined,
-  where: string,
+  f: CredentialEntry,
+  at: Path,
 ): { credential: CredentialSourceSpec; injection: InjectionSpec; refreshOnReject: boolean } {
-  // The source decides which other keys are allowed, so it is read first.
-  const sourceNode = isMap(node) ? (node.get('source', true) as Node | undefined) : undefined
-  const source = sourceNode === undefined ? 'env' : r.oneOf(sourceNode, `${where}.source`, SOURCES)
-  const f = r.map(node, where, ['source', 'inject', ...SOURCE_KEYS[source]], ['source', 'inject'])
-  const credential = readSource(r, f, where, source)
-  const refreshOnReject =
-    f.has('refresh_on_reject') && r.boolean(f.get('refresh_on_reject'), `${where}.refresh_on_reject`)
-  return { credential, injection: readInjection(r, f.get('inject'), `${where}.inject`), refreshOnReject }
+  const refreshOnReject = 'refresh_on_reject' in f && f.refresh_on_reject === true
+  return { credential: readSource(r, f, at), injection: readInjection(r, f.inject, [...at, 'inject']), refreshOnReject }
 }
 
-function readSource(
-  r: YamlReader,
-  f: Map<string, Node>,
-  where: string,
-  source: (typeof SOURCES)[number],
-): CredentialSourceSpec {
-  const vaultPath = (key: string): string => {
-    const value = r.string(f.get(key), `${where}.${key}`)
-    if (value && !VAULT_PATH.test(value))
-      r.issue(
-        f.get(key),
-        `${where}.${key} must be a Vault path: segments of letters, digits and _.-, no leading slash, no '..'`,
-      )
-    if (value.split('/').some((seg) => seg === '..' || seg === '.'))
-      r.issue(f.get(key), `${where}.${key} must not contain '.' or '..' segments`)
-    return value
-  }
-  const scope = (): CredentialScope =>
-    f.has('scope') ? r.oneOf(f.get('scope'), `${where}.scope`, ['connector', 'agent'] as const) : 'connector'
-  const field = (): string | null => (f.has('field') ? r.string(f.get('field'), `${where}.field`) : null)
-  switch (source) {
+function readSource(r: YamlReader, f: CredentialEntry, at: Path): CredentialSourceSpec {
+  // Relative to the connectors file, like every path in Corridor's configuration.
+  const local = (p: string): string => resolve(dirname(r.file), p)
+  switch (f.source) {
     case 'env':
-      return { kind: 'env', name: r.string(f.get('env'), `${where}.env (the environment variable holding the secret)`) }
+      return { kind: 'env', name: f.env }
     case 'file':
-      // Relative to the connectors file, like every path in Corridor's configuration.
-      return {
-        kind: 'file',
-        path: resolve(dirname(r.file), r.string(f.get('file'), `${where}.file (the file holding the secret)`)),
-        cacheMs: f.has('cache') ? r.duration(f.get('cache'), `${where}.cache`) : 30_000,
-      }
+      return { kind: 'file', path: local(f.file), cacheMs: f.cache ?? 30_000 }
     case 'vault_kv':
       return {
         kind: 'vault_kv',
-        mount: vaultPath('mount'),
-        path: vaultPath('path'),
-        version: f.has('version') ? r.integer(f.get('version'), `${where}.version`, 1, Number.MAX_SAFE_INTEGER) : null,
-        field: field(),
-        cacheMs: f.has('cache') ? r.duration(f.get('cache'), `${where}.cache`) : 60_000,
+        mount: f.mount,
+        path: f.path,
+        version: f.version ?? null,
+        field: f.field ?? null,
+        cacheMs: f.cache ?? 60_000,
       }
     case 'vault_dynamic': {
-      const method = f.has('method') ? r.oneOf(f.get('method'), `${where}.method`, ['GET', 'POST'] as const) : 'GET'
-      const params = f.has('params') ? (r.value(f.get('params')) as Record<string, unknown>) : null
-      if (params !== null && (typeof params !== 'object' || Array.isArray(params)))
-        r.issue(f.get('params'), `${where}.params must be a mapping`)
-      if (params !== null && method === 'GET')
-        r.issue(f.get('params'), `${where}.params are sent only with method: POST`)
-      return { kind: 'vault_dynamic', path: vaultPath('path'), method, params, field: field(), scope: scope() }
+      const method = f.method ?? 'GET'
+      if (f.params !== undefined && method === 'GET')
+        r.issueAt([...at, 'params'], `${pathText('', at)}.params are sent only with method: POST`)
+      return {
+        kind: 'vault_dynamic',
+        path: f.path,
+        method,
+        params: f.params ?? null,
+        field: f.field ?? null,
+        scope: f.scope ?? 'connector',
+      }
     }
-    case 'vault_token': {
-      const ttl = r.duration(f.get('ttl'), `${where}.ttl`)
+    case 'vault_token':
       return {
         kind: 'vault_token',
-        role: f.has('role') ? vaultPath('role') : null,
-        policies: r.strings(f.get('policies'), `${where}.policies`),
-        ttl: `${Math.max(1, Math.round(ttl / 1000))}s`,
-        numUses: f.has('num_uses') ? r.integer(f.get('num_uses'), `${where}.num_uses`, 0, 1_000_000) : 0,
-        scope: scope(),
+        role: f.role ?? null,
+        policies: f.policies,
+        ttl: `${Math.max(1, Math.round(f.ttl / 1000))}s`,
+        numUses: f.num_uses ?? 0,
+        scope: f.scope ?? 'connector',
       }
-    }
     case 'vault_identity':
-      return { kind: 'vault_identity', role: vaultPath('role'), scope: scope() }
-    case 'oauth2': {
-      const tokenUrl = r.string(f.get('token_url'), `${where}.token_url`)
-      if (parseHttpUrl(tokenUrl) === null) r.issue(f.get('token_url'), `${where}.token_url must be an http(s) URL`)
+      return { kind: 'vault_identity', role: f.role, scope: f.scope ?? 'connector' }
+    case 'oauth2':
+      if (parseHttpUrl(f.token_url) === null)
+        r.issueAt([...at, 'token_url'], `${pathText('', at)}.token_url must be an http(s) URL`)
       return {
         kind: 'oauth2',
-        tokenUrl,
-        clientId: r.string(f.get('client_id'), `${where}.client_id`),
-        clientSecret: readSecretInput(r, f.get('client_secret'), `${where}.client_secret`),
-        scopes: f.has('scopes') ? r.strings(f.get('scopes'), `${where}.scopes`) : [],
-        audience: f.has('audience') ? r.string(f.get('audience'), `${where}.audience`) : null,
-        authMethod: f.has('auth_method')
-          ? r.oneOf(f.get('auth_method'), `${where}.auth_method`, ['basic', 'post'] as const)
-          : 'basic',
+        tokenUrl: f.token_url,
+        clientId: f.client_id,
+        clientSecret: readSecretInput(r, f.client_secret, [...at, 'client_secret'], local),
+        scopes: f.scopes ?? [],
+        audience: f.audience ?? null,
+        authMethod: f.auth_method ?? 'basic',
       }
-    }
   }
 }
 
 /** `{ env: NAME }`, `{ file: path }` or `{ vault_kv: { mount, path, field } }`. */
-function readSecretInput(r: YamlReader, node: Node | undefined, where: string): SecretInputSpec {
-  const f = r.map(node, where, ['env', 'file', 'vault_kv'])
-  if (f.size !== 1) r.issue(node, `${where} needs exactly one of: env, file, vault_kv`)
-  if (f.has('file'))
-    return { kind: 'file', path: resolve(dirname(r.file), r.string(f.get('file'), `${where}.file`)), cacheMs: 30_000 }
-  if (f.has('vault_kv')) {
-    const kf = r.map(
-      f.get('vault_kv'),
-      `${where}.vault_kv`,
-      ['mount', 'path', 'version', 'field', 'cache'],
-      ['mount', 'path', 'field'],
-    )
+function readSecretInput(r: YamlReader, f: SecretInputEntry, at: Path, local: (p: string) => string): SecretInputSpec {
+  const given = [f.env, f.file, f.vault_kv].filter((v) => v !== undefined).length
+  if (given !== 1) r.issueAt(at, `${pathText('', at)} needs exactly one of: env, file, vault_kv`)
+  if (f.file !== undefined) return { kind: 'file', path: local(f.file), cacheMs: 30_000 }
+  if (f.vault_kv !== undefined) {
+    const kv = f.vault_kv
     return {
       kind: 'vault_kv',
-      mount: r.string(kf.get('mount'), `${where}.vault_kv.mount`),
-      path: r.string(kf.get('path'), `${where}.vault_kv.path`),
-      version: kf.has('version')
-        ? r.integer(kf.get('version'), `${where}.vault_kv.version`, 1, Number.MAX_SAFE_INTEGER)
-        : null,
-      field: r.string(kf.get('field'), `${where}.vault_kv.field`),
-      cacheMs: kf.has('cache') ? r.duration(kf.get('cache'), `${where}.vault_kv.cache`) : 60_000,
+      mount: kv.mount,
+      path: kv.path,
+      version: kv.version ?? null,
+      field: kv.field,
+      cacheMs: kv.cache ?? 60_000,
     }
   }
-  return { kind: 'env', name: r.string(f.get('env'), `${where}.env`) }
+  return { kind: 'env', name: f.env ?? '' }
 }
 
 const PLACEHOLDER = /\{([A-Za-z_][A-Za-z0-9_]*)\}/g
@@ -545,34 +413,30 @@ export function parseTemplate(text: string): Template {
 
 const hasField = (t: Template): boolean => t.some((p) => typeof p !== 'string')
 
-function readInjection(r: YamlReader, node: Node | undefined, where: string): InjectionSpec {
-  const inf = r.map(node, where, ['header', 'format', 'basic', 'query'])
-  const placements = ['header', 'basic', 'query'].filter((k) => inf.has(k))
-  if (inf.has('format') && !inf.has('header') && !inf.has('query'))
-    r.issue(inf.get('format'), `${where}.format applies only to header and query injection`)
+function readInjection(r: YamlReader, f: InjectEntry, at: Path): InjectionSpec {
+  const placements = [f.header, f.basic, f.query].filter((v) => v !== undefined).length
+  if (f.format !== undefined && f.header === undefined && f.query === undefined)
+    r.issueAt([...at, 'format'], `${pathText('', at)}.format applies only to header and query injection`)
   const format = (): Template => {
-    const text = inf.has('format') ? r.string(inf.get('format'), `${where}.format`) : '{secret}'
-    const template = parseTemplate(text)
+    const template = parseTemplate(f.format ?? '{secret}')
     if (!hasField(template))
-      r.issue(inf.get('format'), `${where}.format must contain a field placeholder such as '{secret}'`)
+      r.issueAt([...at, 'format'], `${pathText('', at)}.format must contain a field placeholder such as '{secret}'`)
     return template
   }
-  if (placements.length !== 1) {
-    r.issue(node, `${where} needs exactly one of: header, basic, query`)
+  if (placements !== 1) {
+    r.issueAt(at, `${pathText('', at)} needs exactly one of: header, basic, query`)
     return { kind: 'none' }
   }
-  if (inf.has('header')) {
-    const header = r.string(inf.get('header'), `${where}.header`).toLowerCase()
-    if (!HEADER_NAME.test(header)) r.issue(inf.get('header'), `${where}.header is not a valid header name`)
-    return { kind: 'header', header, value: format() }
-  }
-  if (inf.has('basic')) {
-    const bf = r.map(inf.get('basic'), `${where}.basic`, ['username', 'password'], ['username', 'password'])
-    const username = parseTemplate(String(r.value(bf.get('username')) ?? ''))
-    const password = parseTemplate(String(r.value(bf.get('password')) ?? ''))
+  if (f.header !== undefined) return { kind: 'header', header: f.header.toLowerCase(), value: format() }
+  if (f.basic !== undefined) {
+    const username = parseTemplate(f.basic.username)
+    const password = parseTemplate(f.basic.password)
     if (!hasField(username) && !hasField(password))
-      r.issue(inf.get('basic'), `${where}.basic: username or password must contain a field such as '{secret}'`)
+      r.issueAt(
+        [...at, 'basic'],
+        `${pathText('', at)}.basic: username or password must contain a field such as '{secret}'`,
+      )
     return { kind: 'basic', username, password }
   }
-  return { kind: 'query', param: r.string(inf.get('query'), `${where}.query`), value: format() }
+  return { kind: 'query', param: f.query ?? '', value: format() }
 }

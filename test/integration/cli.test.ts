@@ -29,6 +29,15 @@ describe('corridor CLI', () => {
     expect(bad.stdout).toContain('effect: expected "allow", got "deny"')
   })
 
+  it('prints the JSON Schema of each file format, and refuses a format it does not have', () => {
+    const r = corridor('schema', 'connectors')
+    expect(r.status).toBe(0)
+    expect(JSON.parse(r.stdout)).toEqual(JSON.parse(readFileSync('docs/schemas/connectors.schema.json', 'utf8')))
+    const unknown = corridor('schema', 'connector')
+    expect(unknown.status).toBe(2)
+    expect(unknown.stderr).toContain("unknown format 'connector'")
+  })
+
   it('explains which rule decides and why', () => {
     const r = corridor(
       'policy',

@@ -10,8 +10,8 @@
 import { existsSync, readdirSync, statSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import { loadServerConfig } from '../../config/server-config.ts'
-import type { Node } from 'yaml'
-import { YamlReader } from '../../config/yaml-reader.ts'
+import { ConfigError, YamlReader } from '../../config/yaml-reader.ts'
+import { policyTestFileSchema, type PolicyTestFile } from './policy-test-schema.ts'
 import { loadBundle, type PolicyBundle } from '../../policy/bundle.ts'
 import { evaluate } from '../../policy/evaluate.ts'
 import { isCorridorError } from '../../shared/errors.ts'
@@ -26,33 +26,14 @@ export interface TestCaseResult {
 
 export function runPolicyTests(bundle: PolicyBundle, file: string): TestCaseResult[] {
   const r = YamlReader.fromFile(file)
-  const top = r.map(r.root, 'test suite', ['tests'], ['tests'])
-  const cases = r.list(top.get('tests'), 'tests').map((node, i) => {
-    const f = r.map(node, `tests[${i}]`, ['name', 'request', 'expect'], ['name', 'request', 'expect'])
-    const expect = r.map(f.get('expect'), `tests[${i}].expect`, [
-      'effect',
-      'rule',
-      'limiting_factor',
-      'reason_contains',
-      'refused',
-    ])
-    if (expect.has('effect') === expect.has('refused'))
-      r.issue(
-        f.get('expect'),
-        `tests[${i}].expect needs either effect or refused (an error code such as ambiguous_request)`,
-      )
-    return {
-      name: r.string(f.get('name'), `tests[${i}].name`),
-      request: readRequest(r, f.get('request'), `tests[${i}].request`),
-      expect: Object.fromEntries([...expect].map(([k, v]) => [k, r.value(v)])) as Record<string, unknown>,
-    }
-  })
-  r.assertValid()
+  const suite = r.parse(policyTestFileSchema, 'test suite')
+  if (suite === null) throw new ConfigError(r.issues)
+  const cases = suite.tests.map((t) => ({ name: t.name, request: describedRequest(t.request), expect: t.expect }))
   return cases.map((c) => {
     const problems: string[] = []
     try {
       const d = evaluate(bundle.policy, bundle.version, describedFacts(bundle, c.request))
-      if ('refused' in c.expect)
+      if (c.expect.refused !== undefined)
         problems.push(
           `refused: expected ${JSON.stringify(c.expect.refused)}, but the request was decided (${d.effect})`,
         )
@@ -125,29 +106,12 @@ export const policyTestCommand: Command = {
   },
 }
 
-/** A test case's request, checked field by field (a typo must fail with its position, not run as something else). */
-function readRequest(r: YamlReader, node: Node | undefined, where: string): DescribedRequest {
-  const f = r.map(node, where, ['agent', 'method', 'url', 'host', 'user', 'headers', 'body', 'at'], ['agent', 'url'])
-  const request: DescribedRequest = {
-    agent: r.string(f.get('agent'), `${where}.agent`),
-    method: f.has('method') ? r.string(f.get('method'), `${where}.method`) : 'GET',
-    url: r.string(f.get('url'), `${where}.url`),
-  }
-  if (f.has('host')) request.host = r.string(f.get('host'), `${where}.host`)
-  if (f.has('at')) request.at = r.string(f.get('at'), `${where}.at`)
-  if (f.has('user')) {
-    const u = r.map(f.get('user'), `${where}.user`, ['id', 'groups'], ['id'])
-    request.user = {
-      id: r.string(u.get('id'), `${where}.user.id`),
-      groups: u.has('groups') ? r.strings(u.get('groups'), `${where}.user.groups`) : [],
-    }
-  }
-  if (f.has('headers')) {
-    const headers: Record<string, string> = {}
-    for (const [name, value] of r.entries(f.get('headers'), `${where}.headers`))
-      headers[name] = r.string(value, `${where}.headers.${name}`)
-    request.headers = headers
-  }
-  if (f.has('body')) request.body = r.value(f.get('body'))
+function describedRequest(t: PolicyTestFile['tests'][number]['request']): DescribedRequest {
+  const request: DescribedRequest = { agent: t.agent, method: t.method ?? 'GET', url: t.url }
+  if (t.host !== undefined) request.host = t.host
+  if (t.at !== undefined) request.at = t.at
+  if (t.user !== undefined) request.user = { id: t.user.id, groups: t.user.groups ?? [] }
+  if (t.headers !== undefined) request.headers = t.headers
+  if ('body' in t) request.body = t.body
   return request
 }

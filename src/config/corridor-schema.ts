@@ -1,0 +1,139 @@
+/** The format of corridor.yaml: the static configuration read once at start. */
+import * as z from 'zod'
+import { bytes, duration, oneOrMoreOf, strict, text, wholeNumber } from './schema-types.ts'
+
+export const JWT_ALGORITHMS = [
+  'ES256',
+  'ES384',
+  'ES512',
+  'RS256',
+  'RS384',
+  'RS512',
+  'PS256',
+  'PS384',
+  'PS512',
+  'EdDSA',
+  'Ed25519',
+] as const
+
+const listen = (what: string) =>
+  strict(
+    {
+      host: text().optional().describe('Interface to listen on (default 127.0.0.1)'),
+      port: wholeNumber(0, 65_535).optional().describe('TCP port (0: any free port)'),
+    },
+    what,
+  )
+
+const issuerShape = {
+  issuer: text().describe('Expected `iss` claim'),
+  audience: text().describe('Expected `aud` claim'),
+  algorithms: oneOrMoreOf(JWT_ALGORITHMS).describe('Accepted signature algorithms (asymmetric only)'),
+  jwks_url: text().optional().describe('Where the issuer publishes its keys (give this or jwks_file)'),
+  jwks_file: text().optional().describe('A local JWKS file, relative to corridor.yaml (give this or jwks_url)'),
+  clock_skew: duration().optional().describe('Tolerated clock difference, at most 60s (default 30s)'),
+  max_token_age: duration().optional().describe('Refuse tokens issued longer ago than this'),
+}
+
+const valueSource = {
+  url: text().optional(),
+  url_env: text().optional().describe('Name of the environment variable holding the URL (for URLs with passwords)'),
+}
+
+const vaultAuth = z.discriminatedUnion('method', [
+  strict({
+    method: z.literal('token'),
+    token_env: text().optional(),
+    token_file: text().optional(),
+  }),
+  strict({
+    method: z.literal('approle'),
+    mount: text().optional(),
+    role_id: text(),
+    secret_id_env: text().optional(),
+    secret_id_file: text().optional(),
+  }),
+  strict({
+    method: z.enum(['jwt', 'kubernetes']),
+    mount: text().optional(),
+    role: text(),
+    jwt_env: text().optional(),
+    jwt_file: text().optional(),
+  }),
+])
+
+export const corridorFileSchema = strict(
+  {
+    listen: listen('The agent listener (default 127.0.0.1:8080)').optional(),
+    admin: listen('The admin and approvals listener (default 127.0.0.1:8081)').optional(),
+    files: strict(
+      {
+        agents: text().describe('agents.yaml, relative to this file'),
+        connectors: text().describe('connectors.yaml, relative to this file'),
+        policy: text().describe('policy.yaml, relative to this file'),
+      },
+      'The policy bundle',
+    ),
+    audit: strict({ file: text().describe('Audit log (JSON lines), relative to this file') }),
+    identity: strict({
+      agent_jwt: strict(issuerShape, 'Agents may present JWTs from this issuer').optional(),
+      user_jwt: strict(
+        {
+          ...issuerShape,
+          header: text().optional().describe('Header carrying the user token; must start with x-corridor-'),
+          groups_claim: text().optional(),
+        },
+        'Delegated user tokens',
+      ).optional(),
+      approver_jwt: strict(
+        {
+          ...issuerShape,
+          groups_claim: text().optional(),
+          id_claim: text().optional().describe('Claim naming the approver in the audit trail (default sub)'),
+        },
+        'Approvers signing in through the identity provider',
+      ).optional(),
+    }).optional(),
+    limits: strict({
+      max_headers: wholeNumber(1, 10_000).optional(),
+      max_header_bytes: bytes().optional(),
+      headers_timeout: duration().optional(),
+      request_timeout: duration().optional(),
+      keep_alive_timeout: duration().optional(),
+    }).optional(),
+    watch_policy: z.boolean().optional().describe('Reload the policy bundle when its files change (default true)'),
+    workers: z
+      .union([z.literal('auto'), z.int().min(1).max(64)], {
+        error: `must be 'auto' or a whole number from 1 to 64`,
+      })
+      .optional()
+      .describe('Processes serving the listeners: a number, or auto for one per CPU'),
+    vault: strict({
+      address: text().describe('https://vault.internal:8200'),
+      namespace: text().optional(),
+      timeout: duration().optional().describe('Bound on each Vault call, 100ms to 30s (default 2.5s)'),
+      ca_file: text().optional(),
+      auth: vaultAuth,
+    }).optional(),
+    approvals: strict({
+      redis: strict({
+        ...valueSource,
+        key_prefix: text().optional(),
+        timeout: duration().optional().describe('Bound on each Redis command, 50ms to 1s (default 500ms)'),
+      }).optional(),
+      wait: duration().optional().describe('How long a held call waits for a decision, at most 55s (default 25s)'),
+      expires_after: duration().optional(),
+      keep_results: duration().optional(),
+      max_held_connections: wholeNumber(1, Number.MAX_SAFE_INTEGER).optional(),
+      max_pending: wholeNumber(1, Number.MAX_SAFE_INTEGER).optional(),
+      max_pending_per_agent: wholeNumber(1, Number.MAX_SAFE_INTEGER).optional(),
+      execution_timeout: duration().optional(),
+      max_response_bytes: bytes().optional(),
+      webhook: strict({ ...valueSource, timeout: duration().optional() }).optional(),
+    }).optional(),
+  },
+  'corridor.yaml: listeners, files, audit, identity, limits, Vault and approvals',
+)
+
+export type CorridorFile = z.output<typeof corridorFileSchema>
+export type IssuerFields = z.output<z.ZodObject<typeof issuerShape>>
