@@ -158,6 +158,7 @@ async function approvalStore(config: ApprovalsConfig, env: StartOptions['env'], 
     maxPending: config.maxPending,
     maxPendingPerAgent: config.maxPendingPerAgent,
     keepMs: config.keepResultsMs,
+    retryWindowMs: config.retryWindowMs,
   }
   if (config.redis === null) {
     log.warn(

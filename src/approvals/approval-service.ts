@@ -70,7 +70,19 @@ export class ApprovalService {
 
   /** Persists a held request. With an Idempotency-Key the agent already used, returns that approval instead. */
   async hold(held: HeldRequest, idempotencyKey: string | null): Promise<Approval> {
-    const result = await this.#store(() => this.#d.store.create(held, idempotencyKey))
+    let result
+    try {
+      result = await this.#d.store.create(held, idempotencyKey)
+    } catch (err) {
+      if (!(err instanceof ApprovalStoreUnavailable)) throw err
+      // The create may still have happened (a stalled store runs it late, or its answer was lost), so the
+      // agent is told the id it would have, not "nothing was held": a retry of the same request joins it.
+      throw new CorridorError(
+        err.code,
+        `the approval queue did not confirm the hold; if it was recorded it is approval ${held.id}, and retrying the same request joins it rather than opening another`,
+        { cause: err, details: { approval_id: held.id, state: 'unknown' } },
+      )
+    }
     switch (result.kind) {
       case 'exists': {
         const existing = await this.get(result.id)
@@ -318,11 +330,9 @@ export class ApprovalService {
       return await op()
     } catch (err) {
       if (err instanceof ApprovalStoreUnavailable)
-        throw new CorridorError(
-          'approval_unavailable',
-          'the approval queue cannot be reached; nothing was held or decided',
-          { cause: err },
-        )
+        throw new CorridorError(err.code, 'the approval queue cannot be reached; nothing was held or decided', {
+          cause: err,
+        })
       throw err
     }
   }

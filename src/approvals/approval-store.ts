@@ -5,9 +5,19 @@
  *
  *   pending ──approve (enough)──▶ approved ──claim──▶ executing ──complete──▶ executed
  *      │ reject / expire / cancel     │ cancel  ▲        │ claim deadline passed
- *      ▼                              ▼         └────────┤ retry-safe claim (upstream idempotency key): approved again
- *   rejected · expired · cancelled                       ▼ otherwise
- *                                                     unknown (complete still lands if the result arrives)
+ *      ▼                              ▼         ├────────┤ retry-safe claim (upstream idempotency key): approved again
+ *   rejected · expired · cancelled              │        ▼ otherwise
+ *                                               │     unknown (complete still lands if the result arrives)
+ *                                               └─ unclaim: the claim holder, who knows it sent nothing
+ *
+ * The same request (same agent, same digest) joins the approval already open for it, and, for the
+ * retry window after it ran, gets its result: an SDK's automatic retry never opens a second approval
+ * or causes a second execution.
+ *
+ * A command that timed out may still run later (a stalled Redis runs what was already on its
+ * socket when it resumes). Creating and claiming therefore carry a deadline the Redis store checks
+ * against the server's clock before acting, and a claim the caller gave up on is taken back with
+ * `unclaim`, which runs after it on the same connection.
  */
 import type { Approval, ApprovalState, ApproverDecision, ExecutionResult, HeldRequest } from './approval.ts'
 
@@ -17,7 +27,18 @@ export interface StoreLimits {
   readonly maxPendingPerAgent: number
   /** How long finished approvals (and their results) are kept. */
   readonly keepMs: number
+  /** How long after it ran a repeat of the same request is answered with its result instead of held again. */
+  readonly retryWindowMs: number
 }
+
+/** States a repeat of the same request joins instead of opening a new approval. */
+export const JOINABLE_STATES: ReadonlySet<ApprovalState> = new Set([
+  'pending',
+  'approved',
+  'executing',
+  'executed',
+  'unknown',
+])
 
 export type CreateResult =
   | { readonly kind: 'created' }
@@ -45,7 +66,11 @@ export interface ApproverVerdict {
 export interface ApprovalStore {
   /** False for the in-memory store: its approvals die with the process. */
   readonly durable: boolean
-  /** Persists a new pending approval; with an idempotency key, an existing approval for the same agent and key wins. */
+  /**
+   * Persists a new pending approval. An existing approval wins: the same agent's with the same
+   * idempotency key, else the same agent's open one for the same request (same digest), or its
+   * executed one within the retry window.
+   */
   create(held: HeldRequest, idempotencyKey: string | null): Promise<CreateResult>
   get(id: string): Promise<Approval | null>
   /** Approvals in a non-terminal state, oldest first. */
@@ -56,6 +81,8 @@ export interface ApprovalStore {
    * longer approved. `retrySafe`: the forward carries an idempotency key the upstream honours.
    */
   claim(id: string, token: string, deadlineMs: number, retrySafe: boolean): Promise<boolean>
+  /** executing (or unknown) → approved, for the claim holder only, who knows nothing was sent. */
+  unclaim(id: string, token: string): Promise<boolean>
   /** executing (or unknown) → executed with its result, for the claim holder only. */
   complete(id: string, token: string, result: ExecutionResult): Promise<boolean>
   /** pending or approved → cancelled. */
@@ -74,4 +101,6 @@ export interface ApprovalStore {
 /** Thrown by a store that cannot reach its backend: holds and decisions fail closed. */
 export class ApprovalStoreUnavailable extends Error {
   override name = 'ApprovalStoreUnavailable'
+  /** The code the agent's refusal carries. */
+  readonly code = 'approval_unavailable'
 }

@@ -6,15 +6,10 @@
  */
 import { createHash } from 'node:crypto'
 
-export type ApprovalState =
-  | 'pending' // waiting for approvers
-  | 'approved' // enough approvals; not yet claimed for execution
-  | 'executing' // claimed by one replica, which is forwarding it now
-  | 'executed' // forwarded once; the result is kept for the result window
-  | 'rejected'
-  | 'expired'
-  | 'cancelled' // the policy no longer permits it, or the agent was suspended
-  | 'unknown' // the executing replica vanished mid-forward: it was sent at most once, never again
+import type { ApprovalState } from '../audit/record.ts'
+import type { ErrorCode } from '../shared/errors.ts'
+
+export type { ApprovalState }
 
 const TERMINAL_STATES: ReadonlySet<ApprovalState> = new Set(['executed', 'rejected', 'expired', 'cancelled', 'unknown'])
 
@@ -74,7 +69,7 @@ export interface ExecutionResult {
   readonly headers: Readonly<Record<string, string | string[]>>
   readonly bodyBase64: string
   /** Set when the forward failed (upstream_unreachable, upstream_timeout, approval_response_too_large…). */
-  readonly errorCode: string | null
+  readonly errorCode: ErrorCode | null
   readonly executedRequestId: string
   readonly completedAt: number
 }

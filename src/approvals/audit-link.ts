@@ -1,5 +1,5 @@
 /** How an approval appears in audit records and events. */
-import type { ApprovalAuditEvent, ApprovalLink } from '../audit/record.ts'
+import type { ApprovalAuditEvent, ApprovalEvent, ApprovalLink } from '../audit/record.ts'
 import type { Approval } from './approval.ts'
 import type { ApproverIdentity } from './eligibility.ts'
 
@@ -22,7 +22,7 @@ export function approvalLink(approval: Approval): ApprovalLink {
 }
 
 export function approvalEvent(
-  event: string,
+  event: ApprovalEvent,
   approval: Approval,
   nowMs: number,
   by: ApproverIdentity | null = null,

@@ -120,6 +120,10 @@ export class ApprovalExecutor {
     try {
       // A claim outlives the execution bound by as much again before it is considered abandoned.
       claimed = await d.store.claim(id, token, d.now() + 2 * d.config.executionTimeoutMs, idempotency !== null)
+    } catch (err) {
+      // The claim may still run (a stalled store runs it when it resumes): take it back, queued behind it.
+      this.#giveBack(id, token, 'the claim was not confirmed')
+      throw err
     } finally {
       if (!claimed) credential?.release()
     }
@@ -127,6 +131,15 @@ export class ApprovalExecutor {
 
     const record = executionRecord(approval, connector.basePath, d.now())
     if (credential !== null) record.credential = { reference: credential.reference, lease_id: credential.leaseId }
+    record.approval = { ...approvalLink(approval), state: 'executing' }
+    try {
+      // Nothing is released unless the trail already says it is about to be.
+      d.audit.writeIntent(record, 'release', id)
+    } catch (err) {
+      credential?.release()
+      this.#giveBack(id, token, 'the audit trail cannot be written')
+      throw err
+    }
     const started = performance.now()
     let result: ExecutionResult
     try {
@@ -177,6 +190,30 @@ export class ApprovalExecutor {
       settleCredential(credential, result.status, d.log, { approvalId: id, requestId: record.request_id })
     await this.#storeResult(id, token, result)
     d.onSettled(id, 'executed', null)
+  }
+
+  /**
+   * Returns a claim this replica holds but never acted on, so that the approval is released later
+   * rather than swept to `unknown`. Retried briefly: the store may be stalled now.
+   */
+  #giveBack(id: string, token: string, why: string): void {
+    const d = this.#deps
+    const attempt = async (): Promise<void> => {
+      for (let delay = 100; delay <= 1_600; delay *= 2) {
+        try {
+          if (await d.store.unclaim(id, token))
+            d.log.warn({ approvalId: id }, `claim given back (${why}); nothing was sent`)
+          return
+        } catch {
+          await new Promise((r) => setTimeout(r, delay))
+        }
+      }
+      d.log.error(
+        { approvalId: id },
+        `claim could not be given back (${why}); nothing was sent, the sweep will settle it`,
+      )
+    }
+    void attempt()
   }
 
   /** The upstream has answered: keep trying to record that until the store takes it or the claim is long dead. */

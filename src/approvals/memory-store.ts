@@ -3,32 +3,42 @@
  * by construction; they mirror the Lua scripts of the Redis store step for step (the store
  * contract suite runs the same tests against both). Approvals die with the process, which is
  * why Corridor warns at start when this store is in use.
+ *
+ * Indexed like the Redis store's sorted sets: the members of each live state, pending counts per
+ * agent, the idempotency and same-request indexes, and finished entries in the order they are to
+ * be forgotten, so that no operation scans every approval however many are kept.
  */
 import type { Approval, ApprovalState, ExecutionResult, HeldRequest } from './approval.ts'
-import type {
-  AbandonedClaim,
-  ApprovalStore,
-  CreateResult,
-  ApproverVerdict,
-  DecideResult,
-  StoreLimits,
+import {
+  JOINABLE_STATES,
+  type AbandonedClaim,
+  type ApprovalStore,
+  type CreateResult,
+  type ApproverVerdict,
+  type DecideResult,
+  type StoreLimits,
 } from './approval-store.ts'
 
 interface Entry {
   approval: Approval
-  /** When the entry is forgotten (finished entries only). */
-  dropAt: number | null
   claimToken: string | null
   claimDeadline: number
   retrySafe: boolean
 }
+
+type LiveState = 'pending' | 'approved' | 'executing'
 
 export class MemoryApprovalStore implements ApprovalStore {
   readonly durable = false
   readonly #limits: StoreLimits
   readonly #now: () => number
   readonly #entries = new Map<string, Entry>()
+  readonly #live: Record<LiveState, Set<string>> = { pending: new Set(), approved: new Set(), executing: new Set() }
+  readonly #pendingByAgent = new Map<string, number>()
+  /** Finished entries in the order they are forgotten (the keep time is the same for all). */
+  readonly #dropQueue: { id: string; at: number }[] = []
   readonly #idempotency = new Map<string, { id: string; until: number }>()
+  readonly #sameRequest = new Map<string, { id: string; until: number }>()
   readonly #listeners: ((id: string) => void)[] = []
 
   constructor(limits: StoreLimits, now: () => number = Date.now) {
@@ -37,42 +47,44 @@ export class MemoryApprovalStore implements ApprovalStore {
   }
 
   async create(held: HeldRequest, idempotencyKey: string | null): Promise<CreateResult> {
-    this.#sweepDropped()
+    this.#forgetDue()
+    const now = this.#now()
     const idemKey = idempotencyKey === null ? null : `${held.agent}\u0000${idempotencyKey}`
     if (idemKey !== null) {
       const existing = this.#idempotency.get(idemKey)
-      if (existing !== undefined && existing.until > this.#now() && this.#entries.has(existing.id))
+      if (existing !== undefined && existing.until > now && this.#entries.has(existing.id))
         return { kind: 'exists', id: existing.id }
     }
-    let pending = 0
-    let agentPending = 0
-    for (const e of this.#entries.values()) {
-      if (e.approval.state !== 'pending') continue
-      pending++
-      if (e.approval.held.agent === held.agent) agentPending++
+    const sameKey = `${held.agent}\u0000${held.digest}`
+    const same = this.#sameRequest.get(sameKey)
+    if (same !== undefined && same.until > now) {
+      const state = this.#entries.get(same.id)?.approval.state
+      if (state !== undefined && JOINABLE_STATES.has(state)) return { kind: 'exists', id: same.id }
     }
-    if (pending >= this.#limits.maxPending) return { kind: 'full' }
-    if (agentPending >= this.#limits.maxPendingPerAgent) return { kind: 'agent_full' }
-    this.#entries.set(held.id, {
+    if (this.#live.pending.size >= this.#limits.maxPending) return { kind: 'full' }
+    if ((this.#pendingByAgent.get(held.agent) ?? 0) >= this.#limits.maxPendingPerAgent) return { kind: 'agent_full' }
+    const entry: Entry = {
       approval: { held, state: 'pending', approvals: [], rejection: null, cancelReason: null, result: null },
-      dropAt: null,
       claimToken: null,
       claimDeadline: 0,
       retrySafe: false,
-    })
+    }
+    this.#entries.set(held.id, entry)
+    this.#enter(entry, 'pending')
     if (idemKey !== null) this.#idempotency.set(idemKey, { id: held.id, until: held.expiresAt + this.#limits.keepMs })
+    this.#sameRequest.set(sameKey, { id: held.id, until: held.expiresAt })
     this.#changed(held.id)
     return { kind: 'created' }
   }
 
   async get(id: string): Promise<Approval | null> {
-    this.#sweepDropped()
+    this.#forgetDue()
     return this.#entries.get(id)?.approval ?? null
   }
 
-  async list(state: 'pending' | 'approved' | 'executing', offset: number, limit: number): Promise<Approval[]> {
+  async list(state: LiveState, offset: number, limit: number): Promise<Approval[]> {
     const out: Approval[] = []
-    for (const e of this.#entries.values()) if (e.approval.state === state) out.push(e.approval)
+    for (const id of this.#live[state]) out.push((this.#entries.get(id) as Entry).approval)
     out.sort((a, b) => a.held.createdAt - b.held.createdAt)
     return out.slice(offset, offset + limit)
   }
@@ -93,20 +105,31 @@ export class MemoryApprovalStore implements ApprovalStore {
       return { kind: 'rejected' }
     }
     const approvals = [...a.approvals, decision.by]
-    const state: ApprovalState = approvals.length >= a.held.required ? 'approved' : 'pending'
-    e.approval = { ...a, approvals, state }
-    this.#changed(id)
-    return { kind: state === 'approved' ? 'approved' : 'recorded' }
+    if (approvals.length < a.held.required) {
+      e.approval = { ...a, approvals }
+      this.#changed(id)
+      return { kind: 'recorded' }
+    }
+    this.#move(e, { ...a, approvals, state: 'approved' })
+    return { kind: 'approved' }
   }
 
   async claim(id: string, token: string, deadlineMs: number, retrySafe: boolean): Promise<boolean> {
     const e = this.#entries.get(id)
     if (e === undefined || e.approval.state !== 'approved') return false
-    e.approval = { ...e.approval, state: 'executing' }
     e.claimToken = token
     e.claimDeadline = deadlineMs
     e.retrySafe = retrySafe
-    this.#changed(id)
+    this.#move(e, { ...e.approval, state: 'executing' })
+    return true
+  }
+
+  async unclaim(id: string, token: string): Promise<boolean> {
+    const e = this.#entries.get(id)
+    if (e === undefined || e.claimToken !== token) return false
+    if (e.approval.state !== 'executing' && e.approval.state !== 'unknown') return false
+    e.claimToken = null
+    this.#move(e, { ...e.approval, state: 'approved' })
     return true
   }
 
@@ -119,6 +142,11 @@ export class MemoryApprovalStore implements ApprovalStore {
     )
       return false
     this.#finish(e, { ...e.approval, state: 'executed', result })
+    // A retry of the same request within the retry window gets this result, never a second execution.
+    this.#sameRequest.set(`${e.approval.held.agent}\u0000${e.approval.held.digest}`, {
+      id,
+      until: this.#now() + this.#limits.retryWindowMs,
+    })
     return true
   }
 
@@ -131,28 +159,28 @@ export class MemoryApprovalStore implements ApprovalStore {
 
   async expireDue(nowMs: number, limit: number): Promise<string[]> {
     const out: string[] = []
-    for (const e of this.#entries.values()) {
+    for (const id of [...this.#live.pending]) {
       if (out.length >= limit) break
-      if (e.approval.state === 'pending' && nowMs >= e.approval.held.expiresAt) {
-        this.#finish(e, { ...e.approval, state: 'expired' })
-        out.push(e.approval.held.id)
-      }
+      const e = this.#entries.get(id) as Entry
+      if (nowMs < e.approval.held.expiresAt) continue
+      this.#finish(e, { ...e.approval, state: 'expired' })
+      out.push(id)
     }
     return out
   }
 
   async abandonStale(nowMs: number, limit: number): Promise<AbandonedClaim[]> {
     const out: AbandonedClaim[] = []
-    for (const e of this.#entries.values()) {
+    for (const id of [...this.#live.executing]) {
       if (out.length >= limit) break
-      if (e.approval.state !== 'executing' || nowMs < e.claimDeadline) continue
+      const e = this.#entries.get(id) as Entry
+      if (nowMs < e.claimDeadline) continue
       if (e.retrySafe) {
-        e.approval = { ...e.approval, state: 'approved' }
-        this.#changed(e.approval.held.id)
-        out.push({ id: e.approval.held.id, outcome: 'retry' })
+        this.#move(e, { ...e.approval, state: 'approved' })
+        out.push({ id, outcome: 'retry' })
       } else {
         this.#finish(e, { ...e.approval, state: 'unknown' })
-        out.push({ id: e.approval.held.id, outcome: 'unknown' })
+        out.push({ id, outcome: 'unknown' })
       }
     }
     return out
@@ -166,12 +194,41 @@ export class MemoryApprovalStore implements ApprovalStore {
 
   async close(): Promise<void> {
     this.#entries.clear()
+    for (const set of Object.values(this.#live)) set.clear()
+    this.#pendingByAgent.clear()
+  }
+
+  /** Moves an entry to another state, keeping the indexes in step. */
+  #move(e: Entry, next: Approval): void {
+    this.#leave(e)
+    e.approval = next
+    this.#enter(e, next.state)
+    this.#changed(next.held.id)
   }
 
   #finish(e: Entry, next: Approval): void {
-    e.approval = next
-    e.dropAt = this.#now() + this.#limits.keepMs
-    this.#changed(next.held.id)
+    this.#move(e, next)
+    this.#dropQueue.push({ id: next.held.id, at: this.#now() + this.#limits.keepMs })
+  }
+
+  #enter(e: Entry, state: ApprovalState): void {
+    if (state !== 'pending' && state !== 'approved' && state !== 'executing') return
+    this.#live[state].add(e.approval.held.id)
+    if (state === 'pending') {
+      const agent = e.approval.held.agent
+      this.#pendingByAgent.set(agent, (this.#pendingByAgent.get(agent) ?? 0) + 1)
+    }
+  }
+
+  #leave(e: Entry): void {
+    const { state, held } = e.approval
+    if (state !== 'pending' && state !== 'approved' && state !== 'executing') return
+    this.#live[state].delete(held.id)
+    if (state === 'pending') {
+      const left = (this.#pendingByAgent.get(held.agent) ?? 1) - 1
+      if (left === 0) this.#pendingByAgent.delete(held.agent)
+      else this.#pendingByAgent.set(held.agent, left)
+    }
   }
 
   #changed(id: string): void {
@@ -181,9 +238,33 @@ export class MemoryApprovalStore implements ApprovalStore {
     })
   }
 
-  #sweepDropped(): void {
+  #forgetDue(): void {
     const now = this.#now()
-    for (const [id, e] of this.#entries) if (e.dropAt !== null && e.dropAt <= now) this.#entries.delete(id)
+    let n = 0
+    while (n < this.#dropQueue.length && (this.#dropQueue[n] as { at: number }).at <= now) {
+      const { id } = this.#dropQueue[n] as { id: string }
+      const e = this.#entries.get(id)
+      // Only a finished entry is forgotten (an unknown one that completed later is finished again, and queued again).
+      if (
+        e !== undefined &&
+        !this.#live.pending.has(id) &&
+        !this.#live.approved.has(id) &&
+        !this.#live.executing.has(id)
+      )
+        this.#entries.delete(id)
+      n++
+    }
+    if (n > 0) this.#dropQueue.splice(0, n)
+    if (this.#idempotency.size > 0 || this.#sameRequest.size > 0) this.#forgetKeys(now)
+  }
+
+  #lastKeySweep = 0
+
+  /** Expired index keys are dropped once a second at most (they are checked for expiry when read anyway). */
+  #forgetKeys(now: number): void {
+    if (now - this.#lastKeySweep < 1_000) return
+    this.#lastKeySweep = now
     for (const [key, v] of this.#idempotency) if (v.until <= now) this.#idempotency.delete(key)
+    for (const [key, v] of this.#sameRequest) if (v.until <= now) this.#sameRequest.delete(key)
   }
 }

@@ -9,19 +9,39 @@
  * approvals, rejection, cancel_reason, claim_token, deadline, result.
  */
 
-/** KEYS: entry, pending, agentPending, idem. ARGV: id, doc, digest, expiresAt, required, maxPending, maxPerAgent, idemTtlMs, channel, useIdem, entryPrefix, agent */
-export const CREATE = `
-if ARGV[10] == '1' then
+/**
+ * A command the caller gave up on (it timed out while Redis stalled) must not act when Redis
+ * resumes: it returns 'late' once the server's clock has passed the caller's deadline, given in
+ * the server's time (the store measures the offset between the clocks).
+ */
+const LATE = `
+local now = redis.call('TIME')
+if tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) > tonumber(ARGV[1]) then return {'late'} end
+`
+
+/** States a repeat of the same request joins (JOINABLE_STATES). */
+const JOINABLE = `local function joinable(st) return st == 'pending' or st == 'approved' or st == 'executing' or st == 'executed' or st == 'unknown' end
+`
+
+/** KEYS: entry, pending, agentPending, idem, same. ARGV: notAfter, id, doc, digest, expiresAt, required, maxPending, maxPerAgent, idemTtlMs, channel, useIdem, entryPrefix, agent, sameTtlMs */
+export const CREATE =
+  LATE +
+  JOINABLE +
+  `
+if ARGV[11] == '1' then
   local existing = redis.call('GET', KEYS[4])
-  if existing and redis.call('EXISTS', ARGV[11] .. existing) == 1 then return {'exists', existing} end
+  if existing and redis.call('EXISTS', ARGV[12] .. existing) == 1 then return {'exists', existing} end
 end
-if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[6]) then return {'full'} end
-if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[7]) then return {'agent_full'} end
-redis.call('HSET', KEYS[1], 'doc', ARGV[2], 'state', 'pending', 'digest', ARGV[3], 'agent', ARGV[12], 'expires_at', ARGV[4], 'required', ARGV[5], 'approvals', '[]')
-redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
-redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
-if ARGV[10] == '1' then redis.call('SET', KEYS[4], ARGV[1], 'PX', ARGV[8]) end
-redis.call('PUBLISH', ARGV[9], ARGV[1])
+local same = redis.call('GET', KEYS[5])
+if same and joinable(redis.call('HGET', ARGV[12] .. same, 'state')) then return {'exists', same} end
+if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[7]) then return {'full'} end
+if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[8]) then return {'agent_full'} end
+redis.call('HSET', KEYS[1], 'doc', ARGV[3], 'state', 'pending', 'digest', ARGV[4], 'agent', ARGV[13], 'expires_at', ARGV[5], 'required', ARGV[6], 'approvals', '[]')
+redis.call('ZADD', KEYS[2], ARGV[5], ARGV[2])
+redis.call('ZADD', KEYS[3], ARGV[5], ARGV[2])
+if ARGV[11] == '1' then redis.call('SET', KEYS[4], ARGV[2], 'PX', ARGV[9]) end
+redis.call('SET', KEYS[5], ARGV[2], 'PX', ARGV[14])
+redis.call('PUBLISH', ARGV[10], ARGV[2])
 return {'created'}
 `
 
@@ -67,23 +87,43 @@ redis.call('PUBLISH', ARGV[8], ARGV[1])
 return {'recorded'}
 `
 
-/** KEYS: entry, approved, executing. ARGV: id, token, deadline, channel, retrySafe(1|0) */
-export const CLAIM = `
+/** KEYS: entry, approved, executing. ARGV: notAfter, id, token, deadline, channel, retrySafe(1|0) */
+export const CLAIM =
+  LATE +
+  `
 if redis.call('HGET', KEYS[1], 'state') ~= 'approved' then return 0 end
-redis.call('HSET', KEYS[1], 'state', 'executing', 'claim_token', ARGV[2], 'deadline', ARGV[3], 'retry_safe', ARGV[5])
-redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
+redis.call('HSET', KEYS[1], 'state', 'executing', 'claim_token', ARGV[3], 'deadline', ARGV[4], 'retry_safe', ARGV[6])
+redis.call('ZREM', KEYS[2], ARGV[2])
+redis.call('ZADD', KEYS[3], ARGV[4], ARGV[2])
+redis.call('PUBLISH', ARGV[5], ARGV[2])
+return 1
+`
+
+/** KEYS: entry, approved, executing. ARGV: id, token, now, channel */
+export const UNCLAIM = `
+local st = redis.call('HGET', KEYS[1], 'state')
+if (st ~= 'executing' and st ~= 'unknown') or redis.call('HGET', KEYS[1], 'claim_token') ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'approved')
+redis.call('HDEL', KEYS[1], 'claim_token', 'deadline', 'retry_safe')
+redis.call('PERSIST', KEYS[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
 redis.call('PUBLISH', ARGV[4], ARGV[1])
 return 1
 `
 
-/** KEYS: entry, executing. ARGV: id, token, resultJson, keepMs, channel */
+/**
+ * KEYS: entry, executing. ARGV: id, token, resultJson, keepMs, channel, samePrefix, retryWindowMs
+ * (the same-request key, prefix .. agent .. ':' .. digest, now points repeats at this result).
+ */
 export const COMPLETE = `
 local st = redis.call('HGET', KEYS[1], 'state')
 if (st ~= 'executing' and st ~= 'unknown') or redis.call('HGET', KEYS[1], 'claim_token') ~= ARGV[2] then return 0 end
 redis.call('HSET', KEYS[1], 'state', 'executed', 'result', ARGV[3])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
+local same = ARGV[6] .. redis.call('HGET', KEYS[1], 'agent') .. ':' .. redis.call('HGET', KEYS[1], 'digest')
+if tonumber(ARGV[7]) > 0 then redis.call('SET', same, ARGV[1], 'PX', ARGV[7]) else redis.call('DEL', same) end
 redis.call('PUBLISH', ARGV[5], ARGV[1])
 return 1
 `

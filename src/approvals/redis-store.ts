@@ -7,6 +7,8 @@
  */
 import { createHash } from 'node:crypto'
 import { Redis } from 'ioredis'
+import { APPROVAL_STATES } from '../audit/record.ts'
+import { ERROR_CATALOG } from '../shared/errors.ts'
 import type { Logger } from '../shared/logger.ts'
 import type { Approval, ApprovalState, ApproverDecision, ExecutionResult, HeldRequest } from './approval.ts'
 import {
@@ -18,7 +20,7 @@ import {
   type DecideResult,
   type StoreLimits,
 } from './approval-store.ts'
-import { ABANDON_STALE, CANCEL, CLAIM, COMPLETE, CREATE, DECIDE, EXPIRE_DUE } from './redis-scripts.ts'
+import { ABANDON_STALE, CANCEL, CLAIM, COMPLETE, CREATE, DECIDE, EXPIRE_DUE, UNCLAIM } from './redis-scripts.ts'
 
 export interface RedisStoreOptions {
   readonly url: string
@@ -35,9 +37,13 @@ export class RedisApprovalStore implements ApprovalStore {
   readonly #p: string
   readonly #channel: string
   readonly #listeners: ((id: string) => void)[] = []
+  readonly #timeoutMs: number
+  /** Redis's clock minus ours, measured on every connect and readiness check; deadlines are given in Redis's time. */
+  #clockOffsetMs = 0
 
   constructor(options: RedisStoreOptions, limits: StoreLimits, log: Logger) {
     this.#limits = limits
+    this.#timeoutMs = options.timeoutMs
     this.#p = options.keyPrefix
     this.#channel = `${options.keyPrefix}events`
     const connection = {
@@ -68,6 +74,7 @@ export class RedisApprovalStore implements ApprovalStore {
     this.#redis.on('ready', () => {
       if (down) log.warn('approval store: Redis reachable again')
       down = false
+      this.#measureClock().catch(() => {})
     })
     this.#subscriber.on('error', () => {}) // reported once through the command connection
     this.#subscriber.on('message', (_channel: string, id: string) => {
@@ -82,8 +89,15 @@ export class RedisApprovalStore implements ApprovalStore {
     const ttl = Math.max(1, held.expiresAt - Date.now() + this.#limits.keepMs)
     const reply = (await this.#run(
       CREATE,
-      [this.#entry(held.id), this.#key('pending'), this.#agentPending(held.agent), this.#key(`idem:${idem}`)],
       [
+        this.#entry(held.id),
+        this.#key('pending'),
+        this.#agentPending(held.agent),
+        this.#key(`idem:${idem}`),
+        this.#same(held.agent, held.digest),
+      ],
+      [
+        this.#notAfter(),
         held.id,
         JSON.stringify(held),
         held.digest,
@@ -96,8 +110,10 @@ export class RedisApprovalStore implements ApprovalStore {
         idem === '' ? '0' : '1',
         this.#key('a:'),
         held.agent,
+        Math.max(1, held.expiresAt - Date.now()),
       ],
     )) as string[]
+    this.#refuseLate(reply)
     if (reply[0] === 'exists') return { kind: 'exists', id: reply[1] as string }
     return { kind: reply[0] as 'created' | 'full' | 'agent_full' }
   }
@@ -147,11 +163,21 @@ export class RedisApprovalStore implements ApprovalStore {
   }
 
   async claim(id: string, token: string, deadlineMs: number, retrySafe: boolean): Promise<boolean> {
+    const reply = await this.#run(
+      CLAIM,
+      [this.#entry(id), this.#key('approved'), this.#key('executing')],
+      [this.#notAfter(), id, token, deadlineMs, this.#channel, retrySafe ? '1' : '0'],
+    )
+    this.#refuseLate(reply)
+    return reply === 1
+  }
+
+  async unclaim(id: string, token: string): Promise<boolean> {
     return (
       (await this.#run(
-        CLAIM,
+        UNCLAIM,
         [this.#entry(id), this.#key('approved'), this.#key('executing')],
-        [id, token, deadlineMs, this.#channel, retrySafe ? '1' : '0'],
+        [id, token, Date.now(), this.#channel],
       )) === 1
     )
   }
@@ -161,7 +187,15 @@ export class RedisApprovalStore implements ApprovalStore {
       (await this.#run(
         COMPLETE,
         [this.#entry(id), this.#key('executing')],
-        [id, token, JSON.stringify(result), this.#limits.keepMs, this.#channel],
+        [
+          id,
+          token,
+          JSON.stringify(result),
+          this.#limits.keepMs,
+          this.#channel,
+          this.#key('same:'),
+          this.#limits.retryWindowMs,
+        ],
       )) === 1
     )
   }
@@ -203,7 +237,25 @@ export class RedisApprovalStore implements ApprovalStore {
   }
 
   async ping(): Promise<void> {
-    await this.#call(() => this.#redis.ping())
+    await this.#measureClock()
+  }
+
+  async #measureClock(): Promise<void> {
+    const before = Date.now()
+    const [seconds, micros] = await this.#call(() => this.#redis.time())
+    const redisMs = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000)
+    this.#clockOffsetMs = redisMs - Math.round((before + Date.now()) / 2)
+  }
+
+  /** The Redis time after which a command sent now must not act: by then this caller has given up on it. */
+  #notAfter(): number {
+    return Date.now() + this.#clockOffsetMs + this.#timeoutMs
+  }
+
+  /** A reply of 'late' arrives only when the clocks drifted since they were measured: the command did nothing. */
+  #refuseLate(reply: unknown): void {
+    if (Array.isArray(reply) && reply[0] === 'late')
+      throw new ApprovalStoreUnavailable('approval store answered after the deadline; nothing was done')
   }
 
   /** Resolves once connected, or after `timeoutMs` (Corridor then starts anyway, failing holds closed until Redis is back). */
@@ -233,6 +285,10 @@ export class RedisApprovalStore implements ApprovalStore {
 
   #entry(id: string): string {
     return `${this.#p}a:${id}`
+  }
+
+  #same(agent: string, digest: string): string {
+    return `${this.#p}same:${agent}:${digest}`
   }
 
   #agentPending(agent: string): string {
@@ -271,10 +327,22 @@ function parseEntry(fields: Record<string, string>): Approval | null {
   if (fields.doc === undefined || fields.state === undefined) return null
   return {
     held: JSON.parse(fields.doc) as HeldRequest,
-    state: fields.state as ApprovalState,
+    state: storedState(fields.state),
     approvals: JSON.parse(fields.approvals ?? '[]') as ApproverDecision[],
     rejection: fields.rejection ? (JSON.parse(fields.rejection) as ApproverDecision) : null,
     cancelReason: fields.cancel_reason ?? null,
-    result: fields.result ? (JSON.parse(fields.result) as ExecutionResult) : null,
+    result: fields.result ? storedResult(JSON.parse(fields.result) as ExecutionResult) : null,
   }
+}
+
+/** A state written by another replica, maybe a newer version: one this version does not know is `unknown`. */
+function storedState(state: string): ApprovalState {
+  return (APPROVAL_STATES as readonly string[]).includes(state) ? (state as ApprovalState) : 'unknown'
+}
+
+/** Likewise an error code this version does not know fails as a bad upstream answer, never as a crash. */
+function storedResult(result: ExecutionResult): ExecutionResult {
+  const code: string | null = result.errorCode
+  if (code === null || code in ERROR_CATALOG) return result
+  return { ...result, errorCode: 'upstream_bad_response' }
 }

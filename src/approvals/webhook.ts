@@ -9,8 +9,9 @@ import { request } from 'undici'
 import type { Logger } from '../shared/logger.ts'
 import type { Approval } from './approval.ts'
 
-export type ApprovalEvent =
-  'held' | 'approved' | 'approval_recorded' | 'rejected' | 'expired' | 'cancelled' | 'executed' | 'unknown'
+import type { ApprovalEvent } from '../audit/record.ts'
+
+export type { ApprovalEvent }
 
 export interface ApprovalNotifier {
   notify(event: ApprovalEvent, approval: Approval): void

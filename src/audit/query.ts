@@ -2,10 +2,15 @@
  * `corridor audit query`: streams the audit file and prints the records that match, so the
  * trail can be searched without loading it whole. Lines that are not records (sink markers, a
  * line cut short by a full disk) are skipped and counted.
+ *
+ * One logical record per request: an intent entry (written before Corridor forwarded, held or
+ * released) is folded into the request record that follows it. An intent with no record after it
+ * means Corridor stopped mid-action; it is printed at the end as a record with outcome
+ * `incomplete`, carrying what the intent knew.
  */
 import { createReadStream } from 'node:fs'
 import { createInterface } from 'node:readline'
-import type { AuditRecord } from './record.ts'
+import { newAuditRecord, type AuditRecord } from './record.ts'
 
 export interface AuditFilter {
   agent?: string | undefined
@@ -37,6 +42,31 @@ export function matchesFilter(record: AuditRecord, f: AuditFilter): boolean {
   return true
 }
 
+/** The fields of an intent entry (see AuditSink.writeIntent). */
+type IntentEntry = Partial<AuditRecord> & { request_id: string; act: string; approval_id: string | null }
+
+function incompleteRecord(intent: IntentEntry): AuditRecord {
+  const { act, approval_id, ...known } = intent
+  return {
+    ...newAuditRecord(intent.request_id, Date.parse(intent.time ?? '') || 0, intent.method ?? '', intent.path ?? ''),
+    ...known,
+    type: 'request',
+    approval: approval_id === null ? null : { ...EMPTY_LINK, id: approval_id },
+    outcome: 'incomplete',
+    error_detail: `intent '${act}' written, no outcome recorded (Corridor stopped mid-action)`,
+  }
+}
+
+const EMPTY_LINK = {
+  id: '',
+  state: 'unknown',
+  digest: '',
+  held_request_id: '',
+  executed_request_id: null,
+  approved_by: [],
+  rejected_by: null,
+} as const
+
 export async function queryAudit(
   file: string,
   filter: AuditFilter,
@@ -44,6 +74,8 @@ export async function queryAudit(
 ): Promise<{ matched: number; unreadable: number }> {
   let matched = 0
   let unreadable = 0
+  // Intents whose request record has not been read yet; nearly all are met within a few lines.
+  const intents = new Map<string, IntentEntry>()
   const lines = createInterface({ input: createReadStream(file, { encoding: 'utf8' }), crlfDelay: Infinity })
   for await (const line of lines) {
     if (line === '') continue
@@ -55,7 +87,12 @@ export async function queryAudit(
       continue
     }
     const record = value as AuditRecord
-    const event = value as { type?: string; approval_id?: string }
+    const event = value as { type?: string; approval_id?: string; request_id?: unknown }
+    if (event.type === 'intent') {
+      if (typeof event.request_id === 'string') intents.set(event.request_id, value as IntentEntry)
+      continue
+    }
+    if (typeof record.request_id === 'string') intents.delete(record.request_id)
     if (filter.approval !== undefined && event.type === 'approval') {
       if (event.approval_id !== filter.approval) continue
       onRecord(record)
@@ -70,5 +107,13 @@ export async function queryAudit(
     if (filter.limit !== undefined && matched >= filter.limit) break
   }
   lines.close()
+  for (const intent of intents.values()) {
+    if (filter.limit !== undefined && matched >= filter.limit) break
+    const record = incompleteRecord(intent)
+    if (filter.approval !== undefined ? record.approval?.id !== filter.approval : !matchesFilter(record, filter))
+      continue
+    onRecord(record)
+    matched++
+  }
   return { matched, unreadable }
 }

@@ -18,6 +18,10 @@ export type Outcome =
   | 'client_aborted' // the agent went away before the response completed
   | 'released' // the agent collected the result of its approved request (forwarded once, in its own record)
   | 'served' // Corridor answered it itself (the error reference); nothing was forwarded
+  | 'incomplete' // shown by queries only: an intent entry with no record after it (Corridor stopped mid-action)
+
+/** What Corridor is about to do when it writes an intent entry: forward, hold for approval, release an approval. */
+export type Act = 'forward' | 'hold' | 'release'
 
 export interface AuditRecord {
   /** Written by the sink as the record's first field; absent on records still being built. */
@@ -60,9 +64,35 @@ export interface AuditRecord {
   outcome: Outcome
 }
 
+/** Where an approval stands (its audit records and its store say the same words). */
+export const APPROVAL_STATES = [
+  'pending', // waiting for approvers
+  'approved', // enough approvals; not yet claimed for execution
+  'executing', // claimed by one replica, which is forwarding it now
+  'executed', // forwarded once; the result is kept for the result window
+  'rejected',
+  'expired',
+  'cancelled', // the policy no longer permits it, or the agent was suspended
+  'unknown', // the executing replica vanished mid-forward: it was sent at most once, never again
+] as const
+export type ApprovalState = (typeof APPROVAL_STATES)[number]
+
+/** A step in an approval's life, as audit events and webhook notifications name it. */
+export const APPROVAL_EVENTS = [
+  'held',
+  'approved',
+  'approval_recorded',
+  'rejected',
+  'expired',
+  'cancelled',
+  'executed',
+  'unknown',
+] as const
+export type ApprovalEvent = (typeof APPROVAL_EVENTS)[number]
+
 export interface ApprovalLink {
   id: string
-  state: string
+  state: ApprovalState
   digest: string
   /** The request that was held (its own record has outcome `held`). */
   held_request_id: string
@@ -77,7 +107,7 @@ export interface ApprovalAuditEvent {
   type: 'approval'
   v: 1
   time: string
-  event: string
+  event: ApprovalEvent
   approval_id: string
   held_request_id: string
   agent: string
@@ -85,7 +115,7 @@ export interface ApprovalAuditEvent {
   action: string | null
   digest: string
   policy_version: string
-  state: string
+  state: ApprovalState
   by: string | null
   by_groups: readonly string[] | null
   via: string | null

@@ -1,7 +1,10 @@
 /**
  * Where audit records go. The file sink writes each record as one JSON line with a synchronous
  * write (so the record is in the kernel before the request is finished), separate from the
- * operational log. Records are plain data, so JSON.stringify is the whole serializer (pino's
+ * operational log. Before Corridor forwards, holds or releases anything it writes an intent
+ * entry (the record so far: who, what, the decision, the credential lease) and acts only if that
+ * write succeeded; the request record follows with the outcome, under the same request id. A
+ * crash mid-forward thus leaves the intent in the trail, and queries show it as `incomplete`. Records are plain data, so JSON.stringify is the whole serializer (pino's
  * per-field path cost ~5% of a small request's CPU). When a write fails the sink turns unhealthy, and the pipeline refuses
  * to forward anything until a probe write succeeds again: Corridor does not act unaudited
  * (Vault's blocked-audit-device rule).
@@ -10,13 +13,18 @@ import { closeSync, mkdirSync, openSync, writeSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { CorridorError } from '../shared/errors.ts'
 import type { Logger } from '../shared/logger.ts'
-import type { ApprovalAuditEvent, AuditRecord } from './record.ts'
+import type { Act, ApprovalAuditEvent, AuditRecord } from './record.ts'
 
 export interface AuditSink {
   /** False while records cannot be written; nothing may be forwarded then. */
   readonly healthy: boolean
   /** Writes one record. Returns false if it could not be written (the record then goes to the operational log). */
   write(record: AuditRecord): boolean
+  /**
+   * Writes the intent entry of an act about to be taken; throws audit_unavailable when it cannot,
+   * and the act is then not taken.
+   */
+  writeIntent(record: AuditRecord, act: Act, approvalId: string | null): void
   /** Writes an approval lifecycle event (decision, expiry, cancellation) to the same trail. */
   writeEvent(event: ApprovalAuditEvent): boolean
   close(): void
@@ -49,6 +57,41 @@ export class FileAuditSink implements AuditSink {
       this.#fail(err, record)
       return false
     }
+  }
+
+  writeIntent(record: AuditRecord, act: Act, approvalId: string | null): void {
+    const { request_id, time, v, ...rest } = record
+    // What is known before acting; the outcome fields belong to the request record that follows.
+    const intent = {
+      type: 'intent',
+      v,
+      request_id,
+      time,
+      intent_time: new Date().toISOString(),
+      act,
+      approval_id: approvalId ?? record.approval?.id ?? null,
+      agent: rest.agent,
+      user: rest.user,
+      intent: rest.intent,
+      task_id: rest.task_id,
+      connector: rest.connector,
+      action: rest.action,
+      risk: rest.risk,
+      method: rest.method,
+      path: rest.path,
+      query: rest.query,
+      decision: rest.decision,
+      rule: rest.rule,
+      reason: rest.reason,
+      policy_version: rest.policy_version,
+      approvers: rest.approvers,
+      credential: rest.credential,
+    }
+    if (!this.#healthy || !this.#tryWrite(JSON.stringify(intent) + '\n'))
+      throw new CorridorError(
+        'audit_unavailable',
+        'the audit trail cannot be written; nothing is forwarded until it can',
+      )
   }
 
   writeEvent(event: ApprovalAuditEvent): boolean {

@@ -124,6 +124,11 @@ export const corridorFileSchema = strict(
       wait: duration().optional().describe('How long a held call waits for a decision, at most 55s (default 25s)'),
       expires_after: duration().optional(),
       keep_results: duration().optional(),
+      retry_window: duration()
+        .optional()
+        .describe(
+          'How long after it ran a repeat of the same held request gets its result instead of a new hold (default 10m; 0: never)',
+        ),
       max_held_connections: wholeNumber(1, Number.MAX_SAFE_INTEGER).optional(),
       max_pending: wholeNumber(1, Number.MAX_SAFE_INTEGER).optional(),
       max_pending_per_agent: wholeNumber(1, Number.MAX_SAFE_INTEGER).optional(),

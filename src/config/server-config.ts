@@ -61,6 +61,8 @@ export interface ApprovalsConfig {
   readonly expiresAfterMs: number
   /** How long a finished approval and its upstream response are kept for the agent to collect. */
   readonly keepResultsMs: number
+  /** How long after it ran a repeat of the same held request (same agent, same digest) gets its result, not a new hold. */
+  readonly retryWindowMs: number
   readonly maxHeldConnections: number
   readonly maxPending: number
   readonly maxPendingPerAgent: number
@@ -76,6 +78,7 @@ export const DEFAULT_APPROVALS: ApprovalsConfig = {
   waitMs: 25_000,
   expiresAfterMs: 3_600_000,
   keepResultsMs: 86_400_000,
+  retryWindowMs: 600_000,
   maxHeldConnections: 256,
   maxPending: 50_000,
   maxPendingPerAgent: 1_000,
@@ -308,6 +311,7 @@ function readApprovals(r: YamlReader, f: ApprovalsFile): ApprovalsConfig {
     waitMs: f.wait ?? d.waitMs,
     expiresAfterMs: f.expires_after ?? d.expiresAfterMs,
     keepResultsMs: f.keep_results ?? d.keepResultsMs,
+    retryWindowMs: f.retry_window ?? d.retryWindowMs,
     maxHeldConnections: f.max_held_connections ?? d.maxHeldConnections,
     maxPending: f.max_pending ?? d.maxPending,
     maxPendingPerAgent: f.max_pending_per_agent ?? d.maxPendingPerAgent,

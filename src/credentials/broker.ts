@@ -11,9 +11,9 @@ import { EnvCredentialSource, FileCredentialSource } from './embedded-sources.ts
 import type { LeaseProvider } from './lease-cache.ts'
 import type { CredentialScope } from '../registry/connectors.ts'
 import { LeasingSource } from './leasing-source.ts'
-import { OAuth2Error, OAuth2Provider } from './oauth2-source.ts'
+import { OAuth2Error, OAuth2Provider, type OAuth2ErrorCode } from './oauth2-source.ts'
 import type { CredentialSource, HeldCredential } from './source.ts'
-import { VaultError } from './vault/vault-client.ts'
+import { VaultError, type VaultErrorCode } from './vault/vault-client.ts'
 import type { VaultSession } from './vault/vault-session.ts'
 import {
   VaultDynamicProvider,
@@ -168,7 +168,9 @@ function unconfiguredVault(connector: Connector): CredentialSource {
 }
 
 /** The audit-safe reason a credential could not be issued: vault_sealed, vault_timeout, oauth2_refused… */
-export function credentialFailureCode(err: unknown): string {
+export type CredentialFailureCode = VaultErrorCode | OAuth2ErrorCode | 'credential_timeout' | 'credential_source_error'
+
+export function credentialFailureCode(err: unknown): CredentialFailureCode {
   const cause = isCorridorError(err) && err.cause !== undefined ? err.cause : err
   if (cause instanceof VaultError || cause instanceof OAuth2Error) return cause.code
   if (cause instanceof DOMException && (cause.name === 'TimeoutError' || cause.name === 'AbortError'))

@@ -21,11 +21,19 @@ export interface OAuth2Spec {
   readonly timeoutMs: number
 }
 
+/** Stable, audit-safe reasons a token could not be obtained. */
+export type OAuth2ErrorCode =
+  | 'oauth2_client_secret_missing'
+  | 'oauth2_invalid_response'
+  | 'oauth2_timeout'
+  | 'oauth2_unreachable'
+  | 'oauth2_refused'
+
 export class OAuth2Error extends Error {
   override name = 'OAuth2Error'
-  readonly code: string
+  readonly code: OAuth2ErrorCode
 
-  constructor(code: string, message: string) {
+  constructor(code: OAuth2ErrorCode, message: string) {
     super(message)
     this.code = code
   }

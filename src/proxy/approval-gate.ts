@@ -11,7 +11,7 @@ import type { Approval, HeldRequest } from '../approvals/approval.ts'
 import type { ApprovalService } from '../approvals/approval-service.ts'
 import { approvalLink } from '../approvals/audit-link.ts'
 import type { AuditRecord } from '../audit/record.ts'
-import { CorridorError, ERROR_CATALOG, type ErrorCode } from '../shared/errors.ts'
+import { CorridorError } from '../shared/errors.ts'
 
 export const APPROVAL_STATUS_PREFIX = '/_corridor/approvals/'
 const RETRY_AFTER_SEC = 5
@@ -199,11 +199,8 @@ function replay(res: ServerResponse, record: AuditRecord, approval: Approval): v
   if (result === null) throw new CorridorError('internal', 'approval executed without a result')
   record.upstream_status = result.status === 0 ? null : result.status
   if (result.errorCode !== null) {
-    // Stored by another replica, maybe another version: an unknown code still fails as a 502, never as a crash.
-    const code: ErrorCode =
-      result.errorCode in ERROR_CATALOG ? (result.errorCode as ErrorCode) : 'upstream_bad_response'
     throw new CorridorError(
-      code,
+      result.errorCode,
       `the approved request was forwarded once and failed (${result.errorCode}); it will not be sent again`,
       {
         details: { approval_id: approval.held.id, upstream_status: result.status === 0 ? undefined : result.status },

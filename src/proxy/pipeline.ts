@@ -186,9 +186,9 @@ async function handle(
     )
   }
   if (decision.effect === 'require_approval') {
-    // A hold is an action too: it is not taken while it cannot be audited.
-    assertAuditable(deps.audit)
+    // A hold is an action too: it is not taken unless the trail already says it is about to be.
     const held = heldRequest(deps, request, req.headers.host, record, agent, user, decision, now)
+    deps.audit.writeIntent(record, 'hold', held.id)
     return holdForApproval(
       deps.approvals,
       deps.approvalWaitMs,
@@ -228,6 +228,8 @@ async function handle(
     throw new ClientAbortedError()
   }
   if (credential !== null) record.credential = { reference: credential.reference, lease_id: credential.leaseId }
+  // Nothing leaves unless the trail already says it is about to (finish() releases the credential if this throws).
+  deps.audit.writeIntent(record, 'forward', null)
 
   // 8. Forward exactly the canonical request; the response is masked of the credential placed in it.
   const upstreamStarted = performance.now()

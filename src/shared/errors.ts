@@ -195,7 +195,8 @@ export const ERROR_CATALOG = {
   approval_unavailable: {
     status: 503,
     title: 'Approval queue unavailable',
-    action: 'Retry shortly: the approval queue cannot be reached; nothing was queued.',
+    action:
+      'Retry the same request shortly. If details.approval_id is given, the hold may have been recorded under that id: the same request joins it rather than opening another.',
   },
   approval_capacity: {
     status: 503,

@@ -12,7 +12,7 @@ import { RedisApprovalStore } from '../../src/approvals/redis-store.ts'
 import { createLogger } from '../../src/shared/logger.ts'
 import { startRedis, type RedisProcess } from '../helpers/redis-process.ts'
 
-const limits: StoreLimits = { maxPending: 5, maxPendingPerAgent: 3, keepMs: 60_000 }
+const limits: StoreLimits = { maxPending: 5, maxPendingPerAgent: 3, keepMs: 60_000, retryWindowMs: 60_000 }
 const silent = createLogger('silent')
 
 function held(overrides: Partial<HeldRequest> = {}): HeldRequest {
@@ -23,7 +23,8 @@ function held(overrides: Partial<HeldRequest> = {}): HeldRequest {
     upstreamPath: '/v1/refunds',
     query: '',
     headers: [['content-type', 'application/json']] as const,
-    bodyBase64: Buffer.from('{"amount":9000}').toString('base64'),
+    // Every held request differs (a repeat of the same one joins its approval; that is tested on its own).
+    bodyBase64: Buffer.from(`{"amount":9000,"order":"${randomUUID()}"}`).toString('base64'),
   }
   const now = Date.now()
   return {
@@ -253,6 +254,54 @@ describe.each(kinds)('%s approval store', (_name, make) => {
     expect((await store.get(h.id))?.state).toBe('executed')
   })
 
+  it('joins a repeat of the same request to its open approval, and after it ran gives the repeat its result', async () => {
+    const first = held()
+    expect(await store.create(first, null)).toEqual({ kind: 'created' })
+    // Same agent, same request (another id, as every attempt gets): the open approval, never a second one.
+    const repeat = { ...first, id: 'apr_' + randomUUID(), heldRequestId: randomUUID() }
+    expect(await store.create(repeat, null)).toEqual({ kind: 'exists', id: first.id })
+    // Another agent sending the same bytes has its own approval.
+    const otherAgent = { ...repeat, id: 'apr_' + randomUUID(), agent: 'other-bot' }
+    expect(await store.create(otherAgent, null)).toEqual({ kind: 'created' })
+    await store.decide(first.id, { approve: true, by: by('alice'), digest: null }, Date.now())
+    expect(await store.create({ ...repeat, id: 'apr_' + randomUUID() }, null)).toEqual({ kind: 'exists', id: first.id })
+    expect(await store.claim(first.id, 'tok', Date.now() + 60_000, false)).toBe(true)
+    const result = {
+      status: 201,
+      headers: {},
+      bodyBase64: '',
+      errorCode: null,
+      executedRequestId: 'r',
+      completedAt: Date.now(),
+    }
+    expect(await store.complete(first.id, 'tok', result)).toBe(true)
+    expect(await store.create({ ...repeat, id: 'apr_' + randomUUID() }, null)).toEqual({ kind: 'exists', id: first.id })
+    // A rejected request may be asked for again: that is a new approval.
+    const refused = held()
+    await store.create(refused, null)
+    await store.decide(refused.id, { approve: false, by: by('alice'), digest: null }, Date.now())
+    expect(await store.create({ ...refused, id: 'apr_' + randomUUID() }, null)).toEqual({ kind: 'created' })
+  })
+
+  it('gives a claim back only to its holder, from executing or from unknown', async () => {
+    const h = held()
+    await store.create(h, null)
+    await store.decide(h.id, { approve: true, by: by('alice'), digest: null }, Date.now())
+    expect(await store.claim(h.id, 'mine', Date.now() + 60_000, false)).toBe(true)
+    expect(await store.unclaim(h.id, 'theirs')).toBe(false)
+    expect(await store.unclaim(h.id, 'mine')).toBe(true)
+    expect((await store.get(h.id))?.state).toBe('approved')
+    expect((await store.list('approved', 0, 100)).map((a) => a.held.id)).toContain(h.id)
+    // The sweep called a claim unknown (its deadline passed); its holder knows it sent nothing.
+    expect(await store.claim(h.id, 'again', Date.now() - 1, false)).toBe(true)
+    expect(await store.abandonStale(Date.now(), 100)).toEqual(
+      expect.arrayContaining([{ id: h.id, outcome: 'unknown' }]),
+    )
+    expect(await store.unclaim(h.id, 'again')).toBe(true)
+    expect((await store.get(h.id))?.state).toBe('approved')
+    expect(await store.claim(h.id, 'last', Date.now() + 60_000, false)).toBe(true)
+  })
+
   it('cancels pending and approved approvals but not executing ones, and reports every change', async () => {
     const changed: string[] = []
     store.onChange((id) => changed.push(id))
@@ -293,6 +342,44 @@ describe('redis approval store durability', () => {
     expect((await store.get(pending.id))?.state).toBe('pending')
     expect((await store.get(approved.id))?.state).toBe('approved')
     expect((await store.get(approved.id))?.held).toEqual(approved)
+  })
+})
+
+describe('redis approval store under a stalled Redis (SIGSTOP)', () => {
+  it('a create or a claim the caller gave up on does nothing when Redis resumes; an unclaim sent after it runs after it', async () => {
+    const store = new RedisApprovalStore(
+      { url: redis.url, keyPrefix: `stall${randomUUID().slice(0, 8)}:`, timeoutMs: 200 },
+      limits,
+      silent,
+    )
+    stores.push(store)
+    await waitUntilReady(store)
+    const approved = held()
+    await store.create(approved, null)
+    await store.decide(approved.id, { approve: true, by: by('alice'), digest: null }, Date.now())
+
+    const phantom = held()
+    redis.pause()
+    try {
+      await expect(store.create(phantom, null)).rejects.toThrow(/approval store unavailable/)
+      await expect(store.claim(approved.id, 'gave-up', Date.now() + 60_000, false)).rejects.toThrow(
+        /approval store unavailable/,
+      )
+      // What a releasing replica does after a claim times out: take it back (queued behind the claim).
+      const unclaim = store.unclaim(approved.id, 'gave-up').catch(() => false)
+      await new Promise((r) => setTimeout(r, 400)) // past every deadline the caller gave
+      redis.resume()
+      await unclaim
+    } finally {
+      redis.resume()
+    }
+    await waitUntilReady(store)
+    // The commands ran at resume, found their deadline passed and did nothing.
+    expect(await store.get(phantom.id)).toBeNull()
+    expect((await store.list('pending', 0, 100)).map((a) => a.held.id)).not.toContain(phantom.id)
+    const after = await store.get(approved.id)
+    expect(after?.state).toBe('approved')
+    expect(await store.claim(approved.id, 'next', Date.now() + 60_000, false)).toBe(true)
   })
 })
 

@@ -15,6 +15,10 @@ export interface RedisProcess {
   start(): Promise<void>
   /** SIGKILL: no shutdown save, only what the AOF already holds survives. */
   kill(): Promise<void>
+  /** SIGSTOP: Redis stalls, its sockets stay open, commands queue on them and run at resume. */
+  pause(): void
+  /** SIGCONT. */
+  resume(): void
   stop(): Promise<void>
 }
 
@@ -62,10 +66,17 @@ export async function startRedis(): Promise<RedisProcess> {
     })
   }
 
+  const signal = (name: NodeJS.Signals): void => {
+    if (child === null || child.exitCode !== null) throw new Error(`redis-server is not running (${name})`)
+    child.kill(name)
+  }
+
   const kill = async (signal: NodeJS.Signals = 'SIGKILL'): Promise<void> => {
     const proc = child
     child = null
     if (proc === null || proc.exitCode !== null) return
+    // A stopped process only acts on SIGTERM once continued.
+    proc.kill('SIGCONT')
     await new Promise<void>((resolve) => {
       proc.once('exit', () => resolve())
       proc.kill(signal)
@@ -78,6 +89,8 @@ export async function startRedis(): Promise<RedisProcess> {
     port,
     start,
     kill: () => kill('SIGKILL'),
+    pause: () => signal('SIGSTOP'),
+    resume: () => signal('SIGCONT'),
     async stop() {
       await kill('SIGTERM')
       rmSync(dir, { recursive: true, force: true })

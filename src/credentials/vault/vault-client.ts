@@ -48,10 +48,12 @@ export type VaultErrorKind =
   | 'invalid_response'
   | 'misconfigured'
 
+/** Stable, audit-safe: vault_sealed, vault_timeout, vault_permission_denied… */
+export type VaultErrorCode = `vault_${VaultErrorKind}`
+
 export class VaultError extends Error {
   override name = 'VaultError'
-  /** Stable, audit-safe: vault_sealed, vault_timeout, vault_permission_denied… */
-  readonly code: string
+  readonly code: VaultErrorCode
   readonly kind: VaultErrorKind
   readonly status: number | null
   /** For a 404 that carries an envelope (a deleted KV version). */
