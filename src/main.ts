@@ -23,6 +23,7 @@ import { createAgentServer } from './proxy/agent-server.ts'
 import { Upstreams } from './forwarding/upstreams.ts'
 import { createParserRefusals } from './proxy/parser-refusals.ts'
 import { createPipeline } from './proxy/pipeline.ts'
+import { Lifecycle } from './shared/lifecycle.ts'
 import type { Logger } from './shared/logger.ts'
 
 export interface RunningCorridor {
@@ -105,7 +106,9 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
   const approvalService = approvals
   policies.onChange((bundle) => void approvalService.recheckAll(bundle))
 
+  const lifecycle = new Lifecycle()
   const pipeline = createPipeline({
+    lifecycle,
     policies,
     identifier,
     credentials,
@@ -118,9 +121,14 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
     approvalWaitMs: config.approvals.waitMs,
     approvalExpiresMs: config.approvals.expiresAfterMs,
   })
-  const agentServer = createAgentServer(config.limits, pipeline, createParserRefusals({ audit, now: Date.now }))
+  const agentServer = createAgentServer(
+    config.limits,
+    pipeline,
+    createParserRefusals({ audit, now: Date.now }),
+    lifecycle,
+  )
   const approvalsApi = createApprovalsApi(approvals, new ApproverAuthenticator(config.approverJwt), policies, log)
-  const adminServer = createAdminServer(policies, audit, approvals, approvalsApi)
+  const adminServer = createAdminServer(policies, audit, approvals, approvalsApi, lifecycle)
 
   const reusePort = options.reusePort ?? false
   await listen(agentServer, config.listen.host, config.listen.port, reusePort)
@@ -136,12 +144,26 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
     audit,
     approvals,
     async close() {
+      // 1. Readiness fails at once; the listener keeps accepting for the configured delay.
+      lifecycle.drain()
       policies.close()
-      await approvalService.answerWaitingCalls(2_000)
+      const { graceMs, delayMs } = config.shutdown
+      if (delayMs > 0) await new Promise((r) => setTimeout(r, delayMs))
+      // 2. No new connections; idle keep-alive ones close; answers in flight carry Connection: close.
+      const agentClosed = new Promise<void>((r) => agentServer.close(() => r()))
       agentServer.closeIdleConnections()
-      await Promise.all([closeServer(agentServer), closeServer(adminServer)])
-      // Releases in flight finish (bounded) before their upstream pools and credentials go away.
-      await approvalService.close()
+      const deadline = Date.now() + graceMs
+      log.info({ inFlight: lifecycle.inFlight, graceMs }, 'draining: no new connections, finishing what is in flight')
+      // 3. Held calls get their 202 now (the approval goes on); requests and releases in flight finish within the grace,
+      //    releases storing their results while the store is still open.
+      await approvalService.answerWaitingCalls(Math.min(2_000, graceMs))
+      await Promise.all([lifecycle.whenIdle(deadline), approvalService.close(deadline)])
+      // 4. What is still in flight is cut, and recorded as cut by the shutdown.
+      lifecycle.cut()
+      if (lifecycle.inFlight > 0)
+        log.warn({ inFlight: lifecycle.inFlight }, 'shutdown grace over: cutting requests in flight')
+      agentServer.closeAllConnections()
+      await Promise.all([agentClosed, closeServer(adminServer)])
       await store.close()
       await upstreams.close()
       // Leases first (they need Corridor's Vault token), then the token itself.
@@ -173,6 +195,7 @@ async function approvalStore(config: ApprovalsConfig, env: StartOptions['env'], 
       url: resolveValue(config.redis.url, env, 'approvals.redis'),
       keyPrefix: config.redis.keyPrefix,
       timeoutMs: config.redis.timeoutMs,
+      withoutPersistence: config.redis.withoutPersistence,
     },
     limits,
     log,

@@ -7,6 +7,7 @@ import { createServer, type Server } from 'node:http'
 import type { ApprovalService } from '../approvals/approval-service.ts'
 import type { AuditSink } from '../audit/sink.ts'
 import type { PolicyStore } from '../policy/reloader.ts'
+import type { Lifecycle } from '../shared/lifecycle.ts'
 import type { ApprovalsApi } from './approvals-api.ts'
 
 export function createAdminServer(
@@ -14,6 +15,7 @@ export function createAdminServer(
   audit: AuditSink,
   approvals: ApprovalService,
   approvalsApi: ApprovalsApi,
+  lifecycle: Lifecycle,
 ): Server {
   return createServer((req, res) => {
     if (approvalsApi.handle(req, res)) return
@@ -32,8 +34,15 @@ export function createAdminServer(
     if (url === '/healthz') return send(200, { status: 'ok', pid: process.pid })
     if (url === '/readyz') {
       // The approval queue is reported but does not decide readiness: without it only holds fail, every other request still works.
+      // Draining: not ready, at once, so that load balancers stop sending before the listener closes.
+      if (lifecycle.phase !== 'serving') return send(503, { ready: false, draining: true })
       void approvals.ping().then((queue) => {
-        const checks = { policy: policies.current !== null, audit: audit.healthy, approval_queue: queue }
+        const checks = {
+          policy: policies.current !== null,
+          audit: audit.healthy,
+          approval_queue: queue.reachable,
+          approval_queue_persistence: queue.persistence,
+        }
         send(checks.policy && checks.audit ? 200 : 503, { ready: checks.policy && checks.audit, checks })
       })
       return

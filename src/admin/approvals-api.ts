@@ -23,6 +23,8 @@ import type { Logger } from '../shared/logger.ts'
 
 const MAX_BODY = 16 * 1024
 const MAX_REASON = 1_000
+/** How many approvals are read from the store at a time while paging over the visible ones. */
+const SCAN_PAGE = 500
 const ROUTE = /^\/approvals(?:\/([A-Za-z0-9_-]{1,100})(?:\/(approve|reject))?)?$/
 
 export interface ApprovalsApi {
@@ -48,12 +50,18 @@ export function createApprovalsApi(
         throw new CorridorError('bad_request', 'state is pending, approved or executing')
       const offset = Math.max(0, Number(url.searchParams.get('offset') ?? 0) || 0)
       const limit = Math.min(500, Math.max(1, Number(url.searchParams.get('limit') ?? 50) || 50))
-      const page = await approvals.list(state, offset, limit)
+      // Paged over what this approver may see, so that neither the page nor `more` tells anything of other groups' queues.
+      const visible: Approval[] = []
+      for (let from = 0; visible.length <= offset + limit; from += SCAN_PAGE) {
+        const page = await approvals.list(state, from, SCAN_PAGE)
+        for (const a of page) if (mayView(approver, a.held)) visible.push(a)
+        if (page.length < SCAN_PAGE) break
+      }
       return send(res, 200, {
-        approvals: page.filter((a) => mayView(approver, a.held)).map(summary),
+        approvals: visible.slice(offset, offset + limit).map(summary),
         offset,
         limit,
-        more: page.length === limit,
+        more: visible.length > offset + limit,
       })
     }
     if (verb === undefined) {

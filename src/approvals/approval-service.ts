@@ -12,7 +12,7 @@ import type { PolicyStore } from '../policy/reloader.ts'
 import { CorridorError } from '../shared/errors.ts'
 import type { Logger } from '../shared/logger.ts'
 import { isTerminal, type Approval, type HeldRequest } from './approval.ts'
-import { ApprovalStoreUnavailable, type ApprovalStore } from './approval-store.ts'
+import { ApprovalStoreUnavailable, type ApprovalStore, type Persistence } from './approval-store.ts'
 import { approvalEvent } from './audit-link.ts'
 import { mayView, whyIneligible, type ApproverIdentity } from './eligibility.ts'
 import type { ApprovalExecutor } from './executor.ts'
@@ -55,12 +55,13 @@ export class ApprovalService {
   }
 
   /** Whether the store answers now (readiness report). */
-  async ping(): Promise<boolean> {
+  /** Whether the store answers now, and what survives a restart of it. */
+  async ping(): Promise<{ reachable: boolean; persistence: Persistence }> {
     try {
       await this.#d.store.ping()
-      return true
+      return { reachable: true, persistence: this.#d.store.persistence }
     } catch {
-      return false
+      return { reachable: false, persistence: this.#d.store.persistence }
     }
   }
 
@@ -265,10 +266,11 @@ export class ApprovalService {
     while (this.#heldConnections > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10))
   }
 
-  async close(): Promise<void> {
+  /** Stops sweeping and lets releases in flight finish until `deadline` (ms since the epoch). */
+  async close(deadline = Date.now() + 5_000): Promise<void> {
     clearInterval(this.#sweeper)
     await this.answerWaitingCalls(0)
-    await this.#d.executor.drain(5_000)
+    await this.#d.executor.drain(Math.max(0, deadline - Date.now()))
   }
 
   async #sweep(): Promise<void> {

@@ -63,9 +63,18 @@ export interface ApproverVerdict {
   readonly digest: string | null
 }
 
+/**
+ * What survives a restart of the store's backend: `always` (append-only file, fsync on every
+ * write), `everysec` (up to a second lost), `none` (nothing: held approvals vanish), `memory`
+ * (the in-memory store), or `unknown` (the backend does not say, e.g. CONFIG is disabled).
+ */
+export type Persistence = 'always' | 'everysec' | 'no-fsync' | 'none' | 'memory' | 'unknown'
+
 export interface ApprovalStore {
   /** False for the in-memory store: its approvals die with the process. */
   readonly durable: boolean
+  /** As last measured (at every connect and readiness check). */
+  readonly persistence: Persistence
   /**
    * Persists a new pending approval. An existing approval wins: the same agent's with the same
    * idempotency key, else the same agent's open one for the same request (same digest), or its

@@ -30,6 +30,7 @@ type LiveState = 'pending' | 'approved' | 'executing'
 
 export class MemoryApprovalStore implements ApprovalStore {
   readonly durable = false
+  readonly persistence = 'memory'
   readonly #limits: StoreLimits
   readonly #now: () => number
   readonly #entries = new Map<string, Entry>()

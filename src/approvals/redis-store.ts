@@ -13,6 +13,7 @@ import type { Logger } from '../shared/logger.ts'
 import type { Approval, ApprovalState, ApproverDecision, ExecutionResult, HeldRequest } from './approval.ts'
 import {
   ApprovalStoreUnavailable,
+  type Persistence,
   type AbandonedClaim,
   type ApprovalStore,
   type CreateResult,
@@ -27,6 +28,11 @@ export interface RedisStoreOptions {
   readonly keyPrefix: string
   /** Bound on every Redis command (and on connecting). */
   readonly timeoutMs: number
+  /**
+   * What to do when Redis keeps no append-only file (a restart loses every held approval): `warn`
+   * (log it loudly, show it on readiness) or `refuse` (holds fail closed until it does).
+   */
+  readonly withoutPersistence: 'warn' | 'refuse'
 }
 
 export class RedisApprovalStore implements ApprovalStore {
@@ -40,10 +46,15 @@ export class RedisApprovalStore implements ApprovalStore {
   readonly #timeoutMs: number
   /** Redis's clock minus ours, measured on every connect and readiness check; deadlines are given in Redis's time. */
   #clockOffsetMs = 0
+  #persistence: Persistence = 'unknown'
+  readonly #withoutPersistence: 'warn' | 'refuse'
+  readonly #log: Logger
 
   constructor(options: RedisStoreOptions, limits: StoreLimits, log: Logger) {
     this.#limits = limits
     this.#timeoutMs = options.timeoutMs
+    this.#withoutPersistence = options.withoutPersistence
+    this.#log = log
     this.#p = options.keyPrefix
     this.#channel = `${options.keyPrefix}events`
     const connection = {
@@ -75,6 +86,7 @@ export class RedisApprovalStore implements ApprovalStore {
       if (down) log.warn('approval store: Redis reachable again')
       down = false
       this.#measureClock().catch(() => {})
+      this.#checkPersistence().catch(() => {})
     })
     this.#subscriber.on('error', () => {}) // reported once through the command connection
     this.#subscriber.on('message', (_channel: string, id: string) => {
@@ -83,7 +95,15 @@ export class RedisApprovalStore implements ApprovalStore {
     void this.#subscriber.subscribe(this.#channel).catch(() => {})
   }
 
+  get persistence(): Persistence {
+    return this.#persistence
+  }
+
   async create(held: HeldRequest, idempotencyKey: string | null): Promise<CreateResult> {
+    if (this.#persistence === 'none' && this.#withoutPersistence === 'refuse')
+      throw new ApprovalStoreUnavailable(
+        'approval store refuses holds: Redis keeps no append-only file (appendonly no), so a restart would lose them',
+      )
     const idem =
       idempotencyKey === null ? '' : createHash('sha256').update(`${held.agent}\u0000${idempotencyKey}`).digest('hex')
     const ttl = Math.max(1, held.expiresAt - Date.now() + this.#limits.keepMs)
@@ -238,6 +258,30 @@ export class RedisApprovalStore implements ApprovalStore {
 
   async ping(): Promise<void> {
     await this.#measureClock()
+    await this.#checkPersistence()
+  }
+
+  /** Reads appendonly/appendfsync; a Redis that forbids CONFIG (managed services often do) reads as unknown. */
+  async #checkPersistence(): Promise<void> {
+    let next: Persistence
+    try {
+      const [, appendonly] = (await this.#redis.config('GET', 'appendonly')) as [string, string]
+      const [, fsync] = (await this.#redis.config('GET', 'appendfsync')) as [string, string]
+      next =
+        appendonly !== 'yes' ? 'none' : fsync === 'always' ? 'always' : fsync === 'everysec' ? 'everysec' : 'no-fsync'
+    } catch (err) {
+      // Unreachable is the ping's to report; a refused CONFIG means the setting cannot be known.
+      if (this.#redis.status !== 'ready') throw err
+      next = 'unknown'
+    }
+    if (next !== this.#persistence && (next === 'none' || next === 'no-fsync'))
+      this.#log.error(
+        { persistence: next, onMissing: this.#withoutPersistence },
+        next === 'none'
+          ? 'APPROVALS ARE NOT DURABLE: Redis runs with appendonly no, so a Redis restart loses every held approval; set appendonly yes and appendfsync always'
+          : 'approval store: Redis appends without fsync; a host crash can lose recent approvals (set appendfsync always)',
+      )
+    this.#persistence = next
   }
 
   async #measureClock(): Promise<void> {

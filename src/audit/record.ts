@@ -16,6 +16,7 @@ export type Outcome =
   | 'upstream_error' // forwarded, but the upstream failed or sent something invalid
   | 'upstream_timeout'
   | 'client_aborted' // the agent went away before the response completed
+  | 'shutdown' // Corridor stopped before the response completed: its shutdown grace ran out
   | 'released' // the agent collected the result of its approved request (forwarded once, in its own record)
   | 'served' // Corridor answered it itself (the error reference); nothing was forwarded
   | 'incomplete' // shown by queries only: an intent entry with no record after it (Corridor stopped mid-action)

@@ -1,6 +1,6 @@
 /** The format of corridor.yaml: the static configuration read once at start. */
 import * as z from 'zod'
-import { bytes, duration, oneOrMoreOf, strict, text, wholeNumber } from './schema-types.ts'
+import { bytes, duration, oneOf, oneOrMoreOf, strict, text, wholeNumber } from './schema-types.ts'
 
 export const JWT_ALGORITHMS = [
   'ES256',
@@ -101,6 +101,19 @@ export const corridorFileSchema = strict(
       request_timeout: duration().optional(),
       keep_alive_timeout: duration().optional(),
     }).optional(),
+    shutdown: strict(
+      {
+        grace: duration()
+          .optional()
+          .describe('How long requests and releases in flight may take to finish after SIGTERM (default 20s)'),
+        delay: duration()
+          .optional()
+          .describe(
+            'How long readiness reports draining before the listener stops accepting, for load balancers to notice (default 0s)',
+          ),
+      },
+      'Graceful shutdown: readiness fails, then the listener closes, then what is in flight finishes',
+    ).optional(),
     watch_policy: z.boolean().optional().describe('Reload the policy bundle when its files change (default true)'),
     workers: z
       .union([z.literal('auto'), z.int().min(1).max(64)], {
@@ -120,6 +133,9 @@ export const corridorFileSchema = strict(
         ...valueSource,
         key_prefix: text().optional(),
         timeout: duration().optional().describe('Bound on each Redis command, 50ms to 1s (default 500ms)'),
+        without_persistence: oneOf(['warn', 'refuse'])
+          .optional()
+          .describe('When Redis keeps no append-only file: warn (default), or refuse holds until it does'),
       }).optional(),
       wait: duration().optional().describe('How long a held call waits for a decision, at most 55s (default 25s)'),
       expires_after: duration().optional(),

@@ -55,7 +55,13 @@ export type ValueSource = { readonly value: string } | { readonly env: string }
 
 export interface ApprovalsConfig {
   /** Absent: the in-memory store (one instance; pending approvals die with the process). */
-  readonly redis: { readonly url: ValueSource; readonly keyPrefix: string; readonly timeoutMs: number } | null
+  readonly redis: {
+    readonly url: ValueSource
+    readonly keyPrefix: string
+    readonly timeoutMs: number
+    /** When Redis keeps no append-only file: warn loudly, or refuse holds. */
+    readonly withoutPersistence: 'warn' | 'refuse'
+  } | null
   /** How long an agent's connection is held waiting for a decision before it gets 202. */
   readonly waitMs: number
   readonly expiresAfterMs: number
@@ -120,7 +126,17 @@ export interface ServerConfig {
   readonly vault: VaultConfig | null
   /** Bound on issuing one credential from any source. */
   readonly credentialTimeoutMs: number
+  readonly shutdown: ShutdownConfig
 }
+
+export interface ShutdownConfig {
+  /** How long requests and approval releases in flight get to finish after SIGTERM. */
+  readonly graceMs: number
+  /** How long readiness fails before the listener stops accepting. */
+  readonly delayMs: number
+}
+
+export const DEFAULT_SHUTDOWN: ShutdownConfig = { graceMs: 20_000, delayMs: 0 }
 
 export const DEFAULT_LIMITS: ServerLimits = {
   maxHeaders: 100,
@@ -182,7 +198,14 @@ export function loadServerConfig(file: string): ServerConfig {
     workers: f.workers === undefined ? 1 : (workerCount(f.workers) ?? 1),
     vault,
     credentialTimeoutMs: vault?.timeoutMs ?? DEFAULT_CREDENTIAL_TIMEOUT_MS,
+    shutdown: {
+      graceMs: f.shutdown?.grace ?? DEFAULT_SHUTDOWN.graceMs,
+      delayMs: f.shutdown?.delay ?? DEFAULT_SHUTDOWN.delayMs,
+    },
   }
+  const stopWithin = config.shutdown.graceMs + config.shutdown.delayMs
+  if (stopWithin > 120_000)
+    r.issueAt(['shutdown'], `shutdown.grace plus shutdown.delay may be at most 2m (orchestrators kill long before)`)
   const workersProblem = whyWorkersUnsupported(config)
   if (workersProblem !== null) r.issueAt(['workers'], workersProblem)
   r.assertValid()
@@ -304,6 +327,7 @@ function readApprovals(r: YamlReader, f: ApprovalsFile): ApprovalsConfig {
       url: valueSource('redis', f.redis),
       keyPrefix: f.redis.key_prefix ?? 'corridor:approvals:',
       timeoutMs,
+      withoutPersistence: f.redis.without_persistence ?? 'warn',
     }
   }
   const config: ApprovalsConfig = {

@@ -8,7 +8,6 @@ import type { JwtIssuerConfig, UserTokenConfig } from '../config/server-config.t
 import type { PolicyBundle } from '../policy/bundle.ts'
 import type { DelegatedUser } from '../policy/facts.ts'
 import { API_KEY_PREFIX, hashApiKey, type Agent } from '../registry/agents.ts'
-import type { Connector } from '../registry/connectors.ts'
 import { CorridorError } from '../shared/errors.ts'
 import { extractAgentCredential } from './agent-credential.ts'
 import { JwtVerifier } from './jwt-verifier.ts'
@@ -33,14 +32,17 @@ export class Identifier {
     return this.#userHeader
   }
 
-  /** The registered agent, and the credential it presented (which must not be forwarded anywhere). */
+  /**
+   * The registered agent, and the credential it presented (which must not be forwarded anywhere):
+   * from Authorization, or from `keyHeader` (the header a connector's SDKs put their key in).
+   */
   async agent(
     headers: IncomingHttpHeaders,
-    connector: Connector,
+    keyHeader: string | null,
     bundle: PolicyBundle,
     nowMs: number,
   ): Promise<{ agent: Agent; presented: string }> {
-    const credential = extractAgentCredential(headers, connector.agentKeyHeader)
+    const credential = extractAgentCredential(headers, keyHeader)
     if (credential === null)
       throw new CorridorError(
         'identity_missing',

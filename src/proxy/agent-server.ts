@@ -4,13 +4,22 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { ServerLimits } from '../config/server-config.ts'
+import type { Lifecycle } from '../shared/lifecycle.ts'
 import type { createParserRefusals } from './parser-refusals.ts'
 
 export function createAgentServer(
   limits: ServerLimits,
-  handler: (req: IncomingMessage, res: ServerResponse) => void,
+  pipeline: (req: IncomingMessage, res: ServerResponse) => void,
   refusals: ReturnType<typeof createParserRefusals>,
+  lifecycle: Lifecycle,
 ): Server {
+  const handler = (req: IncomingMessage, res: ServerResponse): void => {
+    // Counted until the response is over, however it ends: shutdown waits for these.
+    res.once('close', lifecycle.begin())
+    // While draining, each answer tells the client to take its next request elsewhere.
+    if (lifecycle.phase !== 'serving') res.shouldKeepAlive = false
+    pipeline(req, res)
+  }
   const server = createServer(
     {
       headersTimeout: limits.headersTimeoutMs,

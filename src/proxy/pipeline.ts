@@ -42,6 +42,7 @@ import type { Upstreams } from '../forwarding/upstreams.ts'
 import { assertSingleHeader, inspectInbound, type InboundLimits } from './inbound.ts'
 import { parserErrorOf, parserRefusal } from './parser-refusals.ts'
 import { ERROR_REFERENCE_PATH, errorReferenceHtml } from '../shared/error-reference.ts'
+import type { Lifecycle } from '../shared/lifecycle.ts'
 import { sendProblem } from '../shared/problem.ts'
 import { readBody } from './request-body.ts'
 
@@ -57,8 +58,11 @@ export interface PipelineDeps {
   readonly approvals: ApprovalService
   readonly approvalWaitMs: number
   readonly approvalExpiresMs: number
+  readonly lifecycle: Lifecycle
 }
 
+/** The status URL is Corridor's own: it takes the agent key in Authorization, or in X-Api-Key as many SDKs send it. */
+const STATUS_KEY_HEADER = 'x-api-key'
 const MAX_INTENT = 500
 const MAX_TASK_ID = 128
 
@@ -121,7 +125,7 @@ async function handle(
   }
 
   // 3. Identity: the agent, and the user it acts for.
-  const { agent, presented } = await deps.identifier.agent(req.headers, connector, bundle, now)
+  const { agent, presented } = await deps.identifier.agent(req.headers, connector.agentKeyHeader, bundle, now)
   record.agent = agent.id
   record.owner = agent.owner
   record.tier = agent.tier
@@ -354,9 +358,12 @@ function finish(
     record.error_detail = parserError
     record.status = refusal.status
   }
-  if (record.outcome === 'forwarded' && !res.writableFinished) record.outcome = 'client_aborted'
-  if (record.outcome === 'rejected' && record.error_code === null && !res.writableFinished)
-    record.outcome = 'client_aborted'
+  if (
+    !res.writableFinished &&
+    (record.outcome === 'forwarded' || (record.outcome === 'rejected' && record.error_code === null))
+  )
+    // Cut by Corridor when its shutdown grace ran out, or left by the agent.
+    record.outcome = deps.lifecycle.phase === 'cutting' ? 'shutdown' : 'client_aborted'
   // The record first: nothing a credential hook does can cost the request its audit record.
   deps.audit.write(record)
   if (lease.credential !== null)
@@ -396,17 +403,15 @@ async function approvalStatus(
   } catch {
     throw new CorridorError('approval_not_found', 'no such approval')
   }
-  const approval = await deps.approvals.get(id)
   const bundle = deps.policies.current
-  const connector =
-    approval === null || bundle === null ? undefined : bundle.catalog.connectors.get(approval.held.connector)
-  if (approval === null || bundle === null || connector === undefined)
-    throw new CorridorError('approval_not_found', `no approval '${id}' for this agent`)
-  const { agent } = await deps.identifier.agent(req.headers, connector, bundle, now)
+  if (bundle === null) throw new CorridorError('policy_unavailable')
+  // Who asks is settled before the store is read: an unidentified caller learns nothing of which ids exist.
+  const { agent } = await deps.identifier.agent(req.headers, STATUS_KEY_HEADER, bundle, now)
   record.agent = agent.id
-  if (agent.id !== approval.held.agent)
+  const approval = await deps.approvals.get(id)
+  if (approval === null || agent.id !== approval.held.agent)
     throw new CorridorError('approval_not_found', `no approval '${id}' for this agent`)
-  record.connector = connector.id
+  record.connector = approval.held.connector
   record.outcome = 'held'
   const payload = JSON.stringify(approvalStatusBody(approval))
   res.writeHead(200, {

@@ -29,14 +29,13 @@ export const SHARED_PORTS_ENV = 'CORRIDOR_SHARED_PORTS'
 export const isWorkerReady = (message: unknown): message is WorkerReady =>
   typeof message === 'object' && message !== null && (message as { type?: unknown }).type === 'corridor:ready'
 
-/** Workers get this long to finish what they are doing after SIGTERM, then they are killed. */
-const STOP_GRACE_MS = 30_000
 const RESTART_DELAY_MS = 1_000
 const MAX_RESTART_DELAY_MS = 30_000
 const CRASH_WINDOW_MS = 60_000
 
 /** Resolves with the exit code once every worker has stopped. */
-export function superviseWorkers(count: number, log: Logger): Promise<number> {
+/** `stopGraceMs`: how long workers get to finish what they are doing after SIGTERM before they are killed. */
+export function superviseWorkers(count: number, log: Logger, stopGraceMs: number): Promise<number> {
   return new Promise((resolveExit) => {
     const live = new Set<Worker>()
     const ready = new Set<Worker>()
@@ -109,7 +108,7 @@ export function superviseWorkers(count: number, log: Logger): Promise<number> {
       for (const worker of live) worker.process.kill('SIGTERM')
       setTimeout(() => {
         for (const worker of live) worker.process.kill('SIGKILL')
-      }, STOP_GRACE_MS).unref()
+      }, stopGraceMs).unref()
     }
 
     const onSignal = (): void => {

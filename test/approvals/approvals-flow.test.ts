@@ -95,6 +95,16 @@ describe('the whole flow', () => {
     const status = await agentCall(agentUrl(), WRITER_KEY, held.body.status_url as string)
     expect(status.body).toMatchObject({ approval_id: id, state: 'pending', action: 'items.create' })
     expect((await agentCall(agentUrl(), ADMIN_BOT_KEY, held.body.status_url as string)).status).toBe(404)
+    // Without a credential, an existing id and an unknown one answer alike: nobody can probe for ids.
+    const anonymous = async (path: string) => {
+      const res = await fetch(agentUrl() + path)
+      return { status: res.status, code: ((await res.json()) as { code: string }).code }
+    }
+    expect(await anonymous(held.body.status_url as string)).toEqual({ status: 401, code: 'identity_missing' })
+    expect(await anonymous('/_corridor/approvals/apr_does-not-exist')).toEqual({
+      status: 401,
+      code: 'identity_missing',
+    })
 
     // The approver sees what will be sent, and approves exactly that.
     const list = await approverCall(adminUrl(), APPROVER_KEYS.alice, '/approvals')
@@ -615,3 +625,26 @@ async function eventuallyAsync(check: () => Promise<void>, timeoutMs = 2_000): P
     }
   }
 }
+
+describe('what an approver can learn of queues that are not theirs', () => {
+  it('pages over the approvals they may see: neither the page nor `more` counts anyone else’s', async () => {
+    const ids: string[] = []
+    for (const note of ['queue-1', 'queue-2', 'queue-3']) {
+      const held = await agentCall(agentUrl(), WRITER_KEY, '/svc/items', { body: { qty: 70, note } })
+      expect(held.status).toBe(202)
+      ids.push(held.body.approval_id as string)
+    }
+    try {
+      // dave approves for finance, which no rule here names: he sees nothing, and nothing says there is more.
+      const dave = await approverCall(adminUrl(), APPROVER_KEYS.dave, '/approvals?limit=1')
+      expect(dave.status).toBe(200)
+      expect(dave.body).toMatchObject({ approvals: [], more: false })
+      const alice = await approverCall(adminUrl(), APPROVER_KEYS.alice, '/approvals?limit=1')
+      expect(alice.body).toMatchObject({ more: true })
+      expect(alice.body.approvals).toHaveLength(1)
+    } finally {
+      for (const id of ids)
+        await approverCall(adminUrl(), APPROVER_KEYS.alice, `/approvals/${id}/reject`, { reason: 'test over' })
+    }
+  })
+})

@@ -4,6 +4,7 @@
  * transitions, atomically.
  */
 import { randomUUID } from 'node:crypto'
+import { Writable } from 'node:stream'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { requestDigest, type HeldRequest } from '../../src/approvals/approval.ts'
 import type { ApprovalStore, StoreLimits } from '../../src/approvals/approval-store.ts'
@@ -78,7 +79,7 @@ const kinds: [string, () => ApprovalStore][] = [
     'redis',
     () =>
       new RedisApprovalStore(
-        { url: redis.url, keyPrefix: `t${randomUUID().slice(0, 8)}:`, timeoutMs: 1_000 },
+        { url: redis.url, keyPrefix: `t${randomUUID().slice(0, 8)}:`, timeoutMs: 1_000, withoutPersistence: 'warn' },
         limits,
         silent,
       ),
@@ -324,7 +325,11 @@ describe.each(kinds)('%s approval store', (_name, make) => {
 
 describe('redis approval store durability', () => {
   it('keeps pending and approved approvals across a Redis SIGKILL (AOF, fsync always), and fails fast while Redis is down', async () => {
-    const store = new RedisApprovalStore({ url: redis.url, keyPrefix: 'durable:', timeoutMs: 500 }, limits, silent)
+    const store = new RedisApprovalStore(
+      { url: redis.url, keyPrefix: 'durable:', timeoutMs: 500, withoutPersistence: 'warn' },
+      limits,
+      silent,
+    )
     stores.push(store)
     await waitUntilReady(store)
     const pending = held()
@@ -345,10 +350,59 @@ describe('redis approval store durability', () => {
   })
 })
 
+describe('what survives a Redis restart', () => {
+  it('reads the persistence Redis runs with; without an append-only file it warns, or refuses holds when told to', async () => {
+    const durable = new RedisApprovalStore(
+      { url: redis.url, keyPrefix: `p${randomUUID().slice(0, 8)}:`, timeoutMs: 1_000, withoutPersistence: 'refuse' },
+      limits,
+      silent,
+    )
+    stores.push(durable)
+    await waitUntilReady(durable)
+    expect(durable.persistence).toBe('always')
+    expect((await durable.create(held(), null)).kind).toBe('created')
+
+    const volatile = await startRedis({ appendonly: false })
+    try {
+      const warned: string[] = []
+      const log = createLogger(
+        'warn',
+        new Writable({
+          write(chunk: Buffer, _encoding, done) {
+            warned.push(chunk.toString())
+            done()
+          },
+        }),
+      )
+      const warn = new RedisApprovalStore(
+        { url: volatile.url, keyPrefix: 'w:', timeoutMs: 1_000, withoutPersistence: 'warn' },
+        limits,
+        log,
+      )
+      const refuse = new RedisApprovalStore(
+        { url: volatile.url, keyPrefix: 'r:', timeoutMs: 1_000, withoutPersistence: 'refuse' },
+        limits,
+        silent,
+      )
+      stores.push(warn, refuse)
+      await waitUntilReady(warn)
+      await waitUntilReady(refuse)
+      expect(warn.persistence).toBe('none')
+      expect(warned.join('')).toContain('APPROVALS ARE NOT DURABLE')
+      expect((await warn.create(held(), null)).kind).toBe('created')
+      const h = held()
+      await expect(refuse.create(h, null)).rejects.toThrow(/appendonly no/)
+      expect(await refuse.get(h.id)).toBeNull()
+    } finally {
+      await volatile.stop()
+    }
+  })
+})
+
 describe('redis approval store under a stalled Redis (SIGSTOP)', () => {
   it('a create or a claim the caller gave up on does nothing when Redis resumes; an unclaim sent after it runs after it', async () => {
     const store = new RedisApprovalStore(
-      { url: redis.url, keyPrefix: `stall${randomUUID().slice(0, 8)}:`, timeoutMs: 200 },
+      { url: redis.url, keyPrefix: `stall${randomUUID().slice(0, 8)}:`, timeoutMs: 200, withoutPersistence: 'warn' },
       limits,
       silent,
     )

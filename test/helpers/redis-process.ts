@@ -22,7 +22,8 @@ export interface RedisProcess {
   stop(): Promise<void>
 }
 
-export async function startRedis(): Promise<RedisProcess> {
+/** `appendonly: false` starts a Redis that keeps nothing across a restart (to prove Corridor notices). */
+export async function startRedis(options: { appendonly?: boolean } = {}): Promise<RedisProcess> {
   const dir = mkdtempSync(join(tmpdir(), 'corridor-redis-'))
   const port = await freePort()
   let child: ChildProcess | null = null
@@ -38,7 +39,7 @@ export async function startRedis(): Promise<RedisProcess> {
         '--dir',
         dir,
         '--appendonly',
-        'yes',
+        options.appendonly === false ? 'no' : 'yes',
         '--appendfsync',
         'always',
         '--save',

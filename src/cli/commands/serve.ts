@@ -27,7 +27,7 @@ export async function serve(config: ServerConfig, env: NodeJS.ProcessEnv, baseLo
     // other policies) and share its traffic without a word; a plain bind first fails if anyone holds the ports.
     await assertPortFree(config.listen)
     await assertPortFree(config.admin)
-    return superviseWorkers(config.workers, baseLog)
+    return superviseWorkers(config.workers, baseLog, config.shutdown.graceMs + config.shutdown.delayMs + 5_000)
   }
 
   // Loaded here, not at the top: a supervisor serves nothing and stays small without undici, jose and the pipeline.
@@ -50,6 +50,14 @@ export async function serve(config: ServerConfig, env: NodeJS.ProcessEnv, baseLo
     if (stopping) return
     stopping = true
     log.info('shutting down')
+    // A close that hangs (a dependency that never answers) must not outlive the grace by much.
+    setTimeout(
+      () => {
+        log.error('shutdown did not finish within its grace; exiting')
+        process.exit(1)
+      },
+      config.shutdown.graceMs + config.shutdown.delayMs + 3_000,
+    ).unref()
     void corridor.close().then(() => process.exit(0))
   }
   process.on('SIGINT', stop)
