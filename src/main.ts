@@ -126,15 +126,17 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
     pipeline,
     createParserRefusals({ audit, now: Date.now }),
     lifecycle,
+    log,
   )
-  const approvalsApi = createApprovalsApi(approvals, new ApproverAuthenticator(config.approverJwt), policies, log)
-  const adminServer = createAdminServer(policies, audit, approvals, approvalsApi, lifecycle)
+  const approverAuth = new ApproverAuthenticator(config.approverJwt)
+  const approvalsApi = createApprovalsApi(approvals, approverAuth, policies, log)
+  const adminServer = createAdminServer(config.admin, policies, audit, approvals, approvalsApi, approverAuth, lifecycle)
 
   const reusePort = options.reusePort ?? false
   await listen(agentServer, config.listen.host, config.listen.port, reusePort)
   await listen(adminServer, config.admin.host, config.admin.port, reusePort)
   const agentUrl = urlOf(agentServer)
-  const adminUrl = urlOf(adminServer)
+  const adminUrl = urlOf(adminServer, config.admin.tls === null ? 'http' : 'https')
   log.info({ agentUrl, adminUrl, policyVersion: policies.current?.version }, 'corridor listening')
 
   return {
@@ -230,8 +232,8 @@ function closeServer(server: Server): Promise<void> {
   })
 }
 
-function urlOf(server: Server): string {
+function urlOf(server: Server, scheme: 'http' | 'https' = 'http'): string {
   const address = server.address() as AddressInfo
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
-  return `http://${host}:${address.port}`
+  return `${scheme}://${host}:${address.port}`
 }

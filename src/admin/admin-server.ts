@@ -3,21 +3,27 @@
  * readiness (a policy is in force and the audit sink takes writes), the policy version and the
  * approvers' API (approvals-api.ts).
  */
-import { createServer, type Server } from 'node:http'
+import { readFileSync } from 'node:fs'
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import { createServer as createTlsServer } from 'node:https'
+import type { AdminListenConfig } from '../config/server-config.ts'
 import type { ApprovalService } from '../approvals/approval-service.ts'
 import type { AuditSink } from '../audit/sink.ts'
+import type { ApproverAuthenticator } from '../approvals/approver-auth.ts'
 import type { PolicyStore } from '../policy/reloader.ts'
 import type { Lifecycle } from '../shared/lifecycle.ts'
 import type { ApprovalsApi } from './approvals-api.ts'
 
 export function createAdminServer(
+  listen: AdminListenConfig,
   policies: PolicyStore,
   audit: AuditSink,
   approvals: ApprovalService,
   approvalsApi: ApprovalsApi,
+  authenticator: ApproverAuthenticator,
   lifecycle: Lifecycle,
 ): Server {
-  return createServer((req, res) => {
+  const handler = (req: IncomingMessage, res: ServerResponse): void => {
     if (approvalsApi.handle(req, res)) return
     const send = (status: number, body: unknown): void => {
       const payload = JSON.stringify(body)
@@ -47,7 +53,28 @@ export function createAdminServer(
       })
       return
     }
-    if (url === '/policy') return send(200, policies.status())
+    if (url === '/policy') {
+      // Load errors name files and lines: for authenticated approvers only, like the rest beyond liveness and readiness.
+      const bundle = policies.current
+      if (bundle === null) return send(503, { error: 'no policy loaded' })
+      void authenticator.authenticate(req.headers.authorization, bundle).then(
+        () => send(200, policies.status()),
+        () => send(401, { error: 'authenticate with an approver key or IdP token' }),
+      )
+      return
+    }
     send(404, { error: 'not found', endpoints: ['/healthz', '/readyz', '/policy', '/approvals'] })
-  })
+  }
+  if (listen.tls === null) return createServer(handler)
+  const { certFile, keyFile, clientCaFile } = listen.tls
+  return createTlsServer(
+    {
+      cert: readFileSync(certFile),
+      key: readFileSync(keyFile),
+      minVersion: 'TLSv1.2',
+      // Mutual TLS when a client CA is given: no certificate from it, no connection.
+      ...(clientCaFile === null ? {} : { ca: readFileSync(clientCaFile), requestCert: true, rejectUnauthorized: true }),
+    },
+    handler,
+  )
 }

@@ -65,7 +65,25 @@ const vaultAuth = z.discriminatedUnion('method', [
 export const corridorFileSchema = strict(
   {
     listen: listen('The agent listener (default 127.0.0.1:8080)').optional(),
-    admin: listen('The admin and approvals listener (default 127.0.0.1:8081)').optional(),
+    admin: strict(
+      {
+        host: text().optional().describe('Interface to listen on (default 127.0.0.1)'),
+        port: wholeNumber(0, 65_535).optional().describe('TCP port (0: any free port)'),
+        tls: strict(
+          {
+            cert_file: text().describe('Server certificate chain (PEM), relative to this file'),
+            key_file: text().describe('Its private key (PEM)'),
+            client_ca_file: text().optional().describe('Require client certificates issued by this CA (mutual TLS)'),
+          },
+          'Serve the admin listener over HTTPS (required beyond loopback)',
+        ).optional(),
+        plaintext_beyond_loopback: z
+          .boolean()
+          .optional()
+          .describe('Allow plain HTTP on a non-loopback interface (approver keys would cross the network in clear)'),
+      },
+      'The admin and approvals listener (default 127.0.0.1:8081)',
+    ).optional(),
     files: strict(
       {
         agents: text().describe('agents.yaml, relative to this file'),
@@ -100,6 +118,12 @@ export const corridorFileSchema = strict(
       headers_timeout: duration().optional(),
       request_timeout: duration().optional(),
       keep_alive_timeout: duration().optional(),
+      max_connections: wholeNumber(1, 1_000_000)
+        .optional()
+        .describe('Agent-listener connections at once, in total (default 8192)'),
+      max_connections_per_client: wholeNumber(1, 1_000_000)
+        .optional()
+        .describe('Agent-listener connections at once from one client address (default 512)'),
     }).optional(),
     shutdown: strict(
       {

@@ -29,6 +29,11 @@ export interface ListenConfig {
   readonly port: number
 }
 
+export interface AdminListenConfig extends ListenConfig {
+  /** HTTPS for the admin listener; null: plain HTTP (loopback only, unless overridden). */
+  readonly tls: { readonly certFile: string; readonly keyFile: string; readonly clientCaFile: string | null } | null
+}
+
 export interface JwtIssuerConfig {
   readonly issuer: string
   readonly audience: string
@@ -99,6 +104,9 @@ export interface ServerLimits {
   readonly headersTimeoutMs: number
   readonly requestTimeoutMs: number
   readonly keepAliveTimeoutMs: number
+  /** Agent-listener connections at once: in total, and from one client address. */
+  readonly maxConnections: number
+  readonly maxConnectionsPerClient: number
 }
 
 export interface VaultConfig {
@@ -112,7 +120,7 @@ export interface VaultConfig {
 
 export interface ServerConfig {
   readonly listen: ListenConfig
-  readonly admin: ListenConfig
+  readonly admin: AdminListenConfig
   readonly files: BundlePaths
   readonly auditFile: string
   readonly agentJwt: JwtIssuerConfig | null
@@ -144,6 +152,8 @@ export const DEFAULT_LIMITS: ServerLimits = {
   headersTimeoutMs: 10_000,
   requestTimeoutMs: 30_000,
   keepAliveTimeoutMs: 5_000,
+  maxConnections: 8_192,
+  maxConnectionsPerClient: 512,
 }
 
 export function loadServerConfig(file: string): ServerConfig {
@@ -168,7 +178,7 @@ export function loadServerConfig(file: string): ServerConfig {
   const vault = f.vault ? readVault(r, f.vault, path) : null
   const config: ServerConfig = {
     listen: listen(f.listen, 8080),
-    admin: listen(f.admin, 8081),
+    admin: readAdmin(r, f.admin, path),
     files: { agents: path(f.files.agents), connectors: path(f.files.connectors), policy: path(f.files.policy) },
     auditFile: path(f.audit.file),
     agentJwt: id?.agent_jwt ? readIssuer(r, id.agent_jwt, 'agent_jwt', path) : null,
@@ -193,6 +203,8 @@ export function loadServerConfig(file: string): ServerConfig {
       headersTimeoutMs: f.limits?.headers_timeout ?? d.headersTimeoutMs,
       requestTimeoutMs: f.limits?.request_timeout ?? d.requestTimeoutMs,
       keepAliveTimeoutMs: f.limits?.keep_alive_timeout ?? d.keepAliveTimeoutMs,
+      maxConnections: f.limits?.max_connections ?? d.maxConnections,
+      maxConnectionsPerClient: f.limits?.max_connections_per_client ?? d.maxConnectionsPerClient,
     },
     watchPolicy: f.watch_policy ?? true,
     workers: f.workers === undefined ? 1 : (workerCount(f.workers) ?? 1),
@@ -211,6 +223,29 @@ export function loadServerConfig(file: string): ServerConfig {
   r.assertValid()
   // Read once at start and never changed after: freezing makes an accidental write a TypeError, not a silent drift.
   return deepFreeze(config)
+}
+
+/** Loopback interfaces: nothing on them crosses the network. */
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host)
+}
+
+function readAdmin(r: YamlReader, f: CorridorFile['admin'], path: (p: string) => string): AdminListenConfig {
+  const host = f?.host ?? '127.0.0.1'
+  const tls = f?.tls
+    ? {
+        certFile: path(f.tls.cert_file),
+        keyFile: path(f.tls.key_file),
+        clientCaFile: f.tls.client_ca_file === undefined ? null : path(f.tls.client_ca_file),
+      }
+    : null
+  // Approver keys and decisions cross this listener: beyond loopback they are not sent in clear by default.
+  if (tls === null && !isLoopback(host) && f?.plaintext_beyond_loopback !== true)
+    r.issueAt(
+      ['admin', 'host'],
+      `admin.host ${host} is reachable beyond this machine: give admin.tls (cert_file, key_file), or set admin.plaintext_beyond_loopback: true to accept approver keys in clear`,
+    )
+  return { host, port: f?.port ?? 8081, tls }
 }
 
 export const MAX_WORKERS = 64

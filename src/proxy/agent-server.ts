@@ -5,6 +5,8 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { ServerLimits } from '../config/server-config.ts'
 import type { Lifecycle } from '../shared/lifecycle.ts'
+import type { Logger } from '../shared/logger.ts'
+import { limitConnections, refusedConnection } from './connection-limits.ts'
 import type { createParserRefusals } from './parser-refusals.ts'
 
 export function createAgentServer(
@@ -12,8 +14,11 @@ export function createAgentServer(
   pipeline: (req: IncomingMessage, res: ServerResponse) => void,
   refusals: ReturnType<typeof createParserRefusals>,
   lifecycle: Lifecycle,
+  log: Logger,
 ): Server {
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
+    // Over a connection cap: already answered 503 and closing; nothing on it is served.
+    if (refusedConnection(req.socket)) return void res.destroy()
     // Counted until the response is over, however it ends: shutdown waits for these.
     res.once('close', lifecycle.begin())
     // While draining, each answer tells the client to take its next request elsewhere.
@@ -25,8 +30,9 @@ export function createAgentServer(
       headersTimeout: limits.headersTimeoutMs,
       requestTimeout: limits.requestTimeoutMs,
       // Node checks the header and request deadlines on this interval (30 s by default, which lets
-      // a slow client hold a connection up to 30 s past its deadline).
-      connectionsCheckingInterval: 1_000,
+      // a slow client hold a connection up to 30 s past its deadline); a pass costs microseconds
+      // per connection, and the connection caps bound how many there are.
+      connectionsCheckingInterval: 500,
       keepAliveTimeout: limits.keepAliveTimeoutMs,
       maxHeaderSize: limits.maxHeaderBytes,
       insecureHTTPParser: false,
@@ -42,5 +48,6 @@ export function createAgentServer(
   server.on('checkExpectation', handler)
   // One more than the cap, so that a request cut at the cap is seen as over it (CVE-2026-58044).
   server.maxHeadersCount = limits.maxHeaders + 1
+  limitConnections(server, limits, log)
   return server
 }

@@ -305,6 +305,7 @@ function outcomeFor(error: CorridorError): Outcome {
       return 'held'
     case 'approval_unavailable':
     case 'approval_capacity':
+    case 'connection_limit':
     case 'approval_outcome_unknown':
     case 'credential_unavailable':
     case 'audit_unavailable':

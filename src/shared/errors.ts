@@ -198,6 +198,12 @@ export const ERROR_CATALOG = {
     action:
       'Retry the same request shortly. If details.approval_id is given, the hold may have been recorded under that id: the same request joins it rather than opening another.',
   },
+  connection_limit: {
+    status: 503,
+    title: 'Too many connections',
+    action:
+      'Reuse connections (HTTP keep-alive) or open fewer at once, then retry: Corridor caps connections in total and per client address.',
+  },
   approval_capacity: {
     status: 503,
     title: 'Approval queue is full',
