@@ -28,7 +28,7 @@ async function main(): Promise<void> {
     `\n### Corridor RSS with requests pending approval (${new Date().toISOString().slice(0, 10)})\n\n`,
   )
   process.stdout.write(
-    `| store | holds/s | after warm-up | ${checkpoints.map((c) => `${c.toLocaleString('en')} pending`).join(' | ')} |\n|---|---|---|${checkpoints.map(() => '---|').join('')}\n`,
+    `| store | holds/s | after warm-up | ${checkpoints.map((c) => `${c.toLocaleString('en')} pending (RSS, holds/s up to it)`).join(' | ')} |\n|---|---|---|${checkpoints.map(() => '---|').join('')}\n`,
   )
   for (const row of rows) process.stdout.write(row + '\n')
 }
@@ -93,14 +93,16 @@ async function measure(store: 'redis' | 'memory', checkpoints: number[]): Promis
     )
     const pid = corridor.pid as number
     const pool = new Pool(`http://127.0.0.1:${agentPort}`, { connections: CONCURRENCY })
-    const body = JSON.stringify({
-      amount: 9000,
-      currency: 'eur',
-      charge: 'ch_' + 'x'.repeat(24),
-      reason: 'requested_by_customer',
-      metadata: { order: '12345', note: 'y'.repeat(200) },
-    })
+    // Every hold a different request: a repeat of the same one would join its approval, not add one.
+    let sequence = 0
     const hold = async (): Promise<void> => {
+      const body = JSON.stringify({
+        amount: 9000,
+        currency: 'eur',
+        charge: 'ch_' + 'x'.repeat(24),
+        reason: 'requested_by_customer',
+        metadata: { order: String(sequence++), note: 'y'.repeat(200) },
+      })
       const res = await pool.request({
         method: 'POST',
         path: '/svc/refunds',
@@ -116,6 +118,8 @@ async function measure(store: 'redis' | 'memory', checkpoints: number[]): Promis
     const samples: string[] = []
     let held = 0
     for (const target of checkpoints) {
+      const from = held
+      const segmentStarted = performance.now()
       await Promise.all(
         Array.from({ length: CONCURRENCY }, async () => {
           while (held < target) {
@@ -124,7 +128,9 @@ async function measure(store: 'redis' | 'memory', checkpoints: number[]): Promis
           }
         }),
       )
-      samples.push(`${rssMiB(pid).toFixed(0)} MiB`)
+      // The hold rate within this segment: whether holds slow down as the queue grows.
+      const segmentRate = (held - from) / ((performance.now() - segmentStarted) / 1000)
+      samples.push(`${rssMiB(pid).toFixed(0)} MiB, ${Math.round(segmentRate).toLocaleString('en')}/s`)
     }
     const rate = held / ((performance.now() - started) / 1000)
     await pool.close()
