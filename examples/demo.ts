@@ -9,9 +9,19 @@ import { createLogger } from '../src/shared/logger.ts'
 import { startSystemOfRecord } from './system-of-record.ts'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
-const sor = await startSystemOfRecord(9090, `${root}/examples/secrets/records-api.token`)
+/** A port in use (a Corridor left running by `npm start`) is one line, not a stack trace. */
+function fail(err: unknown): never {
+  const e = err as NodeJS.ErrnoException
+  const why = e.code === 'EADDRINUSE' ? 'port 9090 is in use (a demo still running?)' : e.message
+  process.stderr.write(`demo: ${why}; stop whatever holds the port, then run npm run demo again\n`)
+  process.exit(1)
+}
+const sor = await startSystemOfRecord(9090, `${root}/examples/secrets/records-api.token`).catch(fail)
 const config = loadServerConfig(`${root}/policies/corridor.yaml`)
-const corridor = await startCorridor(config, { env: process.env, log: createLogger('warn') })
+const corridor = await startCorridor(config, { env: process.env, log: createLogger('warn') }).catch((err: unknown) => {
+  sor.close()
+  return fail(err)
+})
 process.stdout.write(`
 Corridor is listening on ${corridor.agentUrl} (admin ${corridor.adminUrl}); the sample system of record on http://127.0.0.1:9090.
 

@@ -122,6 +122,7 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
     approvalExpiresMs: config.approvals.expiresAfterMs,
   })
   const agentServer = createAgentServer(
+    config.listen,
     config.limits,
     pipeline,
     createParserRefusals({ audit, now: Date.now }),
@@ -135,7 +136,7 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
   const reusePort = options.reusePort ?? false
   await listen(agentServer, config.listen.host, config.listen.port, reusePort)
   await listen(adminServer, config.admin.host, config.admin.port, reusePort)
-  const agentUrl = urlOf(agentServer)
+  const agentUrl = urlOf(agentServer, config.listen.tls === null ? 'http' : 'https')
   const adminUrl = urlOf(adminServer, config.admin.tls === null ? 'http' : 'https')
   log.info({ agentUrl, adminUrl, policyVersion: policies.current?.version }, 'corridor listening')
 
@@ -214,12 +215,21 @@ function resolveValue(source: ValueSource, env: StartOptions['env'], where: stri
   return value
 }
 
-function listen(server: Server, host: string, port: number, reusePort: boolean): Promise<void> {
+/** Binds a listener; a port already taken is one plain sentence, not a stack trace. */
+export function listen(server: Server, host: string, port: number, reusePort: boolean): Promise<void> {
   return new Promise((resolve, reject) => {
-    server.once('error', reject)
+    const onError = (err: NodeJS.ErrnoException): void =>
+      reject(
+        err.code === 'EADDRINUSE'
+          ? new Error(
+              `cannot listen on ${host}:${port}: the port is in use (another Corridor, or npm start, still running?)`,
+            )
+          : err,
+      )
+    server.once('error', onError)
     // A worker binds its own socket (exclusive) and the kernel spreads new connections over the workers' sockets.
     server.listen({ port, host, ...(reusePort ? { exclusive: true, reusePort: true } : {}) }, () => {
-      server.off('error', reject)
+      server.off('error', onError)
       resolve()
     })
   })

@@ -85,7 +85,9 @@ export interface Approval {
 
 /**
  * Headers that legitimately change between an agent's attempts (proxy hops, tracing, SDK retry
- * counters) and so are left out of the digest; everything else the upstream sees is in it.
+ * counters and per-call request ids) and so are left out of the digest; everything else the
+ * upstream sees is in it. A connector may name more (`per_attempt_headers`). The held copy keeps
+ * its own values: a release forwards what was approved, not the retry's.
  */
 const PER_ATTEMPT_HEADERS = new Set([
   'x-forwarded-for',
@@ -93,15 +95,39 @@ const PER_ATTEMPT_HEADERS = new Set([
   'x-forwarded-proto',
   'traceparent',
   'tracestate',
+  'baggage',
+  'b3',
+  'x-b3-traceid',
+  'x-b3-spanid',
+  'x-b3-parentspanid',
+  'x-b3-sampled',
+  'sentry-trace',
+  'x-cloud-trace-context',
+  'x-datadog-trace-id',
+  'x-datadog-parent-id',
   'x-request-id',
+  'request-id',
+  'client-request-id',
+  'x-client-request-id',
+  'x-ms-client-request-id',
   'x-amzn-trace-id',
+  'amz-sdk-invocation-id',
+  'amz-sdk-request',
   'x-stainless-retry-count',
   'x-stainless-timeout',
   'x-stainless-read-timeout',
 ])
 
-export function requestDigest(connector: string, request: Omit<HeldHttpRequest, 'target' | 'host'>): string {
-  const headers = request.headers.filter(([name]) => !PER_ATTEMPT_HEADERS.has(name)).map(([n, v]) => `${n}:${v}`)
+const NONE: ReadonlySet<string> = new Set()
+
+export function requestDigest(
+  connector: string,
+  request: Omit<HeldHttpRequest, 'target' | 'host'>,
+  perAttempt: ReadonlySet<string> = NONE,
+): string {
+  const headers = request.headers
+    .filter(([name]) => !PER_ATTEMPT_HEADERS.has(name) && !perAttempt.has(name))
+    .map(([n, v]) => `${n}:${v}`)
   headers.sort()
   const canonical = JSON.stringify([
     connector,

@@ -16,11 +16,11 @@ export const JWT_ALGORITHMS = [
   'Ed25519',
 ] as const
 
-const listen = (what: string) =>
+const serverTls = (what: string) =>
   strict(
     {
-      host: text().optional().describe('Interface to listen on (default 127.0.0.1)'),
-      port: wholeNumber(0, 65_535).optional().describe('TCP port (0: any free port)'),
+      cert_file: text().describe('Server certificate chain (PEM), relative to this file'),
+      key_file: text().describe('Its private key (PEM)'),
     },
     what,
   )
@@ -64,15 +64,23 @@ const vaultAuth = z.discriminatedUnion('method', [
 
 export const corridorFileSchema = strict(
   {
-    listen: listen('The agent listener (default 127.0.0.1:8080)').optional(),
+    listen: strict(
+      {
+        host: text().optional().describe('Interface to listen on (default 127.0.0.1)'),
+        port: wholeNumber(0, 65_535).optional().describe('TCP port (0: any free port)'),
+        tls: serverTls(
+          'Serve agents over HTTPS (TLS 1.2+); the files are read again when they change, so renewed certificates apply without a restart',
+        ).optional(),
+      },
+      'The agent listener (default 127.0.0.1:8080)',
+    ).optional(),
     admin: strict(
       {
         host: text().optional().describe('Interface to listen on (default 127.0.0.1)'),
         port: wholeNumber(0, 65_535).optional().describe('TCP port (0: any free port)'),
         tls: strict(
           {
-            cert_file: text().describe('Server certificate chain (PEM), relative to this file'),
-            key_file: text().describe('Its private key (PEM)'),
+            ...serverTls('').shape,
             client_ca_file: text().optional().describe('Require client certificates issued by this CA (mutual TLS)'),
           },
           'Serve the admin listener over HTTPS (required beyond loopback)',

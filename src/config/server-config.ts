@@ -29,6 +29,16 @@ export interface ListenConfig {
   readonly port: number
 }
 
+export interface ServerTlsConfig {
+  readonly certFile: string
+  readonly keyFile: string
+}
+
+export interface AgentListenConfig extends ListenConfig {
+  /** HTTPS for the agent listener; null: plain HTTP. */
+  readonly tls: ServerTlsConfig | null
+}
+
 export interface AdminListenConfig extends ListenConfig {
   /** HTTPS for the admin listener; null: plain HTTP (loopback only, unless overridden). */
   readonly tls: { readonly certFile: string; readonly keyFile: string; readonly clientCaFile: string | null } | null
@@ -119,7 +129,7 @@ export interface VaultConfig {
 }
 
 export interface ServerConfig {
-  readonly listen: ListenConfig
+  readonly listen: AgentListenConfig
   readonly admin: AdminListenConfig
   readonly files: BundlePaths
   readonly auditFile: string
@@ -177,7 +187,10 @@ export function loadServerConfig(file: string): ServerConfig {
   const d = DEFAULT_LIMITS
   const vault = f.vault ? readVault(r, f.vault, path) : null
   const config: ServerConfig = {
-    listen: listen(f.listen, 8080),
+    listen: {
+      ...listen(f.listen, 8080),
+      tls: f.listen?.tls ? { certFile: path(f.listen.tls.cert_file), keyFile: path(f.listen.tls.key_file) } : null,
+    },
     admin: readAdmin(r, f.admin, path),
     files: { agents: path(f.files.agents), connectors: path(f.files.connectors), policy: path(f.files.policy) },
     auditFile: path(f.audit.file),

@@ -37,5 +37,11 @@ function fromAuthorization(value: string): string {
       if (credential !== '') return credential
     }
   }
+  if (scheme === 'aws4-hmac-sha256')
+    // The request is signed with an AWS key the agent must not hold; verifying and re-signing is not supported.
+    throw new CorridorError(
+      'identity_invalid',
+      'AWS Signature Version 4 requests are not brokered: Corridor cannot verify or re-sign them; send the Corridor agent key as a Bearer token',
+    )
   throw new CorridorError('identity_invalid', 'unsupported Authorization scheme (use Bearer, token or Basic)')
 }

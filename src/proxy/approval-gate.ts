@@ -11,19 +11,27 @@ import type { Approval, HeldRequest } from '../approvals/approval.ts'
 import type { ApprovalService } from '../approvals/approval-service.ts'
 import { approvalLink } from '../approvals/audit-link.ts'
 import type { AuditRecord } from '../audit/record.ts'
+import type { HoldStatus } from '../registry/connectors-schema.ts'
 import { CorridorError } from '../shared/errors.ts'
 
 export const APPROVAL_STATUS_PREFIX = '/_corridor/approvals/'
-const RETRY_AFTER_SEC = 5
+// The held call already waited `approvals.wait` on its connection: the next attempt may come at once and wait again.
+const RETRY_AFTER_SEC = 1
 
 export function statusUrl(id: string): string {
   return APPROVAL_STATUS_PREFIX + encodeURIComponent(id)
 }
 
+/** How a held call is answered on this connector: the wait, and the status of the answer while it is held. */
+export interface HoldAnswer {
+  readonly waitMs: number
+  readonly status: HoldStatus
+}
+
 /** A new hold: persist it, then wait for a decision on the agent's connection. */
 export async function holdForApproval(
   approvals: ApprovalService,
-  waitMs: number,
+  how: HoldAnswer,
   res: ServerResponse,
   record: AuditRecord,
   held: HeldRequest,
@@ -45,7 +53,7 @@ export async function holdForApproval(
         { details: { approval_id: approval.held.id } },
       )
     }
-    await answerAfterWait(approvals, waitMs, res, record, approval)
+    await answerAfterWait(approvals, how, res, record, approval)
   } finally {
     approvals.releaseConnectionSlot()
   }
@@ -54,7 +62,7 @@ export async function holdForApproval(
 /** A retry naming its approval: same agent, same request, then wait as a hold does. */
 export async function resumeApproval(
   approvals: ApprovalService,
-  waitMs: number,
+  how: HoldAnswer,
   res: ServerResponse,
   record: AuditRecord,
   id: string,
@@ -76,7 +84,7 @@ export async function resumeApproval(
   }
   const slot = approvals.takeConnectionSlot()
   try {
-    await answerAfterWait(approvals, slot ? waitMs : 0, res, record, approval)
+    await answerAfterWait(approvals, slot ? how : { ...how, waitMs: 0 }, res, record, approval)
   } finally {
     if (slot) approvals.releaseConnectionSlot()
   }
@@ -105,7 +113,7 @@ export function approvalStatusBody(approval: Approval): Record<string, unknown> 
 
 async function answerAfterWait(
   approvals: ApprovalService,
-  waitMs: number,
+  how: HoldAnswer,
   res: ServerResponse,
   record: AuditRecord,
   known: Approval,
@@ -116,7 +124,7 @@ async function answerAfterWait(
   res.once('close', onClose)
   let approval: Approval | null
   try {
-    approval = await approvals.waitForAnswer(known, waitMs, gone.signal)
+    approval = await approvals.waitForAnswer(known, how.waitMs, gone.signal)
   } catch (err) {
     if (err instanceof CorridorError && err.code === 'approval_unavailable') {
       throw new CorridorError(
@@ -130,10 +138,10 @@ async function answerAfterWait(
     res.off('close', onClose)
   }
   if (approval === null) throw new CorridorError('approval_not_found', `approval '${id}' no longer exists`)
-  answer(res, record, approval)
+  answer(res, record, approval, how.status)
 }
 
-function answer(res: ServerResponse, record: AuditRecord, approval: Approval): void {
+function answer(res: ServerResponse, record: AuditRecord, approval: Approval, holdStatus: HoldStatus): void {
   const h = approval.held
   record.approval = approvalLink(approval)
   if (record.decision === null) {
@@ -151,8 +159,9 @@ function answer(res: ServerResponse, record: AuditRecord, approval: Approval): v
     case 'executing':
       throw new CorridorError(
         'approval_pending',
-        `${h.reason}. Held for approval by ${h.approverGroups.join(' or ')} (${approval.approvals.length} of ${h.required}). Send the same request again with the header X-Corridor-Approval: ${h.id} to wait for the result.`,
+        `held for approval ${h.id} (${approval.state}, ${approval.approvals.length} of ${h.required} approvals from ${h.approverGroups.join(' or ')}): ${h.reason}. Send the same request again to wait for the result; it joins this approval.`,
         {
+          status: holdStatus,
           details: {
             rule: h.rule,
             reason: h.reason,
@@ -164,7 +173,14 @@ function answer(res: ServerResponse, record: AuditRecord, approval: Approval): v
             expires_at: new Date(h.expiresAt).toISOString(),
             retry_after: RETRY_AFTER_SEC,
           },
-          headers: { 'retry-after': String(RETRY_AFTER_SEC), location: ids.status_url, 'x-corridor-approval': h.id },
+          headers: {
+            'retry-after': String(RETRY_AFTER_SEC),
+            location: ids.status_url,
+            'x-corridor-approval': h.id,
+            // SDKs that honour these retry even statuses they would not (Stainless: OpenAI, Anthropic; Stripe).
+            'x-should-retry': 'true',
+            'stripe-should-retry': 'true',
+          },
         },
       )
     case 'rejected':

@@ -23,6 +23,7 @@ export function refusedConnection(socket: Socket): boolean {
 }
 
 export function limitConnections(server: Server, limits: ConnectionLimits, log: Logger): void {
+  const tlsListener = 'setSecureContext' in server
   let total = 0
   const perClient = new Map<string, number>()
   let refusedSinceReport = 0
@@ -41,7 +42,9 @@ export function limitConnections(server: Server, limits: ConnectionLimits, log: 
     if (over !== null) {
       ;(socket as Socket & { [REFUSED]?: boolean })[REFUSED] = true
       socket.on('error', () => {})
-      socket.end(refusal(over), () => socket.destroy())
+      // Before a TLS handshake nothing readable can be said: the connection is simply closed.
+      if (tlsListener) socket.destroy()
+      else socket.end(refusal(over), () => socket.destroy())
       refusedSinceReport++
       // One line a second at most, however hard the flood.
       reportTimer ??= setTimeout(() => {

@@ -164,12 +164,12 @@ async function handle(
     if (agent.status === 'suspended') throw new CorridorError('agent_suspended', `agent '${agent.id}' is suspended`)
     return resumeApproval(
       deps.approvals,
-      deps.approvalWaitMs,
+      { waitMs: deps.approvalWaitMs, status: connector.holdStatus },
       res,
       record,
       approvalId,
       agent.id,
-      requestDigest(connector.id, heldHttpRequest(request, req.headers.host)),
+      requestDigest(connector.id, heldHttpRequest(request, req.headers.host), connector.perAttemptHeaders),
     )
   }
 
@@ -195,7 +195,7 @@ async function handle(
     deps.audit.writeIntent(record, 'hold', held.id)
     return holdForApproval(
       deps.approvals,
-      deps.approvalWaitMs,
+      { waitMs: deps.approvalWaitMs, status: connector.holdStatus },
       res,
       record,
       held,
@@ -289,7 +289,12 @@ function refuse(
   record.error_code = error.code
   if (record.outcome === 'rejected') record.outcome = outcomeFor(error)
   // A request refused before its body was read must not leave that body on a kept-alive connection.
-  sendProblem(res, error, record.request_id, !req.complete, req.headers.accept)
+  // In the error shape of the connector's SDKs, once the request is known to be for one.
+  const format =
+    record.connector === null
+      ? 'problem'
+      : (deps.policies.current?.catalog.connectors.get(record.connector)?.errorFormat ?? 'problem')
+  sendProblem(res, error, record.request_id, !req.complete, req.headers.accept, format)
 }
 
 /** The outcome a refusal records; every code is listed, so a new one cannot fall into a default. */
@@ -458,7 +463,7 @@ function heldRequest(
   return {
     id: 'apr_' + randomUUID(),
     heldRequestId: record.request_id,
-    digest: requestDigest(request.connector.id, http),
+    digest: requestDigest(request.connector.id, http, request.connector.perAttemptHeaders),
     request: http,
     agent: agent.id,
     owner: agent.owner,

@@ -6,6 +6,9 @@ import { RISKS } from './risk.ts'
 export const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const
 export const UPSTREAM_QUIRKS = ['method_override', 'matrix_params', 'body_on_get'] as const
 export const BATCH_FORMAT_NAMES = ['graph', 'salesforce_composite'] as const
+/** Statuses a held call may be answered with: 503 (default) and 429 are retried by most SDKs; 202 only for clients that know Corridor. */
+export const HOLD_STATUSES = [503, 429, 409, 423, 202] as const
+export type HoldStatus = (typeof HOLD_STATUSES)[number]
 
 const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
 const headerName = () => z.string().regex(HEADER_NAME, { error: 'must be a valid header name' })
@@ -156,6 +159,22 @@ export const connectorsFileSchema = strict(
           .optional()
           .describe('Request shapes this upstream is known not to reinterpret'),
         agent_key_fields: textList().optional().describe("Query or form fields the agents' SDKs put their key in"),
+        error_format: oneOf(['problem', 'slack', 'aws_xml'])
+          .optional()
+          .describe(
+            "How Corridor's refusals are shaped for this API's SDKs: problem (default; also carries error.message, message and errorMessages), slack ({ok: false, error} at 200), aws_xml (<Error><Code>)",
+          ),
+        hold_status: z
+          .literal(HOLD_STATUSES, { error: `must be one of: ${HOLD_STATUSES.join(', ')}` })
+          .optional()
+          .describe(
+            'The status of the answer to a held call (default 503 with Retry-After: an error every SDK raises, and most retry by themselves, joining the approval)',
+          ),
+        per_attempt_headers: textList()
+          .optional()
+          .describe(
+            "Headers this API's SDKs set anew on every attempt (request ids): left out of a held request's digest",
+          ),
       }),
     ),
   },

@@ -14,9 +14,11 @@ import {
   type CredentialEntry,
   type InjectEntry,
   type SecretInputEntry,
+  type HoldStatus,
 } from './connectors-schema.ts'
 import type { Risk } from './risk.ts'
 import { parseHttpUrl } from '../shared/http-url.ts'
+import type { ErrorFormat } from '../shared/problem.ts'
 import { RouteTrie } from './route-template.ts'
 
 export interface Action {
@@ -156,6 +158,12 @@ export interface Connector {
    * holding exactly the agent's key is removed; anywhere else the key is refused.
    */
   readonly agentKeyFields: ReadonlySet<string>
+  /** How refusals are shaped for this API's SDKs. */
+  readonly errorFormat: ErrorFormat
+  /** The status of the answer to a held call. */
+  readonly holdStatus: HoldStatus
+  /** Headers (lower-case) this API's SDKs set anew on every attempt, left out of a held request's digest. */
+  readonly perAttemptHeaders: ReadonlySet<string>
   readonly limits: ConnectorLimits
   readonly timeouts: ConnectorTimeouts
   readonly actions: readonly Action[]
@@ -268,6 +276,9 @@ function readConnector(r: YamlReader, f: ConnectorEntry, at: Path): Connector {
     injection,
     upstreamIgnores: new Set(f.upstream_ignores ?? []),
     agentKeyFields: new Set(f.agent_key_fields ?? []),
+    holdStatus: f.hold_status ?? 503,
+    errorFormat: f.error_format ?? 'problem',
+    perAttemptHeaders: new Set((f.per_attempt_headers ?? []).map((h) => h.toLowerCase())),
     limits: {
       maxBodyBytes: f.limits?.max_body ?? DEFAULT_LIMITS.maxBodyBytes,
       maxJsonDepth: f.limits?.max_json_depth ?? DEFAULT_LIMITS.maxJsonDepth,

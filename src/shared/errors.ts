@@ -9,10 +9,12 @@
 export const ERROR_CATALOG = {
   // 202: not an error, but answered in the same problem+json shape so every SDK surfaces it.
   approval_pending: {
-    status: 202,
+    // 503, not 202: every common SDK reads a 2xx as the API's result and carries on; a 503 with
+    // Retry-After is raised as an error, and most SDKs retry it on their own, joining the approval.
+    status: 503,
     title: 'Request held for approval',
     action:
-      'Not an error: the request waits for a named approver. Send the same request again with `X-Corridor-Approval: <approval_id>` (or the same Idempotency-Key) to wait for the result, or poll the status URL.',
+      'The request waits for a named approver: send the same request again (your SDK may do so by itself after Retry-After) to wait for the result; the same request joins its approval, never opens another. `X-Corridor-Approval: <approval_id>` names it explicitly; the status URL reports where it stands.',
   },
   // 400: the request is malformed or ambiguous; Corridor refuses to guess what it means.
   bad_request: {
@@ -238,11 +240,12 @@ export class CorridorError extends Error {
   constructor(
     code: ErrorCode,
     message?: string,
-    options: { cause?: unknown; details?: ProblemDetails; headers?: Record<string, string> } = {},
+    options: { cause?: unknown; details?: ProblemDetails; headers?: Record<string, string>; status?: number } = {},
   ) {
     super(message ?? ERROR_CATALOG[code].title, { cause: options.cause })
     this.code = code
-    this.status = ERROR_CATALOG[code].status
+    // A connector may answer some codes with another status its SDKs understand (a hold's hold_status).
+    this.status = options.status ?? ERROR_CATALOG[code].status
     this.details = options.details
     this.headers = options.headers
   }

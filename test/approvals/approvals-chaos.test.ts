@@ -176,9 +176,9 @@ async function runCycle(i: number, deadline: number): Promise<Cycle> {
   // Hold: retried as is, so a hold whose answer was lost (or that ran late) must be joined, not duplicated.
   while (c.approvalId === null && Date.now() < deadline) {
     const held = await http(agentUrl + '/svc/items', 'POST', agentHeaders, body)
-    if (held.status === 202) c.approvalId = held.body.approval_id as string
+    if (held.body.code === 'approval_pending') c.approvalId = held.body.approval_id as string
     else {
-      if (held.status === 503) c.unconfirmedHolds++
+      if (held.body.code === 'approval_unavailable') c.unconfirmedHolds++
       await sleep(30)
     }
   }

@@ -1,6 +1,6 @@
 /**
  * The approval queue end to end, through real listeners, a real upstream and a real
- * redis-server: hold, 202, approver API, release once, result collected by retry; separation
+ * redis-server: hold, 503 with Retry-After, approver API, release once, result collected by retry; separation
  * of duties, two approvers, rejection, expiry, digest binding, idempotency keys, policy change
  * and suspension, Redis outage and restart, two replicas, webhook and canaries.
  */
@@ -68,17 +68,19 @@ const adminUrl = () => fx.corridor.adminUrl
 const received = (marker: string) => upstream.received.filter((r) => r.body.toString().includes(marker))
 
 describe('the whole flow', () => {
-  it('holds, answers 202, lets an approver release it once, and returns the result to the retry', async () => {
+  it('holds, answers 503 approval_pending, lets an approver release it once, and returns the result to the retry', async () => {
     const order = { qty: 50, note: 'flow-1', card_number: '4111111111111111' }
     const held = await agentCall(agentUrl(), WRITER_KEY, '/svc/items', {
       body: order,
       headers: { 'x-corridor-intent': 'restock the warehouse' },
     })
-    expect(held.status).toBe(202)
+    // 503 + Retry-After: an error to every SDK (never a result), and one most SDKs retry by themselves.
+    expect(held.status).toBe(503)
     expect(held.headers['content-type']).toBe('application/problem+json')
+    expect(held.headers['x-should-retry']).toBe('true')
     expect(held.body).toMatchObject({
       code: 'approval_pending',
-      status: 202,
+      status: 503,
       state: 'pending',
       approvers: ['leads'],
       required_approvals: 1,
@@ -87,7 +89,7 @@ describe('the whole flow', () => {
     })
     const id = held.body.approval_id as string
     expect(id).toMatch(/^apr_/)
-    expect(held.headers['retry-after']).toBe('5')
+    expect(held.headers['retry-after']).toBe('1')
     expect(held.headers.location).toBe(`/_corridor/approvals/${id}`)
     expect(received('flow-1')).toHaveLength(0)
 
@@ -514,7 +516,7 @@ describe('Redis and replicas', () => {
       })
       expect(second.status).toBe(503)
       expect(second.body.code).toBe('approval_capacity')
-      expect((await first).status).toBe(202)
+      expect((await first).body.code).toBe('approval_pending')
       const listed = await approverCall(capped.corridor.adminUrl, APPROVER_KEYS.alice, '/approvals?limit=500')
       expect((listed.body.approvals as { request: string }[]).length).toBeGreaterThan(0)
     } finally {
@@ -564,7 +566,8 @@ describe('without Redis', () => {
     const started = performance.now()
     await stopping.close()
     const answer = await waiting
-    expect(answer.status).toBe(202)
+    expect(answer.status).toBe(503)
+    expect(answer.body.code).toBe('approval_pending')
     expect(answer.body.approval_id).toMatch(/^apr_/)
     expect(performance.now() - started).toBeLessThan(3_000)
   })
@@ -631,7 +634,7 @@ describe('what an approver can learn of queues that are not theirs', () => {
     const ids: string[] = []
     for (const note of ['queue-1', 'queue-2', 'queue-3']) {
       const held = await agentCall(agentUrl(), WRITER_KEY, '/svc/items', { body: { qty: 70, note } })
-      expect(held.status).toBe(202)
+      expect(held.body.code).toBe('approval_pending')
       ids.push(held.body.approval_id as string)
     }
     try {

@@ -29,6 +29,8 @@ export interface FixtureFiles {
   policy: string
   /** Extra YAML appended to corridor.yaml (identity, limits…). */
   extraConfig?: string
+  /** The agent listener's line of corridor.yaml (default: loopback, any free port, plain HTTP). */
+  listenConfig?: string
   /** The admin listener's line of corridor.yaml (default: loopback, any free port, plain HTTP). */
   adminConfig?: string
   /** Audit file path (default: inside the temp dir). */
@@ -48,7 +50,7 @@ export async function startCorridorFixture(
   for (const [name, text] of Object.entries(files.files ?? {})) writeFileSync(join(dir, name), text)
   writeFileSync(
     join(dir, 'corridor.yaml'),
-    `listen: { host: 127.0.0.1, port: 0 }\n${files.adminConfig ?? 'admin: { host: 127.0.0.1, port: 0 }'}\nfiles: { agents: agents.yaml, connectors: connectors.yaml, policy: policy.yaml }\naudit: { file: ${JSON.stringify(auditFile)} }\n${files.extraConfig ?? ''}`,
+    `${files.listenConfig ?? 'listen: { host: 127.0.0.1, port: 0 }'}\n${files.adminConfig ?? 'admin: { host: 127.0.0.1, port: 0 }'}\nfiles: { agents: agents.yaml, connectors: connectors.yaml, policy: policy.yaml }\naudit: { file: ${JSON.stringify(auditFile)} }\n${files.extraConfig ?? ''}`,
   )
   const logs: string[] = []
   const sink = new Writable({

@@ -3,7 +3,7 @@
  * (or refused at start), optionally with client certificates, and what it shows without
  * authentication is liveness and readiness only.
  */
-import { execFileSync, spawn } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -12,74 +12,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { loadServerConfig } from '../../src/config/server-config.ts'
 import { ConfigError } from '../../src/config/yaml-reader.ts'
 import { APPROVER_KEYS, approvalFiles } from '../helpers/approvals-fixture.ts'
+import { makeCertificates } from '../helpers/certificates.ts'
 import { startCorridorFixture, type CorridorFixture } from '../helpers/corridor-fixture.ts'
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/recording-upstream.ts'
-
-/** A CA, a server certificate for 127.0.0.1 and a client certificate, made with openssl. */
-function makeCertificates(dir: string): Record<'ca' | 'cert' | 'key' | 'clientCert' | 'clientKey', string> {
-  const f = (name: string) => join(dir, name)
-  const ssl = (...args: string[]) => execFileSync('openssl', args, { stdio: 'pipe' })
-  ssl(
-    'req',
-    '-x509',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:P-256',
-    '-nodes',
-    '-days',
-    '2',
-    '-subj',
-    '/CN=corridor test CA',
-    '-keyout',
-    f('ca.key'),
-    '-out',
-    f('ca.pem'),
-  )
-  writeFileSync(f('san.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n')
-  for (const [name, cn, ext] of [
-    ['server', '127.0.0.1', true],
-    ['client', 'alice', false],
-  ] as const) {
-    ssl(
-      'req',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-subj',
-      `/CN=${cn}`,
-      '-keyout',
-      f(`${name}.key`),
-      '-out',
-      f(`${name}.csr`),
-    )
-    ssl(
-      'x509',
-      '-req',
-      '-in',
-      f(`${name}.csr`),
-      '-CA',
-      f('ca.pem'),
-      '-CAkey',
-      f('ca.key'),
-      '-CAcreateserial',
-      '-days',
-      '2',
-      '-out',
-      f(`${name}.pem`),
-      ...(ext ? ['-extfile', f('san.ext')] : []),
-    )
-  }
-  return {
-    ca: f('ca.pem'),
-    cert: f('server.pem'),
-    key: f('server.key'),
-    clientCert: f('client.pem'),
-    clientKey: f('client.key'),
-  }
-}
 
 const minimalConfig = (admin: string) =>
   `${admin}\nfiles: { agents: a.yaml, connectors: c.yaml, policy: p.yaml }\naudit: { file: audit.log }\n`

@@ -138,7 +138,7 @@ describe('batches: every sub-request is decided', () => {
     const res = await post('/graph/$batch', {
       requests: [allowed[0], { id: '9', method: 'POST', url: '/me/sendMail', body: { message: {} } }],
     })
-    expect(res.status).toBe(202)
+    expect(res.status).toBe(503)
     expect(res.code).toBe('approval_pending')
     expect(upstream.received).toHaveLength(0)
   })

@@ -222,7 +222,7 @@ describe('refusals carry problem+json with a stable code and are audited', () =>
     [
       'held for approval',
       () => call('/svc/items', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"qty":50}' }),
-      202,
+      503,
       'approval_pending',
       { decision: 'require_approval', outcome: 'held', approvers: ['leads'] },
     ],

@@ -126,7 +126,7 @@ describe('SIGTERM with work in flight', () => {
       const held = await agentCall(first.agentUrl, WRITER_KEY, '/svc/items?delay=1500', {
         body: { qty: 77, note: 'release-in-flight' },
       })
-      expect(held.status).toBe(202)
+      expect(held.body.code).toBe('approval_pending')
       const approvalId = held.body.approval_id as string
 
       const inFlight = [

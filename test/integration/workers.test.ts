@@ -171,7 +171,7 @@ describe('corridor serve --workers 2', () => {
     const body = JSON.stringify({ qty: 50, note: 'workers' })
     const headers = { ...agent, 'content-type': 'application/json' }
     const held = await fresh(`${ready.agentUrl}/svc/items`, { method: 'POST', headers, body })
-    expect(held.status).toBe(202)
+    expect(held.body.code).toBe('approval_pending')
     const id = held.body.approval_id as string
     const approver = { authorization: `Bearer ${APPROVER_KEYS.alice}`, 'content-type': 'application/json' }
     const shown = await fresh(`${ready.adminUrl}/approvals/${id}`, { headers: approver })
