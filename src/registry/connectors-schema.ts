@@ -159,10 +159,10 @@ export const connectorsFileSchema = strict(
           .optional()
           .describe('Request shapes this upstream is known not to reinterpret'),
         agent_key_fields: textList().optional().describe("Query or form fields the agents' SDKs put their key in"),
-        error_format: oneOf(['problem', 'slack', 'aws_xml'])
+        error_format: oneOf(['problem', 'slack', 'aws_xml', 'notion'])
           .optional()
           .describe(
-            "How Corridor's refusals are shaped for this API's SDKs: problem (default; also carries error.message, message and errorMessages), slack ({ok: false, error} at 200), aws_xml (<Error><Code>)",
+            "How Corridor's refusals are shaped for this API's SDKs: problem (default; also carries error.message, message and errorMessages), slack ({ok: false, error} at 200), aws_xml (<Error><Code>), notion (Notion's own error codes)",
           ),
         hold_status: z
           .literal(HOLD_STATUSES, { error: `must be one of: ${HOLD_STATUSES.join(', ')}` })

@@ -6,9 +6,10 @@
  * Agents read errors through their SDKs, and each SDK builds its error message from its API's
  * own error shape. The problem body therefore also carries those shapes, each saying
  * `corridor <code>: <reason>`: `error.message` (OpenAI, Anthropic, Stripe), `message` (GitHub),
- * `errorMessages` (Jira, Atlassian). Two APIs need a dialect of their own, chosen per connector
- * (`error_format`): Slack's SDK reads only HTTP 200 bodies (`{ok: false, error}`), and AWS SDKs
- * parse XML (`<Error><Code>…`).
+ * `errorMessages` (Jira, Atlassian). Some APIs need a dialect of their own, chosen per connector
+ * (`error_format`): Slack's SDK reads only HTTP 200 bodies (`{ok: false, error}`), AWS SDKs
+ * parse XML (`<Error><Code>…`), and Notion's SDK reads a body only when its `code` is one of
+ * Notion's own.
  */
 import type { ServerResponse } from 'node:http'
 import { ERROR_REFERENCE_PATH } from './error-reference.ts'
@@ -48,7 +49,20 @@ export function sdkMessage(error: CorridorError): string {
 }
 
 /** How a connector's SDKs expect errors: problem+json (default), Slack's `{ok: false}` at 200, AWS's XML. */
-export type ErrorFormat = 'problem' | 'slack' | 'aws_xml'
+export type ErrorFormat = 'problem' | 'slack' | 'aws_xml' | 'notion'
+
+/** Notion's error codes by status: its SDK shows a message only under a code it knows (and retries rate_limited). */
+function notionCode(status: number): string {
+  if (status === 401) return 'unauthorized'
+  if (status === 403) return 'restricted_resource'
+  if (status === 404) return 'object_not_found'
+  if (status === 409) return 'conflict_error'
+  if (status === 429) return 'rate_limited'
+  if (status === 503) return 'service_unavailable'
+  if (status === 504) return 'gateway_timeout'
+  if (status >= 500) return 'internal_server_error'
+  return 'validation_error'
+}
 
 const XML_ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&apos;' }
 const xml = (text: string): string => text.replace(/[&<>"']/g, (c) => XML_ESCAPES[c] as string)
@@ -88,6 +102,18 @@ function inFormat(
           '<?xml version="1.0" encoding="UTF-8"?>\n' +
           `<Error><Code>${awsCode(error)}</Code><Message>${xml(sdkMessage(error))}</Message>` +
           `<CorridorCode>${error.code}</CorridorCode><RequestId>${xml(requestId)}</RequestId></Error>`,
+      }
+    case 'notion':
+      return {
+        status: error.status,
+        contentType: 'application/json',
+        payload: JSON.stringify({
+          ...problemBody(error, requestId),
+          object: 'error',
+          code: notionCode(error.status),
+          corridor_code: error.code,
+          message: sdkMessage(error),
+        }),
       }
     case 'problem':
       break

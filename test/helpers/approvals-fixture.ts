@@ -127,3 +127,38 @@ export async function approve(
   const shown = await approverCall(adminUrl, APPROVER_KEYS[who], `/approvals/${id}`)
   return approverCall(adminUrl, APPROVER_KEYS[who], `/approvals/${id}/approve`, { reason, digest: shown.body.digest })
 }
+
+/**
+ * An approver who approves the pending request on a connector whose body shows `marker`, after
+ * `delayMs`: long enough for the first attempt to be answered as held (approvals.wait is 1 s), so
+ * that only the SDK's own retry can bring the result back.
+ */
+export async function approveWhenPending(
+  adminUrl: string,
+  approverKey: string,
+  connector: string,
+  marker: string,
+  delayMs = 2_000,
+): Promise<string> {
+  const headers = { authorization: `Bearer ${approverKey}`, 'content-type': 'application/json' }
+  for (let i = 0; i < 200; i++) {
+    const res = await request(`${adminUrl}/approvals`, { headers })
+    const list = (await res.body.json()) as { approvals: { id: string; connector: string }[] }
+    for (const candidate of list.approvals.filter((a) => a.connector === connector)) {
+      const shown = await request(`${adminUrl}/approvals/${candidate.id}`, { headers })
+      const detail = (await shown.body.json()) as { digest: string; body: string | null }
+      if (!(detail.body ?? '').includes(marker)) continue
+      await new Promise((r) => setTimeout(r, delayMs))
+      const done = await request(`${adminUrl}/approvals/${candidate.id}/approve`, {
+        method: 'POST',
+        headers,
+        body: JSON.stringify({ reason: 'checked', digest: detail.digest }),
+      })
+      if (done.statusCode !== 200) throw new Error(`approving ${candidate.id} answered ${done.statusCode}`)
+      await done.body.dump()
+      return candidate.id
+    }
+    await new Promise((r) => setTimeout(r, 50))
+  }
+  throw new Error(`nothing pending on ${connector} with ${marker}`)
+}

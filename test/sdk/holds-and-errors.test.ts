@@ -12,6 +12,7 @@ import OpenAI from 'openai'
 import Stripe from 'stripe'
 import { request } from 'undici'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { approveWhenPending } from '../helpers/approvals-fixture.ts'
 import { startCorridorFixture, type CorridorFixture } from '../helpers/corridor-fixture.ts'
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/recording-upstream.ts'
 
@@ -106,35 +107,6 @@ function heldEvents(connector: string): string[] {
     )
 }
 
-/**
- * An approver who approves the pending request on a connector whose body shows `marker`, after
- * `delayMs`: long enough for the first attempt to be answered as held (approvals.wait is 1 s), so
- * that only the SDK's own retry can bring the result back.
- */
-async function approveWhenPending(connector: string, marker: string, delayMs = 2_000): Promise<string> {
-  const headers = { authorization: `Bearer ${APPROVER_KEY}`, 'content-type': 'application/json' }
-  for (let i = 0; i < 200; i++) {
-    const res = await request(`${fx.corridor.adminUrl}/approvals`, { headers })
-    const list = (await res.body.json()) as { approvals: { id: string; connector: string }[] }
-    for (const candidate of list.approvals.filter((a) => a.connector === connector)) {
-      const shown = await request(`${fx.corridor.adminUrl}/approvals/${candidate.id}`, { headers })
-      const detail = (await shown.body.json()) as { digest: string; body: string | null }
-      if (!(detail.body ?? '').includes(marker)) continue
-      await new Promise((r) => setTimeout(r, delayMs))
-      const done = await request(`${fx.corridor.adminUrl}/approvals/${candidate.id}/approve`, {
-        method: 'POST',
-        headers,
-        body: JSON.stringify({ reason: 'checked', digest: detail.digest }),
-      })
-      expect(done.statusCode).toBe(200)
-      await done.body.dump()
-      return candidate.id
-    }
-    await new Promise((r) => setTimeout(r, 50))
-  }
-  throw new Error(`nothing pending on ${connector} with ${marker}`)
-}
-
 describe('a held call', () => {
   it('is an error to the OpenAI SDK when nobody decides, naming the approval', async () => {
     const client = new OpenAI({ apiKey: AGENT_KEY, baseURL: `${fx.corridor.agentUrl}/openai`, maxRetries: 0 })
@@ -163,7 +135,7 @@ describe('a held call', () => {
       model: 'gpt-4o',
       messages: [{ role: 'user', content: 'quick lead' }],
     })
-    const id = await approveWhenPending('openai', 'quick lead')
+    const id = await approveWhenPending(fx.corridor.adminUrl, APPROVER_KEY, 'openai', 'quick lead')
     const completion = await call
     expect(completion.choices[0]?.message.content).toBe('approved answer')
     expect(attempts(id)).toEqual(expect.arrayContaining(['held', 'released']))
@@ -180,7 +152,7 @@ describe('a held call', () => {
       maxNetworkRetries: 3,
     })
     const call = client.refunds.create({ charge: 'ch_9', amount: 90000 })
-    const id = await approveWhenPending('stripe', '90000')
+    const id = await approveWhenPending(fx.corridor.adminUrl, APPROVER_KEY, 'stripe', '90000')
     const refund = await call
     expect(refund.amount).toBe(90000)
     expect(attempts(id)).toEqual(expect.arrayContaining(['held', 'released']))
@@ -194,7 +166,7 @@ describe('a held call', () => {
       retryConfig: { retries: 5, factor: 1, minTimeout: 100, maxTimeout: 300 },
     })
     const call = slack.chat.postMessage({ channel: 'C-all', text: 'all hands at 3' })
-    const id = await approveWhenPending('slack', 'all%20hands')
+    const id = await approveWhenPending(fx.corridor.adminUrl, APPROVER_KEY, 'slack', 'all%20hands')
     const sent = await call
     expect(sent.ok).toBe(true)
     expect(attempts(id)).toEqual(expect.arrayContaining(['held', 'released']))
