@@ -1,8 +1,10 @@
 /**
  * Approval cycles under fire: many concurrent hold → approve (or reject) → collect cycles
- * against a Corridor process and a redis-server that are SIGKILLed and restarted, or paused
- * (SIGSTOP past every command deadline, then SIGCONT: a stall, not a crash), at random moments
- * (one fault per 20 finished cycles, in turn: kill Redis, kill Corridor, pause Redis). Agents
+ * against two Corridor replicas sharing a redis-server (each cycle holds on one, decides on the
+ * other, collects on either), which are SIGKILLed and restarted, or paused (SIGSTOP past every
+ * command deadline, then SIGCONT: a stall, not a crash), at random moments (one fault per 20
+ * finished cycles, in turn: kill Redis, kill a replica, pause Redis), while the upstream stalls
+ * past the release deadline on some requests (they end `upstream_timeout`, sent once). Agents
  * retry holds with no idempotency key, as SDKs do, so a hold whose answer was lost must be joined
  * by its retry. Afterwards, from the upstream's own log: nothing approved is lost, nothing runs
  * twice, nothing runs unapproved, what ran is byte for byte what was held, and no approval is
@@ -30,20 +32,30 @@ const KILL_EVERY = 20
 
 let redis: RedisProcess
 let upstream: RecordingUpstream
-let corridor: ChildProcess | null = null
-let agentUrl: string
-let adminUrl: string
-let configFile: string
+/** Two replicas: their processes, listeners and config files. */
+const replicas: { child: ChildProcess | null; agentUrl: string; adminUrl: string; configFile: string }[] = []
 /** Idempotency-Key → the response of its first execution (the upstream dedupes, as Stripe does). */
 const executedKeys = new Map<string, string>()
 let honourKeys = false
 let replays = 0
+/** Requests the upstream held past the release deadline (1 s) before answering. */
+let stalls = 0
+const STALL_EVERY = 40
 
 beforeAll(async () => {
   redis = await startRedis()
   upstream = await startRecordingUpstream((req, res) => {
     const key = req.headers['idempotency-key']
     const body = JSON.stringify({ ran: req.body.toString() })
+    // Some requests stall past the release's 1 s deadline: the release ends upstream_timeout, having sent once.
+    if (upstream.received.length % STALL_EVERY === 0) {
+      stalls++
+      setTimeout(() => {
+        res.writeHead(201, { 'content-type': 'application/json' })
+        res.end(body)
+      }, 1_500)
+      return
+    }
     res.writeHead(201, { 'content-type': 'application/json' })
     if (honourKeys && typeof key === 'string') {
       const first = executedKeys.get(key)
@@ -59,14 +71,13 @@ beforeAll(async () => {
 }, 30_000)
 
 afterAll(async () => {
-  await stopCorridorProcess()
+  for (let i = 0; i < replicas.length; i++) await stopCorridorProcess(i)
   await upstream?.close()
   await redis?.stop()
 })
 
 async function startScenario(name: string, idempotencyHeader: boolean): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'corridor-chaos-'))
-  const [agentPort, adminPort] = [await freePort(), await freePort()]
   const files = approvalFiles(upstream.url)
   writeFileSync(join(dir, 'agents.yaml'), files.agents)
   writeFileSync(
@@ -79,27 +90,36 @@ async function startScenario(name: string, idempotencyHeader: boolean): Promise<
       : files.connectors,
   )
   writeFileSync(join(dir, 'policy.yaml'), files.policy)
-  configFile = join(dir, 'corridor.yaml')
-  writeFileSync(
-    configFile,
-    `listen: { host: 127.0.0.1, port: ${agentPort} }\nadmin: { host: 127.0.0.1, port: ${adminPort} }\nfiles: { agents: agents.yaml, connectors: connectors.yaml, policy: policy.yaml }\naudit: { file: audit.log }\nwatch_policy: false\n` +
-      `approvals:\n  redis: { url: "${redis.url}", key_prefix: "chaos-${name}:" }\n  wait: 0s\n  execution_timeout: 1s\n`,
-  )
-  agentUrl = `http://127.0.0.1:${agentPort}`
-  adminUrl = `http://127.0.0.1:${adminPort}`
-  await startCorridorProcess()
+  replicas.length = 0
+  for (const replica of ['a', 'b']) {
+    const [agentPort, adminPort] = [await freePort(), await freePort()]
+    const configFile = join(dir, `corridor-${replica}.yaml`)
+    writeFileSync(
+      configFile,
+      `listen: { host: 127.0.0.1, port: ${agentPort} }\nadmin: { host: 127.0.0.1, port: ${adminPort} }\nfiles: { agents: agents.yaml, connectors: connectors.yaml, policy: policy.yaml }\naudit: { file: audit-${replica}.log }\nwatch_policy: false\n` +
+        `approvals:\n  redis: { url: "${redis.url}", key_prefix: "chaos-${name}:" }\n  wait: 0s\n  execution_timeout: 1s\n`,
+    )
+    replicas.push({
+      child: null,
+      agentUrl: `http://127.0.0.1:${agentPort}`,
+      adminUrl: `http://127.0.0.1:${adminPort}`,
+      configFile,
+    })
+  }
+  await Promise.all(replicas.map((_r, i) => startCorridorProcess(i)))
 }
 
-async function startCorridorProcess(): Promise<void> {
-  const child = spawn(process.execPath, [resolve('bin/corridor.js'), 'serve', '--config', configFile], {
+async function startCorridorProcess(i: number): Promise<void> {
+  const replica = replicas[i] as (typeof replicas)[number]
+  const child = spawn(process.execPath, [resolve('bin/corridor.js'), 'serve', '--config', replica.configFile], {
     env: { ...process.env, SVC_TOKEN: 'chaos-token', CORRIDOR_LOG_LEVEL: 'error' },
     stdio: ['ignore', 'ignore', 'pipe'],
   })
-  corridor = child
+  replica.child = child
   const deadline = Date.now() + 15_000
   while (Date.now() < deadline) {
     try {
-      const res = await request(adminUrl + '/healthz')
+      const res = await request(replica.adminUrl + '/healthz')
       await res.body.dump()
       if (res.statusCode === 200) return
     } catch {
@@ -110,15 +130,19 @@ async function startCorridorProcess(): Promise<void> {
   throw new Error('corridor did not start')
 }
 
-async function stopCorridorProcess(): Promise<void> {
-  const child = corridor
-  corridor = null
+async function stopCorridorProcess(i: number): Promise<void> {
+  const replica = replicas[i]
+  const child = replica?.child ?? null
+  if (replica) replica.child = null
   if (child === null || child.exitCode !== null) return
   await new Promise<void>((r) => {
     child.once('exit', () => r())
     child.kill('SIGKILL')
   })
 }
+
+/** The replica a cycle uses for a step: holds and decisions on different ones, collection on either. */
+const on = (i: number) => replicas[i % replicas.length] as (typeof replicas)[number]
 
 interface Answer {
   status: number
@@ -142,7 +166,7 @@ async function http(url: string, method: string, headers: Record<string, string>
   }
 }
 
-type Ending = 'executed' | 'rejected' | 'unknown' | 'unfinished'
+type Ending = 'executed' | 'rejected' | 'unknown' | 'upstream_timeout' | 'unfinished'
 
 interface Cycle {
   nonce: string
@@ -183,7 +207,7 @@ async function runCycle(i: number, deadline: number): Promise<Cycle> {
   }
   // Hold: retried as is, so a hold whose answer was lost (or that ran late) must be joined, not duplicated.
   while (c.approvalId === null && Date.now() < deadline) {
-    const held = await http(agentUrl + '/svc/items', 'POST', agentHeaders, body)
+    const held = await http(on(i).agentUrl + '/svc/items', 'POST', agentHeaders, body)
     if (held.body.code === 'approval_pending') c.approvalId = held.body.approval_id as string
     else {
       if (held.body.code === 'approval_unavailable') c.unconfirmedHolds++
@@ -193,7 +217,7 @@ async function runCycle(i: number, deadline: number): Promise<Cycle> {
   // Decide: a decision whose answer was lost shows up as already decided.
   const approver = { authorization: `Bearer ${APPROVER_KEYS.alice}`, 'content-type': 'application/json' }
   while (!c.decided && c.approvalId !== null && Date.now() < deadline) {
-    const shown = await http(`${adminUrl}/approvals/${c.approvalId}`, 'GET', approver)
+    const shown = await http(`${on(i + 1).adminUrl}/approvals/${c.approvalId}`, 'GET', approver)
     if (shown.status === 200 && shown.body.state !== 'pending') {
       c.decided = true
       c.decidedAt = Date.now()
@@ -205,7 +229,7 @@ async function runCycle(i: number, deadline: number): Promise<Cycle> {
     }
     const verb = c.rejected ? 'reject' : 'approve'
     const decided = await http(
-      `${adminUrl}/approvals/${c.approvalId}/${verb}`,
+      `${on(i + 1).adminUrl}/approvals/${c.approvalId}/${verb}`,
       'POST',
       approver,
       JSON.stringify({ reason: `chaos ${verb}`, digest: shown.body.digest }),
@@ -218,7 +242,7 @@ async function runCycle(i: number, deadline: number): Promise<Cycle> {
   // Collect.
   while (c.ending === 'unfinished' && c.approvalId !== null && Date.now() < deadline) {
     const got = await http(
-      agentUrl + '/svc/items',
+      on(Math.floor(Math.random() * 2)).agentUrl + '/svc/items',
       'POST',
       { ...agentHeaders, 'x-corridor-approval': c.approvalId },
       body,
@@ -228,6 +252,8 @@ async function runCycle(i: number, deadline: number): Promise<Cycle> {
       c.agentSaw = got.body.ran as string
     } else if (got.status === 403 && got.body.code === 'approval_rejected') c.ending = 'rejected'
     else if (got.status === 502 && got.body.code === 'approval_outcome_unknown') c.ending = 'unknown'
+    // The upstream stalled past the release deadline: sent once, answered too late, never sent again.
+    else if (got.status === 504 && got.body.code === 'upstream_timeout') c.ending = 'upstream_timeout'
     else await sleep(40)
   }
   c.endedAt = Date.now()
@@ -238,11 +264,12 @@ it.each([
   ['no idempotency key: at most once, the rest unknown', false],
   ["the upstream's idempotency key: exactly once", true],
 ] as const)(
-  `${CYCLES} approval cycles with Redis and Corridor killed at random, %s: 0 lost, 0 twice, 0 unapproved, 0 altered`,
+  `${CYCLES} approval cycles on two replicas, Redis and replicas killed or paused at random, %s: 0 lost, 0 twice, 0 unapproved, 0 altered`,
   async (name, idempotent) => {
     honourKeys = idempotent
     replays = 0
-    await stopCorridorProcess()
+    stalls = 0
+    for (let r = 0; r < replicas.length; r++) await stopCorridorProcess(r)
     await startScenario(idempotent ? 'idem' : 'plain', idempotent)
     const received = upstream.received.length
     const deadline = Date.now() + TEST_BUDGET_MS - 10_000
@@ -263,10 +290,11 @@ it.each([
           await sleep(50 + Math.random() * 250)
           await redis.start()
         } else if (turn === 1) {
-          await stopCorridorProcess()
+          const victim = Math.floor(Math.random() * replicas.length)
+          await stopCorridorProcess(victim)
           kills.corridor++
           corridorKilledAt.push(Date.now())
-          await startCorridorProcess()
+          await startCorridorProcess(victim)
         } else {
           // Longer than redis.timeout (500 ms): commands time out on Corridor's side and run at resume.
           redis.pause()
@@ -296,7 +324,7 @@ it.each([
     let leftPending: Answer = { status: 0, body: {} }
     for (let tries = 0; leftPending.status !== 200 && tries < 100; tries++) {
       if (tries > 0) await sleep(100) // Corridor may be restarting after the last fault
-      leftPending = await http(`${adminUrl}/approvals?state=pending&limit=500`, 'GET', {
+      leftPending = await http(`${on(0).adminUrl}/approvals?state=pending&limit=500`, 'GET', {
         authorization: `Bearer ${APPROVER_KEYS.alice}`,
       })
     }
@@ -323,6 +351,9 @@ it.each([
       executed: cycles.filter((c) => c.ending === 'executed').length,
       rejected: cycles.filter((c) => c.ending === 'rejected').length,
       unknown: cycles.filter((c) => c.ending === 'unknown').length,
+      // The upstream stalled past the release deadline: answered too late, sent once, never again.
+      upstreamStalls: stalls,
+      upstreamTimeout: cycles.filter((c) => c.ending === 'upstream_timeout').length,
       // Of those, how many the upstream did receive (once): the rest died between the claim and the send.
       unknownReceived: cycles.filter((c) => c.ending === 'unknown' && byNonce.has(c.nonce)).length,
       // Sends the upstream recognised as repeats of an executed key (releases repeated after a kill).
@@ -351,7 +382,7 @@ it.each([
     console.log(`approval chaos (${name}):`, JSON.stringify(summary))
     if (idempotent) {
       expect(summary.unknown).toBe(0)
-      expect(approvedCycles.every((c) => c.ending === 'executed')).toBe(true)
+      expect(approvedCycles.every((c) => c.ending === 'executed' || c.ending === 'upstream_timeout')).toBe(true)
     }
     expect(summary.cycles).toBe(CYCLES)
     expect(summary.unfinished).toBe(0)
@@ -365,7 +396,9 @@ it.each([
     expect(summary.rejected).toBe(cycles.filter((c) => c.rejected).length)
     expect(kills.redis + kills.corridor + kills.redisPaused).toBeGreaterThanOrEqual(Math.floor(CYCLES / KILL_EVERY) - 1)
     expect(kills.corridor).toBeGreaterThanOrEqual(Math.floor(CYCLES / KILL_EVERY / 3) - 1)
-    for (const c of cycles.filter((x) => x.ending === 'executed')) expect(byNonce.get(c.nonce)).toHaveLength(1)
+    for (const c of cycles.filter((x) => x.ending === 'executed' || x.ending === 'upstream_timeout'))
+      expect(byNonce.get(c.nonce)).toHaveLength(1)
+    expect(summary.upstreamStalls).toBeGreaterThan(0)
   },
   TEST_BUDGET_MS,
 )
