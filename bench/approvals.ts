@@ -12,7 +12,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { Pool } from 'undici'
-import { freePort } from '../test/helpers/redis-process.ts'
+import { freePort } from '../testkit/redis-process.ts'
 import { SHIPPED_NODE_FLAGS } from './bench-config.ts'
 
 const PENDING = Number(process.env.APPROVALS_PENDING ?? 10_000)

@@ -24,8 +24,8 @@ import { Client } from 'undici'
 import { describedFacts } from '../src/policy/described-request.ts'
 import { loadBundle } from '../src/policy/bundle.ts'
 import { evaluate } from '../src/policy/evaluate.ts'
-import { startRedis } from '../test/helpers/redis-process.ts'
-import { VaultTestServer } from '../test/vault/vault-test-server.ts'
+import { startRedis } from '../testkit/redis-process.ts'
+import { VaultTestServer } from '../testkit/vault-test-server.ts'
 import {
   BENCH_KEY,
   JWT_AUDIENCE,

@@ -22,7 +22,7 @@ import { request } from 'undici'
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import { approvalFiles, APPROVER_KEYS, WRITER_KEY } from '../helpers/approvals-fixture.ts'
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/recording-upstream.ts'
-import { freePort, startRedis, type RedisProcess } from '../helpers/redis-process.ts'
+import { freePort, startRedis, type RedisProcess } from '../../testkit/redis-process.ts'
 
 const CYCLES = Number(process.env.CHAOS_CYCLES ?? 400)
 const WORKERS = 8

@@ -21,7 +21,7 @@ import {
 } from '../helpers/approvals-fixture.ts'
 import { eventually, startCorridorFixture, type CorridorFixture } from '../helpers/corridor-fixture.ts'
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/recording-upstream.ts'
-import { startRedis, type RedisProcess } from '../helpers/redis-process.ts'
+import { startRedis, type RedisProcess } from '../../testkit/redis-process.ts'
 import { newCanary } from '../helpers/standard-policy.ts'
 
 let redis: RedisProcess

@@ -11,7 +11,7 @@ import type { ApprovalStore, StoreLimits } from '../../src/approvals/approval-st
 import { MemoryApprovalStore } from '../../src/approvals/memory-store.ts'
 import { RedisApprovalStore } from '../../src/approvals/redis-store.ts'
 import { createLogger } from '../../src/shared/logger.ts'
-import { startRedis, type RedisProcess } from '../helpers/redis-process.ts'
+import { startRedis, type RedisProcess } from '../../testkit/redis-process.ts'
 
 const limits: StoreLimits = { maxPending: 5, maxPendingPerAgent: 3, keepMs: 60_000, retryWindowMs: 60_000 }
 const silent = createLogger('silent')

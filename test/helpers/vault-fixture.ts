@@ -4,7 +4,7 @@
  * credentials Vault says are live, so a test can tell a real short-lived credential from a stale one.
  */
 import { createLocalJWKSet, jwtVerify } from 'jose'
-import { VaultTestServer } from '../vault/vault-test-server.ts'
+import { VaultTestServer } from '../../testkit/vault-test-server.ts'
 import { startRecordingUpstream, type RecordingUpstream } from './recording-upstream.ts'
 
 /** Least privilege for Corridor's own Vault identity; the README shows the same policy in HCL. */

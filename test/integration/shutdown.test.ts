@@ -16,7 +16,7 @@ import type { AuditRecord } from '../../src/audit/record.ts'
 import { agentCall, approvalFiles, approve, WRITER_KEY } from '../helpers/approvals-fixture.ts'
 import { eventually } from '../helpers/corridor-fixture.ts'
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/recording-upstream.ts'
-import { freePort, startRedis, type RedisProcess } from '../helpers/redis-process.ts'
+import { freePort, startRedis, type RedisProcess } from '../../testkit/redis-process.ts'
 
 let redis: RedisProcess
 let upstream: RecordingUpstream

@@ -15,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { approvalFiles, APPROVER_KEYS, WRITER_KEY } from '../helpers/approvals-fixture.ts'
 import { eventually } from '../helpers/corridor-fixture.ts'
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/recording-upstream.ts'
-import { freePort, startRedis, type RedisProcess } from '../helpers/redis-process.ts'
+import { freePort, startRedis, type RedisProcess } from '../../testkit/redis-process.ts'
 
 interface Supervised {
   child: ChildProcess

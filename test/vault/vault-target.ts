@@ -5,7 +5,7 @@
  * Vault's HTTP API with the given (root-capable) token, on mounts named uniquely per run.
  */
 import { randomBytes } from 'node:crypto'
-import { VaultTestServer } from './vault-test-server.ts'
+import { VaultTestServer } from '../../testkit/vault-test-server.ts'
 
 export interface VaultTarget {
   readonly kind: 'test-server' | 'real-vault'

@@ -53,7 +53,7 @@ export async function startRedis(options: { appendonly?: boolean } = {}): Promis
     await new Promise<void>((resolve, reject) => {
       let out = ''
       const timer = setTimeout(() => reject(new Error(`redis-server did not start: ${out}`)), 10_000)
-      proc.stdout?.on('data', (chunk: Buffer) => {
+      proc.stdout.on('data', (chunk: Buffer) => {
         out += chunk.toString()
         if (out.includes('Ready to accept connections')) {
           clearTimeout(timer)
