@@ -42,10 +42,13 @@ export interface StartOptions {
   readonly audit?: AuditSink
   /** Bind with SO_REUSEPORT, beside the other workers on the same ports (workers/supervisor.ts). */
   readonly reusePort?: boolean
+  /** The clock decisions, holds, expiries and leases are read against (tests move it instead of sleeping). */
+  readonly now?: () => number
 }
 
 export async function startCorridor(config: ServerConfig, options: StartOptions): Promise<RunningCorridor> {
   const { log } = options
+  const now = options.now ?? Date.now
   const policies = new PolicyStore(config.files, log)
   // At start a broken policy is fatal: better not to start than to start refusing everything unnoticed.
   policies.loadInitial()
@@ -55,7 +58,7 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
     env: options.env,
     vault,
     log,
-    now: Date.now,
+    now,
     issueTimeoutMs: config.credentialTimeoutMs,
   })
   const upstreams = new Upstreams()
@@ -82,7 +85,7 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
     upstreams,
     audit,
     log,
-    now: Date.now,
+    now,
     onSettled: (id, event, reason) => approvals?.settledByExecutor(id, event, reason),
   })
   const webhook =
@@ -101,7 +104,7 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
     audit,
     log,
     notifier: webhook,
-    now: Date.now,
+    now,
   })
   const approvalService = approvals
   policies.onChange((bundle) => void approvalService.recheckAll(bundle))
@@ -116,7 +119,7 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
     audit,
     log,
     limits: config.limits,
-    now: Date.now,
+    now,
     approvals,
     approvalWaitMs: config.approvals.waitMs,
     approvalExpiresMs: config.approvals.expiresAfterMs,
@@ -125,7 +128,7 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
     config.listen,
     config.limits,
     pipeline,
-    createParserRefusals({ audit, now: Date.now }),
+    createParserRefusals({ audit, now }),
     lifecycle,
     log,
   )

@@ -273,9 +273,19 @@ export class ApprovalService {
     await this.#d.executor.drain(Math.max(0, deadline - Date.now()))
   }
 
-  async #sweep(): Promise<void> {
+  /**
+   * One sweep, now, finished when the releases it started are: expiries, abandoned claims and
+   * approved requests nobody released. The interval runs the same pass every second; tests call
+   * this with the clock they gave the service instead of waiting for it.
+   */
+  async sweepNow(): Promise<void> {
+    await Promise.all(await this.#sweep())
+  }
+
+  async #sweep(): Promise<Promise<void>[]> {
+    const releases: Promise<void>[] = []
     // Expiries and re-releases are audited events too: they wait while the audit sink is failing.
-    if (this.#sweeping || !this.#d.audit.healthy) return
+    if (this.#sweeping || !this.#d.audit.healthy) return releases
     this.#sweeping = true
     try {
       const now = this.#d.now()
@@ -296,12 +306,14 @@ export class ApprovalService {
         await this.#settled(id, 'unknown')
       }
       // Approved but not released: the approving replica went away, or the release failed (credential, audit).
-      for (const a of await this.#d.store.list('approved', 0, SWEEP_BATCH)) void this.#d.executor.release(a.held.id)
+      for (const a of await this.#d.store.list('approved', 0, SWEEP_BATCH))
+        releases.push(this.#d.executor.release(a.held.id))
     } catch (err) {
       if (!(err instanceof ApprovalStoreUnavailable)) this.#d.log.error({ err }, 'approval sweep failed')
     } finally {
       this.#sweeping = false
     }
+    return releases
   }
 
   #changeOf(id: string, timeoutMs: number, signal: AbortSignal): Promise<void> {

@@ -197,7 +197,7 @@ describe('the whole flow', () => {
       headers: { 'x-corridor-intent': 'flow-2' },
     })
     let id: string | undefined
-    await eventuallyAsync(async () => {
+    await eventually(async () => {
       const list = await approverCall(adminUrl(), APPROVER_KEYS.bob, '/approvals?limit=500')
       const found = (list.body.approvals as { id: string; intent: string }[]).find((a) => a.intent === 'flow-2')
       expect(found).toBeDefined()
@@ -245,7 +245,8 @@ describe('who may decide', () => {
     const again = await approve(adminUrl(), 'alice', id)
     expect(again.status).toBe(409)
     expect(again.body.code).toBe('approval_conflict')
-    await new Promise((r) => setTimeout(r, 200))
+    // One approval of two: a sweep finds nothing approved to release.
+    await fx.corridor.approvals.sweepNow()
     expect(upstream.received.filter((r) => r.url === '/base/items/77')).toHaveLength(0)
     expect((await approve(adminUrl(), 'bob', id)).status).toBe(200)
     const result = await agentCall(agentUrl(), ADMIN_BOT_KEY, '/svc/items/77', {
@@ -341,7 +342,7 @@ describe('what ends an approval without running it', () => {
         originalAgents.replace('tier: privileged\n', 'tier: privileged\n    status: suspended\n'),
       )
       expect(fx.corridor.policies.reload()).toBe(true)
-      await eventuallyAsync(async () => {
+      await eventually(async () => {
         expect(
           (await approverCall(adminUrl(), APPROVER_KEYS.alice, `/approvals/${a.body.approval_id as string}`)).body
             .state,
@@ -391,7 +392,7 @@ describe('a policy that now allows it outright', () => {
         original.replace('qty: { lte: 10 }', 'qty: { lte: 100 }').replace('qty: { gt: 10 }', 'qty: { gt: 100 }'),
       )
       expect(fx.corridor.policies.reload()).toBe(true)
-      await eventuallyAsync(async () =>
+      await eventually(async () =>
         expect((await approverCall(adminUrl(), APPROVER_KEYS.alice, `/approvals/${id}`)).body.cancel_reason).toMatch(
           /allows it without approval/,
         ),
@@ -402,7 +403,7 @@ describe('a policy that now allows it outright', () => {
       })
       expect(resent.status).toBe(201)
       expect((await approve(adminUrl(), 'alice', id)).status).toBe(409)
-      await new Promise((r) => setTimeout(r, 1_200)) // a sweep has run
+      await fx.corridor.approvals.sweepNow() // a sweep re-releases nothing cancelled
       expect(received('now-allowed')).toHaveLength(1)
     } finally {
       writeFileSync(policyFile, original)
@@ -422,7 +423,9 @@ describe('expiry', () => {
         body: { qty: 90, note: 'expire-me' },
       })
       const id = held.body.approval_id as string
-      await new Promise((r) => setTimeout(r, 2_200))
+      // Past its expiry on Corridor's clock, then one sweep: no sleeping for either.
+      short.advanceClock(2_000)
+      await short.corridor.approvals.sweepNow()
       const retry = await agentCall(short.corridor.agentUrl, WRITER_KEY, '/svc/items', {
         body: { qty: 90, note: 'expire-me' },
         headers: { 'x-corridor-approval': id },
@@ -454,7 +457,8 @@ describe('Redis and replicas', () => {
         headers: { 'x-corridor-approval': id },
       })
       expect(fromA.status).toBe(201)
-      await new Promise((r) => setTimeout(r, 1_500)) // both replicas' sweeps have run since
+      // Both replicas sweep: neither releases again what has run.
+      await Promise.all([fx.corridor.approvals.sweepNow(), b.corridor.approvals.sweepNow()])
       expect(received('two-replicas')).toHaveLength(1)
     } finally {
       await b.close()
@@ -485,7 +489,7 @@ describe('Redis and replicas', () => {
     } finally {
       await redis.start()
     }
-    await eventuallyAsync(
+    await eventually(
       async () =>
         expect((await approverCall(adminUrl(), APPROVER_KEYS.alice, `/approvals/${id}`)).body.state).toBe('pending'),
       5_000,
@@ -616,18 +620,6 @@ describe('without Redis', () => {
     }
   })
 })
-
-async function eventuallyAsync(check: () => Promise<void>, timeoutMs = 2_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    try {
-      return await check()
-    } catch (err) {
-      if (Date.now() > deadline) throw err
-      await new Promise((r) => setTimeout(r, 25))
-    }
-  }
-}
 
 describe('what an approver can learn of queues that are not theirs', () => {
   it('pages over the approvals they may see: neither the page nor `more` counts anyone else’s', async () => {

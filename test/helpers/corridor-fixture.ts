@@ -20,6 +20,8 @@ export interface CorridorFixture {
   auditRecords(): AuditRecord[]
   /** Everything Corridor wrote anywhere but the upstream: logs and the audit file. */
   allOutput(): string
+  /** Moves this Corridor's clock forward (expiries, claim deadlines), instead of the test sleeping. */
+  advanceClock(ms: number): void
   close(): Promise<void>
 }
 
@@ -59,9 +61,11 @@ export async function startCorridorFixture(
       cb()
     },
   })
+  let clockOffsetMs = 0
   const corridor = await startCorridor(loadServerConfig(join(dir, 'corridor.yaml')), {
     env,
     log: createLogger('debug', sink),
+    now: () => Date.now() + clockOffsetMs,
   })
   const readAudit = (): string => {
     try {
@@ -81,6 +85,9 @@ export async function startCorridorFixture(
         .filter((l) => l.startsWith('{"type":"request"'))
         .map((l) => JSON.parse(l) as AuditRecord),
     allOutput: () => logs.join('') + readAudit(),
+    advanceClock: (ms) => {
+      clockOffsetMs += ms
+    },
     close: () => corridor.close(),
   }
 }

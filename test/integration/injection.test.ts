@@ -1,6 +1,6 @@
 import { request } from 'undici'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { startCorridorFixture, type CorridorFixture } from '../helpers/corridor-fixture.ts'
+import { eventually, startCorridorFixture, type CorridorFixture } from '../helpers/corridor-fixture.ts'
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/recording-upstream.ts'
 import { AGENT_KEY, hash, newCanary } from '../helpers/standard-policy.ts'
 
@@ -69,8 +69,7 @@ describe('the injected credential is the only one the upstream sees', () => {
     const res = await get('/qry/things?x=2')
     const requestId = res.headers['x-corridor-request-id'] as string
     await res.body.dump()
-    await new Promise((r) => setTimeout(r, 50))
-    const record = fx.auditRecords().find((r) => r.request_id === requestId)
-    expect(record?.query).toBe('x=2')
+    // The record is written when the response closes, a moment after the body ends.
+    await eventually(() => expect(fx.auditRecords().find((r) => r.request_id === requestId)?.query).toBe('x=2'))
   })
 })
