@@ -5,6 +5,7 @@
 import type { IncomingHttpHeaders } from 'node:http'
 import { HOP_BY_HOP_HEADERS } from '../request/headers.ts'
 import type { SecretMask } from '../request/secret-mask.ts'
+import type { FollowUps } from './follow-ups.ts'
 
 /** Response headers never passed back to the agent. */
 const DROP_RESPONSE = new Set([...HOP_BY_HOP_HEADERS, 'set-cookie', 'proxy-authenticate'])
@@ -14,6 +15,7 @@ export function agentResponseHeaders(
   headers: IncomingHttpHeaders,
   requestId: string,
   mask: SecretMask | null = null,
+  followUps: FollowUps | null = null,
 ): Record<string, string | string[]> {
   const masking = mask !== null && !mask.empty
   const connection = headers.connection
@@ -28,7 +30,14 @@ export function agentResponseHeaders(
       (named !== null && named.includes(name))
     )
       continue
-    out[name] = !masking ? value : Array.isArray(value) ? value.map((v) => mask.text(v)) : mask.text(value)
+    const masked = !masking ? value : Array.isArray(value) ? value.map((v) => mask.text(v)) : mask.text(value)
+    // Location and Link pointing at a connector's upstream lead back through Corridor (follow-ups.ts).
+    out[name] =
+      followUps === null
+        ? masked
+        : Array.isArray(masked)
+          ? masked.map((v) => followUps.header(name, v))
+          : followUps.header(name, masked)
   }
   out['x-corridor-request-id'] = requestId
   return out

@@ -7,6 +7,7 @@
 import type { ServerResponse } from 'node:http'
 import { Pool, type Dispatcher } from 'undici'
 import type { MaskStream, SecretMask } from '../request/secret-mask.ts'
+import { isJson, MAX_REWRITE_BYTES, type FollowUps } from './follow-ups.ts'
 import type { Connector, ConnectorCatalog } from '../registry/connectors.ts'
 import { CorridorError } from '../shared/errors.ts'
 import { ClientAbortedError } from '../shared/client-aborted.ts'
@@ -77,6 +78,7 @@ export class Upstreams {
     res: ServerResponse,
     requestId: string,
     progress: ForwardObserver,
+    followUps: FollowUps | null = null,
   ): Promise<void> {
     const entry = this.#pools.get(connector.id)
     if (entry === undefined)
@@ -89,7 +91,7 @@ export class Upstreams {
           headers: request.headers,
           body: request.body,
         },
-        new ForwardHandler(res, requestId, mask, progress, resolve, reject),
+        new ForwardHandler(res, requestId, mask, followUps, progress, resolve, reject),
       )
     })
   }
@@ -163,7 +165,10 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   readonly #resolve: () => void
   readonly #reject: (e: unknown) => void
   readonly #mask: SecretMask | null
+  readonly #followUps: FollowUps | null
   #masking: MaskStream | null = null
+  /** A JSON response held back to have its follow-up URLs rewritten: its headers and the body so far. */
+  #held: { headers: Record<string, string | string[] | undefined>; chunks: Buffer[]; size: number } | null = null
   #status = 0
   #bytesOut = 0
   #settled = false
@@ -173,12 +178,14 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     res: ServerResponse,
     requestId: string,
     mask: SecretMask | null,
+    followUps: FollowUps | null,
     progress: ForwardObserver,
     resolve: () => void,
     reject: (e: unknown) => void,
   ) {
     this.#res = res
     this.#mask = mask
+    this.#followUps = followUps
     this.#requestId = requestId
     this.#progress = progress
     this.#resolve = resolve
@@ -211,7 +218,13 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     this.#progress({ status: statusCode, bytesOut: 0 })
     const mask = this.#mask
     if (mask !== null && !mask.empty) this.#masking = mask.stream()
-    this.#res.writeHead(statusCode, agentResponseHeaders(headers, this.#requestId, mask))
+    const length = Number(headers['content-length'] ?? 0)
+    if (this.#followUps !== null && isJson(headers['content-type']) && length <= MAX_REWRITE_BYTES) {
+      // Held until complete: its follow-up URLs are rewritten, and its length with them.
+      this.#held = { headers, chunks: [], size: 0 }
+      return
+    }
+    this.#res.writeHead(statusCode, agentResponseHeaders(headers, this.#requestId, mask, this.#followUps))
     // Headers go out with the first body chunk when it arrived with them (one write instead of two);
     // a stream whose first event is not here yet (server-sent events) gets them at the next turn.
     setImmediate(() => {
@@ -222,6 +235,23 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     this.#bytesOut += chunk.length
     const out = this.#masking === null ? chunk : this.#masking.push(chunk)
+    const held = this.#held
+    if (held !== null) {
+      held.chunks.push(out)
+      held.size += out.length
+      if (held.size <= MAX_REWRITE_BYTES) return
+      // Too large to rewrite: relayed as it comes from here on.
+      this.#held = null
+      this.#res.writeHead(
+        this.#status,
+        agentResponseHeaders(held.headers, this.#requestId, this.#mask, this.#followUps),
+      )
+      if (!this.#res.write(Buffer.concat(held.chunks))) {
+        controller.pause()
+        this.#res.once('drain', () => controller.resume())
+      }
+      return
+    }
     if (out.length > 0 && !this.#res.write(out)) {
       controller.pause()
       this.#res.once('drain', () => controller.resume())
@@ -232,7 +262,17 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     this.#progress({ status: this.#status, bytesOut: this.#bytesOut })
     // Trailers are not relayed: they could carry what the body was masked of.
     const rest = this.#masking?.end()
-    if (rest !== undefined && rest.length > 0) this.#res.end(rest)
+    const held = this.#held
+    if (held !== null && this.#followUps !== null) {
+      this.#held = null
+      if (rest !== undefined) held.chunks.push(rest)
+      const body = this.#followUps.json(Buffer.concat(held.chunks))
+      const headers = agentResponseHeaders(held.headers, this.#requestId, this.#mask, this.#followUps)
+      headers['content-length'] = String(body.length)
+      delete headers['transfer-encoding']
+      this.#res.writeHead(this.#status, headers)
+      this.#res.end(body)
+    } else if (rest !== undefined && rest.length > 0) this.#res.end(rest)
     else this.#res.end()
     this.#settle(null)
   }

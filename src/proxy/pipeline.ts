@@ -32,6 +32,7 @@ import { requestFacts, type DelegatedUser } from '../policy/facts.ts'
 import type { PolicyStore } from '../policy/reloader.ts'
 import type { Agent } from '../registry/agents.ts'
 import { canonicalRequest, routeTarget, type CanonicalRequest } from '../request/canonical-request.ts'
+import { FollowUps } from '../forwarding/follow-ups.ts'
 import { prepareOutbound, upstreamTarget, type Outbound } from '../forwarding/outbound.ts'
 import { parseRequestTarget } from '../request/target.ts'
 import { CorridorError, isCorridorError } from '../shared/errors.ts'
@@ -238,6 +239,15 @@ async function handle(
   // 8. Forward exactly the canonical request; the response is masked of the credential placed in it.
   const upstreamStarted = performance.now()
   record.outcome = 'forwarded' // finish() turns it into client_aborted if the response does not complete
+  // Upstream URLs in the answer are turned into Corridor URLs at the address the agent used (follow-ups.ts).
+  const host = req.headers.host
+  const followUps =
+    typeof host === 'string' && /^[A-Za-z0-9.:[\]-]+$/.test(host)
+      ? new FollowUps(
+          bundle.catalog,
+          `${(req.socket as { encrypted?: boolean }).encrypted === true ? 'https' : 'http'}://${host}`,
+        )
+      : null
   try {
     await deps.upstreams.forward(
       connector,
@@ -255,7 +265,13 @@ async function handle(
         record.bytes_out = progress.bytesOut
         record.upstream_ms = Math.round((performance.now() - upstreamStarted) * 1000) / 1000
       },
+      followUps,
     )
+    for (const finding of followUps?.findings ?? [])
+      deps.log.warn(
+        { requestId: record.request_id, connector: connector.id, key: finding.key, origin: finding.origin },
+        'the upstream handed the agent a follow-up URL outside Corridor: calling it would bypass policy and send the agent key there; declare a connector for that origin',
+      )
   } catch (err) {
     record.outcome =
       err instanceof ClientAbortedError

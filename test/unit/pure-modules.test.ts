@@ -13,7 +13,8 @@ import { LeaseCache, renewalPoint, safetyMarginMs, type Lease } from '../../src/
 import { Secret } from '../../src/credentials/secret.ts'
 import type { IssuedCredential } from '../../src/credentials/source.ts'
 import { compileCondition, type CompiledCondition } from '../../src/policy/conditions.ts'
-import { parseTemplate } from '../../src/registry/connectors.ts'
+import { FollowUps } from '../../src/forwarding/follow-ups.ts'
+import { parseTemplate, type Connector, type ConnectorCatalog } from '../../src/registry/connectors.ts'
 import { createLogger } from '../../src/shared/logger.ts'
 
 const compiled = (spec: unknown, denies = false): CompiledCondition => {
@@ -223,5 +224,40 @@ describe('the lease cache, on a clock the test moves', () => {
         expect(renewalPoint(lease)).toBeLessThan(lease.expiresAt - margin)
       }),
     )
+  })
+})
+
+describe('follow-up URL rewriting', () => {
+  const connector = (id: string, origin: string, basePath: string) => ({ id, origin, basePath }) as unknown as Connector
+  const catalog = {
+    connectors: new Map([
+      ['api', connector('api', 'https://api.example.com', '/v1')],
+      ['api10', connector('api10', 'https://api.example.com', '/v10')],
+    ]),
+    byHost: new Map(),
+  } as unknown as ConnectorCatalog
+  const rewrite = () => new FollowUps(catalog, 'https://corridor.test')
+
+  it('maps a URL to the connector whose base path it is under, on a path boundary', () => {
+    expect(rewrite().url('https://api.example.com/v1/items?page=2')).toBe('https://corridor.test/api/items?page=2')
+    expect(rewrite().url('https://api.example.com/v10/items')).toBe('https://corridor.test/api10/items')
+    expect(rewrite().url('https://api.example.com/v1')).toBe('https://corridor.test/api/')
+    expect(rewrite().url('https://api.example.com/v2/items')).toBeNull()
+    expect(rewrite().url('https://api.example.com.evil.test/v1/items')).toBeNull()
+    expect(
+      rewrite().header('link', '<https://api.example.com/v1/a?p=2>; rel="next", <https://x.test/b>; rel="help"'),
+    ).toBe('<https://corridor.test/api/a?p=2>; rel="next", <https://x.test/b>; rel="help"')
+  })
+
+  it('leaves bodies it has nothing to rewrite byte for byte, and anything that is not JSON alone', () => {
+    fc.assert(
+      fc.property(fc.json(), (text) => {
+        const body = Buffer.from(text)
+        const out = rewrite().json(body)
+        if (!text.includes('https://api.example.com/v1')) expect(out).toBe(body)
+      }),
+    )
+    const notJson = Buffer.from('https://api.example.com/v1/x is not json')
+    expect(rewrite().json(notJson)).toBe(notJson)
   })
 })
