@@ -12,7 +12,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { Pool } from 'undici'
-import { freePort } from '../testkit/redis-process.ts'
+import { freePort, startRedis } from '../testkit/redis-process.ts'
 import { SHIPPED_NODE_FLAGS } from './bench-config.ts'
 
 const PENDING = Number(process.env.APPROVALS_PENDING ?? 10_000)
@@ -35,30 +35,10 @@ async function main(): Promise<void> {
 
 async function measure(store: 'redis' | 'memory', checkpoints: number[]): Promise<string> {
   const dir = mkdtempSync(join(tmpdir(), 'corridor-bench-approvals-'))
+  // The same real redis-server the tests use: its own directory, AOF with fsync on every write.
+  const redis = store === 'redis' ? await startRedis() : null
   try {
-    let redisUrl = ''
-    if (store === 'redis') {
-      const port = await freePort()
-      await startProcess(
-        'redis-server',
-        [
-          '--port',
-          String(port),
-          '--bind',
-          '127.0.0.1',
-          '--dir',
-          dir,
-          '--appendonly',
-          'yes',
-          '--appendfsync',
-          'always',
-          '--save',
-          '',
-        ],
-        'Ready to accept connections',
-      )
-      redisUrl = `redis://127.0.0.1:${port}`
-    }
+    const redisUrl = redis?.url ?? ''
     const [agentPort, adminPort, upstreamPort] = [await freePort(), await freePort(), await freePort()]
     writeFileSync(
       join(dir, 'agents.yaml'),
@@ -110,7 +90,8 @@ async function measure(store: 'redis' | 'memory', checkpoints: number[]): Promis
         body,
       })
       const text = await res.body.text()
-      if (res.statusCode !== 202) throw new Error(`hold answered ${res.statusCode}: ${text}`)
+      if (res.statusCode !== 503 || !text.includes('"code":"approval_pending"'))
+        throw new Error(`hold answered ${res.statusCode}: ${text}`)
     }
     for (let i = 0; i < 200; i++) await hold() // warm up
     const before = rssMiB(pid)
@@ -138,6 +119,7 @@ async function measure(store: 'redis' | 'memory', checkpoints: number[]): Promis
   } finally {
     for (const child of children) child.kill('SIGKILL')
     children.clear()
+    await redis?.stop()
     rmSync(dir, { recursive: true, force: true })
   }
 }

@@ -162,3 +162,13 @@ export async function approveWhenPending(
   }
   throw new Error(`nothing pending on ${connector} with ${marker}`)
 }
+
+/** The approvals opened for a connector so far: their `held` events in a Corridor's audit trail. */
+export function heldEvents(auditAndLogs: string, connector: string): string[] {
+  return auditAndLogs
+    .split('\n')
+    .filter(
+      (l) =>
+        l.startsWith('{"type":"approval"') && l.includes('"event":"held"') && l.includes(`"connector":"${connector}"`),
+    )
+}

@@ -12,7 +12,7 @@ import OpenAI from 'openai'
 import Stripe from 'stripe'
 import { request } from 'undici'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { approveWhenPending } from '../helpers/approvals-fixture.ts'
+import { approveWhenPending, heldEvents } from '../helpers/approvals-fixture.ts'
 import { startCorridorFixture, type CorridorFixture } from '../helpers/corridor-fixture.ts'
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/recording-upstream.ts'
 
@@ -96,17 +96,6 @@ function attempts(approvalId: string): string[] {
     .map((r) => r.outcome)
 }
 
-/** The approvals opened so far for a connector (their `held` audit events). */
-function heldEvents(connector: string): string[] {
-  return fx
-    .allOutput()
-    .split('\n')
-    .filter(
-      (l) =>
-        l.startsWith('{"type":"approval"') && l.includes('"event":"held"') && l.includes(`"connector":"${connector}"`),
-    )
-}
-
 describe('a held call', () => {
   it('is an error to the OpenAI SDK when nobody decides, naming the approval', async () => {
     const client = new OpenAI({ apiKey: AGENT_KEY, baseURL: `${fx.corridor.agentUrl}/openai`, maxRetries: 0 })
@@ -130,7 +119,7 @@ describe('a held call', () => {
 
   it('OpenAI: the SDK’s own retries join the one approval, and the result arrives in the same call', async () => {
     const client = new OpenAI({ apiKey: AGENT_KEY, baseURL: `${fx.corridor.agentUrl}/openai`, maxRetries: 3 })
-    const before = heldEvents('openai').length
+    const before = heldEvents(fx.allOutput(), 'openai').length
     const call = client.chat.completions.create({
       model: 'gpt-4o',
       messages: [{ role: 'user', content: 'quick lead' }],
@@ -140,8 +129,8 @@ describe('a held call', () => {
     expect(completion.choices[0]?.message.content).toBe('approved answer')
     expect(attempts(id)).toEqual(expect.arrayContaining(['held', 'released']))
     expect(received('/openai/').filter((r) => r.body.toString().includes('quick lead'))).toHaveLength(1)
-    expect(heldEvents('openai').length - before).toBe(1)
-    expect(heldEvents('openai')).toHaveLength(3) // this one, and the two nobody decided
+    expect(heldEvents(fx.allOutput(), 'openai').length - before).toBe(1)
+    expect(heldEvents(fx.allOutput(), 'openai')).toHaveLength(3) // this one, and the two nobody decided
   })
 
   it('Stripe: the same, through stripe-node’s network retries', async () => {
@@ -157,7 +146,7 @@ describe('a held call', () => {
     expect(refund.amount).toBe(90000)
     expect(attempts(id)).toEqual(expect.arrayContaining(['held', 'released']))
     expect(received('/stripe/')).toHaveLength(1)
-    expect(heldEvents('stripe')).toHaveLength(1)
+    expect(heldEvents(fx.allOutput(), 'stripe')).toHaveLength(1)
   })
 
   it('Slack: the same, through the WebClient’s retry policy', async () => {
@@ -174,7 +163,7 @@ describe('a held call', () => {
       (r) => new URLSearchParams(r.body.toString()).get('text') === 'all hands at 3',
     )
     expect(posted).toHaveLength(1)
-    expect(heldEvents('slack')).toHaveLength(1)
+    expect(heldEvents(fx.allOutput(), 'slack')).toHaveLength(1)
     for (const r of received('/slack/'))
       expect(JSON.stringify(r.rawHeaders) + r.body.toString()).not.toContain(AGENT_KEY)
   })

@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto'
 import { Client as HubSpot } from '@hubspot/api-client'
 import { APIResponseError, Client as Notion } from '@notionhq/client'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { approveWhenPending } from '../helpers/approvals-fixture.ts'
+import { approveWhenPending, heldEvents } from '../helpers/approvals-fixture.ts'
 import { startCorridorFixture, type CorridorFixture } from '../helpers/corridor-fixture.ts'
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/recording-upstream.ts'
 
@@ -82,14 +82,6 @@ afterAll(async () => {
 
 const received = (prefix: string, marker: string) =>
   upstream.received.filter((r) => r.url.startsWith(prefix) && r.body.toString().includes(marker))
-const heldEvents = (connector: string) =>
-  fx
-    .allOutput()
-    .split('\n')
-    .filter(
-      (l) =>
-        l.startsWith('{"type":"approval"') && l.includes('"event":"held"') && l.includes(`"connector":"${connector}"`),
-    )
 
 describe('@hubspot/api-client', () => {
   const hubspot = (retries: number) =>
@@ -117,7 +109,7 @@ describe('@hubspot/api-client', () => {
     await approveWhenPending(fx.corridor.adminUrl, APPROVER_KEY, 'hubspot', 'vip@acme.test')
     expect((await call).id).toBe('501')
     expect(received('/hubspot/', 'vip@acme.test')).toHaveLength(1)
-    expect(heldEvents('hubspot')).toHaveLength(1)
+    expect(heldEvents(fx.allOutput(), 'hubspot')).toHaveLength(1)
   })
 })
 
@@ -149,6 +141,6 @@ describe('@notionhq/client', () => {
     await approveWhenPending(fx.corridor.adminUrl, APPROVER_KEY, 'notion', 'quarterly numbers')
     expect((await call).id).toBe('page-1')
     expect(received('/notion/', 'quarterly numbers')).toHaveLength(1)
-    expect(heldEvents('notion')).toHaveLength(1)
+    expect(heldEvents(fx.allOutput(), 'notion')).toHaveLength(1)
   })
 })

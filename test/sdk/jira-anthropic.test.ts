@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto'
 import Anthropic from '@anthropic-ai/sdk'
 import { createCloudClient, ForbiddenError } from 'jira.js'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { approveWhenPending } from '../helpers/approvals-fixture.ts'
+import { approveWhenPending, heldEvents } from '../helpers/approvals-fixture.ts'
 import { startCorridorFixture, type CorridorFixture } from '../helpers/corridor-fixture.ts'
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/recording-upstream.ts'
 
@@ -133,15 +133,6 @@ afterAll(async () => {
     for (const r of upstream.received) expect(JSON.stringify(r.rawHeaders) + r.body.toString()).not.toContain(AGENT_KEY)
 })
 
-const heldEvents = (connector: string) =>
-  fx
-    .allOutput()
-    .split('\n')
-    .filter(
-      (l) =>
-        l.startsWith('{"type":"approval"') && l.includes('"event":"held"') && l.includes(`"connector":"${connector}"`),
-    )
-
 const jiraClient = (retries: number) =>
   createCloudClient({
     host: `${fx.corridor.agentUrl}/jira`,
@@ -181,7 +172,7 @@ describe('jira.js', () => {
     const created = await call
     expect(created.key).toBe('OPS-14')
     expect(jira.received.length - before).toBe(1)
-    expect(heldEvents('jira')).toHaveLength(2) // the one nobody decided, and this one
+    expect(heldEvents(fx.allOutput(), 'jira')).toHaveLength(2) // the one nobody decided, and this one
   })
 })
 
@@ -237,6 +228,6 @@ describe('@anthropic-ai/sdk', () => {
     const message = await call
     expect(message.content[0]).toEqual({ type: 'text', text: 'approved reply' })
     expect(anthropic.received.length - before).toBe(1)
-    expect(heldEvents('anthropic')).toHaveLength(2)
+    expect(heldEvents(fx.allOutput(), 'anthropic')).toHaveLength(2)
   })
 })
