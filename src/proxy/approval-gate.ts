@@ -11,6 +11,7 @@ import type { Approval, HeldRequest } from '../approvals/approval.ts'
 import type { ApprovalService } from '../approvals/approval-service.ts'
 import { approvalLink } from '../approvals/audit-link.ts'
 import type { AuditRecord } from '../audit/record.ts'
+import { isJson, type FollowUps } from '../forwarding/follow-ups.ts'
 import type { HoldStatus } from '../registry/connectors-schema.ts'
 import { CorridorError } from '../shared/errors.ts'
 
@@ -26,6 +27,8 @@ export function statusUrl(id: string): string {
 export interface HoldAnswer {
   readonly waitMs: number
   readonly status: HoldStatus
+  /** Rewrites upstream URLs in a released result to Corridor URLs, at the address this agent used. */
+  readonly followUps: FollowUps | null
 }
 
 /** A new hold: persist it, then wait for a decision on the agent's connection. */
@@ -138,10 +141,10 @@ async function answerAfterWait(
     res.off('close', onClose)
   }
   if (approval === null) throw new CorridorError('approval_not_found', `approval '${id}' no longer exists`)
-  answer(res, record, approval, how.status)
+  answer(res, record, approval, how)
 }
 
-function answer(res: ServerResponse, record: AuditRecord, approval: Approval, holdStatus: HoldStatus): void {
+function answer(res: ServerResponse, record: AuditRecord, approval: Approval, how: HoldAnswer): void {
   const h = approval.held
   record.approval = approvalLink(approval)
   if (record.decision === null) {
@@ -161,7 +164,7 @@ function answer(res: ServerResponse, record: AuditRecord, approval: Approval, ho
         'approval_pending',
         `held for approval ${h.id} (${approval.state}, ${approval.approvals.length} of ${h.required} approvals from ${h.approverGroups.join(' or ')}): ${h.reason}. Send the same request again to wait for the result; it joins this approval.`,
         {
-          status: holdStatus,
+          status: how.status,
           details: {
             rule: h.rule,
             reason: h.reason,
@@ -206,11 +209,11 @@ function answer(res: ServerResponse, record: AuditRecord, approval: Approval, ho
         { details: ids },
       )
     case 'executed':
-      return replay(res, record, approval)
+      return replay(res, record, approval, how.followUps)
   }
 }
 
-function replay(res: ServerResponse, record: AuditRecord, approval: Approval): void {
+function replay(res: ServerResponse, record: AuditRecord, approval: Approval, followUps: FollowUps | null): void {
   const result = approval.result
   if (result === null) throw new CorridorError('internal', 'approval executed without a result')
   record.upstream_status = result.status === 0 ? null : result.status
@@ -223,11 +226,21 @@ function replay(res: ServerResponse, record: AuditRecord, approval: Approval): v
       },
     )
   }
-  const body = Buffer.from(result.bodyBase64, 'base64')
+  // The result was stored as the upstream sent it (masked); its follow-up URLs lead back through Corridor.
+  const stored = Buffer.from(result.bodyBase64, 'base64')
+  const body = followUps !== null && isJson(result.headers['content-type']) ? followUps.json(stored) : stored
   record.outcome = 'released'
   record.bytes_out = body.length
+  const relayed: Record<string, string | string[]> = {}
+  for (const [name, value] of Object.entries(result.headers))
+    relayed[name] =
+      followUps === null
+        ? value
+        : Array.isArray(value)
+          ? value.map((v) => followUps.header(name, v))
+          : followUps.header(name, value)
   const headers: Record<string, string | string[]> = {
-    ...result.headers,
+    ...relayed,
     'x-corridor-request-id': record.request_id,
     'x-corridor-approval': approval.held.id,
     'content-length': String(body.length),

@@ -33,6 +33,7 @@ import type { PolicyStore } from '../policy/reloader.ts'
 import type { Agent } from '../registry/agents.ts'
 import { canonicalRequest, routeTarget, type CanonicalRequest } from '../request/canonical-request.ts'
 import { FollowUps } from '../forwarding/follow-ups.ts'
+import type { ConnectorCatalog } from '../registry/connectors.ts'
 import { prepareOutbound, upstreamTarget, type Outbound } from '../forwarding/outbound.ts'
 import { parseRequestTarget } from '../request/target.ts'
 import { CorridorError, isCorridorError } from '../shared/errors.ts'
@@ -165,7 +166,7 @@ async function handle(
     if (agent.status === 'suspended') throw new CorridorError('agent_suspended', `agent '${agent.id}' is suspended`)
     return resumeApproval(
       deps.approvals,
-      { waitMs: deps.approvalWaitMs, status: connector.holdStatus },
+      { waitMs: deps.approvalWaitMs, status: connector.holdStatus, followUps: followUpsFor(req, bundle.catalog) },
       res,
       record,
       approvalId,
@@ -196,7 +197,7 @@ async function handle(
     deps.audit.writeIntent(record, 'hold', held.id)
     return holdForApproval(
       deps.approvals,
-      { waitMs: deps.approvalWaitMs, status: connector.holdStatus },
+      { waitMs: deps.approvalWaitMs, status: connector.holdStatus, followUps: followUpsFor(req, bundle.catalog) },
       res,
       record,
       held,
@@ -239,15 +240,7 @@ async function handle(
   // 8. Forward exactly the canonical request; the response is masked of the credential placed in it.
   const upstreamStarted = performance.now()
   record.outcome = 'forwarded' // finish() turns it into client_aborted if the response does not complete
-  // Upstream URLs in the answer are turned into Corridor URLs at the address the agent used (follow-ups.ts).
-  const host = req.headers.host
-  const followUps =
-    typeof host === 'string' && /^[A-Za-z0-9.:[\]-]+$/.test(host)
-      ? new FollowUps(
-          bundle.catalog,
-          `${(req.socket as { encrypted?: boolean }).encrypted === true ? 'https' : 'http'}://${host}`,
-        )
-      : null
+  const followUps = followUpsFor(req, bundle.catalog)
   try {
     await deps.upstreams.forward(
       connector,
@@ -281,6 +274,14 @@ async function handle(
           : 'upstream_error'
     throw err
   }
+}
+
+/** Upstream URLs in an answer become Corridor URLs at the address the agent used (follow-ups.ts). */
+function followUpsFor(req: IncomingMessage, catalog: ConnectorCatalog): FollowUps | null {
+  const host = req.headers.host
+  if (typeof host !== 'string' || !/^[A-Za-z0-9.:[\]-]+$/.test(host)) return null
+  const scheme = (req.socket as { encrypted?: boolean }).encrypted === true ? 'https' : 'http'
+  return new FollowUps(catalog, `${scheme}://${host}`)
 }
 
 /** Answers a refused or failed request; the outcome it records depends on how far it got. */

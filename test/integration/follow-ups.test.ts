@@ -11,7 +11,10 @@ import { request } from 'undici'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { eventually, startCorridorFixture, type CorridorFixture } from '../helpers/corridor-fixture.ts'
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/recording-upstream.ts'
+import { approveWhenPending } from '../helpers/approvals-fixture.ts'
 import { AGENT_KEY, hash } from '../helpers/standard-policy.ts'
+
+const APPROVER_KEY = 'cap_follow_ups_approver_key'
 
 let slackApi: RecordingUpstream
 let slackFiles: RecordingUpstream
@@ -34,6 +37,10 @@ beforeAll(async () => {
   })
   uploadOrigin = slackFiles.url
   graph = await startRecordingUpstream((req, res) => {
+    if (req.method === 'POST') {
+      res.writeHead(201, { 'content-type': 'application/json', location: `${graph.url}/v1.0/users/u9` })
+      return void res.end(JSON.stringify({ id: 'u9', self: `${graph.url}/v1.0/users/u9` }))
+    }
     const skip = Number(new URL(req.url, 'http://x').searchParams.get('$skip') ?? 0)
     const next = skip < 4 ? `${graph.url}/v1.0/users?$skip=${skip + 2}` : undefined
     res.writeHead(200, {
@@ -51,7 +58,7 @@ beforeAll(async () => {
   })
   fx = await startCorridorFixture(
     {
-      agents: `agents:\n  - { id: bot, owner: qa, tier: bounded-write, connectors: [slack, slack-files, graph], api_keys: [{ hash: "${hash(AGENT_KEY)}" }] }\n`,
+      agents: `agents:\n  - { id: bot, owner: qa, tier: bounded-write, connectors: [slack, slack-files, graph], api_keys: [{ hash: "${hash(AGENT_KEY)}" }] }\napprovers:\n  - { id: lead, groups: [leads], keys: [{ hash: "${hash(APPROVER_KEY)}" }] }\n`,
       connectors: `connectors:
   - id: slack
     owner: qa
@@ -77,12 +84,15 @@ beforeAll(async () => {
     credential: { source: env, env: GRAPH, inject: { header: authorization, format: "Bearer {secret}" } }
     actions:
       - { name: users.list, method: GET, path: /users, risk: read }
+      - { name: users.create, method: POST, path: /users, risk: write }
 `,
       policy: `version: 1
 rules:
   - { id: slack-files, effect: allow, match: { connectors: [slack, slack-files] } }
-  - { id: graph-read, effect: allow, match: { connectors: graph } }
+  - { id: graph-read, effect: allow, match: { connectors: graph, actions: users.list } }
+  - { id: graph-create, effect: require_approval, approvers: [leads], match: { connectors: graph, actions: users.create } }
 `,
+      extraConfig: 'approvals: { wait: 0s }\n',
     },
     { SLACK: 'xoxb-upstream-token', GRAPH: 'graph-upstream-token' },
   )
@@ -139,5 +149,24 @@ describe('follow-up URLs', () => {
     expect(logs).toContain('follow-up URL outside Corridor')
     expect(logs).toContain('https://elsewhere.example')
     expect(logs).not.toContain('secret-signed-token')
+  })
+
+  it('a released approval’s stored result leads back through Corridor too, at the address of the agent collecting it', async () => {
+    const body = JSON.stringify({ displayName: 'new-user' })
+    const headers = { authorization: `Bearer ${AGENT_KEY}`, 'content-type': 'application/json' }
+    const held = await request(`${fx.corridor.agentUrl}/graph/users`, { method: 'POST', headers, body })
+    const { approval_id: id } = (await held.body.json()) as { approval_id: string }
+    expect(held.statusCode).toBe(503)
+    await approveWhenPending(fx.corridor.adminUrl, APPROVER_KEY, 'graph', 'new-user', 0)
+    await eventually(async () => {
+      const got = await request(`${fx.corridor.agentUrl}/graph/users`, {
+        method: 'POST',
+        headers: { ...headers, 'x-corridor-approval': id },
+        body,
+      })
+      expect(got.statusCode).toBe(201)
+      expect(got.headers.location).toBe(`${fx.corridor.agentUrl}/graph/users/u9`)
+      expect(await got.body.json()).toEqual({ id: 'u9', self: `${fx.corridor.agentUrl}/graph/users/u9` })
+    }, 5_000)
   })
 })

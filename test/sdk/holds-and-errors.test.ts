@@ -74,6 +74,7 @@ rules:
   - { id: slack-ops, effect: allow, match: { connectors: slack, body: { channel: C-ops } } }
   - { id: slack-announce, effect: require_approval, approvers: [leads], reason: announcements need a lead, match: { connectors: slack, body: { channel: C-all } } }
   - { id: gh-acme, effect: allow, match: { connectors: github, params: { owner: acme } } }
+  - { id: gh-secure, effect: require_approval, approvers: [leads], reason: the secure org needs a lead, match: { connectors: github, params: { owner: acme-secure } } }
 `,
       extraConfig: 'approvals: { wait: 1s }\n',
     },
@@ -115,6 +116,16 @@ describe('a held call', () => {
       .catch((e: unknown) => e)) as InstanceType<typeof OpenAI.APIError>
     expect(err).toBeInstanceOf(OpenAI.APIError)
     expect(err.message).toMatch(/corridor approval_pending: held for approval apr_/)
+  })
+
+  it('Octokit, which does not retry: a RequestError naming the approval, never a result', async () => {
+    const octokit = new Octokit({ auth: AGENT_KEY, baseUrl: `${fx.corridor.agentUrl}/github`, request: { retries: 0 } })
+    const err = (await octokit.rest.issues
+      .create({ owner: 'acme-secure', repo: 'vault', title: 'rotate' })
+      .catch((e: unknown) => e)) as { status: number; message: string }
+    expect(err.status).toBe(503)
+    expect(err.message).toMatch(/corridor approval_pending: held for approval apr_/)
+    expect(received('/github/')).toHaveLength(0)
   })
 
   it('OpenAI: the SDK’s own retries join the one approval, and the result arrives in the same call', async () => {
