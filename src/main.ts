@@ -2,6 +2,8 @@
  * The composition root: configuration in, running listeners out. The only place that wires
  * adapters together; `corridor serve`, the tests and the benchmark all start Corridor here.
  */
+import { createPrivateKey } from 'node:crypto'
+import { readFileSync } from 'node:fs'
 import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { createAdminServer } from './admin/admin-server.ts'
@@ -72,7 +74,13 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
   policies.onChange(sync)
   if (config.watchPolicy) policies.watch()
 
-  const audit = options.audit ?? new FileAuditSink(config.auditFile, log)
+  const audit =
+    options.audit ??
+    new FileAuditSink(
+      config.auditFile,
+      log,
+      config.auditSigningKeyFile === null ? null : createPrivateKey(readFileSync(config.auditSigningKeyFile)),
+    )
   const identifier = new Identifier(config.agentJwt, config.userJwt)
 
   const store = await approvalStore(config.approvals, options.env, log)

@@ -9,11 +9,16 @@
  * to forward anything until a probe write succeeds again: Corridor does not act unaudited
  * (Vault's blocked-audit-device rule).
  */
+import type { KeyObject } from 'node:crypto'
 import { closeSync, mkdirSync, openSync, writeSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { CorridorError } from '../shared/errors.ts'
 import type { Logger } from '../shared/logger.ts'
+import { ChainWriter, checkpointPayload, signCheckpoint } from './chain.ts'
 import type { Act, ApprovalAuditEvent, AuditRecord } from './record.ts'
+
+/** How often a checkpoint states how far the stream went (and, with a key, signs it). */
+const CHECKPOINT_MS = 60_000
 
 export interface AuditSink {
   /** False while records cannot be written; nothing may be forwarded then. */
@@ -33,15 +38,26 @@ export interface AuditSink {
 export class FileAuditSink implements AuditSink {
   readonly #fd: number
   readonly #log: Logger
+  /** Every line is an entry of this process's hash chain (chain.ts). */
+  readonly #chain = new ChainWriter()
+  readonly #signingKey: KeyObject | null
+  readonly #checkpoints: NodeJS.Timeout
   #healthy = true
   #probe: NodeJS.Timeout | null = null
 
-  constructor(path: string, log: Logger) {
+  constructor(path: string, log: Logger, signingKey: KeyObject | null = null) {
     mkdirSync(dirname(path), { recursive: true })
     this.#fd = openSync(path, 'a', 0o640)
     this.#log = log
+    this.#signingKey = signingKey
     // Prove at start that the sink takes writes; a sink that cannot is unhealthy from the first request.
-    this.#tryWrite(JSON.stringify({ v: 1, type: 'audit_sink_opened', time: new Date().toISOString() }) + '\n')
+    this.#tryWrite({ type: 'audit_sink_opened', v: 1, time: new Date().toISOString() })
+    this.#checkpoints = setInterval(() => this.#checkpoint(false), CHECKPOINT_MS)
+    this.#checkpoints.unref()
+  }
+
+  get stream(): string {
+    return this.#chain.stream
   }
 
   get healthy(): boolean {
@@ -51,7 +67,10 @@ export class FileAuditSink implements AuditSink {
   write(record: AuditRecord): boolean {
     try {
       // `type` first, as every line of the trail starts with it.
-      writeAll(this.#fd, '{"type":"request",' + JSON.stringify(record).slice(1) + '\n')
+      // `type` first, as every line of the trail starts with it.
+      const { line, commit } = this.#chain.seal({ type: 'request', ...record })
+      writeAll(this.#fd, line + '\n')
+      commit()
       return true
     } catch (err) {
       this.#fail(err, record)
@@ -87,7 +106,7 @@ export class FileAuditSink implements AuditSink {
       approvers: rest.approvers,
       credential: rest.credential,
     }
-    if (!this.#healthy || !this.#tryWrite(JSON.stringify(intent) + '\n'))
+    if (!this.#healthy || !this.#tryWrite(intent))
       throw new CorridorError(
         'audit_unavailable',
         'the audit trail cannot be written; nothing is forwarded until it can',
@@ -95,17 +114,34 @@ export class FileAuditSink implements AuditSink {
   }
 
   writeEvent(event: ApprovalAuditEvent): boolean {
-    return this.#tryWrite(JSON.stringify(event) + '\n')
+    return this.#tryWrite(event)
   }
 
   close(): void {
+    clearInterval(this.#checkpoints)
     if (this.#probe) clearInterval(this.#probe)
+    // The last entry of a stream closed cleanly: a stream that ends otherwise was cut off, or its process died.
+    this.#checkpoint(true)
     closeSync(this.#fd)
   }
 
-  #tryWrite(line: string): boolean {
+  /** States how far the stream went, signed when a key is configured. */
+  #checkpoint(final: boolean): void {
+    if (!this.#healthy) return
+    const { seq, hash } = this.#chain.position
+    const time = new Date().toISOString()
+    const signature =
+      this.#signingKey === null
+        ? null
+        : signCheckpoint(this.#signingKey, checkpointPayload(this.#chain.stream, seq, hash, time))
+    this.#tryWrite({ type: 'checkpoint', v: 1, time, at_seq: seq, at_hash: hash, signature, final })
+  }
+
+  #tryWrite(entry: object): boolean {
     try {
-      writeAll(this.#fd, line)
+      const { line, commit } = this.#chain.seal(entry)
+      writeAll(this.#fd, line + '\n')
+      commit()
       return true
     } catch (err) {
       this.#fail(err, null)
@@ -124,12 +160,17 @@ export class FileAuditSink implements AuditSink {
     this.#healthy = false
     this.#probe = setInterval(() => {
       // A leading newline ends any line a failed write left half-written.
-      const line = '\n' + JSON.stringify({ v: 1, type: 'audit_sink_recovered', time: new Date().toISOString() }) + '\n'
+      const { line, commit } = this.#chain.seal({
+        type: 'audit_sink_recovered',
+        v: 1,
+        time: new Date().toISOString(),
+      })
       try {
-        writeAll(this.#fd, line)
+        writeAll(this.#fd, '\n' + line + '\n')
       } catch {
         return
       }
+      commit()
       this.#healthy = true
       if (this.#probe) clearInterval(this.#probe)
       this.#probe = null

@@ -9,6 +9,7 @@ import { ConfigError, formatIssue } from '../config/yaml-reader.ts'
 import { UsageError, type Command } from './command.ts'
 import { approvalsCommand } from './commands/approvals.ts'
 import { auditQueryCommand } from './commands/audit-query.ts'
+import { auditVerifyCommand } from './commands/audit-verify.ts'
 import { keysMintCommand } from './commands/keys-mint.ts'
 import { policyCheckCommand } from './commands/policy-check.ts'
 import { policyExplainCommand } from './commands/policy-explain.ts'
@@ -24,6 +25,7 @@ const COMMANDS: readonly Command[] = [
   keysMintCommand,
   approvalsCommand,
   auditQueryCommand,
+  auditVerifyCommand,
   schemaCommand,
 ]
 

@@ -100,7 +100,12 @@ export const corridorFileSchema = strict(
       },
       'The policy bundle',
     ),
-    audit: strict({ file: text().describe('Audit log (JSON lines), relative to this file') }),
+    audit: strict({
+      file: text().describe('Audit log (JSON lines, hash-chained), relative to this file'),
+      signing_key_file: text()
+        .optional()
+        .describe('Ed25519 private key (PKCS#8 PEM) that signs the checkpoints; publish its public key for verifiers'),
+    }),
     identity: strict({
       agent_jwt: strict(issuerShape, 'Agents may present JWTs from this issuer').optional(),
       user_jwt: strict(

@@ -133,6 +133,8 @@ export interface ServerConfig {
   readonly admin: AdminListenConfig
   readonly files: BundlePaths
   readonly auditFile: string
+  /** Ed25519 private key (PEM file) signing the audit checkpoints; null: checkpoints unsigned. */
+  readonly auditSigningKeyFile: string | null
   readonly agentJwt: JwtIssuerConfig | null
   readonly userJwt: UserTokenConfig | null
   readonly approverJwt: ApproverTokenConfig | null
@@ -194,6 +196,7 @@ export function loadServerConfig(file: string): ServerConfig {
     admin: readAdmin(r, f.admin, path),
     files: { agents: path(f.files.agents), connectors: path(f.files.connectors), policy: path(f.files.policy) },
     auditFile: path(f.audit.file),
+    auditSigningKeyFile: f.audit.signing_key_file === undefined ? null : path(f.audit.signing_key_file),
     agentJwt: id?.agent_jwt ? readIssuer(r, id.agent_jwt, 'agent_jwt', path) : null,
     userJwt: id?.user_jwt
       ? {

@@ -1,0 +1,131 @@
+/**
+ * The audit trail is a hash chain: written by the real file sink, then mutated at random, one
+ * entry at a time (deleted, duplicated, swapped with the next, edited, edited with its hash
+ * recomputed, or the file cut short). The verifier must find every mutation and name the first
+ * broken entry; an untouched chain verifies clean; checkpoints verify only with the right key.
+ */
+import { spawnSync } from 'node:child_process'
+import { generateKeyPairSync } from 'node:crypto'
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import fc from 'fast-check'
+import { describe, expect, it } from 'vitest'
+import { sealedLine, verifyLines } from '../../src/audit/chain.ts'
+import { newAuditRecord } from '../../src/audit/record.ts'
+import { FileAuditSink } from '../../src/audit/sink.ts'
+import { createLogger } from '../../src/shared/logger.ts'
+
+const keys = generateKeyPairSync('ed25519')
+const otherKeys = generateKeyPairSync('ed25519')
+
+/** A closed trail of `n` request records (plus the sink's opening line and final checkpoint). */
+function writeTrail(n: number): { file: string; lines: string[] } {
+  const file = join(mkdtempSync(join(tmpdir(), 'corridor-chain-')), 'audit.log')
+  const sink = new FileAuditSink(file, createLogger('silent'), keys.privateKey)
+  for (let i = 0; i < n; i++) {
+    const record = newAuditRecord(`req-${i}`, Date.now(), 'POST', `/svc/items/${i}`)
+    record.agent = 'billing-bot'
+    record.outcome = 'forwarded'
+    sink.write(record)
+  }
+  sink.close()
+  return {
+    file,
+    lines: readFileSync(file, 'utf8')
+      .split('\n')
+      .filter((l) => l !== ''),
+  }
+}
+
+describe('the audit hash chain', () => {
+  it('a closed trail of 100,000 entries verifies clean, its final checkpoint signed', () => {
+    const { lines } = writeTrail(100_000)
+    const report = verifyLines(lines, keys.publicKey)
+    expect(report).toMatchObject({
+      entries: 100_002,
+      streams: 1,
+      checkpoints: 1,
+      unreadable: 0,
+      breaks: [],
+      unclosed: [],
+    })
+    // Someone else's key does not vouch for it.
+    expect(verifyLines(lines, otherKeys.publicKey).breaks).toEqual([
+      expect.objectContaining({ seq: 100_002, why: 'the checkpoint signature does not verify' }),
+    ])
+  })
+
+  it('finds every single-entry mutation and names the first broken entry (300 random mutations of a 5,000-entry trail)', () => {
+    const { lines } = writeTrail(5_000)
+    const mutation = fc.record({
+      kind: fc.constantFrom('delete', 'duplicate', 'swap', 'edit', 'edit-and-rehash', 'truncate'),
+      at: fc.integer({ min: 0, max: lines.length - 2 }),
+    })
+    let found = 0
+    fc.assert(
+      fc.property(mutation, ({ kind, at }) => {
+        const copy = [...lines]
+        const seq = at + 1 // line i holds entry i + 1
+        let expected: number | 'unclosed'
+        switch (kind) {
+          case 'delete':
+            copy.splice(at, 1)
+            expected = seq
+            break
+          case 'duplicate':
+            copy.splice(at + 1, 0, copy[at] as string)
+            expected = seq + 1
+            break
+          case 'swap':
+            ;[copy[at], copy[at + 1]] = [copy[at + 1] as string, copy[at] as string]
+            expected = seq
+            break
+          case 'edit':
+            copy[at] = (copy[at] as string).replace(/"time":"[^"]*"/, '"time":"1999-01-01T00:00:00.000Z"')
+            expected = seq
+            break
+          case 'edit-and-rehash': {
+            // A forger who recomputes the edited entry's own hash still breaks the link from the next one.
+            const line = (copy[at] as string).replace(/"time":"[^"]*"/, '"time":"1999-01-01T00:00:00.000Z"')
+            copy[at] = sealedLine(line.replace(/,"hash":"[0-9a-f]{64}"\}$/, '}'))
+            expected = seq + 1
+            break
+          }
+          case 'truncate':
+            copy.splice(at + 1)
+            expected = 'unclosed'
+            break
+        }
+        const report = verifyLines(copy, keys.publicKey)
+        if (expected === 'unclosed') {
+          expect(report.breaks).toEqual([])
+          expect(report.unclosed).toHaveLength(1)
+        } else expect(report.breaks.map((b) => b.seq)).toEqual([expected])
+        found++
+      }),
+      { numRuns: 300, seed: 20261130 },
+    )
+    expect(found).toBe(300)
+  })
+
+  it('corridor audit verify: exit 0 on an intact trail, 1 naming the entry on a broken one', () => {
+    const { file, lines } = writeTrail(50)
+    const publicKeyFile = join(file, '..', 'checkpoints.pub.pem')
+    writeFileSync(publicKeyFile, keys.publicKey.export({ type: 'spki', format: 'pem' }))
+    const verify = (path: string) =>
+      spawnSync(process.execPath, ['bin/corridor.js', 'audit', 'verify', path, '--public-key', publicKeyFile], {
+        encoding: 'utf8',
+        timeout: 15_000,
+      })
+    const intact = verify(file)
+    expect(intact.status).toBe(0)
+    expect(intact.stdout).toContain('52 entries in 1 stream(s), 1 checkpoint(s), signatures checked')
+    expect(intact.stdout).toContain('chain intact')
+    const tampered = join(file, '..', 'tampered.log')
+    writeFileSync(tampered, lines.filter((_l, i) => i !== 20).join('\n') + '\n')
+    const broken = verify(tampered)
+    expect(broken.status).toBe(1)
+    expect(broken.stderr).toMatch(/BROKEN stream [\w-]+ at entry 21 \(line 21\): entries 21 to 21 are missing/)
+  })
+})
