@@ -11,7 +11,7 @@
  * the file was cut short. The last entry of a stream that was closed cleanly is a final
  * checkpoint: a stream that ends otherwise was cut off, or its process died.
  */
-import { createHash, createPublicKey, randomUUID, sign, verify, type KeyObject } from 'node:crypto'
+import { createHash, randomUUID, sign, verify, type KeyObject } from 'node:crypto'
 
 export const GENESIS = '0'.repeat(64)
 
@@ -19,12 +19,6 @@ const HASH_MEMBER = ',"hash":"'
 const HASH_TAIL = /,"hash":"([0-9a-f]{64})"\}$/
 
 const sha256 = (text: string): string => createHash('sha256').update(text).digest('hex')
-
-export interface ChainFields {
-  stream: string
-  seq: number
-  prev: string
-}
 
 /** The line for an entry: its JSON, then its hash as the last member, over everything before it. */
 export function sealedLine(json: string): string {
@@ -44,10 +38,13 @@ export class ChainWriter {
   #seq = 0
   #prev = GENESIS
 
-  /** The line for an entry (chain fields and hash added), and a commit to call once it is durably written. */
-  seal(entry: object): { line: string; commit: () => void } {
+  /**
+   * The line for an entry given as its JSON object text (chain fields and hash appended, without
+   * copying the entry), and a commit to call once the line is durably written.
+   */
+  seal(json: string): { line: string; commit: () => void } {
     const seq = this.#seq + 1
-    const line = sealedLine(JSON.stringify({ ...entry, stream: this.stream, seq, prev: this.#prev }))
+    const line = sealedLine(`${json.slice(0, -1)},"stream":"${this.stream}","seq":${seq},"prev":"${this.#prev}"}`)
     return {
       line,
       commit: () => {
@@ -169,8 +166,4 @@ export function verifyLines(lines: Iterable<string>, publicKey: KeyObject | null
   }
   const unclosed = [...streams].filter(([, s]) => !s.closed && !s.broken).map(([id]) => id)
   return { entries, streams: streams.size, checkpoints, unreadable, breaks, unclosed }
-}
-
-export function publicKeyFrom(pem: string | Buffer): KeyObject {
-  return createPublicKey(pem)
 }

@@ -51,7 +51,7 @@ export class FileAuditSink implements AuditSink {
     this.#log = log
     this.#signingKey = signingKey
     // Prove at start that the sink takes writes; a sink that cannot is unhealthy from the first request.
-    this.#tryWrite({ type: 'audit_sink_opened', v: 1, time: new Date().toISOString() })
+    this.#append(JSON.stringify({ type: 'audit_sink_opened', v: 1, time: new Date().toISOString() }), null)
     this.#checkpoints = setInterval(() => this.#checkpoint(false), CHECKPOINT_MS)
     this.#checkpoints.unref()
   }
@@ -65,56 +65,42 @@ export class FileAuditSink implements AuditSink {
   }
 
   write(record: AuditRecord): boolean {
-    try {
-      // `type` first, as every line of the trail starts with it.
-      // `type` first, as every line of the trail starts with it.
-      const { line, commit } = this.#chain.seal({ type: 'request', ...record })
-      writeAll(this.#fd, line + '\n')
-      commit()
-      return true
-    } catch (err) {
-      this.#fail(err, record)
-      return false
-    }
+    // `type` first, as every line of the trail starts with it.
+    return this.#append('{"type":"request",' + JSON.stringify(record).slice(1), record)
   }
 
   writeIntent(record: AuditRecord, act: Act, approvalId: string | null): void {
-    const { request_id, time, v, ...rest } = record
     // What is known before acting; the outcome fields belong to the request record that follows.
     const intent = {
       type: 'intent',
-      v,
-      request_id,
-      time,
+      v: record.v,
+      request_id: record.request_id,
+      time: record.time,
       intent_time: new Date().toISOString(),
       act,
       approval_id: approvalId ?? record.approval?.id ?? null,
-      agent: rest.agent,
-      user: rest.user,
-      intent: rest.intent,
-      task_id: rest.task_id,
-      connector: rest.connector,
-      action: rest.action,
-      risk: rest.risk,
-      method: rest.method,
-      path: rest.path,
-      query: rest.query,
-      decision: rest.decision,
-      rule: rest.rule,
-      reason: rest.reason,
-      policy_version: rest.policy_version,
-      approvers: rest.approvers,
-      credential: rest.credential,
+      agent: record.agent,
+      user: record.user,
+      intent: record.intent,
+      task_id: record.task_id,
+      connector: record.connector,
+      action: record.action,
+      risk: record.risk,
+      method: record.method,
+      path: record.path,
+      query: record.query,
+      decision: record.decision,
+      rule: record.rule,
+      reason: record.reason,
+      policy_version: record.policy_version,
+      approvers: record.approvers,
+      credential: record.credential,
     }
-    if (!this.#healthy || !this.#tryWrite(intent))
-      throw new CorridorError(
-        'audit_unavailable',
-        'the audit trail cannot be written; nothing is forwarded until it can',
-      )
+    if (!this.#healthy || !this.#append(JSON.stringify(intent), null)) throw auditUnavailable()
   }
 
   writeEvent(event: ApprovalAuditEvent): boolean {
-    return this.#tryWrite(event)
+    return this.#append(JSON.stringify(event), null)
   }
 
   close(): void {
@@ -134,17 +120,18 @@ export class FileAuditSink implements AuditSink {
       this.#signingKey === null
         ? null
         : signCheckpoint(this.#signingKey, checkpointPayload(this.#chain.stream, seq, hash, time))
-    this.#tryWrite({ type: 'checkpoint', v: 1, time, at_seq: seq, at_hash: hash, signature, final })
+    this.#append(JSON.stringify({ type: 'checkpoint', v: 1, time, at_seq: seq, at_hash: hash, signature, final }), null)
   }
 
-  #tryWrite(entry: object): boolean {
+  /** Appends one chained line; on failure the sink turns unhealthy (a record goes to the operational log instead). */
+  #append(json: string, record: AuditRecord | null): boolean {
     try {
-      const { line, commit } = this.#chain.seal(entry)
+      const { line, commit } = this.#chain.seal(json)
       writeAll(this.#fd, line + '\n')
       commit()
       return true
     } catch (err) {
-      this.#fail(err, null)
+      this.#fail(err, record)
       return false
     }
   }
@@ -160,11 +147,9 @@ export class FileAuditSink implements AuditSink {
     this.#healthy = false
     this.#probe = setInterval(() => {
       // A leading newline ends any line a failed write left half-written.
-      const { line, commit } = this.#chain.seal({
-        type: 'audit_sink_recovered',
-        v: 1,
-        time: new Date().toISOString(),
-      })
+      const { line, commit } = this.#chain.seal(
+        JSON.stringify({ type: 'audit_sink_recovered', v: 1, time: new Date().toISOString() }),
+      )
       try {
         writeAll(this.#fd, '\n' + line + '\n')
       } catch {
@@ -186,8 +171,11 @@ function writeAll(fd: number, text: string): void {
   while (off < buf.length) off += writeSync(fd, buf, off)
 }
 
+function auditUnavailable(): CorridorError {
+  return new CorridorError('audit_unavailable', 'the audit trail cannot be written; nothing is forwarded until it can')
+}
+
 /** Refuse rather than act unaudited: nothing is forwarded or held while the sink cannot write. */
 export function assertAuditable(audit: AuditSink): void {
-  if (!audit.healthy)
-    throw new CorridorError('audit_unavailable', 'the audit trail cannot be written; nothing is forwarded until it can')
+  if (!audit.healthy) throw auditUnavailable()
 }

@@ -6,7 +6,8 @@
 import { createReadStream, readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { createInterface } from 'node:readline'
-import { publicKeyFrom, verifyLines } from '../../audit/chain.ts'
+import { createPublicKey } from 'node:crypto'
+import { verifyLines } from '../../audit/chain.ts'
 import { loadServerConfig } from '../../config/server-config.ts'
 import { CONFIG_OPTION, configPath, type Command } from '../command.ts'
 
@@ -28,7 +29,7 @@ export const auditVerifyCommand: Command = {
   async run({ values, positionals, out, err }) {
     const file = positionals[0] !== undefined ? resolve(positionals[0]) : loadServerConfig(configPath(values)).auditFile
     const keyFile = values['public-key']
-    const publicKey = typeof keyFile === 'string' ? publicKeyFrom(readFileSync(keyFile)) : null
+    const publicKey = typeof keyFile === 'string' ? createPublicKey(readFileSync(keyFile)) : null
     const report = verifyLines(await readLines(file), publicKey)
     out(
       `${file}: ${report.entries} entries in ${report.streams} stream(s), ${report.checkpoints} checkpoint(s)` +
