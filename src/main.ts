@@ -142,7 +142,16 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
   )
   const approverAuth = new ApproverAuthenticator(config.approverJwt)
   const approvalsApi = createApprovalsApi(approvals, approverAuth, policies, log)
-  const adminServer = createAdminServer(config.admin, policies, audit, approvals, approvalsApi, approverAuth, lifecycle)
+  const adminServer = createAdminServer(
+    config.admin,
+    policies,
+    audit,
+    approvals,
+    approvalsApi,
+    approverAuth,
+    lifecycle,
+    log,
+  )
 
   const reusePort = options.reusePort ?? false
   await listen(agentServer, config.listen.host, config.listen.port, reusePort)

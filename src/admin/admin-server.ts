@@ -12,6 +12,8 @@ import type { AuditSink } from '../audit/sink.ts'
 import type { ApproverAuthenticator } from '../approvals/approver-auth.ts'
 import type { PolicyStore } from '../policy/reloader.ts'
 import type { Lifecycle } from '../shared/lifecycle.ts'
+import type { Logger } from '../shared/logger.ts'
+import { readKeyPair, reloadOnChange, TLS_MIN_VERSION } from '../shared/tls-reload.ts'
 import type { ApprovalsApi } from './approvals-api.ts'
 
 export function createAdminServer(
@@ -22,6 +24,7 @@ export function createAdminServer(
   approvalsApi: ApprovalsApi,
   authenticator: ApproverAuthenticator,
   lifecycle: Lifecycle,
+  log: Logger,
 ): Server {
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
     if (approvalsApi.handle(req, res)) return
@@ -66,15 +69,19 @@ export function createAdminServer(
     send(404, { error: 'not found', endpoints: ['/healthz', '/readyz', '/policy', '/approvals'] })
   }
   if (listen.tls === null) return createServer(handler)
-  const { certFile, keyFile, clientCaFile } = listen.tls
-  return createTlsServer(
+  const { clientCaFile } = listen.tls
+  const context = clientCaFile === null ? {} : { ca: readFileSync(clientCaFile) }
+  const server = createTlsServer(
     {
-      cert: readFileSync(certFile),
-      key: readFileSync(keyFile),
-      minVersion: 'TLSv1.2',
+      ...context,
+      ...readKeyPair(listen.tls),
+      minVersion: TLS_MIN_VERSION,
       // Mutual TLS when a client CA is given: no certificate from it, no connection.
-      ...(clientCaFile === null ? {} : { ca: readFileSync(clientCaFile), requestCert: true, rejectUnauthorized: true }),
+      ...(clientCaFile === null ? {} : { requestCert: true, rejectUnauthorized: true }),
     },
     handler,
   )
+  // A renewed certificate applies without a restart, as on the agent listener; the client CA stays.
+  reloadOnChange(server, listen.tls, log, context)
+  return server
 }

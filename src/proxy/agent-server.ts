@@ -9,7 +9,7 @@ import type { AgentListenConfig, ServerLimits } from '../config/server-config.ts
 import type { Lifecycle } from '../shared/lifecycle.ts'
 import type { Logger } from '../shared/logger.ts'
 import { limitConnections, refusedConnection } from './connection-limits.ts'
-import { readKeyPair, reloadOnChange, TLS_MIN_VERSION } from './tls-reload.ts'
+import { readKeyPair, reloadOnChange, TLS_MIN_VERSION } from '../shared/tls-reload.ts'
 import type { createParserRefusals } from './parser-refusals.ts'
 
 export function createAgentServer(
@@ -46,8 +46,7 @@ export function createAgentServer(
   if (listen.tls === null) server = createServer(options, handler)
   else {
     const tlsServer = createTlsServer({ ...options, ...readKeyPair(listen.tls), minVersion: TLS_MIN_VERSION }, handler)
-    const stopWatching = reloadOnChange(tlsServer, listen.tls, log)
-    tlsServer.once('close', stopWatching)
+    reloadOnChange(tlsServer, listen.tls, log)
     // A failed handshake (a client that does not trust the certificate, a scanner) is no request: nothing to audit.
     tlsServer.on('tlsClientError', (err: Error) => log.debug({ err }, 'TLS handshake failed'))
     server = tlsServer

@@ -7,13 +7,14 @@ import { spawn } from 'node:child_process'
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { connect } from 'node:tls'
 import { Agent, request } from 'undici'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { loadServerConfig } from '../../src/config/server-config.ts'
 import { ConfigError } from '../../src/config/yaml-reader.ts'
 import { APPROVER_KEYS, approvalFiles } from '../helpers/approvals-fixture.ts'
-import { makeCertificates } from '../helpers/certificates.ts'
-import { startCorridorFixture, type CorridorFixture } from '../helpers/corridor-fixture.ts'
+import { makeCertificates, renewServerCertificate } from '../helpers/certificates.ts'
+import { eventually, startCorridorFixture, type CorridorFixture } from '../helpers/corridor-fixture.ts'
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/recording-upstream.ts'
 
 const minimalConfig = (admin: string) =>
@@ -46,11 +47,13 @@ describe('the admin listener over mutual TLS', () => {
   let upstream: RecordingUpstream
   let fx: CorridorFixture
   let certs: ReturnType<typeof makeCertificates>
+  let certDir: string
   let trusted: Agent
   let withClientCert: Agent
 
   beforeAll(async () => {
-    certs = makeCertificates(mkdtempSync(join(tmpdir(), 'corridor-certs-')))
+    certDir = mkdtempSync(join(tmpdir(), 'corridor-certs-'))
+    certs = makeCertificates(certDir)
     upstream = await startRecordingUpstream()
     fx = await startCorridorFixture({
       ...approvalFiles(upstream.url),
@@ -117,5 +120,41 @@ describe('the admin listener over mutual TLS', () => {
     expect(ok.status).toBe(0)
     expect(JSON.parse(ok.stdout)).toEqual([])
     expect((await cli({ CORRIDOR_ADMIN_CA: certs.ca })).status).not.toBe(0)
+  })
+
+  it('serves a renewed certificate without a restart, still asking for client certificates from the CA', async () => {
+    const { port } = new URL(fx.corridor.adminUrl)
+    const serial = () =>
+      new Promise<string>((resolve, reject) => {
+        const socket = connect(
+          {
+            host: '127.0.0.1',
+            port: Number(port),
+            ca: readFileSync(certs.ca),
+            cert: readFileSync(certs.clientCert),
+            key: readFileSync(certs.clientKey),
+          },
+          () => {
+            resolve(socket.getPeerCertificate().serialNumber)
+            socket.end()
+          },
+        )
+        socket.once('error', reject)
+      })
+    const before = await serial()
+    renewServerCertificate(certDir, certs)
+    await eventually(async () => expect(await serial()).not.toBe(before), 5_000)
+    const renewedAgent = new Agent({ connect: { ca: readFileSync(certs.ca) } })
+    try {
+      const ready = await request(fx.corridor.adminUrl + '/readyz', { dispatcher: withClientCert })
+      expect(ready.statusCode).toBe(200)
+      await ready.body.dump()
+      // Without a client certificate the handshake is still refused: the client CA survived the reload.
+      await expect(
+        request(fx.corridor.adminUrl + '/readyz', { dispatcher: renewedAgent }).then((r) => r.body.dump()),
+      ).rejects.toThrow()
+    } finally {
+      await renewedAgent.close()
+    }
   })
 })

@@ -6,24 +6,39 @@
  */
 import { readFileSync, unwatchFile, watchFile } from 'node:fs'
 import { createSecureContext, type Server as TlsServer } from 'node:tls'
-import type { ServerTlsConfig } from '../config/server-config.ts'
-import type { Logger } from '../shared/logger.ts'
+import type { Logger } from './logger.ts'
+
+/** Where a listener's certificate chain and private key are (PEM files). */
+export interface KeyPairFiles {
+  readonly certFile: string
+  readonly keyFile: string
+}
 
 /** Modern defaults: TLS 1.2 and 1.3 only, with Node's own cipher list (AEAD suites first). */
 export const TLS_MIN_VERSION = 'TLSv1.2'
 
-export function readKeyPair(tls: ServerTlsConfig): { cert: Buffer; key: Buffer } {
+export function readKeyPair(tls: KeyPairFiles): { cert: Buffer; key: Buffer } {
   const pair = { cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile) }
   // Throws when the key does not belong to the certificate, before anything is served with them.
   createSecureContext({ ...pair, minVersion: TLS_MIN_VERSION })
   return pair
 }
 
-/** Watches the pair's files (polling: renewals often swap a symlink, which file events miss); returns a stop function. */
-export function reloadOnChange(server: TlsServer, tls: ServerTlsConfig, log: Logger, intervalMs = 1_000): () => void {
+/**
+ * Watches the pair's files (polling: renewals often swap a symlink, which file events miss) and
+ * serves the new pair; `context` is the rest of the secure context that must survive a reload
+ * (a client CA). Stops when the server closes.
+ */
+export function reloadOnChange(
+  server: TlsServer,
+  tls: KeyPairFiles,
+  log: Logger,
+  context: { readonly ca?: Buffer } = {},
+  intervalMs = 1_000,
+): void {
   const reload = (): void => {
     try {
-      server.setSecureContext({ ...readKeyPair(tls), minVersion: TLS_MIN_VERSION })
+      server.setSecureContext({ ...context, ...readKeyPair(tls), minVersion: TLS_MIN_VERSION })
       log.info({ certFile: tls.certFile }, 'TLS certificate reloaded')
     } catch (err) {
       log.error(
@@ -35,8 +50,8 @@ export function reloadOnChange(server: TlsServer, tls: ServerTlsConfig, log: Log
   const options = { interval: intervalMs, persistent: false }
   watchFile(tls.certFile, options, reload)
   watchFile(tls.keyFile, options, reload)
-  return () => {
+  server.once('close', () => {
     unwatchFile(tls.certFile, reload)
     unwatchFile(tls.keyFile, reload)
-  }
+  })
 }
