@@ -4,32 +4,20 @@
  * `policy test` and the approval re-check, never by the evaluator itself.
  */
 import type { Agent } from '../registry/agents.ts'
-import type { Action, Connector } from '../registry/connectors.ts'
+import type { Connector } from '../registry/connectors.ts'
 import type { CanonicalRequest } from '../request/canonical-request.ts'
-import type { FieldTree } from '../request/fields.ts'
-import type { HeaderView } from '../request/headers.ts'
+import type { RequestPart } from '../request/parts.ts'
 
 export interface DelegatedUser {
   readonly id: string
   readonly groups: readonly string[]
 }
 
-export interface RequestFacts {
+/** A request, or one part of a batch or GraphQL request, as the policy reads it (request/parts.ts), with who asks. */
+export interface RequestFacts extends Omit<RequestPart, 'label'> {
   readonly agent: Agent
   readonly user: DelegatedUser | null
   readonly connector: Connector
-  /** The declared action the request maps to; null when it maps to none (outside the connector's scope). */
-  readonly action: Action | null
-  readonly method: string
-  /** Canonical path relative to the connector. */
-  readonly path: string
-  readonly params: Readonly<Record<string, string>>
-  /** Query fields, nested as the common parsers nest bracket names (request/fields.ts). */
-  readonly query: FieldTree
-  /** Exactly the headers that are forwarded, lower-case names (request/headers.ts). */
-  readonly headers: HeaderView
-  /** Parsed JSON body or form field tree; undefined when there is none or it is neither. */
-  readonly body: unknown
   /** Milliseconds since the epoch at which the request is decided. */
   readonly now: number
   /** The requests a batch or GraphQL request carries, each decided as its own action (empty otherwise). */

@@ -148,21 +148,8 @@ export class VaultTokenProvider extends VaultProvider<VaultTokenSpec> {
     const auth = envelope.auth
     if (auth === null || typeof auth.client_token !== 'string')
       throw new VaultError('invalid_response', null, `${path} returned no token`)
-    const obtainedAt = this.now()
     const token = checkedSecret(auth.client_token, 'client_token')
-    return {
-      credential: {
-        fields: new Map([
-          ['secret', token],
-          ['token', token],
-        ]),
-        reference: `vault:${path}`,
-        leaseId: `accessor:${auth.accessor}`,
-      },
-      obtainedAt,
-      expiresAt: obtainedAt + auth.lease_duration * 1000,
-      renewable: false,
-    }
+    return tokenLease(path, token, `accessor:${auth.accessor}`, this.now(), auth.lease_duration)
   }
 
   async revoke(lease: Lease): Promise<void> {
@@ -182,21 +169,24 @@ export class VaultIdentityProvider extends VaultProvider<VaultIdentitySpec> {
     const data = requireEnvelope(await this.session.call('GET', path, undefined, signal), path).data
     if (data === null || typeof data.token !== 'string' || typeof data.ttl !== 'number')
       throw new VaultError('invalid_response', null, `${path} returned no token`)
-    const obtainedAt = this.now()
-    const token = checkedSecret(data.token, 'token')
-    return {
-      credential: {
-        fields: new Map([
-          ['secret', token],
-          ['token', token],
-        ]),
-        reference: `vault:${path}`,
-        leaseId: null,
-      },
-      obtainedAt,
-      expiresAt: obtainedAt + data.ttl * 1000,
-      renewable: false,
-    }
+    return tokenLease(path, checkedSecret(data.token, 'token'), null, this.now(), data.ttl)
+  }
+}
+
+/** A token Vault issued (a minted token, an identity JWT): placed as `{secret}` or `{token}`, not renewable. */
+function tokenLease(path: string, token: Secret, leaseId: string | null, obtainedAt: number, ttlSec: number): Lease {
+  return {
+    credential: {
+      fields: new Map([
+        ['secret', token],
+        ['token', token],
+      ]),
+      reference: `vault:${path}`,
+      leaseId,
+    },
+    obtainedAt,
+    expiresAt: obtainedAt + ttlSec * 1000,
+    renewable: false,
   }
 }
 
