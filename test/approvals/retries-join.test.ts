@@ -10,7 +10,13 @@ import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { request } from 'undici'
 import { afterAll, beforeAll, expect, it } from 'vitest'
-import { APPROVER_KEYS, WRITER_KEY, approvalFiles, approveWhenPending } from '../helpers/approvals-fixture.ts'
+import {
+  APPROVER_KEYS,
+  WRITER_KEY,
+  approvalFiles,
+  approveWhenPending,
+  heldEvents,
+} from '../helpers/approvals-fixture.ts'
 import { startCorridorFixture, type CorridorFixture } from '../helpers/corridor-fixture.ts'
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/recording-upstream.ts'
 
@@ -95,9 +101,5 @@ it('a client with fresh request ids on every attempt, behind a front that times 
   expect(statuses).toContain(504)
   expect(statuses.length).toBeGreaterThanOrEqual(2)
   expect(upstream.received.filter((r) => r.body.toString().includes('fresh-ids'))).toHaveLength(1)
-  const held = fx
-    .allOutput()
-    .split('\n')
-    .filter((l) => l.startsWith('{"type":"approval"') && l.includes('"event":"held"'))
-  expect(held).toHaveLength(1)
+  expect(heldEvents(fx.allOutput(), 'svc')).toHaveLength(1)
 })
