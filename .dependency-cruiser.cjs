@@ -3,7 +3,7 @@
  * Lower layers never import higher ones:
  *
  *   shared → config → registry → request → policy          the pure core: no I/O of its own
- *   identity, credentials, audit                            adapters: import only the core
+ *   identity, credentials, audit, controls                  adapters: import only the core
  *   forwarding                                              the one forwarding stage: core, credentials, audit
  *   approvals                                               core, adapters, forwarding (interfaces, never proxy/ or cli/)
  *   proxy, admin                                            the listeners (admin never imports proxy)
@@ -28,10 +28,11 @@ module.exports = {
     layer('identity', CORE),
     layer('credentials', CORE),
     layer('audit', CORE),
+    layer('controls', CORE),
     layer('forwarding', [...CORE, 'credentials', 'audit']),
-    layer('approvals', [...CORE, 'identity', 'credentials', 'audit', 'forwarding']),
-    layer('proxy', [...CORE, 'identity', 'credentials', 'audit', 'forwarding', 'approvals']),
-    layer('admin', [...CORE, 'identity', 'credentials', 'audit', 'approvals']),
+    layer('approvals', [...CORE, 'identity', 'credentials', 'audit', 'controls', 'forwarding']),
+    layer('proxy', [...CORE, 'identity', 'credentials', 'audit', 'controls', 'forwarding', 'approvals']),
+    layer('admin', [...CORE, 'identity', 'credentials', 'audit', 'controls', 'approvals']),
     layer('workers', ['shared', 'config']),
     {
       name: 'no-cycles',

@@ -8,6 +8,10 @@ import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { createAdminServer } from './admin/admin-server.ts'
 import { createApprovalsApi } from './admin/approvals-api.ts'
+import { createStopsApi, type TakeBack } from './admin/stops-api.ts'
+import type { HeldRequest } from './approvals/approval.ts'
+import { openRuntimeControls, type RuntimeControls } from './controls/runtime-controls.ts'
+import { scopeText, stopFor } from './controls/stop.ts'
 import { ApprovalService } from './approvals/approval-service.ts'
 import type { ApprovalStore } from './approvals/approval-store.ts'
 import { ApproverAuthenticator } from './approvals/approver-auth.ts'
@@ -84,6 +88,16 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
   const identifier = new Identifier(config.agentJwt, config.userJwt)
 
   const store = await approvalStore(config.approvals, options.env, log)
+  const controls = await openRuntimeControls({
+    redis:
+      config.state.redis === null
+        ? null
+        : { ...config.state.redis, url: resolveValue(config.state.redis.url, options.env, 'state.redis') },
+    stopsFile: config.state.stopsFile,
+    staleAfterMs: config.state.staleAfterMs,
+    log,
+    now,
+  })
   let approvals: ApprovalService | null = null
   const executor = new ApprovalExecutor({
     store,
@@ -94,6 +108,21 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
     audit,
     log,
     now,
+    stoppedBecause: (held) => {
+      const stop = stopFor(
+        controls.board.live(),
+        {
+          agent: held.agent,
+          owner: held.owner,
+          connector: held.connector,
+          action: held.action,
+          risk: held.risk,
+          user: held.user,
+        },
+        now(),
+      )
+      return stop === null ? null : `stopped by ${stop.by}: ${stop.reason} (${scopeText(stop.scope)})`
+    },
     onSettled: (id, event, reason) => approvals?.settledByExecutor(id, event, reason),
   })
   const webhook =
@@ -116,6 +145,14 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
   })
   const approvalService = approvals
   policies.onChange((bundle) => void approvalService.recheckAll(bundle))
+  const takeBack = stopEffects(controls, credentials, approvalService, policies, log, now)
+  // Every replica takes back what a stop covers when it first sees it (the one that took the order already has).
+  controls.board.onStop((stop) => {
+    void takeBack(stop, false).then(
+      (affected) => log.warn({ stop: stop.id, affected }, 'stop applied on this replica'),
+      (err: unknown) => log.error({ err, stop: stop.id }, 'stop not fully applied on this replica'),
+    )
+  })
 
   const lifecycle = new Lifecycle()
   const pipeline = createPipeline({
@@ -131,6 +168,7 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
     approvals,
     approvalWaitMs: config.approvals.waitMs,
     approvalExpiresMs: config.approvals.expiresAfterMs,
+    controls,
   })
   const agentServer = createAgentServer(
     config.listen,
@@ -142,13 +180,15 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
   )
   const approverAuth = new ApproverAuthenticator(config.approverJwt)
   const approvalsApi = createApprovalsApi(approvals, approverAuth, policies, log)
+  const stopsApi = createStopsApi(controls, takeBack, policies, audit, log, now)
   const adminServer = createAdminServer(
     config.admin,
     policies,
     audit,
     approvals,
-    approvalsApi,
+    [approvalsApi, stopsApi],
     approverAuth,
+    controls.board,
     lifecycle,
     log,
   )
@@ -188,6 +228,7 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
       agentServer.closeAllConnections()
       await Promise.all([agentClosed, closeServer(adminServer)])
       await store.close()
+      await controls.close()
       await upstreams.close()
       // Leases first (they need Corridor's Vault token), then the token itself.
       await credentials.close()
@@ -195,6 +236,56 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
       await vault?.client.close()
       audit.close()
     },
+  }
+}
+
+/**
+ * What a stop takes back on this replica: requests in flight in its scope are cut, approvals
+ * waiting in its scope cancelled, and (for a full stop not narrowed to an action or a user) the
+ * Vault leases and tokens issued for its agents revoked. A lease shared by every agent of a
+ * connector is revoked only when the whole connector (or everything) is stopped: other agents
+ * still use it, and the stopped agent never held it.
+ */
+function stopEffects(
+  controls: RuntimeControls,
+  credentials: CredentialBroker,
+  approvals: ApprovalService,
+  policies: PolicyStore,
+  log: Logger,
+  now: () => number,
+): TakeBack {
+  return async (stop, dryRun) => {
+    const { scope } = stop
+    const registry = policies.current?.registry
+    const agents = [...(registry?.agents.values() ?? [])]
+      .filter(
+        (a) =>
+          (scope.agent === undefined || a.id === scope.agent) && (scope.owner === undefined || a.owner === scope.owner),
+      )
+      .map((a) => a.id)
+    const inFlight = dryRun ? controls.inFlight.countIn(stop, now()) : controls.inFlight.cut(stop, now())
+    const held = (h: HeldRequest): boolean =>
+      stopFor(
+        [stop],
+        { agent: h.agent, owner: h.owner, connector: h.connector, action: h.action, risk: h.risk, user: h.user },
+        now(),
+      ) !== null
+    let cancelled = 0
+    try {
+      cancelled = dryRun
+        ? await approvals.countWhere(held)
+        : await approvals.cancelWhere((h) => (held(h) ? `stopped by ${stop.by}: ${stop.reason}` : null))
+    } catch (err) {
+      // The executor checks the stop again before any release, so nothing in scope runs meanwhile.
+      log.error({ err, stop: stop.id }, 'approvals in the scope of a stop could not be cancelled now')
+    }
+    let revoked = 0
+    if (stop.mode === 'stop' && scope.action === undefined && scope.user === undefined) {
+      const connectors = scope.connector === undefined ? null : new Set([scope.connector])
+      const byAgent = scope.agent === undefined && scope.owner === undefined ? null : new Set(agents)
+      revoked = await credentials.revoke(connectors, byAgent, dryRun)
+    }
+    return { in_flight_cut: inFlight, approvals_cancelled: cancelled, leases_revoked: revoked, agents }
   }
 }
 

@@ -1,7 +1,7 @@
 /**
  * The admin listener, separate from the agent listener and on loopback by default: liveness,
- * readiness (a policy is in force and the audit sink takes writes), the policy version and the
- * approvers' API (approvals-api.ts).
+ * readiness (a policy is in force and the audit sink takes writes; the stops in force), the policy
+ * version, the approvers' API (approvals-api.ts) and the operators' API (stops-api.ts).
  */
 import { readFileSync } from 'node:fs'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
@@ -14,20 +14,22 @@ import type { PolicyStore } from '../policy/reloader.ts'
 import type { Lifecycle } from '../shared/lifecycle.ts'
 import type { Logger } from '../shared/logger.ts'
 import { readKeyPair, reloadOnChange, TLS_MIN_VERSION } from '../shared/tls-reload.ts'
-import type { ApprovalsApi } from './approvals-api.ts'
+import type { StopBoard } from '../controls/stop-board.ts'
+import { scopeText } from '../controls/stop.ts'
 
 export function createAdminServer(
   listen: AdminListenConfig,
   policies: PolicyStore,
   audit: AuditSink,
   approvals: ApprovalService,
-  approvalsApi: ApprovalsApi,
+  apis: readonly { handle(req: IncomingMessage, res: ServerResponse): boolean }[],
   authenticator: ApproverAuthenticator,
+  stops: StopBoard,
   lifecycle: Lifecycle,
   log: Logger,
 ): Server {
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
-    if (approvalsApi.handle(req, res)) return
+    for (const api of apis) if (api.handle(req, res)) return
     const send = (status: number, body: unknown): void => {
       const payload = JSON.stringify(body)
       res.writeHead(status, {
@@ -51,8 +53,21 @@ export function createAdminServer(
           audit: audit.healthy,
           approval_queue: queue.reachable,
           approval_queue_persistence: queue.persistence,
+          // Stops do not decide readiness either: stale ones refuse writes, which is the point.
+          stops_fresh: !stops.stale,
         }
-        send(checks.policy && checks.audit ? 200 : 503, { ready: checks.policy && checks.audit, checks })
+        const inForce = stops.live().map((s) => ({
+          id: s.id,
+          scope: scopeText(s.scope),
+          mode: s.mode,
+          by: s.by,
+          since: new Date(s.since).toISOString(),
+        }))
+        send(checks.policy && checks.audit ? 200 : 503, {
+          ready: checks.policy && checks.audit,
+          checks,
+          stops: inForce,
+        })
       })
       return
     }
@@ -66,7 +81,7 @@ export function createAdminServer(
       )
       return
     }
-    send(404, { error: 'not found', endpoints: ['/healthz', '/readyz', '/policy', '/approvals'] })
+    send(404, { error: 'not found', endpoints: ['/healthz', '/readyz', '/policy', '/approvals', '/stops'] })
   }
   if (listen.tls === null) return createServer(handler)
   const { clientCaFile } = listen.tls

@@ -219,26 +219,49 @@ export class ApprovalService {
 
   /** After a policy change: cancels pending and approved requests the new policy no longer permits as they were held. */
   async recheckAll(bundle: PolicyBundle): Promise<void> {
-    let cancelled = 0
     try {
-      for (const state of ['pending', 'approved'] as const) {
-        for (let offset = 0; ; offset += SWEEP_BATCH) {
-          const batch = await this.list(state, offset, SWEEP_BATCH)
-          for (const a of batch) {
-            const why = whyNoLongerPermitted(bundle, a.held, this.#d.now())
-            if (why !== null && (await this.#d.store.cancel(a.held.id, why, this.#d.now()))) {
-              cancelled++
-              await this.#settled(a.held.id, 'cancelled', why)
-            }
-          }
-          if (batch.length < SWEEP_BATCH) break
-        }
-      }
+      const cancelled = await this.cancelWhere((held) => whyNoLongerPermitted(bundle, held, this.#d.now()))
+      if (cancelled > 0)
+        this.#d.log.warn({ cancelled, version: bundle.version }, 'policy change cancelled held requests')
     } catch (err) {
       // The next release re-checks each request anyway; this pass only tells people sooner.
       this.#d.log.error({ err }, 'approvals could not be re-checked against the new policy')
     }
-    if (cancelled > 0) this.#d.log.warn({ cancelled, version: bundle.version }, 'policy change cancelled held requests')
+  }
+
+  /** How many pending or approved requests `matches` selects (a stop's dry run). */
+  async countWhere(matches: (held: HeldRequest) => boolean): Promise<number> {
+    let n = 0
+    await this.#eachWaiting(async (a) => {
+      if (matches(a.held)) n++
+    })
+    return n
+  }
+
+  /** Cancels every pending or approved request for which `why` gives a reason; how many. Throws when the store fails. */
+  async cancelWhere(why: (held: HeldRequest) => string | null): Promise<number> {
+    let cancelled = 0
+    await this.#eachWaiting(async (a) => {
+      const reason = why(a.held)
+      if (reason !== null && (await this.#d.store.cancel(a.held.id, reason, this.#d.now()))) {
+        cancelled++
+        await this.#settled(a.held.id, 'cancelled', reason)
+      }
+    })
+    return cancelled
+  }
+
+  /** Read in full before any is visited: a cancellation shifts the pages of what is left. */
+  async #eachWaiting(visit: (a: Approval) => Promise<void>): Promise<void> {
+    const waiting: Approval[] = []
+    for (const state of ['pending', 'approved'] as const) {
+      for (let offset = 0; ; offset += SWEEP_BATCH) {
+        const batch = await this.list(state, offset, SWEEP_BATCH)
+        waiting.push(...batch)
+        if (batch.length < SWEEP_BATCH) break
+      }
+    }
+    for (const a of waiting) await visit(a)
   }
 
   /** Audit event and notification for a change made outside decide(): expiry, cancellation, release. */

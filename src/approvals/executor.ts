@@ -25,7 +25,7 @@ import type { Upstreams } from '../forwarding/upstreams.ts'
 import { agentResponseHeaders } from '../forwarding/response-headers.ts'
 import { isCorridorError } from '../shared/errors.ts'
 import type { Logger } from '../shared/logger.ts'
-import type { Approval, ExecutionResult } from './approval.ts'
+import type { Approval, ExecutionResult, HeldRequest } from './approval.ts'
 import type { ApprovalStore } from './approval-store.ts'
 import { approvalLink } from './audit-link.ts'
 import { whyNoLongerPermitted } from './recheck.ts'
@@ -39,6 +39,8 @@ export interface ExecutorDeps {
   readonly audit: AuditSink
   readonly log: Logger
   readonly now: () => number
+  /** Why an operator stop now refuses this request, or null (checked before the claim and again before sending). */
+  readonly stoppedBecause: (held: HeldRequest) => string | null
   /** Told when an approval is cancelled by the re-check, or has run. */
   readonly onSettled: (id: string, event: 'cancelled' | 'executed', reason: string | null) => void
 }
@@ -77,7 +79,7 @@ export class ApprovalExecutor {
     const held = approval.held
     const bundle = d.policies.current
     if (bundle === null) return // no policy to re-check against: stays approved for the next attempt
-    const why = whyNoLongerPermitted(bundle, held, d.now())
+    const why = d.stoppedBecause(held) ?? whyNoLongerPermitted(bundle, held, d.now())
     if (why !== null) {
       if (await d.store.cancel(id, why, d.now())) d.onSettled(id, 'cancelled', why)
       return
@@ -128,6 +130,14 @@ export class ApprovalExecutor {
       if (!claimed) credential?.release()
     }
     if (!claimed) return
+    // A stop that arrived while the claim was being taken still wins: nothing is sent.
+    const stopped = d.stoppedBecause(held)
+    if (stopped !== null) {
+      credential?.release()
+      if ((await d.store.unclaim(id, token).catch(() => false)) && (await d.store.cancel(id, stopped, d.now())))
+        d.onSettled(id, 'cancelled', stopped)
+      return
+    }
 
     const record = executionRecord(approval, connector.basePath, d.now())
     if (credential !== null) record.credential = { reference: credential.reference, lease_id: credential.leaseId }

@@ -7,6 +7,7 @@
 import { describedFacts } from '../policy/described-request.ts'
 import type { PolicyBundle } from '../policy/bundle.ts'
 import { evaluate } from '../policy/evaluate.ts'
+import { LIMIT_RULE_PREFIX } from '../policy/limits.ts'
 import type { HeldRequest } from './approval.ts'
 import { approvalsRequired } from './eligibility.ts'
 
@@ -30,6 +31,11 @@ export function whyNoLongerPermitted(bundle: PolicyBundle, held: HeldRequest, no
     })
     const decision = evaluate(bundle.policy, bundle.version, facts)
     if (decision.effect === 'deny') return `policy ${bundle.version} denies it: ${decision.reason}`
+    // Held because it went over a limit, not by a rule: the policy must still allow it, nothing more.
+    if (held.rule?.startsWith(LIMIT_RULE_PREFIX) === true)
+      return decision.effect === 'allow'
+        ? null
+        : `policy ${bundle.version} now requires approval by rule '${decision.rule}'; send it again`
     // Releasing it as well would let the agent's plain retry (now allowed) run it a second time.
     if (decision.effect === 'allow') return `policy ${bundle.version} allows it without approval; send it again`
     // Still require_approval: by the same approvers, and no more of them than were asked for.

@@ -5,6 +5,7 @@
  * came of it (upstream status, bytes, durations, outcome).
  */
 import type { Decision, Effect, LimitingFactor, ShadowResult } from '../policy/decision.ts'
+import type { LimitReport } from '../policy/limits.ts'
 import type { ErrorCode } from '../shared/errors.ts'
 
 export type Outcome =
@@ -16,6 +17,7 @@ export type Outcome =
   | 'upstream_error' // forwarded, but the upstream failed or sent something invalid
   | 'upstream_timeout'
   | 'client_aborted' // the agent went away before the response completed
+  | 'stopped' // cut in flight by an operator stop
   | 'shutdown' // Corridor stopped before the response completed: its shutdown grace ran out
   | 'released' // the agent collected the result of its approved request (forwarded once, in its own record)
   | 'served' // Corridor answered it itself (the error reference); nothing was forwarded
@@ -50,6 +52,8 @@ export interface AuditRecord {
   policy_version: string | null
   shadow: readonly ShadowResult[]
   approvers: readonly string[]
+  /** What each limit that counted the request saw: used, remaining, exceeded (policy.yaml `limits:`). */
+  limits: readonly LimitReport[]
   /** Set on every record that concerns a held request: the hold, the agent's retries and the release. */
   approval: ApprovalLink | null
   credential: { reference: string; lease_id: string | null } | null
@@ -123,6 +127,35 @@ export interface ApprovalAuditEvent {
   reason: string | null
 }
 
+/** An operator stopping or resuming agents: who, through what, why, in what scope, and what it took back. */
+export interface StopAuditEvent {
+  type: 'stop'
+  v: 1
+  time: string
+  event: 'stopped' | 'resumed'
+  stop_id: string
+  scope: Readonly<Record<string, string>>
+  mode: string
+  reason: string
+  /** Who ordered the stop (on `resumed`, the stop as it was ordered). */
+  stopped_by: string
+  expires_at: string | null
+  /** Who did this, how they authenticated, and the channel it came through. */
+  by: string
+  via: string
+  channel: 'admin_api'
+  /** Stops in force over any part of this scope before and after (id, scope, mode). */
+  prior: readonly string[]
+  resulting: readonly string[]
+  /** What this replica took back at once (other replicas apply the stop within a second and log theirs). */
+  affected: {
+    readonly in_flight_cut: number
+    readonly approvals_cancelled: number
+    readonly leases_revoked: number
+    readonly agents: readonly string[]
+  } | null
+}
+
 /** Fills the decision fields of a record. */
 export function recordDecision(record: AuditRecord, decision: Decision): void {
   record.decision = decision.effect
@@ -160,6 +193,7 @@ export function newAuditRecord(requestId: string, startedAtMs: number, method: s
     policy_version: null,
     shadow: [],
     approvers: [],
+    limits: [],
     approval: null,
     credential: null,
     upstream_status: null,
@@ -179,12 +213,13 @@ export function newAuditRecord(requestId: string, startedAtMs: number, method: s
  * keys (agent `cor_…`, approver `cap_…`) and JWTs (agent or user tokens). Until a request is
  * identified, its raw target is all there is to record, and an SDK may have put a key in it.
  */
-const KEY_SHAPE = /\b(cor|cap)_[A-Za-z0-9_-]{8,}/g
+const KEY_SHAPE = /\b(cor|cap|cop)_[A-Za-z0-9_-]{8,}/g
 const JWT_SHAPE = /\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*/g
 
 export function withoutKeys(text: string): string {
   let out = text
-  if (out.includes('cor_') || out.includes('cap_')) out = out.replace(KEY_SHAPE, '$1_[redacted]')
+  if (out.includes('cor_') || out.includes('cap_') || out.includes('cop_'))
+    out = out.replace(KEY_SHAPE, '$1_[redacted]')
   if (out.includes('eyJ')) out = out.replace(JWT_SHAPE, '[redacted-jwt]')
   return out
 }

@@ -15,7 +15,7 @@ import { dirname } from 'node:path'
 import { CorridorError } from '../shared/errors.ts'
 import type { Logger } from '../shared/logger.ts'
 import { ChainWriter, checkpointPayload, signCheckpoint } from './chain.ts'
-import type { Act, ApprovalAuditEvent, AuditRecord } from './record.ts'
+import type { Act, ApprovalAuditEvent, AuditRecord, StopAuditEvent } from './record.ts'
 
 /** How often a checkpoint states how far the stream went (and, with a key, signs it). */
 const CHECKPOINT_MS = 60_000
@@ -31,7 +31,7 @@ export interface AuditSink {
    */
   writeIntent(record: AuditRecord, act: Act, approvalId: string | null): void
   /** Writes an approval lifecycle event (decision, expiry, cancellation) to the same trail. */
-  writeEvent(event: ApprovalAuditEvent): boolean
+  writeEvent(event: ApprovalAuditEvent | StopAuditEvent): boolean
   close(): void
 }
 
@@ -99,7 +99,7 @@ export class FileAuditSink implements AuditSink {
     if (!this.#healthy || !this.#append(JSON.stringify(intent), null)) throw auditUnavailable()
   }
 
-  writeEvent(event: ApprovalAuditEvent): boolean {
+  writeEvent(event: ApprovalAuditEvent | StopAuditEvent): boolean {
     return this.#append(JSON.stringify(event), null)
   }
 

@@ -11,6 +11,7 @@ import { approvalsCommand } from './commands/approvals.ts'
 import { auditQueryCommand } from './commands/audit-query.ts'
 import { auditVerifyCommand } from './commands/audit-verify.ts'
 import { keysMintCommand } from './commands/keys-mint.ts'
+import { resumeCommand, stopCommand, stopsCommand } from './commands/stops.ts'
 import { policyCheckCommand } from './commands/policy-check.ts'
 import { policyExplainCommand } from './commands/policy-explain.ts'
 import { policyTestCommand } from './commands/policy-test.ts'
@@ -24,6 +25,9 @@ const COMMANDS: readonly Command[] = [
   policyExplainCommand,
   keysMintCommand,
   approvalsCommand,
+  stopCommand,
+  resumeCommand,
+  stopsCommand,
   auditQueryCommand,
   auditVerifyCommand,
   schemaCommand,

@@ -165,6 +165,26 @@ export const corridorFileSchema = strict(
       ca_file: text().optional(),
       auth: vaultAuth,
     }).optional(),
+    state: strict(
+      {
+        redis: strict({
+          ...valueSource,
+          key_prefix: text().optional(),
+          timeout: duration().optional().describe('Bound on each Redis command, 50ms to 1s (default 500ms)'),
+        })
+          .optional()
+          .describe('Where stops and limit counters are shared by replicas (default: the approvals Redis, if any)'),
+        stops_file: text()
+          .optional()
+          .describe(
+            'Without Redis: the file stops are kept in across restarts (default: corridor-stops.json beside the audit file)',
+          ),
+        stale_after: duration()
+          .optional()
+          .describe('How old the stops may be, when Redis cannot be read, before writes are refused (default 5s)'),
+      },
+      'Runtime controls: operator stops and limit counters',
+    ).optional(),
     approvals: strict({
       redis: strict({
         ...valueSource,

@@ -5,7 +5,7 @@
  */
 import { parseHttpUrl } from '../shared/http-url.ts'
 import { availableParallelism } from 'node:os'
-import { dirname, resolve } from 'node:path'
+import { dirname, join, resolve } from 'node:path'
 import { ConfigError, YamlReader } from './yaml-reader.ts'
 import { corridorFileSchema, type CorridorFile, type IssuerFields } from './corridor-schema.ts'
 
@@ -108,6 +108,14 @@ export const DEFAULT_APPROVALS: ApprovalsConfig = {
   webhook: null,
 }
 
+/** Runtime controls: where operator stops and limit counters are kept. */
+export interface StateConfig {
+  /** Shared by replicas; null: stops in `stopsFile`, counters in the process. */
+  readonly redis: { readonly url: ValueSource; readonly keyPrefix: string; readonly timeoutMs: number } | null
+  readonly stopsFile: string
+  readonly staleAfterMs: number
+}
+
 export interface ServerLimits {
   readonly maxHeaders: number
   readonly maxHeaderBytes: number
@@ -139,6 +147,7 @@ export interface ServerConfig {
   readonly userJwt: UserTokenConfig | null
   readonly approverJwt: ApproverTokenConfig | null
   readonly approvals: ApprovalsConfig
+  readonly state: StateConfig
   readonly limits: ServerLimits
   readonly watchPolicy: boolean
   /** Processes serving the listeners (1: this process; more: a supervisor and that many workers). */
@@ -188,6 +197,7 @@ export function loadServerConfig(file: string): ServerConfig {
     )
   const d = DEFAULT_LIMITS
   const vault = f.vault ? readVault(r, f.vault, path) : null
+  const approvals = f.approvals ? readApprovals(r, f.approvals) : DEFAULT_APPROVALS
   const config: ServerConfig = {
     listen: {
       ...listen(f.listen, 8080),
@@ -212,7 +222,8 @@ export function loadServerConfig(file: string): ServerConfig {
           idClaim: id.approver_jwt.id_claim ?? 'sub',
         }
       : null,
-    approvals: f.approvals ? readApprovals(r, f.approvals) : DEFAULT_APPROVALS,
+    approvals,
+    state: readState(r, f.state, approvals, path(f.audit.file), path),
     limits: {
       maxHeaders: f.limits?.max_headers ?? d.maxHeaders,
       maxHeaderBytes: f.limits?.max_header_bytes ?? d.maxHeaderBytes,
@@ -354,6 +365,41 @@ function readVault(r: YamlReader, f: VaultFile, path: (p: string) => string): Va
     timeoutMs,
     caFile: f.ca_file === undefined ? null : path(f.ca_file),
     auth,
+  }
+}
+
+/** Stops and counters live in `state.redis`, else in the approvals' Redis (own prefix), else in the process and a file. */
+function readState(
+  r: YamlReader,
+  f: CorridorFile['state'],
+  approvals: ApprovalsConfig,
+  auditFile: string,
+  path: (p: string) => string,
+): StateConfig {
+  let redis: StateConfig['redis'] = null
+  if (f?.redis) {
+    if ((f.redis.url === undefined) === (f.redis.url_env === undefined))
+      r.issueAt(['state', 'redis'], 'state.redis needs exactly one of url or url_env')
+    const timeoutMs = f.redis.timeout ?? 500
+    if (timeoutMs < 50 || timeoutMs > 1_000)
+      r.issueAt(
+        ['state', 'redis', 'timeout'],
+        'state.redis.timeout must be between 50ms and 1s (limited actions must fail fast)',
+      )
+    redis = {
+      url: f.redis.url_env !== undefined ? { env: f.redis.url_env } : { value: f.redis.url ?? '' },
+      keyPrefix: f.redis.key_prefix ?? 'corridor:state:',
+      timeoutMs,
+    }
+  } else if (approvals.redis !== null)
+    redis = { url: approvals.redis.url, keyPrefix: 'corridor:state:', timeoutMs: approvals.redis.timeoutMs }
+  const staleAfterMs = f?.stale_after ?? 5_000
+  if (staleAfterMs < 1_000 || staleAfterMs > 300_000)
+    r.issueAt(['state', 'stale_after'], 'state.stale_after must be between 1s and 5m')
+  return {
+    redis,
+    stopsFile: f?.stops_file === undefined ? join(dirname(auditFile), 'corridor-stops.json') : path(f.stops_file),
+    staleAfterMs,
   }
 }
 

@@ -80,6 +80,24 @@ export class CredentialBroker {
     }
   }
 
+  /**
+   * A stop took back credentials: the leases held for `agents` (null: all) on `connectors` (null:
+   * all) are revoked in their source and dropped from the caches. How many were revoked (with
+   * dryRun, how many would be).
+   */
+  async revoke(
+    connectors: ReadonlySet<string> | null,
+    agents: ReadonlySet<string> | null,
+    dryRun = false,
+  ): Promise<number> {
+    const counts = await Promise.all(
+      [...this.#sources]
+        .filter(([id]) => connectors === null || connectors.has(id))
+        .map(([, e]) => e.source?.revoke?.(agents, dryRun) ?? 0),
+    )
+    return counts.reduce((a, b) => a + b, 0)
+  }
+
   /** Revokes every lease the sources hold (shutdown). */
   async close(): Promise<void> {
     await Promise.all([...this.#sources.values()].map((e) => e.source?.close?.()))

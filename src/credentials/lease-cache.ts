@@ -54,8 +54,10 @@ export class LeaseCache {
   readonly #entries = new Map<string, Entry>()
   readonly #inFlight = new Map<string, Promise<Lease>>()
   readonly #failures = new Map<string, { error: unknown; until: number }>()
-  /** Every lease handed out and not yet known to be gone, for revocation at shutdown. */
-  readonly #outstanding = new Set<Lease>()
+  /** Every lease handed out and not yet known to be gone, with its scope, for revocation by a stop or at shutdown. */
+  readonly #outstanding = new Map<Lease, string>()
+  /** The scopes each stop took back, in order: a lease obtained while one was taken back is not kept. */
+  readonly #takenBack: ((scope: string) => boolean)[] = []
 
   constructor(provider: LeaseProvider, options: LeaseCacheOptions) {
     this.#provider = provider
@@ -84,8 +86,10 @@ export class LeaseCache {
 
   /** A fresh lease for one request, outside the cache; the caller revokes it with `revoke`. */
   async obtainUncached(scope: string, timeoutMs: number): Promise<Lease> {
+    const since = this.#takenBack.length
     const lease = await this.#provider.obtain(scope, AbortSignal.timeout(timeoutMs))
-    this.#outstanding.add(lease)
+    this.#outstanding.set(lease, scope)
+    await this.#refuseIfTakenBack(scope, lease, since)
     return lease
   }
 
@@ -118,19 +122,38 @@ export class LeaseCache {
 
   /** Revokes every outstanding lease (shutdown). */
   async revokeAll(): Promise<void> {
-    const leases = [...this.#outstanding]
-    this.#entries.clear()
+    await this.revokeWhere(() => true)
+  }
+
+  /**
+   * Revokes and forgets the outstanding leases of the scopes `taken` selects (a stop); a lease
+   * being obtained for such a scope right now is revoked as soon as it arrives. How many were revoked.
+   */
+  async revokeWhere(taken: (scope: string) => boolean, dryRun = false): Promise<number> {
+    if (dryRun) return [...this.#outstanding.values()].filter(taken).length
+    this.#takenBack.push(taken)
+    for (const scope of [...this.#entries.keys()]) if (taken(scope)) this.#entries.delete(scope)
+    const leases = [...this.#outstanding].filter(([, scope]) => taken(scope)).map(([lease]) => lease)
     await Promise.all(leases.map((l) => this.revoke(l)))
+    return leases.length
+  }
+
+  async #refuseIfTakenBack(scope: string, lease: Lease, since: number): Promise<void> {
+    if (!this.#takenBack.slice(since).some((taken) => taken(scope))) return
+    await this.revoke(lease)
+    throw new Error('the credential was taken back by a stop while it was being issued')
   }
 
   async #obtain(scope: string, signal: AbortSignal): Promise<Lease> {
+    const since = this.#takenBack.length
     try {
       const lease = await this.#provider.obtain(scope, signal)
+      this.#outstanding.set(lease, scope)
+      await this.#refuseIfTakenBack(scope, lease, since)
       // The lease it replaces is inside its margin and expires on its own; requests may still be using it.
       const replaced = this.#entries.get(scope)
       if (replaced !== undefined) this.#outstanding.delete(replaced.lease)
       this.#entries.set(scope, { lease, renewing: false })
-      this.#outstanding.add(lease)
       this.#failures.delete(scope)
       return lease
     } catch (err) {
@@ -148,8 +171,8 @@ export class LeaseCache {
     renew
       .call(this.#provider, entry.lease, AbortSignal.timeout(this.#options.timeoutMs))
       .then((renewed) => {
-        this.#outstanding.delete(entry.lease)
-        this.#outstanding.add(renewed)
+        if (!this.#outstanding.delete(entry.lease)) return // taken back by a stop meanwhile
+        this.#outstanding.set(renewed, scope)
         if (this.#entries.get(scope) === entry) this.#entries.set(scope, { lease: renewed, renewing: false })
       })
       .catch((err: unknown) => {

@@ -17,6 +17,8 @@ export interface LeasingSourceOptions {
   readonly timeoutMs: number
 }
 
+const AGENT_SCOPE = 'agent:'
+
 export class LeasingSource implements CredentialSource {
   readonly #cache: LeaseCache
   readonly #scope: CredentialScope
@@ -32,7 +34,7 @@ export class LeasingSource implements CredentialSource {
   }
 
   async issue(context: IssueContext): Promise<HeldCredential> {
-    const scope = this.#scope === 'agent' ? `agent:${context.agentId}` : 'connector'
+    const scope = this.#scope === 'agent' ? AGENT_SCOPE + context.agentId : 'connector'
     if (context.perRequest && this.#canRevoke) {
       const lease = await this.#cache.obtainUncached(scope, context.timeoutMs)
       let released = false
@@ -56,6 +58,15 @@ export class LeasingSource implements CredentialSource {
       this.#held.set(credential, shared)
     }
     return shared
+  }
+
+  /** Agent-scoped leases of these agents; with null, every lease (a shared lease serves agents out of scope too). */
+  revoke(agents: ReadonlySet<string> | null, dryRun = false): Promise<number> {
+    return this.#cache.revokeWhere(
+      (scope) =>
+        agents === null ? true : scope.startsWith(AGENT_SCOPE) && agents.has(scope.slice(AGENT_SCOPE.length)),
+      dryRun,
+    )
   }
 
   close(): Promise<void> {

@@ -52,6 +52,11 @@ export function settleCredential(
 export interface CredentialSource {
   /** Resolves a credential or throws (the broker turns any failure into credential_unavailable). */
   issue(context: IssueContext): Promise<HeldCredential> | HeldCredential
+  /**
+   * A stop: revokes the leases held for these agents (null: every lease, shared ones included)
+   * and forgets them; how many were revoked (with dryRun, how many would be).
+   */
+  revoke?(agents: ReadonlySet<string> | null, dryRun?: boolean): Promise<number>
   /** Revokes whatever it holds (shutdown). */
   close?(): Promise<void>
 }

@@ -11,7 +11,8 @@
  */
 import { riskRank, tierCap, tierPermits } from '../registry/risk.ts'
 import { isCorridorError } from '../shared/errors.ts'
-import { bucketFor, type CompiledPolicy, type CompiledRule, type RuleCheck } from './compile.ts'
+import { bucketFor, type CompiledPolicy, type CompiledRule } from './compile.ts'
+import type { RuleCheck } from './match.ts'
 import type { Decision, LimitingFactor, ShadowResult } from './decision.ts'
 import type { RequestFacts } from './facts.ts'
 

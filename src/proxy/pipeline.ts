@@ -47,6 +47,18 @@ import { ERROR_REFERENCE_PATH, errorReferenceHtml } from '../shared/error-refere
 import type { Lifecycle } from '../shared/lifecycle.ts'
 import { sendProblem } from '../shared/problem.ts'
 import { readBody } from './request-body.ts'
+import type { RuntimeControls } from '../controls/runtime-controls.ts'
+import type { Admission } from '../controls/limiter.ts'
+import type { Stop, StopSubject } from '../controls/stop.ts'
+import {
+  counterOps,
+  LIMIT_RULE_PREFIX,
+  UnreadableAmount,
+  type CompiledLimit,
+  type CounterOp,
+  type LimitReport,
+} from '../policy/limits.ts'
+import type { RequestFacts } from '../policy/facts.ts'
 
 export interface PipelineDeps {
   readonly policies: PolicyStore
@@ -61,6 +73,7 @@ export interface PipelineDeps {
   readonly approvalWaitMs: number
   readonly approvalExpiresMs: number
   readonly lifecycle: Lifecycle
+  readonly controls: RuntimeControls
 }
 
 /** The status URL is Corridor's own: it takes the agent key in Authorization, or in X-Api-Key as many SDKs send it. */
@@ -75,7 +88,7 @@ export function createPipeline(deps: PipelineDeps): (req: IncomingMessage, res: 
     const startedAt = deps.now()
     const started = performance.now()
     const record = newAuditRecord(randomUUID(), startedAt, req.method ?? '', req.url ?? '')
-    const lease: LeaseHolder = { credential: null }
+    const lease: RequestHolds = { credential: null, admission: null, untrack: null, cutBy: null }
     res.once('close', () => finish(deps, req, record, res, started, lease))
     handle(deps, extraSingletons, req, res, record, startedAt, lease).catch((err: unknown) =>
       refuse(deps, req, res, record, err),
@@ -83,9 +96,15 @@ export function createPipeline(deps: PipelineDeps): (req: IncomingMessage, res: 
   }
 }
 
-/** The credential a request holds, so that finish() can release it however the request ended. */
-interface LeaseHolder {
+/** What a request holds, so that finish() can release it however the request ended. */
+interface RequestHolds {
   credential: HeldCredential | null
+  /** The limit counters it took (a budget reservation, a concurrency slot). */
+  admission: Admission | null
+  /** Takes it off the list of requests a stop can cut. */
+  untrack: (() => void) | null
+  /** The stop that cut it in flight. */
+  cutBy: Stop | null
 }
 
 async function handle(
@@ -95,7 +114,7 @@ async function handle(
   res: ServerResponse,
   record: AuditRecord,
   now: number,
-  lease: LeaseHolder,
+  lease: RequestHolds,
 ): Promise<void> {
   // 1. Inbound checks.
   inspectInbound(req, deps.limits, extraSingletons)
@@ -136,6 +155,25 @@ async function handle(
     record.user = user.id
     record.user_groups = user.groups
   }
+  // An operator stop wins over everything after identity; a request it lets through can still be cut by a later one.
+  const subject: StopSubject = {
+    agent: agent.id,
+    owner: agent.owner,
+    connector: connector.id,
+    action: action?.name ?? null,
+    risk: action?.risk ?? null,
+    user: user?.id ?? null,
+  }
+  try {
+    deps.controls.board.check(subject)
+  } catch (err) {
+    if (isCorridorError(err)) record.reason = err.message
+    throw err
+  }
+  lease.untrack = deps.controls.inFlight.add(subject, (stop) => {
+    lease.cutBy = stop
+    res.destroy()
+  })
   record.intent = headerText(req.headers['x-corridor-intent'], MAX_INTENT)
   record.task_id = headerText(req.headers['x-corridor-task-id'], MAX_TASK_ID)
 
@@ -175,9 +213,32 @@ async function handle(
     )
   }
 
-  // 5. Decision.
-  const decision = evaluate(bundle.policy, bundle.version, requestFacts(request, agent, user, now))
+  // 5. Decision, then the limits that count the action (policy.yaml `limits:`).
+  const facts = requestFacts(request, agent, user, now)
+  let decision = evaluate(bundle.policy, bundle.version, facts)
   recordDecision(record, decision)
+  const limits =
+    action === null || decision.effect !== 'allow'
+      ? NO_LIMITS
+      : bucketFor(bundle.policy, connector.id, action.name).limits
+  if (limits.length > 0) {
+    const admission = await admit(deps, limits, facts, request, req.headers.host, record)
+    if (admission.hold !== null) {
+      decision = {
+        ...decision,
+        effect: 'require_approval',
+        rule: LIMIT_RULE_PREFIX + admission.hold.limit,
+        reason: admission.hold.reason,
+        approvers: admission.hold.approvers,
+        approvals: 1,
+        limitingFactor: null,
+      }
+      recordDecision(record, decision)
+    } else {
+      lease.admission = admission
+      for (const [name, value] of Object.entries(admission.headers)) res.setHeader(name, value)
+    }
+  }
   const details = {
     rule: decision.rule,
     reason: decision.reason,
@@ -319,6 +380,9 @@ function outcomeFor(error: CorridorError): Outcome {
   switch (error.code) {
     case 'policy_denied':
     case 'agent_suspended':
+    case 'agent_stopped':
+    case 'budget_exceeded':
+    case 'loop_detected':
     case 'approval_rejected':
     case 'approval_expired':
     case 'approval_cancelled':
@@ -326,6 +390,8 @@ function outcomeFor(error: CorridorError): Outcome {
     case 'approval_pending':
       return 'held'
     case 'approval_unavailable':
+    case 'limits_unavailable':
+    case 'stops_unavailable':
     case 'approval_capacity':
     case 'connection_limit':
     case 'approval_outcome_unknown':
@@ -348,12 +414,15 @@ function outcomeFor(error: CorridorError): Outcome {
     case 'approver_not_eligible':
     case 'connector_unknown':
     case 'approval_not_found':
+    case 'stop_not_found':
+    case 'operator_unauthenticated':
     case 'approval_mismatch':
     case 'approval_conflict':
     case 'request_timeout':
     case 'body_too_large':
     case 'unsupported_media_type':
     case 'headers_too_large':
+    case 'rate_limited':
     // A stored failure of a released approval, replayed to the agent: the release's own record has the upstream outcome.
     case 'upstream_unreachable':
     case 'upstream_bad_response':
@@ -369,7 +438,7 @@ function finish(
   record: AuditRecord,
   res: ServerResponse,
   started: number,
-  lease: LeaseHolder,
+  lease: RequestHolds,
 ): void {
   record.status = res.statusCode
   record.duration_ms = Math.round((performance.now() - started) * 1000) / 1000
@@ -388,10 +457,49 @@ function finish(
     // Cut by Corridor when its shutdown grace ran out, or left by the agent.
     record.outcome = deps.lifecycle.phase === 'cutting' ? 'shutdown' : 'client_aborted'
   // The record first: nothing a credential hook does can cost the request its audit record.
+  if (lease.cutBy !== null) {
+    record.outcome = 'stopped'
+    record.error_code = 'agent_stopped'
+    record.error_detail = lease.cutBy.id
+  }
   deps.audit.write(record)
+  lease.untrack?.()
+  lease.admission?.settle(record.upstream_status)
   if (lease.credential !== null)
     settleCredential(lease.credential, record.upstream_status, deps.log, { requestId: record.request_id })
 }
+
+const NO_LIMITS: readonly CompiledLimit[] = []
+
+/** Counts the request against its limits; a budget that cannot read its amount refuses it. */
+async function admit(
+  deps: PipelineDeps,
+  limits: readonly CompiledLimit[],
+  facts: RequestFacts,
+  request: CanonicalRequest,
+  host: string | undefined,
+  record: AuditRecord,
+): Promise<Admission> {
+  let ops: CounterOp[]
+  try {
+    ops = counterOps(limits, facts, () =>
+      requestDigest(request.connector.id, heldHttpRequest(request, host), request.connector.perAttemptHeaders),
+    )
+  } catch (err) {
+    if (err instanceof UnreadableAmount)
+      throw new CorridorError('policy_denied', err.message, { details: { reason: err.message } })
+    throw err
+  }
+  if (ops.length === 0) return NOT_COUNTED
+  const admission = await deps.controls.limiter.admit(ops, record.request_id).catch((err: unknown) => {
+    if (isCorridorError(err) && err.details?.limit !== undefined) record.limits = [err.details.limit as LimitReport]
+    throw err
+  })
+  record.limits = admission.reports
+  return admission
+}
+
+const NOT_COUNTED: Admission = { reports: [], headers: {}, hold: null, settle: () => {} }
 
 /** The page every problem's `type` points at: public, static, and audited like every request. */
 function serveErrorReference(req: IncomingMessage, res: ServerResponse, record: AuditRecord): void {

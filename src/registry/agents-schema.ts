@@ -44,6 +44,16 @@ export const agentsFileSchema = strict(
         }),
       )
       .optional(),
+    operators: z
+      .array(
+        strict({
+          id: text(),
+          keys: keyHashes,
+          description: text().optional(),
+        }),
+      )
+      .optional()
+      .describe('People who may stop and resume agents at runtime (corridor stop), with operator keys (cop_…)'),
   },
   'agents.yaml: who may call Corridor, on whose behalf, and how far they may go',
 )

@@ -34,16 +34,19 @@ export interface AgentRegistry {
   readonly keyHashes: ReadonlyMap<string, string>
   /** sha256 hex of an approver key → approver. */
   readonly approverKeys: ReadonlyMap<string, Approver>
+  /** sha256 hex of an operator key → operator id (who may stop and resume agents). */
+  readonly operatorKeys: ReadonlyMap<string, string>
 }
 
 export const API_KEY_PREFIX = 'cor_'
 export const APPROVER_KEY_PREFIX = 'cap_'
+export const OPERATOR_KEY_PREFIX = 'cop_'
 
 export function hashApiKey(key: string): string {
   return createHash('sha256').update(key).digest('hex')
 }
 
-/** Mints a new agent (cor_) or approver (cap_) key; only its hash is ever stored. */
+/** Mints a new agent (cor_), approver (cap_) or operator (cop_) key; only its hash is ever stored. */
 export function mintApiKey(prefix: string = API_KEY_PREFIX): { key: string; hash: string } {
   const key = prefix + randomBytes(32).toString('base64url')
   return { key, hash: `sha256:${hashApiKey(key)}` }
@@ -90,5 +93,18 @@ export function readAgentRegistry(reader: YamlReader): AgentRegistry {
       approverKeys.set(hex, approver)
     }
   })
-  return { agents, keyHashes, approverKeys }
+  const operatorKeys = new Map<string, string>()
+  const operatorIds = new Set<string>()
+  file?.operators?.forEach((o, i) => {
+    if (operatorIds.has(o.id))
+      reader.issueAt(['operators', i, 'id'], `operators[${i}]: duplicate operator id '${o.id}'`)
+    operatorIds.add(o.id)
+    for (const { hash } of o.keys) {
+      const hex = hash.slice('sha256:'.length)
+      if (operatorKeys.has(hex) || approverKeys.has(hex) || keyHashes.has(hex))
+        reader.issueAt(['operators', i, 'keys'], `operators[${i}]: a key hash is already registered`)
+      operatorKeys.set(hex, o.id)
+    }
+  })
+  return { agents, keyHashes, approverKeys, operatorKeys }
 }

@@ -72,6 +72,30 @@ export const ERROR_CATALOG = {
     title: 'Agent is suspended',
     action: 'Stop: this agent is suspended by its operators. Retrying will not help.',
   },
+  operator_unauthenticated: {
+    status: 401,
+    title: 'Operator credential missing or invalid',
+    action:
+      'Operators: set CORRIDOR_OPERATOR_TOKEN to an operator key (cop_…) registered under operators: in agents.yaml.',
+  },
+  agent_stopped: {
+    status: 403,
+    title: 'Stopped by an operator',
+    action:
+      'Stop: an operator stopped this agent, its team, connector, action or user (or everything), or allowed reads only. `stop` says who, why, since when and in what scope. Retrying will not help until they resume it.',
+  },
+  budget_exceeded: {
+    status: 403,
+    title: 'Budget exhausted',
+    action:
+      'Do not retry: this request would take a budget over its maximum for the current window. `limit` names the budget, what remains and when the window resets; ask its owners to raise it, or wait for the reset.',
+  },
+  loop_detected: {
+    status: 403,
+    title: 'Request loop stopped',
+    action:
+      'Stop retrying: the same request was repeated, or the action kept failing, more often than the policy allows. Change the request or fix the cause; `limit` says which guard and when it resets.',
+  },
   policy_denied: {
     status: 403,
     title: 'Request denied by policy',
@@ -114,6 +138,11 @@ export const ERROR_CATALOG = {
     title: 'No such approval',
     action: 'Check the approval id: it does not exist for this agent (or it expired from the store).',
   },
+  stop_not_found: {
+    status: 404,
+    title: 'No such stop',
+    action: 'Operators: list the stops in force with `corridor stops`; this one was resumed, expired or never existed.',
+  },
   // 409: the request conflicts with what was held or decided.
   approval_mismatch: {
     status: 409,
@@ -146,6 +175,13 @@ export const ERROR_CATALOG = {
     status: 431,
     title: 'Too many or too large request headers',
     action: 'Send fewer or smaller headers.',
+  },
+  // 429: too fast.
+  rate_limited: {
+    status: 429,
+    title: 'Rate limit reached',
+    action:
+      'Slow down: retry after the Retry-After seconds. `limit` names the limit and its window; allowed responses carry RateLimit-Policy and RateLimit headers to pace by.',
   },
   // 5xx: Corridor or a dependency cannot do its part; nothing was forwarded unless stated.
   internal: {
@@ -210,6 +246,18 @@ export const ERROR_CATALOG = {
     status: 503,
     title: 'Approval queue is full',
     action: 'Retry shortly: Corridor is holding as many requests as it may; nothing was queued.',
+  },
+  limits_unavailable: {
+    status: 503,
+    title: 'Limits could not be counted',
+    action:
+      'Retry shortly: this action is rate-limited or budgeted and the shared counters could not be reached, so nothing was forwarded.',
+  },
+  stops_unavailable: {
+    status: 503,
+    title: 'Operator stops could not be read',
+    action:
+      'Retry shortly: Corridor could not read the operator stops in force for too long, and serves only reads until it can.',
   },
   upstream_timeout: {
     status: 504,

@@ -5,77 +5,26 @@
  * would land in shell history. `approve` first fetches the approval and sends back the digest
  * it showed, so what runs is what the approver was shown.
  *
- * Over HTTPS it trusts the admin certificate named in corridor.yaml (or CORRIDOR_ADMIN_CA), and
- * presents CORRIDOR_ADMIN_CLIENT_CERT / CORRIDOR_ADMIN_CLIENT_KEY where the admin listener asks
- * for a client certificate.
+ * The connection to the admin listener (URL, TLS) is cli/admin-client.ts.
  */
-import { readFileSync } from 'node:fs'
-import { loadServerConfig } from '../../config/server-config.ts'
-import { CONFIG_OPTION, configPath, type Command, type Print } from '../command.ts'
+import { ADMIN_OPTION, adminClient, printFailure, type AdminCall } from '../admin-client.ts'
+import { CONFIG_OPTION, type Command, type Print } from '../command.ts'
 
 export interface ApprovalsCommand {
   readonly verb: string
   readonly id: string | undefined
   readonly reason: string | undefined
   readonly state: string | undefined
-  readonly adminUrl: string
-  readonly token: string | undefined
   readonly json: boolean
-  readonly tls?: AdminTls
 }
 
-/** Files for the HTTPS connection to the admin listener (paths; read when the command runs). */
-export interface AdminTls {
-  readonly ca: string | null
-  readonly cert: string | null
-  readonly key: string | null
-}
-
-function tlsFromEnv(env: NodeJS.ProcessEnv, configuredCert: string | null): AdminTls {
-  return {
-    ca: env['CORRIDOR_ADMIN_CA'] ?? configuredCert,
-    cert: env['CORRIDOR_ADMIN_CLIENT_CERT'] ?? null,
-    key: env['CORRIDOR_ADMIN_CLIENT_KEY'] ?? null,
-  }
-}
-
-export async function runApprovalsCommand(c: ApprovalsCommand, out: Print, err: Print): Promise<number> {
-  // Loaded here: the other commands do not need an HTTP client.
-  const { Agent, request } = await import('undici')
-  const tls = c.tls
-  const read = (file: string | null | undefined): Buffer | undefined => (file ? readFileSync(file) : undefined)
-  const dispatcher =
-    tls === undefined || !c.adminUrl.startsWith('https:')
-      ? undefined
-      : new Agent({ connect: { ca: read(tls.ca), cert: read(tls.cert), key: read(tls.key) } })
-  if (c.token === undefined || c.token === '') {
-    err('set CORRIDOR_APPROVER_TOKEN to your approver key (cap_…) or IdP token')
-    return 2
-  }
-  const call = async (
-    method: 'GET' | 'POST',
-    path: string,
-    body?: unknown,
-  ): Promise<{ status: number; body: Record<string, unknown> }> => {
-    const res = await request(c.adminUrl + path, {
-      method,
-      headers: {
-        authorization: `Bearer ${c.token}`,
-        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-      },
-      body: body === undefined ? null : JSON.stringify(body),
-      headersTimeout: 10_000,
-      bodyTimeout: 10_000,
-      ...(dispatcher === undefined ? {} : { dispatcher }),
-    })
-    return { status: res.statusCode, body: (await res.body.json()) as Record<string, unknown> }
-  }
-  const fail = (answer: { status: number; body: Record<string, unknown> }): number => {
-    err(
-      `error ${answer.status} ${String(answer.body.code ?? '')}: ${String(answer.body.detail ?? answer.body.title ?? '')}`,
-    )
-    return 1
-  }
+export async function runApprovalsCommand(
+  c: ApprovalsCommand,
+  call: AdminCall,
+  out: Print,
+  err: Print,
+): Promise<number> {
+  const fail = (answer: Awaited<ReturnType<AdminCall>>): number => printFailure(answer, err)
 
   if (c.verb === 'list') {
     const answer = await call('GET', `/approvals?state=${encodeURIComponent(c.state ?? 'pending')}&limit=500`)
@@ -146,19 +95,16 @@ export const approvalsCommand: Command = {
     ...CONFIG_OPTION,
     reason: { type: 'string' },
     state: { type: 'string' },
-    admin: { type: 'string' },
+    ...ADMIN_OPTION,
     json: { type: 'boolean' },
   },
   positionals: { min: 1, max: 2 },
-  async run({ values, positionals, out, err, env }) {
-    let adminUrl = typeof values['admin'] === 'string' ? values['admin'] : undefined
-    let tls: AdminTls = tlsFromEnv(env, null)
-    if (adminUrl === undefined) {
-      const admin = loadServerConfig(configPath(values)).admin
-      const host = admin.host === '0.0.0.0' ? '127.0.0.1' : admin.host === '::' ? '::1' : admin.host
-      adminUrl = `${admin.tls === null ? 'http' : 'https'}://${host.includes(':') ? `[${host}]` : host}:${admin.port}`
-      // A self-signed admin certificate is trusted as configured; a CA-issued one through the system store.
-      tls = tlsFromEnv(env, admin.tls?.certFile ?? null)
+  async run(ctx) {
+    const { values, positionals, out, err, env } = ctx
+    const token = env['CORRIDOR_APPROVER_TOKEN']
+    if (token === undefined || token === '') {
+      err('set CORRIDOR_APPROVER_TOKEN to your approver key (cap_…) or IdP token')
+      return 2
     }
     const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined)
     return runApprovalsCommand(
@@ -167,11 +113,9 @@ export const approvalsCommand: Command = {
         id: positionals[1],
         reason: str(values['reason']),
         state: str(values['state']),
-        adminUrl,
-        token: env['CORRIDOR_APPROVER_TOKEN'],
-        tls,
         json: values['json'] === true,
       },
+      await adminClient(ctx, token),
       out,
       err,
     )

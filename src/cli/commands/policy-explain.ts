@@ -1,6 +1,7 @@
 /** `corridor policy explain`: every check and rule a described request goes through, which one decides and why. */
 import { loadBundle } from '../../policy/bundle.ts'
-import type { CompiledRule, RuleCheck } from '../../policy/compile.ts'
+import type { CompiledRule } from '../../policy/compile.ts'
+import type { RuleCheck } from '../../policy/match.ts'
 import { describedFacts } from '../../policy/described-request.ts'
 import { evaluate } from '../../policy/evaluate.ts'
 import { loadServerConfig } from '../../config/server-config.ts'
