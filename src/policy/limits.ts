@@ -119,7 +119,12 @@ export function compileLimits(
     }
     let windows: LimitWindow[] = []
     let sum: readonly string[] | null = null
-    if (f.rate !== undefined) windows = Array.isArray(f.rate) ? f.rate : [f.rate]
+    if (f.rate !== undefined)
+      windows = (Array.isArray(f.rate) ? f.rate : [f.rate]).map((w) => ({
+        max: w.max,
+        windowMs: w.windowMs,
+        text: durationText(w.windowMs),
+      }))
     if (f.budget !== undefined) {
       windows = [{ max: f.budget.max, windowMs: f.budget.window, text: durationText(f.budget.window) }]
       if (f.budget.sum !== undefined) {
