@@ -50,6 +50,7 @@ import { readBody } from './request-body.ts'
 import type { RuntimeControls } from '../controls/runtime-controls.ts'
 import type { Admission } from '../controls/limiter.ts'
 import type { Stop, StopSubject } from '../controls/stop.ts'
+import { stoppedError } from '../controls/stop-board.ts'
 import {
   counterOps,
   LIMIT_RULE_PREFIX,
@@ -170,9 +171,11 @@ async function handle(
     if (isCorridorError(err)) record.reason = err.message
     throw err
   }
+  // A stop that comes while this request is on its way: refused at the next step if nothing was sent
+  // yet; cut off if the upstream is already answering (what was sent cannot be unsent).
   lease.untrack = deps.controls.inFlight.add(subject, (stop) => {
     lease.cutBy = stop
-    res.destroy()
+    if (record.outcome === 'forwarded') res.destroy()
   })
   record.intent = headerText(req.headers['x-corridor-intent'], MAX_INTENT)
   record.task_id = headerText(req.headers['x-corridor-task-id'], MAX_TASK_ID)
@@ -254,6 +257,7 @@ async function handle(
   }
   if (decision.effect === 'require_approval') {
     // A hold is an action too: it is not taken unless the trail already says it is about to be.
+    if (lease.cutBy !== null) throw stoppedError(lease.cutBy)
     const held = heldRequest(deps, request, req.headers.host, record, agent, user, decision, now)
     deps.audit.writeIntent(record, 'hold', held.id)
     return holdForApproval(
@@ -294,6 +298,7 @@ async function handle(
     credential?.release()
     throw new ClientAbortedError()
   }
+  if (lease.cutBy !== null) throw stoppedError(lease.cutBy) // finish() releases the credential
   if (credential !== null) record.credential = { reference: credential.reference, lease_id: credential.leaseId }
   // Nothing leaves unless the trail already says it is about to (finish() releases the credential if this throws).
   deps.audit.writeIntent(record, 'forward', null)
@@ -457,7 +462,8 @@ function finish(
     // Cut by Corridor when its shutdown grace ran out, or left by the agent.
     record.outcome = deps.lifecycle.phase === 'cutting' ? 'shutdown' : 'client_aborted'
   // The record first: nothing a credential hook does can cost the request its audit record.
-  if (lease.cutBy !== null) {
+  if (lease.cutBy !== null && record.error_code !== 'agent_stopped') {
+    // Cut while the upstream was answering (a request refused before it was sent records agent_stopped as denied).
     record.outcome = 'stopped'
     record.error_code = 'agent_stopped'
     record.error_detail = lease.cutBy.id

@@ -15,6 +15,10 @@ let fx: CorridorFixture
 /** Amounts the upstream refuses with 402 (so the budget must give them back). */
 const REFUSED_QTY = 7
 let slowRelease: (() => void) | null = null
+function releaseSlow(): void {
+  slowRelease?.()
+  slowRelease = null
+}
 
 const LIMITS = `limits:
   - id: list-rate
@@ -180,12 +184,11 @@ describe('loop guards and concurrency', () => {
     const second = await agentCall(fx.corridor.agentUrl, WRITER_KEY, '/svc/slow')
     expect(second.status).toBe(429)
     expect(second.body.code).toBe('rate_limited')
-    slowRelease?.()
-    slowRelease = null
+    releaseSlow()
     expect((await first).status).toBe(200)
     const third = agentCall(fx.corridor.agentUrl, WRITER_KEY, '/svc/slow')
     await eventually(() => expect(slowRelease).not.toBeNull())
-    slowRelease?.()
+    releaseSlow()
     expect((await third).status).toBe(200)
   })
 })
