@@ -6,7 +6,7 @@
 import { pathText, type YamlReader } from '../config/yaml-reader.ts'
 import type { AgentRegistry } from '../registry/agents.ts'
 import type { ConnectorCatalog } from '../registry/connectors.ts'
-import { TIERS } from '../registry/risk.ts'
+import { COST_CLASSES, TIERS } from '../registry/risk.ts'
 import { readPath, type FieldRead } from '../request/fields.ts'
 import { compileCondition, fieldPath, type CompiledCondition } from './conditions.ts'
 import type { RequestFacts } from './facts.ts'
@@ -85,6 +85,21 @@ export function compileMatch(
             `${where}.actions: '${glob}' matches no declared action of ${connectors ? [...connectors].join(', ') : 'any connector'}`,
           )
       }
+    }
+    if (m.cost !== undefined) {
+      const given = m.cost
+      const classes = new Set<string>(
+        typeof given === 'string'
+          ? [given]
+          : Array.isArray(given)
+            ? given
+            : COST_CLASSES.slice(COST_CLASSES.indexOf(given.above) + 1),
+      )
+      if (classes.size === 0) r.issueAt([...mat, 'cost'], `${where}.cost: nothing is above 'high'`)
+      checks.push({
+        describe: `cost in [${[...classes].join(', ')}]`,
+        test: (x) => x.action !== null && x.action.cost !== null && classes.has(x.action.cost),
+      })
     }
     if (agents) {
       const a = agents

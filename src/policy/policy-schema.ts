@@ -1,7 +1,7 @@
 /** The format of policy.yaml: the rules a security team reviews. */
 import * as z from 'zod'
 import { duration, oneOf, strict, text, textList, wholeNumber } from '../config/schema-types.ts'
-import { RISKS } from '../registry/risk.ts'
+import { COST_CLASSES, RISKS } from '../registry/risk.ts'
 import { EFFECTS } from './decision.ts'
 
 const condition = z
@@ -21,6 +21,12 @@ const match = strict(
     user_groups: textList().optional(),
     connectors: textList().optional().describe('Connector ids from connectors.yaml'),
     actions: textList().optional().describe("Action names; '*' matches any run of characters"),
+    cost: z
+      .union([oneOf(COST_CLASSES), z.array(oneOf(COST_CLASSES)).min(1), strict({ above: oneOf(COST_CLASSES) })])
+      .optional()
+      .describe(
+        "The action's declared cost class: one, a list, or {above: low|medium}; actions without one never match",
+      ),
     params: conditions('Path template parameters'),
     query: conditions('Query fields (dots and brackets nest; * reads every element)'),
     headers: conditions('Request headers (names are case-insensitive)'),
@@ -82,7 +88,9 @@ export const limitSchema = strict({
     .optional()
     .describe('One counter per value of these (default [agent]); [] is one counter for every request matched'),
   rate: z
-    .union([rate(), z.array(rate()).min(1)])
+    .union([rate(), z.array(rate()).min(1)], {
+      error: 'must be a rate such as 10/s, 100/m or 1000/1d, or a list of them',
+    })
     .optional()
     .describe('Requests per window, one or several windows (10/s, 1000/1d); every window must have room'),
   budget: strict({

@@ -1,7 +1,7 @@
 /** The format of connectors.yaml: the systems of record Corridor fronts and the actions each declares. */
 import * as z from 'zod'
 import { bytes, duration, oneOf, oneOrMoreOf, strict, text, textList, wholeNumber } from '../config/schema-types.ts'
-import { RISKS } from './risk.ts'
+import { COST_CLASSES, RISKS } from './risk.ts'
 
 export const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const
 export const UPSTREAM_QUIRKS = ['method_override', 'matrix_params', 'body_on_get'] as const
@@ -107,6 +107,11 @@ const action = strict({
   method: oneOf(METHODS).optional(),
   path: text().optional().describe('Path template below the upstream base, e.g. /repos/{owner}/{repo}/issues'),
   risk: oneOf(RISKS),
+  cost: oneOf(COST_CLASSES)
+    .optional()
+    .describe(
+      'What running it costs: low, medium or high (rules match it with match.cost); undeclared matches no cost condition',
+    ),
   description: text().optional(),
   lease: oneOf(['per_request', 'shared'])
     .optional()

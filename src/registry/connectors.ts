@@ -16,7 +16,7 @@ import {
   type SecretInputEntry,
   type HoldStatus,
 } from './connectors-schema.ts'
-import type { Risk } from './risk.ts'
+import type { CostClass, Risk } from './risk.ts'
 import { parseHttpUrl } from '../shared/http-url.ts'
 import type { ErrorFormat } from '../shared/problem.ts'
 import { RouteTrie } from './route-template.ts'
@@ -27,6 +27,8 @@ export interface Action {
   readonly method: string
   readonly path: string
   readonly risk: Risk
+  /** The declared cost class, or null when the connector declares none. */
+  readonly cost: CostClass | null
   readonly description: string
   /** `lease: per_request`: a credential minted for this request alone, after the decision, revoked when it ends. */
   readonly perRequestLease: boolean
@@ -238,6 +240,7 @@ function readConnector(r: YamlReader, f: ConnectorEntry, at: Path): Connector {
       method: graphqlField === null ? (a.method ?? '') : '',
       path: graphqlField === null ? (a.path ?? '') : '',
       risk: a.risk,
+      cost: a.cost ?? null,
       description: a.description ?? '',
       perRequestLease: a.lease === 'per_request',
       batch: a.batch ? readBatch(r, a.batch, [...aat, 'batch']) : null,

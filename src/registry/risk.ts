@@ -26,3 +26,7 @@ export function tierCap(tier: Tier): Risk {
 export function tierPermits(tier: Tier, risk: Risk): boolean {
   return riskRank(risk) <= riskRank(TIER_CAP[tier])
 }
+
+/** What an action costs when it runs (money, load, blast radius), as its connector declares: rules and limits match on it. */
+export const COST_CLASSES = ['low', 'medium', 'high'] as const
+export type CostClass = (typeof COST_CLASSES)[number]

@@ -168,3 +168,68 @@ rules:
     expect(bundleWith(standardFiles('x').policy + '\n# comment\n').version).not.toBe(bundle.version)
   })
 })
+
+describe('cost classes and limits in the policy', () => {
+  const costly = (c: string) =>
+    c
+      .replace(
+        '{ name: items.create, method: POST, path: /items, risk: write }',
+        '{ name: items.create, method: POST, path: /items, risk: write, cost: high }',
+      )
+      .replace(
+        '{ name: items.list, method: GET, path: /items, risk: read }',
+        '{ name: items.list, method: GET, path: /items, risk: read, cost: low }',
+      )
+
+  it('rules match the declared cost class: one, a list, or above a class; undeclared matches none', () => {
+    const bundle = bundleWith(
+      `version: 1
+rules:
+  - { id: all, effect: allow }
+  - { id: costly, effect: require_approval, approvers: [leads], match: { cost: { above: medium } } }
+  - { id: cheap-or-mid, effect: deny, mode: shadow, match: { cost: [low, medium] } }
+`,
+      costly,
+    )
+    expect(
+      decide(bundle, {
+        method: 'POST',
+        url: '/svc/items',
+        body: '{"qty":1}',
+        headers: [['content-type', 'application/json']],
+      }).rule,
+    ).toBe('costly')
+    const list = decide(bundle, {})
+    expect([list.effect, list.rule]).toEqual(['allow', 'all'])
+    expect(list.shadow.map((s) => s.rule)).toEqual(['cheap-or-mid'])
+    const undeclared = decide(bundle, { url: '/svc/items/7' })
+    expect([undeclared.effect, undeclared.shadow]).toEqual(['allow', []])
+  })
+
+  it('limits: exactly one kind each, known time zones, approvers only with require_approval, sane windows', () => {
+    const errors = compileErrors(`version: 1
+rules:
+  - { id: all, effect: allow }
+limits:
+  - { id: two-kinds, rate: 10/s, concurrency: 2 }
+  - { id: zone, budget: { max: 10, window: 1d }, timezone: Mars/Olympus }
+  - { id: lonely, identical: { max: 2, within: 1m }, on_exceed: require_approval }
+  - { id: fast, rate: 10/500ms }
+  - { id: bad-rate, rate: ten/s }
+  - { id: rate-hold, rate: 1/s, on_exceed: require_approval, approvers: [leads] }
+  - { id: zone, concurrency: 1, match: { actions: items.nope } }
+`)
+    expect(errors).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^5:\d+ limits\[0\]: give exactly one of rate, budget/),
+        expect.stringMatching(/^6:\d+ limits\[1\].timezone: unknown time zone 'Mars\/Olympus'/),
+        expect.stringMatching(/^7:\d+ limits\[2\]: on_exceed: require_approval needs 'approvers'/),
+        expect.stringMatching(/^8:\d+ limits\[3\]: windows are from 1s to 366d/),
+        expect.stringMatching(/^9:\d+ limits\[4\].rate must be a rate such as 10\/s/),
+        expect.stringMatching(/^10:\d+ limits\[5\]: a rate limit can only deny/),
+        expect.stringMatching(/^11:\d+ duplicate limit id 'zone'/),
+        expect.stringMatching(/^11:\d+ .*'items.nope' matches no declared action/),
+      ]),
+    )
+  })
+})
