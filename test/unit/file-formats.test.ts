@@ -55,10 +55,10 @@ describe('published JSON Schemas', () => {
     expect(verdicts(format, text)).toEqual({ schema: true, loader: true, issues: [] })
   })
 
-  it('the shipped files load as a whole, meaning included', () => {
+  it('the shipped files load as a whole, meaning included', async () => {
     const config = loadServerConfig('policies/corridor.yaml')
     const bundle = loadBundle(config.files)
-    expect(runPolicyTests(bundle, 'policies/policy.test.yaml').every((r) => r.passed)).toBe(true)
+    expect((await runPolicyTests(bundle, 'policies/policy.test.yaml')).every((r) => r.passed)).toBe(true)
   })
 })
 
@@ -214,7 +214,7 @@ describe('broken files: both refuse, and the loader says where', () => {
     ])
   })
 
-  it('a test suite is checked before it runs', () => {
+  it('a test suite is checked before it runs', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'corridor-formats-'))
     const suite = join(dir, 'bad.test.yaml')
     writeFileSync(
@@ -222,7 +222,7 @@ describe('broken files: both refuse, and the loader says where', () => {
       'tests:\n  - name: t\n    request: { agent: support-bot, url: /x, methd: POST }\n    expect: {}\n',
     )
     const bundle = loadBundle(loadServerConfig('policies/corridor.yaml').files)
-    expect(() => runPolicyTests(bundle, suite)).toThrow(
+    await expect(runPolicyTests(bundle, suite)).rejects.toThrow(
       /bad\.test\.yaml:3:45: tests\[0\]\.request: unknown key 'methd'[\s\S]*bad\.test\.yaml:4:13: tests\[0\]\.expect needs either effect or refused/,
     )
   })

@@ -1,6 +1,7 @@
 /** `corridor policy explain`: every check and rule a described request goes through, which one decides and why. */
 import { loadBundle } from '../../policy/bundle.ts'
-import type { CompiledRule } from '../../policy/compile.ts'
+import { bucketFor, type CompiledRule } from '../../policy/compile.ts'
+import { counterOps, UnreadableAmount, type CounterOp } from '../../policy/limits.ts'
 import type { RuleCheck } from '../../policy/match.ts'
 import { describedFacts } from '../../policy/described-request.ts'
 import { evaluate } from '../../policy/evaluate.ts'
@@ -75,6 +76,19 @@ export const policyExplainCommand: Command = {
     out(`reason:   ${decision.reason}`)
     if (decision.shadow.length > 0)
       out(`shadow:   ${decision.shadow.map((s) => `${s.rule} would ${s.effect}`).join(', ')}`)
+    // The counters it would touch (their values live in the running Corridor, not in the files).
+    const limits = facts.action === null ? [] : bucketFor(bundle.policy, facts.connector.id, facts.action.name).limits
+    let ops: CounterOp[] = []
+    try {
+      ops = counterOps(limits, facts, () => '<digest of this request>')
+    } catch (err) {
+      if (!(err instanceof UnreadableAmount)) throw err
+      out(`limits:   refused: ${err.message}`)
+    }
+    for (const op of ops)
+      out(
+        `limit:    ${op.limit.id} (${op.kind}${op.shadow ? ', shadow' : ''}, at most ${op.max} ${op.window.text}${op.limit.onExceed === 'require_approval' ? ', then approval' : ''}) counts ${op.amount} on ${op.key}${decision.effect === 'allow' ? '' : ' (only once allowed)'}`,
+      )
     out(`policy:   ${decision.policyVersion}`)
     return 0
   },

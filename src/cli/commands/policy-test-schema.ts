@@ -26,7 +26,9 @@ const expectation = strict(
     rule: text().nullable().optional().describe('The deciding rule id (null: no rule)'),
     limiting_factor: oneOf(LIMITING_FACTORS).nullable().optional(),
     reason_contains: text().optional(),
-    refused: oneOf(ERROR_CODES).optional().describe('The error code of a request refused before any decision'),
+    refused: oneOf(ERROR_CODES)
+      .optional()
+      .describe('The error code of a request refused before or after the decision (ambiguous_request, rate_limited…)'),
   },
   'Either effect (with optional rule, limiting_factor, reason_contains) or refused',
 ).refine((e) => (e.effect === undefined) !== (e.refused === undefined), {
@@ -35,7 +37,17 @@ const expectation = strict(
 
 export const policyTestFileSchema = strict(
   {
-    tests: z.array(strict({ name: text(), request, expect: expectation })),
+    tests: z.array(
+      strict({
+        name: text(),
+        request,
+        counters: z
+          .record(z.string(), z.number().nonnegative())
+          .optional()
+          .describe('What limits have already counted for this request: limit id → used (every window of it)'),
+        expect: expectation,
+      }),
+    ),
   },
   'A policy test suite: run with corridor policy test',
 )

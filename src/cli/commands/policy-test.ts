@@ -14,7 +14,14 @@ import { ConfigError, YamlReader } from '../../config/yaml-reader.ts'
 import { policyTestFileSchema, type PolicyTestFile } from './policy-test-schema.ts'
 import { loadBundle, type PolicyBundle } from '../../policy/bundle.ts'
 import { evaluate } from '../../policy/evaluate.ts'
-import { isCorridorError } from '../../shared/errors.ts'
+import { CorridorError, isCorridorError } from '../../shared/errors.ts'
+import { createLogger } from '../../shared/logger.ts'
+import { MemoryCounterStore } from '../../controls/counters.ts'
+import { Limiter } from '../../controls/limiter.ts'
+import { bucketFor } from '../../policy/compile.ts'
+import type { Decision } from '../../policy/decision.ts'
+import type { RequestFacts } from '../../policy/facts.ts'
+import { counterOps, LIMIT_RULE_PREFIX, UnreadableAmount, type CounterOp } from '../../policy/limits.ts'
 import { describedFacts, type DescribedRequest } from '../../policy/described-request.ts'
 import { CONFIG_OPTION, configPath, DEFAULT_CONFIG, UsageError, type Command } from '../command.ts'
 
@@ -24,35 +31,77 @@ export interface TestCaseResult {
   readonly problems: readonly string[]
 }
 
-export function runPolicyTests(bundle: PolicyBundle, file: string): TestCaseResult[] {
+export async function runPolicyTests(bundle: PolicyBundle, file: string): Promise<TestCaseResult[]> {
   const r = YamlReader.fromFile(file)
   const suite = r.parse(policyTestFileSchema, 'test suite')
   if (suite === null) throw new ConfigError(r.issues)
-  const cases = suite.tests.map((t) => ({ name: t.name, request: describedRequest(t.request), expect: t.expect }))
-  return cases.map((c) => {
+  const results: TestCaseResult[] = []
+  for (const t of suite.tests) {
     const problems: string[] = []
     try {
-      const d = evaluate(bundle.policy, bundle.version, describedFacts(bundle, c.request))
-      if (c.expect.refused !== undefined)
+      const facts = describedFacts(bundle, describedRequest(t.request))
+      let d = evaluate(bundle.policy, bundle.version, facts)
+      if (d.effect === 'allow') d = await withLimits(bundle, facts, d, t.counters ?? {})
+      if (t.expect.refused !== undefined)
         problems.push(
-          `refused: expected ${JSON.stringify(c.expect.refused)}, but the request was decided (${d.effect})`,
+          `refused: expected ${JSON.stringify(t.expect.refused)}, but the request was decided (${d.effect})`,
         )
       const actual: Record<string, unknown> = { effect: d.effect, rule: d.rule, limiting_factor: d.limitingFactor }
       for (const key of ['effect', 'rule', 'limiting_factor'] as const) {
-        if (key in c.expect && c.expect[key] !== actual[key])
-          problems.push(`${key}: expected ${JSON.stringify(c.expect[key])}, got ${JSON.stringify(actual[key])}`)
+        if (key in t.expect && t.expect[key] !== actual[key])
+          problems.push(`${key}: expected ${JSON.stringify(t.expect[key])}, got ${JSON.stringify(actual[key])}`)
       }
-      if (typeof c.expect.reason_contains === 'string' && !d.reason.includes(c.expect.reason_contains)) {
+      if (typeof t.expect.reason_contains === 'string' && !d.reason.includes(t.expect.reason_contains)) {
         problems.push(
-          `reason: expected it to contain ${JSON.stringify(c.expect.reason_contains)}, got ${JSON.stringify(d.reason)}`,
+          `reason: expected it to contain ${JSON.stringify(t.expect.reason_contains)}, got ${JSON.stringify(d.reason)}`,
         )
       }
     } catch (err) {
-      // A request Corridor refuses before deciding (ambiguous, malformed) can be expected as such.
-      if (!(isCorridorError(err) && c.expect.refused === err.code)) problems.push(`error: ${(err as Error).message}`)
+      // A request Corridor refuses before deciding (ambiguous, malformed) or over a limit can be expected as such.
+      if (!(isCorridorError(err) && t.expect.refused === err.code)) problems.push(`error: ${(err as Error).message}`)
     }
-    return { name: c.name, passed: problems.length === 0, problems }
-  })
+    results.push({ name: t.name, passed: problems.length === 0, problems })
+  }
+  return results
+}
+
+/**
+ * An allowed request through the limits that count it, with their counters preset as the case
+ * says: throws the refusal (rate_limited, budget_exceeded, loop_detected), or returns the hold a
+ * limit asks for, or the decision unchanged.
+ */
+async function withLimits(
+  bundle: PolicyBundle,
+  facts: RequestFacts,
+  decision: Decision,
+  counters: Readonly<Record<string, number>>,
+): Promise<Decision> {
+  if (facts.action === null) return decision
+  const limits = bucketFor(bundle.policy, facts.connector.id, facts.action.name).limits
+  for (const id of Object.keys(counters))
+    if (!bundle.policy.limits.some((l) => l.id === id)) throw new Error(`counters: no limit '${id}' in the policy`)
+  let ops: CounterOp[]
+  try {
+    ops = counterOps(limits, facts, () => 'policy-test')
+  } catch (err) {
+    if (err instanceof UnreadableAmount) throw new CorridorError('policy_denied', err.message)
+    throw err
+  }
+  if (ops.length === 0) return decision
+  const store = new MemoryCounterStore(() => facts.now)
+  const preset = ops
+    .filter((op) => (counters[op.limit.id] ?? 0) > 0)
+    .map((op) => ({ ...op, amount: counters[op.limit.id] as number, max: Number.MAX_VALUE, shadow: false }))
+  await store.take(preset, 'preset')
+  const admission = await new Limiter(store, createLogger('silent')).admit(ops, 'policy-test')
+  if (admission.hold === null) return decision
+  return {
+    ...decision,
+    effect: 'require_approval',
+    rule: LIMIT_RULE_PREFIX + admission.hold.limit,
+    reason: admission.hold.reason,
+    approvers: admission.hold.approvers,
+  }
 }
 
 /**
@@ -91,7 +140,7 @@ export const policyTestCommand: Command = {
     let failed = 0
     let total = 0
     for (const file of suiteFiles(positionals, paths.policy)) {
-      for (const result of runPolicyTests(bundle, file)) {
+      for (const result of await runPolicyTests(bundle, file)) {
         total++
         if (result.passed) out(`  ok    ${result.name}`)
         else {
