@@ -18,7 +18,7 @@ describe('corridor CLI', () => {
   it('runs the shipped policy test suite and fails on a wrong expectation', () => {
     const ok = corridor('policy', 'test', 'policies/policy.test.yaml')
     expect(ok.status).toBe(0)
-    expect(ok.stdout).toMatch(/17 passed, 0 failed/)
+    expect(ok.stdout).toMatch(/20 passed, 0 failed/)
     const dir = mkdtempSync(join(tmpdir(), 'corridor-cli-'))
     writeFileSync(
       join(dir, 'wrong.yaml'),
@@ -105,7 +105,7 @@ describe('corridor CLI', () => {
   it('policy test with no suite runs the *.test.yaml files beside the policy, and refuses to pass on none', () => {
     const found = corridor('policy', 'test')
     expect(found.status).toBe(0)
-    expect(found.stdout).toMatch(/17 passed, 0 failed/)
+    expect(found.stdout).toMatch(/20 passed, 0 failed/)
     const empty = mkdtempSync(join(tmpdir(), 'corridor-cli-'))
     const none = corridor('policy', 'test', empty)
     expect(none.status).toBe(2)
