@@ -64,9 +64,9 @@ describe('published JSON Schemas', () => {
 
 /** The file a documented snippet belongs to, from its top-level keys. */
 function formatOf(doc: Record<string, unknown>): FileFormat {
-  if ('agents' in doc || 'approvers' in doc) return 'agents'
+  if ('agents' in doc || 'approvers' in doc || 'operators' in doc) return 'agents'
   if ('connectors' in doc || 'actions' in doc) return 'connectors'
-  if ('rules' in doc) return 'policy'
+  if ('rules' in doc || Array.isArray(doc['limits'])) return 'policy'
   if ('tests' in doc) return 'policy-test'
   return 'corridor'
 }
@@ -82,6 +82,8 @@ function completed(format: FileFormat, doc: Record<string, unknown>): Record<str
       return { files: { agents: 'a.yaml', connectors: 'c.yaml', policy: 'p.yaml' }, audit: { file: 'a.log' }, ...doc }
     case 'agents':
       return { agents: [], ...doc }
+    case 'policy':
+      return { version: 1, rules: [], ...doc }
     case 'connectors':
       if ('actions' in doc) return { connectors: [{ ...connectorDefaults, ...doc }] }
       return {
