@@ -28,8 +28,16 @@ export interface BenchConfig {
   /** Set: agents authenticate with JWTs verified against this JWKS file. */
   readonly jwksFile: string | null
   readonly vault: { address: string; token: string } | null
-  /** Set: approvals in this Redis (needed for several workers). */
+  /** Set: approvals in this Redis (needed for several workers), and stops and limit counters. */
   readonly redisUrl?: string
+  /** One limit over the benchmark's small GET and POST: a rate limit, or a budget (counted, never reached). */
+  readonly limit?: 'rate' | 'budget'
+}
+
+const LIMITS = {
+  rate: '  - { id: bench-rate, match: { actions: [small.get, items.create] }, rate: 1000000000/1d }\n',
+  budget:
+    '  - { id: bench-budget, match: { actions: [small.get, items.create] }, budget: { max: 1000000000000, window: 1d } }\n',
 }
 
 export function writeBenchConfig(dir: string, c: BenchConfig): string {
@@ -67,7 +75,8 @@ export function writeBenchConfig(dir: string, c: BenchConfig): string {
   ).join('')
   writeFileSync(
     join(dir, 'policy.yaml'),
-    `version: 1\nrules:\n  - { id: reads, effect: allow, match: { actions: [small.get, large.get, events.get] } }\n  - { id: create, effect: allow, match: { actions: items.create, body: { qty: { lte: 10 } } } }\n  - { id: no-big, effect: deny, match: { actions: items.create, body: { qty: { gt: 100 } } } }\n${filler}`,
+    `version: 1\nrules:\n  - { id: reads, effect: allow, match: { actions: [small.get, large.get, events.get] } }\n  - { id: create, effect: allow, match: { actions: items.create, body: { qty: { lte: 10 } } } }\n  - { id: no-big, effect: deny, match: { actions: items.create, body: { qty: { gt: 100 } } } }\n${filler}` +
+      (c.limit === undefined ? '' : `limits:\n${LIMITS[c.limit]}`),
   )
   const identityConfig =
     c.jwksFile === null

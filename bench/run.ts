@@ -284,12 +284,20 @@ async function main(): Promise<void> {
   vault.kvPut('kv', 'bench/api', { token: 'bench-secret-from-vault' })
   vault.addDynamicRole('database', 'bench', { ttlSec: 3600, maxTtlSec: 7200, renewable: true, kind: 'database' })
 
+  // Limits count in Redis, as across replicas: a real redis-server for the limit rows (and the same one for their baseline row).
+  const limitsRedis =
+    PARTS.has('throughput') &&
+    spawnSync('redis-server', ['--version']).status === 0 &&
+    (ONLY === null || ONLY.some((f) => f === 'corridor' || f.includes('Redis state') || 'Redis state'.includes(f)))
+      ? await startRedis()
+      : null
   const corridor = (
     label: string,
     credential: CredentialVariant,
     identity: 'jwt' | 'key',
     workloads: Workload[],
     target?: string,
+    limits?: { redisUrl: string; limit?: 'rate' | 'budget' },
   ): Variant => {
     const variantDir = mkdtempSync(join(dir, 'corridor-'))
     const config = writeBenchConfig(variantDir, {
@@ -298,6 +306,7 @@ async function main(): Promise<void> {
       credential,
       jwksFile: identity === 'jwt' ? jwksFile : null,
       vault: credential === 'env' ? null : { address: vault.address, token: vault.rootToken },
+      ...(limits === undefined ? {} : limits),
     })
     return {
       name: label,
@@ -335,6 +344,18 @@ async function main(): Promise<void> {
     },
     corridor('corridor (JWT, env credential)', 'env', 'jwt', WORKLOADS),
     corridor('corridor (API key, env credential)', 'env', 'key', WORKLOADS),
+    ...(limitsRedis === null
+      ? []
+      : (['none', 'rate', 'budget'] as const).map((limit) =>
+          corridor(
+            `corridor (API key, Redis state, ${limit === 'none' ? 'no limits' : `one ${limit} limit`})`,
+            'env',
+            'key',
+            [WORKLOADS[0] as Workload, WORKLOADS[2] as Workload],
+            undefined,
+            { redisUrl: limitsRedis.url, ...(limit === 'none' ? {} : { limit }) },
+          ),
+        )),
     corridor('corridor (JWT, Vault KV)', 'vault_kv', 'jwt', smallOnly),
     corridor('corridor (JWT, Vault dynamic lease)', 'vault_dynamic', 'jwt', smallOnly),
     ...(BASELINE === null
@@ -482,6 +503,7 @@ async function main(): Promise<void> {
   else if (PARTS.has('workers')) await workersPart(origin, dir, jwt, jwksFile)
 
   await vault.stop()
+  await limitsRedis?.stop()
   await upstream.stop()
 }
 

@@ -260,7 +260,9 @@ function stopEffects(
     const agents = [...(registry?.agents.values() ?? [])]
       .filter(
         (a) =>
-          (scope.agent === undefined || a.id === scope.agent) && (scope.owner === undefined || a.owner === scope.owner),
+          (scope.agent === undefined || a.id === scope.agent) &&
+          (scope.owner === undefined || a.owner === scope.owner) &&
+          (scope.connector === undefined || a.connectors.has(scope.connector)),
       )
       .map((a) => a.id)
     const inFlight = dryRun ? controls.inFlight.countIn(stop, now()) : controls.inFlight.cut(stop, now())
