@@ -32,14 +32,16 @@ let vault: VaultSetup
 let upstream: RecordingUpstream
 /** When each request reached the upstream, and for which agent (the body says who). */
 const arrivals: { at: number; who: string; credential: string; amount: number }[] = []
+/** Vault tokens Corridor minted for each agent, as the upstream received them. */
+const minted: { who: string; token: string }[] = []
 const replicas: CorridorFixture[] = []
 const pools = new Map<string, Pool>()
 
 function files(upstreamUrl: string) {
   return {
     agents: `agents:
-  - { id: billing-bot, owner: payments, tier: bounded-write, connectors: [billing, events], api_keys: [{ hash: "${hash(BOT_KEY)}" }] }
-  - { id: other-bot, owner: support, tier: bounded-write, connectors: [billing, events], api_keys: [{ hash: "${hash(OTHER_KEY)}" }] }
+  - { id: billing-bot, owner: payments, tier: bounded-write, connectors: [billing, events, records], api_keys: [{ hash: "${hash(BOT_KEY)}" }] }
+  - { id: other-bot, owner: support, tier: bounded-write, connectors: [billing, events, records], api_keys: [{ hash: "${hash(OTHER_KEY)}" }] }
 approvers:
   - { id: alice, groups: [leads], keys: [{ hash: "${hash(APPROVER_KEYS.alice)}" }] }
 operators:
@@ -62,6 +64,19 @@ operators:
       - { name: pings.create, method: POST, path: /pings, risk: write }
       - { name: notes.create, method: POST, path: /notes, risk: write }
       - { name: payouts.create, method: POST, path: /payouts, risk: write }
+  - id: records
+    owner: payments
+    upstream: ${upstreamUrl}/records
+    certified_until: 2099-12-31
+    credential:
+      source: vault_token
+      role: corridor-minted
+      policies: [records-read]
+      ttl: 300s
+      scope: agent
+      inject: { header: x-vault-token }
+    actions:
+      - { name: records.get, method: GET, path: /r, risk: read }
   - id: events
     owner: payments
     upstream: ${upstreamUrl}/events
@@ -71,7 +86,7 @@ operators:
 `,
     policy: `version: 1
 rules:
-  - { id: reads, effect: allow, match: { actions: [balance.get, events.stream] } }
+  - { id: reads, effect: allow, match: { actions: [balance.get, events.stream, records.get] } }
   - { id: writes, effect: allow, match: { actions: [refunds.create, pings.create, notes.create] } }
   - { id: payouts, effect: require_approval, approvers: [leads], match: { actions: payouts.create } }
 limits:
@@ -136,6 +151,14 @@ beforeAll(async () => {
       const timer = setInterval(() => res.write('data: tick\n\n'), 50)
       res.on('close', () => clearInterval(timer))
       return
+    }
+    if (req.url.startsWith('/records/')) {
+      minted.push({
+        who: new URL(req.url, 'http://x').searchParams.get('who') ?? '',
+        token: String(req.headers['x-vault-token']),
+      })
+      res.writeHead(200, { 'content-type': 'application/json' })
+      return void res.end('{"ok":true}')
     }
     const auth = String(req.headers.authorization ?? '')
     const password = auth.startsWith('Basic ')
@@ -208,6 +231,14 @@ describe('a stop across replicas', () => {
       expect((await call(i, BOT_KEY, '/billing/balance')).status).toBe(200)
       expect((await call(i, OTHER_KEY, '/billing/balance')).status).toBe(200)
     }
+    // And a Vault token minted for each agent on each replica.
+    for (let i = 0; i < 3; i++) {
+      expect((await call(i, BOT_KEY, '/records/r?who=billing-bot')).status).toBe(200)
+      expect((await call(i, OTHER_KEY, '/records/r?who=other-bot')).status).toBe(200)
+    }
+    const tokensOf = (who: string) => new Set(minted.filter((m) => m.who === who).map((m) => m.token))
+    expect(tokensOf('billing-bot').size).toBe(3)
+    for (const t of tokensOf('billing-bot')) expect(vault.vault.isLive(t)).toBe(true)
     const credentialsOf = (who: string) =>
       new Set(arrivals.filter((a) => a.who === who && a.credential !== '').map((a) => a.credential))
     // GETs carry no body: the bot's leases are the ones it used for its writes; the other agent's, its own.
@@ -273,8 +304,11 @@ describe('a stop across replicas', () => {
     expect(approval.body.state).toBe('cancelled')
     await eventually(() => {
       for (const c of botCredentials) expect(vault.vault.isLive(c)).toBe(false)
+      for (const t of tokensOf('billing-bot')) expect(vault.vault.isLive(t)).toBe(false)
     }, 5_000)
     for (const c of otherCredentials) expect(vault.vault.isLive(c)).toBe(true)
+    for (const t of tokensOf('billing-bot')) expect(vault.vault.isLive(t)).toBe(false)
+    for (const t of tokensOf('other-bot')) expect(vault.vault.isLive(t)).toBe(true)
     expect((await call(1, OTHER_KEY, '/billing/balance')).status).toBe(200)
     const events = replicas.flatMap((r) =>
       readFileSync(r.auditFile, 'utf8')
