@@ -180,7 +180,16 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
   )
   const approverAuth = new ApproverAuthenticator(config.approverJwt)
   const approvalsApi = createApprovalsApi(approvals, approverAuth, policies, log)
-  const stopsApi = createStopsApi(controls, takeBack, policies, audit, log, now)
+  const stopsApi = createStopsApi(
+    controls,
+    takeBack,
+    approverAuth,
+    config.approverJwt?.operatorGroups ?? [],
+    policies,
+    audit,
+    log,
+    now,
+  )
   const adminServer = createAdminServer(
     config.admin,
     policies,

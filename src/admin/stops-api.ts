@@ -5,8 +5,9 @@
  *   POST /stops                         {"scope": {...}, "mode": "stop"|"read_only", "reason": "…", "for": "2h", "dry_run": true}
  *   POST /stops/:id/resume              {"reason": "…"}
  *
- * Operators authenticate with an operator key (agents.yaml `operators:`); approver and agent keys
- * are refused. A stop needs a reason; a dry run reports what the stop would take back (agents,
+ * Operators authenticate with an operator key (agents.yaml `operators:`), or with an IdP token
+ * whose groups include one of `identity.approver_jwt.operator_groups`; approver and agent keys are
+ * refused. A stop needs a reason; a dry run reports what the stop would take back (agents,
  * pending approvals, live leases and requests in flight on this replica) and changes nothing. The
  * replica that takes the call applies the stop before answering; every other replica within a
  * second. Each stop and resume is one audit event with who, why, the scope, the stops in force
@@ -14,6 +15,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { randomUUID } from 'node:crypto'
+import type { ApproverAuthenticator } from '../approvals/approver-auth.ts'
 import type { AuditSink } from '../audit/sink.ts'
 import type { StopAuditEvent } from '../audit/record.ts'
 import type { RuntimeControls } from '../controls/runtime-controls.ts'
@@ -57,26 +59,34 @@ export interface StopsApi {
 export function createStopsApi(
   controls: RuntimeControls,
   takeBack: TakeBack,
+  idp: ApproverAuthenticator,
+  operatorGroups: readonly string[],
   policies: PolicyStore,
   audit: AuditSink,
   log: Logger,
   now: () => number,
 ): StopsApi {
-  const operator = (req: IncomingMessage): string => {
+  /** An operator key, or an IdP token (verified as approvers' are) whose groups include an operator group. */
+  const operator = async (req: IncomingMessage): Promise<{ id: string; via: string }> => {
     const bundle = policies.current
     if (bundle === null) throw new CorridorError('policy_unavailable')
-    const m = /^Bearer (cop_[A-Za-z0-9_-]+)$/.exec(req.headers.authorization ?? '')
-    const id = m === null ? undefined : bundle.registry.operatorKeys.get(hashApiKey(m[1] as string))
-    if (id === undefined)
-      throw new CorridorError(
-        'operator_unauthenticated',
-        `send an operator key (${OPERATOR_KEY_PREFIX}…, agents.yaml operators:) as Authorization: Bearer …`,
-      )
-    return id
+    const header = req.headers.authorization ?? ''
+    const key = /^Bearer (cop_[A-Za-z0-9_-]+)$/.exec(header)
+    if (key !== null) {
+      const id = bundle.registry.operatorKeys.get(hashApiKey(key[1] as string))
+      if (id !== undefined) return { id, via: 'operator_key' }
+    } else if (operatorGroups.length > 0 && /^Bearer eyJ/.test(header)) {
+      const who = await idp.authenticate(header, bundle).catch(() => null)
+      if (who !== null && who.groups.some((g) => operatorGroups.includes(g))) return { id: who.id, via: who.via }
+    }
+    throw new CorridorError(
+      'operator_unauthenticated',
+      `send an operator key (${OPERATOR_KEY_PREFIX}…, agents.yaml operators:)${operatorGroups.length > 0 ? ' or an IdP token of an operator group' : ''} as Authorization: Bearer …`,
+    )
   }
 
   const serve = async (req: IncomingMessage, res: ServerResponse, m: RegExpExecArray): Promise<void> => {
-    const by = operator(req)
+    const { id: by, via } = await operator(req)
     const [, id] = m
     if (id === undefined && req.method === 'GET') {
       const board = controls.board
@@ -96,7 +106,7 @@ export function createStopsApi(
       if (removed === null) throw new CorridorError('stop_not_found', `no stop '${id}' is in force`)
       controls.board.liftNow(id)
       const after = controls.board.live()
-      audit.writeEvent(auditEvent('resumed', removed, by, reason, before, after, null, now()))
+      audit.writeEvent(auditEvent('resumed', removed, { by, via }, reason, before, after, null, now()))
       log.warn({ stop: id, scope: scopeText(removed.scope), by, reason }, 'stop resumed')
       return send(res, 200, { resumed: stopView(removed) })
     }
@@ -106,7 +116,7 @@ export function createStopsApi(
       mode: modeOf(input),
       reason,
       by,
-      via: 'operator_key',
+      via,
       since: now(),
       expiresAt: forOf(input, now()),
     }
@@ -124,7 +134,7 @@ export function createStopsApi(
     }
     const affected = await takeBack(stop, false)
     const after = controls.board.live()
-    const audited = audit.writeEvent(auditEvent('stopped', stop, by, reason, before, after, affected, now()))
+    const audited = audit.writeEvent(auditEvent('stopped', stop, { by, via }, reason, before, after, affected, now()))
     log.warn({ stop: stop.id, scope: scopeText(stop.scope), mode: stop.mode, by, reason, affected }, 'stop ordered')
     send(res, 201, { stop: stopView(stop), affected, audited })
   }
@@ -250,7 +260,7 @@ function stopView(stop: Stop): Record<string, unknown> {
 function auditEvent(
   event: 'stopped' | 'resumed',
   stop: Stop,
-  by: string,
+  { by, via }: { by: string; via: string },
   reason: string,
   before: readonly Stop[],
   after: readonly Stop[],
@@ -274,7 +284,7 @@ function auditEvent(
     stopped_by: stop.by,
     expires_at: stop.expiresAt === null ? null : new Date(stop.expiresAt).toISOString(),
     by,
-    via: 'operator_key',
+    via,
     channel: 'admin_api',
     prior: overlapping(before),
     resulting: overlapping(after),

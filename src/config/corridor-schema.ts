@@ -1,6 +1,6 @@
 /** The format of corridor.yaml: the static configuration read once at start. */
 import * as z from 'zod'
-import { bytes, duration, oneOf, oneOrMoreOf, strict, text, wholeNumber } from './schema-types.ts'
+import { bytes, duration, oneOf, oneOrMoreOf, strict, text, textList, wholeNumber } from './schema-types.ts'
 
 export const JWT_ALGORITHMS = [
   'ES256',
@@ -121,8 +121,11 @@ export const corridorFileSchema = strict(
           ...issuerShape,
           groups_claim: text().optional(),
           id_claim: text().optional().describe('Claim naming the approver in the audit trail (default sub)'),
+          operator_groups: textList()
+            .optional()
+            .describe('Groups whose members may also stop and resume agents (corridor stop) with their IdP token'),
         },
-        'Approvers signing in through the identity provider',
+        'Approvers (and operators) signing in through the identity provider',
       ).optional(),
     }).optional(),
     limits: strict({

@@ -63,6 +63,8 @@ export interface ApproverTokenConfig extends JwtIssuerConfig {
   readonly groupsClaim: string
   /** The claim naming the approver in the audit trail (sub, email…). */
   readonly idClaim: string
+  /** Members of these groups are operators too (may stop and resume agents). */
+  readonly operatorGroups: readonly string[]
 }
 
 /** A value given in the file or, for secrets (Redis passwords, webhook URLs), by environment variable name. */
@@ -220,6 +222,7 @@ export function loadServerConfig(file: string): ServerConfig {
           ...readIssuer(r, id.approver_jwt, 'approver_jwt', path),
           groupsClaim: id.approver_jwt.groups_claim ?? 'groups',
           idClaim: id.approver_jwt.id_claim ?? 'sub',
+          operatorGroups: id.approver_jwt.operator_groups ?? [],
         }
       : null,
     approvals,

@@ -22,7 +22,7 @@ beforeAll(async () => {
   const jwks = JSON.stringify({ keys: [{ ...(await exportJWK(pair.publicKey)), kid: 'k1', alg: 'ES256' }] })
   const identity = `identity:
   user_jwt: { issuer: https://idp.test, audience: corridor-users, algorithms: [ES256], jwks_file: idp.jwks.json }
-  approver_jwt: { issuer: https://idp.test, audience: corridor-approvers, algorithms: [ES256], jwks_file: idp.jwks.json, id_claim: email }
+  approver_jwt: { issuer: https://idp.test, audience: corridor-approvers, algorithms: [ES256], jwks_file: idp.jwks.json, id_claim: email, operator_groups: [sre] }
 approvals: { wait: 0s }
 `
   fx = await startCorridorFixture(
@@ -83,4 +83,29 @@ it('lets an IdP user in the rule group approve, named by the id claim; refuses f
     expect(record?.approval?.approved_by[0]?.approver).toBe('frank@example.com')
     expect(record?.user).toBe('erin')
   })
+})
+
+it('an IdP user of an operator group may stop and resume agents, named by the id claim; other groups may not', async () => {
+  const lead = await token('corridor-approvers', { sub: 'frank-123', email: 'frank@example.com', groups: ['leads'] })
+  const refused = await approverCall(fx.corridor.adminUrl, lead, '/stops', { scope: {}, reason: 'x' })
+  expect([refused.status, refused.body.code]).toEqual([401, 'operator_unauthenticated'])
+  const sre = await token('corridor-approvers', { sub: 'gus-1', email: 'gus@example.com', groups: ['sre'] })
+  const forged = await token(
+    'corridor-approvers',
+    { sub: 'gus-1', email: 'gus@example.com', groups: ['sre'] },
+    strangerKey,
+  )
+  expect((await approverCall(fx.corridor.adminUrl, forged, '/stops', { scope: {}, reason: 'x' })).status).toBe(401)
+  const ordered = await approverCall(fx.corridor.adminUrl, sre, '/stops', {
+    scope: { agent: 'writer' },
+    reason: 'drill',
+  })
+  expect(ordered.status).toBe(201)
+  expect(ordered.body.stop).toMatchObject({ by: 'gus@example.com', via: 'https://idp.test' })
+  expect((await agentCall(fx.corridor.agentUrl, WRITER_KEY, '/svc/items')).body.code).toBe('agent_stopped')
+  const id = (ordered.body.stop as { id: string }).id
+  expect((await approverCall(fx.corridor.adminUrl, sre, `/stops/${id}/resume`, { reason: 'drill over' })).status).toBe(
+    200,
+  )
+  expect((await agentCall(fx.corridor.agentUrl, WRITER_KEY, '/svc/items')).status).toBe(200)
 })
