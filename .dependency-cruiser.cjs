@@ -4,6 +4,7 @@
  *
  *   shared → config → registry → request → policy          the pure core: no I/O of its own
  *   identity, credentials, audit, controls                  adapters: import only the core
+ *   telemetry                                               metrics read from audit records: core, audit
  *   forwarding                                              the one forwarding stage: core, credentials, audit
  *   approvals                                               core, adapters, forwarding (interfaces, never proxy/ or cli/)
  *   proxy, admin                                            the listeners (admin never imports proxy)
@@ -29,10 +30,11 @@ module.exports = {
     layer('credentials', CORE),
     layer('audit', CORE),
     layer('controls', CORE),
+    layer('telemetry', [...CORE, 'audit']),
     layer('forwarding', [...CORE, 'credentials', 'audit']),
     layer('approvals', [...CORE, 'identity', 'credentials', 'audit', 'controls', 'forwarding']),
-    layer('proxy', [...CORE, 'identity', 'credentials', 'audit', 'controls', 'forwarding', 'approvals']),
-    layer('admin', [...CORE, 'identity', 'credentials', 'audit', 'controls', 'approvals']),
+    layer('proxy', [...CORE, 'identity', 'credentials', 'audit', 'controls', 'telemetry', 'forwarding', 'approvals']),
+    layer('admin', [...CORE, 'identity', 'credentials', 'audit', 'controls', 'telemetry', 'approvals']),
     layer('workers', ['shared', 'config']),
     {
       name: 'no-cycles',

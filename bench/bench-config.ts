@@ -32,6 +32,8 @@ export interface BenchConfig {
   readonly redisUrl?: string
   /** One limit over the benchmark's small GET and POST: a rate limit, or a budget (counted, never reached). */
   readonly limit?: 'rate' | 'budget'
+  /** false: no Prometheus metrics (on by default, as shipped). */
+  readonly metrics?: boolean
 }
 
 const LIMITS = {
@@ -86,7 +88,9 @@ export function writeBenchConfig(dir: string, c: BenchConfig): string {
     c.vault === null
       ? ''
       : `vault:\n  address: ${c.vault.address}\n  auth: { method: token, token_env: BENCH_VAULT_TOKEN }\n`
-  const approvalsConfig = c.redisUrl === undefined ? '' : `approvals:\n  redis: { url: "${c.redisUrl}" }\n`
+  const approvalsConfig =
+    (c.redisUrl === undefined ? '' : `approvals:\n  redis: { url: "${c.redisUrl}" }\n`) +
+    (c.metrics === false ? 'telemetry: { metrics: false }\n' : '')
   const file = join(dir, 'corridor.yaml')
   writeFileSync(
     file,

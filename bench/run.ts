@@ -297,7 +297,7 @@ async function main(): Promise<void> {
     identity: 'jwt' | 'key',
     workloads: Workload[],
     target?: string,
-    limits?: { redisUrl: string; limit?: 'rate' | 'budget' },
+    limits?: { redisUrl?: string; limit?: 'rate' | 'budget'; metrics?: boolean },
   ): Variant => {
     const variantDir = mkdtempSync(join(dir, 'corridor-'))
     const config = writeBenchConfig(variantDir, {
@@ -344,6 +344,9 @@ async function main(): Promise<void> {
     },
     corridor('corridor (JWT, env credential)', 'env', 'jwt', WORKLOADS),
     corridor('corridor (API key, env credential)', 'env', 'key', WORKLOADS),
+    corridor('corridor (API key, env credential, metrics off)', 'env', 'key', WORKLOADS.slice(0, 1), undefined, {
+      metrics: false,
+    }),
     ...(limitsRedis === null
       ? []
       : (['none', 'rate', 'budget'] as const).map((limit) =>

@@ -12,6 +12,7 @@ import { createStopsApi, type TakeBack } from './admin/stops-api.ts'
 import type { HeldRequest } from './approvals/approval.ts'
 import { openRuntimeControls, type RuntimeControls } from './controls/runtime-controls.ts'
 import { scopeText, stopFor } from './controls/stop.ts'
+import { Metrics } from './telemetry/metrics.ts'
 import { ApprovalService } from './approvals/approval-service.ts'
 import type { ApprovalStore } from './approvals/approval-store.ts'
 import { ApproverAuthenticator } from './approvals/approver-auth.ts'
@@ -154,6 +155,9 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
     )
   })
 
+  const metrics = config.metrics
+    ? new Metrics({ stops: () => controls.board.live(), auditHealthy: () => audit.healthy })
+    : null
   const lifecycle = new Lifecycle()
   const pipeline = createPipeline({
     lifecycle,
@@ -169,12 +173,13 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
     approvalWaitMs: config.approvals.waitMs,
     approvalExpiresMs: config.approvals.expiresAfterMs,
     controls,
+    metrics,
   })
   const agentServer = createAgentServer(
     config.listen,
     config.limits,
     pipeline,
-    createParserRefusals({ audit, now }),
+    createParserRefusals({ audit, now, metrics }),
     lifecycle,
     log,
   )
@@ -198,6 +203,7 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
     [approvalsApi, stopsApi],
     approverAuth,
     controls.board,
+    metrics,
     lifecycle,
     log,
   )

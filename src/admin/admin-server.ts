@@ -16,6 +16,7 @@ import type { Logger } from '../shared/logger.ts'
 import { readKeyPair, reloadOnChange, TLS_MIN_VERSION } from '../shared/tls-reload.ts'
 import type { StopBoard } from '../controls/stop-board.ts'
 import { scopeText } from '../controls/stop.ts'
+import type { Metrics } from '../telemetry/metrics.ts'
 
 export function createAdminServer(
   listen: AdminListenConfig,
@@ -25,6 +26,7 @@ export function createAdminServer(
   apis: readonly { handle(req: IncomingMessage, res: ServerResponse): boolean }[],
   authenticator: ApproverAuthenticator,
   stops: StopBoard,
+  metrics: Metrics | null,
   lifecycle: Lifecycle,
   log: Logger,
 ): Server {
@@ -43,6 +45,14 @@ export function createAdminServer(
     const url = req.url ?? '/'
     // The pid tells which worker answered when several serve the listeners.
     if (url === '/healthz') return send(200, { status: 'ok', pid: process.pid })
+    if (url === '/metrics' && metrics !== null) {
+      // Like /healthz and /readyz, unauthenticated for scrapers: no secret, no agent or path is in it.
+      void metrics.text().then(({ contentType, body }) => {
+        res.writeHead(200, { 'content-type': contentType, 'cache-control': 'no-store' })
+        res.end(body)
+      })
+      return
+    }
     if (url === '/readyz') {
       // The approval queue is reported but does not decide readiness: without it only holds fail, every other request still works.
       // Draining: not ready, at once, so that load balancers stop sending before the listener closes.
@@ -81,7 +91,7 @@ export function createAdminServer(
       )
       return
     }
-    send(404, { error: 'not found', endpoints: ['/healthz', '/readyz', '/policy', '/approvals', '/stops'] })
+    send(404, { error: 'not found', endpoints: ['/healthz', '/readyz', '/metrics', '/policy', '/approvals', '/stops'] })
   }
   if (listen.tls === null) return createServer(handler)
   const { clientCaFile } = listen.tls

@@ -168,6 +168,15 @@ export const corridorFileSchema = strict(
       ca_file: text().optional(),
       auth: vaultAuth,
     }).optional(),
+    telemetry: strict(
+      {
+        metrics: z
+          .boolean()
+          .optional()
+          .describe('Serve Prometheus metrics at /metrics on the admin listener (default true)'),
+      },
+      'Metrics (and, later, traces)',
+    ).optional(),
     state: strict(
       {
         redis: strict({

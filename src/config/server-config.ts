@@ -150,6 +150,8 @@ export interface ServerConfig {
   readonly approverJwt: ApproverTokenConfig | null
   readonly approvals: ApprovalsConfig
   readonly state: StateConfig
+  /** Prometheus metrics at /metrics on the admin listener. */
+  readonly metrics: boolean
   readonly limits: ServerLimits
   readonly watchPolicy: boolean
   /** Processes serving the listeners (1: this process; more: a supervisor and that many workers). */
@@ -227,6 +229,7 @@ export function loadServerConfig(file: string): ServerConfig {
       : null,
     approvals,
     state: readState(r, f.state, approvals, path(f.audit.file), path),
+    metrics: f.telemetry?.metrics ?? true,
     limits: {
       maxHeaders: f.limits?.max_headers ?? d.maxHeaders,
       maxHeaderBytes: f.limits?.max_header_bytes ?? d.maxHeaderBytes,

@@ -10,6 +10,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { newAuditRecord } from '../audit/record.ts'
 import type { AuditSink } from '../audit/sink.ts'
+import type { Metrics } from '../telemetry/metrics.ts'
 import { CorridorError, type ErrorCode } from '../shared/errors.ts'
 import { problemBody } from '../shared/problem.ts'
 
@@ -18,6 +19,7 @@ const PARSER_ERROR = Symbol('corridor.parserError')
 export interface ParserRefusalDeps {
   readonly audit: AuditSink
   readonly now: () => number
+  readonly metrics: Metrics | null
 }
 
 /** The parser error that cut a request short on this socket, if any. */
@@ -53,6 +55,7 @@ export function createParserRefusals(deps: ParserRefusalDeps): {
     record.status = error.status
     record.duration_ms = 0
     deps.audit.write(record)
+    deps.metrics?.observe(record)
     if (!socket.writable) {
       socket.destroy()
       return

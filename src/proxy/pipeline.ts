@@ -48,6 +48,7 @@ import type { Lifecycle } from '../shared/lifecycle.ts'
 import { sendProblem } from '../shared/problem.ts'
 import { readBody } from './request-body.ts'
 import type { RuntimeControls } from '../controls/runtime-controls.ts'
+import type { Metrics } from '../telemetry/metrics.ts'
 import type { Admission } from '../controls/limiter.ts'
 import type { Stop, StopSubject } from '../controls/stop.ts'
 import { stoppedError } from '../controls/stop-board.ts'
@@ -75,6 +76,8 @@ export interface PipelineDeps {
   readonly approvalExpiresMs: number
   readonly lifecycle: Lifecycle
   readonly controls: RuntimeControls
+  /** Null when metrics are off (`telemetry.metrics: false`). */
+  readonly metrics: Metrics | null
 }
 
 /** The status URL is Corridor's own: it takes the agent key in Authorization, or in X-Api-Key as many SDKs send it. */
@@ -469,6 +472,7 @@ function finish(
     record.error_detail = lease.cutBy.id
   }
   deps.audit.write(record)
+  deps.metrics?.observe(record)
   lease.untrack?.()
   lease.admission?.settle(record.upstream_status)
   if (lease.credential !== null)

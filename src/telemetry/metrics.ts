@@ -1,0 +1,131 @@
+/**
+ * Prometheus metrics for the admin listener's /metrics (prom-client), fed from the one place that
+ * sees every request end: the audit record. Labels are bounded by configuration, never by what
+ * agents send: connector ids, effects, limiting factors, error codes, outcomes and limit ids come
+ * from the policy and the code; agents, users and paths are never labels, so ten thousand agents
+ * and paths add no series. Names follow the OpenTelemetry HTTP conventions where one exists
+ * (http.server.request.duration → http_server_request_duration_seconds).
+ */
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
+import type { AuditRecord } from '../audit/record.ts'
+
+/** What the metrics read at scrape time from the rest of Corridor (no I/O on the request path). */
+export interface MetricSources {
+  /** Stops in force, by mode. */
+  stops(): { readonly mode: string }[]
+  /** Whether the audit sink takes writes. */
+  auditHealthy(): boolean
+}
+
+/** Seconds: from sub-millisecond answers to slow upstreams and held calls. */
+const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
+const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'])
+
+export class Metrics {
+  readonly registry = new Registry()
+  readonly #requestDuration: Histogram
+  readonly #upstreamDuration: Histogram
+  readonly #decisions: Counter
+  readonly #refusals: Counter
+  readonly #limits: Counter
+  readonly #credentialFailures: Counter
+
+  constructor(sources: MetricSources) {
+    const registers = [this.registry]
+    collectDefaultMetrics({ register: this.registry, prefix: 'corridor_process_' })
+    this.#requestDuration = new Histogram({
+      name: 'http_server_request_duration_seconds',
+      help: 'Duration of requests on the agent listener, from the first byte to the response end',
+      labelNames: ['http_request_method', 'http_response_status_code', 'corridor_connector', 'corridor_outcome'],
+      buckets: DURATION_BUCKETS,
+      registers,
+    })
+    this.#upstreamDuration = new Histogram({
+      name: 'http_client_request_duration_seconds',
+      help: 'Duration of forwarded requests at the upstream, until the response ended',
+      labelNames: ['corridor_connector', 'http_response_status_code'],
+      buckets: DURATION_BUCKETS,
+      registers,
+    })
+    this.#decisions = new Counter({
+      name: 'corridor_decisions_total',
+      help: 'Policy decisions, by connector, effect and the factor that limited a denial',
+      labelNames: ['connector', 'effect', 'limiting_factor'],
+      registers,
+    })
+    this.#refusals = new Counter({
+      name: 'corridor_refusals_total',
+      help: 'Requests answered with a Corridor error, by stable error code',
+      labelNames: ['code'],
+      registers,
+    })
+    this.#limits = new Counter({
+      name: 'corridor_limit_checks_total',
+      help: 'Requests counted by a policy limit, by limit and whether it was exceeded (shadow: counted, not enforced)',
+      labelNames: ['limit', 'kind', 'result'],
+      registers,
+    })
+    this.#credentialFailures = new Counter({
+      name: 'corridor_credential_failures_total',
+      help: 'Credentials that could not be issued, by connector and audit-safe cause (vault_sealed, vault_timeout…)',
+      labelNames: ['connector', 'cause'],
+      registers,
+    })
+    new Gauge({
+      name: 'corridor_stops_in_force',
+      help: 'Operator stops in force, by mode',
+      labelNames: ['mode'],
+      registers,
+      collect() {
+        this.reset()
+        for (const mode of ['stop', 'read_only']) this.set({ mode }, 0)
+        for (const stop of sources.stops()) this.inc({ mode: stop.mode })
+      },
+    })
+    new Gauge({
+      name: 'corridor_audit_sink_healthy',
+      help: '1 while the audit sink takes writes; 0 while Corridor refuses to act (audit_unavailable)',
+      registers,
+      collect() {
+        this.set(sources.auditHealthy() ? 1 : 0)
+      },
+    })
+  }
+
+  /** One finished request, read from its audit record. */
+  observe(record: AuditRecord): void {
+    const connector = record.connector ?? 'none'
+    this.#requestDuration.observe(
+      {
+        http_request_method: METHODS.has(record.method) ? record.method : '_OTHER',
+        http_response_status_code: record.status,
+        corridor_connector: connector,
+        corridor_outcome: record.outcome,
+      },
+      record.duration_ms / 1000,
+    )
+    if (record.upstream_ms !== null && record.upstream_status !== null)
+      this.#upstreamDuration.observe(
+        { corridor_connector: connector, http_response_status_code: record.upstream_status },
+        record.upstream_ms / 1000,
+      )
+    if (record.decision !== null)
+      this.#decisions.inc({ connector, effect: record.decision, limiting_factor: record.limiting_factor ?? 'none' })
+    if (record.error_code !== null) {
+      this.#refusals.inc({ code: record.error_code })
+      if (record.error_code === 'credential_unavailable')
+        this.#credentialFailures.inc({ connector, cause: record.error_detail ?? 'unknown' })
+    }
+    for (const l of record.limits)
+      this.#limits.inc({
+        limit: l.limit,
+        kind: l.kind,
+        result: !l.exceeded ? 'admitted' : l.shadow ? 'shadow_exceeded' : 'exceeded',
+      })
+  }
+
+  /** The text exposition format, for GET /metrics. */
+  async text(): Promise<{ contentType: string; body: string }> {
+    return { contentType: this.registry.contentType, body: await this.registry.metrics() }
+  }
+}

@@ -1,0 +1,120 @@
+/**
+ * /metrics on the admin listener: read by a real Prometheus text-format parser (the Python
+ * prometheus_client), carrying decisions, refusals, limits, stops and durations, and bounded in
+ * cardinality: 2,000 agents sending to 10,000 distinct paths add no series of their own.
+ */
+import { execFileSync } from 'node:child_process'
+import { Pool, request } from 'undici'
+import { afterAll, beforeAll, expect, it } from 'vitest'
+import { hash, standardFiles } from '../helpers/standard-policy.ts'
+import { startCorridorFixture, type CorridorFixture } from '../helpers/corridor-fixture.ts'
+import { startRecordingUpstream, type RecordingUpstream } from '../helpers/recording-upstream.ts'
+
+const AGENTS = 2_000
+const PATHS = 10_000
+const keyOf = (i: number) => `cor_metrics_agent_${String(i).padStart(6, '0')}`
+
+let upstream: RecordingUpstream
+let fx: CorridorFixture
+
+beforeAll(async () => {
+  upstream = await startRecordingUpstream()
+  const base = standardFiles(upstream.url)
+  const many = Array.from(
+    { length: AGENTS },
+    (_, i) =>
+      `  - { id: bot-${i}, owner: team-${i % 7}, tier: bounded-write, connectors: [svc], api_keys: [{ hash: "${hash(keyOf(i))}" }] }\n`,
+  ).join('')
+  fx = await startCorridorFixture(
+    {
+      ...base,
+      agents: base.agents + many,
+      policy: `${base.policy}limits:\n  - { id: list-rate, match: { actions: items.list }, rate: 3/1h }\n`,
+    },
+    { SVC_TOKEN: 'metrics-token' },
+  )
+}, 30_000)
+
+afterAll(async () => {
+  await fx?.close()
+  await upstream?.close()
+})
+
+/** Samples as the Python parser reads them: [name, labels, value]. */
+async function scrape(): Promise<[string, Record<string, string>, number][]> {
+  const res = await request(`${fx.corridor.adminUrl}/metrics`)
+  expect(res.statusCode).toBe(200)
+  expect(res.headers['content-type']).toContain('text/plain; version=0.0.4')
+  const text = await res.body.text()
+  const script =
+    'import sys, json\nfrom prometheus_client.parser import text_string_to_metric_families\n' +
+    'out = []\nfor f in text_string_to_metric_families(sys.stdin.read()):\n' +
+    '    for s in f.samples: out.append([s.name, s.labels, s.value if s.value == s.value else None])\n' +
+    'print(json.dumps(out))\n'
+  return JSON.parse(execFileSync('/usr/bin/python3', ['-c', script], { input: text }).toString()) as [
+    string,
+    Record<string, string>,
+    number,
+  ][]
+}
+
+const value = (samples: [string, Record<string, string>, number][], name: string, labels: Record<string, string>) =>
+  samples
+    .filter(([n, l]) => n === name && Object.entries(labels).every(([k, v]) => l[k] === v))
+    .reduce((sum, [, , v]) => sum + v, 0)
+
+it('counts decisions, refusals, limits and stops, and times requests and upstream calls', async () => {
+  const call = (key: string, path: string, init: { method?: string; body?: string } = {}) =>
+    request(`${fx.corridor.agentUrl}${path}`, {
+      method: (init.method ?? 'GET') as 'GET',
+      headers: { 'x-api-key': key, ...(init.body === undefined ? {} : { 'content-type': 'application/json' }) },
+      body: init.body ?? null,
+    }).then((r) => r.body.text().then(() => r.statusCode))
+  const before = await scrape()
+  expect(await call('cor_test_agent_key_0001', '/svc/items/1')).toBe(200)
+  expect(await call('cor_test_agent_key_0001', '/svc/items/secret')).toBe(403)
+  expect(await call('cor_nobody', '/svc/items/1')).toBe(401)
+  for (let i = 0; i < 4; i++) await call('cor_test_agent_key_0001', '/svc/items')
+  const after = await scrape()
+  const delta = (name: string, labels: Record<string, string>) =>
+    value(after, name, labels) - value(before, name, labels)
+  expect(delta('corridor_decisions_total', { connector: 'svc', effect: 'allow' })).toBe(5)
+  expect(delta('corridor_decisions_total', { connector: 'svc', effect: 'deny', limiting_factor: 'policy_rule' })).toBe(
+    1,
+  )
+  expect(delta('corridor_refusals_total', { code: 'identity_invalid' })).toBe(1)
+  expect(delta('corridor_refusals_total', { code: 'rate_limited' })).toBe(1)
+  expect(delta('corridor_limit_checks_total', { limit: 'list-rate', result: 'admitted' })).toBe(3)
+  expect(delta('corridor_limit_checks_total', { limit: 'list-rate', result: 'exceeded' })).toBe(1)
+  expect(
+    delta('http_server_request_duration_seconds_count', {
+      corridor_connector: 'svc',
+      http_response_status_code: '200',
+    }),
+  ).toBe(4)
+  expect(delta('http_client_request_duration_seconds_count', { corridor_connector: 'svc' })).toBe(4)
+  expect(value(after, 'corridor_stops_in_force', { mode: 'stop' })).toBe(0)
+  expect(value(after, 'corridor_audit_sink_healthy', {})).toBe(1)
+  expect(after.some(([n]) => n.startsWith('corridor_process_'))).toBe(true)
+})
+
+it(`${AGENTS.toLocaleString('en')} agents on ${PATHS.toLocaleString('en')} distinct paths add no series`, async () => {
+  const before = (await scrape()).length
+  const pool = new Pool(fx.corridor.agentUrl, { connections: 16 })
+  try {
+    const statuses = await Promise.all(
+      Array.from({ length: PATHS }, (_, i) =>
+        pool
+          .request({ method: 'GET', path: `/svc/items/item-${i}`, headers: { 'x-api-key': keyOf(i % AGENTS) } })
+          .then((r) => r.body.text().then(() => r.statusCode)),
+      ),
+    )
+    expect(statuses.filter((s) => s === 200)).toHaveLength(PATHS)
+  } finally {
+    await pool.close()
+  }
+  const after = await scrape()
+  expect(after.length).toBeLessThan(2_000)
+  // What grows with traffic is values, not series: at most the new histogram buckets of one label set.
+  expect(after.length - before).toBeLessThanOrEqual(40)
+}, 60_000)
