@@ -13,6 +13,7 @@ import type { HeldRequest } from './approvals/approval.ts'
 import { openRuntimeControls, type RuntimeControls } from './controls/runtime-controls.ts'
 import { scopeText, stopFor } from './controls/stop.ts'
 import { Metrics } from './telemetry/metrics.ts'
+import type { AuditShipper } from './audit/shipper.ts'
 import { ApprovalService } from './approvals/approval-service.ts'
 import type { ApprovalStore } from './approvals/approval-store.ts'
 import { ApproverAuthenticator } from './approvals/approver-auth.ts'
@@ -39,6 +40,8 @@ export interface RunningCorridor {
   readonly policies: PolicyStore
   readonly audit: AuditSink
   readonly approvals: ApprovalService
+  /** Null unless audit.postgres is configured. */
+  readonly shipper: AuditShipper | null
   close(): Promise<void>
 }
 
@@ -86,6 +89,7 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
       log,
       config.auditSigningKeyFile === null ? null : createPrivateKey(readFileSync(config.auditSigningKeyFile)),
     )
+  const shipper = await auditShipper(config, options.env, log)
   const identifier = new Identifier(config.agentJwt, config.userJwt)
 
   const store = await approvalStore(config.approvals, options.env, log)
@@ -156,7 +160,11 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
   })
 
   const metrics = config.metrics
-    ? new Metrics({ stops: () => controls.board.live(), auditHealthy: () => audit.healthy })
+    ? new Metrics({
+        stops: () => controls.board.live(),
+        auditHealthy: () => audit.healthy,
+        shipping: () => shipper?.status() ?? null,
+      })
     : null
   const lifecycle = new Lifecycle()
   const pipeline = createPipeline({
@@ -204,6 +212,7 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
     approverAuth,
     controls.board,
     metrics,
+    () => shipper?.status() ?? null,
     lifecycle,
     log,
   )
@@ -221,6 +230,7 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
     policies,
     audit,
     approvals,
+    shipper,
     async close() {
       // 1. Readiness fails at once; the listener keeps accepting for the configured delay.
       lifecycle.drain()
@@ -250,6 +260,12 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
       await vault?.close()
       await vault?.client.close()
       audit.close()
+      // The final checkpoint too, if PostgreSQL takes it now; otherwise the next start ships it.
+      if (shipper !== null) {
+        await Promise.race([shipper.flush().catch(() => {}), new Promise((r) => setTimeout(r, 2_000).unref())])
+        await shipper.close()
+        await shipper.store.close()
+      }
     },
   }
 }
@@ -304,6 +320,30 @@ function stopEffects(
     }
     return { in_flight_cut: inFlight, approvals_cancelled: cancelled, leases_revoked: revoked, agents }
   }
+}
+
+async function auditShipper(config: ServerConfig, env: StartOptions['env'], log: Logger): Promise<AuditShipper | null> {
+  const pgConfig = config.auditPostgres
+  if (pgConfig === null) return null
+  // Loaded only when configured: the embedded defaults need no PostgreSQL driver.
+  const [{ PostgresAuditStore }, { AuditShipper }] = await Promise.all([
+    import('./audit/postgres-store.ts'),
+    import('./audit/shipper.ts'),
+  ])
+  const store = new PostgresAuditStore({
+    url: resolveValue(pgConfig.url, env, 'audit.postgres'),
+    table: pgConfig.table,
+    timeoutMs: pgConfig.timeoutMs,
+  })
+  const shipper = new AuditShipper({
+    file: config.auditFile,
+    store,
+    log,
+    batch: pgConfig.batch,
+    pollMs: pgConfig.pollMs,
+  })
+  shipper.start()
+  return shipper
 }
 
 async function approvalStore(config: ApprovalsConfig, env: StartOptions['env'], log: Logger): Promise<ApprovalStore> {

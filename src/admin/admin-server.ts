@@ -17,6 +17,7 @@ import { readKeyPair, reloadOnChange, TLS_MIN_VERSION } from '../shared/tls-relo
 import type { StopBoard } from '../controls/stop-board.ts'
 import { scopeText } from '../controls/stop.ts'
 import type { Metrics } from '../telemetry/metrics.ts'
+import type { ShippingStatus } from '../audit/shipper.ts'
 
 export function createAdminServer(
   listen: AdminListenConfig,
@@ -27,6 +28,7 @@ export function createAdminServer(
   authenticator: ApproverAuthenticator,
   stops: StopBoard,
   metrics: Metrics | null,
+  shipping: () => ShippingStatus | null,
   lifecycle: Lifecycle,
   log: Logger,
 ): Server {
@@ -66,6 +68,8 @@ export function createAdminServer(
           // Stops do not decide readiness either: stale ones refuse writes, which is the point.
           stops_fresh: !stops.stale,
         }
+        // Shipping to PostgreSQL does not decide readiness: the local file is the record; the lag is shown.
+        const ship = shipping()
         const inForce = stops.live().map((s) => ({
           id: s.id,
           scope: scopeText(s.scope),
@@ -77,6 +81,16 @@ export function createAdminServer(
           ready: checks.policy && checks.audit,
           checks,
           stops: inForce,
+          ...(ship === null
+            ? {}
+            : {
+                audit_shipping: {
+                  lag_bytes: ship.lagBytes,
+                  failing: ship.failing,
+                  shipped: ship.shipped,
+                  last_shipped_at: ship.lastShippedAt === null ? null : new Date(ship.lastShippedAt).toISOString(),
+                },
+              }),
         })
       })
       return

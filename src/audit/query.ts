@@ -72,11 +72,24 @@ export async function queryAudit(
   filter: AuditFilter,
   onRecord: (r: AuditRecord) => void,
 ): Promise<{ matched: number; unreadable: number }> {
+  const lines = createInterface({ input: createReadStream(file, { encoding: 'utf8' }), crlfDelay: Infinity })
+  try {
+    return await queryAuditLines(lines, filter, onRecord)
+  } finally {
+    lines.close()
+  }
+}
+
+/** The same query over any source of audit lines in the order they were written (a file, the PostgreSQL copy). */
+export async function queryAuditLines(
+  lines: AsyncIterable<string>,
+  filter: AuditFilter,
+  onRecord: (r: AuditRecord) => void,
+): Promise<{ matched: number; unreadable: number }> {
   let matched = 0
   let unreadable = 0
   // Intents whose request record has not been read yet; nearly all are met within a few lines.
   const intents = new Map<string, IntentEntry>()
-  const lines = createInterface({ input: createReadStream(file, { encoding: 'utf8' }), crlfDelay: Infinity })
   for await (const line of lines) {
     if (line === '') continue
     let value: unknown
@@ -106,7 +119,6 @@ export async function queryAudit(
     matched++
     if (filter.limit !== undefined && matched >= filter.limit) break
   }
-  lines.close()
   for (const intent of intents.values()) {
     if (filter.limit !== undefined && matched >= filter.limit) break
     const record = incompleteRecord(intent)

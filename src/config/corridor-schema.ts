@@ -105,6 +105,20 @@ export const corridorFileSchema = strict(
       signing_key_file: text()
         .optional()
         .describe('Ed25519 private key (PKCS#8 PEM) that signs the checkpoints; publish its public key for verifiers'),
+      postgres: strict(
+        {
+          ...valueSource,
+          table: z
+            .string()
+            .regex(/^[a-z_][a-z0-9_]{0,62}$/, { error: 'must be a plain lower-case table name' })
+            .optional()
+            .describe('Default corridor_audit'),
+          batch: wholeNumber(1, 10_000).optional().describe('Entries per insert (default 500)'),
+          poll: duration().optional().describe('How often the audit file is looked at for new entries (default 200ms)'),
+          timeout: duration().optional().describe('Bound on connecting and on each statement (default 5s)'),
+        },
+        'Ship every entry to PostgreSQL, where queries see every replica',
+      ).optional(),
     }),
     identity: strict({
       agent_jwt: strict(issuerShape, 'Agents may present JWTs from this issuer').optional(),

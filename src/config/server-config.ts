@@ -110,6 +110,14 @@ export const DEFAULT_APPROVALS: ApprovalsConfig = {
   webhook: null,
 }
 
+export interface AuditPostgresConfig {
+  readonly url: ValueSource
+  readonly table: string
+  readonly batch: number
+  readonly pollMs: number
+  readonly timeoutMs: number
+}
+
 /** Runtime controls: where operator stops and limit counters are kept. */
 export interface StateConfig {
   /** Shared by replicas; null: stops in `stopsFile`, counters in the process. */
@@ -145,6 +153,8 @@ export interface ServerConfig {
   readonly auditFile: string
   /** Ed25519 private key (PEM file) signing the audit checkpoints; null: checkpoints unsigned. */
   readonly auditSigningKeyFile: string | null
+  /** Where the audit trail is shipped for queries across replicas; null: the local file only. */
+  readonly auditPostgres: AuditPostgresConfig | null
   readonly agentJwt: JwtIssuerConfig | null
   readonly userJwt: UserTokenConfig | null
   readonly approverJwt: ApproverTokenConfig | null
@@ -211,6 +221,7 @@ export function loadServerConfig(file: string): ServerConfig {
     files: { agents: path(f.files.agents), connectors: path(f.files.connectors), policy: path(f.files.policy) },
     auditFile: path(f.audit.file),
     auditSigningKeyFile: f.audit.signing_key_file === undefined ? null : path(f.audit.signing_key_file),
+    auditPostgres: readAuditPostgres(r, f.audit.postgres),
     agentJwt: id?.agent_jwt ? readIssuer(r, id.agent_jwt, 'agent_jwt', path) : null,
     userJwt: id?.user_jwt
       ? {
@@ -371,6 +382,19 @@ function readVault(r: YamlReader, f: VaultFile, path: (p: string) => string): Va
     timeoutMs,
     caFile: f.ca_file === undefined ? null : path(f.ca_file),
     auth,
+  }
+}
+
+function readAuditPostgres(r: YamlReader, f: CorridorFile['audit']['postgres']): AuditPostgresConfig | null {
+  if (f === undefined) return null
+  if ((f.url === undefined) === (f.url_env === undefined))
+    r.issueAt(['audit', 'postgres'], 'audit.postgres needs exactly one of url or url_env')
+  return {
+    url: f.url_env !== undefined ? { env: f.url_env } : { value: f.url ?? '' },
+    table: f.table ?? 'corridor_audit',
+    batch: f.batch ?? 500,
+    pollMs: f.poll ?? 200,
+    timeoutMs: f.timeout ?? 5_000,
   }
 }
 

@@ -15,6 +15,8 @@ export interface MetricSources {
   stops(): { readonly mode: string }[]
   /** Whether the audit sink takes writes. */
   auditHealthy(): boolean
+  /** Shipping to PostgreSQL, when configured. */
+  shipping(): { readonly lagBytes: number; readonly failing: boolean } | null
 }
 
 /** Seconds: from sub-millisecond answers to slow upstreams and held calls. */
@@ -88,6 +90,15 @@ export class Metrics {
       registers,
       collect() {
         this.set(sources.auditHealthy() ? 1 : 0)
+      },
+    })
+    new Gauge({
+      name: 'corridor_audit_shipping_lag_bytes',
+      help: 'Bytes of the local audit file not yet stored in PostgreSQL (absent when shipping is off)',
+      registers,
+      collect() {
+        const status = sources.shipping()
+        if (status !== null) this.set(status.lagBytes)
       },
     })
   }

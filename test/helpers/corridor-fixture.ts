@@ -37,6 +37,8 @@ export interface FixtureFiles {
   adminConfig?: string
   /** Audit file path (default: inside the temp dir). */
   auditFile?: string
+  /** More keys of corridor.yaml's audit mapping (`postgres: {…}`). */
+  auditConfig?: string
   files?: Record<string, string>
 }
 
@@ -52,7 +54,7 @@ export async function startCorridorFixture(
   for (const [name, text] of Object.entries(files.files ?? {})) writeFileSync(join(dir, name), text)
   writeFileSync(
     join(dir, 'corridor.yaml'),
-    `${files.listenConfig ?? 'listen: { host: 127.0.0.1, port: 0 }'}\n${files.adminConfig ?? 'admin: { host: 127.0.0.1, port: 0 }'}\nfiles: { agents: agents.yaml, connectors: connectors.yaml, policy: policy.yaml }\naudit: { file: ${JSON.stringify(auditFile)} }\n${files.extraConfig ?? ''}`,
+    `${files.listenConfig ?? 'listen: { host: 127.0.0.1, port: 0 }'}\n${files.adminConfig ?? 'admin: { host: 127.0.0.1, port: 0 }'}\nfiles: { agents: agents.yaml, connectors: connectors.yaml, policy: policy.yaml }\naudit: { file: ${JSON.stringify(auditFile)}${files.auditConfig === undefined ? '' : `, ${files.auditConfig}`} }\n${files.extraConfig ?? ''}`,
   )
   const logs: string[] = []
   const sink = new Writable({

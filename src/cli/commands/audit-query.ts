@@ -1,12 +1,17 @@
-/** `corridor audit query`: records of the audit file that match every filter given, one JSON line each. */
-import { queryAudit, type AuditFilter } from '../../audit/query.ts'
-import { loadServerConfig } from '../../config/server-config.ts'
+/**
+ * `corridor audit query`: the records that match every filter given, one JSON line each. With
+ * `audit.postgres` configured it reads the trail every replica shipped there (`--store file`: this
+ * replica's local file instead); otherwise the local file.
+ */
+import { queryAudit, queryAuditLines, type AuditFilter } from '../../audit/query.ts'
+import { loadServerConfig, type ServerConfig } from '../../config/server-config.ts'
+import type { PostgresAuditStore } from '../../audit/postgres-store.ts'
 import { CONFIG_OPTION, configPath, UsageError, type Command } from '../command.ts'
 
 export const auditQueryCommand: Command = {
   words: ['audit', 'query'],
   usage:
-    'corridor audit query [--agent ID] [--connector ID] [--action NAME] [--decision allow|deny|require_approval] [--outcome O] [--since ISO] [--until ISO] [--request-id ID] [--approval ID] [--limit N]',
+    'corridor audit query [--agent ID] [--connector ID] [--action NAME] [--decision allow|deny|require_approval] [--outcome O] [--since ISO] [--until ISO] [--request-id ID] [--approval ID] [--limit N] [--store file|postgres]',
   options: {
     ...CONFIG_OPTION,
     agent: { type: 'string' },
@@ -19,9 +24,10 @@ export const auditQueryCommand: Command = {
     'request-id': { type: 'string' },
     approval: { type: 'string' },
     limit: { type: 'string' },
+    store: { type: 'string' },
   },
   positionals: { min: 0, max: 0 },
-  async run({ values, out, err }) {
+  async run({ values, out, err, env }) {
     const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined)
     const limit = str(values['limit'])
     if (limit !== undefined && !/^[1-9]\d*$/.test(limit))
@@ -40,10 +46,49 @@ export const auditQueryCommand: Command = {
       until: until === undefined ? undefined : parseTime(until, '--until'),
       limit: limit === undefined ? undefined : Number(limit),
     }
-    const { matched, unreadable } = await queryAudit(loadServerConfig(configPath(values)).auditFile, filter, (record) =>
-      out(JSON.stringify(record)),
+    const config = loadServerConfig(configPath(values))
+    const store = str(values['store']) ?? (config.auditPostgres === null ? 'file' : 'postgres')
+    if (store !== 'file' && store !== 'postgres') throw new UsageError(`--store is file or postgres, got '${store}'`)
+    const print = (record: unknown): void => out(JSON.stringify(record))
+    const { matched, unreadable } =
+      store === 'file'
+        ? await queryAudit(config.auditFile, filter, print)
+        : await withPostgres(config, env, (pg) => queryAuditLines(pg.lines(filter), filter, print))
+    err(
+      `${matched} record(s) from ${store === 'file' ? config.auditFile : 'PostgreSQL'}${unreadable > 0 ? `; ${unreadable} unreadable line(s) skipped` : ''}`,
     )
-    err(`${matched} record(s)${unreadable > 0 ? `; ${unreadable} unreadable line(s) skipped` : ''}`)
+    return 0
+  },
+}
+
+/** Runs `use` with the configured PostgreSQL store, closed afterwards. */
+export async function withPostgres<T>(
+  config: ServerConfig,
+  env: NodeJS.ProcessEnv,
+  use: (store: PostgresAuditStore) => Promise<T>,
+): Promise<T> {
+  const pgConfig = config.auditPostgres
+  if (pgConfig === null) throw new UsageError('corridor.yaml has no audit.postgres')
+  const url = 'value' in pgConfig.url ? pgConfig.url.value : env[pgConfig.url.env]
+  if (url === undefined || url === '') throw new UsageError('audit.postgres.url_env names a variable that is not set')
+  const { PostgresAuditStore } = await import('../../audit/postgres-store.ts')
+  const store = new PostgresAuditStore({ url, table: pgConfig.table, timeoutMs: pgConfig.timeoutMs })
+  try {
+    return await use(store)
+  } finally {
+    await store.close()
+  }
+}
+
+export const auditMigrateCommand: Command = {
+  words: ['audit', 'migrate'],
+  usage: 'corridor audit migrate   (creates or updates the audit table in audit.postgres; Corridor also does at start)',
+  options: { ...CONFIG_OPTION },
+  positionals: { min: 0, max: 0 },
+  async run({ values, out, env }) {
+    const config = loadServerConfig(configPath(values))
+    await withPostgres(config, env, (store) => store.migrate())
+    out(`audit table '${config.auditPostgres?.table ?? ''}' is up to date`)
     return 0
   },
 }

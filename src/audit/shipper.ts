@@ -1,0 +1,210 @@
+/**
+ * Copies the local audit file to PostgreSQL. The file stays the record written before Corridor
+ * acts; the shipper follows it from a saved byte offset (`<audit file>.shipped`), in batches,
+ * and saves the offset only after PostgreSQL has taken a batch: at least once, and stored once
+ * (entries are keyed by stream and sequence). It reads at most a batch's worth at a time (bounded
+ * memory), retries with backoff while PostgreSQL is away, and picks up where it stopped after an
+ * outage or a restart. Forwarding never waits for it; how far behind it is shows on /readyz and
+ * in the metrics.
+ */
+import { closeSync, openSync, readFileSync, readSync, renameSync, statSync, writeFileSync } from 'node:fs'
+import type { Logger } from '../shared/logger.ts'
+import type { PostgresAuditStore, ShippedEntry } from './postgres-store.ts'
+
+export interface ShipperOptions {
+  readonly file: string
+  readonly store: PostgresAuditStore
+  readonly log: Logger
+  /** Lines per INSERT. */
+  readonly batch: number
+  /** How often the file is looked at when there is nothing to ship. */
+  readonly pollMs: number
+}
+
+export interface ShippingStatus {
+  /** Bytes of the audit file not yet in PostgreSQL. */
+  readonly lagBytes: number
+  readonly shipped: number
+  /** Lines that are not chained entries (a line a full disk cut short): kept in the file, not shipped. */
+  readonly skipped: number
+  readonly failing: boolean
+  readonly lastShippedAt: number | null
+}
+
+const MAX_READ = 1024 * 1024
+
+export class AuditShipper {
+  readonly #o: ShipperOptions
+  readonly #offsetFile: string
+  #offset: number
+  #shipped = 0
+  #skipped = 0
+  #failing = false
+  #lastShippedAt: number | null = null
+  #timer: NodeJS.Timeout | null = null
+  /** Drains run one after another (the timer's and flush()'s), never two over the same offset. */
+  #queue: Promise<void> = Promise.resolve()
+  #closed = false
+  #backoffMs = 0
+
+  /** The store it ships to (closed by whoever closes the shipper). */
+  readonly store: PostgresAuditStore
+
+  constructor(options: ShipperOptions) {
+    this.#o = options
+    this.store = options.store
+    this.#offsetFile = `${options.file}.shipped`
+    this.#offset = readOffset(this.#offsetFile)
+  }
+
+  start(): void {
+    this.#schedule(0)
+  }
+
+  status(): ShippingStatus {
+    let size = 0
+    try {
+      size = statSync(this.#o.file).size
+    } catch {
+      // no file yet
+    }
+    return {
+      lagBytes: Math.max(0, size - this.#offset),
+      shipped: this.#shipped,
+      skipped: this.#skipped,
+      failing: this.#failing,
+      lastShippedAt: this.#lastShippedAt,
+    }
+  }
+
+  /** Ships what the file holds now (tests, shutdown); resolves when caught up or when PostgreSQL refuses. */
+  flush(): Promise<void> {
+    return this.#serial()
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true
+    if (this.#timer !== null) clearTimeout(this.#timer)
+    await this.#queue
+  }
+
+  #serial(): Promise<void> {
+    const run = this.#queue.then(() => this.#drain())
+    this.#queue = run.catch(() => {})
+    return run
+  }
+
+  #schedule(ms: number): void {
+    if (this.#closed) return
+    this.#timer = setTimeout(() => {
+      void this.#serial().finally(() => this.#schedule(this.#backoffMs > 0 ? this.#backoffMs : this.#o.pollMs))
+    }, ms)
+    this.#timer.unref()
+  }
+
+  /** Ships batch after batch until the end of the file, or until a batch fails. */
+  async #drain(): Promise<void> {
+    for (;;) {
+      const chunk = this.#read()
+      if (chunk === null) return
+      const { entries, consumed, skipped } = chunk
+      try {
+        if (entries.length > 0) await this.#o.store.insert(entries)
+      } catch (err) {
+        if (!this.#failing)
+          this.#o.log.error(
+            { err },
+            'audit shipping to PostgreSQL failed; the local file keeps every entry, shipping resumes when it answers',
+          )
+        this.#failing = true
+        this.#backoffMs = Math.min(10_000, Math.max(500, this.#backoffMs * 2))
+        return
+      }
+      if (this.#failing) this.#o.log.warn('audit shipping to PostgreSQL resumed')
+      this.#failing = false
+      this.#backoffMs = 0
+      this.#offset += consumed
+      this.#shipped += entries.length
+      this.#skipped += skipped
+      this.#lastShippedAt = Date.now()
+      saveOffset(this.#offsetFile, this.#offset)
+    }
+  }
+
+  /** The next whole lines after the offset, at most a batch; null when there are none yet. */
+  #read(): { entries: ShippedEntry[]; consumed: number; skipped: number } | null {
+    let fd: number
+    try {
+      fd = openSync(this.#o.file, 'r')
+    } catch {
+      return null
+    }
+    try {
+      // A file smaller than the offset was replaced: ship it from the start (stored entries are not stored twice).
+      if (statSync(this.#o.file).size < this.#offset) this.#offset = 0
+      const buf = Buffer.allocUnsafe(MAX_READ)
+      const n = readSync(fd, buf, 0, MAX_READ, this.#offset)
+      if (n === 0) return null
+      const text = buf.subarray(0, n)
+      const entries: ShippedEntry[] = []
+      let consumed = 0
+      let skipped = 0
+      while (entries.length < this.#o.batch) {
+        const nl = text.indexOf(10, consumed)
+        if (nl === -1) break // a line still being written
+        const line = text.subarray(consumed, nl).toString('utf8')
+        consumed = nl + 1
+        const entry = parseEntry(line)
+        if (entry === null) skipped++
+        else entries.push(entry)
+      }
+      if (consumed === 0 && n === MAX_READ) {
+        // One line longer than the read: not a Corridor entry; step over it.
+        this.#o.log.warn({ offset: this.#offset }, 'audit shipping skipped an overlong line')
+        return { entries: [], consumed: n, skipped: 1 }
+      }
+      return consumed === 0 ? null : { entries, consumed, skipped }
+    } finally {
+      closeSync(fd)
+    }
+  }
+}
+
+function parseEntry(line: string): ShippedEntry | null {
+  if (line === '') return null
+  let value: Record<string, unknown>
+  try {
+    value = JSON.parse(line) as Record<string, unknown>
+  } catch {
+    return null
+  }
+  const { stream, seq } = value
+  if (typeof stream !== 'string' || typeof seq !== 'number') return null
+  const text = (v: unknown): string | null => (typeof v === 'string' ? v : null)
+  const approval = value['approval'] as { id?: unknown } | null | undefined
+  return {
+    stream,
+    seq,
+    line,
+    type: text(value['type']) ?? 'unknown',
+    time: text(value['time']),
+    requestId: text(value['request_id']),
+    approvalId: text(value['approval_id']) ?? text(approval?.id),
+    agent: text(value['agent']),
+  }
+}
+
+function readOffset(file: string): number {
+  try {
+    const n = Number(readFileSync(file, 'utf8').trim())
+    return Number.isSafeInteger(n) && n >= 0 ? n : 0
+  } catch {
+    return 0
+  }
+}
+
+function saveOffset(file: string, offset: number): void {
+  const tmp = `${file}.tmp`
+  writeFileSync(tmp, `${offset}\n`)
+  renameSync(tmp, file)
+}
