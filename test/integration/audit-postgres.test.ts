@@ -111,4 +111,11 @@ it('corridor audit query reads every replica from PostgreSQL; --store file reads
   const one = (JSON.parse(all.stdout.split('\n')[0] as string) as AuditRecord).request_id
   const traced = await cli('--request-id', one)
   expect(traced.stdout.trim().split('\n')).toHaveLength(1)
+  const verified = await run(
+    process.execPath,
+    ['bin/corridor.js', 'audit', 'verify', '--store', 'postgres', '--config', config],
+    { timeout: 20_000 },
+  )
+  expect(verified.stdout).toMatch(/^PostgreSQL: \d+ entries in 3 stream\(s\)/)
+  expect(verified.stdout).toContain('chain intact')
 })

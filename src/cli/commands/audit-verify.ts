@@ -1,15 +1,17 @@
 /**
- * `corridor audit verify [file] [--public-key pem]`: checks the hash chain of every stream in an
- * audit file (the configured one by default) and, given the public key, the checkpoints'
- * signatures. Names the first broken sequence number of each stream; exit 1 on any break.
+ * `corridor audit verify [file] [--public-key pem] [--store postgres]`: checks the hash chain of
+ * every stream in an audit file (the configured one by default), or in the PostgreSQL copy of
+ * every replica's trail, and, given the public key, the checkpoints' signatures. Names the first
+ * broken sequence number of each stream; exit 1 on any break.
  */
 import { createReadStream, readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { createInterface } from 'node:readline'
 import { createPublicKey } from 'node:crypto'
 import { verifyLines } from '../../audit/chain.ts'
-import { loadServerConfig } from '../../config/server-config.ts'
-import { CONFIG_OPTION, configPath, type Command } from '../command.ts'
+import { loadServerConfig, type ServerConfig } from '../../config/server-config.ts'
+import { CONFIG_OPTION, configPath, UsageError, type Command } from '../command.ts'
+import { withPostgres } from './audit-query.ts'
 
 async function readLines(file: string): Promise<string[]> {
   const lines: string[] = []
@@ -23,16 +25,31 @@ async function readLines(file: string): Promise<string[]> {
 
 export const auditVerifyCommand: Command = {
   words: ['audit', 'verify'],
-  usage: 'corridor audit verify [audit-file] [--public-key checkpoint-key.pub.pem] [--config corridor.yaml]',
-  options: { ...CONFIG_OPTION, 'public-key': { type: 'string' } },
+  usage:
+    'corridor audit verify [audit-file | --store postgres] [--public-key checkpoint-key.pub.pem] [--config corridor.yaml]',
+  options: { ...CONFIG_OPTION, 'public-key': { type: 'string' }, store: { type: 'string' } },
   positionals: { min: 0, max: 1 },
-  async run({ values, positionals, out, err }) {
-    const file = positionals[0] !== undefined ? resolve(positionals[0]) : loadServerConfig(configPath(values)).auditFile
+  async run({ values, positionals, out, err, env }) {
+    const store = values['store'] ?? 'file'
+    if (store !== 'file' && store !== 'postgres')
+      throw new UsageError(`--store is file or postgres, got '${String(store)}'`)
+    if (store === 'postgres' && positionals[0] !== undefined)
+      throw new UsageError('give an audit file or --store postgres, not both')
+    const config = positionals[0] === undefined ? loadServerConfig(configPath(values)) : null
+    const file = positionals[0] !== undefined ? resolve(positionals[0]) : (config as ServerConfig).auditFile
     const keyFile = values['public-key']
     const publicKey = typeof keyFile === 'string' ? createPublicKey(readFileSync(keyFile)) : null
-    const report = verifyLines(await readLines(file), publicKey)
+    const lines =
+      store === 'file'
+        ? await readLines(file)
+        : await withPostgres(config as ServerConfig, env, async (pg) => {
+            const all: string[] = []
+            for await (const line of pg.lines({})) all.push(line)
+            return all
+          })
+    const report = verifyLines(lines, publicKey)
     out(
-      `${file}: ${report.entries} entries in ${report.streams} stream(s), ${report.checkpoints} checkpoint(s)` +
+      `${store === 'file' ? file : 'PostgreSQL'}: ${report.entries} entries in ${report.streams} stream(s), ${report.checkpoints} checkpoint(s)` +
         (publicKey === null ? ' (signatures not checked: no --public-key)' : ', signatures checked') +
         (report.unreadable > 0 ? `, ${report.unreadable} unreadable line(s)` : ''),
     )
