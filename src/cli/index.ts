@@ -8,7 +8,7 @@ import { parseArgs } from 'node:util'
 import { ConfigError, formatIssue } from '../config/yaml-reader.ts'
 import { UsageError, type Command } from './command.ts'
 import { approvalsCommand } from './commands/approvals.ts'
-import { auditQueryCommand, auditMigrateCommand } from './commands/audit-query.ts'
+import { auditMigrateCommand, auditQueryCommand, auditTraceCommand } from './commands/audit-query.ts'
 import { auditVerifyCommand } from './commands/audit-verify.ts'
 import { keysMintCommand } from './commands/keys-mint.ts'
 import { resumeCommand, stopCommand, stopsCommand } from './commands/stops.ts'
@@ -30,6 +30,7 @@ const COMMANDS: readonly Command[] = [
   stopsCommand,
   auditQueryCommand,
   auditMigrateCommand,
+  auditTraceCommand,
   auditVerifyCommand,
   schemaCommand,
 ]

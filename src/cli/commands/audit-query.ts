@@ -5,7 +5,9 @@
  */
 import { queryAudit, queryAuditLines, type AuditFilter } from '../../audit/query.ts'
 import { loadServerConfig, type ServerConfig } from '../../config/server-config.ts'
+import { readFileSync } from 'node:fs'
 import type { PostgresAuditStore } from '../../audit/postgres-store.ts'
+import { approvalsOf, traceSteps } from '../../audit/trace.ts'
 import { CONFIG_OPTION, configPath, UsageError, type Command } from '../command.ts'
 
 export const auditQueryCommand: Command = {
@@ -97,4 +99,47 @@ function parseTime(text: string, flag: string): number {
   const t = Date.parse(text)
   if (Number.isNaN(t)) throw new UsageError(`${flag} takes an ISO time, got '${text}'`)
   return t
+}
+
+export const auditTraceCommand: Command = {
+  words: ['audit', 'trace'],
+  usage:
+    'corridor audit trace (REQUEST_ID | apr_…) [--store file|postgres]   (intent → decision → approvers → credential → outcome, across replicas)',
+  options: { ...CONFIG_OPTION, store: { type: 'string' } },
+  positionals: { min: 1, max: 1 },
+  async run({ values, positionals, out, err, env }) {
+    const id = positionals[0] as string
+    const config = loadServerConfig(configPath(values))
+    const store =
+      typeof values['store'] === 'string' ? values['store'] : config.auditPostgres === null ? 'file' : 'postgres'
+    if (store !== 'file' && store !== 'postgres') throw new UsageError(`--store is file or postgres, got '${store}'`)
+    const isApproval = id.startsWith('apr_')
+    const read = async (filter: AuditFilter): Promise<string[]> => {
+      if (store === 'file') return readFileSync(config.auditFile, 'utf8').split('\n')
+      return withPostgres(config, env, async (pg) => {
+        const all: string[] = []
+        for await (const line of pg.lines(filter)) all.push(line)
+        return all
+      })
+    }
+    const first = await read(isApproval ? { approval: id } : { requestId: id })
+    const approvals = isApproval ? new Set([id]) : approvalsOf(first, id)
+    let lines = first
+    for (const approval of isApproval ? [] : approvals)
+      lines = lines.concat(store === 'file' ? [] : await read({ approval }))
+    const steps = traceSteps(lines, isApproval ? null : id, approvals)
+    // The same entry read twice (a request record that also carries the approval) is shown once.
+    const seen = new Set<string>()
+    for (const s of steps) {
+      const line = `${s.time}  [${s.stream.slice(0, 8)}]  ${s.what}`
+      if (seen.has(line)) continue
+      seen.add(line)
+      out(line)
+    }
+    if (steps.length === 0) {
+      err(`nothing in the audit trail for '${id}'`)
+      return 1
+    }
+    return 0
+  },
 }
