@@ -72,8 +72,8 @@ export async function startPostgres(): Promise<PostgresProcess> {
           resolve()
         }
       }
-      proc.stdout?.on('data', onData)
-      proc.stderr?.on('data', onData)
+      proc.stdout.on('data', onData)
+      proc.stderr.on('data', onData)
       proc.once('exit', (code) => {
         clearTimeout(timer)
         reject(new Error(`postgres exited with ${code}: ${out}`))
