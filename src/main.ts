@@ -82,14 +82,20 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
   policies.onChange(sync)
   if (config.watchPolicy) policies.watch()
 
-  const audit =
-    options.audit ??
-    new FileAuditSink(
-      config.auditFile,
-      log,
-      config.auditSigningKeyFile === null ? null : createPrivateKey(readFileSync(config.auditSigningKeyFile)),
-    )
+  // The shipper first: retention asks it whether a rotated file has been shipped before deleting it.
   const shipper = await auditShipper(config, options.env, log)
+  let audit: AuditSink
+  if (options.audit !== undefined) audit = options.audit
+  else {
+    const sink = new FileAuditSink(config.auditFile, log, {
+      signingKey:
+        config.auditSigningKeyFile === null ? null : createPrivateKey(readFileSync(config.auditSigningKeyFile)),
+      rotation: config.auditRotation,
+      mayDelete: (file) => shipper?.hasShipped(file) ?? true,
+    })
+    sink.onRotate((file) => shipper?.rotated(file))
+    audit = sink
+  }
   const identifier = new Identifier(config.agentJwt, config.userJwt)
 
   const store = await approvalStore(config.approvals, options.env, log)

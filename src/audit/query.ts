@@ -11,6 +11,7 @@
 import { createReadStream } from 'node:fs'
 import { createInterface } from 'node:readline'
 import { newAuditRecord, type AuditRecord } from './record.ts'
+import { trailFiles } from './rotation.ts'
 
 export interface AuditFilter {
   agent?: string | undefined
@@ -67,16 +68,27 @@ const EMPTY_LINK = {
   rejected_by: null,
 } as const
 
+/** Queries the trail of a live audit file: its rotated files, oldest first, then the live file. */
 export async function queryAudit(
   file: string,
   filter: AuditFilter,
   onRecord: (r: AuditRecord) => void,
 ): Promise<{ matched: number; unreadable: number }> {
-  const lines = createInterface({ input: createReadStream(file, { encoding: 'utf8' }), crlfDelay: Infinity })
-  try {
-    return await queryAuditLines(lines, filter, onRecord)
-  } finally {
-    lines.close()
+  return queryAuditLines(trailLines(file), filter, onRecord)
+}
+
+/** Every line of a live audit file's trail, rotated files first. */
+export async function* trailLines(file: string): AsyncGenerator<string> {
+  for (const f of trailFiles(file)) {
+    const lines = createInterface({ input: createReadStream(f, { encoding: 'utf8' }), crlfDelay: Infinity })
+    try {
+      yield* lines
+    } catch (err) {
+      // A rotated file deleted by retention while it was being read: its entries have been shipped.
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+    } finally {
+      lines.close()
+    }
   }
 }
 

@@ -1,15 +1,18 @@
 /**
  * Copies the local audit file to PostgreSQL. The file stays the record written before Corridor
- * acts; the shipper follows it from a saved byte offset (`<audit file>.shipped`), in batches,
- * and saves the offset only after PostgreSQL has taken a batch: at least once, and stored once
- * (entries are keyed by stream and sequence). It reads at most a batch's worth at a time (bounded
+ * acts; the shipper follows it from a saved position (file and byte offset, in `<audit
+ * file>.shipped`), in batches, and saves the position only after PostgreSQL has taken a batch: at
+ * least once, and stored once (entries are keyed by stream and sequence). When the live file is
+ * rotated the shipper finishes the rotated file, then any later one, then goes on with the live
+ * file; retention deletes no rotated file it has not finished. It reads at most a batch's worth at a time (bounded
  * memory), retries with backoff while PostgreSQL is away, and picks up where it stopped after an
  * outage or a restart. Forwarding never waits for it; how far behind it is shows on /readyz and
  * in the metrics.
  */
-import { closeSync, openSync, readFileSync, readSync, renameSync, statSync, writeFileSync } from 'node:fs'
+import { closeSync, existsSync, openSync, readFileSync, readSync, renameSync, statSync, writeFileSync } from 'node:fs'
 import type { Logger } from '../shared/logger.ts'
 import type { PostgresAuditStore, ShippedEntry } from './postgres-store.ts'
+import { rotatedFiles } from './rotation.ts'
 
 export interface ShipperOptions {
   readonly file: string
@@ -36,6 +39,8 @@ const MAX_READ = 1024 * 1024
 export class AuditShipper {
   readonly #o: ShipperOptions
   readonly #offsetFile: string
+  /** The file being shipped: the live one, or a rotated one still to finish. */
+  #file: string
   #offset: number
   #shipped = 0
   #skipped = 0
@@ -54,7 +59,19 @@ export class AuditShipper {
     this.#o = options
     this.store = options.store
     this.#offsetFile = `${options.file}.shipped`
-    this.#offset = readOffset(this.#offsetFile)
+    const saved = readPosition(this.#offsetFile, options.file)
+    this.#file = saved.file
+    this.#offset = saved.offset
+  }
+
+  /** The live file was renamed to `file`: what is left of it is shipped from there. */
+  rotated(file: string): void {
+    if (this.#file === this.#o.file) this.#file = file
+  }
+
+  /** Whether every entry of a rotated file is in PostgreSQL (retention may delete it then). */
+  hasShipped(file: string): boolean {
+    return this.#file === this.#o.file || file < this.#file
   }
 
   start(): void {
@@ -62,14 +79,19 @@ export class AuditShipper {
   }
 
   status(): ShippingStatus {
-    let size = 0
-    try {
-      size = statSync(this.#o.file).size
-    } catch {
-      // no file yet
+    const size = (file: string): number => {
+      try {
+        return statSync(file).size
+      } catch {
+        return 0 // no file yet
+      }
     }
+    let lag = size(this.#file) - this.#offset
+    if (this.#file !== this.#o.file)
+      for (const later of [...rotatedFiles(this.#o.file).filter((f) => f > this.#file), this.#o.file])
+        lag += size(later)
     return {
-      lagBytes: Math.max(0, size - this.#offset),
+      lagBytes: Math.max(0, lag),
       shipped: this.#shipped,
       skipped: this.#skipped,
       failing: this.#failing,
@@ -106,7 +128,14 @@ export class AuditShipper {
   async #drain(): Promise<void> {
     for (;;) {
       const chunk = this.#read()
-      if (chunk === null) return
+      if (chunk === null) {
+        // At the end of a rotated file: on to the next one (it was finished, and is never written again).
+        if (this.#file === this.#o.file) return
+        this.#file = rotatedFiles(this.#o.file).find((f) => f > this.#file) ?? this.#o.file
+        this.#offset = 0
+        savePosition(this.#offsetFile, this.#file, this.#offset)
+        continue
+      }
       const { entries, consumed, skipped } = chunk
       try {
         if (entries.length > 0) await this.#o.store.insert(entries)
@@ -127,7 +156,7 @@ export class AuditShipper {
       this.#shipped += entries.length
       this.#skipped += skipped
       this.#lastShippedAt = Date.now()
-      saveOffset(this.#offsetFile, this.#offset)
+      savePosition(this.#offsetFile, this.#file, this.#offset)
     }
   }
 
@@ -135,13 +164,13 @@ export class AuditShipper {
   #read(): { entries: ShippedEntry[]; consumed: number; skipped: number } | null {
     let fd: number
     try {
-      fd = openSync(this.#o.file, 'r')
+      fd = openSync(this.#file, 'r')
     } catch {
       return null
     }
     try {
       // A file smaller than the offset was replaced: ship it from the start (stored entries are not stored twice).
-      if (statSync(this.#o.file).size < this.#offset) this.#offset = 0
+      if (statSync(this.#file).size < this.#offset) this.#offset = 0
       const buf = Buffer.allocUnsafe(MAX_READ)
       const n = readSync(fd, buf, 0, MAX_READ, this.#offset)
       if (n === 0) return null
@@ -194,17 +223,27 @@ function parseEntry(line: string): ShippedEntry | null {
   }
 }
 
-function readOffset(file: string): number {
+/** Where shipping stopped; a rotated file that no longer exists (deleted by hand) is skipped to the next. */
+function readPosition(stateFile: string, live: string): { file: string; offset: number } {
   try {
-    const n = Number(readFileSync(file, 'utf8').trim())
-    return Number.isSafeInteger(n) && n >= 0 ? n : 0
+    const saved = JSON.parse(readFileSync(stateFile, 'utf8')) as { file?: unknown; offset?: unknown }
+    const offset = Number(saved.offset)
+    if (typeof saved.file !== 'string' || !Number.isSafeInteger(offset) || offset < 0) return { file: live, offset: 0 }
+    if (saved.file !== live && !existsSync(saved.file))
+      return { file: rotatedFiles(live).find((f) => f > (saved.file as string)) ?? live, offset: 0 }
+    // Stopped between a rotation and saving it: the position is in the newest rotated file.
+    if (saved.file === live && existsSync(live) && statSync(live).size < offset) {
+      const newest = rotatedFiles(live).at(-1)
+      if (newest !== undefined && statSync(newest).size >= offset) return { file: newest, offset }
+    }
+    return { file: saved.file, offset }
   } catch {
-    return 0
+    return { file: live, offset: 0 }
   }
 }
 
-function saveOffset(file: string, offset: number): void {
-  const tmp = `${file}.tmp`
-  writeFileSync(tmp, `${offset}\n`)
-  renameSync(tmp, file)
+function savePosition(stateFile: string, file: string, offset: number): void {
+  const tmp = `${stateFile}.tmp`
+  writeFileSync(tmp, JSON.stringify({ file, offset }) + '\n')
+  renameSync(tmp, stateFile)
 }

@@ -10,12 +10,20 @@
  * (Vault's blocked-audit-device rule).
  */
 import type { KeyObject } from 'node:crypto'
-import { closeSync, mkdirSync, openSync, writeSync } from 'node:fs'
+import { closeSync, fstatSync, mkdirSync, openSync, renameSync, writeSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { CorridorError } from '../shared/errors.ts'
 import type { Logger } from '../shared/logger.ts'
 import { ChainWriter, checkpointPayload, signCheckpoint } from './chain.ts'
 import type { Act, ApprovalAuditEvent, AuditRecord, StopAuditEvent } from './record.ts'
+import { applyRetention, rotatedName, type RotationPolicy } from './rotation.ts'
+
+export interface FileSinkOptions {
+  readonly signingKey?: KeyObject | null
+  readonly rotation?: RotationPolicy | null
+  /** Whether a rotated file may be deleted by retention (not while it is still being shipped). */
+  readonly mayDelete?: (file: string) => boolean
+}
 
 /** How often a checkpoint states how far the stream went (and, with a key, signs it). */
 const CHECKPOINT_MS = 60_000
@@ -36,8 +44,15 @@ export interface AuditSink {
 }
 
 export class FileAuditSink implements AuditSink {
-  readonly #fd: number
+  #fd: number
+  readonly #path: string
   readonly #log: Logger
+  readonly #rotation: RotationPolicy | null
+  readonly #mayDelete: (file: string) => boolean
+  readonly #rotated: ((file: string) => void)[] = []
+  /** Bytes in the live file, and when it was opened (for rotation). */
+  #bytes = 0
+  #openedAt = Date.now()
   /** Every line is an entry of this process's hash chain (chain.ts). */
   readonly #chain = new ChainWriter()
   readonly #signingKey: KeyObject | null
@@ -45,15 +60,31 @@ export class FileAuditSink implements AuditSink {
   #healthy = true
   #probe: NodeJS.Timeout | null = null
 
-  constructor(path: string, log: Logger, signingKey: KeyObject | null = null) {
+  constructor(path: string, log: Logger, options: FileSinkOptions = {}) {
     mkdirSync(dirname(path), { recursive: true })
-    this.#fd = openSync(path, 'a', 0o640)
+    this.#path = path
+    this.#fd = this.#open()
     this.#log = log
-    this.#signingKey = signingKey
+    this.#signingKey = options.signingKey ?? null
+    this.#rotation = options.rotation ?? null
+    this.#mayDelete = options.mayDelete ?? (() => true)
     // Prove at start that the sink takes writes; a sink that cannot is unhealthy from the first request.
     this.#append(JSON.stringify({ type: 'audit_sink_opened', v: 1, time: new Date().toISOString() }), null)
-    this.#checkpoints = setInterval(() => this.#checkpoint(false), CHECKPOINT_MS)
+    this.#checkpoints = setInterval(() => {
+      this.#checkpoint(false)
+      this.#rotateIfDue()
+    }, CHECKPOINT_MS)
     this.#checkpoints.unref()
+  }
+
+  /** Called with the rotated file's new name after each rotation (the shipper finishes it first). */
+  onRotate(listener: (file: string) => void): void {
+    this.#rotated.push(listener)
+  }
+
+  /** Rotates now if the live file is over its size or age (also checked after every write and every minute). */
+  rotateIfDue(): void {
+    this.#rotateIfDue()
   }
 
   get stream(): string {
@@ -111,6 +142,43 @@ export class FileAuditSink implements AuditSink {
     closeSync(this.#fd)
   }
 
+  #open(): number {
+    const fd = openSync(this.#path, 'a', 0o640)
+    this.#bytes = fstatSync(fd).size
+    this.#openedAt = Date.now()
+    return fd
+  }
+
+  #rotating = false
+
+  #rotateIfDue(): void {
+    const r = this.#rotation
+    if (r === null || !this.#healthy || this.#rotating) return
+    const due =
+      (r.maxBytes !== null && this.#bytes >= r.maxBytes) ||
+      (r.maxAgeMs !== null && this.#bytes > 0 && Date.now() - this.#openedAt >= r.maxAgeMs)
+    if (!due) return
+    this.#rotating = true
+    const rotated = rotatedName(this.#path, new Date())
+    try {
+      // The rotated file ends with a checkpoint; the live one goes on with the same stream and sequence.
+      this.#checkpoint(false)
+      renameSync(this.#path, rotated)
+      closeSync(this.#fd)
+      this.#fd = this.#open()
+    } catch (err) {
+      // Not rotated: the live file keeps growing, which loses nothing.
+      this.#log.error({ err }, 'audit file could not be rotated; it keeps growing')
+      return
+    } finally {
+      this.#rotating = false
+    }
+    for (const listener of this.#rotated) listener(rotated)
+    if (r.retainMs !== null)
+      for (const file of applyRetention(this.#path, r.retainMs, Date.now(), this.#mayDelete))
+        this.#log.info({ file }, 'audit file past its retention deleted')
+  }
+
   /** States how far the stream went, signed when a key is configured. */
   #checkpoint(final: boolean): void {
     if (!this.#healthy) return
@@ -127,8 +195,9 @@ export class FileAuditSink implements AuditSink {
   #append(json: string, record: AuditRecord | null): boolean {
     try {
       const { line, commit } = this.#chain.seal(json)
-      writeAll(this.#fd, line + '\n')
+      this.#bytes += writeAll(this.#fd, line + '\n')
       commit()
+      if (this.#rotation?.maxBytes != null && this.#bytes >= this.#rotation.maxBytes) this.#rotateIfDue()
       return true
     } catch (err) {
       this.#fail(err, record)
@@ -165,10 +234,11 @@ export class FileAuditSink implements AuditSink {
   }
 }
 
-function writeAll(fd: number, text: string): void {
+function writeAll(fd: number, text: string): number {
   const buf = Buffer.from(text)
   let off = 0
   while (off < buf.length) off += writeSync(fd, buf, off)
+  return buf.length
 }
 
 function auditUnavailable(): CorridorError {

@@ -105,6 +105,16 @@ export const corridorFileSchema = strict(
       signing_key_file: text()
         .optional()
         .describe('Ed25519 private key (PKCS#8 PEM) that signs the checkpoints; publish its public key for verifiers'),
+      rotate: strict(
+        {
+          max_bytes: bytes().optional().describe('Rotate the live file when it reaches this size'),
+          max_age: duration().optional().describe('Rotate the live file when it is this old'),
+        },
+        'Rotation: the live file is renamed to <file>.<UTC time> and the chain continues in a new one',
+      ).optional(),
+      retain: duration()
+        .optional()
+        .describe('Delete rotated files older than this (never one not yet shipped to PostgreSQL); default: keep'),
       postgres: strict(
         {
           ...valueSource,

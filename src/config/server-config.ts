@@ -110,6 +110,16 @@ export const DEFAULT_APPROVALS: ApprovalsConfig = {
   webhook: null,
 }
 
+/** When the live audit file is rotated and how long rotated files are kept. */
+export interface RotationPolicy {
+  /** Rotate when the live file reaches this many bytes (null: no size limit). */
+  readonly maxBytes: number | null
+  /** Rotate when the live file is this old (null: no age limit). */
+  readonly maxAgeMs: number | null
+  /** Delete rotated files older than this (null: keep them). */
+  readonly retainMs: number | null
+}
+
 export interface AuditPostgresConfig {
   readonly url: ValueSource
   readonly table: string
@@ -153,6 +163,8 @@ export interface ServerConfig {
   readonly auditFile: string
   /** Ed25519 private key (PEM file) signing the audit checkpoints; null: checkpoints unsigned. */
   readonly auditSigningKeyFile: string | null
+  /** When the live audit file is rotated, and how long rotated files are kept; null: never rotated. */
+  readonly auditRotation: RotationPolicy | null
   /** Where the audit trail is shipped for queries across replicas; null: the local file only. */
   readonly auditPostgres: AuditPostgresConfig | null
   readonly agentJwt: JwtIssuerConfig | null
@@ -222,6 +234,14 @@ export function loadServerConfig(file: string): ServerConfig {
     auditFile: path(f.audit.file),
     auditSigningKeyFile: f.audit.signing_key_file === undefined ? null : path(f.audit.signing_key_file),
     auditPostgres: readAuditPostgres(r, f.audit.postgres),
+    auditRotation:
+      f.audit.rotate === undefined && f.audit.retain === undefined
+        ? null
+        : {
+            maxBytes: f.audit.rotate?.max_bytes ?? null,
+            maxAgeMs: f.audit.rotate?.max_age ?? null,
+            retainMs: f.audit.retain ?? null,
+          },
     agentJwt: id?.agent_jwt ? readIssuer(r, id.agent_jwt, 'agent_jwt', path) : null,
     userJwt: id?.user_jwt
       ? {

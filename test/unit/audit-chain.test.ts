@@ -22,7 +22,7 @@ const otherKeys = generateKeyPairSync('ed25519')
 /** A closed trail of `n` request records (plus the sink's opening line and final checkpoint). */
 function writeTrail(n: number): { file: string; lines: string[] } {
   const file = join(mkdtempSync(join(tmpdir(), 'corridor-chain-')), 'audit.log')
-  const sink = new FileAuditSink(file, createLogger('silent'), keys.privateKey)
+  const sink = new FileAuditSink(file, createLogger('silent'), { signingKey: keys.privateKey })
   for (let i = 0; i < n; i++) {
     const record = newAuditRecord(`req-${i}`, Date.now(), 'POST', `/svc/items/${i}`)
     record.agent = 'billing-bot'

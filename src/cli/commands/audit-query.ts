@@ -3,9 +3,8 @@
  * `audit.postgres` configured it reads the trail every replica shipped there (`--store file`: this
  * replica's local file instead); otherwise the local file.
  */
-import { queryAudit, queryAuditLines, type AuditFilter } from '../../audit/query.ts'
+import { queryAudit, queryAuditLines, trailLines, type AuditFilter } from '../../audit/query.ts'
 import { loadServerConfig, type ServerConfig } from '../../config/server-config.ts'
-import { readFileSync } from 'node:fs'
 import type { PostgresAuditStore } from '../../audit/postgres-store.ts'
 import { approvalsOf, traceSteps } from '../../audit/trace.ts'
 import { CONFIG_OPTION, configPath, UsageError, type Command } from '../command.ts'
@@ -115,7 +114,11 @@ export const auditTraceCommand: Command = {
     if (store !== 'file' && store !== 'postgres') throw new UsageError(`--store is file or postgres, got '${store}'`)
     const isApproval = id.startsWith('apr_')
     const read = async (filter: AuditFilter): Promise<string[]> => {
-      if (store === 'file') return readFileSync(config.auditFile, 'utf8').split('\n')
+      if (store === 'file') {
+        const all: string[] = []
+        for await (const line of trailLines(config.auditFile)) all.push(line)
+        return all
+      }
       return withPostgres(config, env, async (pg) => {
         const all: string[] = []
         for await (const line of pg.lines(filter)) all.push(line)

@@ -4,22 +4,20 @@
  * every replica's trail, and, given the public key, the checkpoints' signatures. Names the first
  * broken sequence number of each stream; exit 1 on any break.
  */
-import { createReadStream, readFileSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
-import { createInterface } from 'node:readline'
 import { createPublicKey } from 'node:crypto'
 import { verifyLines } from '../../audit/chain.ts'
+import { trailLines } from '../../audit/query.ts'
+import { trailFiles } from '../../audit/rotation.ts'
 import { loadServerConfig, type ServerConfig } from '../../config/server-config.ts'
 import { CONFIG_OPTION, configPath, UsageError, type Command } from '../command.ts'
 import { withPostgres } from './audit-query.ts'
 
+/** The file's whole trail: its rotated files (oldest first), then the file. */
 async function readLines(file: string): Promise<string[]> {
   const lines: string[] = []
-  for await (const line of createInterface({
-    input: createReadStream(file, { encoding: 'utf8' }),
-    crlfDelay: Infinity,
-  }))
-    lines.push(line)
+  for await (const line of trailLines(file)) lines.push(line)
   return lines
 }
 
@@ -49,7 +47,7 @@ export const auditVerifyCommand: Command = {
           })
     const report = verifyLines(lines, publicKey)
     out(
-      `${store === 'file' ? file : 'PostgreSQL'}: ${report.entries} entries in ${report.streams} stream(s), ${report.checkpoints} checkpoint(s)` +
+      `${store === 'file' ? `${file}${trailFiles(file).length > 1 ? ` (and ${trailFiles(file).length - 1} rotated file(s))` : ''}` : 'PostgreSQL'}: ${report.entries} entries in ${report.streams} stream(s), ${report.checkpoints} checkpoint(s)` +
         (publicKey === null ? ' (signatures not checked: no --public-key)' : ', signatures checked') +
         (report.unreadable > 0 ? `, ${report.unreadable} unreadable line(s)` : ''),
     )

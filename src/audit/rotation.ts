@@ -1,0 +1,61 @@
+/**
+ * Audit file rotation: the live file (`audit.log`) is renamed to `audit.log.<UTC time>` when it
+ * grows past `max_bytes` or gets older than `max_age`, and a new live file continues the same hash
+ * chain (the stream and its sequence go on; the rotated file ends with a checkpoint). Rotated
+ * files sort by name in the order they were written, so reading them in that order, then the live
+ * file, reads the chain whole. Retention deletes rotated files past `retain`, never one that has
+ * not been shipped yet.
+ */
+import { readdirSync, statSync, unlinkSync } from 'node:fs'
+import { basename, dirname, join } from 'node:path'
+import type { RotationPolicy } from '../config/server-config.ts'
+
+export type { RotationPolicy }
+
+/** The name a live file is rotated to: sortable, and the same on every filesystem. */
+export function rotatedName(live: string, at: Date): string {
+  return `${live}.${at.toISOString().replaceAll(':', '-')}`
+}
+
+/** The rotated files of a live audit file, oldest first. */
+export function rotatedFiles(live: string): string[] {
+  const dir = dirname(live)
+  const prefix = `${basename(live)}.`
+  let names: string[]
+  try {
+    names = readdirSync(dir)
+  } catch {
+    return []
+  }
+  return names
+    .filter((n) => n.startsWith(prefix) && /^\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}\.\d{3}Z$/.test(n.slice(prefix.length)))
+    .sort()
+    .map((n) => join(dir, n))
+}
+
+/** Every file of the trail in the order it was written: the rotated ones, then the live one. */
+export function trailFiles(live: string): string[] {
+  return [...rotatedFiles(live), live]
+}
+
+/** Deletes rotated files last written before `now - retainMs` that `mayDelete` allows; the files deleted. */
+export function applyRetention(
+  live: string,
+  retainMs: number,
+  now: number,
+  mayDelete: (file: string) => boolean,
+): string[] {
+  const deleted: string[] = []
+  for (const file of rotatedFiles(live)) {
+    let mtime: number
+    try {
+      mtime = statSync(file).mtimeMs
+    } catch {
+      continue
+    }
+    if (now - mtime < retainMs || !mayDelete(file)) continue
+    unlinkSync(file)
+    deleted.push(file)
+  }
+  return deleted
+}
