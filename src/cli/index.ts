@@ -8,7 +8,12 @@ import { parseArgs } from 'node:util'
 import { ConfigError, formatIssue } from '../config/yaml-reader.ts'
 import { UsageError, type Command } from './command.ts'
 import { approvalsCommand } from './commands/approvals.ts'
-import { auditMigrateCommand, auditQueryCommand, auditTraceCommand } from './commands/audit-query.ts'
+import {
+  auditExportCommand,
+  auditMigrateCommand,
+  auditQueryCommand,
+  auditTraceCommand,
+} from './commands/audit-query.ts'
 import { auditVerifyCommand } from './commands/audit-verify.ts'
 import { keysMintCommand } from './commands/keys-mint.ts'
 import { resumeCommand, stopCommand, stopsCommand } from './commands/stops.ts'
@@ -31,6 +36,7 @@ const COMMANDS: readonly Command[] = [
   auditQueryCommand,
   auditMigrateCommand,
   auditTraceCommand,
+  auditExportCommand,
   auditVerifyCommand,
   schemaCommand,
 ]

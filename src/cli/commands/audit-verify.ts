@@ -10,6 +10,7 @@ import { createPublicKey } from 'node:crypto'
 import { verifyLines } from '../../audit/chain.ts'
 import { trailLines } from '../../audit/query.ts'
 import { trailFiles } from '../../audit/rotation.ts'
+import { linesFromOcsf } from '../../audit/ocsf.ts'
 import { loadServerConfig, type ServerConfig } from '../../config/server-config.ts'
 import { CONFIG_OPTION, configPath, UsageError, type Command } from '../command.ts'
 import { withPostgres } from './audit-query.ts'
@@ -24,8 +25,8 @@ async function readLines(file: string): Promise<string[]> {
 export const auditVerifyCommand: Command = {
   words: ['audit', 'verify'],
   usage:
-    'corridor audit verify [audit-file | --store postgres] [--public-key checkpoint-key.pub.pem] [--config corridor.yaml]',
-  options: { ...CONFIG_OPTION, 'public-key': { type: 'string' }, store: { type: 'string' } },
+    'corridor audit verify [audit-file | --store postgres | --ocsf exported-file] [--public-key checkpoint-key.pub.pem] [--config corridor.yaml]',
+  options: { ...CONFIG_OPTION, 'public-key': { type: 'string' }, store: { type: 'string' }, ocsf: { type: 'boolean' } },
   positionals: { min: 0, max: 1 },
   async run({ values, positionals, out, err, env }) {
     const store = values['store'] ?? 'file'
@@ -37,9 +38,13 @@ export const auditVerifyCommand: Command = {
     const file = positionals[0] !== undefined ? resolve(positionals[0]) : (config as ServerConfig).auditFile
     const keyFile = values['public-key']
     const publicKey = typeof keyFile === 'string' ? createPublicKey(readFileSync(keyFile)) : null
+    const ocsf = values['ocsf'] === true
+    if (ocsf && positionals[0] === undefined) throw new UsageError('--ocsf verifies an exported file: name it')
     const lines =
       store === 'file'
-        ? await readLines(file)
+        ? ocsf
+          ? linesFromOcsf(readFileSync(file, 'utf8').split('\n'))
+          : await readLines(file)
         : await withPostgres(config as ServerConfig, env, async (pg) => {
             const all: string[] = []
             for await (const line of pg.lines({})) all.push(line)
@@ -47,7 +52,7 @@ export const auditVerifyCommand: Command = {
           })
     const report = verifyLines(lines, publicKey)
     out(
-      `${store === 'file' ? `${file}${trailFiles(file).length > 1 ? ` (and ${trailFiles(file).length - 1} rotated file(s))` : ''}` : 'PostgreSQL'}: ${report.entries} entries in ${report.streams} stream(s), ${report.checkpoints} checkpoint(s)` +
+      `${store === 'file' ? `${file}${!ocsf && trailFiles(file).length > 1 ? ` (and ${trailFiles(file).length - 1} rotated file(s))` : ''}` : 'PostgreSQL'}: ${report.entries} entries in ${report.streams} stream(s), ${report.checkpoints} checkpoint(s)` +
         (publicKey === null ? ' (signatures not checked: no --public-key)' : ', signatures checked') +
         (report.unreadable > 0 ? `, ${report.unreadable} unreadable line(s)` : ''),
     )
