@@ -10,6 +10,7 @@ import { UsageError, type Command } from './command.ts'
 import { approvalsCommand } from './commands/approvals.ts'
 import {
   auditExportCommand,
+  auditReportCommand,
   auditMigrateCommand,
   auditQueryCommand,
   auditTraceCommand,
@@ -37,6 +38,7 @@ const COMMANDS: readonly Command[] = [
   auditMigrateCommand,
   auditTraceCommand,
   auditExportCommand,
+  auditReportCommand,
   auditVerifyCommand,
   schemaCommand,
 ]

@@ -39,6 +39,23 @@ afterAll(async () => {
 const corridor = (...args: string[]) =>
   run(process.execPath, ['bin/corridor.js', ...args, '--config', join(fx.dir, 'corridor.yaml')], { timeout: 20_000 })
 
+it('an evidence report per connector and agent, with the chain status, as Markdown and CSV', async () => {
+  const since = new Date(Date.now() - 3_600_000).toISOString()
+  const md = await corridor('audit', 'report', '--since', since)
+  expect(md.stdout).toContain('Hash chain: intact over')
+  expect(md.stdout).toContain(
+    '| svc | writer | 4 | allow 2, deny 2 | agent_tier 1, policy_rule 1 | denied 2, forwarded 2 | 0 | 0 |',
+  )
+  const csv = await corridor('audit', 'report', '--since', since, '--format', 'csv')
+  expect(csv.stdout.trim().split('\n')).toEqual([
+    'connector,agent,requests,allow,deny,require_approval,forwarded,refused_by_limits,refused_by_stops',
+    '"svc","writer",4,2,2,0,2,0,0',
+  ])
+  const later = new Date(Date.now() + 3_600_000).toISOString()
+  const none = await corridor('audit', 'report', '--since', later, '--format', 'csv')
+  expect(none.stdout.trim().split('\n')).toHaveLength(1)
+})
+
 it('exports OCSF API Activity with attestation, and the chain verifies on the copy', async () => {
   const { stdout } = await corridor('audit', 'export', '--format', 'ocsf')
   const events = stdout

@@ -7,6 +7,7 @@ import { queryAudit, queryAuditLines, trailLines, type AuditFilter } from '../..
 import { loadServerConfig, type ServerConfig } from '../../config/server-config.ts'
 import type { PostgresAuditStore } from '../../audit/postgres-store.ts'
 import { toOcsf } from '../../audit/ocsf.ts'
+import { buildReport, reportCsv, reportMarkdown } from '../../audit/report.ts'
 import { approvalsOf, traceSteps } from '../../audit/trace.ts'
 import { CONFIG_OPTION, configPath, UsageError, type Command } from '../command.ts'
 
@@ -184,5 +185,40 @@ export const auditExportCommand: Command = {
     else await withPostgres(config, env, (pg) => emit(pg.lines({ since, until })))
     err(`${exported} OCSF event(s)`)
     return 0
+  },
+}
+
+export const auditReportCommand: Command = {
+  words: ['audit', 'report'],
+  usage:
+    'corridor audit report --since ISO [--until ISO] [--format markdown|csv] [--store file|postgres]   (evidence per connector and agent, approvals, stops, chain status)',
+  options: {
+    ...CONFIG_OPTION,
+    since: { type: 'string' },
+    until: { type: 'string' },
+    format: { type: 'string' },
+    store: { type: 'string' },
+  },
+  positionals: { min: 0, max: 0 },
+  async run({ values, out, env }) {
+    if (typeof values['since'] !== 'string') throw new UsageError('report needs --since ISO-time')
+    const since = parseTime(values['since'], '--since')
+    const until = typeof values['until'] === 'string' ? parseTime(values['until'], '--until') : Date.now()
+    const format = values['format'] ?? 'markdown'
+    if (format !== 'markdown' && format !== 'csv') throw new UsageError('--format is markdown or csv')
+    const config = loadServerConfig(configPath(values))
+    const store =
+      typeof values['store'] === 'string' ? values['store'] : config.auditPostgres === null ? 'file' : 'postgres'
+    if (store !== 'file' && store !== 'postgres') throw new UsageError(`--store is file or postgres, got '${store}'`)
+    // The whole trail is read (not only the range): the chain of the range verifies only from its streams' starts.
+    const lines: string[] = []
+    if (store === 'file') for await (const line of trailLines(config.auditFile)) lines.push(line)
+    else
+      await withPostgres(config, env, async (pg) => {
+        for await (const line of pg.lines({})) lines.push(line)
+      })
+    const report = buildReport(lines, since, until)
+    out(format === 'csv' ? reportCsv(report) : reportMarkdown(report))
+    return report.verification.breaks.length === 0 ? 0 : 1
   },
 }
