@@ -9,6 +9,8 @@ import type { AddressInfo } from 'node:net'
 import { createAdminServer } from './admin/admin-server.ts'
 import { createApprovalsApi } from './admin/approvals-api.ts'
 import { createStopsApi, type TakeBack } from './admin/stops-api.ts'
+import { createAuditApi } from './admin/audit-api.ts'
+import { Principals } from './admin/principals.ts'
 import type { HeldRequest } from './approvals/approval.ts'
 import { openRuntimeControls, type RuntimeControls } from './controls/runtime-controls.ts'
 import { scopeText, stopFor } from './controls/stop.ts'
@@ -199,22 +201,23 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
   )
   const approverAuth = new ApproverAuthenticator(config.approverJwt)
   const approvalsApi = createApprovalsApi(approvals, approverAuth, policies, log)
-  const stopsApi = createStopsApi(
-    controls,
-    takeBack,
-    approverAuth,
-    config.approverJwt?.operatorGroups ?? [],
-    policies,
+  const principals = new Principals(policies, approverAuth, {
+    operator: config.approverJwt?.operatorGroups ?? [],
+    auditor: config.approverJwt?.auditorGroups ?? [],
+  })
+  const stopsApi = createStopsApi(controls, takeBack, principals, policies, audit, log, now)
+  const auditApi = createAuditApi(
+    principals,
     audit,
+    { auditFile: config.auditFile, store: () => shipper?.store ?? null },
     log,
-    now,
   )
   const adminServer = createAdminServer(
     config.admin,
     policies,
     audit,
     approvals,
-    [approvalsApi, stopsApi],
+    [approvalsApi, stopsApi, auditApi],
     approverAuth,
     controls.board,
     metrics,

@@ -105,7 +105,10 @@ export function createAdminServer(
       )
       return
     }
-    send(404, { error: 'not found', endpoints: ['/healthz', '/readyz', '/metrics', '/policy', '/approvals', '/stops'] })
+    send(404, {
+      error: 'not found',
+      endpoints: ['/healthz', '/readyz', '/metrics', '/policy', '/approvals', '/stops', '/audit'],
+    })
   }
   if (listen.tls === null) return createServer(handler)
   const { clientCaFile } = listen.tls

@@ -15,7 +15,6 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { randomUUID } from 'node:crypto'
-import type { ApproverAuthenticator } from '../approvals/approver-auth.ts'
 import type { AuditSink } from '../audit/sink.ts'
 import type { StopAuditEvent } from '../audit/record.ts'
 import type { RuntimeControls } from '../controls/runtime-controls.ts'
@@ -30,11 +29,11 @@ import {
   type StopScope,
 } from '../controls/stop.ts'
 import type { PolicyStore } from '../policy/reloader.ts'
-import { hashApiKey, OPERATOR_KEY_PREFIX } from '../registry/agents.ts'
 import { CorridorError, isCorridorError } from '../shared/errors.ts'
 import type { Logger } from '../shared/logger.ts'
 import { problemBody } from '../shared/problem.ts'
 import { readLimited } from '../shared/read-limited.ts'
+import type { Principals } from './principals.ts'
 
 const MAX_BODY = 16 * 1024
 const MAX_REASON = 1_000
@@ -59,34 +58,14 @@ export interface StopsApi {
 export function createStopsApi(
   controls: RuntimeControls,
   takeBack: TakeBack,
-  idp: ApproverAuthenticator,
-  operatorGroups: readonly string[],
+  principals: Principals,
   policies: PolicyStore,
   audit: AuditSink,
   log: Logger,
   now: () => number,
 ): StopsApi {
-  /** An operator key, or an IdP token (verified as approvers' are) whose groups include an operator group. */
-  const operator = async (req: IncomingMessage): Promise<{ id: string; via: string }> => {
-    const bundle = policies.current
-    if (bundle === null) throw new CorridorError('policy_unavailable')
-    const header = req.headers.authorization ?? ''
-    const key = /^Bearer (cop_[A-Za-z0-9_-]+)$/.exec(header)
-    if (key !== null) {
-      const id = bundle.registry.operatorKeys.get(hashApiKey(key[1] as string))
-      if (id !== undefined) return { id, via: 'operator_key' }
-    } else if (operatorGroups.length > 0 && /^Bearer eyJ/.test(header)) {
-      const who = await idp.authenticate(header, bundle).catch(() => null)
-      if (who !== null && who.groups.some((g) => operatorGroups.includes(g))) return { id: who.id, via: who.via }
-    }
-    throw new CorridorError(
-      'operator_unauthenticated',
-      `send an operator key (${OPERATOR_KEY_PREFIX}…, agents.yaml operators:)${operatorGroups.length > 0 ? ' or an IdP token of an operator group' : ''} as Authorization: Bearer …`,
-    )
-  }
-
   const serve = async (req: IncomingMessage, res: ServerResponse, m: RegExpExecArray): Promise<void> => {
-    const { id: by, via } = await operator(req)
+    const { id: by, via } = await principals.authenticate(req, 'operator')
     const [, id] = m
     if (id === undefined && req.method === 'GET') {
       const board = controls.board

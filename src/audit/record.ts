@@ -156,6 +156,18 @@ export interface StopAuditEvent {
   } | null
 }
 
+/** Someone read the audit trail through the admin API: who, how, and what they asked for. */
+export interface AuditQueryEvent {
+  type: 'audit_query'
+  v: 1
+  time: string
+  by: string
+  via: string
+  /** The query as asked (filters, or the id traced). */
+  query: Readonly<Record<string, string>>
+  matched: number
+}
+
 /** Fills the decision fields of a record. */
 export function recordDecision(record: AuditRecord, decision: Decision): void {
   record.decision = decision.effect
@@ -213,12 +225,12 @@ export function newAuditRecord(requestId: string, startedAtMs: number, method: s
  * keys (agent `cor_…`, approver `cap_…`) and JWTs (agent or user tokens). Until a request is
  * identified, its raw target is all there is to record, and an SDK may have put a key in it.
  */
-const KEY_SHAPE = /\b(cor|cap|cop)_[A-Za-z0-9_-]{8,}/g
+const KEY_SHAPE = /\b(cor|cap|cop|cau)_[A-Za-z0-9_-]{8,}/g
 const JWT_SHAPE = /\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*/g
 
 export function withoutKeys(text: string): string {
   let out = text
-  if (out.includes('cor_') || out.includes('cap_') || out.includes('cop_'))
+  if (out.includes('cor_') || out.includes('cap_') || out.includes('cop_') || out.includes('cau_'))
     out = out.replace(KEY_SHAPE, '$1_[redacted]')
   if (out.includes('eyJ')) out = out.replace(JWT_SHAPE, '[redacted-jwt]')
   return out

@@ -15,7 +15,7 @@ import { dirname } from 'node:path'
 import { CorridorError } from '../shared/errors.ts'
 import type { Logger } from '../shared/logger.ts'
 import { ChainWriter, checkpointPayload, signCheckpoint } from './chain.ts'
-import type { Act, ApprovalAuditEvent, AuditRecord, StopAuditEvent } from './record.ts'
+import type { Act, ApprovalAuditEvent, AuditQueryEvent, AuditRecord, StopAuditEvent } from './record.ts'
 import { applyRetention, rotatedName, type RotationPolicy } from './rotation.ts'
 
 export interface FileSinkOptions {
@@ -39,7 +39,7 @@ export interface AuditSink {
    */
   writeIntent(record: AuditRecord, act: Act, approvalId: string | null): void
   /** Writes an approval lifecycle event (decision, expiry, cancellation) to the same trail. */
-  writeEvent(event: ApprovalAuditEvent | StopAuditEvent): boolean
+  writeEvent(event: ApprovalAuditEvent | StopAuditEvent | AuditQueryEvent): boolean
   close(): void
 }
 
@@ -130,7 +130,7 @@ export class FileAuditSink implements AuditSink {
     if (!this.#healthy || !this.#append(JSON.stringify(intent), null)) throw auditUnavailable()
   }
 
-  writeEvent(event: ApprovalAuditEvent | StopAuditEvent): boolean {
+  writeEvent(event: ApprovalAuditEvent | StopAuditEvent | AuditQueryEvent): boolean {
     return this.#append(JSON.stringify(event), null)
   }
 

@@ -148,6 +148,9 @@ export const corridorFileSchema = strict(
           operator_groups: textList()
             .optional()
             .describe('Groups whose members may also stop and resume agents (corridor stop) with their IdP token'),
+          auditor_groups: textList()
+            .optional()
+            .describe('Groups whose members may read the audit trail on the admin API with their IdP token'),
         },
         'Approvers (and operators) signing in through the identity provider',
       ).optional(),

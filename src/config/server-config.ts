@@ -65,6 +65,8 @@ export interface ApproverTokenConfig extends JwtIssuerConfig {
   readonly idClaim: string
   /** Members of these groups are operators too (may stop and resume agents). */
   readonly operatorGroups: readonly string[]
+  /** Members of these groups are auditors too (may read the audit trail on the admin API). */
+  readonly auditorGroups: readonly string[]
 }
 
 /** A value given in the file or, for secrets (Redis passwords, webhook URLs), by environment variable name. */
@@ -256,6 +258,7 @@ export function loadServerConfig(file: string): ServerConfig {
           groupsClaim: id.approver_jwt.groups_claim ?? 'groups',
           idClaim: id.approver_jwt.id_claim ?? 'sub',
           operatorGroups: id.approver_jwt.operator_groups ?? [],
+          auditorGroups: id.approver_jwt.auditor_groups ?? [],
         }
       : null,
     approvals,

@@ -424,6 +424,7 @@ function outcomeFor(error: CorridorError): Outcome {
     case 'approval_not_found':
     case 'stop_not_found':
     case 'operator_unauthenticated':
+    case 'auditor_unauthenticated':
     case 'approval_mismatch':
     case 'approval_conflict':
     case 'request_timeout':

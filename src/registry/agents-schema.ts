@@ -54,6 +54,10 @@ export const agentsFileSchema = strict(
       )
       .optional()
       .describe('People who may stop and resume agents at runtime (corridor stop), with operator keys (cop_…)'),
+    auditors: z
+      .array(strict({ id: text(), keys: keyHashes, description: text().optional() }))
+      .optional()
+      .describe('People who may read the audit trail on the admin API (GET /audit), with auditor keys (cau_…)'),
   },
   'agents.yaml: who may call Corridor, on whose behalf, and how far they may go',
 )

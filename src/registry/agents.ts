@@ -36,17 +36,20 @@ export interface AgentRegistry {
   readonly approverKeys: ReadonlyMap<string, Approver>
   /** sha256 hex of an operator key → operator id (who may stop and resume agents). */
   readonly operatorKeys: ReadonlyMap<string, string>
+  /** sha256 hex of an auditor key → auditor id (who may read the audit trail on the admin API). */
+  readonly auditorKeys: ReadonlyMap<string, string>
 }
 
 export const API_KEY_PREFIX = 'cor_'
 export const APPROVER_KEY_PREFIX = 'cap_'
 export const OPERATOR_KEY_PREFIX = 'cop_'
+export const AUDITOR_KEY_PREFIX = 'cau_'
 
 export function hashApiKey(key: string): string {
   return createHash('sha256').update(key).digest('hex')
 }
 
-/** Mints a new agent (cor_), approver (cap_) or operator (cop_) key; only its hash is ever stored. */
+/** Mints a new agent (cor_), approver (cap_), operator (cop_) or auditor (cau_) key; only its hash is ever stored. */
 export function mintApiKey(prefix: string = API_KEY_PREFIX): { key: string; hash: string } {
   const key = prefix + randomBytes(32).toString('base64url')
   return { key, hash: `sha256:${hashApiKey(key)}` }
@@ -93,18 +96,35 @@ export function readAgentRegistry(reader: YamlReader): AgentRegistry {
       approverKeys.set(hex, approver)
     }
   })
-  const operatorKeys = new Map<string, string>()
-  const operatorIds = new Set<string>()
-  file?.operators?.forEach((o, i) => {
-    if (operatorIds.has(o.id))
-      reader.issueAt(['operators', i, 'id'], `operators[${i}]: duplicate operator id '${o.id}'`)
-    operatorIds.add(o.id)
-    for (const { hash } of o.keys) {
+  const taken = (hex: string): boolean => approverKeys.has(hex) || keyHashes.has(hex)
+  const operatorKeys = principalKeys(reader, 'operators', file?.operators ?? [], taken)
+  const auditorKeys = principalKeys(
+    reader,
+    'auditors',
+    file?.auditors ?? [],
+    (hex) => taken(hex) || operatorKeys.has(hex),
+  )
+  return { agents, keyHashes, approverKeys, operatorKeys, auditorKeys }
+}
+
+/** Key hash → id for a list of people holding keys of one role (operators, auditors). */
+function principalKeys(
+  reader: YamlReader,
+  list: 'operators' | 'auditors',
+  entries: readonly { id: string; keys: readonly { hash: string }[] }[],
+  taken: (hex: string) => boolean,
+): Map<string, string> {
+  const keys = new Map<string, string>()
+  const ids = new Set<string>()
+  entries.forEach((p, i) => {
+    if (ids.has(p.id)) reader.issueAt([list, i, 'id'], `${list}[${i}]: duplicate id '${p.id}'`)
+    ids.add(p.id)
+    for (const { hash } of p.keys) {
       const hex = hash.slice('sha256:'.length)
-      if (operatorKeys.has(hex) || approverKeys.has(hex) || keyHashes.has(hex))
-        reader.issueAt(['operators', i, 'keys'], `operators[${i}]: a key hash is already registered`)
-      operatorKeys.set(hex, o.id)
+      if (keys.has(hex) || taken(hex))
+        reader.issueAt([list, i, 'keys'], `${list}[${i}]: a key hash is already registered`)
+      keys.set(hex, p.id)
     }
   })
-  return { agents, keyHashes, approverKeys, operatorKeys }
+  return keys
 }

@@ -78,6 +78,12 @@ export const ERROR_CATALOG = {
     action:
       'Operators: set CORRIDOR_OPERATOR_TOKEN to an operator key (cop_…) registered under operators: in agents.yaml.',
   },
+  auditor_unauthenticated: {
+    status: 401,
+    title: 'Auditor credential missing or invalid',
+    action:
+      'Auditors: send an auditor key (cau_…) registered under auditors: in agents.yaml, or an IdP token of an auditor group.',
+  },
   agent_stopped: {
     status: 403,
     title: 'Stopped by an operator',

@@ -17,7 +17,9 @@ import type { AuditRecord } from '../../src/audit/record.ts'
 import { startPostgres, type PostgresProcess } from '../../testkit/postgres-process.ts'
 import { eventually, startCorridorFixture, type CorridorFixture } from '../helpers/corridor-fixture.ts'
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/recording-upstream.ts'
-import { AGENT_KEY, READER_KEY, standardFiles } from '../helpers/standard-policy.ts'
+import { AGENT_KEY, hash, READER_KEY, standardFiles } from '../helpers/standard-policy.ts'
+
+const AUDITOR_KEY = 'cau_test_auditor_key_0001'
 
 const run = promisify(execFile)
 let postgres: PostgresProcess
@@ -32,6 +34,7 @@ beforeAll(async () => {
       await startCorridorFixture(
         {
           ...standardFiles(upstream.url),
+          agents: `${standardFiles(upstream.url).agents}auditors:\n  - { id: ines, keys: [{ hash: "${hash(AUDITOR_KEY)}" }] }\n`,
           auditConfig: `postgres: { url: "${postgres.url}", poll: 50ms, batch: 50, timeout: 1s }`,
         },
         { SVC_TOKEN: 'pg-token' },
@@ -118,4 +121,47 @@ it('corridor audit query reads every replica from PostgreSQL; --store file reads
   )
   expect(verified.stdout).toMatch(/^PostgreSQL: \d+ entries in 3 stream\(s\)/)
   expect(verified.stdout).toContain('chain intact')
+})
+
+it("GET /audit answers auditors with every replica's records, and writes down each query", async () => {
+  const admin = (replicas[1] as CorridorFixture).corridor.adminUrl
+  const get = (path: string, token: string | null) =>
+    fetch(`${admin}${path}`, token === null ? {} : { headers: { authorization: `Bearer ${token}` } }).then(
+      async (r) => ({
+        status: r.status,
+        body: (await r.json()) as Record<string, any>,
+      }),
+    )
+  expect((await get('/audit', null)).status).toBe(401)
+  expect((await get('/audit', AGENT_KEY)).body.code).toBe('auditor_unauthenticated')
+  const answer = await get('/audit?agent=reader&limit=1000', AUDITOR_KEY)
+  expect(answer.status).toBe(200)
+  expect(answer.body.source).toBe('postgres')
+  expect(answer.body.records).toHaveLength(60)
+  expect(new Set((answer.body.records as { request_id: string }[]).map((r) => r.request_id)).size).toBe(60)
+  expect((await get('/audit?agent=reader&limit=5', AUDITOR_KEY)).body).toMatchObject({ limit: 5, more: true })
+  expect((await get('/audit?nonsense=1', AUDITOR_KEY)).status).toBe(400)
+  const id = (answer.body.records as { request_id: string }[])[0]?.request_id as string
+  const trace = await get(`/audit/trace/${id}`, AUDITOR_KEY)
+  expect(trace.body.steps.map((s: { what: string }) => s.what)).toEqual([
+    expect.stringMatching(/^intent to forward: reader → svc\.items\.get/),
+    expect.stringContaining(`request ${id} forwarded 200`),
+  ])
+  await eventually(() => {
+    const queries = readFileSync((replicas[1] as CorridorFixture).auditFile, 'utf8')
+      .split('\n')
+      .filter((l) => l.startsWith('{"type":"audit_query"'))
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
+    expect(queries).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({
+          by: 'ines',
+          via: 'auditor_key',
+          query: { agent: 'reader', limit: '1000' },
+          matched: 60,
+        }),
+        expect.objectContaining({ by: 'ines', query: { trace: id }, matched: 2 }),
+      ]),
+    )
+  })
 })

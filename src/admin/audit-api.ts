@@ -1,0 +1,154 @@
+/**
+ * The auditors' API on the admin listener:
+ *
+ *   GET /audit?agent=&connector=&action=&decision=&outcome=&since=&until=&request_id=&approval=&limit=
+ *   GET /audit/trace/:request-or-approval-id
+ *
+ * Authenticated as an auditor (principals.ts). It reads every replica's trail from PostgreSQL when
+ * `audit.postgres` is configured, this process's file otherwise. Every query is itself an audit
+ * event (who, how, what was asked, how many matched), written before the answer is sent.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { PostgresAuditStore } from '../audit/postgres-store.ts'
+import { queryAuditLines, trailLines, type AuditFilter } from '../audit/query.ts'
+import type { AuditRecord } from '../audit/record.ts'
+import type { AuditSink } from '../audit/sink.ts'
+import { approvalsOf, traceSteps } from '../audit/trace.ts'
+import { CorridorError, isCorridorError } from '../shared/errors.ts'
+import type { Logger } from '../shared/logger.ts'
+import { problemBody } from '../shared/problem.ts'
+import type { Principals } from './principals.ts'
+
+const MAX_LIMIT = 1_000
+const FILTERS = [
+  'agent',
+  'connector',
+  'action',
+  'decision',
+  'outcome',
+  'request_id',
+  'approval',
+  'since',
+  'until',
+  'limit',
+] as const
+
+export interface AuditApi {
+  handle(req: IncomingMessage, res: ServerResponse): boolean
+}
+
+export function createAuditApi(
+  principals: Principals,
+  audit: AuditSink,
+  source: { readonly auditFile: string; readonly store: () => PostgresAuditStore | null },
+  log: Logger,
+): AuditApi {
+  const lines = (filter: AuditFilter): AsyncIterable<string> => {
+    const store = source.store()
+    return store === null ? trailLines(source.auditFile) : store.lines(filter)
+  }
+  const collect = async (filter: AuditFilter): Promise<string[]> => {
+    const all: string[] = []
+    for await (const line of lines(filter)) all.push(line)
+    return all
+  }
+
+  const serve = async (req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> => {
+    const who = await principals.authenticate(req, 'auditor')
+    if (req.method !== 'GET') throw new CorridorError('bad_request', 'the audit trail is read with GET')
+    const asked: Record<string, string> = {}
+    const record = (matched: number): void => {
+      // Nothing is answered that the trail does not say was asked.
+      if (
+        !audit.writeEvent({
+          type: 'audit_query',
+          v: 1,
+          time: new Date().toISOString(),
+          by: who.id,
+          via: who.via,
+          query: asked,
+          matched,
+        })
+      )
+        throw new CorridorError('audit_unavailable', 'the audit trail cannot be written, so it is not read either')
+    }
+    const trace = /^\/audit\/trace\/([A-Za-z0-9_-]{1,100})$/.exec(url.pathname)
+    if (trace !== null) {
+      const id = trace[1] as string
+      asked['trace'] = id
+      const isApproval = id.startsWith('apr_')
+      const first = await collect(isApproval ? { approval: id } : { requestId: id })
+      const approvals = isApproval ? new Set([id]) : approvalsOf(first, id)
+      let all = first
+      if (source.store() !== null) for (const a of approvals) all = all.concat(await collect({ approval: a }))
+      const steps = traceSteps(all, isApproval ? null : id, approvals)
+      const unique = steps.filter((s, i) => steps.findIndex((t) => t.time === s.time && t.what === s.what) === i)
+      record(unique.length)
+      return send(res, 200, { id, steps: unique })
+    }
+    if (url.pathname !== '/audit') throw new CorridorError('bad_request', 'GET /audit or /audit/trace/:id')
+    for (const [key, value] of url.searchParams) {
+      if (!(FILTERS as readonly string[]).includes(key))
+        throw new CorridorError('bad_request', `unknown filter '${key}' (${FILTERS.join(', ')})`)
+      asked[key] = value
+    }
+    const time = (key: 'since' | 'until'): number | undefined => {
+      if (asked[key] === undefined) return undefined
+      const t = Date.parse(asked[key])
+      if (Number.isNaN(t)) throw new CorridorError('bad_request', `${key} is an ISO time`)
+      return t
+    }
+    const limit = asked['limit'] === undefined ? 100 : Number(asked['limit'])
+    if (!Number.isInteger(limit) || limit < 1 || limit > MAX_LIMIT)
+      throw new CorridorError('bad_request', `limit is a whole number from 1 to ${MAX_LIMIT}`)
+    const filter: AuditFilter = {
+      agent: asked['agent'],
+      connector: asked['connector'],
+      action: asked['action'],
+      decision: asked['decision'],
+      outcome: asked['outcome'],
+      requestId: asked['request_id'],
+      approval: asked['approval'],
+      since: time('since'),
+      until: time('until'),
+      limit,
+    }
+    const records: AuditRecord[] = []
+    await queryAuditLines(lines(filter), filter, (r) => records.push(r))
+    record(records.length)
+    send(res, 200, {
+      source: source.store() === null ? 'file' : 'postgres',
+      records,
+      limit,
+      more: records.length === limit,
+    })
+  }
+
+  return {
+    handle(req, res) {
+      const url = new URL(req.url ?? '/', 'http://admin')
+      if (url.pathname !== '/audit' && !url.pathname.startsWith('/audit/')) return false
+      serve(req, res, url).catch((err: unknown) => {
+        const error = isCorridorError(err) ? err : new CorridorError('internal', 'the audit API failed')
+        if (!isCorridorError(err)) log.error({ err }, 'audit API failed')
+        else if (err.code === 'auditor_unauthenticated')
+          log.warn({ path: url.pathname, remote: req.socket.remoteAddress }, 'audit API refused a caller')
+        if (res.headersSent) return void res.destroy()
+        const body = problemBody(error, '-')
+        delete body.request_id
+        send(res, error.status, body, 'application/problem+json')
+      })
+      return true
+    },
+  }
+}
+
+function send(res: ServerResponse, status: number, body: unknown, contentType = 'application/json'): void {
+  const payload = JSON.stringify(body)
+  res.writeHead(status, {
+    'content-type': contentType,
+    'cache-control': 'no-store',
+    'content-length': Buffer.byteLength(payload),
+  })
+  res.end(payload)
+}
