@@ -16,6 +16,7 @@ import { openRuntimeControls, type RuntimeControls } from './controls/runtime-co
 import { scopeText, stopFor } from './controls/stop.ts'
 import { Metrics } from './telemetry/metrics.ts'
 import type { AuditShipper } from './audit/shipper.ts'
+import type { PostgresAuditStore } from './audit/postgres-store.ts'
 import { ApprovalService } from './approvals/approval-service.ts'
 import type { ApprovalStore } from './approvals/approval-store.ts'
 import { ApproverAuthenticator } from './approvals/approver-auth.ts'
@@ -43,7 +44,9 @@ export interface RunningCorridor {
   readonly audit: AuditSink
   readonly approvals: ApprovalService
   /** Null unless audit.postgres is configured. */
-  readonly shipper: AuditShipper | null
+  readonly shipper: AuditShipper<PostgresAuditStore> | null
+  /** Every audit shipper (PostgreSQL, OTLP). */
+  readonly shippers: readonly AuditShipper[]
   close(): Promise<void>
 }
 
@@ -85,7 +88,8 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
   if (config.watchPolicy) policies.watch()
 
   // The shipper first: retention asks it whether a rotated file has been shipped before deleting it.
-  const shipper = await auditShipper(config, options.env, log)
+  const shippers = await auditShippers(config, options.env, log)
+  const shipper = shippers.postgres
   let audit: AuditSink
   if (options.audit !== undefined) audit = options.audit
   else {
@@ -93,9 +97,11 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
       signingKey:
         config.auditSigningKeyFile === null ? null : createPrivateKey(readFileSync(config.auditSigningKeyFile)),
       rotation: config.auditRotation,
-      mayDelete: (file) => shipper?.hasShipped(file) ?? true,
+      mayDelete: (file) => shippers.all.every((s) => s.hasShipped(file)),
     })
-    sink.onRotate((file) => shipper?.rotated(file))
+    sink.onRotate((file) => {
+      for (const s of shippers.all) s.rotated(file)
+    })
     audit = sink
   }
   const identifier = new Identifier(config.agentJwt, config.userJwt)
@@ -240,6 +246,7 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
     audit,
     approvals,
     shipper,
+    shippers: shippers.all,
     async close() {
       // 1. Readiness fails at once; the listener keeps accepting for the configured delay.
       lifecycle.drain()
@@ -270,10 +277,10 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
       await vault?.client.close()
       audit.close()
       // The final checkpoint too, if PostgreSQL takes it now; otherwise the next start ships it.
-      if (shipper !== null) {
-        await Promise.race([shipper.flush().catch(() => {}), new Promise((r) => setTimeout(r, 2_000).unref())])
-        await shipper.close()
-        await shipper.store.close()
+      for (const s of shippers.all) {
+        await Promise.race([s.flush().catch(() => {}), new Promise((r) => setTimeout(r, 2_000).unref())])
+        await s.close()
+        await s.store.close()
       }
     },
   }
@@ -331,28 +338,41 @@ function stopEffects(
   }
 }
 
-async function auditShipper(config: ServerConfig, env: StartOptions['env'], log: Logger): Promise<AuditShipper | null> {
-  const pgConfig = config.auditPostgres
-  if (pgConfig === null) return null
+/** The shippers configured: PostgreSQL first (queries read it), then an OpenTelemetry collector. */
+async function auditShippers(
+  config: ServerConfig,
+  env: StartOptions['env'],
+  log: Logger,
+): Promise<{ postgres: AuditShipper<PostgresAuditStore> | null; all: AuditShipper[] }> {
+  if (config.auditPostgres === null && config.auditOtlp === null) return { postgres: null, all: [] }
   // Loaded only when configured: the embedded defaults need no PostgreSQL driver.
-  const [{ PostgresAuditStore }, { AuditShipper }] = await Promise.all([
-    import('./audit/postgres-store.ts'),
-    import('./audit/shipper.ts'),
-  ])
-  const store = new PostgresAuditStore({
-    url: resolveValue(pgConfig.url, env, 'audit.postgres'),
-    table: pgConfig.table,
-    timeoutMs: pgConfig.timeoutMs,
-  })
-  const shipper = new AuditShipper({
-    file: config.auditFile,
-    store,
-    log,
-    batch: pgConfig.batch,
-    pollMs: pgConfig.pollMs,
-  })
-  shipper.start()
-  return shipper
+  const { AuditShipper } = await import('./audit/shipper.ts')
+  let postgres: AuditShipper<PostgresAuditStore> | null = null
+  const all: AuditShipper[] = []
+  const pgConfig = config.auditPostgres
+  if (pgConfig !== null) {
+    const { PostgresAuditStore } = await import('./audit/postgres-store.ts')
+    const store = new PostgresAuditStore({
+      url: resolveValue(pgConfig.url, env, 'audit.postgres'),
+      table: pgConfig.table,
+      timeoutMs: pgConfig.timeoutMs,
+    })
+    postgres = new AuditShipper({ file: config.auditFile, store, log, batch: pgConfig.batch, pollMs: pgConfig.pollMs })
+    all.push(postgres)
+  }
+  const otlp = config.auditOtlp
+  if (otlp !== null) {
+    const { OtlpLogTarget } = await import('./audit/otlp-target.ts')
+    const headers: Record<string, string> = {}
+    for (const pair of (otlp.headersEnv === null ? '' : (env[otlp.headersEnv] ?? '')).split(',')) {
+      const eq = pair.indexOf('=')
+      if (eq > 0) headers[pair.slice(0, eq).trim()] = pair.slice(eq + 1).trim()
+    }
+    const store = new OtlpLogTarget({ endpoint: otlp.endpoint, timeoutMs: otlp.timeoutMs, headers })
+    all.push(new AuditShipper({ file: config.auditFile, store, log, batch: 500, pollMs: otlp.pollMs }))
+  }
+  for (const shipper of all) shipper.start()
+  return { postgres, all }
 }
 
 async function approvalStore(config: ApprovalsConfig, env: StartOptions['env'], log: Logger): Promise<ApprovalStore> {

@@ -6,6 +6,7 @@
  */
 import pg from 'pg'
 import type { AuditFilter } from './query.ts'
+import type { ShipTarget } from './shipper.ts'
 
 /** One line of a local audit file, parsed as far as the table needs. */
 export interface ShippedEntry {
@@ -50,7 +51,8 @@ export interface PostgresAuditOptions {
   readonly timeoutMs: number
 }
 
-export class PostgresAuditStore {
+export class PostgresAuditStore implements ShipTarget {
+  readonly name = 'postgres'
   readonly #pool: pg.Pool
   readonly #table: string
 

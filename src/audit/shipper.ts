@@ -11,12 +11,21 @@
  */
 import { closeSync, existsSync, openSync, readFileSync, readSync, renameSync, statSync, writeFileSync } from 'node:fs'
 import type { Logger } from '../shared/logger.ts'
-import type { PostgresAuditStore, ShippedEntry } from './postgres-store.ts'
+import type { ShippedEntry } from './postgres-store.ts'
 import { rotatedFiles } from './rotation.ts'
 
-export interface ShipperOptions {
+/** Where entries are shipped to: PostgreSQL (postgres-store.ts), an OpenTelemetry collector (otlp-target.ts). */
+export interface ShipTarget {
+  /** What the position file and the logs call it: postgres, otlp. */
+  readonly name: string
+  /** Takes a batch, or throws (the batch is then sent again). */
+  insert(entries: readonly ShippedEntry[]): Promise<number>
+  close(): Promise<void>
+}
+
+export interface ShipperOptions<T extends ShipTarget = ShipTarget> {
   readonly file: string
-  readonly store: PostgresAuditStore
+  readonly store: T
   readonly log: Logger
   /** Lines per INSERT. */
   readonly batch: number
@@ -36,8 +45,8 @@ export interface ShippingStatus {
 
 const MAX_READ = 1024 * 1024
 
-export class AuditShipper {
-  readonly #o: ShipperOptions
+export class AuditShipper<T extends ShipTarget = ShipTarget> {
+  readonly #o: ShipperOptions<T>
   readonly #offsetFile: string
   /** The file being shipped: the live one, or a rotated one still to finish. */
   #file: string
@@ -52,13 +61,15 @@ export class AuditShipper {
   #closed = false
   #backoffMs = 0
 
-  /** The store it ships to (closed by whoever closes the shipper). */
-  readonly store: PostgresAuditStore
+  /** The target it ships to (closed by whoever closes the shipper). */
+  readonly store: T
 
-  constructor(options: ShipperOptions) {
+  constructor(options: ShipperOptions<T>) {
     this.#o = options
     this.store = options.store
-    this.#offsetFile = `${options.file}.shipped`
+    // PostgreSQL keeps the name it always had; other targets have a position file of their own.
+    this.#offsetFile =
+      options.store.name === 'postgres' ? `${options.file}.shipped` : `${options.file}.shipped-${options.store.name}`
     const saved = readPosition(this.#offsetFile, options.file)
     this.#file = saved.file
     this.#offset = saved.offset
@@ -142,14 +153,14 @@ export class AuditShipper {
       } catch (err) {
         if (!this.#failing)
           this.#o.log.error(
-            { err },
-            'audit shipping to PostgreSQL failed; the local file keeps every entry, shipping resumes when it answers',
+            { err, target: this.#o.store.name },
+            'audit shipping failed; the local file keeps every entry, shipping resumes when the target answers',
           )
         this.#failing = true
         this.#backoffMs = Math.min(10_000, Math.max(500, this.#backoffMs * 2))
         return
       }
-      if (this.#failing) this.#o.log.warn('audit shipping to PostgreSQL resumed')
+      if (this.#failing) this.#o.log.warn({ target: this.#o.store.name }, 'audit shipping resumed')
       this.#failing = false
       this.#backoffMs = 0
       this.#offset += consumed

@@ -129,6 +129,17 @@ export const corridorFileSchema = strict(
         },
         'Ship every entry to PostgreSQL, where queries see every replica',
       ).optional(),
+      otlp: strict(
+        {
+          endpoint: text().describe("The collector's OTLP/HTTP base URL, e.g. http://otel-collector:4318"),
+          headers_env: text()
+            .optional()
+            .describe('An environment variable holding extra headers as name=value,name=value (an API key)'),
+          poll: duration().optional().describe('How often the audit file is looked at for new entries (default 200ms)'),
+          timeout: duration().optional().describe('Bound on each export (default 5s)'),
+        },
+        'Ship every entry to an OpenTelemetry collector as OTLP logs (the line as written is the body)',
+      ).optional(),
     }),
     identity: strict({
       agent_jwt: strict(issuerShape, 'Agents may present JWTs from this issuer').optional(),

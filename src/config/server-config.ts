@@ -122,6 +122,13 @@ export interface RotationPolicy {
   readonly retainMs: number | null
 }
 
+export interface AuditOtlpConfig {
+  readonly endpoint: string
+  readonly headersEnv: string | null
+  readonly pollMs: number
+  readonly timeoutMs: number
+}
+
 export interface AuditPostgresConfig {
   readonly url: ValueSource
   readonly table: string
@@ -165,6 +172,8 @@ export interface ServerConfig {
   readonly auditFile: string
   /** Ed25519 private key (PEM file) signing the audit checkpoints; null: checkpoints unsigned. */
   readonly auditSigningKeyFile: string | null
+  /** An OpenTelemetry collector the audit trail is shipped to as OTLP logs; null: none. */
+  readonly auditOtlp: AuditOtlpConfig | null
   /** When the live audit file is rotated, and how long rotated files are kept; null: never rotated. */
   readonly auditRotation: RotationPolicy | null
   /** Where the audit trail is shipped for queries across replicas; null: the local file only. */
@@ -236,6 +245,15 @@ export function loadServerConfig(file: string): ServerConfig {
     auditFile: path(f.audit.file),
     auditSigningKeyFile: f.audit.signing_key_file === undefined ? null : path(f.audit.signing_key_file),
     auditPostgres: readAuditPostgres(r, f.audit.postgres),
+    auditOtlp:
+      f.audit.otlp === undefined
+        ? null
+        : {
+            endpoint: f.audit.otlp.endpoint,
+            headersEnv: f.audit.otlp.headers_env ?? null,
+            pollMs: f.audit.otlp.poll ?? 200,
+            timeoutMs: f.audit.otlp.timeout ?? 5_000,
+          },
     auditRotation:
       f.audit.rotate === undefined && f.audit.retain === undefined
         ? null
