@@ -275,6 +275,7 @@ async function handle(
 
   // 6–7. Audit gate, then the credential, issued only now that the request is allowed (forwarding/outbound.ts).
   let outbound: Outbound
+  const issueStarted = performance.now()
   try {
     outbound = await prepareOutbound(deps, connector, agent.id, action?.perRequestLease ?? false, {
       method,
@@ -294,6 +295,7 @@ async function handle(
     }
     throw err
   }
+  deps.metrics?.credentialIssued(connector.id, connector.credential.kind, (performance.now() - issueStarted) / 1000)
   const { credential, parts: outgoing, mask } = outbound
   lease.credential = credential
   if (res.destroyed) {

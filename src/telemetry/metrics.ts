@@ -31,6 +31,7 @@ export class Metrics {
   readonly #refusals: Counter
   readonly #limits: Counter
   readonly #credentialFailures: Counter
+  readonly #credentialIssue: Histogram
 
   constructor(sources: MetricSources) {
     const registers = [this.registry]
@@ -71,6 +72,13 @@ export class Metrics {
       name: 'corridor_credential_failures_total',
       help: 'Credentials that could not be issued, by connector and audit-safe cause (vault_sealed, vault_timeout…)',
       labelNames: ['connector', 'cause'],
+      registers,
+    })
+    this.#credentialIssue = new Histogram({
+      name: 'corridor_credential_issue_duration_seconds',
+      help: 'Time to hand a request its credential (a cache hit, or a Vault or OAuth2 call), by connector and source',
+      labelNames: ['connector', 'source'],
+      buckets: [0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
       registers,
     })
     new Gauge({
@@ -133,6 +141,11 @@ export class Metrics {
         kind: l.kind,
         result: !l.exceeded ? 'admitted' : l.shadow ? 'shadow_exceeded' : 'exceeded',
       })
+  }
+
+  /** A credential handed to a request (stage 7), however long the source took. */
+  credentialIssued(connector: string, source: string, seconds: number): void {
+    this.#credentialIssue.observe({ connector, source }, seconds)
   }
 
   /** The text exposition format, for GET /metrics. */

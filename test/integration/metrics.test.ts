@@ -93,6 +93,7 @@ it('counts decisions, refusals, limits and stops, and times requests and upstrea
     }),
   ).toBe(4)
   expect(delta('http_client_request_duration_seconds_count', { corridor_connector: 'svc' })).toBe(4)
+  expect(delta('corridor_credential_issue_duration_seconds_count', { connector: 'svc', source: 'env' })).toBe(4)
   expect(value(after, 'corridor_stops_in_force', { mode: 'stop' })).toBe(0)
   expect(value(after, 'corridor_audit_sink_healthy', {})).toBe(1)
   expect(after.some(([n]) => n.startsWith('corridor_process_'))).toBe(true)
