@@ -15,6 +15,7 @@ import type { HeldRequest } from './approvals/approval.ts'
 import { openRuntimeControls, type RuntimeControls } from './controls/runtime-controls.ts'
 import { scopeText, stopFor } from './controls/stop.ts'
 import { Metrics } from './telemetry/metrics.ts'
+import { Tracer } from './telemetry/tracing.ts'
 import type { AuditShipper } from './audit/shipper.ts'
 import type { PostgresAuditStore } from './audit/postgres-store.ts'
 import { ApprovalService } from './approvals/approval-service.ts'
@@ -180,6 +181,7 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
         shipping: () => shipper?.status() ?? null,
       })
     : null
+  const tracer = config.traces === null ? null : new Tracer({ ...config.traces, log })
   const lifecycle = new Lifecycle()
   const pipeline = createPipeline({
     lifecycle,
@@ -196,6 +198,7 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
     approvalExpiresMs: config.approvals.expiresAfterMs,
     controls,
     metrics,
+    tracer,
   })
   const agentServer = createAgentServer(
     config.listen,
@@ -270,6 +273,7 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
       await Promise.all([agentClosed, closeServer(adminServer)])
       await store.close()
       await controls.close()
+      await tracer?.close()
       await upstreams.close()
       // Leases first (they need Corridor's Vault token), then the token itself.
       await credentials.close()

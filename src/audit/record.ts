@@ -32,6 +32,8 @@ export interface AuditRecord {
   v: 1
   request_id: string
   time: string
+  /** The W3C trace this request belongs to, when traces are on (the agent's, or a new one). */
+  trace_id: string | null
   agent: string | null
   owner: string | null
   tier: string | null
@@ -184,6 +186,7 @@ export function newAuditRecord(requestId: string, startedAtMs: number, method: s
     v: 1,
     request_id: requestId,
     time: new Date(startedAtMs).toISOString(),
+    trace_id: null,
     agent: null,
     owner: null,
     tier: null,

@@ -212,8 +212,16 @@ export const corridorFileSchema = strict(
           .boolean()
           .optional()
           .describe('Serve Prometheus metrics at /metrics on the admin listener (default true)'),
+        traces: strict({
+          endpoint: text().describe("The collector's OTLP/HTTP base URL, e.g. http://otel-collector:4318"),
+          timeout: duration().optional().describe('Bound on each export (default 5s)'),
+        })
+          .optional()
+          .describe(
+            'OpenTelemetry traces (off unless given): W3C traceparent in and out, spans exported as OTLP/HTTP JSON',
+          ),
       },
-      'Metrics (and, later, traces)',
+      'Metrics and traces',
     ).optional(),
     state: strict(
       {

@@ -185,6 +185,8 @@ export interface ServerConfig {
   readonly state: StateConfig
   /** Prometheus metrics at /metrics on the admin listener. */
   readonly metrics: boolean
+  /** OpenTelemetry traces exported to this collector; null: off. */
+  readonly traces: { readonly endpoint: string; readonly timeoutMs: number } | null
   readonly limits: ServerLimits
   readonly watchPolicy: boolean
   /** Processes serving the listeners (1: this process; more: a supervisor and that many workers). */
@@ -282,6 +284,9 @@ export function loadServerConfig(file: string): ServerConfig {
     approvals,
     state: readState(r, f.state, approvals, path(f.audit.file), path),
     metrics: f.telemetry?.metrics ?? true,
+    traces: f.telemetry?.traces
+      ? { endpoint: f.telemetry.traces.endpoint, timeoutMs: f.telemetry.traces.timeout ?? 5_000 }
+      : null,
     limits: {
       maxHeaders: f.limits?.max_headers ?? d.maxHeaders,
       maxHeaderBytes: f.limits?.max_header_bytes ?? d.maxHeaderBytes,

@@ -49,6 +49,7 @@ import { sendProblem } from '../shared/problem.ts'
 import { readBody } from './request-body.ts'
 import type { RuntimeControls } from '../controls/runtime-controls.ts'
 import type { Metrics } from '../telemetry/metrics.ts'
+import type { RequestTrace, Tracer } from '../telemetry/tracing.ts'
 import type { Admission } from '../controls/limiter.ts'
 import type { Stop, StopSubject } from '../controls/stop.ts'
 import { stoppedError } from '../controls/stop-board.ts'
@@ -78,6 +79,8 @@ export interface PipelineDeps {
   readonly controls: RuntimeControls
   /** Null when metrics are off (`telemetry.metrics: false`). */
   readonly metrics: Metrics | null
+  /** Null unless traces are on (`telemetry.traces`). */
+  readonly tracer: Tracer | null
 }
 
 /** The status URL is Corridor's own: it takes the agent key in Authorization, or in X-Api-Key as many SDKs send it. */
@@ -92,7 +95,9 @@ export function createPipeline(deps: PipelineDeps): (req: IncomingMessage, res: 
     const startedAt = deps.now()
     const started = performance.now()
     const record = newAuditRecord(randomUUID(), startedAt, req.method ?? '', req.url ?? '')
-    const lease: RequestHolds = { credential: null, admission: null, untrack: null, cutBy: null }
+    const trace = deps.tracer?.start(req.headers.traceparent) ?? null
+    if (trace !== null) record.trace_id = trace.traceId
+    const lease: RequestHolds = { credential: null, admission: null, untrack: null, cutBy: null, trace }
     res.once('close', () => finish(deps, req, record, res, started, lease))
     handle(deps, extraSingletons, req, res, record, startedAt, lease).catch((err: unknown) =>
       refuse(deps, req, res, record, err),
@@ -109,6 +114,8 @@ interface RequestHolds {
   untrack: (() => void) | null
   /** The stop that cut it in flight. */
   cutBy: Stop | null
+  /** Its place in a trace, when traces are on. */
+  trace: RequestTrace | null
 }
 
 async function handle(
@@ -295,7 +302,14 @@ async function handle(
     }
     throw err
   }
-  deps.metrics?.credentialIssued(connector.id, connector.credential.kind, (performance.now() - issueStarted) / 1000)
+  const issueEnded = performance.now()
+  deps.metrics?.credentialIssued(connector.id, connector.credential.kind, (issueEnded - issueStarted) / 1000)
+  if (lease.trace !== null)
+    lease.trace.credential = {
+      start: performance.timeOrigin + issueStarted,
+      end: performance.timeOrigin + issueEnded,
+      source: connector.credential.kind,
+    }
   const { credential, parts: outgoing, mask } = outbound
   lease.credential = credential
   if (res.destroyed) {
@@ -310,6 +324,7 @@ async function handle(
 
   // 8. Forward exactly the canonical request; the response is masked of the credential placed in it.
   const upstreamStarted = performance.now()
+  if (lease.trace !== null) lease.trace.upstreamStart = performance.timeOrigin + upstreamStarted
   record.outcome = 'forwarded' // finish() turns it into client_aborted if the response does not complete
   const followUps = followUpsFor(req, bundle.catalog)
   try {
@@ -318,7 +333,7 @@ async function handle(
       {
         method,
         path: upstreamTarget(request.upstreamPath, outgoing.query),
-        headers: outgoing.headers,
+        headers: lease.trace === null ? outgoing.headers : withTraceparent(outgoing.headers, deps.tracer, lease.trace),
         body: request.body.length > 0 ? request.body : null,
       },
       mask,
@@ -476,6 +491,7 @@ function finish(
   }
   deps.audit.write(record)
   deps.metrics?.observe(record)
+  if (lease.trace !== null) deps.tracer?.finish(lease.trace, record)
   lease.untrack?.()
   lease.admission?.settle(record.upstream_status)
   if (lease.credential !== null)
@@ -483,6 +499,15 @@ function finish(
 }
 
 const NO_LIMITS: readonly CompiledLimit[] = []
+
+/** The headers to send with the upstream's traceparent: the agent's trace, Corridor's client span as parent. */
+function withTraceparent(headers: readonly string[], tracer: Tracer | null, trace: RequestTrace): string[] {
+  const out: string[] = []
+  for (let i = 0; i < headers.length; i += 2)
+    if (headers[i] !== 'traceparent') out.push(headers[i] as string, headers[i + 1] as string)
+  if (tracer !== null) out.push('traceparent', tracer.outgoing(trace))
+  return out
+}
 
 /** Counts the request against its limits; a budget that cannot read its amount refuses it. */
 async function admit(

@@ -1,0 +1,144 @@
+/**
+ * OpenTelemetry traces: an agent's W3C traceparent is continued through Corridor to the upstream,
+ * and a collector on loopback receives the server span (child of the agent's span, carrying the
+ * audit request id), the credential span (a Vault lease issued for the request's agent) and the
+ * client span the upstream's traceparent names. Without a traceparent a new trace starts; traces
+ * off, the agent's traceparent reaches the upstream untouched.
+ */
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { afterAll, beforeAll, expect, it } from 'vitest'
+import { eventually, startCorridorFixture, type CorridorFixture } from '../helpers/corridor-fixture.ts'
+import { startRecordingUpstream, type RecordingUpstream } from '../helpers/recording-upstream.ts'
+import { AGENT_KEY, hash } from '../helpers/standard-policy.ts'
+import { startVaultForCorridor, vaultConfigYaml, type VaultSetup } from '../helpers/vault-fixture.ts'
+
+interface Span {
+  traceId: string
+  spanId: string
+  parentSpanId?: string
+  name: string
+  kind: number
+  attributes: { key: string; value: { stringValue?: string; intValue?: string } }[]
+}
+
+let collector: Server
+let upstream: RecordingUpstream
+let vault: VaultSetup
+let traced: CorridorFixture
+let untraced: CorridorFixture
+const spans: Span[] = []
+
+const AGENT_TRACE = '4bf92f3577b34da6a3ce929d0e0e4736'
+const AGENT_SPAN = '00f067aa0ba902b7'
+
+function files(upstreamUrl: string) {
+  return {
+    agents: `agents:\n  - { id: writer, owner: team-a, tier: bounded-write, connectors: [db], api_keys: [{ hash: "${hash(AGENT_KEY)}" }] }\n`,
+    connectors: `connectors:
+  - id: db
+    owner: team-a
+    upstream: ${upstreamUrl}/db
+    certified_until: 2099-12-31
+    credential:
+      source: vault_dynamic
+      path: database/creds/app
+      scope: agent
+      inject: { basic: { username: "{username}", password: "{password}" } }
+    actions:
+      - { name: rows.get, method: GET, path: "/rows/{id}", risk: read }
+`,
+    policy: 'version: 1\nrules:\n  - { id: reads, effect: allow, match: { actions: rows.get } }\n',
+  }
+}
+
+beforeAll(async () => {
+  collector = createServer((req, res) => {
+    const chunks: Buffer[] = []
+    req.on('data', (c: Buffer) => chunks.push(c))
+    req.on('end', () => {
+      const body = JSON.parse(Buffer.concat(chunks).toString()) as {
+        resourceSpans: { scopeSpans: { spans: Span[] }[] }[]
+      }
+      for (const rs of body.resourceSpans) for (const ss of rs.scopeSpans) spans.push(...ss.spans)
+      res.writeHead(200, { 'content-type': 'application/json' })
+      res.end('{}')
+    })
+  })
+  await new Promise<void>((r) => collector.listen(0, '127.0.0.1', r))
+  upstream = await startRecordingUpstream()
+  vault = await startVaultForCorridor()
+  const endpoint = `http://127.0.0.1:${(collector.address() as AddressInfo).port}`
+  traced = await startCorridorFixture(
+    {
+      ...files(upstream.url),
+      extraConfig: `${vaultConfigYaml(vault)}telemetry: { traces: { endpoint: "${endpoint}" } }\n`,
+    },
+    { CORRIDOR_SECRET_ID: vault.secretId },
+  )
+  untraced = await startCorridorFixture(
+    { ...files(upstream.url), extraConfig: vaultConfigYaml(vault) },
+    { CORRIDOR_SECRET_ID: vault.secretId },
+  )
+})
+
+afterAll(async () => {
+  await traced?.close()
+  await untraced?.close()
+  await upstream?.close()
+  await vault?.vault.stop()
+  collector?.closeAllConnections()
+  await new Promise((r) => collector?.close(r))
+})
+
+const get = (fx: CorridorFixture, path: string, traceparent?: string) =>
+  fetch(`${fx.corridor.agentUrl}${path}`, {
+    headers: { authorization: `Bearer ${AGENT_KEY}`, ...(traceparent === undefined ? {} : { traceparent }) },
+  }).then(async (r) => {
+    await r.arrayBuffer()
+    return { status: r.status, requestId: r.headers.get('x-corridor-request-id') as string }
+  })
+
+const attr = (s: Span, key: string) => s.attributes.find((a) => a.key === key)?.value.stringValue
+
+it('joins agent → Corridor → Vault credential → upstream in one trace', async () => {
+  const answer = await get(traced, '/db/rows/1', `00-${AGENT_TRACE}-${AGENT_SPAN}-01`)
+  expect(answer.status).toBe(200)
+  const received = upstream.received.at(-1)?.headers.traceparent as string
+  const [, traceId, parent] = received.split('-')
+  expect(traceId).toBe(AGENT_TRACE)
+  expect(parent).not.toBe(AGENT_SPAN)
+  await eventually(() => expect(spans.filter((s) => s.traceId === AGENT_TRACE)).toHaveLength(3), 5_000)
+  const ours = spans.filter((s) => s.traceId === AGENT_TRACE)
+  const server = ours.find((s) => s.kind === 2) as Span
+  const credential = ours.find((s) => s.kind === 1) as Span
+  const client = ours.find((s) => s.kind === 3) as Span
+  expect(server.parentSpanId).toBe(AGENT_SPAN)
+  expect(attr(server, 'corridor.request_id')).toBe(answer.requestId)
+  expect(attr(server, 'corridor.decision')).toBe('allow')
+  expect(credential).toMatchObject({ parentSpanId: server.spanId, name: 'credential vault_dynamic' })
+  expect(client).toMatchObject({ parentSpanId: server.spanId, spanId: parent })
+  await eventually(() =>
+    expect(traced.auditRecords().find((r) => r.request_id === answer.requestId)?.trace_id).toBe(AGENT_TRACE),
+  )
+})
+
+it('starts a trace when the agent sends none, and refuses nothing over a malformed traceparent', async () => {
+  const fresh = await get(traced, '/db/rows/2')
+  const received = String(upstream.received.at(-1)?.headers.traceparent)
+  expect(received).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/)
+  await eventually(() => {
+    const record = traced.auditRecords().find((r) => r.request_id === fresh.requestId)
+    expect(record?.trace_id).toBe(received.split('-')[1])
+  })
+  expect((await get(traced, '/db/rows/3', 'garbage')).status).toBe(200)
+  expect(String(upstream.received.at(-1)?.headers.traceparent)).toMatch(/^00-[0-9a-f]{32}-/)
+})
+
+it("with traces off the agent's traceparent reaches the upstream as it was sent, and nothing is recorded", async () => {
+  const answer = await get(untraced, '/db/rows/4', `00-${AGENT_TRACE}-${AGENT_SPAN}-01`)
+  expect(upstream.received.at(-1)?.headers.traceparent).toBe(`00-${AGENT_TRACE}-${AGENT_SPAN}-01`)
+  await eventually(() =>
+    expect(untraced.auditRecords().find((r) => r.request_id === answer.requestId)?.trace_id).toBeNull(),
+  )
+})
