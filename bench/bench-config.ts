@@ -34,6 +34,8 @@ export interface BenchConfig {
   readonly limit?: 'rate' | 'budget'
   /** false: no Prometheus metrics (on by default, as shipped). */
   readonly metrics?: boolean
+  /** An OTLP/HTTP collector: traces on (off by default, as shipped). */
+  readonly traces?: string
 }
 
 const LIMITS = {
@@ -90,7 +92,8 @@ export function writeBenchConfig(dir: string, c: BenchConfig): string {
       : `vault:\n  address: ${c.vault.address}\n  auth: { method: token, token_env: BENCH_VAULT_TOKEN }\n`
   const approvalsConfig =
     (c.redisUrl === undefined ? '' : `approvals:\n  redis: { url: "${c.redisUrl}" }\n`) +
-    (c.metrics === false ? 'telemetry: { metrics: false }\n' : '')
+    (c.metrics === false ? 'telemetry: { metrics: false }\n' : '') +
+    (c.traces === undefined ? '' : `telemetry: { traces: { endpoint: "${c.traces}" } }\n`)
   const file = join(dir, 'corridor.yaml')
   writeFileSync(
     file,

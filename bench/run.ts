@@ -14,7 +14,8 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
-import { createServer } from 'node:net'
+import { createServer as createHttpServer, type Server } from 'node:http'
+import { createServer, type AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { createInterface } from 'node:readline'
@@ -255,6 +256,18 @@ const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floo
 const fmt = (n: number, digits = 0): string =>
   Number.isFinite(n) ? n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }) : '–'
 
+async function startCollector(): Promise<{ url: string; server: Server }> {
+  const server = createHttpServer((req, res) => {
+    req.resume()
+    req.on('end', () => {
+      res.writeHead(200, { 'content-type': 'application/json' })
+      res.end('{}')
+    })
+  })
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server }
+}
+
 async function main(): Promise<void> {
   if (hasTaskset) spawnSync('taskset', ['-cp', '1', String(process.pid)], { stdio: 'ignore' })
   const dir = mkdtempSync(join(tmpdir(), 'corridor-bench-'))
@@ -277,6 +290,9 @@ async function main(): Promise<void> {
     .setExpirationTime('2h')
     .sign(privateKey)
 
+  // An OTLP collector for the traces row: takes span batches and drops them (like a collector's receiver, not its storage).
+  const collector = await startCollector()
+
   // A Vault test server in this process (it sees a handful of calls, not the load).
   const vault = new VaultTestServer()
   await vault.start(0)
@@ -297,7 +313,7 @@ async function main(): Promise<void> {
     identity: 'jwt' | 'key',
     workloads: Workload[],
     target?: string,
-    limits?: { redisUrl?: string; limit?: 'rate' | 'budget'; metrics?: boolean },
+    limits?: { redisUrl?: string; limit?: 'rate' | 'budget'; metrics?: boolean; traces?: string },
   ): Variant => {
     const variantDir = mkdtempSync(join(dir, 'corridor-'))
     const config = writeBenchConfig(variantDir, {
@@ -346,6 +362,9 @@ async function main(): Promise<void> {
     corridor('corridor (API key, env credential)', 'env', 'key', WORKLOADS),
     corridor('corridor (API key, env credential, metrics off)', 'env', 'key', WORKLOADS.slice(0, 1), undefined, {
       metrics: false,
+    }),
+    corridor('corridor (API key, env credential, traces on)', 'env', 'key', WORKLOADS.slice(0, 1), undefined, {
+      traces: collector.url,
     }),
     ...(limitsRedis === null
       ? []
@@ -507,6 +526,7 @@ async function main(): Promise<void> {
 
   await vault.stop()
   await limitsRedis?.stop()
+  collector.server.close()
   await upstream.stop()
 }
 
