@@ -14,8 +14,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
-import { createServer as createHttpServer, type Server } from 'node:http'
-import { createServer, type AddressInfo } from 'node:net'
+import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { createInterface } from 'node:readline'
@@ -256,18 +255,6 @@ const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floo
 const fmt = (n: number, digits = 0): string =>
   Number.isFinite(n) ? n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }) : '–'
 
-async function startCollector(): Promise<{ url: string; server: Server }> {
-  const server = createHttpServer((req, res) => {
-    req.resume()
-    req.on('end', () => {
-      res.writeHead(200, { 'content-type': 'application/json' })
-      res.end('{}')
-    })
-  })
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server }
-}
-
 async function main(): Promise<void> {
   if (hasTaskset) spawnSync('taskset', ['-cp', '1', String(process.pid)], { stdio: 'ignore' })
   const dir = mkdtempSync(join(tmpdir(), 'corridor-bench-'))
@@ -290,8 +277,8 @@ async function main(): Promise<void> {
     .setExpirationTime('2h')
     .sign(privateKey)
 
-  // An OTLP collector for the traces row: takes span batches and drops them (like a collector's receiver, not its storage).
-  const collector = await startCollector()
+  // An OTLP collector for the traces row, beside the upstream on CPU 0: it takes span batches and drops them.
+  const collector = await startTarget('collector', {}, 0)
 
   // A Vault test server in this process (it sees a handful of calls, not the load).
   const vault = new VaultTestServer()
@@ -526,7 +513,7 @@ async function main(): Promise<void> {
 
   await vault.stop()
   await limitsRedis?.stop()
-  collector.server.close()
+  await collector.stop()
   await upstream.stop()
 }
 

@@ -46,6 +46,17 @@ async function start(): Promise<{ url: string; stop: () => Promise<void> }> {
       server.keepAliveTimeout = 30_000
       return { url: await listen(server), stop: async () => void server.close() }
     }
+    case 'collector': {
+      // An OTLP collector's receiver: takes span batches and drops them.
+      const server = createServer((req, res) => {
+        req.resume()
+        req.on('end', () => {
+          res.writeHead(200, { 'content-type': 'application/json' })
+          res.end('{}')
+        })
+      })
+      return { url: await listen(server), stop: async () => void server.close() }
+    }
     case 'undici': {
       const pool = new Pool(options.origin as string, { connections: 128 })
       const server = createServer((req, res) => {
