@@ -19,6 +19,7 @@ import type { PolicyStore } from '../policy/reloader.ts'
 import { problemBody } from '../shared/problem.ts'
 import { CorridorError, isCorridorError } from '../shared/errors.ts'
 import { readLimited } from '../shared/read-limited.ts'
+import { sendJson } from './respond.ts'
 import type { Logger } from '../shared/logger.ts'
 
 const MAX_BODY = 16 * 1024
@@ -57,7 +58,7 @@ export function createApprovalsApi(
         for (const a of page) if (mayView(approver, a.held)) visible.push(a)
         if (page.length < SCAN_PAGE) break
       }
-      return send(res, 200, {
+      return sendJson(res, 200, {
         approvals: visible.slice(offset, offset + limit).map(summary),
         offset,
         limit,
@@ -69,7 +70,7 @@ export function createApprovalsApi(
       const approval = await approvals.get(id)
       if (approval === null || !mayView(approver, approval.held))
         throw new CorridorError('approval_not_found', `no approval '${id}' that you may see`)
-      return send(res, 200, detail(approval))
+      return sendJson(res, 200, detail(approval))
     }
     if (req.method !== 'POST') throw new CorridorError('bad_request', `${verb} with POST`)
     const input = parseDecision(
@@ -81,7 +82,7 @@ export function createApprovalsApi(
     )
     const after = await approvals.decide(id, approver, verb === 'approve', input.reason, input.digest)
     log.info({ approvalId: id, approver: approver.id, via: approver.via, verb }, 'approver decision recorded')
-    send(res, 200, detail(after))
+    sendJson(res, 200, detail(after))
   }
 
   return {
@@ -108,7 +109,7 @@ export function createApprovalsApi(
         if (res.headersSent) return void res.destroy()
         const body = problemBody(error, '-')
         delete body.request_id
-        send(res, error.status, body, 'application/problem+json')
+        sendJson(res, error.status, body, 'application/problem+json')
       })
       return true
     },
@@ -184,14 +185,4 @@ function detail(a: Approval): Record<string, unknown> {
         ? null
         : { status: a.result.status, error_code: a.result.errorCode, executed_request_id: a.result.executedRequestId },
   }
-}
-
-function send(res: ServerResponse, status: number, body: unknown, contentType = 'application/json'): void {
-  const payload = JSON.stringify(body)
-  res.writeHead(status, {
-    'content-type': contentType,
-    'cache-control': 'no-store',
-    'content-length': Buffer.byteLength(payload),
-  })
-  res.end(payload)
 }

@@ -14,10 +14,10 @@ import { queryAuditLines, trailLines, type AuditFilter } from '../audit/query.ts
 import type { AuditRecord } from '../audit/record.ts'
 import type { AuditSink } from '../audit/sink.ts'
 import { approvalsOf, traceSteps } from '../audit/trace.ts'
-import { CorridorError, isCorridorError } from '../shared/errors.ts'
+import { CorridorError } from '../shared/errors.ts'
 import type { Logger } from '../shared/logger.ts'
-import { problemBody } from '../shared/problem.ts'
 import type { Principals } from './principals.ts'
+import { sendFailure, sendJson } from './respond.ts'
 
 const MAX_LIMIT = 1_000
 const FILTERS = [
@@ -84,7 +84,7 @@ export function createAuditApi(
       const steps = traceSteps(all, isApproval ? null : id, approvals)
       const unique = steps.filter((s, i) => steps.findIndex((t) => t.time === s.time && t.what === s.what) === i)
       record(unique.length)
-      return send(res, 200, { id, steps: unique })
+      return sendJson(res, 200, { id, steps: unique })
     }
     if (url.pathname !== '/audit') throw new CorridorError('bad_request', 'GET /audit or /audit/trace/:id')
     for (const [key, value] of url.searchParams) {
@@ -116,7 +116,7 @@ export function createAuditApi(
     const records: AuditRecord[] = []
     await queryAuditLines(lines(filter), filter, (r) => records.push(r))
     record(records.length)
-    send(res, 200, {
+    sendJson(res, 200, {
       source: source.store() === null ? 'file' : 'postgres',
       records,
       limit,
@@ -128,27 +128,8 @@ export function createAuditApi(
     handle(req, res) {
       const url = new URL(req.url ?? '/', 'http://admin')
       if (url.pathname !== '/audit' && !url.pathname.startsWith('/audit/')) return false
-      serve(req, res, url).catch((err: unknown) => {
-        const error = isCorridorError(err) ? err : new CorridorError('internal', 'the audit API failed')
-        if (!isCorridorError(err)) log.error({ err }, 'audit API failed')
-        else if (err.code === 'auditor_unauthenticated')
-          log.warn({ path: url.pathname, remote: req.socket.remoteAddress }, 'audit API refused a caller')
-        if (res.headersSent) return void res.destroy()
-        const body = problemBody(error, '-')
-        delete body.request_id
-        send(res, error.status, body, 'application/problem+json')
-      })
+      serve(req, res, url).catch((err: unknown) => sendFailure(req, res, err, log, 'audit', 'auditor_unauthenticated'))
       return true
     },
   }
-}
-
-function send(res: ServerResponse, status: number, body: unknown, contentType = 'application/json'): void {
-  const payload = JSON.stringify(body)
-  res.writeHead(status, {
-    'content-type': contentType,
-    'cache-control': 'no-store',
-    'content-length': Buffer.byteLength(payload),
-  })
-  res.end(payload)
 }

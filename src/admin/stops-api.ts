@@ -29,11 +29,11 @@ import {
   type StopScope,
 } from '../controls/stop.ts'
 import type { PolicyStore } from '../policy/reloader.ts'
-import { CorridorError, isCorridorError } from '../shared/errors.ts'
+import { CorridorError } from '../shared/errors.ts'
 import type { Logger } from '../shared/logger.ts'
-import { problemBody } from '../shared/problem.ts'
 import { readLimited } from '../shared/read-limited.ts'
 import type { Principals } from './principals.ts'
+import { sendFailure, sendJson } from './respond.ts'
 
 const MAX_BODY = 16 * 1024
 const MAX_REASON = 1_000
@@ -69,7 +69,7 @@ export function createStopsApi(
     const [, id] = m
     if (id === undefined && req.method === 'GET') {
       const board = controls.board
-      return send(res, 200, {
+      return sendJson(res, 200, {
         stops: board.live().map(stopView),
         shared: controls.shared,
         fresh: !board.stale,
@@ -87,7 +87,7 @@ export function createStopsApi(
       const after = controls.board.live()
       audit.writeEvent(auditEvent('resumed', removed, { by, via }, reason, before, after, null, now()))
       log.warn({ stop: id, scope: scopeText(removed.scope), by, reason }, 'stop resumed')
-      return send(res, 200, { resumed: stopView(removed) })
+      return sendJson(res, 200, { resumed: stopView(removed) })
     }
     const stop: Stop = {
       id: `stp_${randomUUID()}`,
@@ -101,7 +101,7 @@ export function createStopsApi(
     }
     if (input['dry_run'] === true) {
       const affected = await takeBack(stop, true)
-      return send(res, 200, { dry_run: true, stop: stopView(stop), would_affect: affected })
+      return sendJson(res, 200, { dry_run: true, stop: stopView(stop), would_affect: affected })
     }
     // In force on this replica before it is even stored: the order is the operator's, not the store's.
     controls.board.applyNow(stop)
@@ -115,7 +115,7 @@ export function createStopsApi(
     const after = controls.board.live()
     const audited = audit.writeEvent(auditEvent('stopped', stop, { by, via }, reason, before, after, affected, now()))
     log.warn({ stop: stop.id, scope: scopeText(stop.scope), mode: stop.mode, by, reason, affected }, 'stop ordered')
-    send(res, 201, { stop: stopView(stop), affected, audited })
+    sendJson(res, 201, { stop: stopView(stop), affected, audited })
   }
 
   return {
@@ -123,16 +123,7 @@ export function createStopsApi(
       const url = new URL(req.url ?? '/', 'http://admin')
       const m = ROUTE.exec(url.pathname)
       if (m === null) return false
-      serve(req, res, m).catch((err: unknown) => {
-        const error = isCorridorError(err) ? err : new CorridorError('internal', 'the stops API failed')
-        if (!isCorridorError(err)) log.error({ err }, 'stops API failed')
-        else if (err.code === 'operator_unauthenticated')
-          log.warn({ path: url.pathname, remote: req.socket.remoteAddress }, 'stops API refused a caller')
-        if (res.headersSent) return void res.destroy()
-        const body = problemBody(error, '-')
-        delete body.request_id
-        send(res, error.status, body, 'application/problem+json')
-      })
+      serve(req, res, m).catch((err: unknown) => sendFailure(req, res, err, log, 'stops', 'operator_unauthenticated'))
       return true
     },
   }
@@ -269,14 +260,4 @@ function auditEvent(
     resulting: overlapping(after),
     affected,
   }
-}
-
-function send(res: ServerResponse, status: number, body: unknown, contentType = 'application/json'): void {
-  const payload = JSON.stringify(body)
-  res.writeHead(status, {
-    'content-type': contentType,
-    'cache-control': 'no-store',
-    'content-length': Buffer.byteLength(payload),
-  })
-  res.end(payload)
 }

@@ -5,20 +5,10 @@
  * failures grows or ends. In Redis across replicas (redis-counters.ts), in the process otherwise
  * (this file); both follow the same rules, which a shared test suite holds them to.
  */
-import type { LimitKind } from '../policy/limits.ts'
+import type { CounterOp, LimitKind } from '../policy/limits.ts'
 
-/** One counter, as the stores see it. */
-export interface Counter {
-  readonly kind: LimitKind
-  readonly key: string
-  readonly max: number
-  /** 0: no window (concurrency, failures). */
-  readonly windowMs: number
-  readonly offsetMs: number
-  readonly amount: number
-  /** Counted, never refusing. */
-  readonly shadow: boolean
-}
+/** One counter, as the stores see it: a counter op of the policy without its limit (shadow: counted, never refusing). */
+export type Counter = Pick<CounterOp, 'kind' | 'key' | 'max' | 'windowMs' | 'offsetMs' | 'amount' | 'shadow'>
 
 export interface CounterResult {
   /** Whether this counter had room. */

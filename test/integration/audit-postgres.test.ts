@@ -141,7 +141,9 @@ it("GET /audit answers auditors with every replica's records, and writes down ea
   expect(new Set((answer.body.records as { request_id: string }[]).map((r) => r.request_id)).size).toBe(60)
   expect((await get('/audit?agent=reader&limit=5', AUDITOR_KEY)).body).toMatchObject({ limit: 5, more: true })
   expect((await get('/audit?nonsense=1', AUDITOR_KEY)).status).toBe(400)
-  const id = (answer.body.records as { request_id: string }[])[0]?.request_id as string
+  // A forwarded one (a denied request has no intent entry: nothing was about to be done).
+  const id = (answer.body.records as { request_id: string; outcome: string }[]).find((r) => r.outcome === 'forwarded')
+    ?.request_id as string
   const trace = await get(`/audit/trace/${id}`, AUDITOR_KEY)
   expect(trace.body.steps.map((s: { what: string }) => s.what)).toEqual([
     expect.stringMatching(/^intent to forward: reader → svc\.items\.get/),

@@ -3,13 +3,13 @@
  * `audit.postgres` configured it reads the trail every replica shipped there (`--store file`: this
  * replica's local file instead); otherwise the local file.
  */
-import { queryAudit, queryAuditLines, trailLines, type AuditFilter } from '../../audit/query.ts'
+import { queryAuditLines, trailLines, type AuditFilter } from '../../audit/query.ts'
 import { loadServerConfig, type ServerConfig } from '../../config/server-config.ts'
 import type { PostgresAuditStore } from '../../audit/postgres-store.ts'
 import { toOcsf } from '../../audit/ocsf.ts'
 import { buildReport, reportCsv, reportMarkdown } from '../../audit/report.ts'
 import { approvalsOf, traceSteps } from '../../audit/trace.ts'
-import { CONFIG_OPTION, configPath, UsageError, type Command } from '../command.ts'
+import { CONFIG_OPTION, configPath, UsageError, type Command, type CommandContext } from '../command.ts'
 
 export const auditQueryCommand: Command = {
   words: ['audit', 'query'],
@@ -50,13 +50,13 @@ export const auditQueryCommand: Command = {
       limit: limit === undefined ? undefined : Number(limit),
     }
     const config = loadServerConfig(configPath(values))
-    const store = str(values['store']) ?? (config.auditPostgres === null ? 'file' : 'postgres')
-    if (store !== 'file' && store !== 'postgres') throw new UsageError(`--store is file or postgres, got '${store}'`)
+    const store = storeOf(values, config)
     const print = (record: unknown): void => out(JSON.stringify(record))
-    const { matched, unreadable } =
-      store === 'file'
-        ? await queryAudit(config.auditFile, filter, print)
-        : await withPostgres(config, env, (pg) => queryAuditLines(pg.lines(filter), filter, print))
+    let result = { matched: 0, unreadable: 0 }
+    await eachTrailLine(config, env, store, filter, async (lines) => {
+      result = await queryAuditLines(lines, filter, print)
+    })
+    const { matched, unreadable } = result
     err(
       `${matched} record(s) from ${store === 'file' ? config.auditFile : 'PostgreSQL'}${unreadable > 0 ? `; ${unreadable} unreadable line(s) skipped` : ''}`,
     )
@@ -81,6 +81,40 @@ export async function withPostgres<T>(
   } finally {
     await store.close()
   }
+}
+
+/** Where a command reads the trail: `--store`, else PostgreSQL when configured, else the local file. */
+function storeOf(values: CommandContext['values'], config: ServerConfig): 'file' | 'postgres' {
+  const store =
+    typeof values['store'] === 'string' ? values['store'] : config.auditPostgres === null ? 'file' : 'postgres'
+  if (store !== 'file' && store !== 'postgres') throw new UsageError(`--store is file or postgres, got '${store}'`)
+  return store
+}
+
+/** Hands `visit` every line of the trail (the file with its rotated files, or PostgreSQL narrowed by `filter`). */
+export async function eachTrailLine(
+  config: ServerConfig,
+  env: NodeJS.ProcessEnv,
+  store: 'file' | 'postgres',
+  filter: AuditFilter,
+  visit: (lines: AsyncIterable<string>) => Promise<void>,
+): Promise<void> {
+  if (store === 'file') await visit(trailLines(config.auditFile))
+  else await withPostgres(config, env, (pg) => visit(pg.lines(filter)))
+}
+
+/** The trail's lines, read into memory. */
+export async function trailOf(
+  config: ServerConfig,
+  env: NodeJS.ProcessEnv,
+  store: 'file' | 'postgres',
+  filter: AuditFilter,
+): Promise<string[]> {
+  const all: string[] = []
+  await eachTrailLine(config, env, store, filter, async (lines) => {
+    for await (const line of lines) all.push(line)
+  })
+  return all
 }
 
 export const auditMigrateCommand: Command = {
@@ -111,22 +145,9 @@ export const auditTraceCommand: Command = {
   async run({ values, positionals, out, err, env }) {
     const id = positionals[0] as string
     const config = loadServerConfig(configPath(values))
-    const store =
-      typeof values['store'] === 'string' ? values['store'] : config.auditPostgres === null ? 'file' : 'postgres'
-    if (store !== 'file' && store !== 'postgres') throw new UsageError(`--store is file or postgres, got '${store}'`)
+    const store = storeOf(values, config)
     const isApproval = id.startsWith('apr_')
-    const read = async (filter: AuditFilter): Promise<string[]> => {
-      if (store === 'file') {
-        const all: string[] = []
-        for await (const line of trailLines(config.auditFile)) all.push(line)
-        return all
-      }
-      return withPostgres(config, env, async (pg) => {
-        const all: string[] = []
-        for await (const line of pg.lines(filter)) all.push(line)
-        return all
-      })
-    }
+    const read = (filter: AuditFilter): Promise<string[]> => trailOf(config, env, store, filter)
     const first = await read(isApproval ? { approval: id } : { requestId: id })
     const approvals = isApproval ? new Set([id]) : approvalsOf(first, id)
     let lines = first
@@ -164,9 +185,7 @@ export const auditExportCommand: Command = {
   async run({ values, out, err, env }) {
     if (values['format'] !== 'ocsf') throw new UsageError('--format ocsf is the export format')
     const config = loadServerConfig(configPath(values))
-    const store =
-      typeof values['store'] === 'string' ? values['store'] : config.auditPostgres === null ? 'file' : 'postgres'
-    if (store !== 'file' && store !== 'postgres') throw new UsageError(`--store is file or postgres, got '${store}'`)
+    const store = storeOf(values, config)
     const since = typeof values['since'] === 'string' ? parseTime(values['since'], '--since') : undefined
     const until = typeof values['until'] === 'string' ? parseTime(values['until'], '--until') : undefined
     let exported = 0
@@ -181,8 +200,7 @@ export const auditExportCommand: Command = {
         exported++
       }
     }
-    if (store === 'file') await emit(trailLines(config.auditFile))
-    else await withPostgres(config, env, (pg) => emit(pg.lines({ since, until })))
+    await eachTrailLine(config, env, store, { since, until }, emit)
     err(`${exported} OCSF event(s)`)
     return 0
   },
@@ -207,16 +225,9 @@ export const auditReportCommand: Command = {
     const format = values['format'] ?? 'markdown'
     if (format !== 'markdown' && format !== 'csv') throw new UsageError('--format is markdown or csv')
     const config = loadServerConfig(configPath(values))
-    const store =
-      typeof values['store'] === 'string' ? values['store'] : config.auditPostgres === null ? 'file' : 'postgres'
-    if (store !== 'file' && store !== 'postgres') throw new UsageError(`--store is file or postgres, got '${store}'`)
+    const store = storeOf(values, config)
     // The whole trail is read (not only the range): the chain of the range verifies only from its streams' starts.
-    const lines: string[] = []
-    if (store === 'file') for await (const line of trailLines(config.auditFile)) lines.push(line)
-    else
-      await withPostgres(config, env, async (pg) => {
-        for await (const line of pg.lines({})) lines.push(line)
-      })
+    const lines = await trailOf(config, env, store, {})
     const report = buildReport(lines, since, until)
     out(format === 'csv' ? reportCsv(report) : reportMarkdown(report))
     return report.verification.breaks.length === 0 ? 0 : 1

@@ -13,7 +13,7 @@ import { trailFiles } from '../../audit/rotation.ts'
 import { linesFromOcsf } from '../../audit/ocsf.ts'
 import { loadServerConfig, type ServerConfig } from '../../config/server-config.ts'
 import { CONFIG_OPTION, configPath, UsageError, type Command } from '../command.ts'
-import { withPostgres } from './audit-query.ts'
+import { trailOf } from './audit-query.ts'
 
 /** The file's whole trail: its rotated files (oldest first), then the file. */
 async function readLines(file: string): Promise<string[]> {
@@ -45,11 +45,7 @@ export const auditVerifyCommand: Command = {
         ? ocsf
           ? linesFromOcsf(readFileSync(file, 'utf8').split('\n'))
           : await readLines(file)
-        : await withPostgres(config as ServerConfig, env, async (pg) => {
-            const all: string[] = []
-            for await (const line of pg.lines({})) all.push(line)
-            return all
-          })
+        : await trailOf(config as ServerConfig, env, 'postgres', {})
     const report = verifyLines(lines, publicKey)
     out(
       `${store === 'file' ? `${file}${!ocsf && trailFiles(file).length > 1 ? ` (and ${trailFiles(file).length - 1} rotated file(s))` : ''}` : 'PostgreSQL'}: ${report.entries} entries in ${report.streams} stream(s), ${report.checkpoints} checkpoint(s)` +
