@@ -433,15 +433,35 @@ function readVault(r: YamlReader, f: VaultFile, path: (p: string) => string): Va
 
 function readAuditPostgres(r: YamlReader, f: CorridorFile['audit']['postgres']): AuditPostgresConfig | null {
   if (f === undefined) return null
-  if ((f.url === undefined) === (f.url_env === undefined))
-    r.issueAt(['audit', 'postgres'], 'audit.postgres needs exactly one of url or url_env')
   return {
-    url: f.url_env !== undefined ? { env: f.url_env } : { value: f.url ?? '' },
+    url: valueSourceAt(r, ['audit', 'postgres'], f),
     table: f.table ?? 'corridor_audit',
     batch: f.batch ?? 500,
     pollMs: f.poll ?? 200,
     timeoutMs: f.timeout ?? 5_000,
   }
+}
+
+/** `url` or `url_env` (exactly one): the value itself, or the environment variable that holds it. */
+function valueSourceAt(
+  r: YamlReader,
+  at: readonly string[],
+  g: { url?: string | undefined; url_env?: string | undefined },
+): ValueSource {
+  if ((g.url === undefined) === (g.url_env === undefined))
+    r.issueAt(at, `${at.join('.')} needs exactly one of url or url_env`)
+  return g.url_env !== undefined ? { env: g.url_env } : { value: g.url ?? '' }
+}
+
+/** A Redis command bound: between 50 ms and 1 s, so that an outage fails requests fast. */
+function redisTimeoutAt(r: YamlReader, at: readonly string[], given: number | undefined): number {
+  const timeoutMs = given ?? 500
+  if (timeoutMs < 50 || timeoutMs > 1_000)
+    r.issueAt(
+      [...at, 'timeout'],
+      `${at.join('.')}.timeout must be between 50ms and 1s (a Redis outage must fail requests fast)`,
+    )
+  return timeoutMs
 }
 
 /** Stops and counters live in `state.redis`, else in the approvals' Redis (own prefix), else in the process and a file. */
@@ -454,18 +474,10 @@ function readState(
 ): StateConfig {
   let redis: StateConfig['redis'] = null
   if (f?.redis) {
-    if ((f.redis.url === undefined) === (f.redis.url_env === undefined))
-      r.issueAt(['state', 'redis'], 'state.redis needs exactly one of url or url_env')
-    const timeoutMs = f.redis.timeout ?? 500
-    if (timeoutMs < 50 || timeoutMs > 1_000)
-      r.issueAt(
-        ['state', 'redis', 'timeout'],
-        'state.redis.timeout must be between 50ms and 1s (limited actions must fail fast)',
-      )
     redis = {
-      url: f.redis.url_env !== undefined ? { env: f.redis.url_env } : { value: f.redis.url ?? '' },
+      url: valueSourceAt(r, ['state', 'redis'], f.redis),
       keyPrefix: f.redis.key_prefix ?? 'corridor:state:',
-      timeoutMs,
+      timeoutMs: redisTimeoutAt(r, ['state', 'redis'], f.redis.timeout),
     }
   } else if (approvals.redis !== null)
     redis = { url: approvals.redis.url, keyPrefix: 'corridor:state:', timeoutMs: approvals.redis.timeoutMs }
@@ -483,23 +495,14 @@ type ApprovalsFile = NonNullable<CorridorFile['approvals']>
 
 function readApprovals(r: YamlReader, f: ApprovalsFile): ApprovalsConfig {
   const d = DEFAULT_APPROVALS
-  const valueSource = (key: 'redis' | 'webhook', g: { url?: string | undefined; url_env?: string | undefined }) => {
-    if ((g.url === undefined) === (g.url_env === undefined))
-      r.issueAt(['approvals', key], `approvals.${key} needs exactly one of url or url_env`)
-    return g.url_env !== undefined ? { env: g.url_env } : { value: g.url ?? '' }
-  }
+  const valueSource = (key: 'redis' | 'webhook', g: { url?: string | undefined; url_env?: string | undefined }) =>
+    valueSourceAt(r, ['approvals', key], g)
   let redis: ApprovalsConfig['redis'] = null
   if (f.redis) {
-    const timeoutMs = f.redis.timeout ?? 500
-    if (timeoutMs < 50 || timeoutMs > 1_000)
-      r.issueAt(
-        ['approvals', 'redis', 'timeout'],
-        'approvals.redis.timeout must be between 50ms and 1s (a Redis outage must fail requests fast)',
-      )
     redis = {
       url: valueSource('redis', f.redis),
       keyPrefix: f.redis.key_prefix ?? 'corridor:approvals:',
-      timeoutMs,
+      timeoutMs: redisTimeoutAt(r, ['approvals', 'redis'], f.redis.timeout),
       withoutPersistence: f.redis.without_persistence ?? 'warn',
     }
   }

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest'
 import { agentCall, approvalFiles, APPROVER_KEYS, WRITER_KEY } from '../helpers/approvals-fixture.ts'
 import { eventually, startCorridorFixture, type CorridorFixture } from '../helpers/corridor-fixture.ts'
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/recording-upstream.ts'
+import { corridorCli, type CliResult } from '../helpers/cli.ts'
 
 const run = promisify(execFile)
 let upstream: RecordingUpstream
@@ -19,22 +20,8 @@ afterAll(async () => {
   await upstream?.close()
 })
 
-async function cli(
-  token: string | undefined,
-  ...args: string[]
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  const env = { ...process.env, CORRIDOR_APPROVER_TOKEN: token ?? '' }
-  try {
-    const { stdout, stderr } = await run(
-      process.execPath,
-      ['bin/corridor.js', 'approvals', ...args, '--admin', fx.corridor.adminUrl],
-      { env, timeout: 15_000 },
-    )
-    return { code: 0, stdout, stderr }
-  } catch (e) {
-    const err = e as { code: number; stdout: string; stderr: string }
-    return { code: err.code, stdout: err.stdout, stderr: err.stderr }
-  }
+function cli(token: string | undefined, ...args: string[]): Promise<CliResult> {
+  return corridorCli(['approvals', ...args, '--admin', fx.corridor.adminUrl], { CORRIDOR_APPROVER_TOKEN: token ?? '' })
 }
 
 it('lists, shows and approves a held request; the decision needs a token and a reason', async () => {

@@ -1,13 +1,11 @@
 /** The operators' command line against a running Corridor: stop (dry run first), stops, resume by scope and by id, keys mint --operator. */
-import { execFile } from 'node:child_process'
-import { promisify } from 'node:util'
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import { agentCall, approvalFiles, WRITER_KEY } from '../helpers/approvals-fixture.ts'
 import { startCorridorFixture, type CorridorFixture } from '../helpers/corridor-fixture.ts'
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/recording-upstream.ts'
+import { corridorCli, type CliResult } from '../helpers/cli.ts'
 import { hash } from '../helpers/standard-policy.ts'
 
-const run = promisify(execFile)
 const OPERATOR_KEY = 'cop_test_operator_key_0002'
 let upstream: RecordingUpstream
 let fx: CorridorFixture
@@ -25,18 +23,8 @@ afterAll(async () => {
   await upstream?.close()
 })
 
-async function cli(
-  token: string | undefined,
-  ...args: string[]
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  const env = { ...process.env, CORRIDOR_OPERATOR_TOKEN: token ?? '' }
-  try {
-    const { stdout, stderr } = await run(process.execPath, ['bin/corridor.js', ...args], { env, timeout: 15_000 })
-    return { code: 0, stdout, stderr }
-  } catch (e) {
-    const err = e as { code: number; stdout: string; stderr: string }
-    return { code: err.code, stdout: err.stdout, stderr: err.stderr }
-  }
+function cli(token: string | undefined, ...args: string[]): Promise<CliResult> {
+  return corridorCli(args, { CORRIDOR_OPERATOR_TOKEN: token ?? '' })
 }
 
 const list = () => agentCall(fx.corridor.agentUrl, WRITER_KEY, '/svc/items')
