@@ -215,6 +215,14 @@ export const corridorFileSchema = strict(
         traces: strict({
           endpoint: text().describe("The collector's OTLP/HTTP base URL, e.g. http://otel-collector:4318"),
           timeout: duration().optional().describe('Bound on each export (default 5s)'),
+          sample: z
+            .number()
+            .min(0)
+            .max(1)
+            .optional()
+            .describe(
+              "Share of new traces recorded, 0 to 1 (default 1); an agent's traceparent keeps its own sampling decision",
+            ),
         })
           .optional()
           .describe(

@@ -186,7 +186,7 @@ export interface ServerConfig {
   /** Prometheus metrics at /metrics on the admin listener. */
   readonly metrics: boolean
   /** OpenTelemetry traces exported to this collector; null: off. */
-  readonly traces: { readonly endpoint: string; readonly timeoutMs: number } | null
+  readonly traces: { readonly endpoint: string; readonly timeoutMs: number; readonly sample: number } | null
   readonly limits: ServerLimits
   readonly watchPolicy: boolean
   /** Processes serving the listeners (1: this process; more: a supervisor and that many workers). */
@@ -285,7 +285,11 @@ export function loadServerConfig(file: string): ServerConfig {
     state: readState(r, f.state, approvals, path(f.audit.file), path),
     metrics: f.telemetry?.metrics ?? true,
     traces: f.telemetry?.traces
-      ? { endpoint: f.telemetry.traces.endpoint, timeoutMs: f.telemetry.traces.timeout ?? 5_000 }
+      ? {
+          endpoint: f.telemetry.traces.endpoint,
+          timeoutMs: f.telemetry.traces.timeout ?? 5_000,
+          sample: f.telemetry.traces.sample ?? 1,
+        }
       : null,
     limits: {
       maxHeaders: f.limits?.max_headers ?? d.maxHeaders,

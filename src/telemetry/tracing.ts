@@ -16,6 +16,8 @@ import type { Logger } from '../shared/logger.ts'
 export interface TracingOptions {
   /** The collector's OTLP/HTTP base URL. */
   readonly endpoint: string
+  /** The share of new traces recorded (0 to 1); a trace the agent started keeps the agent's sampling decision. */
+  readonly sample: number
   readonly timeoutMs: number
   readonly log: Logger
 }
@@ -28,6 +30,8 @@ export interface RequestTrace {
   readonly serverSpanId: string
   readonly clientSpanId: string
   readonly flags: string
+  /** Whether this request's spans are recorded (the trace context is passed on either way). */
+  readonly sampled: boolean
   credential: { start: number; end: number; source: string } | null
   upstreamStart: number | null
 }
@@ -118,12 +122,15 @@ export class Tracer {
 
   start(traceparent: unknown): RequestTrace {
     const parent = parseTraceparent(traceparent)
+    const flags = parent?.flags ?? (Math.random() < this.#o.sample ? '01' : '00')
     return {
       traceId: parent?.traceId ?? randomHex(16),
       parentSpanId: parent?.spanId ?? null,
       serverSpanId: randomHex(8),
       clientSpanId: randomHex(8),
-      flags: parent?.flags ?? '01',
+      flags,
+      // The W3C sampled flag is the lowest bit of trace-flags.
+      sampled: (Number.parseInt(flags, 16) & 1) === 1,
       credential: null,
       upstreamStart: null,
     }
@@ -136,6 +143,7 @@ export class Tracer {
 
   /** The request has ended: its spans, from what the audit record says (written as OTLP JSON at once). */
   finish(t: RequestTrace, record: AuditRecord): void {
+    if (!t.sampled) return
     const start = Date.parse(record.time)
     const common = attributes([
       ['corridor.request_id', record.request_id],

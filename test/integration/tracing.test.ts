@@ -135,6 +135,16 @@ it('starts a trace when the agent sends none, and refuses nothing over a malform
   expect(String(upstream.received.at(-1)?.headers.traceparent)).toMatch(/^00-[0-9a-f]{32}-/)
 })
 
+it('an agent that did not sample its trace gets none recorded, and the upstream still gets the context', async () => {
+  const before = spans.length
+  const unsampled = '5bf92f3577b34da6a3ce929d0e0e4737'
+  await get(traced, '/db/rows/5', `00-${unsampled}-${AGENT_SPAN}-00`)
+  expect(String(upstream.received.at(-1)?.headers.traceparent)).toMatch(new RegExp(`^00-${unsampled}-[0-9a-f]{16}-00$`))
+  await get(traced, '/db/rows/6', `00-${AGENT_TRACE}-${AGENT_SPAN}-01`)
+  await eventually(() => expect(spans.length).toBeGreaterThanOrEqual(before + 3), 5_000)
+  expect(spans.filter((s) => s.traceId === unsampled)).toEqual([])
+})
+
 it("with traces off the agent's traceparent reaches the upstream as it was sent, and nothing is recorded", async () => {
   const answer = await get(untraced, '/db/rows/4', `00-${AGENT_TRACE}-${AGENT_SPAN}-01`)
   expect(upstream.received.at(-1)?.headers.traceparent).toBe(`00-${AGENT_TRACE}-${AGENT_SPAN}-01`)
