@@ -162,6 +162,7 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
     log,
     notifier: webhook,
     now,
+    onDecided: (outcome, waitedMs) => metrics?.decided(outcome, waitedMs),
   })
   const approvalService = approvals
   policies.onChange((bundle) => void approvalService.recheckAll(bundle))
@@ -177,6 +178,7 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
   const metrics = config.metrics
     ? new Metrics({
         stops: () => controls.board.live(),
+        approvalsPending: () => approvalService.pendingCount().catch(() => null),
         auditHealthy: () => audit.healthy,
         shipping: () => shipper?.status() ?? null,
       })

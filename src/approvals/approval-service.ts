@@ -28,6 +28,8 @@ export interface ApprovalServiceDeps {
   readonly log: Logger
   readonly notifier: ApprovalNotifier | null
   readonly now: () => number
+  /** Told when a person decided an approval (approved or rejected), with how long it waited (metrics). */
+  readonly onDecided?: (outcome: 'approved' | 'rejected', waitedMs: number) => void
 }
 
 const SWEEP_MS = 1_000
@@ -213,6 +215,8 @@ export class ApprovalService {
     this.#d.audit.writeEvent(approvalEvent(event, after, now, approver, reason))
     this.#d.notifier?.notify(event, after)
     this.#d.log.info({ approvalId: id, approver: approver.id, event }, 'approval decision')
+    if (result.kind === 'approved' || result.kind === 'rejected')
+      this.#d.onDecided?.(result.kind, now - approval.held.createdAt)
     if (result.kind === 'approved') void this.#d.executor.release(id)
     return after
   }
@@ -226,6 +230,16 @@ export class ApprovalService {
     } catch (err) {
       // The next release re-checks each request anyway; this pass only tells people sooner.
       this.#d.log.error({ err }, 'approvals could not be re-checked against the new policy')
+    }
+  }
+
+  /** How many requests wait for approvers now (pending), for metrics. */
+  async pendingCount(): Promise<number> {
+    let n = 0
+    for (let offset = 0; ; offset += SWEEP_BATCH) {
+      const batch = await this.list('pending', offset, SWEEP_BATCH)
+      n += batch.length
+      if (batch.length < SWEEP_BATCH) return n
     }
   }
 

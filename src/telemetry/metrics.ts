@@ -15,6 +15,8 @@ export interface MetricSources {
   stops(): { readonly mode: string }[]
   /** Whether the audit sink takes writes. */
   auditHealthy(): boolean
+  /** Requests waiting for approvers (null: the queue does not answer now). */
+  approvalsPending(): Promise<number | null>
   /** Shipping to PostgreSQL, when configured. */
   shipping(): { readonly lagBytes: number; readonly failing: boolean } | null
 }
@@ -32,6 +34,7 @@ export class Metrics {
   readonly #limits: Counter
   readonly #credentialFailures: Counter
   readonly #credentialIssue: Histogram
+  readonly #timeToDecide: Histogram
 
   constructor(sources: MetricSources) {
     const registers = [this.registry]
@@ -80,6 +83,22 @@ export class Metrics {
       labelNames: ['connector', 'source'],
       buckets: [0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
       registers,
+    })
+    this.#timeToDecide = new Histogram({
+      name: 'corridor_approval_time_to_decide_seconds',
+      help: 'How long held requests waited for a person to approve or reject them',
+      labelNames: ['outcome'],
+      buckets: [5, 15, 30, 60, 120, 300, 600, 1800, 3600, 14400, 86400],
+      registers,
+    })
+    new Gauge({
+      name: 'corridor_approvals_pending',
+      help: 'Requests waiting for approvers (absent while the approval queue does not answer)',
+      registers,
+      async collect() {
+        const n = await sources.approvalsPending()
+        if (n !== null) this.set(n)
+      },
     })
     new Gauge({
       name: 'corridor_stops_in_force',
@@ -141,6 +160,11 @@ export class Metrics {
         kind: l.kind,
         result: !l.exceeded ? 'admitted' : l.shadow ? 'shadow_exceeded' : 'exceeded',
       })
+  }
+
+  /** A person approved or rejected a held request after it waited this long. */
+  decided(outcome: 'approved' | 'rejected', waitedMs: number): void {
+    this.#timeToDecide.observe({ outcome }, waitedMs / 1000)
   }
 
   /** A credential handed to a request (stage 7), however long the source took. */

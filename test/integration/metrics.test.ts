@@ -28,7 +28,8 @@ beforeAll(async () => {
   fx = await startCorridorFixture(
     {
       ...base,
-      agents: base.agents + many,
+      agents: `${base.agents}${many}approvers:\n  - { id: alice, groups: [leads], keys: [{ hash: "${hash('cap_metrics_alice_0001')}" }] }\n`,
+      extraConfig: 'approvals: { wait: 0s }\n',
       policy: `${base.policy}limits:\n  - { id: list-rate, match: { actions: items.list }, rate: 3/1h }\n`,
     },
     { SVC_TOKEN: 'metrics-token' },
@@ -119,3 +120,24 @@ it(`${AGENTS.toLocaleString('en')} agents on ${PATHS.toLocaleString('en')} disti
   // What grows with traffic is values, not series: at most the new histogram buckets of one label set.
   expect(after.length - before).toBeLessThanOrEqual(40)
 }, 60_000)
+
+it('counts requests waiting for approvers, and how long a person took to decide', async () => {
+  const held = await request(`${fx.corridor.agentUrl}/svc/items`, {
+    method: 'POST',
+    headers: { 'x-api-key': 'cor_test_agent_key_0001', 'content-type': 'application/json' },
+    body: JSON.stringify({ qty: 50 }),
+  })
+  const id = ((await held.body.json()) as { approval_id: string }).approval_id
+  expect(value(await scrape(), 'corridor_approvals_pending', {})).toBe(1)
+  const admin = (path: string, body?: unknown) =>
+    request(`${fx.corridor.adminUrl}${path}`, {
+      method: body === undefined ? 'GET' : 'POST',
+      headers: { authorization: 'Bearer cap_metrics_alice_0001', 'content-type': 'application/json' },
+      body: body === undefined ? null : JSON.stringify(body),
+    }).then(async (r) => (await r.body.json()) as Record<string, unknown>)
+  const shown = await admin(`/approvals/${id}`)
+  await admin(`/approvals/${id}/approve`, { reason: 'fine', digest: shown.digest })
+  const after = await scrape()
+  expect(value(after, 'corridor_approvals_pending', {})).toBe(0)
+  expect(value(after, 'corridor_approval_time_to_decide_seconds_count', { outcome: 'approved' })).toBe(1)
+})
