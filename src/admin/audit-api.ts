@@ -22,6 +22,9 @@ import { sendFailure, sendJson } from './respond.ts'
 const MAX_LIMIT = 1_000
 const FILTERS = [
   'agent',
+  'owner',
+  'user',
+  'intent',
   'connector',
   'action',
   'decision',
@@ -103,6 +106,9 @@ export function createAuditApi(
       throw new CorridorError('bad_request', `limit is a whole number from 1 to ${MAX_LIMIT}`)
     const filter: AuditFilter = {
       agent: asked['agent'],
+      owner: asked['owner'],
+      user: asked['user'],
+      intentContains: asked['intent'],
       connector: asked['connector'],
       action: asked['action'],
       decision: asked['decision'],

@@ -15,6 +15,11 @@ import { trailFiles } from './rotation.ts'
 
 export interface AuditFilter {
   agent?: string | undefined
+  owner?: string | undefined
+  /** The delegated user the agent acted for. */
+  user?: string | undefined
+  /** Text the agent's stated intent contains (case-insensitive). */
+  intentContains?: string | undefined
   connector?: string | undefined
   action?: string | undefined
   decision?: string | undefined
@@ -29,6 +34,13 @@ export interface AuditFilter {
 
 export function matchesFilter(record: AuditRecord, f: AuditFilter): boolean {
   if (f.agent !== undefined && record.agent !== f.agent) return false
+  if (f.owner !== undefined && record.owner !== f.owner) return false
+  if (f.user !== undefined && record.user !== f.user) return false
+  if (
+    f.intentContains !== undefined &&
+    (record.intent === null || !record.intent.toLowerCase().includes(f.intentContains.toLowerCase()))
+  )
+    return false
   if (f.connector !== undefined && record.connector !== f.connector) return false
   if (f.action !== undefined && record.action !== f.action) return false
   if (f.decision !== undefined && record.decision !== f.decision) return false

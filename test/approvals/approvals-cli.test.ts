@@ -87,4 +87,46 @@ it('lists, shows and approves a held request; the decision needs a token and a r
   expect(lines.find((l) => l.outcome === 'forwarded')?.approval?.approved_by).toEqual([
     expect.objectContaining({ approver: 'alice', reason: 'restock approved' }),
   ])
+
+  // The same story told from the held request's id, in time order.
+  const heldRecord = lines.find((l) => l.outcome === 'held') as unknown as { request_id: string }
+  const config = `${fx.dir}/corridor.yaml`
+  const trace = await corridorCli(['audit', 'trace', heldRecord.request_id, '--config', config])
+  expect(trace.code).toBe(0)
+  const story = trace.stdout.trim().split('\n')
+  const at = (step: string): number => story.findIndex((line) => line.includes(step))
+  const order = [
+    'intent to hold',
+    `approval ${id} approved by alice (approver_key): restock approved`,
+    'intent to release',
+    `approval ${id} executed`,
+  ].map(at)
+  expect(order.every((i) => i >= 0)).toBe(true)
+  expect([...order].sort((a, b) => a - b)).toEqual(order)
+  for (const step of [
+    `approval ${id} held`,
+    `request ${heldRecord.request_id} held 503`,
+    'forwarded 200',
+    'released 200',
+  ])
+    expect(at(step)).toBeGreaterThanOrEqual(0)
+  expect(story.join('\n')).toContain('require_approval by rule create-big-approval: big orders need a lead')
+  const unknown = await corridorCli(['audit', 'trace', 'no-such-id', '--config', config])
+  expect(unknown).toMatchObject({
+    code: 1,
+    stderr: expect.stringContaining("nothing in the audit trail for 'no-such-id'"),
+  })
+
+  // The same requests found by the intent the agent stated, as a table a reviewer scans.
+  const csv = await corridorCli(['audit', 'query', '--config', config, '--intent', 'CLI INTENT', '--format', 'csv'])
+  const rows = csv.stdout.trim().split('\n')
+  expect(rows[0]).toBe(
+    'time,request_id,agent,user,connector,action,method,path,decision,rule,outcome,status,error_code,approval_id',
+  )
+  expect(rows.slice(1).map((r) => [r.split(',')[2], r.split(',')[10]])).toEqual(
+    expect.arrayContaining([['writer', 'held']]),
+  )
+  expect(rows.slice(1).every((r) => r.endsWith(id))).toBe(true)
+  const none = await corridorCli(['audit', 'query', '--config', config, '--owner', 'nobody', '--format', 'table'])
+  expect(none.stdout.trim().split('\n')).toHaveLength(1)
 })

@@ -4,6 +4,7 @@
  * replica's local file instead); otherwise the local file.
  */
 import { queryAuditLines, trailLines, type AuditFilter } from '../../audit/query.ts'
+import type { AuditRecord } from '../../audit/record.ts'
 import { loadServerConfig, type ServerConfig } from '../../config/server-config.ts'
 import type { PostgresAuditStore } from '../../audit/postgres-store.ts'
 import { toOcsf } from '../../audit/ocsf.ts'
@@ -14,10 +15,14 @@ import { CONFIG_OPTION, configPath, UsageError, type Command, type CommandContex
 export const auditQueryCommand: Command = {
   words: ['audit', 'query'],
   usage:
-    'corridor audit query [--agent ID] [--connector ID] [--action NAME] [--decision allow|deny|require_approval] [--outcome O] [--since ISO] [--until ISO] [--request-id ID] [--approval ID] [--limit N] [--store file|postgres]',
+    'corridor audit query [--agent ID] [--owner TEAM] [--user ID] [--intent TEXT] [--connector ID] [--action NAME] [--decision allow|deny|require_approval] [--outcome O] [--since ISO] [--until ISO] [--request-id ID] [--approval ID] [--limit N] [--format json|csv|table] [--store file|postgres]',
   options: {
     ...CONFIG_OPTION,
     agent: { type: 'string' },
+    owner: { type: 'string' },
+    user: { type: 'string' },
+    intent: { type: 'string' },
+    format: { type: 'string' },
     connector: { type: 'string' },
     action: { type: 'string' },
     decision: { type: 'string' },
@@ -37,8 +42,14 @@ export const auditQueryCommand: Command = {
       throw new UsageError(`--limit takes a whole number, got '${limit}'`)
     const since = str(values['since'])
     const until = str(values['until'])
+    const format = str(values['format']) ?? 'json'
+    if (format !== 'json' && format !== 'csv' && format !== 'table')
+      throw new UsageError(`--format is json, csv or table, got '${format}'`)
     const filter: AuditFilter = {
       agent: str(values['agent']),
+      owner: str(values['owner']),
+      user: str(values['user']),
+      intentContains: str(values['intent']),
       connector: str(values['connector']),
       action: str(values['action']),
       decision: str(values['decision']),
@@ -51,7 +62,9 @@ export const auditQueryCommand: Command = {
     }
     const config = loadServerConfig(configPath(values))
     const store = storeOf(values, config)
-    const print = (record: unknown): void => out(JSON.stringify(record))
+    if (format !== 'json') out(format === 'csv' ? SUMMARY_COLUMNS.join(',') : SUMMARY_COLUMNS.join('\t'))
+    const print = (record: AuditRecord): void =>
+      out(format === 'json' ? JSON.stringify(record) : summaryRow(record, format === 'csv' ? ',' : '\t'))
     let result = { matched: 0, unreadable: 0 }
     await eachTrailLine(config, env, store, filter, async (lines) => {
       result = await queryAuditLines(lines, filter, print)
@@ -62,6 +75,50 @@ export const auditQueryCommand: Command = {
     )
     return 0
   },
+}
+
+/** The columns of `--format csv|table`: one line per request, what a reviewer scans first. */
+const SUMMARY_COLUMNS = [
+  'time',
+  'request_id',
+  'agent',
+  'user',
+  'connector',
+  'action',
+  'method',
+  'path',
+  'decision',
+  'rule',
+  'outcome',
+  'status',
+  'error_code',
+  'approval_id',
+] as const
+
+function summaryRow(r: AuditRecord, separator: ',' | '\t'): string {
+  const values = [
+    r.time,
+    r.request_id,
+    r.agent,
+    r.user,
+    r.connector,
+    r.action,
+    r.method,
+    r.path,
+    r.decision,
+    r.rule,
+    r.outcome,
+    r.status,
+    r.error_code,
+    r.approval?.id ?? null,
+  ]
+  return values
+    .map((v) => {
+      const text = v === null ? '' : String(v)
+      if (separator === '\t') return text.replace(/[\t\n\r]/g, ' ')
+      return /[",\n\r]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text
+    })
+    .join(separator)
 }
 
 /** Runs `use` with the configured PostgreSQL store, closed afterwards. */
