@@ -1,7 +1,7 @@
 /**
  * The auditors' API on the admin listener:
  *
- *   GET /audit?agent=&connector=&action=&decision=&outcome=&since=&until=&request_id=&approval=&limit=
+ *   GET /audit?agent=&owner=&user=&intent=&connector=&action=&decision=&outcome=&since=&until=&request_id=&approval=&limit=&after=
  *   GET /audit/trace/:request-or-approval-id
  *
  * Authenticated as an auditor (principals.ts). It reads every replica's trail from PostgreSQL when
@@ -34,6 +34,7 @@ const FILTERS = [
   'since',
   'until',
   'limit',
+  'after',
 ] as const
 
 export interface AuditApi {
@@ -117,16 +118,27 @@ export function createAuditApi(
       approval: asked['approval'],
       since: time('since'),
       until: time('until'),
-      limit,
+      // One more than asked, to know whether there is a next page; the cursor's page starts after it.
+      limit: asked['after'] === undefined ? limit + 1 : undefined,
     }
+    // The cursor is the last request id of the previous page: records are read in the trail's order, which does not change.
+    const after = asked['after']
+    let passed = after === undefined
     const records: AuditRecord[] = []
-    await queryAuditLines(lines(filter), filter, (r) => records.push(r))
+    await queryAuditLines(lines(filter), filter, (r) => {
+      if (records.length > limit) return
+      if (passed) records.push(r)
+      else if (r.request_id === after) passed = true
+    })
+    const more = records.length > limit
+    if (more) records.length = limit
     record(records.length)
     sendJson(res, 200, {
       source: source.store() === null ? 'file' : 'postgres',
       records,
       limit,
-      more: records.length === limit,
+      more,
+      next: more ? (records.at(-1)?.request_id ?? null) : null,
     })
   }
 

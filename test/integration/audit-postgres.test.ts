@@ -140,6 +140,17 @@ it("GET /audit answers auditors with every replica's records, and writes down ea
   expect(answer.body.records).toHaveLength(60)
   expect(new Set((answer.body.records as { request_id: string }[]).map((r) => r.request_id)).size).toBe(60)
   expect((await get('/audit?agent=reader&limit=5', AUDITOR_KEY)).body).toMatchObject({ limit: 5, more: true })
+  // Pages by cursor: 25, 25, then the last 10, each record once.
+  const paged: string[] = []
+  let cursor: string | null = null
+  for (let page = 0; page < 5; page++) {
+    const p = await get(`/audit?agent=reader&limit=25${cursor === null ? '' : `&after=${cursor}`}`, AUDITOR_KEY)
+    paged.push(...(p.body.records as { request_id: string }[]).map((r) => r.request_id))
+    cursor = p.body.next as string | null
+    if (!(p.body.more as boolean)) break
+  }
+  expect(paged).toHaveLength(60)
+  expect(new Set(paged)).toEqual(new Set((answer.body.records as { request_id: string }[]).map((r) => r.request_id)))
   expect((await get('/audit?nonsense=1', AUDITOR_KEY)).status).toBe(400)
   // A forwarded one (a denied request has no intent entry: nothing was about to be done).
   const id = (answer.body.records as { request_id: string; outcome: string }[]).find((r) => r.outcome === 'forwarded')
