@@ -36,6 +36,8 @@ export interface BenchConfig {
   readonly metrics?: boolean
   /** An OTLP/HTTP collector: traces on (off by default, as shipped). */
   readonly traces?: string
+  /** With traces: the share of new traces recorded (default 1). */
+  readonly sample?: number
 }
 
 const LIMITS = {
@@ -93,7 +95,9 @@ export function writeBenchConfig(dir: string, c: BenchConfig): string {
   const approvalsConfig =
     (c.redisUrl === undefined ? '' : `approvals:\n  redis: { url: "${c.redisUrl}" }\n`) +
     (c.metrics === false ? 'telemetry: { metrics: false }\n' : '') +
-    (c.traces === undefined ? '' : `telemetry: { traces: { endpoint: "${c.traces}" } }\n`)
+    (c.traces === undefined
+      ? ''
+      : `telemetry: { traces: { endpoint: "${c.traces}"${c.sample === undefined ? '' : `, sample: ${c.sample}`} } }\n`)
   const file = join(dir, 'corridor.yaml')
   writeFileSync(
     file,

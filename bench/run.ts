@@ -300,7 +300,7 @@ async function main(): Promise<void> {
     identity: 'jwt' | 'key',
     workloads: Workload[],
     target?: string,
-    limits?: { redisUrl?: string; limit?: 'rate' | 'budget'; metrics?: boolean; traces?: string },
+    limits?: { redisUrl?: string; limit?: 'rate' | 'budget'; metrics?: boolean; traces?: string; sample?: number },
   ): Variant => {
     const variantDir = mkdtempSync(join(dir, 'corridor-'))
     const config = writeBenchConfig(variantDir, {
@@ -352,6 +352,10 @@ async function main(): Promise<void> {
     }),
     corridor('corridor (API key, env credential, traces on)', 'env', 'key', WORKLOADS.slice(0, 1), undefined, {
       traces: collector.url,
+    }),
+    corridor('corridor (API key, env credential, traces sampled 10%)', 'env', 'key', WORKLOADS.slice(0, 1), undefined, {
+      traces: collector.url,
+      sample: 0.1,
     }),
     ...(limitsRedis === null
       ? []
