@@ -10,7 +10,8 @@
  * refused. A stop needs a reason; a dry run reports what the stop would take back (agents,
  * pending approvals, live leases and requests in flight on this replica) and changes nothing. The
  * replica that takes the call applies the stop before answering; every other replica within a
- * second. Each stop and resume is one audit event with who, why, the scope, the stops in force
+ * second. A stop is applied even when the audit trail cannot be written (the answer says so:
+ * stopping is the safe direction); a resume is refused then, and the stop stays in force. Each stop and resume is one audit event with who, why, the scope, the stops in force
  * before and after, and what was taken back.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
@@ -28,6 +29,7 @@ import {
   type StopMode,
   type StopScope,
 } from '../controls/stop.ts'
+import { parseDuration } from '../config/schema-types.ts'
 import type { PolicyStore } from '../policy/reloader.ts'
 import { CorridorError } from '../shared/errors.ts'
 import type { Logger } from '../shared/logger.ts'
@@ -83,9 +85,13 @@ export function createStopsApi(
     if (id !== undefined) {
       const removed = await storeCall(() => controls.stops.remove(id))
       if (removed === null) throw new CorridorError('stop_not_found', `no stop '${id}' is in force`)
+      const after = before.filter((s) => s.id !== id)
+      // A resume gives back what a stop took: unlike a stop, it is not done unless the trail says so.
+      if (!audit.writeEvent(auditEvent('resumed', removed, { by, via }, reason, before, after, null, now()))) {
+        await storeCall(() => controls.stops.put(removed))
+        throw new CorridorError('audit_unavailable', 'the audit trail cannot be written, so the stop stays in force')
+      }
       controls.board.liftNow(id)
-      const after = controls.board.live()
-      audit.writeEvent(auditEvent('resumed', removed, { by, via }, reason, before, after, null, now()))
       log.warn({ stop: id, scope: scopeText(removed.scope), by, reason }, 'stop resumed')
       return sendJson(res, 200, { resumed: stopView(removed) })
     }
@@ -193,14 +199,10 @@ function modeOf(input: Record<string, unknown>): StopMode {
   return mode as StopMode
 }
 
-const DURATION = /^(\d+)(s|m|h|d)$/
-const UNIT_MS: Record<string, number> = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 }
-
 function forOf(input: Record<string, unknown>, now: number): number | null {
   const given = input['for']
   if (given === undefined || given === null) return null
-  const m = typeof given === 'string' ? DURATION.exec(given) : null
-  const ms = m === null ? NaN : Number(m[1]) * (UNIT_MS[m[2] as string] as number)
+  const ms = (typeof given === 'string' ? parseDuration(given) : undefined) ?? NaN
   if (!(ms > 0 && ms <= MAX_FOR_MS)) throw new CorridorError('bad_request', 'for is a duration such as 30m, 2h or 7d')
   return now + ms
 }

@@ -46,7 +46,8 @@ export const wholeNumber = (min: number, max: number) => {
 const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }
 const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/
 
-function parseDuration(value: string): number | undefined {
+/** `500ms`, `30s`, `5m`, `2h`, `1d` as milliseconds; undefined when the text is not a duration. */
+export function parseDuration(value: string): number | undefined {
   const m = DURATION.exec(value.trim())
   if (!m) return undefined
   return Math.round(Number(m[1]) * (DURATION_UNITS[m[2] as string] as number))

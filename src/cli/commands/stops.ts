@@ -10,6 +10,7 @@
  *   corridor stops [--json]
  */
 import { ADMIN_OPTION, adminClient, printFailure, type AdminCall } from '../admin-client.ts'
+import { SCOPE_KEYS, scopeText } from '../../controls/stop.ts'
 import { CONFIG_OPTION, UsageError, type Command, type CommandContext, type Print } from '../command.ts'
 
 const SCOPE_OPTIONS = {
@@ -20,8 +21,6 @@ const SCOPE_OPTIONS = {
   user: { type: 'string' },
   global: { type: 'boolean' },
 } as const
-
-const SCOPE_KEYS = ['owner', 'agent', 'connector', 'action', 'user'] as const
 
 function scopeOf(values: CommandContext['values']): Record<string, string> {
   const scope: Record<string, string> = {}
@@ -47,13 +46,6 @@ async function operatorClient(ctx: CommandContext): Promise<AdminCall | null> {
   }
   return adminClient(ctx, token)
 }
-
-const scopeText = (scope: Record<string, string>): string =>
-  Object.keys(scope).length === 0
-    ? 'everything'
-    : Object.entries(scope)
-        .map(([k, v]) => `${k}:${v}`)
-        .join(' ')
 
 function printStop(s: Record<string, unknown>, out: Print): void {
   out(
