@@ -175,15 +175,16 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
     )
   })
 
+  const tracer = config.traces === null ? null : new Tracer({ ...config.traces, log })
   const metrics = config.metrics
     ? new Metrics({
         stops: () => controls.board.live(),
         approvalsPending: () => approvalService.pendingCount().catch(() => null),
+        tracesDropped: () => tracer?.dropped ?? null,
         auditHealthy: () => audit.healthy,
         shipping: () => shipper?.status() ?? null,
       })
     : null
-  const tracer = config.traces === null ? null : new Tracer({ ...config.traces, log })
   const lifecycle = new Lifecycle()
   const pipeline = createPipeline({
     lifecycle,

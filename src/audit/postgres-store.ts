@@ -20,8 +20,6 @@ export interface ShippedEntry {
   readonly agent: string | null
 }
 
-export const AUDIT_SCHEMA_VERSION = 1
-
 /** Idempotent: creates the table and indexes, or leaves them as they are. */
 function migrations(table: string): string[] {
   return [
@@ -129,16 +127,6 @@ export class PostgresAuditStore implements ShipTarget {
       const last = page.rows[page.rows.length - 1] as { stream: string; seq: string }
       after = [last.stream, last.seq]
     }
-  }
-
-  /** How many entries of a stream are stored, and its highest sequence number. */
-  async streamStatus(stream: string): Promise<{ count: number; maxSeq: number | null }> {
-    const r = await this.#pool.query<{ count: string; max: string | null }>(
-      `SELECT count(*) AS count, max(seq) AS max FROM ${this.#table} WHERE stream = $1`,
-      [stream],
-    )
-    const row = r.rows[0] as { count: string; max: string | null }
-    return { count: Number(row.count), maxSeq: row.max === null ? null : Number(row.max) }
   }
 
   close(): Promise<void> {

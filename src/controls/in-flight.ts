@@ -37,8 +37,4 @@ export class InFlightRequests {
     for (const entry of this.#entries) if (stopFor([stop], entry.subject, now) !== null) n++
     return n
   }
-
-  get size(): number {
-    return this.#entries.size
-  }
 }

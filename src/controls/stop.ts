@@ -48,10 +48,7 @@ export interface StopSubject {
   readonly user: string | null
 }
 
-export function inScope(
-  scope: StopScope,
-  s: Pick<StopSubject, 'agent' | 'owner' | 'connector' | 'action' | 'user'>,
-): boolean {
+function inScope(scope: StopScope, s: Pick<StopSubject, 'agent' | 'owner' | 'connector' | 'action' | 'user'>): boolean {
   return (
     (scope.agent === undefined || scope.agent === s.agent) &&
     (scope.owner === undefined || scope.owner === s.owner) &&

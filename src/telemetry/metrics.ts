@@ -17,6 +17,8 @@ export interface MetricSources {
   auditHealthy(): boolean
   /** Requests waiting for approvers (null: the queue does not answer now). */
   approvalsPending(): Promise<number | null>
+  /** Spans dropped because the trace collector could not keep up (null: traces off). */
+  tracesDropped(): number | null
   /** Shipping to PostgreSQL, when configured. */
   shipping(): { readonly lagBytes: number; readonly failing: boolean } | null
 }
@@ -117,6 +119,15 @@ export class Metrics {
       registers,
       collect() {
         this.set(sources.auditHealthy() ? 1 : 0)
+      },
+    })
+    new Gauge({
+      name: 'corridor_trace_spans_dropped',
+      help: 'Spans dropped since start because the trace collector could not keep up (absent when traces are off)',
+      registers,
+      collect() {
+        const dropped = sources.tracesDropped()
+        if (dropped !== null) this.set(dropped)
       },
     })
     new Gauge({
