@@ -181,6 +181,9 @@ export function recordDecision(record: AuditRecord, decision: Decision): void {
   record.approvers = decision.approvers
 }
 
+/** Most requests meet no limit: they share one empty list instead of allocating one each. */
+const NO_LIMITS: readonly LimitReport[] = Object.freeze([])
+
 export function newAuditRecord(requestId: string, startedAtMs: number, method: string, rawTarget: string): AuditRecord {
   return {
     v: 1,
@@ -208,7 +211,7 @@ export function newAuditRecord(requestId: string, startedAtMs: number, method: s
     policy_version: null,
     shadow: [],
     approvers: [],
-    limits: [],
+    limits: NO_LIMITS,
     approval: null,
     credential: null,
     upstream_status: null,
