@@ -6,7 +6,8 @@
  * pub/sub (the service also polls, in case a message is lost across a reconnect).
  */
 import { createHash } from 'node:crypto'
-import { Redis } from 'ioredis'
+import type { Redis } from 'ioredis'
+import { redisConnections } from '../controls/redis-state.ts'
 import { APPROVAL_STATES } from '../audit/record.ts'
 import { ERROR_CATALOG } from '../shared/errors.ts'
 import type { Logger } from '../shared/logger.ts'
@@ -57,22 +58,9 @@ export class RedisApprovalStore implements ApprovalStore {
     this.#log = log
     this.#p = options.keyPrefix
     this.#channel = `${options.keyPrefix}events`
-    const connection = {
-      enableOfflineQueue: false, // fail now rather than run a stale command after a reconnect
-      maxRetriesPerRequest: 0,
-      commandTimeout: options.timeoutMs,
-      connectTimeout: options.timeoutMs,
-      retryStrategy: (attempt: number) => Math.min(100 * attempt, 1_000),
-      lazyConnect: false,
-    }
-    this.#redis = new Redis(options.url, connection)
-    // The subscriber may queue its SUBSCRIBE until connected; ioredis re-subscribes after every reconnect.
-    this.#subscriber = new Redis(options.url, {
-      ...connection,
-      enableOfflineQueue: true,
-      commandTimeout: undefined,
-      maxRetriesPerRequest: null,
-    })
+    const { commands, subscriber } = redisConnections(options.url, options.timeoutMs)
+    this.#redis = commands
+    this.#subscriber = subscriber
     let down = false
     this.#redis.on('error', (err: Error) => {
       if (!down)

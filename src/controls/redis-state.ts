@@ -13,6 +13,31 @@ export interface RedisStateOptions {
   readonly timeoutMs: number
 }
 
+/**
+ * The two connections Corridor keeps to a Redis (approvals and runtime controls alike): commands
+ * that fail now instead of queueing (a command run late after a reconnect could act on a decision
+ * already refused), bounded by `timeoutMs`; and a subscriber that may queue its SUBSCRIBE until
+ * connected, which ioredis repeats after every reconnect.
+ */
+export function redisConnections(url: string, timeoutMs: number): { commands: Redis; subscriber: Redis } {
+  const connection = {
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    commandTimeout: timeoutMs,
+    connectTimeout: timeoutMs,
+    retryStrategy: (attempt: number) => Math.min(100 * attempt, 1_000),
+  }
+  return {
+    commands: new Redis(url, connection),
+    subscriber: new Redis(url, {
+      ...connection,
+      enableOfflineQueue: true,
+      commandTimeout: undefined,
+      maxRetriesPerRequest: null,
+    }),
+  }
+}
+
 export class RedisState {
   readonly redis: Redis
   readonly subscriber: Redis
@@ -22,20 +47,9 @@ export class RedisState {
   constructor(options: RedisStateOptions, log: Logger) {
     this.prefix = options.keyPrefix
     this.timeoutMs = options.timeoutMs
-    const connection = {
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 0,
-      commandTimeout: options.timeoutMs,
-      connectTimeout: options.timeoutMs,
-      retryStrategy: (attempt: number) => Math.min(100 * attempt, 1_000),
-    }
-    this.redis = new Redis(options.url, connection)
-    this.subscriber = new Redis(options.url, {
-      ...connection,
-      enableOfflineQueue: true,
-      commandTimeout: undefined,
-      maxRetriesPerRequest: null,
-    })
+    const { commands, subscriber } = redisConnections(options.url, options.timeoutMs)
+    this.redis = commands
+    this.subscriber = subscriber
     let down = false
     this.redis.on('error', (err: Error) => {
       if (!down)
