@@ -98,6 +98,7 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
       signingKey:
         config.auditSigningKeyFile === null ? null : createPrivateKey(readFileSync(config.auditSigningKeyFile)),
       rotation: config.auditRotation,
+      checkpointEntries: config.auditCheckpointEntries,
       mayDelete: (file) => shippers.all.every((s) => s.hasShipped(file)),
     })
     sink.onRotate((file) => {

@@ -11,26 +11,18 @@
  * the file was cut short. The last entry of a stream that was closed cleanly is a final
  * checkpoint: a stream that ends otherwise was cut off, or its process died.
  */
-import { createHash, randomUUID, sign, verify, type KeyObject } from 'node:crypto'
+import { hash, randomUUID, sign, verify, type KeyObject } from 'node:crypto'
 
 export const GENESIS = '0'.repeat(64)
 
 const HASH_MEMBER = ',"hash":"'
-const HASH_TAIL = /,"hash":"([0-9a-f]{64})"\}$/
 
-const sha256 = (text: string): string => createHash('sha256').update(text).digest('hex')
+const sha256 = (text: string): string => hash('sha256', text, 'hex')
 
 /** The line for an entry: its JSON, then its hash as the last member, over everything before it. */
 export function sealedLine(json: string): string {
   // `{...}` becomes `{...,"hash":"<sha256 of {...}>"}`.
   return json.slice(0, -1) + HASH_MEMBER + sha256(json) + '"}'
-}
-
-/** The hash a line claims and the hash of what it covers; null when the line carries no hash member. */
-export function lineHashes(line: string): { claimed: string; actual: string } | null {
-  const m = HASH_TAIL.exec(line)
-  if (m === null) return null
-  return { claimed: m[1] as string, actual: sha256(line.slice(0, m.index) + '}') }
 }
 
 export class ChainWriter {
@@ -82,8 +74,8 @@ export interface VerifyReport {
   readonly checkpoints: number
   readonly unreadable: number
   readonly breaks: readonly Break[]
-  /** Streams whose last entry is not a final checkpoint (cut off, or their process died). */
-  readonly unclosed: readonly string[]
+  /** Streams whose last entry is not a final checkpoint (cut off after `lastSeq`, or their process died). */
+  readonly unclosed: readonly { readonly stream: string; readonly lastSeq: number }[]
 }
 
 interface StreamState {
@@ -93,44 +85,85 @@ interface StreamState {
   closed: boolean
 }
 
+/** The chain members every entry ends with, as the writer puts them: `,"stream":…,"seq":…,"prev":…,"hash":…}`. */
+const CHAIN_TAIL =
+  /^,"stream":"([^"\\]{1,100})","seq":([1-9]\d{0,15}),"prev":"([0-9a-f]{64})","hash":"([0-9a-f]{64})"\}$/
+const TAIL_START = ',"stream":"'
+
 /**
- * Verifies every stream in the lines: contiguous sequence numbers from 1, each entry's `prev`
- * the hash before it, each hash recomputed, each checkpoint matching the chain where it stands
- * and, given the public key, signed by it. The first break of each stream is reported.
+ * A line's chain members, read from its end (no JSON parse: the hash decides whether the bytes
+ * are the ones written, so an entry in any other shape is not one this writer wrote).
  */
-export function verifyLines(lines: Iterable<string>, publicKey: KeyObject | null): VerifyReport {
-  const streams = new Map<string, StreamState>()
-  const breaks: Break[] = []
-  let entries = 0
-  let checkpoints = 0
-  let unreadable = 0
-  let lineNo = 0
-  const fail = (stream: string, state: StreamState, seq: number, why: string): void => {
-    state.broken = true
-    breaks.push({ stream, seq, line: lineNo, why })
+function chainFields(line: string): { stream: string; seq: number; prev: string; claimed: string } | null {
+  const at = line.lastIndexOf(TAIL_START)
+  if (at <= 0) return null
+  const m = CHAIN_TAIL.exec(line.slice(at))
+  if (m === null) return null
+  return { stream: m[1] as string, seq: Number(m[2]), prev: m[3] as string, claimed: m[4] as string }
+}
+
+/** The hash of what a line's hash covers: everything before its hash member, as an object. */
+const coveredHash = (line: string): string => sha256(line.slice(0, line.length - 75) + '}')
+
+export interface VerifyOptions {
+  /**
+   * Each stream may start at a checkpoint instead of its first entry: the range a store returns
+   * from its checkpoint at or before some point. The checkpoint's signature (checked when a key is
+   * given) vouches for the entries before it, which are not read.
+   */
+  readonly fromCheckpoints?: boolean
+}
+
+/**
+ * Verifies every stream in the lines fed to it: contiguous sequence numbers from 1, each entry's
+ * `prev` the hash before it, each hash recomputed, each checkpoint matching the chain where it
+ * stands and, given the public key, signed by it, nothing after a final checkpoint. The first
+ * break of each stream is reported.
+ */
+export class ChainVerifier {
+  readonly #key: KeyObject | null
+  readonly #fromCheckpoints: boolean
+  readonly #streams = new Map<string, StreamState>()
+  readonly #breaks: Break[] = []
+  #entries = 0
+  #checkpoints = 0
+  #unreadable = 0
+  #line = 0
+
+  constructor(publicKey: KeyObject | null, options: VerifyOptions = {}) {
+    this.#key = publicKey
+    this.#fromCheckpoints = options.fromCheckpoints === true
   }
-  for (const line of lines) {
-    lineNo++
-    if (line === '') continue
-    let entry: Record<string, unknown>
-    try {
-      entry = JSON.parse(line) as Record<string, unknown>
-    } catch {
-      unreadable++
-      continue
+
+  /**
+   * One line, in the order written. `problem`: something the line's store found wrong about it
+   * (a copy whose columns disagree with the line), reported as a break at this entry.
+   */
+  add(line: string, problem: string | null = null): void {
+    this.#line++
+    if (line === '') return
+    const fields = chainFields(line)
+    if (fields === null) {
+      this.#unreadable++
+      return
     }
-    const { stream, seq, prev } = entry
-    const hashes = lineHashes(line)
-    if (typeof stream !== 'string' || typeof seq !== 'number' || typeof prev !== 'string' || hashes === null) {
-      unreadable++
-      continue
+    const { stream, seq, prev } = fields
+    this.#entries++
+    const checkpoint = line.startsWith('{"type":"checkpoint",') ? this.#checkpointOf(line) : null
+    let state = this.#streams.get(stream)
+    if (state === undefined) {
+      state = { seq: 0, hash: GENESIS, broken: false, closed: false }
+      // A range that starts at a checkpoint starts where the checkpoint says the chain stood.
+      if (this.#fromCheckpoints && checkpoint !== null && seq > 1) {
+        state.seq = checkpoint.atSeq
+        state.hash = checkpoint.atHash
+      }
+      this.#streams.set(stream, state)
     }
-    entries++
-    let state = streams.get(stream)
-    if (state === undefined) streams.set(stream, (state = { seq: 0, hash: GENESIS, broken: false, closed: false }))
-    if (state.broken) continue
-    if (seq !== state.seq + 1) {
-      fail(
+    if (state.broken) return
+    if (state.closed) return this.#fail(stream, state, seq, 'an entry follows the final checkpoint of its stream')
+    if (seq !== state.seq + 1)
+      return this.#fail(
         stream,
         state,
         state.seq + 1,
@@ -138,32 +171,78 @@ export function verifyLines(lines: Iterable<string>, publicKey: KeyObject | null
           ? `entries ${state.seq + 1} to ${seq - 1} are missing`
           : `entry ${seq} is out of order or repeated`,
       )
-      continue
-    }
-    if (prev !== state.hash) {
-      fail(stream, state, seq, 'its link to the entry before does not match (an entry was removed, inserted or edited)')
-      continue
-    }
-    if (hashes.actual !== hashes.claimed) {
-      fail(stream, state, seq, 'its content does not match its hash (edited)')
-      continue
-    }
-    state.closed = false
-    if (entry.type === 'checkpoint') {
-      checkpoints++
-      if (entry.at_seq !== state.seq || entry.at_hash !== state.hash)
-        fail(stream, state, seq, 'the checkpoint does not match the chain where it stands')
-      else if (publicKey !== null) {
-        const payload = checkpointPayload(stream, state.seq, state.hash, String(entry.time))
-        const signature = typeof entry.signature === 'string' ? Buffer.from(entry.signature, 'base64') : Buffer.alloc(0)
-        if (!verify(null, payload, publicKey, signature))
-          fail(stream, state, seq, 'the checkpoint signature does not verify')
-      }
-      state.closed = entry.final === true
+    if (prev !== state.hash)
+      return this.#fail(
+        stream,
+        state,
+        seq,
+        'its link to the entry before does not match (an entry was removed, inserted or edited)',
+      )
+    if (coveredHash(line) !== fields.claimed)
+      return this.#fail(stream, state, seq, 'its content does not match its hash (edited)')
+    if (problem !== null) return this.#fail(stream, state, seq, problem)
+    if (checkpoint !== null) {
+      this.#checkpoints++
+      if (checkpoint.atSeq !== state.seq || checkpoint.atHash !== state.hash)
+        return this.#fail(stream, state, seq, 'the checkpoint does not match the chain where it stands')
+      if (
+        this.#key !== null &&
+        !verify(
+          null,
+          checkpointPayload(stream, state.seq, state.hash, checkpoint.time),
+          this.#key,
+          checkpoint.signature,
+        )
+      )
+        return this.#fail(stream, state, seq, 'the checkpoint signature does not verify')
+      state.closed = checkpoint.final
     }
     state.seq = seq
-    state.hash = hashes.claimed
+    state.hash = fields.claimed
   }
-  const unclosed = [...streams].filter(([, s]) => !s.closed && !s.broken).map(([id]) => id)
-  return { entries, streams: streams.size, checkpoints, unreadable, breaks, unclosed }
+
+  report(): VerifyReport {
+    return {
+      entries: this.#entries,
+      streams: this.#streams.size,
+      checkpoints: this.#checkpoints,
+      unreadable: this.#unreadable,
+      breaks: [...this.#breaks],
+      unclosed: [...this.#streams]
+        .filter(([, s]) => !s.closed && !s.broken)
+        .map(([stream, s]) => ({ stream, lastSeq: s.seq })),
+    }
+  }
+
+  #checkpointOf(
+    line: string,
+  ): { atSeq: number; atHash: string; time: string; signature: Buffer; final: boolean } | null {
+    try {
+      const entry = JSON.parse(line) as Record<string, unknown>
+      return {
+        atSeq: typeof entry['at_seq'] === 'number' ? entry['at_seq'] : -1,
+        atHash: typeof entry['at_hash'] === 'string' ? entry['at_hash'] : '',
+        time: String(entry['time']),
+        signature: typeof entry['signature'] === 'string' ? Buffer.from(entry['signature'], 'base64') : Buffer.alloc(0),
+        final: entry['final'] === true,
+      }
+    } catch {
+      return null
+    }
+  }
+
+  #fail(stream: string, state: StreamState, seq: number, why: string): void {
+    state.broken = true
+    this.#breaks.push({ stream, seq, line: this.#line, why })
+  }
+}
+
+export function verifyLines(
+  lines: Iterable<string>,
+  publicKey: KeyObject | null,
+  options: VerifyOptions = {},
+): VerifyReport {
+  const verifier = new ChainVerifier(publicKey, options)
+  for (const line of lines) verifier.add(line)
+  return verifier.report()
 }

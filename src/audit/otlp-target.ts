@@ -5,8 +5,7 @@
  * runs on the collector's copy; stream, sequence, hash and the entry's type are attributes too.
  */
 import { request } from 'undici'
-import type { ShippedEntry } from './postgres-store.ts'
-import type { ShipTarget } from './shipper.ts'
+import type { ShippedEntry, ShipTarget } from './shipper.ts'
 
 export interface OtlpOptions {
   /** The collector's OTLP/HTTP base URL, e.g. http://otel-collector:4318 */

@@ -6,19 +6,7 @@
  */
 import pg from 'pg'
 import type { AuditFilter } from './query.ts'
-import type { ShipTarget } from './shipper.ts'
-
-/** One line of a local audit file, parsed as far as the table needs. */
-export interface ShippedEntry {
-  readonly stream: string
-  readonly seq: number
-  readonly line: string
-  readonly type: string
-  readonly time: string | null
-  readonly requestId: string | null
-  readonly approvalId: string | null
-  readonly agent: string | null
-}
+import { shippedEntry, type ShippedEntry, type ShipTarget } from './shipper.ts'
 
 /** Idempotent: creates the table and indexes, or leaves them as they are. */
 function migrations(table: string): string[] {
@@ -42,6 +30,41 @@ function migrations(table: string): string[] {
   ]
 }
 
+/** One stream's entries from a point, for verifying part of a long trail. */
+export interface VerifyRange {
+  readonly stream: string
+  readonly fromSeq: number
+  readonly toSeq?: number
+}
+
+interface StoredRow {
+  readonly stream: string
+  readonly seq: string
+  readonly type: string
+  readonly time: Date | null
+  readonly request_id: string | null
+  readonly approval_id: string | null
+  readonly agent: string | null
+  readonly line: string
+}
+
+/** The columns of a row that disagree with its line, or null. */
+function columnProblem(row: StoredRow): string | null {
+  const entry = shippedEntry(row.line)
+  if (entry === null) return null // the chain verifier reports a line that is not an entry
+  const wrong: string[] = []
+  if (row.stream !== entry.stream) wrong.push('stream')
+  if (row.seq !== String(entry.seq)) wrong.push('seq')
+  if (row.type !== entry.type) wrong.push('type')
+  if ((row.time?.getTime() ?? null) !== (entry.time === null ? null : Date.parse(entry.time))) wrong.push('time')
+  if (row.request_id !== entry.requestId) wrong.push('request_id')
+  if (row.approval_id !== entry.approvalId) wrong.push('approval_id')
+  if (row.agent !== entry.agent) wrong.push('agent')
+  return wrong.length === 0
+    ? null
+    : `the row's ${wrong.join(', ')} column(s) do not match its line (edited in the table)`
+}
+
 export interface PostgresAuditOptions {
   readonly url: string
   readonly table: string
@@ -55,7 +78,7 @@ export class PostgresAuditStore implements ShipTarget {
   readonly #table: string
 
   constructor(options: PostgresAuditOptions) {
-    if (!/^[a-z_][a-z0-9_]{0,62}$/.test(options.table)) throw new Error(`not a plain table name: '${options.table}'`)
+    assertPlainTable(options.table)
     this.#table = options.table
     this.#pool = new pg.Pool({
       connectionString: options.url,
@@ -113,23 +136,75 @@ export class PostgresAuditStore implements ShipTarget {
     if (filter.agent !== undefined) add('agent = ?', filter.agent)
     if (filter.since !== undefined) add('time >= ?', new Date(filter.since - 60_000).toISOString())
     if (filter.until !== undefined) add('time <= ?', new Date(filter.until + 60_000).toISOString())
-    const base = `SELECT stream, seq, line FROM ${this.#table}${where.length > 0 ? ` WHERE ${where.join(' AND ')}` : ''}`
-    let after: [string, string] | null = null
-    for (;;) {
-      const page: pg.QueryResult<{ stream: string; seq: string; line: string }> = await this.#pool.query(
-        after === null
-          ? `${base} ORDER BY stream, seq LIMIT 1000`
-          : `${base}${where.length > 0 ? ' AND' : ' WHERE'} (stream, seq) > ($${params.length + 1}, $${params.length + 2}) ORDER BY stream, seq LIMIT 1000`,
-        after === null ? params : [...params, ...after],
-      )
-      for (const row of page.rows) yield row.line
-      if (page.rows.length < 1000) return
-      const last = page.rows[page.rows.length - 1] as { stream: string; seq: string }
-      after = [last.stream, last.seq]
-    }
+    for await (const row of pages(this.#pool, this.#table, where, params)) yield row.line
+  }
+
+  /** Every stored row in chain order, with what its columns say that its line does not (see verificationRows). */
+  verificationRows(range?: VerifyRange): AsyncGenerator<{ line: string; problem: string | null }> {
+    return verificationRows(this.#pool, this.#table, range)
   }
 
   close(): Promise<void> {
     return this.#pool.end()
+  }
+}
+
+/** Table names are written into statements, so they are plain identifiers only. */
+function assertPlainTable(table: string): void {
+  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(table)) throw new Error(`not a plain table name: '${table}'`)
+}
+
+/** Something to run queries on: the store's pool, or a client inside a transaction. */
+type Queryable = Pick<pg.Pool, 'query'>
+
+/**
+ * Every stored row in chain order, each with what its columns say that its line does not (a
+ * row edited in the table, which queries would then find or miss wrongly), for verification.
+ * Given a range, one stream from its last checkpoint at or before `fromSeq` (or its start) up
+ * to `toSeq`.
+ */
+export async function* verificationRows(
+  db: Queryable,
+  table: string,
+  range?: VerifyRange,
+): AsyncGenerator<{ line: string; problem: string | null }> {
+  assertPlainTable(table)
+  const where: string[] = []
+  const params: unknown[] = []
+  if (range !== undefined) {
+    const anchor = await db.query<{ seq: string | null }>(
+      `SELECT max(seq) AS seq FROM ${table} WHERE stream = $1 AND type = 'checkpoint' AND seq <= $2`,
+      [range.stream, range.fromSeq],
+    )
+    params.push(range.stream, anchor.rows[0]?.seq ?? 1)
+    where.push('stream = $1', 'seq >= $2')
+    if (range.toSeq !== undefined) {
+      params.push(range.toSeq)
+      where.push('seq <= $3')
+    }
+  }
+  for await (const row of pages(db, table, where, params)) yield { line: row.line, problem: columnProblem(row) }
+}
+
+/** Rows matching `where`, ordered by stream and seq, a page of 1,000 at a time. */
+async function* pages(
+  db: Queryable,
+  table: string,
+  where: readonly string[],
+  params: readonly unknown[],
+): AsyncGenerator<StoredRow> {
+  const base = `SELECT * FROM ${table}${where.length > 0 ? ` WHERE ${where.join(' AND ')}` : ''}`
+  let after: [string, string] | null = null
+  for (;;) {
+    const page: pg.QueryResult<StoredRow> = await db.query(
+      after === null
+        ? `${base} ORDER BY stream, seq LIMIT 1000`
+        : `${base}${where.length > 0 ? ' AND' : ' WHERE'} (stream, seq) > ($${params.length + 1}, $${params.length + 2}) ORDER BY stream, seq LIMIT 1000`,
+      after === null ? [...params] : [...params, ...after],
+    )
+    yield* page.rows
+    if (page.rows.length < 1000) return
+    const last = page.rows[page.rows.length - 1] as StoredRow
+    after = [last.stream, last.seq]
   }
 }

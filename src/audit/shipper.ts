@@ -11,8 +11,44 @@
  */
 import { closeSync, existsSync, openSync, readFileSync, readSync, renameSync, statSync, writeFileSync } from 'node:fs'
 import type { Logger } from '../shared/logger.ts'
-import type { ShippedEntry } from './postgres-store.ts'
 import { rotatedFiles } from './rotation.ts'
+
+/** One line of a local audit file, parsed as far as a target needs (the PostgreSQL columns, the OTLP attributes). */
+export interface ShippedEntry {
+  readonly stream: string
+  readonly seq: number
+  readonly line: string
+  readonly type: string
+  readonly time: string | null
+  readonly requestId: string | null
+  readonly approvalId: string | null
+  readonly agent: string | null
+}
+
+/** What a target takes of one line of the audit file; null for a line that is not a chained entry. */
+export function shippedEntry(line: string): ShippedEntry | null {
+  if (line === '') return null
+  let value: Record<string, unknown>
+  try {
+    value = JSON.parse(line) as Record<string, unknown>
+  } catch {
+    return null
+  }
+  const { stream, seq } = value
+  if (typeof stream !== 'string' || typeof seq !== 'number') return null
+  const text = (v: unknown): string | null => (typeof v === 'string' ? v : null)
+  const approval = value['approval'] as { id?: unknown } | null | undefined
+  return {
+    stream,
+    seq,
+    line,
+    type: text(value['type']) ?? 'unknown',
+    time: text(value['time']),
+    requestId: text(value['request_id']),
+    approvalId: text(value['approval_id']) ?? text(approval?.id),
+    agent: text(value['agent']),
+  }
+}
 
 /** Where entries are shipped to: PostgreSQL (postgres-store.ts), an OpenTelemetry collector (otlp-target.ts). */
 export interface ShipTarget {
@@ -194,7 +230,7 @@ export class AuditShipper<T extends ShipTarget = ShipTarget> {
         if (nl === -1) break // a line still being written
         const line = text.subarray(consumed, nl).toString('utf8')
         consumed = nl + 1
-        const entry = parseEntry(line)
+        const entry = shippedEntry(line)
         if (entry === null) skipped++
         else entries.push(entry)
       }
@@ -207,30 +243,6 @@ export class AuditShipper<T extends ShipTarget = ShipTarget> {
     } finally {
       closeSync(fd)
     }
-  }
-}
-
-function parseEntry(line: string): ShippedEntry | null {
-  if (line === '') return null
-  let value: Record<string, unknown>
-  try {
-    value = JSON.parse(line) as Record<string, unknown>
-  } catch {
-    return null
-  }
-  const { stream, seq } = value
-  if (typeof stream !== 'string' || typeof seq !== 'number') return null
-  const text = (v: unknown): string | null => (typeof v === 'string' ? v : null)
-  const approval = value['approval'] as { id?: unknown } | null | undefined
-  return {
-    stream,
-    seq,
-    line,
-    type: text(value['type']) ?? 'unknown',
-    time: text(value['time']),
-    requestId: text(value['request_id']),
-    approvalId: text(value['approval_id']) ?? text(approval?.id),
-    agent: text(value['agent']),
   }
 }
 

@@ -21,6 +21,8 @@ import { applyRetention, rotatedName, type RotationPolicy } from './rotation.ts'
 export interface FileSinkOptions {
   readonly signingKey?: KeyObject | null
   readonly rotation?: RotationPolicy | null
+  /** A checkpoint every this many entries as well as every minute. */
+  readonly checkpointEntries?: number | null
   /** Whether a rotated file may be deleted by retention (not while it is still being shipped). */
   readonly mayDelete?: (file: string) => boolean
 }
@@ -57,6 +59,8 @@ export class FileAuditSink implements AuditSink {
   readonly #chain = new ChainWriter()
   readonly #signingKey: KeyObject | null
   readonly #checkpoints: NodeJS.Timeout
+  readonly #checkpointEntries: number | null
+  #sinceCheckpoint = 0
   #healthy = true
   #probe: NodeJS.Timeout | null = null
 
@@ -67,6 +71,7 @@ export class FileAuditSink implements AuditSink {
     this.#log = log
     this.#signingKey = options.signingKey ?? null
     this.#rotation = options.rotation ?? null
+    this.#checkpointEntries = options.checkpointEntries ?? null
     this.#mayDelete = options.mayDelete ?? (() => true)
     // Prove at start that the sink takes writes; a sink that cannot is unhealthy from the first request.
     this.#append(JSON.stringify({ type: 'audit_sink_opened', v: 1, time: new Date().toISOString() }), null)
@@ -188,6 +193,7 @@ export class FileAuditSink implements AuditSink {
       this.#signingKey === null
         ? null
         : signCheckpoint(this.#signingKey, checkpointPayload(this.#chain.stream, seq, hash, time))
+    this.#sinceCheckpoint = 0
     this.#append(JSON.stringify({ type: 'checkpoint', v: 1, time, at_seq: seq, at_hash: hash, signature, final }), null)
   }
 
@@ -197,6 +203,8 @@ export class FileAuditSink implements AuditSink {
       const { line, commit } = this.#chain.seal(json)
       this.#bytes += writeAll(this.#fd, line + '\n')
       commit()
+      if (this.#checkpointEntries !== null && ++this.#sinceCheckpoint >= this.#checkpointEntries)
+        this.#checkpoint(false)
       if (this.#rotation?.maxBytes != null && this.#bytes >= this.#rotation.maxBytes) this.#rotateIfDue()
       return true
     } catch (err) {

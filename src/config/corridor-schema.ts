@@ -105,6 +105,11 @@ export const corridorFileSchema = strict(
       signing_key_file: text()
         .optional()
         .describe('Ed25519 private key (PKCS#8 PEM) that signs the checkpoints; publish its public key for verifiers'),
+      checkpoint_entries: wholeNumber(100, 10_000_000)
+        .optional()
+        .describe(
+          'Also write a checkpoint every this many entries (besides every minute), bounding what a range verification reads; default: every minute only',
+        ),
       rotate: strict(
         {
           max_bytes: bytes().optional().describe('Rotate the live file when it reaches this size'),

@@ -172,6 +172,8 @@ export interface ServerConfig {
   readonly auditFile: string
   /** Ed25519 private key (PEM file) signing the audit checkpoints; null: checkpoints unsigned. */
   readonly auditSigningKeyFile: string | null
+  /** A checkpoint every this many entries as well as every minute; null: every minute only. */
+  readonly auditCheckpointEntries: number | null
   /** An OpenTelemetry collector the audit trail is shipped to as OTLP logs; null: none. */
   readonly auditOtlp: AuditOtlpConfig | null
   /** When the live audit file is rotated, and how long rotated files are kept; null: never rotated. */
@@ -246,6 +248,7 @@ export function loadServerConfig(file: string): ServerConfig {
     files: { agents: path(f.files.agents), connectors: path(f.files.connectors), policy: path(f.files.policy) },
     auditFile: path(f.audit.file),
     auditSigningKeyFile: f.audit.signing_key_file === undefined ? null : path(f.audit.signing_key_file),
+    auditCheckpointEntries: f.audit.checkpoint_entries ?? null,
     auditPostgres: readAuditPostgres(r, f.audit.postgres),
     auditOtlp:
       f.audit.otlp === undefined

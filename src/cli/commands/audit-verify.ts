@@ -1,19 +1,22 @@
 /**
  * `corridor audit verify [file] [--public-key pem] [--store postgres]`: checks the hash chain of
  * every stream in an audit file (the configured one by default), or in the PostgreSQL copy of
- * every replica's trail, and, given the public key, the checkpoints' signatures. Names the first
- * broken sequence number of each stream; exit 1 on any break.
+ * every replica's trail (each row's columns checked against its line too), and, given the public
+ * key, the checkpoints' signatures. Names the first broken sequence number of each stream; exit 1
+ * on any break. On PostgreSQL, `--stream ID --from-seq N [--to-seq M]` verifies part of a long
+ * stream, from its last signed checkpoint at or before N.
  */
 import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { createPublicKey } from 'node:crypto'
-import { verifyLines } from '../../audit/chain.ts'
+import { ChainVerifier, type VerifyReport } from '../../audit/chain.ts'
 import { trailLines } from '../../audit/query.ts'
 import { trailFiles } from '../../audit/rotation.ts'
 import { linesFromOcsf } from '../../audit/ocsf.ts'
+import type { VerifyRange } from '../../audit/postgres-store.ts'
 import { loadServerConfig, type ServerConfig } from '../../config/server-config.ts'
 import { CONFIG_OPTION, configPath, UsageError, type Command } from '../command.ts'
-import { trailOf } from './audit-query.ts'
+import { withPostgres } from './audit-query.ts'
 
 /** The file's whole trail: its rotated files (oldest first), then the file. */
 async function readLines(file: string): Promise<string[]> {
@@ -25,8 +28,16 @@ async function readLines(file: string): Promise<string[]> {
 export const auditVerifyCommand: Command = {
   words: ['audit', 'verify'],
   usage:
-    'corridor audit verify [audit-file | --store postgres | --ocsf exported-file] [--public-key checkpoint-key.pub.pem] [--config corridor.yaml]',
-  options: { ...CONFIG_OPTION, 'public-key': { type: 'string' }, store: { type: 'string' }, ocsf: { type: 'boolean' } },
+    'corridor audit verify [audit-file | --store postgres [--stream ID --from-seq N [--to-seq M]] | --ocsf exported-file] [--public-key checkpoint-key.pub.pem] [--config corridor.yaml]',
+  options: {
+    ...CONFIG_OPTION,
+    'public-key': { type: 'string' },
+    store: { type: 'string' },
+    ocsf: { type: 'boolean' },
+    stream: { type: 'string' },
+    'from-seq': { type: 'string' },
+    'to-seq': { type: 'string' },
+  },
   positionals: { min: 0, max: 1 },
   async run({ values, positionals, out, err, env }) {
     const store = values['store'] ?? 'file'
@@ -40,22 +51,50 @@ export const auditVerifyCommand: Command = {
     const publicKey = typeof keyFile === 'string' ? createPublicKey(readFileSync(keyFile)) : null
     const ocsf = values['ocsf'] === true
     if (ocsf && positionals[0] === undefined) throw new UsageError('--ocsf verifies an exported file: name it')
-    const lines =
-      store === 'file'
-        ? ocsf
-          ? linesFromOcsf(readFileSync(file, 'utf8').split('\n'))
-          : await readLines(file)
-        : await trailOf(config as ServerConfig, env, 'postgres', {})
-    const report = verifyLines(lines, publicKey)
+    const range = rangeOf(values)
+    if (range !== undefined && store !== 'postgres')
+      throw new UsageError('--stream and --from-seq are for --store postgres')
+    if (range !== undefined && publicKey === null)
+      throw new UsageError('a range starts at a signed checkpoint: give --public-key to check its signature')
+    let report: VerifyReport
+    if (store === 'file') {
+      const verifier = new ChainVerifier(publicKey)
+      for (const line of ocsf ? linesFromOcsf(readFileSync(file, 'utf8').split('\n')) : await readLines(file))
+        verifier.add(line)
+      report = verifier.report()
+    } else
+      report = await withPostgres(config as ServerConfig, env, async (pgStore) => {
+        const verifier = new ChainVerifier(publicKey, { fromCheckpoints: range !== undefined })
+        for await (const row of pgStore.verificationRows(range)) verifier.add(row.line, row.problem)
+        return verifier.report()
+      })
     out(
-      `${store === 'file' ? `${file}${!ocsf && trailFiles(file).length > 1 ? ` (and ${trailFiles(file).length - 1} rotated file(s))` : ''}` : 'PostgreSQL'}: ${report.entries} entries in ${report.streams} stream(s), ${report.checkpoints} checkpoint(s)` +
+      `${store === 'file' ? `${file}${!ocsf && trailFiles(file).length > 1 ? ` (and ${trailFiles(file).length - 1} rotated file(s))` : ''}` : range === undefined ? 'PostgreSQL' : `PostgreSQL, stream ${range.stream} from its last checkpoint at or before entry ${range.fromSeq}${range.toSeq === undefined ? '' : ` to entry ${range.toSeq}`}`}: ${report.entries} entries in ${report.streams} stream(s), ${report.checkpoints} checkpoint(s)` +
         (publicKey === null ? ' (signatures not checked: no --public-key)' : ', signatures checked') +
         (report.unreadable > 0 ? `, ${report.unreadable} unreadable line(s)` : ''),
     )
     for (const b of report.breaks) err(`BROKEN stream ${b.stream} at entry ${b.seq} (line ${b.line}): ${b.why}`)
-    for (const stream of report.unclosed)
-      out(`stream ${stream} ends without a final checkpoint: still being written, cut off, or its process died`)
+    for (const { stream, lastSeq } of report.unclosed)
+      out(
+        `stream ${stream} ends at entry ${lastSeq} without a final checkpoint: still being written, cut off after entry ${lastSeq}, or its process died`,
+      )
     if (report.breaks.length === 0) out('chain intact')
     return report.breaks.length === 0 ? 0 : 1
   },
+}
+
+function rangeOf(values: Record<string, unknown>): VerifyRange | undefined {
+  const stream = values['stream']
+  const from = values['from-seq']
+  const to = values['to-seq']
+  if (stream === undefined && from === undefined && to === undefined) return undefined
+  if (typeof stream !== 'string' || typeof from !== 'string')
+    throw new UsageError('a range needs both --stream and --from-seq')
+  const seq = (text: string, flag: string): number => {
+    if (!/^[1-9]\d{0,15}$/.test(text)) throw new UsageError(`${flag} takes a sequence number, got '${text}'`)
+    return Number(text)
+  }
+  return typeof to === 'string'
+    ? { stream, fromSeq: seq(from, '--from-seq'), toSeq: seq(to, '--to-seq') }
+    : { stream, fromSeq: seq(from, '--from-seq') }
 }
