@@ -120,7 +120,9 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
     now,
   })
   let approvals: ApprovalService | null = null
+  const tracer = config.traces === null ? null : new Tracer({ ...config.traces, log })
   const executor = new ApprovalExecutor({
+    tracer,
     store,
     config: config.approvals,
     policies,
@@ -176,7 +178,6 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
     )
   })
 
-  const tracer = config.traces === null ? null : new Tracer({ ...config.traces, log })
   const metrics = config.metrics
     ? new Metrics({
         stops: () => controls.board.live(),

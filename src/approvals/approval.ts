@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto'
 
 import type { ApprovalState } from '../audit/record.ts'
 import type { ErrorCode } from '../shared/errors.ts'
+import type { TraceLink } from '../shared/trace-context.ts'
 
 export type { ApprovalState }
 
@@ -54,6 +55,8 @@ export interface HeldRequest {
   readonly perRequestLease: boolean
   readonly createdAt: number
   readonly expiresAt: number
+  /** The hold's span, when traces are on: its release links to it. Not part of the digest. */
+  readonly trace?: TraceLink | null
 }
 
 export interface ApproverDecision {

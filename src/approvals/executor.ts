@@ -27,6 +27,7 @@ import { isCorridorError } from '../shared/errors.ts'
 import type { Logger } from '../shared/logger.ts'
 import type { Approval, ExecutionResult, HeldRequest } from './approval.ts'
 import type { ApprovalStore } from './approval-store.ts'
+import type { Tracing } from '../shared/trace-context.ts'
 import { approvalLink } from './audit-link.ts'
 import { whyNoLongerPermitted } from './recheck.ts'
 
@@ -43,6 +44,8 @@ export interface ExecutorDeps {
   readonly stoppedBecause: (held: HeldRequest) => string | null
   /** Told when an approval is cancelled by the re-check, or has run. */
   readonly onSettled: (id: string, event: 'cancelled' | 'executed', reason: string | null) => void
+  /** Null unless traces are on: a release is a trace of its own, linked to the hold's span. */
+  readonly tracer: Tracing | null
 }
 
 export class ApprovalExecutor {
@@ -94,6 +97,8 @@ export class ApprovalExecutor {
     const headers = held.request.headers.flat()
     if (idempotency !== null && !held.request.headers.some(([name]) => name === idempotency))
       headers.push(idempotency, held.id)
+    const releaseStarted = Date.now()
+    const trace = d.tracer?.startRelease(held.trace ?? null) ?? null
     // The outgoing request is complete (audit gate passed, credential placed) before anything is
     // claimed: a failure here leaves the approval approved for the next attempt, not claimed and stuck.
     let outbound: Outbound
@@ -104,6 +109,7 @@ export class ApprovalExecutor {
         query: held.request.query,
         bodyLength: body.length,
         remoteAddress: null,
+        trace,
       })
     } catch (err) {
       d.log.warn(
@@ -140,6 +146,7 @@ export class ApprovalExecutor {
     }
 
     const record = executionRecord(approval, connector.basePath, d.now())
+    if (trace !== null) record.trace_id = trace.traceId
     if (credential !== null) record.credential = { reference: credential.reference, lease_id: credential.leaseId }
     record.approval = { ...approvalLink(approval), state: 'executing' }
     try {
@@ -151,6 +158,7 @@ export class ApprovalExecutor {
       throw err
     }
     const started = performance.now()
+    if (trace !== null) trace.upstreamStart = performance.timeOrigin + started
     let result: ExecutionResult
     try {
       const response = await d.upstreams.call(
@@ -196,6 +204,13 @@ export class ApprovalExecutor {
     record.duration_ms = record.upstream_ms = Math.round((performance.now() - started) * 1000) / 1000
     record.approval = { ...approvalLink(approval), state: 'executed', executed_request_id: record.request_id }
     d.audit.write(record)
+    // The release's span covers it from the credential on; the record times the upstream call.
+    if (trace !== null)
+      d.tracer?.finish(trace, {
+        ...record,
+        time: new Date(releaseStarted).toISOString(),
+        duration_ms: Date.now() - releaseStarted,
+      })
     if (credential !== null)
       settleCredential(credential, result.status, d.log, { approvalId: id, requestId: record.request_id })
     await this.#storeResult(id, token, result)

@@ -8,6 +8,7 @@
 import { Agent, request } from 'undici'
 import type { Lease, LeaseProvider } from './lease-cache.ts'
 import { readLimited } from '../shared/read-limited.ts'
+import { recordCall } from '../shared/trace-context.ts'
 import { Secret } from './secret.ts'
 import { isValidFieldValue, type CredentialSource } from './source.ts'
 
@@ -86,8 +87,9 @@ export class OAuth2Provider implements LeaseProvider {
       form.set('client_id', clientId)
       form.set('client_secret', clientSecret.reveal())
     }
-    let status: number
+    let status: number | null = null
     let text: string
+    const started = performance.timeOrigin + performance.now()
     try {
       // undici's request() never follows redirects: a 3xx is a refusal here.
       const response = await request(tokenUrl, {
@@ -110,6 +112,16 @@ export class OAuth2Provider implements LeaseProvider {
         'oauth2_unreachable',
         `the token endpoint is unreachable (${typeof code === 'string' ? code : 'connection failed'})`,
       )
+    } finally {
+      // A span of the traced request this token is fetched for (the token endpoint's path, never the form).
+      recordCall({
+        system: 'oauth2',
+        method: 'POST',
+        path: new URL(tokenUrl).pathname,
+        start: started,
+        end: performance.timeOrigin + performance.now(),
+        status,
+      })
     }
     let body: Record<string, unknown> = {}
     try {

@@ -1,10 +1,10 @@
 /**
  * The part of forwarding that the live pipeline and the approvals executor share, in this order:
  * the audit gate (nothing leaves unaudited), the connector's credential (issued only now, after
- * the decision), and the request as it leaves: the canonical request's headers plus the framing
- * and forwarding facts Corridor states itself (never copied from the agent: no X-Forwarded-Host
- * rebuilt from the agent's Host), with the credential placed. What comes back is masked of that
- * credential by the Upstreams (upstreams.ts).
+ * the decision; traced with the Vault or OAuth2 calls it took), and the request as it leaves: the
+ * canonical request's headers plus the framing, forwarding and trace facts Corridor states itself
+ * (never copied from the agent: no X-Forwarded-Host rebuilt from the agent's Host), with the
+ * credential placed. What comes back is masked of that credential by the Upstreams (upstreams.ts).
  */
 import { assertAuditable, type AuditSink } from '../audit/sink.ts'
 import type { CredentialBroker } from '../credentials/broker.ts'
@@ -12,6 +12,7 @@ import { injectCredential, type OutgoingParts } from '../credentials/inject.ts'
 import type { HeldCredential } from '../credentials/source.ts'
 import type { Connector } from '../registry/connectors.ts'
 import type { SecretMask } from '../request/secret-mask.ts'
+import { traceIssue, traceparentOf, type RequestTrace } from '../shared/trace-context.ts'
 
 /** Methods whose requests carry a Content-Length even when the body is empty. */
 const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH'])
@@ -22,8 +23,17 @@ export function outgoingParts(
   query: string,
   bodyLength: number,
   remoteAddress: string | null,
+  trace: RequestTrace | null,
 ): OutgoingParts {
-  const out = headers.slice()
+  let out: string[]
+  if (trace === null) out = headers.slice()
+  else {
+    // The upstream continues Corridor's trace, its client span as the parent, not the agent's span.
+    out = []
+    for (let i = 0; i < headers.length; i += 2)
+      if (headers[i] !== 'traceparent') out.push(headers[i] as string, headers[i + 1] as string)
+    out.push('traceparent', traceparentOf(trace))
+  }
   if (bodyLength > 0 || BODY_METHODS.has(method)) out.push('content-length', String(bodyLength))
   // Identity only: Corridor reads every response to mask the injected credential in it.
   out.push('accept-encoding', 'identity')
@@ -48,6 +58,8 @@ export interface OutboundRequest {
   readonly bodyLength: number
   /** The agent's address, for X-Forwarded-For; null for released approvals (the agent is not connected). */
   readonly remoteAddress: string | null
+  /** Its trace, when traces are on: the credential issue is recorded, the upstream gets a traceparent. */
+  readonly trace: RequestTrace | null
 }
 
 export interface Outbound {
@@ -67,8 +79,17 @@ export async function prepareOutbound(
   request: OutboundRequest,
 ): Promise<Outbound> {
   assertAuditable(deps.audit)
-  const credential = await deps.credentials.issue(connector, agentId, perRequestLease)
-  const parts = outgoingParts(request.method, request.headers, request.query, request.bodyLength, request.remoteAddress)
+  const credential = await traceIssue(request.trace, connector.credential.kind, () =>
+    deps.credentials.issue(connector, agentId, perRequestLease),
+  )
+  const parts = outgoingParts(
+    request.method,
+    request.headers,
+    request.query,
+    request.bodyLength,
+    request.remoteAddress,
+    request.trace,
+  )
   if (credential === null) return { credential, parts, mask: null }
   try {
     return { credential, parts, mask: injectCredential(connector.injection, credential, parts) }

@@ -49,7 +49,7 @@ import { sendProblem } from '../shared/problem.ts'
 import { readBody } from './request-body.ts'
 import type { RuntimeControls } from '../controls/runtime-controls.ts'
 import type { Metrics } from '../telemetry/metrics.ts'
-import type { RequestTrace, Tracer } from '../telemetry/tracing.ts'
+import type { RequestTrace, Tracing } from '../shared/trace-context.ts'
 import type { Admission } from '../controls/limiter.ts'
 import type { Stop, StopSubject } from '../controls/stop.ts'
 import { stoppedError } from '../controls/stop-board.ts'
@@ -80,7 +80,7 @@ export interface PipelineDeps {
   /** Null when metrics are off (`telemetry.metrics: false`). */
   readonly metrics: Metrics | null
   /** Null unless traces are on (`telemetry.traces`). */
-  readonly tracer: Tracer | null
+  readonly tracer: Tracing | null
 }
 
 /** The status URL is Corridor's own: it takes the agent key in Authorization, or in X-Api-Key as many SDKs send it. */
@@ -268,7 +268,7 @@ async function handle(
   if (decision.effect === 'require_approval') {
     // A hold is an action too: it is not taken unless the trail already says it is about to be.
     if (lease.cutBy !== null) throw stoppedError(lease.cutBy)
-    const held = heldRequest(deps, request, req.headers.host, record, agent, user, decision, now)
+    const held = heldRequest(deps, request, req.headers.host, record, agent, user, decision, now, lease.trace)
     deps.audit.writeIntent(record, 'hold', held.id)
     return holdForApproval(
       deps.approvals,
@@ -290,6 +290,7 @@ async function handle(
       query: request.queryString,
       bodyLength: request.body.length,
       remoteAddress: req.socket.remoteAddress ?? null,
+      trace: lease.trace,
     })
   } catch (err) {
     if (isCorridorError(err) && err.code === 'credential_unavailable') {
@@ -304,12 +305,6 @@ async function handle(
   }
   const issueEnded = performance.now()
   deps.metrics?.credentialIssued(connector.id, connector.credential.kind, (issueEnded - issueStarted) / 1000)
-  if (lease.trace !== null)
-    lease.trace.credential = {
-      start: performance.timeOrigin + issueStarted,
-      end: performance.timeOrigin + issueEnded,
-      source: connector.credential.kind,
-    }
   const { credential, parts: outgoing, mask } = outbound
   lease.credential = credential
   if (res.destroyed) {
@@ -333,7 +328,7 @@ async function handle(
       {
         method,
         path: upstreamTarget(request.upstreamPath, outgoing.query),
-        headers: lease.trace === null ? outgoing.headers : withTraceparent(outgoing.headers, deps.tracer, lease.trace),
+        headers: outgoing.headers,
         body: request.body.length > 0 ? request.body : null,
       },
       mask,
@@ -500,15 +495,6 @@ function finish(
 
 const NO_LIMITS: readonly CompiledLimit[] = []
 
-/** The headers to send with the upstream's traceparent: the agent's trace, Corridor's client span as parent. */
-function withTraceparent(headers: readonly string[], tracer: Tracer | null, trace: RequestTrace): string[] {
-  const out: string[] = []
-  for (let i = 0; i < headers.length; i += 2)
-    if (headers[i] !== 'traceparent') out.push(headers[i] as string, headers[i + 1] as string)
-  if (tracer !== null) out.push('traceparent', tracer.outgoing(trace))
-  return out
-}
-
 /** Counts the request against its limits; a budget that cannot read its amount refuses it. */
 async function admit(
   deps: PipelineDeps,
@@ -620,6 +606,7 @@ function heldRequest(
   user: DelegatedUser | null,
   decision: Decision,
   now: number,
+  trace: RequestTrace | null,
 ): HeldRequest {
   const http = heldHttpRequest(request, host)
   const risk = request.action?.risk ?? null
@@ -646,6 +633,7 @@ function heldRequest(
     perRequestLease: request.action?.perRequestLease ?? false,
     createdAt: now,
     expiresAt: now + deps.approvalExpiresMs,
+    trace: trace === null ? null : { traceId: trace.traceId, spanId: trace.serverSpanId, sampled: trace.sampled },
   }
 }
 

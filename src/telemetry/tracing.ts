@@ -1,17 +1,25 @@
 /**
  * OpenTelemetry traces, off unless `telemetry.traces` names a collector. A request that arrives
  * with a W3C `traceparent` continues that trace; one without starts a new trace. Corridor records
- * three spans per request: the server span (the whole request, with the audit request id, agent,
- * connector, action, decision and outcome), the credential span (issuing the connector's
- * credential: the Vault or OAuth2 call when the cache has none), and the client span (the upstream
- * call), whose id the upstream receives in `traceparent`, so its own spans join the same trace.
+ * per request: the server span (the whole request, with the audit request id, agent, connector,
+ * action, decision and outcome), the credential span (issuing the connector's credential) with a
+ * client span for each Vault or OAuth2 call it made (none when the cache had the credential), and
+ * the client span of the upstream call, whose id the upstream receives in `traceparent`, so its
+ * own spans join the same trace. The release of a held request is a trace of its own (it runs
+ * later, on whichever replica claims it) whose root span links to the hold's server span.
  * Spans are exported in batches as OTLP/HTTP JSON; when the collector is slow or away, spans are
  * dropped (counted), never queued without bound, and never slow a request.
  */
 import { randomFillSync } from 'node:crypto'
 import { request } from 'undici'
-import type { AuditRecord } from '../audit/record.ts'
 import type { Logger } from '../shared/logger.ts'
+import {
+  parseTraceparent,
+  type RequestTrace,
+  type TraceFacts,
+  type TraceLink,
+  type Tracing,
+} from '../shared/trace-context.ts'
 
 export interface TracingOptions {
   /** The collector's OTLP/HTTP base URL. */
@@ -22,33 +30,9 @@ export interface TracingOptions {
   readonly log: Logger
 }
 
-/** One request's place in its trace. */
-export interface RequestTrace {
-  readonly traceId: string
-  /** The agent's span, when it sent a traceparent. */
-  readonly parentSpanId: string | null
-  readonly serverSpanId: string
-  readonly clientSpanId: string
-  readonly flags: string
-  /** Whether this request's spans are recorded (the trace context is passed on either way). */
-  readonly sampled: boolean
-  credential: { start: number; end: number; source: string } | null
-  upstreamStart: number | null
-}
-
-const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/
 const MAX_QUEUE = 4_096
 const BATCH = 512
 const FLUSH_MS = 1_000
-
-/** A valid W3C traceparent (version 00, ids not all zeros), or null. */
-export function parseTraceparent(value: unknown): { traceId: string; spanId: string; flags: string } | null {
-  const m = typeof value === 'string' ? TRACEPARENT.exec(value.trim()) : null
-  if (m === null) return null
-  const [, traceId, spanId, flags] = m as unknown as [string, string, string, string]
-  if (/^0+$/.test(traceId) || /^0+$/.test(spanId)) return null
-  return { traceId, spanId, flags }
-}
 
 /** One span, already written as OTLP JSON (building objects for JSON.stringify cost more than the rest of tracing). */
 type Span = string
@@ -77,8 +61,9 @@ function span(
   endMs: number,
   attrs: string,
   status: string | null,
+  link: TraceLink | null = null,
 ): Span {
-  return `{"traceId":"${traceId}","spanId":"${spanId}"${parentSpanId === null ? '' : `,"parentSpanId":"${parentSpanId}"`},"name":${JSON.stringify(name)},"kind":${kind},"startTimeUnixNano":"${nanos(startMs)}","endTimeUnixNano":"${nanos(endMs)}","attributes":[${attrs}]${status === null ? '' : `,"status":${status}`}}`
+  return `{"traceId":"${traceId}","spanId":"${spanId}"${parentSpanId === null ? '' : `,"parentSpanId":"${parentSpanId}"`},"name":${JSON.stringify(name)},"kind":${kind},"startTimeUnixNano":"${nanos(startMs)}","endTimeUnixNano":"${nanos(endMs)}","attributes":[${attrs}]${status === null ? '' : `,"status":${status}`}${link === null ? '' : `,"links":[{"traceId":"${link.traceId}","spanId":"${link.spanId}","attributes":[${attributes([['corridor.link', 'held request']])}]}]`}}`
 }
 /** Epoch milliseconds (with a fraction) as OTLP's decimal nanoseconds, without BigInt. */
 const nanos = (ms: number): string => {
@@ -100,7 +85,7 @@ function randomHex(bytes: number): string {
   return pool.toString('hex', poolAt - bytes, poolAt)
 }
 
-export class Tracer {
+export class Tracer implements Tracing {
   readonly #o: TracingOptions
   readonly #url: string
   #queue: Span[] = []
@@ -122,27 +107,39 @@ export class Tracer {
 
   start(traceparent: unknown): RequestTrace {
     const parent = parseTraceparent(traceparent)
-    const flags = parent?.flags ?? (Math.random() < this.#o.sample ? '01' : '00')
+    return this.#trace(
+      parent?.traceId ?? randomHex(16),
+      parent?.spanId ?? null,
+      parent?.flags ?? (Math.random() < this.#o.sample ? '01' : '00'),
+      null,
+    )
+  }
+
+  startRelease(hold: TraceLink | null): RequestTrace {
+    // A hold that was recorded gets its release recorded too; one that was not follows the sampling ratio.
+    const sampled = hold?.sampled ?? Math.random() < this.#o.sample
+    return this.#trace(randomHex(16), null, sampled ? '01' : '00', hold)
+  }
+
+  #trace(traceId: string, parentSpanId: string | null, flags: string, link: TraceLink | null): RequestTrace {
+    // The W3C sampled flag is the lowest bit of trace-flags.
+    const sampled = (Number.parseInt(flags, 16) & 1) === 1
     return {
-      traceId: parent?.traceId ?? randomHex(16),
-      parentSpanId: parent?.spanId ?? null,
+      traceId,
+      parentSpanId,
       serverSpanId: randomHex(8),
       clientSpanId: randomHex(8),
       flags,
-      // The W3C sampled flag is the lowest bit of trace-flags.
-      sampled: (Number.parseInt(flags, 16) & 1) === 1,
+      sampled,
+      link,
       credential: null,
+      calls: sampled ? [] : null,
       upstreamStart: null,
     }
   }
 
-  /** The traceparent the upstream receives: same trace, Corridor's client span as parent. */
-  outgoing(t: RequestTrace): string {
-    return `00-${t.traceId}-${t.clientSpanId}-${t.flags}`
-  }
-
   /** The request has ended: its spans, from what the audit record says (written as OTLP JSON at once). */
-  finish(t: RequestTrace, record: AuditRecord): void {
+  finish(t: RequestTrace, record: TraceFacts): void {
     if (!t.sampled) return
     const start = Date.parse(record.time)
     const common = attributes([
@@ -157,8 +154,9 @@ export class Tracer {
         t.traceId,
         t.serverSpanId,
         t.parentSpanId,
-        `${record.method} ${record.connector ?? 'corridor'}${record.action === null ? '' : ` ${record.action}`}`,
-        2, // SERVER
+        `${t.link === null ? '' : 'release '}${record.method} ${record.connector ?? 'corridor'}${record.action === null ? '' : ` ${record.action}`}`,
+        t.link === null ? 2 : 1, // SERVER, or INTERNAL for a release
+
         start,
         start + record.duration_ms,
         `${attributes([
@@ -171,13 +169,15 @@ export class Tracer {
           ['corridor.error_code', record.error_code],
         ])},${common}`,
         failed ? `{"code":2,"message":${JSON.stringify(record.error_code ?? String(record.status))}}` : '{"code":1}',
+        t.link,
       ),
     )
-    if (t.credential !== null)
+    if (t.credential !== null) {
+      const credentialSpanId = randomHex(8)
       this.#enqueue(
         span(
           t.traceId,
-          randomHex(8),
+          credentialSpanId,
           t.serverSpanId,
           `credential ${t.credential.source}`,
           1, // INTERNAL
@@ -187,6 +187,27 @@ export class Tracer {
           null,
         ),
       )
+      for (const call of t.calls ?? [])
+        this.#enqueue(
+          span(
+            t.traceId,
+            randomHex(8),
+            credentialSpanId,
+            `${call.system} ${call.method} ${call.path}`,
+            3, // CLIENT
+            call.start,
+            call.end,
+            attributes([
+              ['rpc.system', call.system],
+              ['http.request.method', call.method],
+              ['url.path', call.path],
+              ['http.response.status_code', call.status],
+              ['corridor.request_id', record.request_id],
+            ]),
+            call.status !== null && call.status < 400 ? null : '{"code":2}',
+          ),
+        )
+    }
     if (t.upstreamStart !== null)
       this.#enqueue(
         span(

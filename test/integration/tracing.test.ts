@@ -1,15 +1,17 @@
 /**
  * OpenTelemetry traces: an agent's W3C traceparent is continued through Corridor to the upstream,
  * and a collector on loopback receives the server span (child of the agent's span, carrying the
- * audit request id), the credential span (a Vault lease issued for the request's agent) and the
- * client span the upstream's traceparent names. Without a traceparent a new trace starts; traces
- * off, the agent's traceparent reaches the upstream untouched.
+ * audit request id), the credential span (a Vault lease issued for the request's agent) with the
+ * Vault call under it, and the client span the upstream's traceparent names. The release of a held
+ * request is a trace of its own, linked to the hold's span. Without a traceparent a new trace
+ * starts; traces off, the agent's traceparent reaches the upstream untouched.
  */
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import { eventually, startCorridorFixture, type CorridorFixture } from '../helpers/corridor-fixture.ts'
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/recording-upstream.ts'
+import { approve, APPROVER_KEYS } from '../helpers/approvals-fixture.ts'
 import { AGENT_KEY, hash } from '../helpers/standard-policy.ts'
 import { startVaultForCorridor, vaultConfigYaml, type VaultSetup } from '../helpers/vault-fixture.ts'
 
@@ -34,7 +36,7 @@ const AGENT_SPAN = '00f067aa0ba902b7'
 
 function files(upstreamUrl: string) {
   return {
-    agents: `agents:\n  - { id: writer, owner: team-a, tier: bounded-write, connectors: [db], api_keys: [{ hash: "${hash(AGENT_KEY)}" }] }\n`,
+    agents: `agents:\n  - { id: writer, owner: team-a, tier: bounded-write, connectors: [db], api_keys: [{ hash: "${hash(AGENT_KEY)}" }] }\napprovers:\n  - { id: alice, groups: [leads], keys: [{ hash: "${hash(APPROVER_KEYS.alice)}" }] }\n`,
     connectors: `connectors:
   - id: db
     owner: team-a
@@ -47,8 +49,10 @@ function files(upstreamUrl: string) {
       inject: { basic: { username: "{username}", password: "{password}" } }
     actions:
       - { name: rows.get, method: GET, path: "/rows/{id}", risk: read }
+      - { name: rows.delete, method: DELETE, path: "/rows/{id}", risk: write }
 `,
-    policy: 'version: 1\nrules:\n  - { id: reads, effect: allow, match: { actions: rows.get } }\n',
+    policy:
+      'version: 1\nrules:\n  - { id: reads, effect: allow, match: { actions: rows.get } }\n  - { id: deletes, effect: require_approval, approvers: [leads], match: { actions: rows.delete } }\n',
   }
 }
 
@@ -72,7 +76,7 @@ beforeAll(async () => {
   traced = await startCorridorFixture(
     {
       ...files(upstream.url),
-      extraConfig: `${vaultConfigYaml(vault)}telemetry: { traces: { endpoint: "${endpoint}" } }\n`,
+      extraConfig: `${vaultConfigYaml(vault)}telemetry: { traces: { endpoint: "${endpoint}" } }\napprovals: { wait: 1s }\n`,
     },
     { CORRIDOR_SECRET_ID: vault.secretId },
   )
@@ -108,15 +112,23 @@ it('joins agent → Corridor → Vault credential → upstream in one trace', as
   const [, traceId, parent] = received.split('-')
   expect(traceId).toBe(AGENT_TRACE)
   expect(parent).not.toBe(AGENT_SPAN)
-  await eventually(() => expect(spans.filter((s) => s.traceId === AGENT_TRACE)).toHaveLength(3), 5_000)
+  await eventually(() => expect(spans.filter((s) => s.traceId === AGENT_TRACE)).toHaveLength(5), 5_000)
   const ours = spans.filter((s) => s.traceId === AGENT_TRACE)
   const server = ours.find((s) => s.kind === 2) as Span
   const credential = ours.find((s) => s.kind === 1) as Span
-  const client = ours.find((s) => s.kind === 3) as Span
+  const vaultCalls = ours.filter((s) => s.kind === 3 && s.name.startsWith('vault '))
+  const client = ours.find((s) => s.kind === 3 && !s.name.startsWith('vault ')) as Span
   expect(server.parentSpanId).toBe(AGENT_SPAN)
   expect(attr(server, 'corridor.request_id')).toBe(answer.requestId)
   expect(attr(server, 'corridor.decision')).toBe('allow')
   expect(credential).toMatchObject({ parentSpanId: server.spanId, name: 'credential vault_dynamic' })
+  // The Vault calls that issued the lease (Corridor's first, so its login too), under the credential span.
+  expect(vaultCalls.map((s) => [s.name, s.parentSpanId])).toEqual([
+    ['vault POST auth/approle/login', credential.spanId],
+    ['vault GET database/creds/app', credential.spanId],
+  ])
+  for (const call of vaultCalls)
+    expect(call.attributes.find((a) => a.key === 'http.response.status_code')?.value.intValue).toBe('200')
   expect(client).toMatchObject({ parentSpanId: server.spanId, spanId: parent })
   await eventually(() =>
     expect(traced.auditRecords().find((r) => r.request_id === answer.requestId)?.trace_id).toBe(AGENT_TRACE),
@@ -143,6 +155,41 @@ it('an agent that did not sample its trace gets none recorded, and the upstream 
   await get(traced, '/db/rows/6', `00-${AGENT_TRACE}-${AGENT_SPAN}-01`)
   await eventually(() => expect(spans.length).toBeGreaterThanOrEqual(before + 3), 5_000)
   expect(spans.filter((s) => s.traceId === unsampled)).toEqual([])
+})
+
+it("a held request's release is a trace of its own, linked to the hold's span, carried to the upstream", async () => {
+  const holdTrace = '6bf92f3577b34da6a3ce929d0e0e4738'
+  const held = await fetch(`${traced.corridor.agentUrl}/db/rows/9`, {
+    method: 'DELETE',
+    headers: { authorization: `Bearer ${AGENT_KEY}`, traceparent: `00-${holdTrace}-${AGENT_SPAN}-01` },
+  })
+  expect(held.status).toBe(503)
+  const approvalId = ((await held.json()) as { approval_id: string }).approval_id
+  expect(approvalId).toMatch(/^apr_/)
+  await eventually(() => expect(spans.filter((s) => s.traceId === holdTrace && s.kind === 2)).toHaveLength(1), 5_000)
+  const holdSpan = spans.find((s) => s.traceId === holdTrace && s.kind === 2) as Span
+  expect(attr(holdSpan, 'corridor.decision')).toBe('require_approval')
+
+  expect((await approve(traced.corridor.adminUrl, 'alice', approvalId)).status).toBe(200)
+  await eventually(() => expect(upstream.received.some((r) => r.method === 'DELETE')).toBe(true), 5_000)
+  const sent = upstream.received.find((r) => r.method === 'DELETE')
+  const [, releaseTrace, releaseParent] = String(sent?.headers.traceparent).split('-')
+  expect(releaseTrace).toMatch(/^[0-9a-f]{32}$/)
+  expect(releaseTrace).not.toBe(holdTrace)
+  await eventually(() => expect(spans.filter((s) => s.traceId === releaseTrace && s.kind === 1)).toHaveLength(2), 5_000)
+  const release = spans.find((s) => s.traceId === releaseTrace && s.name.startsWith('release ')) as Span & {
+    links?: { traceId: string; spanId: string }[]
+  }
+  expect(release).toMatchObject({ name: 'release DELETE db rows.delete', kind: 1 })
+  expect(release.parentSpanId).toBeUndefined()
+  expect(release.links).toEqual([expect.objectContaining({ traceId: holdTrace, spanId: holdSpan.spanId })])
+  const client = spans.find((s) => s.traceId === releaseTrace && s.kind === 3 && !s.name.startsWith('vault ')) as Span
+  expect(client).toMatchObject({ parentSpanId: release.spanId, spanId: releaseParent })
+  await eventually(() =>
+    expect(
+      traced.auditRecords().find((r) => r.approval?.id === approvalId && r.approval.state === 'executed')?.trace_id,
+    ).toBe(releaseTrace),
+  )
 })
 
 it("with traces off the agent's traceparent reaches the upstream as it was sent, and nothing is recorded", async () => {

@@ -13,6 +13,7 @@
 import { readFileSync } from 'node:fs'
 import { Pool, type Dispatcher } from 'undici'
 import { readLimited } from '../../shared/read-limited.ts'
+import { recordCall, recordingCalls } from '../../shared/trace-context.ts'
 import type { Secret } from '../secret.ts'
 
 export interface VaultAuthBlock {
@@ -114,6 +115,23 @@ export class VaultClient {
     path: string,
     options: VaultCallOptions = {},
   ): Promise<VaultEnvelope | null> {
+    if (!recordingCalls()) return this.#call(method, path, options)
+    // A call made to issue a traced request's credential: it becomes a span of that request.
+    const start = performance.timeOrigin + performance.now()
+    let status: number | null = null
+    try {
+      const envelope = await this.#call(method, path, options)
+      status = envelope === null ? 204 : 200
+      return envelope
+    } catch (err) {
+      status = err instanceof VaultError ? err.status : null
+      throw err
+    } finally {
+      recordCall({ system: 'vault', method, path, start, end: performance.timeOrigin + performance.now(), status })
+    }
+  }
+
+  async #call(method: 'GET' | 'POST' | 'LIST', path: string, options: VaultCallOptions): Promise<VaultEnvelope | null> {
     const headers: Record<string, string> = { 'x-vault-request': 'true', accept: 'application/json' }
     if (options.token) headers['x-vault-token'] = options.token.reveal()
     if (this.#namespace !== null) headers['x-vault-namespace'] = this.#namespace
