@@ -9,7 +9,7 @@ import type { AgentRegistry } from '../registry/agents.ts'
 import type { ConnectorCatalog } from '../registry/connectors.ts'
 import type { Risk } from '../registry/risk.ts'
 import type { Effect } from './decision.ts'
-import { compileLimits, limitsForAction, type CompiledLimit } from './limits.ts'
+import { compileLimits, LIMIT_RULE_PREFIX, limitsForAction, type CompiledLimit } from './limits.ts'
 import { compileMatch, globToRegExp, type RuleCheck } from './match.ts'
 
 import { limitSchema, policyFileSchema, type PolicyFile, type RuleEntry } from './policy-schema.ts'
@@ -79,6 +79,9 @@ export function compilePolicy(r: YamlReader, registry: AgentRegistry, catalog: C
   for (const [entry, i] of rules) {
     const draft = compileRule(r, entry, i, registry, catalog)
     if (ids.has(draft.rule.id)) r.issueAt(['rules', i], `duplicate rule id '${draft.rule.id}'`)
+    // A request held by a limit is recorded under rule `limit:<id>`; a rule may not pass for one.
+    if (draft.rule.id.startsWith(LIMIT_RULE_PREFIX))
+      r.issueAt(['rules', i, 'id'], `rule ids starting with '${LIMIT_RULE_PREFIX}' are reserved for holds by limits`)
     ids.add(draft.rule.id)
     drafts.push(draft)
   }

@@ -8,6 +8,7 @@
  */
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
 import type { AuditRecord } from '../audit/record.ts'
+import type { LimitReport } from '../policy/limits.ts'
 
 /** What the metrics read at scrape time from the rest of Corridor (no I/O on the request path). */
 export interface MetricSources {
@@ -37,6 +38,8 @@ export class Metrics {
   readonly #credentialFailures: Counter
   readonly #credentialIssue: Histogram
   readonly #timeToDecide: Histogram
+  /** Per limit: the least share remaining that any of its keys reported, until that key's window resets. */
+  readonly #leastRemaining = new Map<string, { kind: string; ratio: number; until: number }>()
 
   constructor(sources: MetricSources) {
     const registers = [this.registry]
@@ -130,6 +133,17 @@ export class Metrics {
         if (dropped !== null) this.set(dropped)
       },
     })
+    const leastRemaining = this.#leastRemaining
+    new Gauge({
+      name: 'corridor_limit_remaining_ratio',
+      help: 'Per policy limit, the least share left (0 to 1) of any agent, user or key it counts, in that key\'s current window (absent until the limit counts a request)',
+      labelNames: ['limit', 'kind'],
+      registers,
+      collect() {
+        this.reset()
+        for (const [limit, least] of leastRemaining) this.set({ limit, kind: least.kind }, least.ratio)
+      },
+    })
     new Gauge({
       name: 'corridor_audit_shipping_lag_bytes',
       help: 'Bytes of the local audit file not yet stored in PostgreSQL (absent when shipping is off)',
@@ -165,12 +179,22 @@ export class Metrics {
       if (record.error_code === 'credential_unavailable')
         this.#credentialFailures.inc({ connector, cause: record.error_detail ?? 'unknown' })
     }
-    for (const l of record.limits)
+    for (const l of record.limits) {
       this.#limits.inc({
         limit: l.limit,
         kind: l.kind,
         result: !l.exceeded ? 'admitted' : l.shadow ? 'shadow_exceeded' : 'exceeded',
       })
+      this.#remaining(l)
+    }
+  }
+
+  #remaining(l: LimitReport): void {
+    const ratio = l.max > 0 ? Math.max(0, Math.min(1, l.remaining / l.max)) : 0
+    const now = Date.now()
+    const least = this.#leastRemaining.get(l.limit)
+    if (least === undefined || least.until <= now || ratio <= least.ratio)
+      this.#leastRemaining.set(l.limit, { kind: l.kind, ratio, until: now + l.reset_ms })
   }
 
   /** A person approved or rejected a held request after it waited this long. */

@@ -30,7 +30,7 @@ beforeAll(async () => {
       ...base,
       agents: `${base.agents}${many}approvers:\n  - { id: alice, groups: [leads], keys: [{ hash: "${hash('cap_metrics_alice_0001')}" }] }\n`,
       extraConfig: 'approvals: { wait: 0s }\n',
-      policy: `${base.policy}limits:\n  - { id: list-rate, match: { actions: items.list }, rate: 3/1h }\n`,
+      policy: `${base.policy}limits:\n  - { id: list-rate, match: { actions: items.list }, rate: 3/1h }\n  - { id: create-budget, match: { actions: items.create }, budget: { sum: qty, max: 20, window: 1d } }\n`,
     },
     { SVC_TOKEN: 'metrics-token' },
   )
@@ -76,10 +76,15 @@ it('counts decisions, refusals, limits and stops, and times requests and upstrea
   expect(await call('cor_test_agent_key_0001', '/svc/items/secret')).toBe(403)
   expect(await call('cor_nobody', '/svc/items/1')).toBe(401)
   for (let i = 0; i < 4; i++) await call('cor_test_agent_key_0001', '/svc/items')
+  const create = (qty: number) =>
+    call('cor_test_agent_key_0001', '/svc/items', { method: 'POST', body: JSON.stringify({ qty }) })
+  expect(await create(5)).toBe(200)
+  const midway = await scrape()
+  expect(await create(10)).toBe(200)
   const after = await scrape()
   const delta = (name: string, labels: Record<string, string>) =>
     value(after, name, labels) - value(before, name, labels)
-  expect(delta('corridor_decisions_total', { connector: 'svc', effect: 'allow' })).toBe(5)
+  expect(delta('corridor_decisions_total', { connector: 'svc', effect: 'allow' })).toBe(7)
   expect(delta('corridor_decisions_total', { connector: 'svc', effect: 'deny', limiting_factor: 'policy_rule' })).toBe(
     1,
   )
@@ -92,9 +97,14 @@ it('counts decisions, refusals, limits and stops, and times requests and upstrea
       corridor_connector: 'svc',
       http_response_status_code: '200',
     }),
-  ).toBe(4)
-  expect(delta('http_client_request_duration_seconds_count', { corridor_connector: 'svc' })).toBe(4)
-  expect(delta('corridor_credential_issue_duration_seconds_count', { connector: 'svc', source: 'env' })).toBe(4)
+  ).toBe(6)
+  expect(delta('http_client_request_duration_seconds_count', { corridor_connector: 'svc' })).toBe(6)
+  expect(delta('corridor_credential_issue_duration_seconds_count', { connector: 'svc', source: 'env' })).toBe(6)
+  // What is left of each limit: the rate used up, the budget at 15 of 20 (absent before it counted anything).
+  expect(before.some(([n, l]) => n === 'corridor_limit_remaining_ratio' && l.limit === 'create-budget')).toBe(false)
+  expect(value(midway, 'corridor_limit_remaining_ratio', { limit: 'create-budget', kind: 'budget' })).toBeCloseTo(0.75)
+  expect(value(after, 'corridor_limit_remaining_ratio', { limit: 'create-budget', kind: 'budget' })).toBeCloseTo(0.25)
+  expect(value(after, 'corridor_limit_remaining_ratio', { limit: 'list-rate', kind: 'rate' })).toBe(0)
   expect(value(after, 'corridor_stops_in_force', { mode: 'stop' })).toBe(0)
   expect(value(after, 'corridor_audit_sink_healthy', {})).toBe(1)
   expect(after.some(([n]) => n.startsWith('corridor_process_'))).toBe(true)

@@ -64,6 +64,11 @@ rules:
       ]),
     )
   })
+  it("keeps rule ids starting with 'limit:' for holds by limits (the audit trail names those rules so)", () => {
+    expect(compileErrors('version: 1\nrules:\n  - { id: "limit:refunds", effect: allow }\n')).toEqual([
+      expect.stringMatching(/^3:\d+ rule ids starting with 'limit:' are reserved for holds by limits/),
+    ])
+  })
   it('requires approvers on require_approval rules', () => {
     expect(compileErrors('version: 1\nrules:\n  - { id: x, effect: require_approval }\n').join()).toContain(
       "needs 'approvers'",
