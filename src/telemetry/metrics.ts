@@ -136,7 +136,7 @@ export class Metrics {
     const leastRemaining = this.#leastRemaining
     new Gauge({
       name: 'corridor_limit_remaining_ratio',
-      help: 'Per policy limit, the least share left (0 to 1) of any agent, user or key it counts, in that key\'s current window (absent until the limit counts a request)',
+      help: "Per policy limit, the least share left (0 to 1) of any agent, user or key it counts, in that key's current window (absent until the limit counts a request)",
       labelNames: ['limit', 'kind'],
       registers,
       collect() {
