@@ -86,6 +86,8 @@ interface Cell {
   rssMiB: number
   errors: number
   vaultCallsPer1000: number[]
+  /** CPU time the proxy process spent per request (user + system): its cost, less sensitive than req/s to what else the machine runs. */
+  cpuMicrosPerRequest: number[]
 }
 
 function spawnPinned(cpu: number, command: string, args: string[]): ChildProcess {
@@ -168,6 +170,20 @@ function rssMiB(pid: number): number {
   try {
     const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
     return m ? Number(m[1]) / 1024 : 0
+  } catch {
+    return 0
+  }
+}
+
+/** Clock ticks per second of /proc/<pid>/stat's times. */
+const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100
+
+/** CPU seconds (user + system) a process has used so far; 0 once it is gone. */
+function cpuSeconds(pid: number): number {
+  try {
+    // Fields after the command name (which may hold spaces): state is the 3rd field, utime the 14th, stime the 15th.
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? []
+    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS
   } catch {
     return 0
   }
@@ -389,7 +405,7 @@ async function main(): Promise<void> {
     const key = `${v}\u0000${w}`
     let c = cells.get(key)
     if (c === undefined) {
-      c = { rps: [], p50: [], p99: [], rssMiB: 0, errors: 0, vaultCallsPer1000: [] }
+      c = { rps: [], p50: [], p99: [], rssMiB: 0, errors: 0, vaultCallsPer1000: [], cpuMicrosPerRequest: [] }
       cells.set(key, c)
     }
     return c
@@ -413,9 +429,12 @@ async function main(): Promise<void> {
           const vaultBefore = v.vault?.callCount() ?? 0
           let maxRss = 0
           const sampler = setInterval(() => (maxRss = Math.max(maxRss, rssMiB(pid))), 200)
+          const cpuBefore = cpuSeconds(pid)
           const result = await drive(url, w, v.headers(), SECONDS, CONNECTIONS)
+          const cpuUsed = cpuSeconds(pid) - cpuBefore
           clearInterval(sampler)
           const c = cell(v.name, w.name)
+          if (running !== null) c.cpuMicrosPerRequest.push((cpuUsed * 1e6) / Math.max(1, result.requests.total))
           c.rps.push(result.requests.average)
           c.p50.push(result.latency.p50)
           c.p99.push(result.latency.p99)
@@ -434,7 +453,7 @@ async function main(): Promise<void> {
   for (const w of PARTS.has('throughput') ? WORKLOADS : []) {
     const direct = cell('direct', w.name)
     process.stdout.write(
-      `\n### ${w.name}\n\n| variant | req/s median (min–max) | × direct | p50 ms* | p99 ms* | proxy RSS max MiB |\n|---|---|---|---|---|---|\n`,
+      `\n### ${w.name}\n\n| variant | req/s median (min–max) | × direct | p50 ms* | p99 ms* | proxy CPU µs/req median (min–max) | proxy RSS max MiB |\n|---|---|---|---|---|---|---|\n`,
     )
     for (const v of variants) {
       if (!v.workloads.includes(w)) continue
@@ -445,7 +464,7 @@ async function main(): Promise<void> {
           : ''
       const errorNote = c.errors > 0 ? ` · ${c.errors} errors/non-2xx` : ''
       process.stdout.write(
-        `| ${v.name}${vaultNote}${errorNote} | ${fmt(median(c.rps))} (${fmt(Math.min(...c.rps))}–${fmt(Math.max(...c.rps))}) | ${(median(c.rps) / median(direct.rps)).toFixed(2)} | ${fmt(median(c.p50), 2)} | ${fmt(median(c.p99), 2)} | ${v.start === null ? '–' : fmt(c.rssMiB)} |\n`,
+        `| ${v.name}${vaultNote}${errorNote} | ${fmt(median(c.rps))} (${fmt(Math.min(...c.rps))}–${fmt(Math.max(...c.rps))}) | ${(median(c.rps) / median(direct.rps)).toFixed(2)} | ${fmt(median(c.p50), 2)} | ${fmt(median(c.p99), 2)} | ${c.cpuMicrosPerRequest.length === 0 ? '–' : `${fmt(median(c.cpuMicrosPerRequest), 1)} (${fmt(Math.min(...c.cpuMicrosPerRequest), 1)}–${fmt(Math.max(...c.cpuMicrosPerRequest), 1)})`} | ${v.start === null ? '–' : fmt(c.rssMiB)} |\n`,
       )
     }
   }
@@ -543,7 +562,15 @@ async function workersPart(origin: string, dir: string, jwt: string, jwksFile: s
     const rows = new Map<string, Cell>()
     const row = (name: string, w: Workload): Cell => {
       const key = `${name}\u0000${w.name}`
-      const c = rows.get(key) ?? { rps: [], p50: [], p99: [], rssMiB: 0, errors: 0, vaultCallsPer1000: [] }
+      const c = rows.get(key) ?? {
+        rps: [],
+        p50: [],
+        p99: [],
+        rssMiB: 0,
+        errors: 0,
+        vaultCallsPer1000: [],
+        cpuMicrosPerRequest: [],
+      }
       rows.set(key, c)
       return c
     }

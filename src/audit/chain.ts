@@ -15,6 +15,9 @@ import { hash, randomUUID, sign, verify, type KeyObject } from 'node:crypto'
 
 export const GENESIS = '0'.repeat(64)
 
+/** How every checkpoint line starts: the writer puts `type` first. */
+export const CHECKPOINT_LINE_PREFIX = '{"type":"checkpoint",'
+
 const HASH_MEMBER = ',"hash":"'
 
 const sha256 = (text: string): string => hash('sha256', text, 'hex')
@@ -112,6 +115,12 @@ export interface VerifyOptions {
    * given) vouches for the entries before it, which are not read.
    */
   readonly fromCheckpoints?: boolean
+  /**
+   * Checkpoint entries copied elsewhere as they were written (a witness): the trail must hold each
+   * of them byte for byte, and reach at least as far, so that a trail cut short and a checkpoint
+   * rewritten are both named, at their entry.
+   */
+  readonly witness?: Iterable<string>
 }
 
 /**
@@ -125,6 +134,8 @@ export class ChainVerifier {
   readonly #fromCheckpoints: boolean
   readonly #streams = new Map<string, StreamState>()
   readonly #breaks: Break[] = []
+  /** Stream → seq → hash of the witnessed checkpoints. */
+  readonly #witnessed = new Map<string, Map<number, string>>()
   #entries = 0
   #checkpoints = 0
   #unreadable = 0
@@ -133,6 +144,32 @@ export class ChainVerifier {
   constructor(publicKey: KeyObject | null, options: VerifyOptions = {}) {
     this.#key = publicKey
     this.#fromCheckpoints = options.fromCheckpoints === true
+    let n = 0
+    for (const line of options.witness ?? []) {
+      n++
+      if (line.trim() === '') continue
+      const fields = chainFields(line)
+      const checkpoint = line.startsWith(CHECKPOINT_LINE_PREFIX) ? this.#checkpointOf(line) : null
+      // A witness vouches only for what Corridor wrote: its own hash, and its signature when a key is given.
+      if (
+        fields === null ||
+        checkpoint === null ||
+        coveredHash(line) !== fields.claimed ||
+        (publicKey !== null &&
+          !verify(
+            null,
+            checkpointPayload(fields.stream, checkpoint.atSeq, checkpoint.atHash, checkpoint.time),
+            publicKey,
+            checkpoint.signature,
+          ))
+      )
+        throw new Error(
+          `witness line ${n} is not a checkpoint as Corridor wrote it (its hash or signature does not verify)`,
+        )
+      let seqs = this.#witnessed.get(fields.stream)
+      if (seqs === undefined) this.#witnessed.set(fields.stream, (seqs = new Map()))
+      seqs.set(fields.seq, fields.claimed)
+    }
   }
 
   /**
@@ -149,7 +186,7 @@ export class ChainVerifier {
     }
     const { stream, seq, prev } = fields
     this.#entries++
-    const checkpoint = line.startsWith('{"type":"checkpoint",') ? this.#checkpointOf(line) : null
+    const checkpoint = line.startsWith(CHECKPOINT_LINE_PREFIX) ? this.#checkpointOf(line) : null
     let state = this.#streams.get(stream)
     if (state === undefined) {
       state = { seq: 0, hash: GENESIS, broken: false, closed: false }
@@ -197,19 +234,38 @@ export class ChainVerifier {
         return this.#fail(stream, state, seq, 'the checkpoint signature does not verify')
       state.closed = checkpoint.final
     }
+    const witnessed = this.#witnessed.get(stream)?.get(seq)
+    if (witnessed !== undefined && witnessed !== fields.claimed)
+      return this.#fail(stream, state, seq, 'it differs from the copy of this checkpoint held elsewhere (rewritten)')
     state.seq = seq
     state.hash = fields.claimed
   }
 
   report(): VerifyReport {
+    const breaks = [...this.#breaks]
+    // A witnessed checkpoint beyond where the trail ends: the trail was cut short.
+    const cut = new Set<string>()
+    for (const [stream, seqs] of this.#witnessed) {
+      const state = this.#streams.get(stream)
+      const reached = Math.max(...seqs.keys())
+      if (state?.broken === true || (state?.seq ?? 0) >= reached) continue
+      const from = (state?.seq ?? 0) + 1
+      cut.add(stream)
+      breaks.push({
+        stream,
+        seq: from,
+        line: this.#line,
+        why: `entries ${from} to ${reached} are missing: a copy of a checkpoint held elsewhere shows the stream reached entry ${reached} (cut short)`,
+      })
+    }
     return {
       entries: this.#entries,
       streams: this.#streams.size,
       checkpoints: this.#checkpoints,
       unreadable: this.#unreadable,
-      breaks: [...this.#breaks],
+      breaks,
       unclosed: [...this.#streams]
-        .filter(([, s]) => !s.closed && !s.broken)
+        .filter(([stream, s]) => !s.closed && !s.broken && !cut.has(stream))
         .map(([stream, s]) => ({ stream, lastSeq: s.seq })),
     }
   }

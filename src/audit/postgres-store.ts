@@ -6,6 +6,7 @@
  */
 import pg from 'pg'
 import type { AuditFilter } from './query.ts'
+import { CHECKPOINT_LINE_PREFIX } from './chain.ts'
 import { shippedEntry, type ShippedEntry, type ShipTarget } from './shipper.ts'
 
 /** Idempotent: creates the table and indexes, or leaves them as they are. */
@@ -137,6 +138,13 @@ export class PostgresAuditStore implements ShipTarget {
     if (filter.since !== undefined) add('time >= ?', new Date(filter.since - 60_000).toISOString())
     if (filter.until !== undefined) add('time <= ?', new Date(filter.until + 60_000).toISOString())
     for await (const row of pages(this.#pool, this.#table, where, params)) yield row.line
+  }
+
+  /** The checkpoint entries of every stream, in order, as written (for a witness to keep a copy of). */
+  async *checkpointLines(): AsyncGenerator<string> {
+    // By the line, not the type column: a copy for a witness should not depend on a column that could be edited.
+    for await (const row of pages(this.#pool, this.#table, ['line LIKE $1'], [`${CHECKPOINT_LINE_PREFIX}%`]))
+      yield row.line
   }
 
   /** Every stored row in chain order, with what its columns say that its line does not (see verificationRows). */

@@ -30,8 +30,10 @@ export interface TracingOptions {
   readonly log: Logger
 }
 
-const MAX_QUEUE = 4_096
-const BATCH = 512
+/** Finished requests waiting for export (each two to a few spans); beyond it their spans are dropped, counted. */
+const MAX_QUEUE = 2_048
+/** Requests per export. */
+const BATCH = 256
 const FLUSH_MS = 1_000
 
 /** One span, already written as OTLP JSON (building objects for JSON.stringify cost more than the rest of tracing). */
@@ -65,13 +67,12 @@ function span(
 ): Span {
   return `{"traceId":"${traceId}","spanId":"${spanId}"${parentSpanId === null ? '' : `,"parentSpanId":"${parentSpanId}"`},"name":${JSON.stringify(name)},"kind":${kind},"startTimeUnixNano":"${nanos(startMs)}","endTimeUnixNano":"${nanos(endMs)}","attributes":[${attrs}]${status === null ? '' : `,"status":${status}`}${link === null ? '' : `,"links":[{"traceId":"${link.traceId}","spanId":"${link.spanId}","attributes":[${attributes([['corridor.link', 'held request']])}]}]`}}`
 }
-/** Epoch milliseconds (with a fraction) as OTLP's decimal nanoseconds, without BigInt. */
-const nanos = (ms: number): string => {
-  const whole = Math.floor(ms)
-  return `${whole}${String(Math.round((ms - whole) * 1e6))
-    .padStart(6, '0')
-    .slice(0, 6)}`
-}
+/**
+ * Epoch milliseconds (with a fraction) as OTLP's decimal nanoseconds. A double holds today's epoch
+ * in nanoseconds to within 256 ns, finer than the clocks the times come from, and prints it
+ * in full digits (below 1e21).
+ */
+const nanos = (ms: number): string => String(Math.round(ms * 1e6))
 
 /** Span and trace ids from a refilled pool of random bytes: one system call per 4 KiB, not two per request. */
 const pool = Buffer.alloc(4_096)
@@ -88,7 +89,8 @@ function randomHex(bytes: number): string {
 export class Tracer implements Tracing {
   readonly #o: TracingOptions
   readonly #url: string
-  #queue: Span[] = []
+  /** Finished requests whose spans are written only when exported: a span dropped under load costs nothing. */
+  #queue: { readonly t: RequestTrace; readonly facts: TraceFacts }[] = []
   #dropped = 0
   #timer: NodeJS.Timeout
   #sending: Promise<void> = Promise.resolve()
@@ -138,9 +140,21 @@ export class Tracer implements Tracing {
     }
   }
 
-  /** The request has ended: its spans, from what the audit record says (written as OTLP JSON at once). */
-  finish(t: RequestTrace, record: TraceFacts): void {
+  /** The request has ended: its spans are queued for export (kept as the request's facts until then). */
+  finish(t: RequestTrace, facts: TraceFacts): void {
     if (!t.sampled) return
+    if (this.#queue.length >= MAX_QUEUE) {
+      this.#dropped += 1 + (t.credential === null ? 0 : 1 + (t.calls?.length ?? 0)) + (t.upstreamStart === null ? 0 : 1)
+      return
+    }
+    // A full batch goes now rather than at the next tick of the timer.
+    if (this.#queue.length === BATCH) void this.flush()
+    this.#queue.push({ t, facts })
+  }
+
+  /** One request's spans, as OTLP JSON. */
+  #spans(t: RequestTrace, record: TraceFacts): Span[] {
+    const spans: Span[] = []
     const start = Date.parse(record.time)
     const common = attributes([
       ['corridor.request_id', record.request_id],
@@ -149,14 +163,13 @@ export class Tracer implements Tracing {
       ['corridor.action', record.action],
     ])
     const failed = record.error_code !== null || (record.status >= 500 && record.status !== 0)
-    this.#enqueue(
+    spans.push(
       span(
         t.traceId,
         t.serverSpanId,
         t.parentSpanId,
         `${t.link === null ? '' : 'release '}${record.method} ${record.connector ?? 'corridor'}${record.action === null ? '' : ` ${record.action}`}`,
         t.link === null ? 2 : 1, // SERVER, or INTERNAL for a release
-
         start,
         start + record.duration_ms,
         `${attributes([
@@ -174,7 +187,7 @@ export class Tracer implements Tracing {
     )
     if (t.credential !== null) {
       const credentialSpanId = randomHex(8)
-      this.#enqueue(
+      spans.push(
         span(
           t.traceId,
           credentialSpanId,
@@ -183,12 +196,12 @@ export class Tracer implements Tracing {
           1, // INTERNAL
           t.credential.start,
           t.credential.end,
-          `${attributes([['corridor.credential.source', t.credential.source]])},${common}`,
+          attributes([['corridor.credential.source', t.credential.source]]),
           null,
         ),
       )
       for (const call of t.calls ?? [])
-        this.#enqueue(
+        spans.push(
           span(
             t.traceId,
             randomHex(8),
@@ -202,14 +215,13 @@ export class Tracer implements Tracing {
               ['http.request.method', call.method],
               ['url.path', call.path],
               ['http.response.status_code', call.status],
-              ['corridor.request_id', record.request_id],
             ]),
             call.status !== null && call.status < 400 ? null : '{"code":2}',
           ),
         )
     }
     if (t.upstreamStart !== null)
-      this.#enqueue(
+      spans.push(
         span(
           t.traceId,
           t.clientSpanId,
@@ -221,22 +233,24 @@ export class Tracer implements Tracing {
           `${attributes([
             ['http.request.method', record.method],
             ['http.response.status_code', record.upstream_status],
-          ])},${common}`,
+          ])}`,
           null,
         ),
       )
+    return spans
   }
 
-  /** Sends what is queued (batches of 512); failures drop the batch, counted. */
+  /** Sends what is queued, in batches; a batch the collector does not take is dropped, counted. */
   flush(): Promise<void> {
     this.#sending = this.#sending.then(async () => {
       while (this.#queue.length > 0) {
         const batch = this.#queue.splice(0, BATCH)
+        const spans = batch.flatMap((p) => this.#spans(p.t, p.facts))
         try {
           const res = await request(this.#url, {
             method: 'POST',
             headers: { 'content-type': 'application/json' },
-            body: `{"resourceSpans":[{"resource":{"attributes":[${attributes([['service.name', 'corridor']])}]},"scopeSpans":[{"scope":{"name":"corridor"},"spans":[${batch.join(',')}]}]}]}`,
+            body: `{"resourceSpans":[{"resource":{"attributes":[${attributes([['service.name', 'corridor']])}]},"scopeSpans":[{"scope":{"name":"corridor"},"spans":[${spans.join(',')}]}]}]}`,
             headersTimeout: this.#o.timeoutMs,
             bodyTimeout: this.#o.timeoutMs,
           })
@@ -245,7 +259,7 @@ export class Tracer implements Tracing {
         } catch (err) {
           if (this.#dropped === 0)
             this.#o.log.warn({ err }, 'trace export failed; spans are dropped until the collector answers')
-          this.#dropped += batch.length
+          this.#dropped += spans.length
           return
         }
       }
@@ -256,13 +270,5 @@ export class Tracer implements Tracing {
   async close(): Promise<void> {
     clearInterval(this.#timer)
     await this.flush()
-  }
-
-  #enqueue(span: Span): void {
-    if (this.#queue.length >= MAX_QUEUE) {
-      this.#dropped++
-      return
-    }
-    this.#queue.push(span)
   }
 }

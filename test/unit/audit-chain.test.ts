@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { sealedLine, verifyLines } from '../../src/audit/chain.ts'
+import { CHECKPOINT_LINE_PREFIX, sealedLine, verifyLines } from '../../src/audit/chain.ts'
 import { newAuditRecord } from '../../src/audit/record.ts'
 import { FileAuditSink } from '../../src/audit/sink.ts'
 import { createLogger } from '../../src/shared/logger.ts'
@@ -20,9 +20,9 @@ const keys = generateKeyPairSync('ed25519')
 const otherKeys = generateKeyPairSync('ed25519')
 
 /** A closed trail of `n` request records (plus the sink's opening line and final checkpoint). */
-function writeTrail(n: number): { file: string; lines: string[] } {
+function writeTrail(n: number, checkpointEntries: number | null = null): { file: string; lines: string[] } {
   const file = join(mkdtempSync(join(tmpdir(), 'corridor-chain-')), 'audit.log')
-  const sink = new FileAuditSink(file, createLogger('silent'), { signingKey: keys.privateKey })
+  const sink = new FileAuditSink(file, createLogger('silent'), { signingKey: keys.privateKey, checkpointEntries })
   for (let i = 0; i < n; i++) {
     const record = newAuditRecord(`req-${i}`, Date.now(), 'POST', `/svc/items/${i}`)
     record.agent = 'billing-bot'
@@ -100,7 +100,7 @@ describe('the audit hash chain', () => {
         const report = verifyLines(copy, keys.publicKey)
         if (expected === 'unclosed') {
           expect(report.breaks).toEqual([])
-          expect(report.unclosed).toHaveLength(1)
+          expect(report.unclosed).toEqual([expect.objectContaining({ lastSeq: seq })])
         } else expect(report.breaks.map((b) => b.seq)).toEqual([expected])
         found++
       }),
@@ -129,3 +129,70 @@ describe('the audit hash chain', () => {
     expect(broken.stderr).toMatch(/BROKEN stream [\w-]+ at entry 21 \(line 21\): entries 21 to 21 are missing/)
   })
 })
+
+describe('a witness: checkpoints copied elsewhere as they were written', () => {
+  const { file, lines } = writeTrail(2_000, 500)
+  const witness = lines.filter((l) => l.startsWith(CHECKPOINT_LINE_PREFIX))
+
+  it('names a trail cut short, which the chain alone can only call unclosed', () => {
+    expect(witness).toHaveLength(5) // every 500 entries, and the final one
+    const cut = lines.slice(0, 1_200)
+    expect(verifyLines(cut, keys.publicKey).unclosed).toEqual([expect.objectContaining({ lastSeq: 1_200 })])
+    const report = verifyLines(cut, keys.publicKey, { witness })
+    expect(report.unclosed).toEqual([])
+    expect(report.breaks).toEqual([
+      expect.objectContaining({ seq: 1_201, why: expect.stringContaining(`reached entry ${lines.length}`) }),
+    ])
+    expect(verifyLines(lines, keys.publicKey, { witness }).breaks).toEqual([])
+  })
+
+  it('names a tail rewritten and chained again, which verifies without the key', () => {
+    // A forger edits entry 700 and chains everything after it again, checkpoints included (their signatures go stale).
+    const forged = lines.slice(0, 699)
+    let prev = (forged.at(-1) as string).slice(-66, -2)
+    for (const line of lines.slice(699)) {
+      const body = line
+        .replace(/"time":"[^"]*"/, forged.length === 699 ? '"time":"1999-01-01T00:00:00.000Z"' : '$&')
+        .replace(/"prev":"[0-9a-f]{64}","hash":"[0-9a-f]{64}"\}$/, `"prev":"${prev}"}`)
+        .replace(/"at_hash":"[0-9a-f]{64}"/, `"at_hash":"${prev}"`)
+      const sealed = sealedLine(body)
+      forged.push(sealed)
+      prev = sealed.slice(-66, -2)
+    }
+    const unsigned = verifyLines(forged, null)
+    expect(unsigned.breaks).toEqual([])
+    const witnessed = verifyLines(forged, null, { witness })
+    // The first checkpoint after the edit is where the copy and the trail part.
+    const firstAfter = lines.findIndex((l, i) => i >= 699 && l.startsWith(CHECKPOINT_LINE_PREFIX)) + 1
+    expect(witnessed.breaks).toEqual([
+      expect.objectContaining({ seq: firstAfter, why: expect.stringContaining('differs from the copy') }),
+    ])
+  })
+
+  it('is refused when a copied line is not a checkpoint Corridor wrote', () => {
+    expect(() => verifyLines(lines, keys.publicKey, { witness: [edited(witness[0] as string)] })).toThrow(
+      /witness line 1 is not a checkpoint as Corridor wrote it/,
+    )
+    expect(() => verifyLines(lines, otherKeys.publicKey, { witness })).toThrow(/witness line 1/)
+  })
+
+  it('corridor audit checkpoints prints them; audit verify --witness checks a trail against them', () => {
+    const cli = (...args: string[]) =>
+      spawnSync(process.execPath, ['bin/corridor.js', 'audit', ...args], { encoding: 'utf8', timeout: 15_000 })
+    const copied = cli('checkpoints', file)
+    expect(copied.status).toBe(0)
+    expect(copied.stdout.trim().split('\n')).toEqual(witness)
+    const witnessFile = join(file, '..', 'witness.jsonl')
+    writeFileSync(witnessFile, copied.stdout)
+    const intact = cli('verify', file, '--witness', witnessFile)
+    expect(intact.stdout).toContain('checked against 5 witnessed checkpoint(s)')
+    expect(intact.status).toBe(0)
+    const cutFile = join(file, '..', 'cut.log')
+    writeFileSync(cutFile, lines.slice(0, 1_500).join('\n') + '\n')
+    const cut = cli('verify', cutFile, '--witness', witnessFile)
+    expect(cut.status).toBe(1)
+    expect(cut.stderr).toMatch(/BROKEN stream [\w-]+ at entry 1501 .*cut short/)
+  })
+})
+
+const edited = (line: string): string => line.replace(/"time":"[^"]*"/, '"time":"1999-01-01T00:00:00.000Z"')

@@ -9,7 +9,7 @@
 import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { createPublicKey } from 'node:crypto'
-import { ChainVerifier, type VerifyReport } from '../../audit/chain.ts'
+import { ChainVerifier, CHECKPOINT_LINE_PREFIX, type VerifyReport } from '../../audit/chain.ts'
 import { trailLines } from '../../audit/query.ts'
 import { trailFiles } from '../../audit/rotation.ts'
 import { linesFromOcsf } from '../../audit/ocsf.ts'
@@ -28,7 +28,7 @@ async function readLines(file: string): Promise<string[]> {
 export const auditVerifyCommand: Command = {
   words: ['audit', 'verify'],
   usage:
-    'corridor audit verify [audit-file | --store postgres [--stream ID --from-seq N [--to-seq M]] | --ocsf exported-file] [--public-key checkpoint-key.pub.pem] [--config corridor.yaml]',
+    'corridor audit verify [audit-file | --store postgres [--stream ID --from-seq N [--to-seq M]] | --ocsf exported-file] [--public-key checkpoint-key.pub.pem] [--witness checkpoints.jsonl] [--config corridor.yaml]',
   options: {
     ...CONFIG_OPTION,
     'public-key': { type: 'string' },
@@ -37,6 +37,7 @@ export const auditVerifyCommand: Command = {
     stream: { type: 'string' },
     'from-seq': { type: 'string' },
     'to-seq': { type: 'string' },
+    witness: { type: 'string' },
   },
   positionals: { min: 0, max: 1 },
   async run({ values, positionals, out, err, env }) {
@@ -56,22 +57,29 @@ export const auditVerifyCommand: Command = {
       throw new UsageError('--stream and --from-seq are for --store postgres')
     if (range !== undefined && publicKey === null)
       throw new UsageError('a range starts at a signed checkpoint: give --public-key to check its signature')
+    const witnessFile = values['witness']
+    if (typeof witnessFile === 'string' && range !== undefined)
+      throw new UsageError('--witness checks a whole trail, not a range')
+    const witness = typeof witnessFile === 'string' ? readFileSync(witnessFile, 'utf8').split('\n') : []
     let report: VerifyReport
     if (store === 'file') {
-      const verifier = new ChainVerifier(publicKey)
+      const verifier = new ChainVerifier(publicKey, { witness })
       for (const line of ocsf ? linesFromOcsf(readFileSync(file, 'utf8').split('\n')) : await readLines(file))
         verifier.add(line)
       report = verifier.report()
     } else
       report = await withPostgres(config as ServerConfig, env, async (pgStore) => {
-        const verifier = new ChainVerifier(publicKey, { fromCheckpoints: range !== undefined })
+        const verifier = new ChainVerifier(publicKey, { fromCheckpoints: range !== undefined, witness })
         for await (const row of pgStore.verificationRows(range)) verifier.add(row.line, row.problem)
         return verifier.report()
       })
     out(
       `${store === 'file' ? `${file}${!ocsf && trailFiles(file).length > 1 ? ` (and ${trailFiles(file).length - 1} rotated file(s))` : ''}` : range === undefined ? 'PostgreSQL' : `PostgreSQL, stream ${range.stream} from its last checkpoint at or before entry ${range.fromSeq}${range.toSeq === undefined ? '' : ` to entry ${range.toSeq}`}`}: ${report.entries} entries in ${report.streams} stream(s), ${report.checkpoints} checkpoint(s)` +
         (publicKey === null ? ' (signatures not checked: no --public-key)' : ', signatures checked') +
-        (report.unreadable > 0 ? `, ${report.unreadable} unreadable line(s)` : ''),
+        (report.unreadable > 0 ? `, ${report.unreadable} unreadable line(s)` : '') +
+        (typeof witnessFile === 'string'
+          ? `, checked against ${witness.filter((l) => l.trim() !== '').length} witnessed checkpoint(s)`
+          : ''),
     )
     for (const b of report.breaks) err(`BROKEN stream ${b.stream} at entry ${b.seq} (line ${b.line}): ${b.why}`)
     for (const { stream, lastSeq } of report.unclosed)
@@ -97,4 +105,32 @@ function rangeOf(values: Record<string, unknown>): VerifyRange | undefined {
   return typeof to === 'string'
     ? { stream, fromSeq: seq(from, '--from-seq'), toSeq: seq(to, '--to-seq') }
     : { stream, fromSeq: seq(from, '--from-seq') }
+}
+
+/**
+ * `corridor audit checkpoints [audit-file | --store postgres]`: the checkpoint entries as written,
+ * one per line, for a witness outside Corridor's reach to keep (`audit verify --witness` then
+ * names a trail cut short or a checkpoint rewritten).
+ */
+export const auditCheckpointsCommand: Command = {
+  words: ['audit', 'checkpoints'],
+  usage:
+    'corridor audit checkpoints [audit-file | --store postgres] [--config corridor.yaml]   (for a witness to keep)',
+  options: { ...CONFIG_OPTION, store: { type: 'string' } },
+  positionals: { min: 0, max: 1 },
+  async run({ values, positionals, out, env }) {
+    const store = values['store'] ?? 'file'
+    if (store !== 'file' && store !== 'postgres')
+      throw new UsageError(`--store is file or postgres, got '${String(store)}'`)
+    if (store === 'postgres') {
+      const config = loadServerConfig(configPath(values))
+      await withPostgres(config, env, async (pgStore) => {
+        for await (const line of pgStore.checkpointLines()) out(line)
+      })
+      return 0
+    }
+    const file = positionals[0] !== undefined ? resolve(positionals[0]) : loadServerConfig(configPath(values)).auditFile
+    for (const line of await readLines(file)) if (line.startsWith(CHECKPOINT_LINE_PREFIX)) out(line)
+    return 0
+  },
 }
