@@ -23,6 +23,12 @@ export interface LeaseProvider {
   revoke?(lease: Lease): Promise<void>
 }
 
+class TakenBackError extends Error {
+  constructor() {
+    super('the credential was taken back by a stop while it was being issued')
+  }
+}
+
 export interface LeaseCacheOptions {
   readonly now: () => number
   readonly log: Logger
@@ -56,8 +62,15 @@ export class LeaseCache {
   readonly #failures = new Map<string, { error: unknown; until: number }>()
   /** Every lease handed out and not yet known to be gone, with its scope, for revocation by a stop or at shutdown. */
   readonly #outstanding = new Map<Lease, string>()
-  /** The scopes each stop took back, in order: a lease obtained while one was taken back is not kept. */
+  /**
+   * The scopes each stop took back while a lease was being issued, in order: a lease obtained
+   * while its scope was taken back is not kept. Emptied whenever nothing is being issued.
+   */
   readonly #takenBack: ((scope: string) => boolean)[] = []
+  /** Stops emptied from the front of #takenBack, so that positions in it stay comparable. */
+  #takenBackDropped = 0
+  /** Leases being issued now. */
+  #obtaining = 0
 
   constructor(provider: LeaseProvider, options: LeaseCacheOptions) {
     this.#provider = provider
@@ -85,12 +98,8 @@ export class LeaseCache {
   }
 
   /** A fresh lease for one request, outside the cache; the caller revokes it with `revoke`. */
-  async obtainUncached(scope: string, timeoutMs: number): Promise<Lease> {
-    const since = this.#takenBack.length
-    const lease = await this.#provider.obtain(scope, AbortSignal.timeout(timeoutMs))
-    this.#outstanding.set(lease, scope)
-    await this.#refuseIfTakenBack(scope, lease, since)
-    return lease
+  obtainUncached(scope: string, timeoutMs: number): Promise<Lease> {
+    return this.#fresh(scope, AbortSignal.timeout(timeoutMs))
   }
 
   /**
@@ -131,25 +140,37 @@ export class LeaseCache {
    */
   async revokeWhere(taken: (scope: string) => boolean, dryRun = false): Promise<number> {
     if (dryRun) return [...this.#outstanding.values()].filter(taken).length
-    this.#takenBack.push(taken)
+    if (this.#obtaining > 0) this.#takenBack.push(taken)
     for (const scope of [...this.#entries.keys()]) if (taken(scope)) this.#entries.delete(scope)
     const leases = [...this.#outstanding].filter(([, scope]) => taken(scope)).map(([lease]) => lease)
     await Promise.all(leases.map((l) => this.revoke(l)))
     return leases.length
   }
 
-  async #refuseIfTakenBack(scope: string, lease: Lease, since: number): Promise<void> {
-    if (!this.#takenBack.slice(since).some((taken) => taken(scope))) return
-    await this.revoke(lease)
-    throw new Error('the credential was taken back by a stop while it was being issued')
-  }
-
-  async #obtain(scope: string, signal: AbortSignal): Promise<Lease> {
-    const since = this.#takenBack.length
+  /** A lease from the provider; one whose scope a stop took back while it was being issued is revoked, not kept. */
+  async #fresh(scope: string, signal: AbortSignal): Promise<Lease> {
+    const since = this.#takenBackDropped + this.#takenBack.length
+    this.#obtaining++
     try {
       const lease = await this.#provider.obtain(scope, signal)
       this.#outstanding.set(lease, scope)
-      await this.#refuseIfTakenBack(scope, lease, since)
+      if (this.#takenBack.slice(since - this.#takenBackDropped).some((taken) => taken(scope))) {
+        await this.revoke(lease)
+        throw new TakenBackError()
+      }
+      return lease
+    } finally {
+      // With nothing being issued, no issue can be overtaken by the stops recorded so far.
+      if (--this.#obtaining === 0) {
+        this.#takenBackDropped += this.#takenBack.length
+        this.#takenBack.length = 0
+      }
+    }
+  }
+
+  async #obtain(scope: string, signal: AbortSignal): Promise<Lease> {
+    try {
+      const lease = await this.#fresh(scope, signal)
       // The lease it replaces is inside its margin and expires on its own; requests may still be using it.
       const replaced = this.#entries.get(scope)
       if (replaced !== undefined) this.#outstanding.delete(replaced.lease)
@@ -157,7 +178,12 @@ export class LeaseCache {
       this.#failures.delete(scope)
       return lease
     } catch (err) {
-      this.#failures.set(scope, { error: err, until: this.#options.now() + (this.#options.failureBackoffMs ?? 1_000) })
+      // Vault failing is replayed for a moment; a lease taken back by a stop is not a failure of the source.
+      if (!(err instanceof TakenBackError))
+        this.#failures.set(scope, {
+          error: err,
+          until: this.#options.now() + (this.#options.failureBackoffMs ?? 1_000),
+        })
       throw err
     } finally {
       this.#inFlight.delete(scope)

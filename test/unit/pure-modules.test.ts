@@ -194,6 +194,45 @@ describe('the lease cache, on a clock the test moves', () => {
     expect(p.calls.obtain).toBe(2)
   })
 
+  it('revokes a lease whose scope a stop took back while Vault was issuing it, and keeps the next', async () => {
+    const clock = { now: 1_000_000 }
+    const p = provider(60_000, clock)
+    const waiting: (() => void)[] = []
+    const release = (): void => {
+      for (const resolve of waiting.splice(0)) resolve()
+    }
+    const slow = {
+      ...p,
+      obtain: async () => {
+        await new Promise<void>((r) => waiting.push(r))
+        return p.obtain()
+      },
+    }
+    const cache = new LeaseCache(slow, { now: () => clock.now, log, timeoutMs: 1_000 })
+    const issuing = cache.get('agent:billing-bot', 1_000)
+    const uncached = cache.obtainUncached('agent:billing-bot', 1_000)
+    const other = cache.get('agent:support-bot', 1_000)
+    await new Promise((r) => setImmediate(r))
+    // The stop lands while all three are with Vault: two were for the stopped agent.
+    expect(await cache.revokeWhere((scope) => scope === 'agent:billing-bot')).toBe(0)
+    expect(waiting).toHaveLength(3)
+    release()
+    const [stopped, stoppedUncached, untouched] = await Promise.allSettled([issuing, uncached, other])
+    expect(stopped).toMatchObject({
+      status: 'rejected',
+      reason: expect.objectContaining({ message: expect.stringContaining('taken back by a stop') }),
+    })
+    expect(stoppedUncached).toMatchObject({ status: 'rejected' })
+    expect(untouched).toMatchObject({ status: 'fulfilled' })
+    expect(p.calls.revoke).toBe(2)
+    // After the stop, the scope is issued again as usual (the resume is the operator's, not the cache's).
+    const after = cache.get('agent:billing-bot', 1_000)
+    await new Promise((r) => setImmediate(r))
+    release()
+    expect((await after).credential.leaseId).toMatch(/^l-\d+$/)
+    expect(p.calls.revoke).toBe(2)
+  })
+
   it('replays a failure for the backoff, then asks again', async () => {
     const clock = { now: 5_000 }
     let calls = 0
