@@ -2,8 +2,9 @@
  * OpenTelemetry traces, off unless `telemetry.traces` names a collector. A request that arrives
  * with a W3C `traceparent` continues that trace; one without starts a new trace. Corridor records
  * per request: the server span (the whole request, with the audit request id, agent, connector,
- * action, decision and outcome), the credential span (issuing the connector's credential) with a
- * client span for each Vault or OAuth2 call it made (none when the cache had the credential), and
+ * action, decision and outcome), a credential span when issuing the connector's credential took
+ * calls to Vault or an OAuth2 token endpoint (a client span for each under it; a cached credential
+ * is only an attribute of the server span), and
  * the client span of the upstream call, whose id the upstream receives in `traceparent`, so its
  * own spans join the same trace. The release of a held request is a trace of its own (it runs
  * later, on whichever replica claims it) whose root span links to the hold's server span.
@@ -144,7 +145,8 @@ export class Tracer implements Tracing {
   finish(t: RequestTrace, facts: TraceFacts): void {
     if (!t.sampled) return
     if (this.#queue.length >= MAX_QUEUE) {
-      this.#dropped += 1 + (t.credential === null ? 0 : 1 + (t.calls?.length ?? 0)) + (t.upstreamStart === null ? 0 : 1)
+      const calls = t.calls?.length ?? 0
+      this.#dropped += 1 + (calls === 0 ? 0 : 1 + calls) + (t.upstreamStart === null ? 0 : 1)
       return
     }
     // A full batch goes now rather than at the next tick of the timer.
@@ -156,12 +158,9 @@ export class Tracer implements Tracing {
   #spans(t: RequestTrace, record: TraceFacts): Span[] {
     const spans: Span[] = []
     const start = Date.parse(record.time)
-    const common = attributes([
-      ['corridor.request_id', record.request_id],
-      ['corridor.agent', record.agent],
-      ['corridor.connector', record.connector],
-      ['corridor.action', record.action],
-    ])
+    // A credential the cache had is an attribute of the server span; one that took calls to its
+    // source is a span of its own, the calls under it.
+    const credential = t.calls !== null && t.calls.length > 0 ? t.credential : null
     const failed = record.error_code !== null || (record.status >= 500 && record.status !== 0)
     spans.push(
       span(
@@ -180,23 +179,28 @@ export class Tracer implements Tracing {
           ['corridor.rule', record.rule],
           ['corridor.outcome', record.outcome],
           ['corridor.error_code', record.error_code],
-        ])},${common}`,
+          ['corridor.request_id', record.request_id],
+          ['corridor.agent', record.agent],
+          ['corridor.connector', record.connector],
+          ['corridor.action', record.action],
+          ['corridor.credential.source', t.credential?.source ?? null],
+        ])}`,
         failed ? `{"code":2,"message":${JSON.stringify(record.error_code ?? String(record.status))}}` : '{"code":1}',
         t.link,
       ),
     )
-    if (t.credential !== null) {
+    if (credential !== null) {
       const credentialSpanId = randomHex(8)
       spans.push(
         span(
           t.traceId,
           credentialSpanId,
           t.serverSpanId,
-          `credential ${t.credential.source}`,
+          `credential ${credential.source}`,
           1, // INTERNAL
-          t.credential.start,
-          t.credential.end,
-          attributes([['corridor.credential.source', t.credential.source]]),
+          credential.start,
+          credential.end,
+          attributes([['corridor.credential.source', credential.source]]),
           null,
         ),
       )
