@@ -142,8 +142,12 @@ export async function withPostgres<T>(
 
 /** Where a command reads the trail: `--store`, else PostgreSQL when configured, else the local file. */
 function storeOf(values: CommandContext['values'], config: ServerConfig): 'file' | 'postgres' {
-  const store =
-    typeof values['store'] === 'string' ? values['store'] : config.auditPostgres === null ? 'file' : 'postgres'
+  return storeOption(values, config.auditPostgres === null ? 'file' : 'postgres')
+}
+
+/** `--store file|postgres`, or `fallback` without it. */
+export function storeOption(values: CommandContext['values'], fallback: 'file' | 'postgres'): 'file' | 'postgres' {
+  const store = typeof values['store'] === 'string' ? values['store'] : fallback
   if (store !== 'file' && store !== 'postgres') throw new UsageError(`--store is file or postgres, got '${store}'`)
   return store
 }

@@ -16,7 +16,7 @@ import { linesFromOcsf } from '../../audit/ocsf.ts'
 import type { VerifyRange } from '../../audit/postgres-store.ts'
 import { loadServerConfig, type ServerConfig } from '../../config/server-config.ts'
 import { CONFIG_OPTION, configPath, UsageError, type Command } from '../command.ts'
-import { withPostgres } from './audit-query.ts'
+import { storeOption, withPostgres } from './audit-query.ts'
 
 /** The file's whole trail: its rotated files (oldest first), then the file. */
 async function readLines(file: string): Promise<string[]> {
@@ -41,9 +41,7 @@ export const auditVerifyCommand: Command = {
   },
   positionals: { min: 0, max: 1 },
   async run({ values, positionals, out, err, env }) {
-    const store = values['store'] ?? 'file'
-    if (store !== 'file' && store !== 'postgres')
-      throw new UsageError(`--store is file or postgres, got '${String(store)}'`)
+    const store = storeOption(values, 'file')
     if (store === 'postgres' && positionals[0] !== undefined)
       throw new UsageError('give an audit file or --store postgres, not both')
     const config = positionals[0] === undefined ? loadServerConfig(configPath(values)) : null
@@ -119,9 +117,7 @@ export const auditCheckpointsCommand: Command = {
   options: { ...CONFIG_OPTION, store: { type: 'string' } },
   positionals: { min: 0, max: 1 },
   async run({ values, positionals, out, env }) {
-    const store = values['store'] ?? 'file'
-    if (store !== 'file' && store !== 'postgres')
-      throw new UsageError(`--store is file or postgres, got '${String(store)}'`)
+    const store = storeOption(values, 'file')
     if (store === 'postgres') {
       const config = loadServerConfig(configPath(values))
       await withPostgres(config, env, async (pgStore) => {
