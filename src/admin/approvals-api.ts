@@ -16,10 +16,9 @@ import type { ApprovalService } from '../approvals/approval-service.ts'
 import type { ApproverAuthenticator } from '../approvals/approver-auth.ts'
 import { mayView } from '../approvals/eligibility.ts'
 import type { PolicyStore } from '../policy/reloader.ts'
-import { problemBody } from '../shared/problem.ts'
-import { CorridorError, isCorridorError } from '../shared/errors.ts'
+import { CorridorError } from '../shared/errors.ts'
 import { readLimited } from '../shared/read-limited.ts'
-import { sendJson } from './respond.ts'
+import { sendFailure, sendJson } from './respond.ts'
 import type { Logger } from '../shared/logger.ts'
 
 const MAX_BODY = 16 * 1024
@@ -90,27 +89,9 @@ export function createApprovalsApi(
       const url = new URL(req.url ?? '/', 'http://admin')
       const m = ROUTE.exec(url.pathname)
       if (m === null) return false
-      serve(req, res, url, m).catch((err: unknown) => {
-        const error = isCorridorError(err) ? err : new CorridorError('internal', 'the approvals API failed')
-        if (!isCorridorError(err)) log.error({ err }, 'approvals API failed')
-        // Who tried to decide what they may not is worth an operator's attention (never the token itself).
-        else if (err.code === 'approver_unauthenticated' || err.code === 'approver_not_eligible') {
-          log.warn(
-            {
-              code: err.code,
-              detail: err.message,
-              method: req.method,
-              path: url.pathname,
-              remote: req.socket.remoteAddress,
-            },
-            'approvals API refused a caller',
-          )
-        }
-        if (res.headersSent) return void res.destroy()
-        const body = problemBody(error, '-')
-        delete body.request_id
-        sendJson(res, error.status, body, 'application/problem+json')
-      })
+      serve(req, res, url, m).catch((err: unknown) =>
+        sendFailure(req, res, err, log, 'approvals', ['approver_unauthenticated', 'approver_not_eligible']),
+      )
       return true
     },
   }

@@ -146,7 +146,9 @@ export function createAuditApi(
     handle(req, res) {
       const url = new URL(req.url ?? '/', 'http://admin')
       if (url.pathname !== '/audit' && !url.pathname.startsWith('/audit/')) return false
-      serve(req, res, url).catch((err: unknown) => sendFailure(req, res, err, log, 'audit', 'auditor_unauthenticated'))
+      serve(req, res, url).catch((err: unknown) =>
+        sendFailure(req, res, err, log, 'audit', ['auditor_unauthenticated']),
+      )
       return true
     },
   }

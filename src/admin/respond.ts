@@ -16,7 +16,8 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, con
 
 /**
  * Answers a failed admin call. An unexpected error is logged and answered as `internal`; a caller
- * refused for its credential (`refusedCode`) is logged as such, never with the credential.
+ * refused for its credential or its rights (`refusedCodes`) is worth an operator's attention and
+ * is logged as such, never with the credential.
  */
 export function sendFailure(
   req: IncomingMessage,
@@ -24,12 +25,21 @@ export function sendFailure(
   err: unknown,
   log: Logger,
   api: string,
-  refusedCode: ErrorCode,
+  refusedCodes: readonly ErrorCode[],
 ): void {
   const error = isCorridorError(err) ? err : new CorridorError('internal', `the ${api} API failed`)
   if (!isCorridorError(err)) log.error({ err }, `${api} API failed`)
-  else if (err.code === refusedCode)
-    log.warn({ path: req.url, remote: req.socket.remoteAddress }, `${api} API refused a caller`)
+  else if (refusedCodes.includes(err.code))
+    log.warn(
+      {
+        code: err.code,
+        detail: err.message,
+        method: req.method,
+        path: new URL(req.url ?? '/', 'http://admin').pathname,
+        remote: req.socket.remoteAddress,
+      },
+      `${api} API refused a caller`,
+    )
   if (res.headersSent) return void res.destroy()
   const body = problemBody(error, '-')
   delete body.request_id

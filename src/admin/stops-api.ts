@@ -129,7 +129,7 @@ export function createStopsApi(
       const url = new URL(req.url ?? '/', 'http://admin')
       const m = ROUTE.exec(url.pathname)
       if (m === null) return false
-      serve(req, res, m).catch((err: unknown) => sendFailure(req, res, err, log, 'stops', 'operator_unauthenticated'))
+      serve(req, res, m).catch((err: unknown) => sendFailure(req, res, err, log, 'stops', ['operator_unauthenticated']))
       return true
     },
   }
