@@ -83,6 +83,9 @@ export function createStopsApi(
     const reason = reasonOf(input)
     const before = controls.board.live()
     if (id !== undefined) {
+      // Refused before the store is touched while the trail cannot be written: other replicas never see it lifted.
+      if (!audit.healthy)
+        throw new CorridorError('audit_unavailable', 'the audit trail cannot be written, so the stop stays in force')
       const removed = await storeCall(() => controls.stops.remove(id))
       if (removed === null) throw new CorridorError('stop_not_found', `no stop '${id}' is in force`)
       const after = before.filter((s) => s.id !== id)

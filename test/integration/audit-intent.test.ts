@@ -15,6 +15,7 @@ import type { AuditRecord } from '../../src/audit/record.ts'
 import { WRITER_KEY, agentCall, approvalFiles, approve } from '../helpers/approvals-fixture.ts'
 import { eventually, startCorridorFixture, type CorridorFixture } from '../helpers/corridor-fixture.ts'
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/recording-upstream.ts'
+import { hash } from '../helpers/standard-policy.ts'
 
 interface IntentLine {
   type: 'intent'
@@ -122,63 +123,88 @@ describe('intent entries', () => {
   })
 })
 
+/** Corridor as a child process whose file writes stop at `maxBytes` (the kernel's file-size limit): a disk that fills up. */
+async function startOnSmallDisk(
+  upstreamUrl: string,
+  maxBytes: number,
+  agentsExtra = '',
+): Promise<{ dir: string; agentUrl: string; adminUrl: string; stop: () => void }> {
+  const dir = mkdtempSync(join(tmpdir(), 'corridor-full-'))
+  const files = approvalFiles(upstreamUrl)
+  writeFileSync(join(dir, 'agents.yaml'), files.agents + agentsExtra)
+  for (const name of ['connectors', 'policy'] as const) writeFileSync(join(dir, `${name}.yaml`), files[name])
+  writeFileSync(
+    join(dir, 'corridor.yaml'),
+    'listen: { host: 127.0.0.1, port: 0 }\nadmin: { host: 127.0.0.1, port: 0 }\n' +
+      'files: { agents: agents.yaml, connectors: connectors.yaml, policy: policy.yaml }\naudit: { file: audit.log }\n',
+  )
+  const child = spawn(
+    'prlimit',
+    [
+      `--fsize=${maxBytes}`,
+      process.execPath,
+      resolve('bin/corridor.js'),
+      'serve',
+      '--config',
+      join(dir, 'corridor.yaml'),
+    ],
+    {
+      env: { ...process.env, SVC_TOKEN: 'tok-full', CORRIDOR_LOG_LEVEL: 'info' },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    },
+  )
+  let stderr = ''
+  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()))
+  const urls = { agentUrl: '', adminUrl: '' }
+  try {
+    await eventually(() => {
+      const agent = /"agentUrl":"([^"]+)"/.exec(stderr)
+      const admin = /"adminUrl":"([^"]+)"/.exec(stderr)
+      expect(agent).not.toBeNull()
+      expect(admin).not.toBeNull()
+      urls.agentUrl = (agent as RegExpExecArray)[1] as string
+      urls.adminUrl = (admin as RegExpExecArray)[1] as string
+    }, 15_000)
+  } catch (err) {
+    child.kill('SIGKILL')
+    throw err
+  }
+  return { dir, ...urls, stop: () => child.kill('SIGKILL') }
+}
+
+/** Writes until the audit file is full: the status of each call, and how many were refused in a row at the end. */
+async function fillTheDisk(agentUrl: string): Promise<number[]> {
+  const outcomes: number[] = []
+  let refusedInARow = 0
+  for (let i = 0; i < 2_000 && refusedInARow < 5; i++) {
+    const res = await request(`${agentUrl}/svc/items?n=full${i}`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${WRITER_KEY}`, 'content-type': 'application/json' },
+      body: '{"qty":1}',
+    })
+    const body = (await res.body.json()) as { code?: string }
+    outcomes.push(res.statusCode)
+    if (res.statusCode === 503) {
+      expect(body.code).toBe('audit_unavailable')
+      refusedInARow++
+    } else {
+      expect(res.statusCode).toBe(201)
+      refusedInARow = 0
+    }
+  }
+  return outcomes
+}
+
 describe('a disk that fills up', () => {
   it('forwards nothing whose intent entry could not be written', { timeout: 60_000 }, async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'corridor-full-'))
-    const auditFile = join(dir, 'audit.log')
+    let auditFile = ''
     const checker = intentCheckingUpstream(() => auditFile)
     const upstream = await checker.start()
-    const files = approvalFiles(upstream.url)
-    for (const name of ['agents', 'connectors', 'policy'] as const)
-      writeFileSync(join(dir, `${name}.yaml`), files[name])
-    writeFileSync(
-      join(dir, 'corridor.yaml'),
-      'listen: { host: 127.0.0.1, port: 0 }\nadmin: { host: 127.0.0.1, port: 0 }\n' +
-        'files: { agents: agents.yaml, connectors: connectors.yaml, policy: policy.yaml }\naudit: { file: audit.log }\n',
-    )
     // The kernel refuses writes past 40 KiB to any file this process writes: the audit file fills up.
-    const child = spawn(
-      'prlimit',
-      [
-        `--fsize=${40 * 1024}`,
-        process.execPath,
-        resolve('bin/corridor.js'),
-        'serve',
-        '--config',
-        join(dir, 'corridor.yaml'),
-      ],
-      {
-        env: { ...process.env, SVC_TOKEN: 'tok-full', CORRIDOR_LOG_LEVEL: 'info' },
-        stdio: ['ignore', 'ignore', 'pipe'],
-      },
-    )
-    let stderr = ''
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()))
+    const corridor = await startOnSmallDisk(upstream.url, 40 * 1024)
+    auditFile = join(corridor.dir, 'audit.log')
     try {
-      let agentUrl = ''
-      await eventually(() => {
-        const m = /"agentUrl":"([^"]+)"/.exec(stderr)
-        expect(m).not.toBeNull()
-        agentUrl = (m as RegExpExecArray)[1] as string
-      }, 15_000)
-      const outcomes: number[] = []
-      let refusedInARow = 0
-      for (let i = 0; i < 2_000 && refusedInARow < 5; i++) {
-        const res = await request(`${agentUrl}/svc/items?n=full${i}`, {
-          method: 'POST',
-          headers: { authorization: `Bearer ${WRITER_KEY}`, 'content-type': 'application/json' },
-          body: '{"qty":1}',
-        })
-        const body = (await res.body.json()) as { code?: string }
-        outcomes.push(res.statusCode)
-        if (res.statusCode === 503) {
-          expect(body.code).toBe('audit_unavailable')
-          refusedInARow++
-        } else {
-          expect(res.statusCode).toBe(201)
-          refusedInARow = 0
-        }
-      }
+      const outcomes = await fillTheDisk(corridor.agentUrl)
       const forwarded = outcomes.filter((s) => s === 201).length
       const refused = outcomes.filter((s) => s === 503).length
       console.log(`full disk: ${forwarded} forwarded, ${refused} refused, ${checker.seen.length} reached the upstream`)
@@ -187,7 +213,39 @@ describe('a disk that fills up', () => {
       expect(checker.seen).toHaveLength(forwarded)
       expect(checker.seen.filter((s) => !s.intentBefore)).toEqual([])
     } finally {
-      child.kill('SIGKILL')
+      corridor.stop()
+      await upstream.close()
+    }
+  })
+
+  it('keeps a stop in force when its resume cannot be written down', { timeout: 60_000 }, async () => {
+    let auditFile = ''
+    const upstream = await intentCheckingUpstream(() => auditFile).start()
+    const operatorKey = 'cop_test_full_disk_operator_0001'
+    const corridor = await startOnSmallDisk(
+      upstream.url,
+      40 * 1024,
+      `operators:\n  - { id: oncall, keys: [{ hash: "${hash(operatorKey)}" }] }\n`,
+    )
+    auditFile = join(corridor.dir, 'audit.log')
+    const operator = (path: string, body?: unknown) =>
+      request(`${corridor.adminUrl}${path}`, {
+        method: body === undefined ? 'GET' : 'POST',
+        headers: { authorization: `Bearer ${operatorKey}`, 'content-type': 'application/json' },
+        body: body === undefined ? null : JSON.stringify(body),
+      }).then(async (r) => ({ status: r.statusCode, body: (await r.body.json()) as Record<string, unknown> }))
+    try {
+      // A stop on another agent, so that the writer can fill the disk.
+      const stopped = await operator('/stops', { scope: { agent: 'admin-bot' }, reason: 'incident INC-9' })
+      expect(stopped.status).toBe(201)
+      const id = (stopped.body.stop as { id: string }).id
+      await fillTheDisk(corridor.agentUrl)
+      const resumed = await operator(`/stops/${id}/resume`, { reason: 'fixed' })
+      expect(resumed).toMatchObject({ status: 503, body: { code: 'audit_unavailable' } })
+      const listed = await operator('/stops')
+      expect((listed.body.stops as { id: string }[]).map((s) => s.id)).toEqual([id])
+    } finally {
+      corridor.stop()
       await upstream.close()
     }
   })
