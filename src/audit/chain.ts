@@ -63,12 +63,22 @@ export function signCheckpoint(key: KeyObject, payload: Buffer): string {
   return sign(null, payload, key).toString('base64')
 }
 
+/** Where a checkpoint stands in its stream (its own entry number) and when it was written. */
+export interface CheckpointMark {
+  readonly seq: number
+  readonly time: string
+}
+
 export interface Break {
   readonly stream: string
   /** The first sequence number at which the stream does not verify. */
   readonly seq: number
   readonly line: number
   readonly why: string
+  /** The last checkpoint before the break that verified: what it vouches for is intact. */
+  readonly lastCheckpoint: CheckpointMark | null
+  /** The first checkpoint after the break (not verified: it only bounds the damaged range). */
+  readonly nextCheckpoint: CheckpointMark | null
 }
 
 export interface VerifyReport {
@@ -86,6 +96,9 @@ interface StreamState {
   hash: string
   broken: boolean
   closed: boolean
+  lastCheckpoint: CheckpointMark | null
+  /** Its break, while the next checkpoint after it is looked for. */
+  open: { readonly seq: number; nextCheckpoint: CheckpointMark | null } | null
 }
 
 /** The chain members every entry ends with, as the writer puts them: `,"stream":…,"seq":…,"prev":…,"hash":…}`. */
@@ -133,13 +146,15 @@ export class ChainVerifier {
   readonly #key: KeyObject | null
   readonly #fromCheckpoints: boolean
   readonly #streams = new Map<string, StreamState>()
-  readonly #breaks: Break[] = []
-  /** Stream → seq → hash of the witnessed checkpoints. */
-  readonly #witnessed = new Map<string, Map<number, string>>()
+  readonly #breaks: { -readonly [K in keyof Break]: Break[K] }[] = []
+  /** Stream → seq → hash and time of the witnessed checkpoints. */
+  readonly #witnessed = new Map<string, Map<number, { hash: string; time: string }>>()
   #entries = 0
   #checkpoints = 0
   #unreadable = 0
   #line = 0
+  /** The entry being verified. */
+  #current: { seq: number; checkpoint: { time: string } | null } | null = null
 
   constructor(publicKey: KeyObject | null, options: VerifyOptions = {}) {
     this.#key = publicKey
@@ -168,7 +183,7 @@ export class ChainVerifier {
         )
       let seqs = this.#witnessed.get(fields.stream)
       if (seqs === undefined) this.#witnessed.set(fields.stream, (seqs = new Map()))
-      seqs.set(fields.seq, fields.claimed)
+      seqs.set(fields.seq, { hash: fields.claimed, time: checkpoint.time })
     }
   }
 
@@ -187,9 +202,10 @@ export class ChainVerifier {
     const { stream, seq, prev } = fields
     this.#entries++
     const checkpoint = line.startsWith(CHECKPOINT_LINE_PREFIX) ? this.#checkpointOf(line) : null
+    this.#current = { seq, checkpoint }
     let state = this.#streams.get(stream)
     if (state === undefined) {
-      state = { seq: 0, hash: GENESIS, broken: false, closed: false }
+      state = { seq: 0, hash: GENESIS, broken: false, closed: false, lastCheckpoint: null, open: null }
       // A range that starts at a checkpoint starts where the checkpoint says the chain stood.
       if (this.#fromCheckpoints && checkpoint !== null && seq > 1) {
         state.seq = checkpoint.atSeq
@@ -197,7 +213,7 @@ export class ChainVerifier {
       }
       this.#streams.set(stream, state)
     }
-    if (state.broken) return
+    if (state.broken) return this.#boundBreak(state, seq, checkpoint)
     if (state.closed) return this.#fail(stream, state, seq, 'an entry follows the final checkpoint of its stream')
     if (seq !== state.seq + 1)
       return this.#fail(
@@ -233,9 +249,10 @@ export class ChainVerifier {
       )
         return this.#fail(stream, state, seq, 'the checkpoint signature does not verify')
       state.closed = checkpoint.final
+      state.lastCheckpoint = { seq, time: checkpoint.time }
     }
     const witnessed = this.#witnessed.get(stream)?.get(seq)
-    if (witnessed !== undefined && witnessed !== fields.claimed)
+    if (witnessed !== undefined && witnessed.hash !== fields.claimed)
       return this.#fail(stream, state, seq, 'it differs from the copy of this checkpoint held elsewhere (rewritten)')
     state.seq = seq
     state.hash = fields.claimed
@@ -256,6 +273,8 @@ export class ChainVerifier {
         seq: from,
         line: this.#line,
         why: `entries ${from} to ${reached} are missing: a copy of a checkpoint held elsewhere shows the stream reached entry ${reached} (cut short)`,
+        lastCheckpoint: state?.lastCheckpoint ?? null,
+        nextCheckpoint: { seq: reached, time: seqs.get(reached)?.time ?? '' },
       })
     }
     return {
@@ -289,7 +308,19 @@ export class ChainVerifier {
 
   #fail(stream: string, state: StreamState, seq: number, why: string): void {
     state.broken = true
-    this.#breaks.push({ stream, seq, line: this.#line, why })
+    const broken = { stream, seq, line: this.#line, why, lastCheckpoint: state.lastCheckpoint, nextCheckpoint: null }
+    state.open = broken
+    this.#breaks.push(broken)
+    // The line that showed the break may itself be the checkpoint that bounds it.
+    const line = this.#current
+    if (line !== null) this.#boundBreak(state, line.seq, line.checkpoint)
+  }
+
+  /** The first checkpoint past a stream's break bounds the range its break leaves unvouched for. */
+  #boundBreak(state: StreamState, seq: number, checkpoint: { time: string } | null): void {
+    if (checkpoint === null || state.open === null || seq <= state.open.seq) return
+    state.open.nextCheckpoint = { seq, time: checkpoint.time }
+    state.open = null
   }
 }
 

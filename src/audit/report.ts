@@ -145,7 +145,7 @@ export function reportMarkdown(r: EvidenceReport): string {
   const out = [
     `# Corridor evidence report, ${r.since} to ${r.until}`,
     '',
-    `Hash chain: ${v.breaks.length === 0 ? 'intact' : `BROKEN (${v.breaks.map((b) => `stream ${b.stream} at entry ${b.seq}: ${b.why}`).join('; ')})`} over ${v.entries} entries in ${v.streams} stream(s), ${v.checkpoints} checkpoint(s) (signatures not checked here: run corridor audit verify --public-key).`,
+    `Hash chain: ${v.breaks.length === 0 ? 'intact' : `BROKEN (${v.breaks.map((b) => `stream ${b.stream} at entry ${b.seq}: ${b.why}${b.lastCheckpoint === null ? '' : `; intact up to the checkpoint at entry ${b.lastCheckpoint.seq}, ${b.lastCheckpoint.time}`}`).join('; ')})`} over ${v.entries} entries in ${v.streams} stream(s), ${v.checkpoints} checkpoint(s) (signatures not checked here: run corridor audit verify --public-key).`,
     '',
     '## Requests by connector and agent',
     '',

@@ -90,6 +90,10 @@ type Finding = { broken: number } | { endsAfter: number }
 function expectFinding(report: VerifyReport, finding: Finding): void {
   if ('broken' in finding) {
     expect(report.breaks.map((b) => [b.stream, b.seq])).toEqual([[stream, finding.broken]])
+    // The checkpoints that bound the damage: the last one before it (verified) and the first past it.
+    const before = checkpointBefore(finding.broken)
+    expect(report.breaks[0]?.lastCheckpoint?.seq ?? 0).toBe(before)
+    expect(report.breaks[0]?.nextCheckpoint?.seq ?? null).toBe(checkpointSeqs.find((c) => c > finding.broken) ?? null)
   } else {
     expect(report.breaks).toEqual([])
     expect(report.unclosed).toEqual([{ stream, lastSeq: finding.endsAfter }])

@@ -140,8 +140,17 @@ describe('a witness: checkpoints copied elsewhere as they were written', () => {
     expect(verifyLines(cut, keys.publicKey).unclosed).toEqual([expect.objectContaining({ lastSeq: 1_200 })])
     const report = verifyLines(cut, keys.publicKey, { witness })
     expect(report.unclosed).toEqual([])
+    const lastBefore = witness
+      .map((l) => JSON.parse(l) as { seq: number })
+      .filter((c) => c.seq <= 1_200)
+      .at(-1)
     expect(report.breaks).toEqual([
-      expect.objectContaining({ seq: 1_201, why: expect.stringContaining(`reached entry ${lines.length}`) }),
+      expect.objectContaining({
+        seq: 1_201,
+        why: expect.stringContaining(`reached entry ${lines.length}`),
+        lastCheckpoint: expect.objectContaining({ seq: lastBefore?.seq }),
+        nextCheckpoint: expect.objectContaining({ seq: lines.length }),
+      }),
     ])
     expect(verifyLines(lines, keys.publicKey, { witness }).breaks).toEqual([])
   })
@@ -192,6 +201,9 @@ describe('a witness: checkpoints copied elsewhere as they were written', () => {
     const cut = cli('verify', cutFile, '--witness', witnessFile)
     expect(cut.status).toBe(1)
     expect(cut.stderr).toMatch(/BROKEN stream [\w-]+ at entry 1501 .*cut short/)
+    expect(cut.stderr).toMatch(
+      /entries up to \d+ are covered by the checkpoint at entry \d+ \(.+\), which verified; the next checkpoint stands at entry 2\d{3}/,
+    )
   })
 })
 

@@ -79,7 +79,14 @@ export const auditVerifyCommand: Command = {
           ? `, checked against ${witness.filter((l) => l.trim() !== '').length} witnessed checkpoint(s)`
           : ''),
     )
-    for (const b of report.breaks) err(`BROKEN stream ${b.stream} at entry ${b.seq} (line ${b.line}): ${b.why}`)
+    for (const b of report.breaks) {
+      err(`BROKEN stream ${b.stream} at entry ${b.seq} (line ${b.line}): ${b.why}`)
+      // Which checkpoints bound the damage: what the last good one vouches for is intact.
+      err(
+        `  ${b.lastCheckpoint === null ? 'no checkpoint before it verified (the stream is vouched for from its start only)' : `entries up to ${b.lastCheckpoint.seq} are covered by the checkpoint at entry ${b.lastCheckpoint.seq} (${b.lastCheckpoint.time}), which verified`}; ` +
+          `${b.nextCheckpoint === null ? 'no checkpoint follows it' : `the next checkpoint stands at entry ${b.nextCheckpoint.seq} (${b.nextCheckpoint.time})`}`,
+      )
+    }
     for (const { stream, lastSeq } of report.unclosed)
       out(
         `stream ${stream} ends at entry ${lastSeq} without a final checkpoint: still being written, cut off after entry ${lastSeq}, or its process died`,
