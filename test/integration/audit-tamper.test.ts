@@ -16,7 +16,13 @@ import { join } from 'node:path'
 import fc from 'fast-check'
 import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { ChainVerifier, sealedLine, verifyLines, type VerifyReport } from '../../src/audit/chain.ts'
+import {
+  ChainVerifier,
+  CHECKPOINT_LINE_PREFIX,
+  sealedLine,
+  verifyLines,
+  type VerifyReport,
+} from '../../src/audit/chain.ts'
 import { PostgresAuditStore, verificationRows } from '../../src/audit/postgres-store.ts'
 import { newAuditRecord } from '../../src/audit/record.ts'
 import { shippedEntry, type ShippedEntry } from '../../src/audit/shipper.ts'
@@ -57,7 +63,7 @@ beforeAll(async () => {
   lines = readFileSync(file, 'utf8')
     .split('\n')
     .filter((l) => l !== '')
-  checkpointSeqs = lines.flatMap((l, i) => (l.startsWith('{"type":"checkpoint",') ? [i + 1] : []))
+  checkpointSeqs = lines.flatMap((l, i) => (l.startsWith(CHECKPOINT_LINE_PREFIX) ? [i + 1] : []))
 
   postgres = await startPostgres()
   const store = new PostgresAuditStore({ url: postgres.url, table: TABLE, timeoutMs: 30_000 })
@@ -73,7 +79,7 @@ afterAll(async () => {
   await postgres?.stop()
 })
 
-const isCheckpoint = (seq: number): boolean => (lines[seq - 1] as string).startsWith('{"type":"checkpoint",')
+const isCheckpoint = (seq: number): boolean => (lines[seq - 1] as string).startsWith(CHECKPOINT_LINE_PREFIX)
 /** The last checkpoint before entry `seq` (0: none, the range starts at the first entry). */
 const checkpointBefore = (seq: number): number => checkpointSeqs.findLast((c) => c < seq) ?? 0
 /** The first checkpoint after entry `seq` (the stream's final one at the latest). */
@@ -340,6 +346,18 @@ it('corridor audit verify --store postgres --stream --from-seq: exit 0 on an int
       join(dir, 'checkpoints.pub.pem'),
       ...range,
     ])
+  // The checkpoints a witness would copy, read from the table by their lines.
+  const copied = await corridorCli([
+    'audit',
+    'checkpoints',
+    '--store',
+    'postgres',
+    '--config',
+    join(dir, 'corridor.yaml'),
+  ])
+  expect(copied.code).toBe(0)
+  expect(copied.stdout.trim().split('\n')).toEqual(lines.filter((l) => l.startsWith(CHECKPOINT_LINE_PREFIX)))
+  writeFileSync(join(dir, 'witness.jsonl'), copied.stdout)
   const range = ['--stream', stream, '--from-seq', '50500', '--to-seq', '52000']
   const intact = await verify(...range)
   expect(intact.stdout).toContain(
@@ -358,6 +376,13 @@ it('corridor audit verify --store postgres --stream --from-seq: exit 0 on an int
     expect(after.stdout).toContain('chain intact')
     expect(after.code).toBe(0)
     expect((await verify('--from-seq', '52000')).stderr).toContain('a range needs both --stream and --from-seq')
+    // The whole table against the witness: the gap, bounded by the checkpoints on either side.
+    const whole = await verify('--witness', join(dir, 'witness.jsonl'))
+    expect(whole.code).toBe(1)
+    expect(whole.stdout).toContain(`checked against ${checkpointSeqs.length} witnessed checkpoint(s)`)
+    expect(whole.stderr).toContain(`BROKEN stream ${stream} at entry 51234`)
+    expect(whole.stderr).toContain(`covered by the checkpoint at entry ${checkpointBefore(51_234)} (`)
+    expect(whole.stderr).toContain(`the next checkpoint stands at entry ${checkpointAfter(51_234)} (`)
   } finally {
     const row = deleted.rows[0] as Record<string, unknown>
     await client.query(`INSERT INTO ${TABLE} SELECT * FROM json_populate_record(NULL::${TABLE}, $1)`, [
