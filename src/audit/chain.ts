@@ -119,7 +119,10 @@ function chainFields(line: string): { stream: string; seq: number; prev: string;
 }
 
 /** The hash of what a line's hash covers: everything before its hash member, as an object. */
-const coveredHash = (line: string): string => sha256(line.slice(0, line.length - 75) + '}')
+const coveredHash = (line: string): string => sha256(line.slice(0, line.length - HASH_TAIL_LENGTH) + '}')
+
+/** `,"hash":"<64 hex digits>"}`: what `sealedLine` appends. */
+const HASH_TAIL_LENGTH = HASH_MEMBER.length + 64 + 2
 
 export interface VerifyOptions {
   /**
