@@ -2,8 +2,9 @@
  * `npm run bench`: Corridor's full pipeline against the forwarders people would use instead, in
  * one run, on loopback, each in its own process. Method:
  * the sample upstream is pinned to CPU 0; the proxy under test and the load generator share CPU 1
- * (`taskset`, when present). Variants are interleaved across repetitions so drift hits all of
- * them; medians with min–max are printed, every figure also as a ratio to "direct" from this run.
+ * (`taskset`, when present). Variants are interleaved across repetitions, and each repetition
+ * starts one variant further along, so that neither drift nor a place in the order favours one;
+ * medians with min–max are printed, every figure also as a ratio to "direct" from this run.
  * Bounded in time; stops every process it starts.
  *
  *   BENCH_SECONDS=5 BENCH_REPEAT=3 BENCH_CONNECTIONS=50 npm run bench
@@ -419,7 +420,7 @@ async function main(): Promise<void> {
     process.stdout.write('nginx not installed: its row is skipped (apt-get install nginx to include it)\n')
 
   for (let r = 0; r < (PARTS.has('throughput') ? REPEAT : 0); r++) {
-    for (const v of variants) {
+    for (const v of [...variants.slice(r % variants.length), ...variants.slice(0, r % variants.length)]) {
       const running = v.start === null ? null : await v.start()
       const url = running?.url ?? origin
       const pid = running?.pid ?? upstream.pid
