@@ -7,6 +7,7 @@
  * revoked at shutdown.
  */
 import type { Logger } from '../shared/logger.ts'
+import { recordCallsUnder, type OutboundCall } from '../shared/trace-context.ts'
 import type { IssuedCredential } from './source.ts'
 
 export interface Lease {
@@ -78,7 +79,7 @@ export class LeaseCache {
   }
 
   /** The scope's lease; the deadline timer is created only when Vault has to be asked (not on a cache hit). */
-  async get(scope: string, timeoutMs: number): Promise<Lease> {
+  async get(scope: string, timeoutMs: number, calls: OutboundCall[] | null = null): Promise<Lease> {
     const now = this.#options.now()
     const entry = this.#entries.get(scope)
     if (entry !== undefined && now < entry.lease.expiresAt - safetyMarginMs(entry.lease)) {
@@ -91,6 +92,8 @@ export class LeaseCache {
     const signal = AbortSignal.timeout(timeoutMs)
     let pending = this.#inFlight.get(scope)
     if (pending === undefined) {
+      // The calls this obtain makes are the traced request's (others joining it wait on them).
+      recordCallsUnder(signal, calls)
       pending = this.#obtain(scope, signal)
       this.#inFlight.set(scope, pending)
     }
@@ -98,8 +101,10 @@ export class LeaseCache {
   }
 
   /** A fresh lease for one request, outside the cache; the caller revokes it with `revoke`. */
-  obtainUncached(scope: string, timeoutMs: number): Promise<Lease> {
-    return this.#fresh(scope, AbortSignal.timeout(timeoutMs))
+  obtainUncached(scope: string, timeoutMs: number, calls: OutboundCall[] | null = null): Promise<Lease> {
+    const signal = AbortSignal.timeout(timeoutMs)
+    recordCallsUnder(signal, calls)
+    return this.#fresh(scope, signal)
   }
 
   /**

@@ -8,7 +8,7 @@
 import { Agent, request } from 'undici'
 import type { Lease, LeaseProvider } from './lease-cache.ts'
 import { readLimited } from '../shared/read-limited.ts'
-import { recordCall } from '../shared/trace-context.ts'
+import { callListOf } from '../shared/trace-context.ts'
 import { Secret } from './secret.ts'
 import { isValidFieldValue, type CredentialSource } from './source.ts'
 
@@ -113,8 +113,8 @@ export class OAuth2Provider implements LeaseProvider {
         `the token endpoint is unreachable (${typeof code === 'string' ? code : 'connection failed'})`,
       )
     } finally {
-      // A span of the traced request this token is fetched for (the token endpoint's path, never the form).
-      recordCall({
+      // A span of the sampled request this token is fetched for (the token endpoint's path, never the form).
+      callListOf(signal)?.push({
         system: 'oauth2',
         method: 'POST',
         path: new URL(tokenUrl).pathname,

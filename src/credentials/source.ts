@@ -5,6 +5,7 @@
  */
 import type { Logger } from '../shared/logger.ts'
 import type { Secret } from './secret.ts'
+import type { OutboundCall } from '../shared/trace-context.ts'
 
 export interface IssuedCredential {
   /** Field name → value; injection templates refer to them as `{secret}`, `{username}`… */
@@ -20,6 +21,8 @@ export interface IssueContext {
   readonly perRequest: boolean
   /** The issuing bound (vault.timeout): a source that has to wait creates its deadline from it, only then. */
   readonly timeoutMs: number
+  /** A sampled request's trace: the calls to Vault or a token endpoint made for it go here. */
+  readonly calls?: OutboundCall[] | null
 }
 
 /** A credential plus what to do when the request that used it is over. */

@@ -80,7 +80,7 @@ export async function prepareOutbound(
 ): Promise<Outbound> {
   assertAuditable(deps.audit)
   const credential = await traceIssue(request.trace, connector.credential.kind, () =>
-    deps.credentials.issue(connector, agentId, perRequestLease),
+    deps.credentials.issue(connector, agentId, perRequestLease, request.trace?.calls ?? null),
   )
   const parts = outgoingParts(
     request.method,

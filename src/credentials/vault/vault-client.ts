@@ -13,7 +13,7 @@
 import { readFileSync } from 'node:fs'
 import { Pool, type Dispatcher } from 'undici'
 import { readLimited } from '../../shared/read-limited.ts'
-import { recordCall, recordingCalls } from '../../shared/trace-context.ts'
+import { callListOf } from '../../shared/trace-context.ts'
 import type { Secret } from '../secret.ts'
 
 export interface VaultAuthBlock {
@@ -115,8 +115,9 @@ export class VaultClient {
     path: string,
     options: VaultCallOptions = {},
   ): Promise<VaultEnvelope | null> {
-    if (!recordingCalls()) return this.#call(method, path, options)
-    // A call made to issue a traced request's credential: it becomes a span of that request.
+    const calls = callListOf(options.signal)
+    if (calls === undefined) return this.#call(method, path, options)
+    // A call made to issue a sampled request's credential: it becomes a span of that request.
     const start = performance.timeOrigin + performance.now()
     let status: number | null = null
     try {
@@ -127,7 +128,7 @@ export class VaultClient {
       status = err instanceof VaultError ? err.status : null
       throw err
     } finally {
-      recordCall({ system: 'vault', method, path, start, end: performance.timeOrigin + performance.now(), status })
+      calls.push({ system: 'vault', method, path, start, end: performance.timeOrigin + performance.now(), status })
     }
   }
 
