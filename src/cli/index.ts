@@ -15,7 +15,7 @@ import {
   auditQueryCommand,
   auditTraceCommand,
 } from './commands/audit-query.ts'
-import { auditCheckpointsCommand, auditVerifyCommand } from './commands/audit-verify.ts'
+import { auditCheckpointsCommand, auditPublicKeyCommand, auditVerifyCommand } from './commands/audit-verify.ts'
 import { keysMintCommand } from './commands/keys-mint.ts'
 import { resumeCommand, stopCommand, stopsCommand } from './commands/stops.ts'
 import { policyCheckCommand } from './commands/policy-check.ts'
@@ -41,6 +41,7 @@ const COMMANDS: readonly Command[] = [
   auditReportCommand,
   auditVerifyCommand,
   auditCheckpointsCommand,
+  auditPublicKeyCommand,
   schemaCommand,
 ]
 

@@ -111,8 +111,23 @@ describe('the audit hash chain', () => {
 
   it('corridor audit verify: exit 0 on an intact trail, 1 naming the entry on a broken one', () => {
     const { file, lines } = writeTrail(50)
-    const publicKeyFile = join(file, '..', 'checkpoints.pub.pem')
-    writeFileSync(publicKeyFile, keys.publicKey.export({ type: 'spki', format: 'pem' }))
+    // The public key as `corridor audit public-key` publishes it from the signing key corridor.yaml names.
+    const dir = join(file, '..')
+    writeFileSync(join(dir, 'checkpoints.key.pem'), keys.privateKey.export({ type: 'pkcs8', format: 'pem' }))
+    writeFileSync(
+      join(dir, 'corridor.yaml'),
+      'listen: { host: 127.0.0.1, port: 0 }\nfiles: { agents: agents.yaml, connectors: connectors.yaml, policy: policy.yaml }\n' +
+        'audit: { file: audit.log, signing_key_file: checkpoints.key.pem }\n',
+    )
+    const published = spawnSync(
+      process.execPath,
+      ['bin/corridor.js', 'audit', 'public-key', '--config', join(dir, 'corridor.yaml')],
+      { encoding: 'utf8', timeout: 15_000 },
+    )
+    expect(published.status).toBe(0)
+    expect(published.stdout).toBe(keys.publicKey.export({ type: 'spki', format: 'pem' }).toString())
+    const publicKeyFile = join(dir, 'checkpoints.pub.pem')
+    writeFileSync(publicKeyFile, published.stdout)
     const verify = (path: string) =>
       spawnSync(process.execPath, ['bin/corridor.js', 'audit', 'verify', path, '--public-key', publicKeyFile], {
         encoding: 'utf8',

@@ -137,3 +137,21 @@ export const auditCheckpointsCommand: Command = {
     return 0
   },
 }
+
+/**
+ * `corridor audit public-key`: the public half of `audit.signing_key_file`, as SPKI PEM, to
+ * publish for whoever verifies the checkpoints (`audit verify --public-key`).
+ */
+export const auditPublicKeyCommand: Command = {
+  words: ['audit', 'public-key'],
+  usage: 'corridor audit public-key [--config corridor.yaml]   (publish it: audit verify --public-key takes it)',
+  options: { ...CONFIG_OPTION },
+  positionals: { min: 0, max: 0 },
+  run({ values, out }) {
+    const keyFile = loadServerConfig(configPath(values)).auditSigningKeyFile
+    if (keyFile === null)
+      throw new UsageError('corridor.yaml has no audit.signing_key_file: checkpoints are not signed')
+    out(createPublicKey(readFileSync(keyFile)).export({ type: 'spki', format: 'pem' }).toString().trimEnd())
+    return Promise.resolve(0)
+  },
+}
