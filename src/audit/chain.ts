@@ -86,6 +86,8 @@ export interface VerifyReport {
   readonly streams: number
   readonly checkpoints: number
   readonly unreadable: number
+  /** Streams a witness holds that this trail holds none of (another replica's, or removed by retention). */
+  readonly witnessedElsewhere: number
   readonly breaks: readonly Break[]
   /** Streams whose last entry is not a final checkpoint (cut off after `lastSeq`, or their process died). */
   readonly unclosed: readonly { readonly stream: string; readonly lastSeq: number }[]
@@ -265,18 +267,24 @@ export class ChainVerifier {
     const breaks = [...this.#breaks]
     // A witnessed checkpoint beyond where the trail ends: the trail was cut short.
     const cut = new Set<string>()
+    let elsewhere = 0
     for (const [stream, seqs] of this.#witnessed) {
       const state = this.#streams.get(stream)
+      // A stream the trail does not hold at all: another replica's, or one retention removed.
+      if (state === undefined) {
+        elsewhere++
+        continue
+      }
       const reached = Math.max(...seqs.keys())
-      if (state?.broken === true || (state?.seq ?? 0) >= reached) continue
-      const from = (state?.seq ?? 0) + 1
+      if (state.broken || state.seq >= reached) continue
+      const from = state.seq + 1
       cut.add(stream)
       breaks.push({
         stream,
         seq: from,
         line: this.#line,
         why: `entries ${from} to ${reached} are missing: a copy of a checkpoint held elsewhere shows the stream reached entry ${reached} (cut short)`,
-        lastCheckpoint: state?.lastCheckpoint ?? null,
+        lastCheckpoint: state.lastCheckpoint,
         nextCheckpoint: { seq: reached, time: seqs.get(reached)?.time ?? '' },
       })
     }
@@ -285,6 +293,7 @@ export class ChainVerifier {
       streams: this.#streams.size,
       checkpoints: this.#checkpoints,
       unreadable: this.#unreadable,
+      witnessedElsewhere: elsewhere,
       breaks,
       unclosed: [...this.#streams]
         .filter(([stream, s]) => !s.closed && !s.broken && !cut.has(stream))

@@ -114,6 +114,7 @@ describe('the untouched trail', () => {
       streams: 1,
       checkpoints: checkpointSeqs.length,
       unreadable: 0,
+      witnessedElsewhere: 0,
       breaks: [],
       unclosed: [],
     })
@@ -376,6 +377,9 @@ it('corridor audit verify --store postgres --stream --from-seq: exit 0 on an int
     expect(after.stdout).toContain('chain intact')
     expect(after.code).toBe(0)
     expect((await verify('--from-seq', '52000')).stderr).toContain('a range needs both --stream and --from-seq')
+    const unknown = await verify('--stream', 'no-such-stream', '--from-seq', '1')
+    expect(unknown.code).toBe(1)
+    expect(unknown.stderr).toContain("no entries of stream 'no-such-stream' in that range")
     // The whole table against the witness: the gap, bounded by the checkpoints on either side.
     const whole = await verify('--witness', join(dir, 'witness.jsonl'))
     expect(whole.code).toBe(1)

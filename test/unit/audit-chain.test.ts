@@ -193,6 +193,14 @@ describe('a witness: checkpoints copied elsewhere as they were written', () => {
     ])
   })
 
+  it("does not count another replica's stream, which this trail does not hold, as cut short", () => {
+    const other = writeTrail(10)
+    const both = [...witness, ...other.lines.filter((l) => l.startsWith(CHECKPOINT_LINE_PREFIX))]
+    const report = verifyLines(lines, keys.publicKey, { witness: both })
+    expect(report.breaks).toEqual([])
+    expect(report.witnessedElsewhere).toBe(1)
+  })
+
   it('is refused when a copied line is not a checkpoint Corridor wrote', () => {
     expect(() => verifyLines(lines, keys.publicKey, { witness: [edited(witness[0] as string)] })).toThrow(
       /witness line 1 is not a checkpoint as Corridor wrote it/,

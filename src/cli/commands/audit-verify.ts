@@ -76,7 +76,10 @@ export const auditVerifyCommand: Command = {
         (publicKey === null ? ' (signatures not checked: no --public-key)' : ', signatures checked') +
         (report.unreadable > 0 ? `, ${report.unreadable} unreadable line(s)` : '') +
         (typeof witnessFile === 'string'
-          ? `, checked against ${witness.filter((l) => l.trim() !== '').length} witnessed checkpoint(s)`
+          ? `, checked against ${witness.filter((l) => l.trim() !== '').length} witnessed checkpoint(s)` +
+            (report.witnessedElsewhere > 0
+              ? ` (${report.witnessedElsewhere} witnessed stream(s) not in this trail: other replicas', or removed by retention)`
+              : '')
           : ''),
     )
     for (const b of report.breaks) {
@@ -91,6 +94,10 @@ export const auditVerifyCommand: Command = {
       out(
         `stream ${stream} ends at entry ${lastSeq} without a final checkpoint: still being written, cut off after entry ${lastSeq}, or its process died`,
       )
+    if (range !== undefined && report.entries === 0) {
+      err(`no entries of stream '${range.stream}' in that range`)
+      return 1
+    }
     if (report.breaks.length === 0) out('chain intact')
     return report.breaks.length === 0 ? 0 : 1
   },
