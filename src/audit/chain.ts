@@ -88,6 +88,12 @@ export interface VerifyReport {
   readonly unreadable: number
   /** Streams a witness holds that this trail holds none of (another replica's, or removed by retention). */
   readonly witnessedElsewhere: number
+  /**
+   * Streams that start at the opening checkpoint of a rotated file rather than at entry 1: their
+   * earlier files are not in this trail (deleted by retention). The checkpoint vouches for where
+   * the chain stood; with a key, that it was signed.
+   */
+  readonly startedLater: readonly { readonly stream: string; readonly firstSeq: number }[]
   readonly breaks: readonly Break[]
   /** Streams whose last entry is not a final checkpoint (cut off after `lastSeq`, or their process died). */
   readonly unclosed: readonly { readonly stream: string; readonly lastSeq: number }[]
@@ -152,6 +158,8 @@ export class ChainVerifier {
   readonly #fromCheckpoints: boolean
   readonly #streams = new Map<string, StreamState>()
   readonly #breaks: { -readonly [K in keyof Break]: Break[K] }[] = []
+  /** Streams that start at the opening checkpoint of a file, not at their first entry. */
+  readonly #startedLater: { stream: string; firstSeq: number }[] = []
   /** Stream → seq → hash and time of the witnessed checkpoints. */
   readonly #witnessed = new Map<string, Map<number, { hash: string; time: string }>>()
   #entries = 0
@@ -211,10 +219,12 @@ export class ChainVerifier {
     let state = this.#streams.get(stream)
     if (state === undefined) {
       state = { seq: 0, hash: GENESIS, broken: false, closed: false, lastCheckpoint: null, open: null }
-      // A range that starts at a checkpoint starts where the checkpoint says the chain stood.
-      if (this.#fromCheckpoints && checkpoint !== null && seq > 1) {
+      // A range that starts at a checkpoint starts where the checkpoint says the chain stood; so
+      // does a trail whose earlier files retention deleted (it starts at a file's opening checkpoint).
+      if (checkpoint !== null && seq > 1 && (this.#fromCheckpoints || checkpoint.fileStart)) {
         state.seq = checkpoint.atSeq
         state.hash = checkpoint.atHash
+        if (!this.#fromCheckpoints) this.#startedLater.push({ stream, firstSeq: seq })
       }
       this.#streams.set(stream, state)
     }
@@ -294,6 +304,7 @@ export class ChainVerifier {
       checkpoints: this.#checkpoints,
       unreadable: this.#unreadable,
       witnessedElsewhere: elsewhere,
+      startedLater: [...this.#startedLater],
       breaks,
       unclosed: [...this.#streams]
         .filter(([stream, s]) => !s.closed && !s.broken && !cut.has(stream))
@@ -303,7 +314,7 @@ export class ChainVerifier {
 
   #checkpointOf(
     line: string,
-  ): { atSeq: number; atHash: string; time: string; signature: Buffer; final: boolean } | null {
+  ): { atSeq: number; atHash: string; time: string; signature: Buffer; final: boolean; fileStart: boolean } | null {
     try {
       const entry = JSON.parse(line) as Record<string, unknown>
       return {
@@ -312,6 +323,7 @@ export class ChainVerifier {
         time: String(entry['time']),
         signature: typeof entry['signature'] === 'string' ? Buffer.from(entry['signature'], 'base64') : Buffer.alloc(0),
         final: entry['final'] === true,
+        fileStart: entry['file_start'] === true,
       }
     } catch {
       return null

@@ -171,6 +171,9 @@ export class FileAuditSink implements AuditSink {
       renameSync(this.#path, rotated)
       closeSync(this.#fd)
       this.#fd = this.#open()
+      // The new file opens with a checkpoint too: once retention deletes the files before it, the
+      // trail still starts at a signed statement of where the chain stood.
+      this.#checkpoint(false, true)
     } catch (err) {
       // Not rotated: the live file keeps growing, which loses nothing.
       this.#log.error({ err }, 'audit file could not be rotated; it keeps growing')
@@ -185,7 +188,7 @@ export class FileAuditSink implements AuditSink {
   }
 
   /** States how far the stream went, signed when a key is configured. */
-  #checkpoint(final: boolean): void {
+  #checkpoint(final: boolean, fileStart = false): void {
     if (!this.#healthy) return
     const { seq, hash } = this.#chain.position
     const time = new Date().toISOString()
@@ -194,7 +197,8 @@ export class FileAuditSink implements AuditSink {
         ? null
         : signCheckpoint(this.#signingKey, checkpointPayload(this.#chain.stream, seq, hash, time))
     this.#sinceCheckpoint = 0
-    this.#append(JSON.stringify({ type: 'checkpoint', v: 1, time, at_seq: seq, at_hash: hash, signature, final }), null)
+    const entry = { type: 'checkpoint', v: 1, time, at_seq: seq, at_hash: hash, signature, final }
+    this.#append(JSON.stringify(fileStart ? { ...entry, file_start: true } : entry), null)
   }
 
   /** Appends one chained line; on failure the sink turns unhealthy (a record goes to the operational log instead). */

@@ -71,6 +71,14 @@ it('rotates by size with the chain unbroken, ships every rotated file through an
   // The next rotation applies retention: the shipped files go.
   await traffic(200, 260)
   await eventually(() => expect(rotatedFiles(fx.auditFile).filter((f) => rotated.includes(f))).toEqual([]), 5_000)
+  // What is left of the trail still verifies: it starts at the opening checkpoint of its oldest file.
+  const left = await trail()
+  const afterRetention = verifyLines(left, null)
+  expect(afterRetention.breaks).toEqual([])
+  expect(afterRetention.startedLater).toEqual([
+    { stream: expect.any(String), firstSeq: (JSON.parse(left[0] as string) as { seq: number }).seq },
+  ])
+  expect(left[0]).toMatch(/^\{"type":"checkpoint",.*"file_start":true/)
 
   const store = new PostgresAuditStore({ url: postgres.url, table: 'corridor_audit', timeoutMs: 2_000 })
   try {

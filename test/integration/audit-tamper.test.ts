@@ -115,6 +115,7 @@ describe('the untouched trail', () => {
       checkpoints: checkpointSeqs.length,
       unreadable: 0,
       witnessedElsewhere: 0,
+      startedLater: [],
       breaks: [],
       unclosed: [],
     })

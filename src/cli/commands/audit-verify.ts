@@ -94,6 +94,10 @@ export const auditVerifyCommand: Command = {
       out(
         `stream ${stream} ends at entry ${lastSeq} without a final checkpoint: still being written, cut off after entry ${lastSeq}, or its process died`,
       )
+    for (const { stream, firstSeq } of report.startedLater)
+      out(
+        `stream ${stream} starts at entry ${firstSeq}, the opening checkpoint of a rotated file: the files before it are not in this trail (deleted by retention)`,
+      )
     if (range !== undefined && report.entries === 0) {
       err(`no entries of stream '${range.stream}' in that range`)
       return 1
