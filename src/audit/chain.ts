@@ -166,8 +166,9 @@ export class ChainVerifier {
   #checkpoints = 0
   #unreadable = 0
   #line = 0
-  /** The entry being verified. */
-  #current: { seq: number; checkpoint: { time: string } | null } | null = null
+  /** The entry being verified (kept as two fields: no object per line). */
+  #currentSeq = 0
+  #currentCheckpoint: { time: string } | null = null
 
   constructor(publicKey: KeyObject | null, options: VerifyOptions = {}) {
     this.#key = publicKey
@@ -215,7 +216,8 @@ export class ChainVerifier {
     const { stream, seq, prev } = fields
     this.#entries++
     const checkpoint = line.startsWith(CHECKPOINT_LINE_PREFIX) ? this.#checkpointOf(line) : null
-    this.#current = { seq, checkpoint }
+    this.#currentSeq = seq
+    this.#currentCheckpoint = checkpoint
     let state = this.#streams.get(stream)
     if (state === undefined) {
       state = { seq: 0, hash: GENESIS, broken: false, closed: false, lastCheckpoint: null, open: null }
@@ -336,8 +338,7 @@ export class ChainVerifier {
     state.open = broken
     this.#breaks.push(broken)
     // The line that showed the break may itself be the checkpoint that bounds it.
-    const line = this.#current
-    if (line !== null) this.#boundBreak(state, line.seq, line.checkpoint)
+    this.#boundBreak(state, this.#currentSeq, this.#currentCheckpoint)
   }
 
   /** The first checkpoint past a stream's break bounds the range its break leaves unvouched for. */
