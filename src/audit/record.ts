@@ -7,6 +7,7 @@
 import type { Decision, Effect, LimitingFactor, ShadowResult } from '../policy/decision.ts'
 import type { LimitReport } from '../policy/limits.ts'
 import type { ErrorCode } from '../shared/errors.ts'
+import { CORRIDOR_KEY_PREFIXES } from '../registry/agents.ts'
 
 export type Outcome =
   | 'forwarded' // the upstream answered and the response reached the agent
@@ -227,17 +228,19 @@ export function newAuditRecord(requestId: string, startedAtMs: number, method: s
 }
 
 /**
- * Credential shapes that must never reach the trail through a URL an agent sent: Corridor's own
- * keys (agent `cor_…`, approver `cap_…`) and JWTs (agent or user tokens). Until a request is
- * identified, its raw target is all there is to record, and an SDK may have put a key in it.
+ * Credential shapes that must never reach the trail through a URL an agent sent: every kind of
+ * key Corridor mints (agent, approver, operator, auditor) and JWTs (agent or user tokens). Until a
+ * request is identified, its raw target is all there is to record, and an SDK may have put a key in it.
  */
-const KEY_SHAPE = /\b(cor|cap|cop|cau)_[A-Za-z0-9_-]{8,}/g
+const KEY_SHAPE = new RegExp(
+  `\\b(${CORRIDOR_KEY_PREFIXES.map((p) => p.slice(0, -1)).join('|')})_[A-Za-z0-9_-]{8,}`,
+  'g',
+)
 const JWT_SHAPE = /\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*/g
 
 export function withoutKeys(text: string): string {
   let out = text
-  if (out.includes('cor_') || out.includes('cap_') || out.includes('cop_') || out.includes('cau_'))
-    out = out.replace(KEY_SHAPE, '$1_[redacted]')
+  if (CORRIDOR_KEY_PREFIXES.some((prefix) => out.includes(prefix))) out = out.replace(KEY_SHAPE, '$1_[redacted]')
   if (out.includes('eyJ')) out = out.replace(JWT_SHAPE, '[redacted-jwt]')
   return out
 }

@@ -44,6 +44,13 @@ export const API_KEY_PREFIX = 'cor_'
 export const APPROVER_KEY_PREFIX = 'cap_'
 export const OPERATOR_KEY_PREFIX = 'cop_'
 export const AUDITOR_KEY_PREFIX = 'cau_'
+/** Every kind of key Corridor mints: whatever redacts keys from text it records goes by this list. */
+export const CORRIDOR_KEY_PREFIXES = [
+  API_KEY_PREFIX,
+  APPROVER_KEY_PREFIX,
+  OPERATOR_KEY_PREFIX,
+  AUDITOR_KEY_PREFIX,
+] as const
 
 export function hashApiKey(key: string): string {
   return createHash('sha256').update(key).digest('hex')

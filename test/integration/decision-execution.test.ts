@@ -345,9 +345,14 @@ describe("the agent's key never reaches an upstream, a record or a log", () => {
     // Unknown connector and an invalid path: refused before identity, so the raw target is what gets recorded.
     expect((await send(`/nowhere/x?api_key=${AGENT_KEY}&token=${jwt}`)).code).toBe('connector_unknown')
     expect((await send(`/pay/x%2Fy?api_key=${AGENT_KEY}&token=${jwt}`)).code).toBe('invalid_path')
+    // Every other kind of key Corridor mints, too (approver, operator, auditor).
+    const others = ['cap_canary_approver_0001', 'cop_canary_operator_0001', 'cau_canary_auditor_0001']
+    expect((await send(`/nowhere/y?a=${others[0]}&b=${others[1]}&c=${others[2]}`)).code).toBe('connector_unknown')
     const trail = Buffer.from(fx.allOutput())
-    for (const needle of [...secretNeedles(AGENT_KEY), Buffer.from(jwt)]) expect(trail.includes(needle)).toBe(false)
+    for (const needle of [...secretNeedles(AGENT_KEY), Buffer.from(jwt), ...others.map((k) => Buffer.from(k))])
+      expect(trail.includes(needle)).toBe(false)
     expect(fx.auditRecords().some((r) => r.path.includes('[redacted-jwt]'))).toBe(true)
+    expect(fx.auditRecords().some((r) => r.path.includes('cau_[redacted]'))).toBe(true)
   })
 
   it("the Slack SDK's per-call token is removed where the connector declares it, and the call goes through", async () => {
