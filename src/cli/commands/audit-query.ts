@@ -254,7 +254,8 @@ export const auditExportCommand: Command = {
       for await (const line of lines) {
         const event = toOcsf(line)
         if (event === null) continue
-        // Time bounds keep whole entries; the chain of the range verifies from its first entry on.
+        // Time bounds keep whole entries. A copy cut by --since starts mid-stream, so `audit verify
+        // --ocsf` reports its earlier entries as missing: verify a whole export, or the range on its source.
         const t = event['time'] as number
         if ((since !== undefined && t < since) || (until !== undefined && t > until)) continue
         out(JSON.stringify(event))
