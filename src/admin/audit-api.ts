@@ -49,7 +49,16 @@ export function createAuditApi(
 ): AuditApi {
   const lines = (filter: AuditFilter): AsyncIterable<string> => {
     const store = source.store()
-    return store === null ? trailLines(source.auditFile) : store.lines(filter)
+    return store === null ? trailLines(source.auditFile) : fromStore(store, filter)
+  }
+  // PostgreSQL away: a stable 503, nothing half-read; the operator gets the cause in the log.
+  async function* fromStore(store: PostgresAuditStore, filter: AuditFilter): AsyncGenerator<string> {
+    try {
+      yield* store.lines(filter)
+    } catch (err) {
+      log.warn({ err }, 'the audit store could not be read')
+      throw new CorridorError('audit_store_unavailable', 'the audit store cannot be read now', { cause: err })
+    }
   }
   const collect = async (filter: AuditFilter): Promise<string[]> => {
     const all: string[] = []

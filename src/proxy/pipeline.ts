@@ -417,6 +417,7 @@ function outcomeFor(error: CorridorError): Outcome {
     case 'approval_outcome_unknown':
     case 'credential_unavailable':
     case 'audit_unavailable':
+    case 'audit_store_unavailable':
     case 'policy_unavailable':
     case 'identity_unavailable':
     case 'internal':

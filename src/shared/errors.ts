@@ -231,6 +231,12 @@ export const ERROR_CATALOG = {
     title: 'Audit sink unavailable',
     action: 'Retry shortly: the audit trail cannot be written, and Corridor forwards nothing unaudited.',
   },
+  audit_store_unavailable: {
+    status: 503,
+    title: 'Audit store unavailable',
+    action:
+      'Retry shortly: the PostgreSQL copy of the audit trail cannot be read now (every replica keeps its own file, and shipping catches up).',
+  },
   policy_unavailable: {
     status: 503,
     title: 'No valid policy loaded',

@@ -177,4 +177,14 @@ it("GET /audit answers auditors with every replica's records, and writes down ea
       ]),
     )
   })
-})
+  // PostgreSQL away: a stable 503 with nothing half-read, and the query answers again once it is back.
+  await postgres.kill()
+  try {
+    const away = await get('/audit?agent=reader', AUDITOR_KEY)
+    expect(away).toMatchObject({ status: 503, body: { code: 'audit_store_unavailable' } })
+    expect(JSON.stringify(away.body)).not.toContain(postgres.url)
+  } finally {
+    await postgres.start()
+  }
+  await eventually(async () => expect((await get('/audit?agent=reader&limit=1', AUDITOR_KEY)).status).toBe(200), 10_000)
+}, 30_000)
