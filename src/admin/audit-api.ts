@@ -13,7 +13,7 @@ import type { PostgresAuditStore } from '../audit/postgres-store.ts'
 import { queryAuditLines, trailLines, type AuditFilter } from '../audit/query.ts'
 import type { AuditRecord } from '../audit/record.ts'
 import type { AuditSink } from '../audit/sink.ts'
-import { approvalsOf, traceSteps } from '../audit/trace.ts'
+import { traceOf } from '../audit/trace.ts'
 import { CorridorError } from '../shared/errors.ts'
 import type { Logger } from '../shared/logger.ts'
 import type { Principals } from './principals.ts'
@@ -89,13 +89,7 @@ export function createAuditApi(
     if (trace !== null) {
       const id = trace[1] as string
       asked['trace'] = id
-      const isApproval = id.startsWith('apr_')
-      const first = await collect(isApproval ? { approval: id } : { requestId: id })
-      const approvals = isApproval ? new Set([id]) : approvalsOf(first, id)
-      let all = first
-      if (source.store() !== null) for (const a of approvals) all = all.concat(await collect({ approval: a }))
-      const steps = traceSteps(all, isApproval ? null : id, approvals)
-      const unique = steps.filter((s, i) => steps.findIndex((t) => t.time === s.time && t.what === s.what) === i)
+      const unique = await traceOf(id, collect, source.store() !== null)
       record(unique.length)
       return sendJson(res, 200, { id, steps: unique })
     }

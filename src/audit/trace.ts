@@ -5,6 +5,7 @@
  * approval id, the same for every request of that approval (the hold, the agent's retries, the
  * release).
  */
+import type { AuditFilter } from './query.ts'
 import type { AuditRecord } from './record.ts'
 
 export interface TraceStep {
@@ -92,4 +93,28 @@ function describe(e: Entry): string {
 function decisionText(r: AuditRecord): string {
   if (r.decision === null) return 'not decided'
   return `${r.decision}${r.rule ? ` by rule ${r.rule}` : ''}${r.limiting_factor ? ` (limited by ${r.limiting_factor})` : ''}: ${r.reason ?? ''} [policy ${r.policy_version ?? '?'}]`
+}
+
+/**
+ * The one story of a request id or an approval id (`apr_…`), read with `read`: its entries, then,
+ * when `byApproval` (a store narrowed by approval), every approval it led to. An entry read twice
+ * (a request record that also carries the approval) appears once.
+ */
+export async function traceOf(
+  id: string,
+  read: (filter: AuditFilter) => Promise<string[]>,
+  byApproval: boolean,
+): Promise<TraceStep[]> {
+  const isApproval = id.startsWith('apr_')
+  const first = await read(isApproval ? { approval: id } : { requestId: id })
+  const approvals = isApproval ? new Set([id]) : approvalsOf(first, id)
+  let lines = first
+  if (byApproval && !isApproval) for (const approval of approvals) lines = lines.concat(await read({ approval }))
+  const seen = new Set<string>()
+  return traceSteps(lines, isApproval ? null : id, approvals).filter((s) => {
+    const key = `${s.stream}\u0000${s.time}\u0000${s.what}`
+    if (seen.has(key)) return false
+    seen.add(key)
+    return true
+  })
 }

@@ -9,7 +9,7 @@ import { loadServerConfig, type ServerConfig } from '../../config/server-config.
 import type { PostgresAuditStore } from '../../audit/postgres-store.ts'
 import { toOcsf } from '../../audit/ocsf.ts'
 import { buildReport, reportCsv, reportMarkdown } from '../../audit/report.ts'
-import { approvalsOf, traceSteps } from '../../audit/trace.ts'
+import { traceOf } from '../../audit/trace.ts'
 import { CONFIG_OPTION, configPath, UsageError, type Command, type CommandContext } from '../command.ts'
 
 export const auditQueryCommand: Command = {
@@ -207,22 +207,8 @@ export const auditTraceCommand: Command = {
     const id = positionals[0] as string
     const config = loadServerConfig(configPath(values))
     const store = storeOf(values, config)
-    const isApproval = id.startsWith('apr_')
-    const read = (filter: AuditFilter): Promise<string[]> => trailOf(config, env, store, filter)
-    const first = await read(isApproval ? { approval: id } : { requestId: id })
-    const approvals = isApproval ? new Set([id]) : approvalsOf(first, id)
-    let lines = first
-    for (const approval of isApproval ? [] : approvals)
-      lines = lines.concat(store === 'file' ? [] : await read({ approval }))
-    const steps = traceSteps(lines, isApproval ? null : id, approvals)
-    // The same entry read twice (a request record that also carries the approval) is shown once.
-    const seen = new Set<string>()
-    for (const s of steps) {
-      const line = `${s.time}  [${s.stream.slice(0, 8)}]  ${s.what}`
-      if (seen.has(line)) continue
-      seen.add(line)
-      out(line)
-    }
+    const steps = await traceOf(id, (filter) => trailOf(config, env, store, filter), store === 'postgres')
+    for (const s of steps) out(`${s.time}  [${s.stream.slice(0, 8)}]  ${s.what}`)
     if (steps.length === 0) {
       err(`nothing in the audit trail for '${id}'`)
       return 1
