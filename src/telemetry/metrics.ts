@@ -6,9 +6,10 @@
  * and paths add no series. Names follow the OpenTelemetry HTTP conventions where one exists
  * (http.server.request.duration → http_server_request_duration_seconds).
  */
-import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
+import { collectDefaultMetrics, Gauge, Registry } from 'prom-client'
 import type { AuditRecord } from '../audit/record.ts'
 import type { LimitReport } from '../policy/limits.ts'
+import { SeriesCounter, SeriesHistogram } from './series.ts'
 
 /** What the metrics read at scrape time from the rest of Corridor (no I/O on the request path). */
 export interface MetricSources {
@@ -30,72 +31,72 @@ const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIO
 
 export class Metrics {
   readonly registry = new Registry()
-  readonly #requestDuration: Histogram
-  readonly #upstreamDuration: Histogram
-  readonly #decisions: Counter
-  readonly #refusals: Counter
-  readonly #limits: Counter
-  readonly #credentialFailures: Counter
-  readonly #credentialIssue: Histogram
-  readonly #timeToDecide: Histogram
+  readonly #requestDuration: SeriesHistogram
+  readonly #upstreamDuration: SeriesHistogram
+  readonly #decisions: SeriesCounter
+  readonly #refusals: SeriesCounter
+  readonly #limits: SeriesCounter
+  readonly #credentialFailures: SeriesCounter
+  readonly #credentialIssue: SeriesHistogram
+  readonly #timeToDecide: SeriesHistogram
   /** Per limit: the least share remaining that any of its keys reported, until that key's window resets. */
   readonly #leastRemaining = new Map<string, { kind: string; ratio: number; until: number }>()
 
   constructor(sources: MetricSources) {
     const registers = [this.registry]
     collectDefaultMetrics({ register: this.registry, prefix: 'corridor_process_' })
-    this.#requestDuration = new Histogram({
-      name: 'http_server_request_duration_seconds',
-      help: 'Duration of requests on the agent listener, from the first byte to the response end',
-      labelNames: ['http_request_method', 'http_response_status_code', 'corridor_connector', 'corridor_outcome'],
-      buckets: DURATION_BUCKETS,
-      registers,
-    })
-    this.#upstreamDuration = new Histogram({
-      name: 'http_client_request_duration_seconds',
-      help: 'Duration of forwarded requests at the upstream, until the response ended',
-      labelNames: ['corridor_connector', 'http_response_status_code'],
-      buckets: DURATION_BUCKETS,
-      registers,
-    })
-    this.#decisions = new Counter({
-      name: 'corridor_decisions_total',
-      help: 'Policy decisions, by connector, effect and the factor that limited a denial',
-      labelNames: ['connector', 'effect', 'limiting_factor'],
-      registers,
-    })
-    this.#refusals = new Counter({
-      name: 'corridor_refusals_total',
-      help: 'Requests answered with a Corridor error, by stable error code',
-      labelNames: ['code'],
-      registers,
-    })
-    this.#limits = new Counter({
-      name: 'corridor_limit_checks_total',
-      help: 'Requests counted by a policy limit, by limit and whether it was exceeded (shadow: counted, not enforced)',
-      labelNames: ['limit', 'kind', 'result'],
-      registers,
-    })
-    this.#credentialFailures = new Counter({
-      name: 'corridor_credential_failures_total',
-      help: 'Credentials that could not be issued, by connector and audit-safe cause (vault_sealed, vault_timeout…)',
-      labelNames: ['connector', 'cause'],
-      registers,
-    })
-    this.#credentialIssue = new Histogram({
-      name: 'corridor_credential_issue_duration_seconds',
-      help: 'Time to hand a request its credential (a cache hit, or a Vault or OAuth2 call), by connector and source',
-      labelNames: ['connector', 'source'],
-      buckets: [0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
-      registers,
-    })
-    this.#timeToDecide = new Histogram({
-      name: 'corridor_approval_time_to_decide_seconds',
-      help: 'How long held requests waited for a person to approve or reject them',
-      labelNames: ['outcome'],
-      buckets: [5, 15, 30, 60, 120, 300, 600, 1800, 3600, 14400, 86400],
-      registers,
-    })
+    this.#requestDuration = new SeriesHistogram(
+      'http_server_request_duration_seconds',
+      'Duration of requests on the agent listener, from the first byte to the response end',
+      ['http_request_method', 'http_response_status_code', 'corridor_connector', 'corridor_outcome'],
+      DURATION_BUCKETS,
+      this.registry,
+    )
+    this.#upstreamDuration = new SeriesHistogram(
+      'http_client_request_duration_seconds',
+      'Duration of forwarded requests at the upstream, until the response ended',
+      ['corridor_connector', 'http_response_status_code'],
+      DURATION_BUCKETS,
+      this.registry,
+    )
+    this.#decisions = new SeriesCounter(
+      'corridor_decisions_total',
+      'Policy decisions, by connector, effect and the factor that limited a denial',
+      ['connector', 'effect', 'limiting_factor'],
+      this.registry,
+    )
+    this.#refusals = new SeriesCounter(
+      'corridor_refusals_total',
+      'Requests answered with a Corridor error, by stable error code',
+      ['code'],
+      this.registry,
+    )
+    this.#limits = new SeriesCounter(
+      'corridor_limit_checks_total',
+      'Requests counted by a policy limit, by limit and whether it was exceeded (shadow: counted, not enforced)',
+      ['limit', 'kind', 'result'],
+      this.registry,
+    )
+    this.#credentialFailures = new SeriesCounter(
+      'corridor_credential_failures_total',
+      'Credentials that could not be issued, by connector and audit-safe cause (vault_sealed, vault_timeout…)',
+      ['connector', 'cause'],
+      this.registry,
+    )
+    this.#credentialIssue = new SeriesHistogram(
+      'corridor_credential_issue_duration_seconds',
+      'Time to hand a request its credential (a cache hit, or a Vault or OAuth2 call), by connector and source',
+      ['connector', 'source'],
+      [0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      this.registry,
+    )
+    this.#timeToDecide = new SeriesHistogram(
+      'corridor_approval_time_to_decide_seconds',
+      'How long held requests waited for a person to approve or reject them',
+      ['outcome'],
+      [5, 15, 30, 60, 120, 300, 600, 1800, 3600, 14400, 86400],
+      this.registry,
+    )
     new Gauge({
       name: 'corridor_approvals_pending',
       help: 'Requests waiting for approvers (absent while the approval queue does not answer)',
@@ -159,32 +160,19 @@ export class Metrics {
   observe(record: AuditRecord): void {
     const connector = record.connector ?? 'none'
     this.#requestDuration.observe(
-      {
-        http_request_method: METHODS.has(record.method) ? record.method : '_OTHER',
-        http_response_status_code: record.status,
-        corridor_connector: connector,
-        corridor_outcome: record.outcome,
-      },
+      [METHODS.has(record.method) ? record.method : '_OTHER', record.status, connector, record.outcome],
       record.duration_ms / 1000,
     )
     if (record.upstream_ms !== null && record.upstream_status !== null)
-      this.#upstreamDuration.observe(
-        { corridor_connector: connector, http_response_status_code: record.upstream_status },
-        record.upstream_ms / 1000,
-      )
-    if (record.decision !== null)
-      this.#decisions.inc({ connector, effect: record.decision, limiting_factor: record.limiting_factor ?? 'none' })
+      this.#upstreamDuration.observe([connector, record.upstream_status], record.upstream_ms / 1000)
+    if (record.decision !== null) this.#decisions.inc([connector, record.decision, record.limiting_factor ?? 'none'])
     if (record.error_code !== null) {
-      this.#refusals.inc({ code: record.error_code })
+      this.#refusals.inc([record.error_code])
       if (record.error_code === 'credential_unavailable')
-        this.#credentialFailures.inc({ connector, cause: record.error_detail ?? 'unknown' })
+        this.#credentialFailures.inc([connector, record.error_detail ?? 'unknown'])
     }
     for (const l of record.limits) {
-      this.#limits.inc({
-        limit: l.limit,
-        kind: l.kind,
-        result: !l.exceeded ? 'admitted' : l.shadow ? 'shadow_exceeded' : 'exceeded',
-      })
+      this.#limits.inc([l.limit, l.kind, !l.exceeded ? 'admitted' : l.shadow ? 'shadow_exceeded' : 'exceeded'])
       this.#remaining(l)
     }
   }
@@ -199,12 +187,12 @@ export class Metrics {
 
   /** A person approved or rejected a held request after it waited this long. */
   decided(outcome: 'approved' | 'rejected', waitedMs: number): void {
-    this.#timeToDecide.observe({ outcome }, waitedMs / 1000)
+    this.#timeToDecide.observe([outcome], waitedMs / 1000)
   }
 
   /** A credential handed to a request (stage 7), however long the source took. */
   credentialIssued(connector: string, source: string, seconds: number): void {
-    this.#credentialIssue.observe({ connector, source }, seconds)
+    this.#credentialIssue.observe([connector, source], seconds)
   }
 
   /** The text exposition format, for GET /metrics. */

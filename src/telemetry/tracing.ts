@@ -110,28 +110,33 @@ export class Tracer implements Tracing {
 
   start(traceparent: unknown): RequestTrace {
     const parent = parseTraceparent(traceparent)
-    return this.#trace(
-      parent?.traceId ?? randomHex(16),
-      parent?.spanId ?? null,
-      parent?.flags ?? (Math.random() < this.#o.sample ? '01' : '00'),
-      null,
-    )
+    if (parent !== null) return this.#trace(randomHex(16), parent.traceId, parent.spanId, parent.flags, null)
+    const ids = randomHex(32)
+    return this.#trace(ids, ids.slice(32), null, Math.random() < this.#o.sample ? '01' : '00', null)
   }
 
   startRelease(hold: TraceLink | null): RequestTrace {
     // A hold that was recorded gets its release recorded too; one that was not follows the sampling ratio.
     const sampled = hold?.sampled ?? Math.random() < this.#o.sample
-    return this.#trace(randomHex(16), null, sampled ? '01' : '00', hold)
+    const ids = randomHex(32)
+    return this.#trace(ids, ids.slice(32), null, sampled ? '01' : '00', hold)
   }
 
-  #trace(traceId: string, parentSpanId: string | null, flags: string, link: TraceLink | null): RequestTrace {
+  /** `spanIds`: 32 random hex digits, the server span's id and the upstream call's. */
+  #trace(
+    spanIds: string,
+    traceId: string,
+    parentSpanId: string | null,
+    flags: string,
+    link: TraceLink | null,
+  ): RequestTrace {
     // The W3C sampled flag is the lowest bit of trace-flags.
     const sampled = (Number.parseInt(flags, 16) & 1) === 1
     return {
       traceId,
       parentSpanId,
-      serverSpanId: randomHex(8),
-      clientSpanId: randomHex(8),
+      serverSpanId: spanIds.slice(0, 16),
+      clientSpanId: spanIds.slice(16, 32),
       flags,
       sampled,
       link,

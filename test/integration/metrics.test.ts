@@ -108,7 +108,34 @@ it('counts decisions, refusals, limits and stops, and times requests and upstrea
   expect(value(after, 'corridor_stops_in_force', { mode: 'stop' })).toBe(0)
   expect(value(after, 'corridor_audit_sink_healthy', {})).toBe(1)
   expect(after.some(([n]) => n.startsWith('corridor_process_'))).toBe(true)
+  expectWellFormedHistograms(after)
 })
+
+/** Every histogram series: buckets ascending by bound, counts cumulative, +Inf equal to _count. */
+function expectWellFormedHistograms(samples: [string, Record<string, string>, number][]): void {
+  const series = new Map<string, { buckets: [number, number][]; count: number | null }>()
+  let histograms = 0
+  for (const [name, labels, v] of samples) {
+    const match = /^(.*)_(bucket|count)$/.exec(name)
+    if (match === null) continue
+    const { le, ...rest } = labels
+    const key = `${match[1]}${JSON.stringify(Object.entries(rest).sort())}`
+    const entry = series.get(key) ?? { buckets: [], count: null }
+    series.set(key, entry)
+    if (match[2] === 'bucket') entry.buckets.push([le === '+Inf' ? Infinity : Number(le), v])
+    else entry.count = v
+  }
+  for (const [key, { buckets, count }] of series) {
+    if (buckets.length === 0) continue
+    histograms++
+    const bounds = buckets.map(([b]) => b)
+    expect(bounds, key).toEqual([...bounds].sort((a, b) => a - b))
+    const counts = buckets.map(([, c]) => c)
+    expect(counts, key).toEqual([...counts].sort((a, b) => a - b))
+    expect(buckets.at(-1), key).toEqual([Infinity, count])
+  }
+  expect(histograms).toBeGreaterThan(3)
+}
 
 it(`${AGENTS.toLocaleString('en')} agents on ${PATHS.toLocaleString('en')} distinct paths add no series`, async () => {
   const before = (await scrape()).length
