@@ -94,10 +94,9 @@ export function writeBenchConfig(dir: string, c: BenchConfig): string {
       : `vault:\n  address: ${c.vault.address}\n  auth: { method: token, token_env: BENCH_VAULT_TOKEN }\n`
   const approvalsConfig =
     (c.redisUrl === undefined ? '' : `approvals:\n  redis: { url: "${c.redisUrl}" }\n`) +
-    (c.metrics === false ? 'telemetry: { metrics: false }\n' : '') +
-    (c.traces === undefined
+    (c.metrics !== false && c.traces === undefined
       ? ''
-      : `telemetry: { traces: { endpoint: "${c.traces}"${c.sample === undefined ? '' : `, sample: ${c.sample}`} } }\n`)
+      : `telemetry: { metrics: ${c.metrics !== false}${c.traces === undefined ? '' : `, traces: { endpoint: "${c.traces}"${c.sample === undefined ? '' : `, sample: ${c.sample}`} }`} }\n`)
   const file = join(dir, 'corridor.yaml')
   writeFileSync(
     file,

@@ -8,13 +8,13 @@
  * Bounded in time; stops every process it starts.
  *
  *   BENCH_SECONDS=5 BENCH_REPEAT=3 BENCH_CONNECTIONS=50 npm run bench
- *   BENCH_PARTS=latency,policy npm run bench      (parts: throughput, latency, policy, workers)
+ *   BENCH_PARTS=latency,policy npm run bench      (parts: throughput, latency, policy, workers, telemetry)
  *   BENCH_ONLY=http-proxy,corridor BENCH_WORKLOADS=64 npm run bench   (name filters; direct always runs)
  *   BENCH_BASELINE=../corridor-old npm run bench   (adds that checkout's Corridor, JWT + env credential,
  *                                                   as a row of the same run: an A/B of two revisions)
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
@@ -24,6 +24,7 @@ import { exportJWK, generateKeyPair, SignJWT } from 'jose'
 import { Client } from 'undici'
 import { describedFacts } from '../src/policy/described-request.ts'
 import { loadBundle } from '../src/policy/bundle.ts'
+import { profileShare } from './cpu-profile.ts'
 import { evaluate } from '../src/policy/evaluate.ts'
 import { startRedis } from '../testkit/redis-process.ts'
 import { VaultTestServer } from '../testkit/vault-test-server.ts'
@@ -42,7 +43,7 @@ const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50)
 const RULES = Number(process.env.BENCH_RULES ?? 1000)
 const WARMUP_SECONDS = 1
 /** Which parts to run: throughput, latency, policy (all by default). */
-const PARTS = new Set((process.env.BENCH_PARTS ?? 'throughput,latency,policy,workers').split(','))
+const PARTS = new Set((process.env.BENCH_PARTS ?? 'throughput,latency,policy,workers,telemetry').split(','))
 const ONLY = process.env.BENCH_ONLY?.split(',') ?? null
 const WORKLOAD_FILTER = process.env.BENCH_WORKLOADS?.split(',') ?? null
 const BASELINE = process.env.BENCH_BASELINE ?? null
@@ -105,9 +106,11 @@ async function startTarget(
   options: unknown,
   cpu: number,
   target = join(import.meta.dirname, 'target.ts'),
+  nodeFlags: string[] = [],
 ): Promise<Running> {
   const child = spawnPinned(cpu, process.execPath, [
     ...(kind === 'corridor' ? SHIPPED_NODE_FLAGS : []),
+    ...nodeFlags,
     target,
     kind,
     JSON.stringify(options),
@@ -534,6 +537,7 @@ async function main(): Promise<void> {
       '\nWorkers: skipped, redis-server is not installed (several workers keep approvals in Redis)\n',
     )
   else if (PARTS.has('workers')) await workersPart(origin, dir, jwt, jwksFile)
+  if (PARTS.has('telemetry')) await telemetryPart(origin, dir, collector.url)
 
   await vault.stop()
   await limitsRedis?.stop()
@@ -619,6 +623,92 @@ async function workersPart(origin: string, dir: string, jwt: string, jwksFile: s
   } finally {
     await redis.stop()
   }
+}
+
+/**
+ * What telemetry costs a request, two ways, both robust to the machine's drift in a way that
+ * req/s in separate runs is not:
+ * - paired: Corridor with telemetry off and Corridor with a telemetry setting run at the same
+ *   time, side by side on CPU 1, each under its own load; the ratio of their CPU time per request
+ *   compares two processes that saw the same machine at the same moments;
+ * - profiled: the telemetry setting alone under a CPU profiler, and the share of its busy time
+ *   spent in telemetry code (src/telemetry, prom-client, the trace context's own frames). This
+ *   leaves out what telemetry costs elsewhere (garbage collection, the export's socket reads), so
+ *   it is a lower bound; the paired ratio has no such blind spot but more spread.
+ */
+async function telemetryPart(origin: string, dir: string, collectorUrl: string): Promise<void> {
+  const settings: { name: string; config: Partial<Parameters<typeof writeBenchConfig>[1]> }[] = [
+    // The null test: how far apart two identical processes measure, the method's own error.
+    { name: 'off (paired with itself)', config: { metrics: false } },
+    { name: 'metrics (the default)', config: {} },
+    { name: 'metrics + traces sampled 10%', config: { traces: collectorUrl, sample: 0.1 } },
+    { name: 'metrics + traces, every request', config: { traces: collectorUrl } },
+  ]
+  const configFor = (extra: Partial<Parameters<typeof writeBenchConfig>[1]>): string =>
+    writeBenchConfig(mkdtempSync(join(dir, 'telemetry-')), {
+      origin,
+      rules: RULES,
+      credential: 'env',
+      jwksFile: null,
+      vault: null,
+      ...extra,
+    })
+  const off = configFor({ metrics: false })
+  const small = WORKLOADS.find((w) => w.path === '/small') ?? { name: 'small GET', path: '/small', method: 'GET' }
+  const headers = { authorization: `Bearer ${BENCH_KEY}` }
+  const start = (config: string, flags: string[] = []) =>
+    startTarget('corridor', { config, env: { BENCH_TOKEN: 'bench-secret' } }, 1, undefined, flags)
+  const rows = settings.map((s) => ({ ...s, file: configFor(s.config), ratio: [] as number[], share: [] as number[] }))
+  for (let r = 0; r < REPEAT; r++) {
+    for (const row of rows) {
+      // Paired: which of the two starts first alternates.
+      const pair = r % 2 === 0 ? [off, row.file] : [row.file, off]
+      const running = await Promise.all(pair.map((config) => start(config)))
+      try {
+        const [a, b] = running as [Running, Running]
+        await Promise.all([a, b].map((p) => drive(p.url, small, headers, WARMUP_SECONDS, CONNECTIONS / 2)))
+        const cpuBefore = [cpuSeconds(a.pid), cpuSeconds(b.pid)]
+        const results = await Promise.all([a, b].map((p) => drive(p.url, small, headers, SECONDS, CONNECTIONS / 2)))
+        const perRequest = [a, b].map(
+          (p, i) => (cpuSeconds(p.pid) - (cpuBefore[i] as number)) / Math.max(1, results[i]?.requests.total ?? 0),
+        )
+        const [offCost, onCost] = r % 2 === 0 ? perRequest : [...perRequest].reverse()
+        row.ratio.push((onCost as number) / (offCost as number))
+      } finally {
+        await Promise.all(running.map((p) => p.stop()))
+      }
+      // Profiled: alone, as the throughput rows run.
+      const profileDir = mkdtempSync(join(dir, 'profile-'))
+      const profiled = await start(row.file, ['--cpu-prof', '--cpu-prof-dir', profileDir, '--cpu-prof-interval', '250'])
+      try {
+        await drive(profiled.url, small, headers, WARMUP_SECONDS, CONNECTIONS)
+        await drive(profiled.url, small, headers, SECONDS, CONNECTIONS)
+      } finally {
+        await profiled.stop()
+      }
+      const [file] = readdirSync(profileDir)
+      if (file !== undefined)
+        row.share.push(
+          profileShare(
+            join(profileDir, file),
+            {
+              inclusive: /\/src\/telemetry\/|\/node_modules\/prom-client\//,
+              self: /\/src\/shared\/trace-context\.ts$/,
+            },
+            SECONDS,
+          ).share,
+        )
+    }
+    process.stdout.write(`  telemetry repetition ${r + 1}/${REPEAT} done\n`)
+  }
+  const pct = (x: number) => `${fmt(x * 100, 1)} %`
+  process.stdout.write(
+    `\n### Telemetry cost (small GET, API key, env credential; ${SECONDS}s × ${REPEAT})\n\nPaired: CPU per request with the setting over CPU per request with telemetry off, both running at once on CPU 1 (${CONNECTIONS / 2} connections each). Profiled: share of busy CPU in telemetry code, the setting alone under \`--cpu-prof\` (a lower bound).\n\n| setting | paired CPU/request vs off: median (min–max) | profiled share in telemetry code: median (min–max) |\n|---|---|---|\n`,
+  )
+  for (const row of rows)
+    process.stdout.write(
+      `| ${row.name} | ${pct(median(row.ratio) - 1)} (${pct(Math.min(...row.ratio) - 1)} – ${pct(Math.max(...row.ratio) - 1)}) | ${row.share.length === 0 ? '–' : `${pct(median(row.share))} (${pct(Math.min(...row.share))} – ${pct(Math.max(...row.share))})`} |\n`,
+    )
 }
 
 const stopAll = (): void => {

@@ -7,13 +7,15 @@
  * starts; traces off, the agent's traceparent reaches the upstream untouched.
  */
 import { createServer, type Server } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net'
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import { eventually, startCorridorFixture, type CorridorFixture } from '../helpers/corridor-fixture.ts'
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/recording-upstream.ts'
 import { approve, APPROVER_KEYS } from '../helpers/approvals-fixture.ts'
 import { AGENT_KEY, hash } from '../helpers/standard-policy.ts'
 import { startVaultForCorridor, vaultConfigYaml, type VaultSetup } from '../helpers/vault-fixture.ts'
+import { createLogger } from '../../src/shared/logger.ts'
+import { Tracer } from '../../src/telemetry/tracing.ts'
 
 interface Span {
   traceId: string
@@ -203,4 +205,52 @@ it("with traces off the agent's traceparent reaches the upstream as it was sent,
   await eventually(() =>
     expect(untraced.auditRecords().find((r) => r.request_id === answer.requestId)?.trace_id).toBeNull(),
   )
+})
+
+it('a collector that accepts connections and never answers costs dropped spans, counted, not a stuck shutdown', async () => {
+  // A listener that takes the connection and the request, and never writes a byte back.
+  const sockets = new Set<Socket>()
+  const silent = createNetServer((socket) => {
+    sockets.add(socket)
+    socket.resume()
+  })
+  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve))
+  const tracer = new Tracer({
+    endpoint: `http://127.0.0.1:${(silent.address() as AddressInfo).port}`,
+    sample: 1,
+    timeoutMs: 300,
+    log: createLogger('silent'),
+  })
+  try {
+    for (let i = 0; i < 5; i++) {
+      const t = tracer.start(undefined)
+      t.upstreamStart = Date.now()
+      tracer.finish(t, {
+        request_id: `req_${i}`,
+        time: new Date().toISOString(),
+        duration_ms: 2,
+        agent: 'writer',
+        connector: 'db',
+        action: 'rows.read',
+        method: 'GET',
+        path: '/rows',
+        status: 200,
+        decision: 'allow',
+        rule: 'read',
+        outcome: 'forwarded',
+        error_code: null,
+        upstream_status: 200,
+        upstream_ms: 1,
+      })
+    }
+    const started = performance.now()
+    await tracer.close()
+    // Two spans a request (server and upstream call), dropped after the export timed out.
+    expect(tracer.dropped).toBe(10)
+    expect(performance.now() - started).toBeLessThan(5_000)
+    expect(sockets.size).toBe(1)
+  } finally {
+    for (const socket of sockets) socket.destroy()
+    silent.close()
+  }
 })
