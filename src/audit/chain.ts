@@ -89,11 +89,12 @@ export interface VerifyReport {
   /** Streams a witness holds that this trail holds none of (another replica's, or removed by retention). */
   readonly witnessedElsewhere: number
   /**
-   * Streams that start at the opening checkpoint of a rotated file rather than at entry 1: their
-   * earlier files are not in this trail (deleted by retention). The checkpoint vouches for where
-   * the chain stood; with a key, that it was signed.
+   * Streams that start at a checkpoint rather than at entry 1: the opening checkpoint of a rotated
+   * file (`fileStart`: the files before it are not in this trail, deleted by retention), or, when
+   * verifying from checkpoints, the first entry of a range or a time-bounded copy. The checkpoint
+   * vouches for where the chain stood; with a key, that it was signed.
    */
-  readonly startedLater: readonly { readonly stream: string; readonly firstSeq: number }[]
+  readonly startedLater: readonly { readonly stream: string; readonly firstSeq: number; readonly fileStart: boolean }[]
   readonly breaks: readonly Break[]
   /** Streams whose last entry is not a final checkpoint (cut off after `lastSeq`, or their process died). */
   readonly unclosed: readonly { readonly stream: string; readonly lastSeq: number }[]
@@ -158,8 +159,8 @@ export class ChainVerifier {
   readonly #fromCheckpoints: boolean
   readonly #streams = new Map<string, StreamState>()
   readonly #breaks: { -readonly [K in keyof Break]: Break[K] }[] = []
-  /** Streams that start at the opening checkpoint of a file, not at their first entry. */
-  readonly #startedLater: { stream: string; firstSeq: number }[] = []
+  /** Streams that start at a checkpoint, not at their first entry. */
+  readonly #startedLater: { stream: string; firstSeq: number; fileStart: boolean }[] = []
   /** Stream → seq → hash and time of the witnessed checkpoints. */
   readonly #witnessed = new Map<string, Map<number, { hash: string; time: string }>>()
   #entries = 0
@@ -226,7 +227,7 @@ export class ChainVerifier {
       if (checkpoint !== null && seq > 1 && (this.#fromCheckpoints || checkpoint.fileStart)) {
         state.seq = checkpoint.atSeq
         state.hash = checkpoint.atHash
-        if (!this.#fromCheckpoints) this.#startedLater.push({ stream, firstSeq: seq })
+        this.#startedLater.push({ stream, firstSeq: seq, fileStart: checkpoint.fileStart })
       }
       this.#streams.set(stream, state)
     }

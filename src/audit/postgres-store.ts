@@ -147,6 +147,19 @@ export class PostgresAuditStore implements ShipTarget {
       yield row.line
   }
 
+  /** Per stream with an entry in the window, its first entry there (by sequence number). */
+  async firstEntriesInWindow(since: number | undefined, until: number | undefined): Promise<Map<string, number>> {
+    const where: string[] = []
+    const params: string[] = []
+    if (since !== undefined) where.push(`time >= $${params.push(new Date(since).toISOString())}`)
+    if (until !== undefined) where.push(`time <= $${params.push(new Date(until).toISOString())}`)
+    const rows = await this.#pool.query<{ stream: string; seq: string }>(
+      `SELECT stream, min(seq) AS seq FROM ${this.#table}${where.length > 0 ? ` WHERE ${where.join(' AND ')}` : ''} GROUP BY stream ORDER BY stream`,
+      params,
+    )
+    return new Map(rows.rows.map((r) => [r.stream, Number(r.seq)]))
+  }
+
   /** Every stored row in chain order, with what its columns say that its line does not (see verificationRows). */
   verificationRows(range?: VerifyRange): AsyncGenerator<{ line: string; problem: string | null }> {
     return verificationRows(this.#pool, this.#table, range)

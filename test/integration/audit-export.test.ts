@@ -5,6 +5,7 @@
  * exported copy and a deleted or edited event there is found.
  */
 import { execFile } from 'node:child_process'
+import { generateKeyPairSync } from 'node:crypto'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
@@ -97,4 +98,82 @@ it('exports OCSF API Activity with attestation, and the chain verifies on the co
   writeFileSync(copy, lines.filter((_, i) => i !== 3).join('\n') + '\n')
   const broken = await corridor('audit', 'verify', '--ocsf', copy).catch((e: { code: number; stderr: string }) => e)
   expect(broken).toMatchObject({ code: 1, stderr: expect.stringContaining(`at entry ${removedSeq}`) })
+})
+
+it('a copy bounded by --since starts each stream at its last signed checkpoint before it, and verifies', async () => {
+  const keys = generateKeyPairSync('ed25519')
+  writeFileSync(join(fx.dir, 'window.key.pem'), keys.privateKey.export({ type: 'pkcs8', format: 'pem' }))
+  const own = await startCorridorFixture(
+    {
+      ...standardFiles(upstream.url),
+      auditConfig: `signing_key_file: ${JSON.stringify(join(fx.dir, 'window.key.pem'))}, checkpoint_entries: 100`,
+    },
+    { SVC_TOKEN: 'export-token' },
+  )
+  const publicKey = join(fx.dir, 'window.pub.pem')
+  writeFileSync(publicKey, keys.publicKey.export({ type: 'spki', format: 'pem' }))
+  const ownCorridor = (...args: string[]) =>
+    run(process.execPath, ['bin/corridor.js', ...args, '--config', join(own.dir, 'corridor.yaml')], {
+      timeout: 20_000,
+    })
+  const requests = async (n: number, path: string) => {
+    for (let i = 0; i < n; i++) {
+      const r = await fetch(`${own.corridor.agentUrl}/svc/items/${path}`, { headers: { 'x-api-key': AGENT_KEY } })
+      await r.arrayBuffer()
+    }
+  }
+  try {
+    await requests(60, 'before')
+    await new Promise((resolve) => setTimeout(resolve, 20))
+    const since = new Date()
+    await requests(7, 'inside')
+    await new Promise((resolve) => setTimeout(resolve, 20))
+    const until = new Date()
+    await requests(7, 'after')
+
+    const exported = await ownCorridor(
+      'audit',
+      'export',
+      '--format',
+      'ocsf',
+      '--since',
+      since.toISOString(),
+      '--until',
+      until.toISOString(),
+    )
+    const events = exported.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, any>)
+    const paths = events.filter((e) => e.class_uid === 6003).map((e) => e.http_request.url.path as string)
+    // Every request of the window, none after it; the run before it only back to the checkpoint.
+    expect(paths.filter((p) => p === '/items/inside')).toHaveLength(7)
+    expect(paths).not.toContain('/items/after')
+    expect(paths.filter((p) => p === '/items/before').length).toBeLessThan(60)
+    expect(events[0]?.raw_data).toMatch(/^\{"type":"checkpoint",/)
+    const seqs = events.map((e) => e.attestation.seq as number)
+    expect(seqs).toEqual(seqs.map((_, i) => (seqs[0] as number) + i))
+
+    const copy = join(own.dir, 'window-copy.jsonl')
+    writeFileSync(copy, exported.stdout)
+    const verified = await ownCorridor('audit', 'verify', '--ocsf', copy, '--public-key', publicKey)
+    expect(verified.stdout).toContain('chain intact')
+    expect(verified.stdout).toContain(`starts at entry ${seqs[0]}, a checkpoint whose signature verified`)
+
+    // The copy still proves what it holds: an event removed from its middle is named.
+    const lines = exported.stdout.trim().split('\n')
+    writeFileSync(copy, lines.filter((_, i) => i !== 4).join('\n') + '\n')
+    const broken = await ownCorridor('audit', 'verify', '--ocsf', copy, '--public-key', publicKey).catch(
+      (e: { code: number; stderr: string }) => e,
+    )
+    expect(broken).toMatchObject({ code: 1, stderr: expect.stringContaining(`at entry ${seqs[4]}`) })
+    // A copy whose first line is not a checkpoint does not pass as one that starts later.
+    writeFileSync(copy, lines.slice(1).join('\n') + '\n')
+    const headless = await ownCorridor('audit', 'verify', '--ocsf', copy, '--public-key', publicKey).catch(
+      (e: { code: number; stderr: string }) => e,
+    )
+    expect(headless).toMatchObject({ code: 1 })
+  } finally {
+    await own.close()
+  }
 })

@@ -76,7 +76,11 @@ it('rotates by size with the chain unbroken, ships every rotated file through an
   const afterRetention = verifyLines(left, null)
   expect(afterRetention.breaks).toEqual([])
   expect(afterRetention.startedLater).toEqual([
-    { stream: expect.any(String), firstSeq: (JSON.parse(left[0] as string) as { seq: number }).seq },
+    {
+      stream: expect.any(String),
+      firstSeq: (JSON.parse(left[0] as string) as { seq: number }).seq,
+      fileStart: true,
+    },
   ])
   expect(left[0]).toMatch(/^\{"type":"checkpoint",.*"file_start":true/)
 

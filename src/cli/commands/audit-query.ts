@@ -7,6 +7,7 @@ import { queryAuditLines, trailLines, type AuditFilter } from '../../audit/query
 import type { AuditRecord } from '../../audit/record.ts'
 import { loadServerConfig, type ServerConfig } from '../../config/server-config.ts'
 import type { PostgresAuditStore } from '../../audit/postgres-store.ts'
+import { chainPosition, WindowCopy, windowStarts } from '../../audit/export-window.ts'
 import { toOcsf } from '../../audit/ocsf.ts'
 import { buildReport, reportCsv, reportMarkdown } from '../../audit/report.ts'
 import { traceOf } from '../../audit/trace.ts'
@@ -220,7 +221,7 @@ export const auditTraceCommand: Command = {
 export const auditExportCommand: Command = {
   words: ['audit', 'export'],
   usage:
-    'corridor audit export --format ocsf [--since ISO] [--until ISO] [--store file|postgres]   (every entry, chain fields kept; verify the copy with audit verify --ocsf FILE)',
+    'corridor audit export --format ocsf [--since ISO] [--until ISO] [--store file|postgres]   (every entry, chain fields kept; with --since, each stream from its last checkpoint before it; verify the copy with audit verify --ocsf FILE)',
   options: {
     ...CONFIG_OPTION,
     format: { type: 'string' },
@@ -236,19 +237,34 @@ export const auditExportCommand: Command = {
     const since = typeof values['since'] === 'string' ? parseTime(values['since'], '--since') : undefined
     const until = typeof values['until'] === 'string' ? parseTime(values['until'], '--until') : undefined
     let exported = 0
-    const emit = async (lines: AsyncIterable<string>): Promise<void> => {
-      for await (const line of lines) {
-        const event = toOcsf(line)
-        if (event === null) continue
-        // Time bounds keep whole entries. A copy cut by --since starts mid-stream, so `audit verify
-        // --ocsf` reports its earlier entries as missing: verify a whole export, or the range on its source.
-        const t = event['time'] as number
-        if ((since !== undefined && t < since) || (until !== undefined && t > until)) continue
-        out(JSON.stringify(event))
-        exported++
-      }
+    const emit = (line: string): void => {
+      const event = toOcsf(line)
+      if (event === null) return
+      out(JSON.stringify(event))
+      exported++
     }
-    await eachTrailLine(config, env, store, { since, until }, emit)
+    if (since === undefined && until === undefined)
+      await eachTrailLine(config, env, store, {}, async (lines) => {
+        for await (const line of lines) emit(line)
+      })
+    else if (store === 'file') {
+      // Two passes: where each stream's copy starts (a checkpoint), then the copy.
+      const copy = new WindowCopy(await windowStarts(trailLines(config.auditFile), { since, until }), until)
+      for await (const line of trailLines(config.auditFile)) {
+        const p = chainPosition(line)
+        if (p !== null && copy.keep(p)) emit(line)
+      }
+    } else
+      await withPostgres(config, env, async (pg) => {
+        for (const [stream, fromSeq] of await pg.firstEntriesInWindow(since, until)) {
+          // The rows start at the stream's last checkpoint at or before its first entry in the window.
+          const copy = new WindowCopy(new Map([[stream, 1]]), until)
+          for await (const row of pg.verificationRows({ stream, fromSeq })) {
+            const p = chainPosition(row.line)
+            if (p !== null && copy.keep(p)) emit(row.line)
+          }
+        }
+      })
     err(`${exported} OCSF event(s)`)
     return 0
   },

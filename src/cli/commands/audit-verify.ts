@@ -61,7 +61,8 @@ export const auditVerifyCommand: Command = {
     const witness = typeof witnessFile === 'string' ? readFileSync(witnessFile, 'utf8').split('\n') : []
     let report: VerifyReport
     if (store === 'file') {
-      const verifier = new ChainVerifier(publicKey, { witness })
+      // An exported copy bounded by --since starts each stream at a checkpoint.
+      const verifier = new ChainVerifier(publicKey, { witness, fromCheckpoints: ocsf })
       for (const line of ocsf ? linesFromOcsf(readFileSync(file, 'utf8').split('\n')) : await readLines(file))
         verifier.add(line)
       report = verifier.report()
@@ -94,9 +95,12 @@ export const auditVerifyCommand: Command = {
       out(
         `stream ${stream} ends at entry ${lastSeq} without a final checkpoint: still being written, cut off after entry ${lastSeq}, or its process died`,
       )
-    for (const { stream, firstSeq } of report.startedLater)
+    // A range starts at a checkpoint by design; a file or a copy that does is worth saying.
+    for (const { stream, firstSeq, fileStart } of range === undefined ? report.startedLater : [])
       out(
-        `stream ${stream} starts at entry ${firstSeq}, the opening checkpoint of a rotated file: the files before it are not in this trail (deleted by retention)`,
+        fileStart
+          ? `stream ${stream} starts at entry ${firstSeq}, the opening checkpoint of a rotated file: the files before it are not in this trail (deleted by retention)`
+          : `stream ${stream} starts at entry ${firstSeq}, a checkpoint${publicKey === null ? '' : ' whose signature verified'}: the entries before it are not in this copy (an export bounded by --since)`,
       )
     if (range !== undefined && report.entries === 0) {
       err(`no entries of stream '${range.stream}' in that range`)
