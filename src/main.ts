@@ -28,6 +28,7 @@ import { FileAuditSink, type AuditSink } from './audit/sink.ts'
 import type { ApprovalsConfig, ServerConfig, ValueSource } from './config/server-config.ts'
 import { CredentialBroker } from './credentials/broker.ts'
 import { VaultClient } from './credentials/vault/vault-client.ts'
+import { TransitSigner } from './credentials/vault/transit-signer.ts'
 import { VaultSession } from './credentials/vault/vault-session.ts'
 import { Identifier } from './identity/identify.ts'
 import { PolicyStore } from './policy/reloader.ts'
@@ -94,9 +95,14 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
   let audit: AuditSink
   if (options.audit !== undefined) audit = options.audit
   else {
+    const transit =
+      config.auditSigningTransit === null || vault === null
+        ? null
+        : new TransitSigner(vault, config.auditSigningTransit.mount, config.auditSigningTransit.key)
     const sink = new FileAuditSink(config.auditFile, log, {
       signingKey:
         config.auditSigningKeyFile === null ? null : createPrivateKey(readFileSync(config.auditSigningKeyFile)),
+      signLater: transit === null ? null : (payload) => transit.sign(payload),
       rotation: config.auditRotation,
       checkpointEntries: config.auditCheckpointEntries,
       mayDelete: (file) => shippers.all.every((s) => s.hasShipped(file)),
@@ -280,11 +286,12 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
       await controls.close()
       await tracer?.close()
       await upstreams.close()
-      // Leases first (they need Corridor's Vault token), then the token itself.
+      // Leases first (they need Corridor's Vault token), then the final checkpoint (Vault may sign
+      // it), then the token itself.
       await credentials.close()
+      await audit.close()
       await vault?.close()
       await vault?.client.close()
-      audit.close()
       // The final checkpoint too, if PostgreSQL takes it now; otherwise the next start ships it.
       for (const s of shippers.all) {
         await Promise.race([s.flush().catch(() => {}), new Promise((r) => setTimeout(r, 2_000).unref())])

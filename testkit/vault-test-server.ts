@@ -8,7 +8,7 @@
  * missing secret → 404 {"errors":[]}) so that a client passing here passes against Vault; the
  * contract suite runs the same tests against a real Vault to keep it honest.
  */
-import { randomBytes, randomUUID } from 'node:crypto'
+import { generateKeyPairSync, randomBytes, randomUUID, sign, type KeyObject } from 'node:crypto'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
 import {
@@ -139,6 +139,8 @@ export class VaultTestServer {
   readonly #policies = new Map<string, VaultPolicy>()
   readonly #kv = new Map<string, Map<string, KvVersion[]>>()
   readonly #dynamic = new Map<string, Map<string, DynamicRole>>()
+  /** Transit mounts → key name → its versions (ed25519 only: what Corridor signs with). */
+  readonly #transit = new Map<string, Map<string, { privateKey: KeyObject; publicKey: KeyObject; created: string }[]>>()
   readonly #approles = new Map<
     string,
     { roleId: string; secretIds: Set<string>; policies: string[]; tokenTtlSec: number; tokenMaxTtlSec: number }
@@ -228,6 +230,24 @@ export class VaultTestServer {
 
   enableKv(mount: string): void {
     if (!this.#kv.has(mount)) this.#kv.set(mount, new Map())
+  }
+
+  /** `vault secrets enable -path=<mount> transit`. */
+  enableTransit(mount = 'transit'): void {
+    if (!this.#transit.has(mount)) this.#transit.set(mount, new Map())
+  }
+
+  /** `vault write <mount>/keys/<name> type=ed25519`, or `.../rotate` when it exists: a new version. Returns it. */
+  transitKey(mount: string, name: string): number {
+    this.enableTransit(mount)
+    const keys = this.#transit.get(mount) as Map<
+      string,
+      { privateKey: KeyObject; publicKey: KeyObject; created: string }[]
+    >
+    const versions = keys.get(name) ?? []
+    versions.push({ ...generateKeyPairSync('ed25519'), created: new Date().toISOString() })
+    keys.set(name, versions)
+    return versions.length
   }
 
   addDynamicRole(mount: string, role: string, spec: DynamicRole): void {
@@ -585,6 +605,10 @@ export class VaultTestServer {
 
     const [mount, kind, ...rest] = path.split('/')
     const subPath = rest.join('/')
+    if (mount !== undefined && this.#transit.has(mount) && (kind === 'keys' || kind === 'sign') && rest.length >= 1) {
+      need(capabilityFor)
+      return this.#transitCall(mount, kind, rest, method, body)
+    }
     if (mount !== undefined && this.#kv.has(mount) && kind === 'data' && subPath !== '') {
       need(method === 'POST' ? (this.#kv.get(mount)?.has(subPath) ? 'update' : 'create') : capabilityFor)
       return this.#kvData(mount, subPath, method, url, body)
@@ -597,6 +621,73 @@ export class VaultTestServer {
       return this.#issueLease(token, path, role, body)
     }
     throw unsupportedPath()
+  }
+
+  /** The transit engine's key and sign endpoints, for ed25519 keys. */
+  #transitCall(mount: string, kind: string, rest: string[], method: string, body: Record<string, unknown>): Reply {
+    const keys = this.#transit.get(mount) as Map<
+      string,
+      { privateKey: KeyObject; publicKey: KeyObject; created: string }[]
+    >
+    const name = rest[0] as string
+    if (kind === 'keys' && rest.length === 2 && rest[1] === 'rotate') {
+      if (method !== 'POST') throw new VaultHttpError(405, [])
+      if (!keys.has(name)) throw badRequest('key not found')
+      this.transitKey(mount, name)
+      return { status: 204, body: null }
+    }
+    if (rest.length !== 1) throw unsupportedPath()
+    if (kind === 'keys' && method === 'POST') {
+      if ((body['type'] ?? 'aes256-gcm96') !== 'ed25519') throw badRequest('this test server makes ed25519 keys only')
+      if (!keys.has(name)) this.transitKey(mount, name)
+      return { status: 204, body: null }
+    }
+    const versions = keys.get(name)
+    if (kind === 'keys' && method === 'GET') {
+      if (versions === undefined) throw new VaultHttpError(404, [])
+      return this.#envelope({
+        data: {
+          name,
+          type: 'ed25519',
+          latest_version: versions.length,
+          min_decryption_version: 1,
+          min_encryption_version: 0,
+          deletion_allowed: false,
+          derived: false,
+          exportable: false,
+          allow_plaintext_backup: false,
+          supports_encryption: false,
+          supports_decryption: false,
+          supports_derivation: true,
+          supports_signing: true,
+          keys: Object.fromEntries(
+            versions.map((v, i) => [
+              String(i + 1),
+              {
+                creation_time: v.created,
+                name: 'ed25519',
+                public_key: Buffer.from(
+                  (v.publicKey.export({ format: 'jwk' }) as { x: string }).x,
+                  'base64url',
+                ).toString('base64'),
+              },
+            ]),
+          ),
+        },
+      })
+    }
+    if (kind === 'sign' && method === 'POST') {
+      if (versions === undefined) throw badRequest('signing key not found')
+      const input = body['input']
+      if (typeof input !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(input))
+        throw badRequest('missing input to process')
+      const version = typeof body['key_version'] === 'number' ? body['key_version'] : versions.length
+      const key = versions[version - 1]
+      if (key === undefined) throw badRequest('invalid key version')
+      const signature = sign(null, Buffer.from(input, 'base64'), key.privateKey).toString('base64')
+      return this.#envelope({ data: { signature: `vault:v${version}:${signature}`, key_version: version } })
+    }
+    throw new VaultHttpError(405, [])
   }
 
   #envelope(e: Envelope, status = 200): Reply {

@@ -17,6 +17,8 @@ export const GENESIS = '0'.repeat(64)
 
 /** How every checkpoint line starts: the writer puts `type` first. */
 export const CHECKPOINT_LINE_PREFIX = '{"type":"checkpoint",'
+/** How the line starts that carries a checkpoint's signature when a signer elsewhere (Vault transit) made it later. */
+export const CHECKPOINT_SIGNATURE_LINE_PREFIX = '{"type":"checkpoint_signature",'
 
 const HASH_MEMBER = ',"hash":"'
 
@@ -98,6 +100,11 @@ export interface VerifyReport {
   readonly breaks: readonly Break[]
   /** Streams whose last entry is not a final checkpoint (cut off after `lastSeq`, or their process died). */
   readonly unclosed: readonly { readonly stream: string; readonly lastSeq: number }[]
+  /**
+   * With a key: checkpoints whose signature was to follow (signed by Vault's transit engine) and
+   * never did; they vouch for nothing, so what follows the last signed checkpoint is not vouched for.
+   */
+  readonly unsigned: readonly { readonly stream: string; readonly seq: number }[]
 }
 
 interface StreamState {
@@ -108,6 +115,10 @@ interface StreamState {
   lastCheckpoint: CheckpointMark | null
   /** Its break, while the next checkpoint after it is looked for. */
   open: { readonly seq: number; nextCheckpoint: CheckpointMark | null } | null
+  /** Checkpoints (by their own seq) whose signature is to follow: what they state, to check it against. */
+  awaitingSignature: Map<number, { readonly atSeq: number; readonly atHash: string; readonly time: string }> | null
+  /** A final checkpoint whose signature is to follow: the one entry that may still come after it. */
+  finalAwaitingSignature: number | null
 }
 
 /** The chain members every entry ends with, as the writer puts them: `,"stream":…,"seq":…,"prev":…,"hash":…}`. */
@@ -186,6 +197,8 @@ export class ChainVerifier {
         checkpoint === null ||
         coveredHash(line) !== fields.claimed ||
         (publicKey !== null &&
+          // A checkpoint signed later is vouched for by its signature entry in the trail.
+          !(checkpoint.signatureFollows && checkpoint.signature.length === 0) &&
           !verify(
             null,
             checkpointPayload(fields.stream, checkpoint.atSeq, checkpoint.atHash, checkpoint.time),
@@ -221,7 +234,16 @@ export class ChainVerifier {
     this.#currentCheckpoint = checkpoint
     let state = this.#streams.get(stream)
     if (state === undefined) {
-      state = { seq: 0, hash: GENESIS, broken: false, closed: false, lastCheckpoint: null, open: null }
+      state = {
+        seq: 0,
+        hash: GENESIS,
+        broken: false,
+        closed: false,
+        lastCheckpoint: null,
+        open: null,
+        awaitingSignature: null,
+        finalAwaitingSignature: null,
+      }
       // A range that starts at a checkpoint starts where the checkpoint says the chain stood; so
       // does a trail whose earlier files retention deleted (it starts at a file's opening checkpoint).
       if (checkpoint !== null && seq > 1 && (this.#fromCheckpoints || checkpoint.fileStart)) {
@@ -232,7 +254,9 @@ export class ChainVerifier {
       this.#streams.set(stream, state)
     }
     if (state.broken) return this.#boundBreak(state, seq, checkpoint)
-    if (state.closed) return this.#fail(stream, state, seq, 'an entry follows the final checkpoint of its stream')
+    const lateSignature = line.startsWith(CHECKPOINT_SIGNATURE_LINE_PREFIX) ? this.#lateSignatureOf(line) : null
+    if (state.closed && (lateSignature === null || lateSignature.forSeq !== state.finalAwaitingSignature))
+      return this.#fail(stream, state, seq, 'an entry follows the final checkpoint of its stream')
     if (seq !== state.seq + 1)
       return this.#fail(
         stream,
@@ -256,7 +280,13 @@ export class ChainVerifier {
       this.#checkpoints++
       if (checkpoint.atSeq !== state.seq || checkpoint.atHash !== state.hash)
         return this.#fail(stream, state, seq, 'the checkpoint does not match the chain where it stands')
-      if (
+      if (this.#key !== null && checkpoint.signatureFollows && checkpoint.signature.length === 0)
+        (state.awaitingSignature ??= new Map()).set(seq, {
+          atSeq: state.seq,
+          atHash: state.hash,
+          time: checkpoint.time,
+        })
+      else if (
         this.#key !== null &&
         !verify(
           null,
@@ -267,7 +297,36 @@ export class ChainVerifier {
       )
         return this.#fail(stream, state, seq, 'the checkpoint signature does not verify')
       state.closed = checkpoint.final
+      if (checkpoint.final && checkpoint.signatureFollows) state.finalAwaitingSignature = seq
       state.lastCheckpoint = { seq, time: checkpoint.time }
+    }
+    if (lateSignature !== null) {
+      if (lateSignature.forSeq === state.finalAwaitingSignature) state.finalAwaitingSignature = null
+      if (this.#key !== null) {
+        const stated = state.awaitingSignature?.get(lateSignature.forSeq)
+        if (stated === undefined)
+          return this.#fail(
+            stream,
+            state,
+            seq,
+            `it signs entry ${lateSignature.forSeq}, not a checkpoint awaiting a signature`,
+          )
+        if (
+          !verify(
+            null,
+            checkpointPayload(stream, stated.atSeq, stated.atHash, stated.time),
+            this.#key,
+            lateSignature.signature,
+          )
+        )
+          return this.#fail(
+            stream,
+            state,
+            seq,
+            `the signature of the checkpoint at entry ${lateSignature.forSeq} does not verify`,
+          )
+        state.awaitingSignature?.delete(lateSignature.forSeq)
+      }
     }
     const witnessed = this.#witnessed.get(stream)?.get(seq)
     if (witnessed !== undefined && witnessed.hash !== fields.claimed)
@@ -312,12 +371,21 @@ export class ChainVerifier {
       unclosed: [...this.#streams]
         .filter(([stream, s]) => !s.closed && !s.broken && !cut.has(stream))
         .map(([stream, s]) => ({ stream, lastSeq: s.seq })),
+      unsigned: [...this.#streams].flatMap(([stream, s]) =>
+        s.broken ? [] : [...(s.awaitingSignature?.keys() ?? [])].map((seq) => ({ stream, seq })),
+      ),
     }
   }
 
-  #checkpointOf(
-    line: string,
-  ): { atSeq: number; atHash: string; time: string; signature: Buffer; final: boolean; fileStart: boolean } | null {
+  #checkpointOf(line: string): {
+    atSeq: number
+    atHash: string
+    time: string
+    signature: Buffer
+    final: boolean
+    fileStart: boolean
+    signatureFollows: boolean
+  } | null {
     try {
       const entry = JSON.parse(line) as Record<string, unknown>
       return {
@@ -327,6 +395,20 @@ export class ChainVerifier {
         signature: typeof entry['signature'] === 'string' ? Buffer.from(entry['signature'], 'base64') : Buffer.alloc(0),
         final: entry['final'] === true,
         fileStart: entry['file_start'] === true,
+        signatureFollows: entry['signature_follows'] === true,
+      }
+    } catch {
+      return null
+    }
+  }
+
+  /** A `checkpoint_signature` entry: which checkpoint (by its seq) it signs, and the signature. */
+  #lateSignatureOf(line: string): { forSeq: number; signature: Buffer } | null {
+    try {
+      const entry = JSON.parse(line) as Record<string, unknown>
+      return {
+        forSeq: typeof entry['for_seq'] === 'number' ? entry['for_seq'] : -1,
+        signature: typeof entry['signature'] === 'string' ? Buffer.from(entry['signature'], 'base64') : Buffer.alloc(0),
       }
     } catch {
       return null

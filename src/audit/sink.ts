@@ -20,6 +20,12 @@ import { applyRetention, rotatedName, type RotationPolicy } from './rotation.ts'
 
 export interface FileSinkOptions {
   readonly signingKey?: KeyObject | null
+  /**
+   * A signer elsewhere (Vault's transit engine): a checkpoint is written at once with
+   * `signature_follows`, and its signature is appended as a `checkpoint_signature` entry when the
+   * signer answers. One that does not answer leaves the checkpoint unsigned, which verify names.
+   */
+  readonly signLater?: ((payload: Buffer) => Promise<string>) | null
   readonly rotation?: RotationPolicy | null
   /** A checkpoint every this many entries as well as every minute. */
   readonly checkpointEntries?: number | null
@@ -42,8 +48,12 @@ export interface AuditSink {
   writeIntent(record: AuditRecord, act: Act, approvalId: string | null): void
   /** Writes an approval lifecycle event (decision, expiry, cancellation) to the same trail. */
   writeEvent(event: ApprovalAuditEvent | StopAuditEvent | AuditQueryEvent): boolean
-  close(): void
+  /** Writes the final checkpoint (waiting for its signature when the signer is elsewhere) and closes. */
+  close(): Promise<void>
 }
+
+/** Signatures asked of a signer elsewhere at once; a checkpoint beyond them stays unsigned (the next one covers it). */
+const MAX_SIGNING = 8
 
 export class FileAuditSink implements AuditSink {
   #fd: number
@@ -58,6 +68,8 @@ export class FileAuditSink implements AuditSink {
   /** Every line is an entry of this process's hash chain (chain.ts). */
   readonly #chain = new ChainWriter()
   readonly #signingKey: KeyObject | null
+  readonly #signLater: ((payload: Buffer) => Promise<string>) | null
+  readonly #signing = new Set<Promise<void>>()
   readonly #checkpoints: NodeJS.Timeout
   readonly #checkpointEntries: number | null
   #sinceCheckpoint = 0
@@ -70,6 +82,7 @@ export class FileAuditSink implements AuditSink {
     this.#fd = this.#open()
     this.#log = log
     this.#signingKey = options.signingKey ?? null
+    this.#signLater = options.signLater ?? null
     this.#rotation = options.rotation ?? null
     this.#checkpointEntries = options.checkpointEntries ?? null
     this.#mayDelete = options.mayDelete ?? (() => true)
@@ -139,12 +152,29 @@ export class FileAuditSink implements AuditSink {
     return this.#append(JSON.stringify(event), null)
   }
 
-  close(): void {
-    clearInterval(this.#checkpoints)
-    if (this.#probe) clearInterval(this.#probe)
-    // The last entry of a stream closed cleanly: a stream that ends otherwise was cut off, or its process died.
+  async close(): Promise<void> {
+    if (this.#signLater === null) return this.closeNow()
+    this.#stopTimers()
+    // Signatures in flight land before the final checkpoint; only the final one's may follow it.
+    await Promise.allSettled([...this.#signing])
+    const final = this.#checkpoint(true)
+    if (final !== null) await this.#requestSignature(final.seq, final.payload)
+    closeSync(this.#fd)
+  }
+
+  /**
+   * Closes at once: the last entry of a stream closed cleanly is its final checkpoint (a stream
+   * that ends otherwise was cut off, or its process died); signed only by a key file.
+   */
+  closeNow(): void {
+    this.#stopTimers()
     this.#checkpoint(true)
     closeSync(this.#fd)
+  }
+
+  #stopTimers(): void {
+    clearInterval(this.#checkpoints)
+    if (this.#probe) clearInterval(this.#probe)
   }
 
   #open(): number {
@@ -187,18 +217,59 @@ export class FileAuditSink implements AuditSink {
         this.#log.info({ file }, 'audit file past its retention deleted')
   }
 
-  /** States how far the stream went, signed when a key is configured. */
-  #checkpoint(final: boolean, fileStart = false): void {
-    if (!this.#healthy) return
+  /**
+   * States how far the stream went, signed when a key is configured. Returns the checkpoint's own
+   * sequence number and what it states, for a signer elsewhere to sign.
+   */
+  #checkpoint(final: boolean, fileStart = false): { seq: number; payload: Buffer } | null {
+    if (!this.#healthy) return null
     const { seq, hash } = this.#chain.position
     const time = new Date().toISOString()
-    const signature =
-      this.#signingKey === null
-        ? null
-        : signCheckpoint(this.#signingKey, checkpointPayload(this.#chain.stream, seq, hash, time))
+    const payload = checkpointPayload(this.#chain.stream, seq, hash, time)
+    const signature = this.#signingKey === null ? null : signCheckpoint(this.#signingKey, payload)
     this.#sinceCheckpoint = 0
-    const entry = { type: 'checkpoint', v: 1, time, at_seq: seq, at_hash: hash, signature, final }
-    this.#append(JSON.stringify(fileStart ? { ...entry, file_start: true } : entry), null)
+    const entry = {
+      type: 'checkpoint',
+      v: 1,
+      time,
+      at_seq: seq,
+      at_hash: hash,
+      signature,
+      final,
+      ...(this.#signLater === null ? {} : { signature_follows: true }),
+      ...(fileStart ? { file_start: true } : {}),
+    }
+    if (!this.#append(JSON.stringify(entry), null)) return null
+    const own = { seq: this.#chain.position.seq, payload }
+    if (!final && this.#signLater !== null && this.#signing.size < MAX_SIGNING)
+      void this.#requestSignature(own.seq, own.payload)
+    return own
+  }
+
+  /** Asks the signer elsewhere, and appends its signature of the checkpoint at `forSeq` when it answers. */
+  #requestSignature(forSeq: number, payload: Buffer): Promise<void> {
+    const asked = (this.#signLater as (payload: Buffer) => Promise<string>)(payload).then(
+      (signature) => {
+        this.#append(
+          JSON.stringify({
+            type: 'checkpoint_signature',
+            v: 1,
+            time: new Date().toISOString(),
+            for_seq: forSeq,
+            signature,
+          }),
+          null,
+        )
+      },
+      (err: unknown) =>
+        this.#log.warn(
+          { err, checkpoint: forSeq },
+          'audit checkpoint not signed: the signer did not answer; it stays unsigned',
+        ),
+    )
+    this.#signing.add(asked)
+    void asked.finally(() => this.#signing.delete(asked))
+    return asked
   }
 
   /** Appends one chained line; on failure the sink turns unhealthy (a record goes to the operational log instead). */

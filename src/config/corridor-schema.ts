@@ -105,6 +105,13 @@ export const corridorFileSchema = strict(
       signing_key_file: text()
         .optional()
         .describe('Ed25519 private key (PKCS#8 PEM) that signs the checkpoints; publish its public key for verifiers'),
+      signing_transit: strict(
+        {
+          mount: text().optional().describe('Where the transit engine is mounted (default transit)'),
+          key: text().describe('The ed25519 transit key that signs checkpoints'),
+        },
+        "Sign checkpoints with an ed25519 key in Vault's transit engine (through `vault:`), so the key never sits on Corridor's host; instead of signing_key_file",
+      ).optional(),
       checkpoint_entries: wholeNumber(100, 10_000_000)
         .optional()
         .describe(

@@ -172,6 +172,8 @@ export interface ServerConfig {
   readonly auditFile: string
   /** Ed25519 private key (PEM file) signing the audit checkpoints; null: checkpoints unsigned. */
   readonly auditSigningKeyFile: string | null
+  /** Checkpoints signed by a key in Vault's transit engine (mount, key name). */
+  readonly auditSigningTransit: { readonly mount: string; readonly key: string } | null
   /** A checkpoint every this many entries as well as every minute; null: every minute only. */
   readonly auditCheckpointEntries: number | null
   /** An OpenTelemetry collector the audit trail is shipped to as OTLP logs; null: none. */
@@ -238,6 +240,10 @@ export function loadServerConfig(file: string): ServerConfig {
     )
   const d = DEFAULT_LIMITS
   const vault = f.vault ? readVault(r, f.vault, path) : null
+  if (f.audit.signing_transit !== undefined && f.audit.signing_key_file !== undefined)
+    r.issueAt(['audit', 'signing_transit'], 'audit: give signing_key_file or signing_transit, not both')
+  if (f.audit.signing_transit !== undefined && f.vault === undefined)
+    r.issueAt(['audit', 'signing_transit'], 'audit.signing_transit signs through Vault: configure vault:')
   const approvals = f.approvals ? readApprovals(r, f.approvals) : DEFAULT_APPROVALS
   const config: ServerConfig = {
     listen: {
@@ -248,6 +254,10 @@ export function loadServerConfig(file: string): ServerConfig {
     files: { agents: path(f.files.agents), connectors: path(f.files.connectors), policy: path(f.files.policy) },
     auditFile: path(f.audit.file),
     auditSigningKeyFile: f.audit.signing_key_file === undefined ? null : path(f.audit.signing_key_file),
+    auditSigningTransit:
+      f.audit.signing_transit === undefined
+        ? null
+        : { mount: f.audit.signing_transit.mount ?? 'transit', key: f.audit.signing_transit.key },
     auditCheckpointEntries: f.audit.checkpoint_entries ?? null,
     auditPostgres: readAuditPostgres(r, f.audit.postgres),
     auditOtlp:

@@ -59,7 +59,7 @@ beforeAll(async () => {
     sink.write(record)
   }
   stream = sink.stream
-  sink.close()
+  sink.closeNow()
   lines = readFileSync(file, 'utf8')
     .split('\n')
     .filter((l) => l !== '')
@@ -118,6 +118,7 @@ describe('the untouched trail', () => {
       startedLater: [],
       breaks: [],
       unclosed: [],
+      unsigned: [],
     })
     const verifier = new ChainVerifier(keys.publicKey)
     for await (const row of verificationRows(client, TABLE)) verifier.add(row.line, row.problem)

@@ -29,7 +29,7 @@ function writeTrail(n: number, checkpointEntries: number | null = null): { file:
     record.outcome = 'forwarded'
     sink.write(record)
   }
-  sink.close()
+  sink.closeNow()
   return {
     file,
     lines: readFileSync(file, 'utf8')

@@ -1,4 +1,7 @@
 /** The static configuration is read once and frozen: nothing can change it while Corridor runs. */
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { loadServerConfig } from '../../src/config/server-config.ts'
 
@@ -12,5 +15,35 @@ describe('corridor.yaml', () => {
       ;(config.limits as { maxHeaders: number }).maxHeaders = 1_000_000
     }).toThrow(TypeError)
     expect(config.limits.maxHeaders).toBe(100)
+  })
+})
+
+describe('audit checkpoint signing', () => {
+  const write = (audit: string, vault = ''): string => {
+    const dir = mkdtempSync(join(tmpdir(), 'corridor-config-'))
+    writeFileSync(
+      join(dir, 'corridor.yaml'),
+      `files: { agents: a.yaml, connectors: c.yaml, policy: p.yaml }\naudit: { file: audit.log, ${audit} }\n${vault}`,
+    )
+    return join(dir, 'corridor.yaml')
+  }
+  const vault = 'vault:\n  address: http://127.0.0.1:8200\n  auth: { method: token, token_env: VAULT_TOKEN }\n'
+
+  it('reads a transit key, on the default mount unless given', () => {
+    expect(loadServerConfig(write('signing_transit: { key: audit }', vault)).auditSigningTransit).toEqual({
+      mount: 'transit',
+      key: 'audit',
+    })
+    expect(loadServerConfig(write('signing_transit: { mount: sign, key: audit }', vault)).auditSigningTransit).toEqual({
+      mount: 'sign',
+      key: 'audit',
+    })
+  })
+
+  it('refuses a transit key without vault:, and a key file and a transit key together', () => {
+    expect(() => loadServerConfig(write('signing_transit: { key: audit }'))).toThrow(/configure vault:/)
+    expect(() => loadServerConfig(write('signing_transit: { key: audit }, signing_key_file: k.pem', vault))).toThrow(
+      /not both/,
+    )
   })
 })

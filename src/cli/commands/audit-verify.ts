@@ -8,13 +8,17 @@
  */
 import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
-import { createPublicKey } from 'node:crypto'
+import { createPublicKey, type KeyObject } from 'node:crypto'
 import { ChainVerifier, CHECKPOINT_LINE_PREFIX, type VerifyReport } from '../../audit/chain.ts'
 import { trailLines } from '../../audit/query.ts'
 import { trailFiles } from '../../audit/rotation.ts'
 import { linesFromOcsf } from '../../audit/ocsf.ts'
 import type { VerifyRange } from '../../audit/postgres-store.ts'
 import { loadServerConfig, type ServerConfig } from '../../config/server-config.ts'
+import { TransitSigner } from '../../credentials/vault/transit-signer.ts'
+import { VaultClient } from '../../credentials/vault/vault-client.ts'
+import { VaultSession } from '../../credentials/vault/vault-session.ts'
+import { createLogger } from '../../shared/logger.ts'
 import { CONFIG_OPTION, configPath, UsageError, type Command } from '../command.ts'
 import { storeOption, withPostgres } from './audit-query.ts'
 
@@ -95,6 +99,10 @@ export const auditVerifyCommand: Command = {
       out(
         `stream ${stream} ends at entry ${lastSeq} without a final checkpoint: still being written, cut off after entry ${lastSeq}, or its process died`,
       )
+    for (const { stream, seq } of report.unsigned)
+      out(
+        `stream ${stream}: the checkpoint at entry ${seq} was to be signed by Vault and never was; it vouches for nothing (what follows the last signed checkpoint is not vouched for)`,
+      )
     // A range starts at a checkpoint by design; a file or a copy that does is worth saying.
     for (const { stream, firstSeq, fileStart } of range === undefined ? report.startedLater : [])
       out(
@@ -154,19 +162,42 @@ export const auditCheckpointsCommand: Command = {
 }
 
 /**
- * `corridor audit public-key`: the public half of `audit.signing_key_file`, as SPKI PEM, to
- * publish for whoever verifies the checkpoints (`audit verify --public-key`).
+ * `corridor audit public-key`: the public key that verifies the checkpoints, as SPKI PEM, to
+ * publish for whoever verifies them (`audit verify --public-key`): the public half of
+ * `audit.signing_key_file`, or read from Vault for `audit.signing_transit` (the latest version,
+ * or `--key-version N` for checkpoints signed before a rotation).
  */
 export const auditPublicKeyCommand: Command = {
   words: ['audit', 'public-key'],
-  usage: 'corridor audit public-key [--config corridor.yaml]   (publish it: audit verify --public-key takes it)',
-  options: { ...CONFIG_OPTION },
+  usage:
+    'corridor audit public-key [--key-version N] [--config corridor.yaml]   (publish it: audit verify --public-key takes it)',
+  options: { ...CONFIG_OPTION, 'key-version': { type: 'string' } },
   positionals: { min: 0, max: 0 },
-  run({ values, out }) {
-    const keyFile = loadServerConfig(configPath(values)).auditSigningKeyFile
-    if (keyFile === null)
-      throw new UsageError('corridor.yaml has no audit.signing_key_file: checkpoints are not signed')
-    out(createPublicKey(readFileSync(keyFile)).export({ type: 'spki', format: 'pem' }).toString().trimEnd())
-    return Promise.resolve(0)
+  async run({ values, out, env }) {
+    const config = loadServerConfig(configPath(values))
+    const pem = (key: KeyObject): string => key.export({ type: 'spki', format: 'pem' }).toString().trimEnd()
+    if (config.auditSigningKeyFile !== null) {
+      out(pem(createPublicKey(readFileSync(config.auditSigningKeyFile))))
+      return 0
+    }
+    const transit = config.auditSigningTransit
+    if (transit === null || config.vault === null)
+      throw new UsageError(
+        'corridor.yaml has neither audit.signing_key_file nor audit.signing_transit: checkpoints are not signed',
+      )
+    const version = values['key-version']
+    if (version !== undefined && (typeof version !== 'string' || !/^[1-9]\d{0,8}$/.test(version)))
+      throw new UsageError('--key-version takes a key version number')
+    const session = new VaultSession(new VaultClient(config.vault), config.vault.auth, env, createLogger('silent'))
+    try {
+      const key = await new TransitSigner(session, transit.mount, transit.key).publicKey(
+        version === undefined ? undefined : Number(version),
+      )
+      out(pem(key))
+    } finally {
+      await session.close()
+      await session.client.close()
+    }
+    return 0
   },
 }
