@@ -138,6 +138,17 @@ function chainFields(line: string): { stream: string; seq: number; prev: string;
   return { stream: m[1] as string, seq: Number(m[2]), prev: m[3] as string, claimed: m[4] as string }
 }
 
+/** A line parsed as an entry of a chain (with its stream and sequence number), or null. */
+export function chainedEntry(line: string): Record<string, unknown> | null {
+  let e: Record<string, unknown>
+  try {
+    e = JSON.parse(line) as Record<string, unknown>
+  } catch {
+    return null
+  }
+  return typeof e['stream'] === 'string' && typeof e['seq'] === 'number' ? e : null
+}
+
 /** The hash of what a line's hash covers: everything before its hash member, as an object. */
 const coveredHash = (line: string): string => sha256(line.slice(0, line.length - HASH_TAIL_LENGTH) + '}')
 

@@ -6,7 +6,7 @@
  * entry after the window; streams with no entry in the window are left out. `corridor audit
  * verify --ocsf` then starts each stream at that checkpoint, as it starts a range in PostgreSQL.
  */
-import { CHECKPOINT_LINE_PREFIX } from './chain.ts'
+import { chainedEntry, CHECKPOINT_LINE_PREFIX } from './chain.ts'
 
 export interface TimeWindow {
   /** Epoch milliseconds; undefined: unbounded. */
@@ -23,16 +23,11 @@ export interface ChainPosition {
 }
 
 export function chainPosition(line: string): ChainPosition | null {
-  let e: Record<string, unknown>
-  try {
-    e = JSON.parse(line) as Record<string, unknown>
-  } catch {
-    return null
-  }
-  if (typeof e['stream'] !== 'string' || typeof e['seq'] !== 'number') return null
+  const e = chainedEntry(line)
+  if (e === null) return null
   return {
-    stream: e['stream'],
-    seq: e['seq'],
+    stream: e['stream'] as string,
+    seq: e['seq'] as number,
     time: Date.parse(typeof e['time'] === 'string' ? e['time'] : '') || 0,
     checkpoint: line.startsWith(CHECKPOINT_LINE_PREFIX),
   }

@@ -6,6 +6,7 @@
  * hash, the sequence number) and the line exactly as Corridor wrote it in `raw_data`: the hashes
  * are over that line, so `corridor audit verify --ocsf` checks the chain on the SIEM's copy.
  */
+import { chainedEntry } from './chain.ts'
 import type { AuditRecord } from './record.ts'
 
 const PRODUCT = { name: 'Corridor', vendor_name: 'Corridor', version: '0.1.0' }
@@ -21,13 +22,8 @@ function activityOf(method: string): { id: number; name: string } {
 
 /** One audit line as an OCSF event, or null when the line is not a chained entry. */
 export function toOcsf(line: string): Record<string, unknown> | null {
-  let e: Record<string, unknown>
-  try {
-    e = JSON.parse(line) as Record<string, unknown>
-  } catch {
-    return null
-  }
-  if (typeof e['stream'] !== 'string' || typeof e['seq'] !== 'number') return null
+  const e = chainedEntry(line)
+  if (e === null) return null
   const time = Date.parse(typeof e['time'] === 'string' ? e['time'] : '') || 0
   const attestation = {
     uid: `${e['stream']}:${String(e['seq'])}`,

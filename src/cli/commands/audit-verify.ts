@@ -101,7 +101,7 @@ export const auditVerifyCommand: Command = {
       )
     for (const { stream, seq } of report.unsigned)
       out(
-        `stream ${stream}: the checkpoint at entry ${seq} was to be signed by Vault and never was; it vouches for nothing (what follows the last signed checkpoint is not vouched for)`,
+        `stream ${stream}: the checkpoint at entry ${seq} is UNSIGNED: its signature, to follow from Vault, is not in what was verified (Vault did not sign it, or it lies past the end of a range or copy); what follows the last signed checkpoint is not vouched for`,
       )
     // A range starts at a checkpoint by design; a file or a copy that does is worth saying.
     for (const { stream, firstSeq, fileStart } of range === undefined ? report.startedLater : [])
