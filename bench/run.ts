@@ -11,7 +11,8 @@
  *   BENCH_PARTS=latency,policy npm run bench      (parts: throughput, latency, policy, workers, telemetry)
  *   BENCH_ONLY=http-proxy,corridor BENCH_WORKLOADS=64 npm run bench   (name filters; direct always runs)
  *   BENCH_BASELINE=../corridor-old npm run bench   (adds that checkout's Corridor, JWT + env credential,
- *                                                   as a row of the same run: an A/B of two revisions)
+ *                                                   as a row of the same run: an A/B of two revisions;
+ *                                                   with the part `paired`, also measured side by side)
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
@@ -43,7 +44,7 @@ const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50)
 const RULES = Number(process.env.BENCH_RULES ?? 1000)
 const WARMUP_SECONDS = 1
 /** Which parts to run: throughput, latency, policy (all by default). */
-const PARTS = new Set((process.env.BENCH_PARTS ?? 'throughput,latency,policy,workers,telemetry').split(','))
+const PARTS = new Set((process.env.BENCH_PARTS ?? 'throughput,latency,policy,workers,telemetry,paired').split(','))
 const ONLY = process.env.BENCH_ONLY?.split(',') ?? null
 const WORKLOAD_FILTER = process.env.BENCH_WORKLOADS?.split(',') ?? null
 const BASELINE = process.env.BENCH_BASELINE ?? null
@@ -538,6 +539,7 @@ async function main(): Promise<void> {
     )
   else if (PARTS.has('workers')) await workersPart(origin, dir, jwt, jwksFile)
   if (PARTS.has('telemetry')) await telemetryPart(origin, dir, collector.url)
+  if (PARTS.has('paired') && BASELINE !== null) await pairedBaselinePart(origin, dir, BASELINE)
 
   await vault.stop()
   await limitsRedis?.stop()
@@ -626,6 +628,66 @@ async function workersPart(origin: string, dir: string, jwt: string, jwksFile: s
 }
 
 /**
+ * CPU per request of B over A, the two running at the same time on CPU 1, each under its own load
+ * (half the connections each): both see the same machine at the same moments, which separate runs
+ * do not. Which starts first alternates with `round`.
+ */
+async function pairedCpuRatio(
+  startA: () => Promise<Running>,
+  startB: () => Promise<Running>,
+  w: Workload,
+  headers: Record<string, string>,
+  round: number,
+): Promise<number> {
+  const running: Running[] = []
+  try {
+    if (round % 2 === 0) running.push(await startA(), await startB())
+    else running.push(...[await startB(), await startA()].reverse())
+    const [a, b] = running as [Running, Running]
+    await Promise.all([a, b].map((p) => drive(p.url, w, headers, WARMUP_SECONDS, CONNECTIONS / 2)))
+    const cpuBefore = [cpuSeconds(a.pid), cpuSeconds(b.pid)]
+    const results = await Promise.all([a, b].map((p) => drive(p.url, w, headers, SECONDS, CONNECTIONS / 2)))
+    const [costA, costB] = [a, b].map(
+      (p, i) => (cpuSeconds(p.pid) - (cpuBefore[i] as number)) / Math.max(1, results[i]?.requests.total ?? 0),
+    )
+    return (costB as number) / (costA as number)
+  } finally {
+    await Promise.all(running.map((p) => p.stop()))
+  }
+}
+
+/**
+ * This revision against BENCH_BASELINE, paired (see pairedCpuRatio): small GET, API key, env
+ * credential, each revision's Corridor from its own checkout.
+ */
+async function pairedBaselinePart(origin: string, dir: string, baseline: string): Promise<void> {
+  const config = writeBenchConfig(mkdtempSync(join(dir, 'paired-')), {
+    origin,
+    rules: RULES,
+    credential: 'env',
+    jwksFile: null,
+    vault: null,
+  })
+  const small = WORKLOADS.find((w) => w.path === '/small') ?? { name: 'small GET', path: '/small', method: 'GET' }
+  const start = (target?: string) => () =>
+    startTarget('corridor', { config, env: { BENCH_TOKEN: 'bench-secret' } }, 1, target)
+  const ratios: number[] = []
+  for (let r = 0; r < REPEAT; r++)
+    ratios.push(
+      await pairedCpuRatio(
+        start(join(resolve(baseline), 'bench/target.ts')),
+        start(),
+        small,
+        { authorization: `Bearer ${BENCH_KEY}` },
+        r,
+      ),
+    )
+  process.stdout.write(
+    `\n### This revision against ${baseline}, paired (small GET, API key, env credential; ${SECONDS}s × ${REPEAT})\n\nCPU per request of this revision over the baseline's, both running at once on CPU 1 (${CONNECTIONS / 2} connections each): median ${median(ratios).toFixed(3)}× (${Math.min(...ratios).toFixed(3)}–${Math.max(...ratios).toFixed(3)})\n`,
+  )
+}
+
+/**
  * What telemetry costs a request, two ways, both robust to the machine's drift in a way that
  * req/s in separate runs is not:
  * - paired: Corridor with telemetry off and Corridor with a telemetry setting run at the same
@@ -661,22 +723,15 @@ async function telemetryPart(origin: string, dir: string, collectorUrl: string):
   const rows = settings.map((s) => ({ ...s, file: configFor(s.config), ratio: [] as number[], share: [] as number[] }))
   for (let r = 0; r < REPEAT; r++) {
     for (const row of rows) {
-      // Paired: which of the two starts first alternates.
-      const pair = r % 2 === 0 ? [off, row.file] : [row.file, off]
-      const running = await Promise.all(pair.map((config) => start(config)))
-      try {
-        const [a, b] = running as [Running, Running]
-        await Promise.all([a, b].map((p) => drive(p.url, small, headers, WARMUP_SECONDS, CONNECTIONS / 2)))
-        const cpuBefore = [cpuSeconds(a.pid), cpuSeconds(b.pid)]
-        const results = await Promise.all([a, b].map((p) => drive(p.url, small, headers, SECONDS, CONNECTIONS / 2)))
-        const perRequest = [a, b].map(
-          (p, i) => (cpuSeconds(p.pid) - (cpuBefore[i] as number)) / Math.max(1, results[i]?.requests.total ?? 0),
-        )
-        const [offCost, onCost] = r % 2 === 0 ? perRequest : [...perRequest].reverse()
-        row.ratio.push((onCost as number) / (offCost as number))
-      } finally {
-        await Promise.all(running.map((p) => p.stop()))
-      }
+      row.ratio.push(
+        await pairedCpuRatio(
+          () => start(off),
+          () => start(row.file),
+          small,
+          headers,
+          r,
+        ),
+      )
       // Profiled: alone, as the throughput rows run.
       const profileDir = mkdtempSync(join(dir, 'profile-'))
       const profiled = await start(row.file, ['--cpu-prof', '--cpu-prof-dir', profileDir, '--cpu-prof-interval', '250'])
