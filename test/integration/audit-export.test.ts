@@ -156,20 +156,28 @@ it('a copy bounded by --since starts each stream at its last signed checkpoint b
 
     const copy = join(own.dir, 'window-copy.jsonl')
     writeFileSync(copy, exported.stdout)
-    const verified = await ownCorridor('audit', 'verify', '--ocsf', copy, '--public-key', publicKey)
+    // Only as a bounded copy: read as a whole export, its missing head is a break.
+    const whole = await ownCorridor('audit', 'verify', '--ocsf', copy, '--public-key', publicKey).catch(
+      (e: { code: number; stderr: string }) => e,
+    )
+    expect(whole).toMatchObject({
+      code: 1,
+      stderr: expect.stringContaining(`entries 1 to ${(seqs[0] as number) - 1} are missing`),
+    })
+    const verified = await ownCorridor('audit', 'verify', '--ocsf', copy, '--bounded', '--public-key', publicKey)
     expect(verified.stdout).toContain('chain intact')
     expect(verified.stdout).toContain(`starts at entry ${seqs[0]}, a checkpoint whose signature verified`)
 
     // The copy still proves what it holds: an event removed from its middle is named.
     const lines = exported.stdout.trim().split('\n')
     writeFileSync(copy, lines.filter((_, i) => i !== 4).join('\n') + '\n')
-    const broken = await ownCorridor('audit', 'verify', '--ocsf', copy, '--public-key', publicKey).catch(
+    const broken = await ownCorridor('audit', 'verify', '--ocsf', copy, '--bounded', '--public-key', publicKey).catch(
       (e: { code: number; stderr: string }) => e,
     )
     expect(broken).toMatchObject({ code: 1, stderr: expect.stringContaining(`at entry ${seqs[4]}`) })
     // A copy whose first line is not a checkpoint does not pass as one that starts later.
     writeFileSync(copy, lines.slice(1).join('\n') + '\n')
-    const headless = await ownCorridor('audit', 'verify', '--ocsf', copy, '--public-key', publicKey).catch(
+    const headless = await ownCorridor('audit', 'verify', '--ocsf', copy, '--bounded', '--public-key', publicKey).catch(
       (e: { code: number; stderr: string }) => e,
     )
     expect(headless).toMatchObject({ code: 1 })

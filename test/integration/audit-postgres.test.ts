@@ -223,7 +223,7 @@ it("an OCSF export from PostgreSQL bounded by --since holds every replica's requ
   // No checkpoint came before --since in these young streams: each copy starts at its first entry.
   const copy = join((replicas[0] as CorridorFixture).dir, 'pg-window.jsonl')
   writeFileSync(copy, exported.stdout)
-  const verified = await run(process.execPath, ['bin/corridor.js', 'audit', 'verify', '--ocsf', copy], {
+  const verified = await run(process.execPath, ['bin/corridor.js', 'audit', 'verify', '--ocsf', copy, '--bounded'], {
     timeout: 20_000,
   })
   expect(verified.stdout).toMatch(/: \d+ entries in 3 stream\(s\)/)

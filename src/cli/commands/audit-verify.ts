@@ -32,12 +32,13 @@ async function readLines(file: string): Promise<string[]> {
 export const auditVerifyCommand: Command = {
   words: ['audit', 'verify'],
   usage:
-    'corridor audit verify [audit-file | --store postgres [--stream ID --from-seq N [--to-seq M]] | --ocsf exported-file] [--public-key checkpoint-key.pub.pem] [--witness checkpoints.jsonl] [--config corridor.yaml]',
+    'corridor audit verify [audit-file | --store postgres [--stream ID --from-seq N [--to-seq M]] | --ocsf exported-file [--bounded]] [--public-key checkpoint-key.pub.pem] [--witness checkpoints.jsonl] [--config corridor.yaml]',
   options: {
     ...CONFIG_OPTION,
     'public-key': { type: 'string' },
     store: { type: 'string' },
     ocsf: { type: 'boolean' },
+    bounded: { type: 'boolean' },
     stream: { type: 'string' },
     'from-seq': { type: 'string' },
     'to-seq': { type: 'string' },
@@ -54,6 +55,9 @@ export const auditVerifyCommand: Command = {
     const publicKey = typeof keyFile === 'string' ? createPublicKey(readFileSync(keyFile)) : null
     const ocsf = values['ocsf'] === true
     if (ocsf && positionals[0] === undefined) throw new UsageError('--ocsf verifies an exported file: name it')
+    // Only when asked: a whole copy whose head was cut away at a checkpoint would otherwise pass.
+    const bounded = values['bounded'] === true
+    if (bounded && !ocsf) throw new UsageError('--bounded is for an --ocsf copy exported with --since')
     const range = rangeOf(values)
     if (range !== undefined && store !== 'postgres')
       throw new UsageError('--stream and --from-seq are for --store postgres')
@@ -65,8 +69,8 @@ export const auditVerifyCommand: Command = {
     const witness = typeof witnessFile === 'string' ? readFileSync(witnessFile, 'utf8').split('\n') : []
     let report: VerifyReport
     if (store === 'file') {
-      // An exported copy bounded by --since starts each stream at a checkpoint.
-      const verifier = new ChainVerifier(publicKey, { witness, fromCheckpoints: ocsf })
+      // A copy exported with --since starts each stream at a checkpoint.
+      const verifier = new ChainVerifier(publicKey, { witness, fromCheckpoints: bounded })
       for (const line of ocsf ? linesFromOcsf(readFileSync(file, 'utf8').split('\n')) : await readLines(file))
         verifier.add(line)
       report = verifier.report()
