@@ -101,10 +101,16 @@ export interface VerifyReport {
   /** Streams whose last entry is not a final checkpoint (cut off after `lastSeq`, or their process died). */
   readonly unclosed: readonly { readonly stream: string; readonly lastSeq: number }[]
   /**
-   * With a key: checkpoints whose signature was to follow (signed by Vault's transit engine) and
-   * never did; they vouch for nothing, so what follows the last signed checkpoint is not vouched for.
+   * With a key, per stream: checkpoints whose signature was to follow (signed by Vault's transit
+   * engine) and is not in what was read, past the last checkpoint a signature vouched for
+   * (`vouchedUpTo`, 0: none). One that a later signed checkpoint covers is not listed: that
+   * signature vouches for everything before it. What follows `vouchedUpTo` is not vouched for.
    */
-  readonly unsigned: readonly { readonly stream: string; readonly seq: number }[]
+  readonly unsigned: readonly {
+    readonly stream: string
+    readonly vouchedUpTo: number
+    readonly checkpoints: readonly number[]
+  }[]
 }
 
 interface StreamState {
@@ -119,6 +125,8 @@ interface StreamState {
   awaitingSignature: Map<number, { readonly atSeq: number; readonly atHash: string; readonly time: string }> | null
   /** A final checkpoint whose signature is to follow: the one entry that may still come after it. */
   finalAwaitingSignature: number | null
+  /** The last checkpoint whose signature verified (0: none yet). */
+  vouchedUpTo: number
 }
 
 /** The chain members every entry ends with, as the writer puts them: `,"stream":…,"seq":…,"prev":…,"hash":…}`. */
@@ -254,6 +262,7 @@ export class ChainVerifier {
         open: null,
         awaitingSignature: null,
         finalAwaitingSignature: null,
+        vouchedUpTo: 0,
       }
       // A range that starts at a checkpoint starts where the checkpoint says the chain stood; so
       // does a trail whose earlier files retention deleted (it starts at a file's opening checkpoint).
@@ -307,6 +316,7 @@ export class ChainVerifier {
         )
       )
         return this.#fail(stream, state, seq, 'the checkpoint signature does not verify')
+      else if (this.#key !== null) state.vouchedUpTo = seq
       state.closed = checkpoint.final
       if (checkpoint.final && checkpoint.signatureFollows) state.finalAwaitingSignature = seq
       state.lastCheckpoint = { seq, time: checkpoint.time }
@@ -337,6 +347,7 @@ export class ChainVerifier {
             `the signature of the checkpoint at entry ${lateSignature.forSeq} does not verify`,
           )
         state.awaitingSignature?.delete(lateSignature.forSeq)
+        state.vouchedUpTo = Math.max(state.vouchedUpTo, lateSignature.forSeq)
       }
     }
     const witnessed = this.#witnessed.get(stream)?.get(seq)
@@ -382,9 +393,10 @@ export class ChainVerifier {
       unclosed: [...this.#streams]
         .filter(([stream, s]) => !s.closed && !s.broken && !cut.has(stream))
         .map(([stream, s]) => ({ stream, lastSeq: s.seq })),
-      unsigned: [...this.#streams].flatMap(([stream, s]) =>
-        s.broken ? [] : [...(s.awaitingSignature?.keys() ?? [])].map((seq) => ({ stream, seq })),
-      ),
+      unsigned: [...this.#streams].flatMap(([stream, s]) => {
+        const checkpoints = [...(s.awaitingSignature?.keys() ?? [])].filter((seq) => seq > s.vouchedUpTo)
+        return s.broken || checkpoints.length === 0 ? [] : [{ stream, vouchedUpTo: s.vouchedUpTo, checkpoints }]
+      }),
     }
   }
 

@@ -5,7 +5,7 @@
  * broken entry; an untouched chain verifies clean; checkpoints verify only with the right key.
  */
 import { spawnSync } from 'node:child_process'
-import { generateKeyPairSync } from 'node:crypto'
+import { generateKeyPairSync, sign } from 'node:crypto'
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -142,6 +142,60 @@ describe('the audit hash chain', () => {
     const broken = verify(tampered)
     expect(broken.status).toBe(1)
     expect(broken.stderr).toMatch(/BROKEN stream [\w-]+ at entry 21 \(line 21\): entries 21 to 21 are missing/)
+  })
+})
+
+describe('checkpoints signed later (a signer elsewhere, as Vault transit)', () => {
+  /** A closed trail whose checkpoint signatures come from `signer`, called once per checkpoint in order. */
+  async function signedLater(signs: (n: number) => boolean): Promise<string[]> {
+    const file = join(mkdtempSync(join(tmpdir(), 'corridor-chain-')), 'audit.log')
+    let n = 0
+    const sink = new FileAuditSink(file, createLogger('silent'), {
+      checkpointEntries: 100,
+      signLater: (payload) => {
+        const asked = ++n
+        return new Promise((resolve, reject) =>
+          setImmediate(() =>
+            signs(asked) ? resolve(sign(null, payload, keys.privateKey).toString('base64')) : reject(new Error('down')),
+          ),
+        )
+      },
+    })
+    for (let i = 0; i < 450; i++) {
+      sink.write(newAuditRecord(`req-${i}`, Date.now(), 'GET', `/svc/items/${i}`))
+      if (i % 50 === 0) await new Promise((resolve) => setImmediate(resolve))
+    }
+    await sink.close()
+    return readFileSync(file, 'utf8')
+      .split('\n')
+      .filter((l) => l !== '')
+  }
+  const checkpointSeqs = (lines: string[]) =>
+    lines.filter((l) => l.startsWith(CHECKPOINT_LINE_PREFIX)).map((l) => (JSON.parse(l) as { seq: number }).seq)
+
+  it('verifies every late signature, including the final one after the final checkpoint', async () => {
+    const lines = await signedLater(() => true)
+    const report = verifyLines(lines, keys.publicKey)
+    expect(report).toMatchObject({ breaks: [], unclosed: [], unsigned: [] })
+    expect(lines.filter((l) => l.startsWith('{"type":"checkpoint_signature",'))).toHaveLength(
+      checkpointSeqs(lines).length,
+    )
+    expect(verifyLines(lines, otherKeys.publicKey).breaks).toEqual([
+      expect.objectContaining({ why: expect.stringContaining('does not verify') }),
+    ])
+  })
+
+  it('a checkpoint the signer missed is covered by a later signed one; only the unvouched tail is named', async () => {
+    // The second checkpoint is never signed, the others are.
+    const covered = await signedLater((n) => n !== 2)
+    expect(verifyLines(covered, keys.publicKey)).toMatchObject({ breaks: [], unsigned: [] })
+    // Only the first checkpoint is ever signed: every later one is named, and what follows the first is unvouched.
+    const tail = await signedLater((n) => n === 1)
+    const seqs = checkpointSeqs(tail)
+    expect(verifyLines(tail, keys.publicKey)).toMatchObject({
+      breaks: [],
+      unsigned: [{ stream: expect.any(String), vouchedUpTo: seqs[0], checkpoints: seqs.slice(1) }],
+    })
   })
 })
 

@@ -103,9 +103,9 @@ export const auditVerifyCommand: Command = {
       out(
         `stream ${stream} ends at entry ${lastSeq} without a final checkpoint: still being written, cut off after entry ${lastSeq}, or its process died`,
       )
-    for (const { stream, seq } of report.unsigned)
+    for (const { stream, vouchedUpTo, checkpoints } of report.unsigned)
       out(
-        `stream ${stream}: the checkpoint at entry ${seq} is UNSIGNED: its signature, to follow from Vault, is not in what was verified (Vault did not sign it, or it lies past the end of a range or copy); what follows the last signed checkpoint is not vouched for`,
+        `stream ${stream}: ${vouchedUpTo === 0 ? 'no signature vouches for any entry' : `no signature vouches for the entries after entry ${vouchedUpTo}`}: the checkpoint(s) at entry ${checkpoints.join(', ')} are UNSIGNED (their signature, to follow from Vault, is not in what was verified: Vault did not sign them, or it lies past the end of a range or copy)`,
       )
     // A range starts at a checkpoint by design; a file or a copy that does is worth saying.
     for (const { stream, firstSeq, fileStart } of range === undefined ? report.startedLater : [])
