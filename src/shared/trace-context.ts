@@ -1,11 +1,11 @@
 /**
  * W3C trace context: what a request's spans need to know as it goes, the interface the request
  * path and the approval executor trace through (telemetry/tracing.ts implements it), and the
- * outbound calls made while a credential is issued. Which request a Vault or identity-provider call
- * serves is known only where the call is made, deep inside a credential source and its cache; the
- * deadline signal of that issue already travels there, so the request's call list is looked up
- * by it. (An AsyncLocalStorage would carry it without that, but measured 10 to 40 µs slower per
- * request under load once traces were on.) Nothing is recorded unless the request is sampled.
+ * outbound calls made while a credential is issued. A sampled request's call list goes with the
+ * credential issue as far as the lease cache, which files it under the deadline signal it creates
+ * for the call; the Vault client and the OAuth2 provider see only that signal and look the list up
+ * by it. (An AsyncLocalStorage would carry it without the argument, but measured 10 to 40 µs
+ * slower per request under load once traces were on.) Nothing is recorded unless the request is sampled.
  */
 
 /** A call Corridor made on a request's behalf (Vault, an identity provider's token endpoint). */
