@@ -344,7 +344,7 @@ export class ChainVerifier {
             stream,
             state,
             seq,
-            `the signature of the checkpoint at entry ${lateSignature.forSeq} does not verify`,
+            `the signature of the checkpoint at entry ${lateSignature.forSeq} does not verify${lateSignature.keyVersion === null ? '' : ` (made with key version ${lateSignature.keyVersion}: check with that version's public key)`}`,
           )
         state.awaitingSignature?.delete(lateSignature.forSeq)
         state.vouchedUpTo = Math.max(state.vouchedUpTo, lateSignature.forSeq)
@@ -426,12 +426,13 @@ export class ChainVerifier {
   }
 
   /** A `checkpoint_signature` entry: which checkpoint (by its seq) it signs, and the signature. */
-  #lateSignatureOf(line: string): { forSeq: number; signature: Buffer } | null {
+  #lateSignatureOf(line: string): { forSeq: number; signature: Buffer; keyVersion: number | null } | null {
     try {
       const entry = JSON.parse(line) as Record<string, unknown>
       return {
         forSeq: typeof entry['for_seq'] === 'number' ? entry['for_seq'] : -1,
         signature: typeof entry['signature'] === 'string' ? Buffer.from(entry['signature'], 'base64') : Buffer.alloc(0),
+        keyVersion: typeof entry['key_version'] === 'number' ? entry['key_version'] : null,
       }
     } catch {
       return null

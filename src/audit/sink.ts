@@ -25,7 +25,7 @@ export interface FileSinkOptions {
    * `signature_follows`, and its signature is appended as a `checkpoint_signature` entry when the
    * signer answers. One that does not answer leaves the checkpoint unsigned, which verify names.
    */
-  readonly signLater?: ((payload: Buffer) => Promise<string>) | null
+  readonly signLater?: SignLater | null
   readonly rotation?: RotationPolicy | null
   /** A checkpoint every this many entries as well as every minute. */
   readonly checkpointEntries?: number | null
@@ -52,6 +52,9 @@ export interface AuditSink {
   close(): Promise<void>
 }
 
+/** A signer elsewhere: the base64 signature, and the version of its key that made it (recorded, for verifiers). */
+export type SignLater = (payload: Buffer) => Promise<{ signature: string; keyVersion: number | null }>
+
 /** Signatures asked of a signer elsewhere at once; a checkpoint beyond them stays unsigned (the next one covers it). */
 const MAX_SIGNING = 8
 
@@ -68,7 +71,7 @@ export class FileAuditSink implements AuditSink {
   /** Every line is an entry of this process's hash chain (chain.ts). */
   readonly #chain = new ChainWriter()
   readonly #signingKey: KeyObject | null
-  readonly #signLater: ((payload: Buffer) => Promise<string>) | null
+  readonly #signLater: SignLater | null
   readonly #signing = new Set<Promise<void>>()
   readonly #checkpoints: NodeJS.Timeout
   readonly #checkpointEntries: number | null
@@ -248,8 +251,8 @@ export class FileAuditSink implements AuditSink {
 
   /** Asks the signer elsewhere, and appends its signature of the checkpoint at `forSeq` when it answers. */
   #requestSignature(forSeq: number, payload: Buffer): Promise<void> {
-    const asked = (this.#signLater as (payload: Buffer) => Promise<string>)(payload).then(
-      (signature) => {
+    const asked = (this.#signLater as SignLater)(payload).then(
+      ({ signature, keyVersion }) => {
         this.#append(
           JSON.stringify({
             type: 'checkpoint_signature',
@@ -257,6 +260,7 @@ export class FileAuditSink implements AuditSink {
             time: new Date().toISOString(),
             for_seq: forSeq,
             signature,
+            ...(keyVersion === null ? {} : { key_version: keyVersion }),
           }),
           null,
         )

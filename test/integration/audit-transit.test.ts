@@ -114,8 +114,12 @@ it('signs every checkpoint in Vault, publishes the key from Vault, and the trail
   writeFileSync(join(fx.dir, 'rotated.pub.pem'), rotated.stdout)
   expect(await cli('audit', 'verify', fx.auditFile, '--public-key', join(fx.dir, 'rotated.pub.pem'))).toMatchObject({
     code: 1,
-    stderr: expect.stringContaining('does not verify'),
+    stderr: expect.stringContaining("does not verify (made with key version 1: check with that version's public key)"),
   })
+  // Each signature entry names the key version that made it.
+  expect(ofType(lines, 'checkpoint_signature').map((e) => e['key_version'])).toEqual(
+    ofType(lines, 'checkpoint_signature').map(() => 1),
+  )
   const first = (await cli('audit', 'public-key', '--config', config, '--key-version', '1')) as { stdout: string }
   expect(first.stdout).toBe(published.stdout)
 

@@ -156,7 +156,9 @@ describe('checkpoints signed later (a signer elsewhere, as Vault transit)', () =
         const asked = ++n
         return new Promise((resolve, reject) =>
           setImmediate(() =>
-            signs(asked) ? resolve(sign(null, payload, keys.privateKey).toString('base64')) : reject(new Error('down')),
+            signs(asked)
+              ? resolve({ signature: sign(null, payload, keys.privateKey).toString('base64'), keyVersion: null })
+              : reject(new Error('down')),
           ),
         )
       },

@@ -22,8 +22,8 @@ export class TransitSigner {
     this.#key = encodeURIComponent(key)
   }
 
-  /** The base64 Ed25519 signature of `payload`, as a key file would give it. */
-  async sign(payload: Buffer): Promise<string> {
+  /** The base64 Ed25519 signature of `payload` (as a key file would give it) and the key version that made it. */
+  async sign(payload: Buffer): Promise<{ signature: string; keyVersion: number }> {
     const envelope = await this.#session.call(
       'POST',
       `${this.#mount}/sign/${this.#key}`,
@@ -33,7 +33,7 @@ export class TransitSigner {
     const signature = envelope?.data?.['signature']
     const m = typeof signature === 'string' ? TRANSIT_SIGNATURE.exec(signature) : null
     if (m === null) throw new Error('Vault transit answered without a signature')
-    return m[2] as string
+    return { signature: m[2] as string, keyVersion: Number(m[1]) }
   }
 
   /** The public key of the key's latest version (or `version`), for `corridor audit public-key`. */
