@@ -7,7 +7,7 @@
  * medians with min–max are printed, every figure also as a ratio to "direct" from this run.
  * Bounded in time; stops every process it starts.
  *
- *   BENCH_SECONDS=5 BENCH_REPEAT=3 BENCH_CONNECTIONS=50 npm run bench
+ *   BENCH_SECONDS=5 BENCH_REPEAT=3 BENCH_CONNECTIONS=50 BENCH_WARMUP=5 npm run bench
  *   BENCH_PARTS=latency,policy npm run bench      (parts: throughput, latency, policy, workers, telemetry)
  *   BENCH_ONLY=http-proxy,corridor BENCH_WORKLOADS=64 npm run bench   (name filters; direct always runs)
  *   BENCH_BASELINE=../corridor-old npm run bench   (adds that checkout's Corridor, JWT + env credential,
@@ -42,7 +42,13 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? 5)
 const REPEAT = Number(process.env.BENCH_REPEAT ?? 3)
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50)
 const RULES = Number(process.env.BENCH_RULES ?? 1000)
-const WARMUP_SECONDS = 1
+/**
+ * Load before each measurement. A fresh Corridor under load is still compiling its hot paths for
+ * about 4 s on this VM (small GET: ~225 µs of CPU per request in seconds 2 to 4, ~140 µs from
+ * second 5 on), and a setting with more code warms up for longer: a shorter warm-up measures JIT
+ * time, not the steady state.
+ */
+const WARMUP_SECONDS = Number(process.env.BENCH_WARMUP ?? 5)
 /** Which parts to run: throughput, latency, policy (all by default). */
 const PARTS = new Set((process.env.BENCH_PARTS ?? 'throughput,latency,policy,workers,telemetry,paired').split(','))
 const ONLY = process.env.BENCH_ONLY?.split(',') ?? null
@@ -703,6 +709,8 @@ async function telemetryPart(origin: string, dir: string, collectorUrl: string):
     // The null test: how far apart two identical processes measure, the method's own error.
     { name: 'off (paired with itself)', config: { metrics: false } },
     { name: 'metrics (the default)', config: {} },
+    // Trace context propagated and recorded in the audit, no span recorded: what sampling cannot save.
+    { name: 'metrics + traces sampled 0 %', config: { traces: collectorUrl, sample: 0 } },
     { name: 'metrics + traces sampled 10%', config: { traces: collectorUrl, sample: 0.1 } },
     { name: 'metrics + traces, every request', config: { traces: collectorUrl } },
   ]

@@ -185,7 +185,8 @@ export interface VerifyOptions {
  * break of each stream is reported.
  */
 export class ChainVerifier {
-  readonly #key: KeyObject | null
+  /** The keys a checkpoint signature may verify under (several across a key rotation); none: not checked. */
+  readonly #keys: readonly KeyObject[]
   readonly #fromCheckpoints: boolean
   readonly #streams = new Map<string, StreamState>()
   readonly #breaks: { -readonly [K in keyof Break]: Break[K] }[] = []
@@ -201,8 +202,8 @@ export class ChainVerifier {
   #currentSeq = 0
   #currentCheckpoint: { time: string } | null = null
 
-  constructor(publicKey: KeyObject | null, options: VerifyOptions = {}) {
-    this.#key = publicKey
+  constructor(publicKeys: KeyObject | readonly KeyObject[] | null, options: VerifyOptions = {}) {
+    this.#keys = publicKeys === null ? [] : Array.isArray(publicKeys) ? publicKeys : [publicKeys as KeyObject]
     this.#fromCheckpoints = options.fromCheckpoints === true
     let n = 0
     for (const line of options.witness ?? []) {
@@ -215,13 +216,11 @@ export class ChainVerifier {
         fields === null ||
         checkpoint === null ||
         coveredHash(line) !== fields.claimed ||
-        (publicKey !== null &&
+        (this.#keys.length > 0 &&
           // A checkpoint signed later is vouched for by its signature entry in the trail.
           !(checkpoint.signatureFollows && checkpoint.signature.length === 0) &&
-          !verify(
-            null,
+          !this.#signed(
             checkpointPayload(fields.stream, checkpoint.atSeq, checkpoint.atHash, checkpoint.time),
-            publicKey,
             checkpoint.signature,
           ))
       )
@@ -300,30 +299,25 @@ export class ChainVerifier {
       this.#checkpoints++
       if (checkpoint.atSeq !== state.seq || checkpoint.atHash !== state.hash)
         return this.#fail(stream, state, seq, 'the checkpoint does not match the chain where it stands')
-      if (this.#key !== null && checkpoint.signatureFollows && checkpoint.signature.length === 0)
+      if (this.#keys.length > 0 && checkpoint.signatureFollows && checkpoint.signature.length === 0)
         (state.awaitingSignature ??= new Map()).set(seq, {
           atSeq: state.seq,
           atHash: state.hash,
           time: checkpoint.time,
         })
       else if (
-        this.#key !== null &&
-        !verify(
-          null,
-          checkpointPayload(stream, state.seq, state.hash, checkpoint.time),
-          this.#key,
-          checkpoint.signature,
-        )
+        this.#keys.length > 0 &&
+        !this.#signed(checkpointPayload(stream, state.seq, state.hash, checkpoint.time), checkpoint.signature)
       )
         return this.#fail(stream, state, seq, 'the checkpoint signature does not verify')
-      else if (this.#key !== null) state.vouchedUpTo = seq
+      else if (this.#keys.length > 0) state.vouchedUpTo = seq
       state.closed = checkpoint.final
       if (checkpoint.final && checkpoint.signatureFollows) state.finalAwaitingSignature = seq
       state.lastCheckpoint = { seq, time: checkpoint.time }
     }
     if (lateSignature !== null) {
       if (lateSignature.forSeq === state.finalAwaitingSignature) state.finalAwaitingSignature = null
-      if (this.#key !== null) {
+      if (this.#keys.length > 0) {
         const stated = state.awaitingSignature?.get(lateSignature.forSeq)
         if (stated === undefined)
           return this.#fail(
@@ -332,19 +326,12 @@ export class ChainVerifier {
             seq,
             `it signs entry ${lateSignature.forSeq}, not a checkpoint awaiting a signature`,
           )
-        if (
-          !verify(
-            null,
-            checkpointPayload(stream, stated.atSeq, stated.atHash, stated.time),
-            this.#key,
-            lateSignature.signature,
-          )
-        )
+        if (!this.#signed(checkpointPayload(stream, stated.atSeq, stated.atHash, stated.time), lateSignature.signature))
           return this.#fail(
             stream,
             state,
             seq,
-            `the signature of the checkpoint at entry ${lateSignature.forSeq} does not verify${lateSignature.keyVersion === null ? '' : ` (made with key version ${lateSignature.keyVersion}: check with that version's public key)`}`,
+            `the signature of the checkpoint at entry ${lateSignature.forSeq} does not verify${lateSignature.keyVersion === null ? '' : ` (made with key version ${lateSignature.keyVersion}: add that version's public key)`}`,
           )
         state.awaitingSignature?.delete(lateSignature.forSeq)
         state.vouchedUpTo = Math.max(state.vouchedUpTo, lateSignature.forSeq)
@@ -426,6 +413,11 @@ export class ChainVerifier {
   }
 
   /** A `checkpoint_signature` entry: which checkpoint (by its seq) it signs, and the signature. */
+  /** Whether one of the keys made `signature` over `payload`. */
+  #signed(payload: Buffer, signature: Buffer): boolean {
+    return this.#keys.some((key) => verify(null, payload, key, signature))
+  }
+
   #lateSignatureOf(line: string): { forSeq: number; signature: Buffer; keyVersion: number | null } | null {
     try {
       const entry = JSON.parse(line) as Record<string, unknown>
@@ -458,7 +450,7 @@ export class ChainVerifier {
 
 export function verifyLines(
   lines: Iterable<string>,
-  publicKey: KeyObject | null,
+  publicKey: KeyObject | readonly KeyObject[] | null,
   options: VerifyOptions = {},
 ): VerifyReport {
   const verifier = new ChainVerifier(publicKey, options)

@@ -2,9 +2,10 @@
  * Checkpoints signed by Vault's transit engine, so that the signing key never sits on Corridor's
  * host: each checkpoint is written at once and its signature follows as its own entry; the final
  * checkpoint's signature is the one entry allowed after it. `corridor audit public-key` reads the
- * key from Vault and `audit verify` checks every signature with it. A Vault that stalls leaves
- * checkpoints unsigned (named by verify), never a request waiting or a shutdown stuck; a forged
- * signature entry, chained again, is found.
+ * key from Vault and `audit verify` checks every signature with it (with each version's key, for a
+ * trail signed across a key rotation). A Vault that stalls leaves checkpoints unsigned (named by
+ * verify), never a request waiting or a shutdown stuck; a forged signature entry, chained again,
+ * is found.
  */
 import { execFile } from 'node:child_process'
 import { readFileSync, writeFileSync } from 'node:fs'
@@ -114,7 +115,7 @@ it('signs every checkpoint in Vault, publishes the key from Vault, and the trail
   writeFileSync(join(fx.dir, 'rotated.pub.pem'), rotated.stdout)
   expect(await cli('audit', 'verify', fx.auditFile, '--public-key', join(fx.dir, 'rotated.pub.pem'))).toMatchObject({
     code: 1,
-    stderr: expect.stringContaining("does not verify (made with key version 1: check with that version's public key)"),
+    stderr: expect.stringContaining("does not verify (made with key version 1: add that version's public key)"),
   })
   // Each signature entry names the key version that made it.
   expect(ofType(lines, 'checkpoint_signature').map((e) => e['key_version'])).toEqual(
@@ -122,6 +123,27 @@ it('signs every checkpoint in Vault, publishes the key from Vault, and the trail
   )
   const first = (await cli('audit', 'public-key', '--config', config, '--key-version', '1')) as { stdout: string }
   expect(first.stdout).toBe(published.stdout)
+
+  // A trail that spans the rotation (a Corridor started after it signs with version 2) verifies
+  // with each version's key given; with the latest alone, the older signatures are named.
+  const after = await start()
+  try {
+    expect(new Set(await traffic(after, 120))).toEqual(new Set([200]))
+  } finally {
+    await after.close()
+  }
+  expect(new Set(ofType(trail(after), 'checkpoint_signature').map((e) => e['key_version']))).toEqual(new Set([2]))
+  const spanning = join(fx.dir, 'spanning.log')
+  writeFileSync(spanning, [...lines, ...trail(after)].join('\n') + '\n')
+  const rotatedKey = join(fx.dir, 'rotated.pub.pem')
+  const both = await cli('audit', 'verify', spanning, '--public-key', publicKey, '--public-key', rotatedKey)
+  expect(both).toMatchObject({ stdout: expect.stringContaining('2 stream(s)') })
+  expect((both as { stdout: string }).stdout).toContain('chain intact')
+  expect((both as { stdout: string }).stdout).not.toContain('UNSIGNED')
+  expect(await cli('audit', 'verify', spanning, '--public-key', rotatedKey)).toMatchObject({
+    code: 1,
+    stderr: expect.stringContaining('made with key version 1'),
+  })
 
   // A signature entry forged and the chain sealed again after it: the signature does not verify.
   const at = lines.findIndex((l) => l.startsWith('{"type":"checkpoint_signature",'))

@@ -32,10 +32,11 @@ async function readLines(file: string): Promise<string[]> {
 export const auditVerifyCommand: Command = {
   words: ['audit', 'verify'],
   usage:
-    'corridor audit verify [audit-file | --store postgres [--stream ID --from-seq N [--to-seq M]] | --ocsf exported-file [--bounded]] [--public-key checkpoint-key.pub.pem] [--witness checkpoints.jsonl] [--config corridor.yaml]',
+    'corridor audit verify [audit-file | --store postgres [--stream ID --from-seq N [--to-seq M]] | --ocsf exported-file [--bounded]] [--public-key checkpoint-key.pub.pem ...] [--witness checkpoints.jsonl] [--config corridor.yaml]',
   options: {
     ...CONFIG_OPTION,
-    'public-key': { type: 'string' },
+    // Repeatable: a trail signed across a key rotation verifies with the public key of each version.
+    'public-key': { type: 'string', multiple: true },
     store: { type: 'string' },
     ocsf: { type: 'boolean' },
     bounded: { type: 'boolean' },
@@ -51,8 +52,9 @@ export const auditVerifyCommand: Command = {
       throw new UsageError('give an audit file or --store postgres, not both')
     const config = positionals[0] === undefined ? loadServerConfig(configPath(values)) : null
     const file = positionals[0] !== undefined ? resolve(positionals[0]) : (config as ServerConfig).auditFile
-    const keyFile = values['public-key']
-    const publicKey = typeof keyFile === 'string' ? createPublicKey(readFileSync(keyFile)) : null
+    const keyFiles = values['public-key']
+    const publicKeys = Array.isArray(keyFiles) ? keyFiles.map((f) => createPublicKey(readFileSync(f as string))) : []
+    const publicKey = publicKeys.length === 0 ? null : publicKeys
     const ocsf = values['ocsf'] === true
     if (ocsf && positionals[0] === undefined) throw new UsageError('--ocsf verifies an exported file: name it')
     // Only when asked: a whole copy whose head was cut away at a checkpoint would otherwise pass.
