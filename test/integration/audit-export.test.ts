@@ -129,6 +129,8 @@ it('a copy bounded by --since starts each stream at its last signed checkpoint b
     await requests(7, 'inside')
     await new Promise((resolve) => setTimeout(resolve, 20))
     const until = new Date()
+    // The window includes its last millisecond: the next request must start after it.
+    await new Promise((resolve) => setTimeout(resolve, 20))
     await requests(7, 'after')
 
     const exported = await ownCorridor(
