@@ -78,6 +78,15 @@ export class FileAuditSink implements AuditSink {
   #sinceCheckpoint = 0
   #healthy = true
   #probe: NodeJS.Timeout | null = null
+  /**
+   * open: taking entries; closing: no new signatures are asked (the final checkpoint covers what
+   * they would); final: the final checkpoint is written and only its late signature may follow it;
+   * closed: the file is closed. An entry offered after the final checkpoint is refused, not written
+   * where verify would call it a break (or to a descriptor the process has reused).
+   */
+  #phase: 'open' | 'closing' | 'final' | 'closed' = 'open'
+  /** The close under way, when a signer elsewhere makes it wait for the final signature. */
+  #closed: Promise<void> | null = null
 
   constructor(path: string, log: Logger, options: FileSinkOptions = {}) {
     mkdirSync(dirname(path), { recursive: true })
@@ -155,14 +164,24 @@ export class FileAuditSink implements AuditSink {
     return this.#append(JSON.stringify(event), null)
   }
 
-  async close(): Promise<void> {
-    if (this.#signLater === null) return this.closeNow()
+  close(): Promise<void> {
+    if (this.#signLater === null) return Promise.resolve(this.closeNow())
+    this.#closed ??= this.#closeSigned()
+    return this.#closed
+  }
+
+  async #closeSigned(): Promise<void> {
+    if (this.#phase !== 'open') return
     this.#stopTimers()
+    this.#phase = 'closing'
     // Signatures in flight land before the final checkpoint; only the final one's may follow it.
     await Promise.allSettled([...this.#signing])
+    // closeNow, called meanwhile, has already ended the stream.
+    if (this.#phase !== 'closing') return
     const final = this.#checkpoint(true)
-    if (final !== null) await this.#requestSignature(final.seq, final.payload)
-    closeSync(this.#fd)
+    this.#phase = 'final'
+    if (final !== null) await this.#requestSignature(final.seq, final.payload, true)
+    this.#closeFile()
   }
 
   /**
@@ -170,9 +189,17 @@ export class FileAuditSink implements AuditSink {
    * that ends otherwise was cut off, or its process died); signed only by a key file.
    */
   closeNow(): void {
+    if (this.#phase === 'final' || this.#phase === 'closed') return
     this.#stopTimers()
     this.#checkpoint(true)
+    this.#closeFile()
+  }
+
+  /** Closes the file; timers again, since a final write that failed starts the recovery probe. */
+  #closeFile(): void {
     closeSync(this.#fd)
+    this.#phase = 'closed'
+    this.#stopTimers()
   }
 
   #stopTimers(): void {
@@ -191,7 +218,7 @@ export class FileAuditSink implements AuditSink {
 
   #rotateIfDue(): void {
     const r = this.#rotation
-    if (r === null || !this.#healthy || this.#rotating) return
+    if (r === null || !this.#healthy || this.#rotating || this.#phase !== 'open') return
     const due =
       (r.maxBytes !== null && this.#bytes >= r.maxBytes) ||
       (r.maxAgeMs !== null && this.#bytes > 0 && Date.now() - this.#openedAt >= r.maxAgeMs)
@@ -244,13 +271,13 @@ export class FileAuditSink implements AuditSink {
     }
     if (!this.#append(JSON.stringify(entry), null)) return null
     const own = { seq: this.#chain.position.seq, payload }
-    if (!final && this.#signLater !== null && this.#signing.size < MAX_SIGNING)
-      void this.#requestSignature(own.seq, own.payload)
+    if (!final && this.#signLater !== null && this.#phase === 'open' && this.#signing.size < MAX_SIGNING)
+      void this.#requestSignature(own.seq, own.payload, false)
     return own
   }
 
   /** Asks the signer elsewhere, and appends its signature of the checkpoint at `forSeq` when it answers. */
-  #requestSignature(forSeq: number, payload: Buffer): Promise<void> {
+  #requestSignature(forSeq: number, payload: Buffer, ofFinal: boolean): Promise<void> {
     const asked = (this.#signLater as SignLater)(payload).then(
       ({ signature, keyVersion }) => {
         this.#append(
@@ -263,6 +290,7 @@ export class FileAuditSink implements AuditSink {
             ...(keyVersion === null ? {} : { key_version: keyVersion }),
           }),
           null,
+          ofFinal,
         )
       },
       (err: unknown) =>
@@ -277,7 +305,13 @@ export class FileAuditSink implements AuditSink {
   }
 
   /** Appends one chained line; on failure the sink turns unhealthy (a record goes to the operational log instead). */
-  #append(json: string, record: AuditRecord | null): boolean {
+  #append(json: string, record: AuditRecord | null, finalSignature = false): boolean {
+    if (this.#phase === 'closed' || (this.#phase === 'final' && !finalSignature)) {
+      if (record !== null)
+        this.#log.error({ auditRecord: record }, 'audit record arrived after the audit trail was closed; not written')
+      else this.#log.error('audit entry arrived after the audit trail was closed; not written')
+      return false
+    }
     try {
       const { line, commit } = this.#chain.seal(json)
       this.#bytes += writeAll(this.#fd, line + '\n')

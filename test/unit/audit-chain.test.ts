@@ -201,6 +201,42 @@ describe('checkpoints signed later (a signer elsewhere, as Vault transit)', () =
   })
 })
 
+describe('closing a trail whose final signature comes from elsewhere', () => {
+  it('refuses entries offered after the final checkpoint, so the closed trail verifies', async () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'corridor-chain-')), 'audit.log')
+    let releaseFinal: (() => void) | null = null
+    const sink = new FileAuditSink(file, createLogger('silent'), {
+      signLater: (payload) =>
+        new Promise((resolve) => {
+          // The final signature waits until the test lets it go.
+          releaseFinal = () =>
+            resolve({ signature: sign(null, payload, keys.privateKey).toString('base64'), keyVersion: 3 })
+        }),
+    })
+    for (let i = 0; i < 5; i++)
+      expect(sink.write(newAuditRecord(`req-${i}`, Date.now(), 'GET', `/svc/${i}`))).toBe(true)
+    const closing = sink.close()
+    expect(sink.close()).toBe(closing)
+    await new Promise((resolve) => setImmediate(resolve))
+    expect(releaseFinal).not.toBeNull()
+    // While Vault signs the final checkpoint: nothing may follow it but that signature.
+    const late = newAuditRecord('req-late', Date.now(), 'GET', '/svc/late')
+    expect(sink.write(late)).toBe(false)
+    expect(() => sink.writeIntent(late, 'forward', null)).toThrow()
+    ;(releaseFinal as unknown as () => void)()
+    await closing
+    // And after the file is closed.
+    expect(sink.write(late)).toBe(false)
+    expect(sink.writeEvent({ type: 'audit_query', v: 1, time: new Date().toISOString() } as never)).toBe(false)
+    const lines = readFileSync(file, 'utf8')
+      .split('\n')
+      .filter((l) => l !== '')
+    expect(lines.some((l) => l.includes('req-late'))).toBe(false)
+    expect(JSON.parse(lines.at(-1) as string)).toMatchObject({ type: 'checkpoint_signature', key_version: 3 })
+    expect(verifyLines(lines, keys.publicKey)).toMatchObject({ breaks: [], unclosed: [], unsigned: [] })
+  })
+})
+
 describe('a witness: checkpoints copied elsewhere as they were written', () => {
   const { file, lines } = writeTrail(2_000, 500)
   const witness = lines.filter((l) => l.startsWith(CHECKPOINT_LINE_PREFIX))
