@@ -55,6 +55,8 @@ export interface AuditSink {
 /** A signer elsewhere: the base64 signature, and the version of its key that made it (recorded, for verifiers). */
 export type SignLater = (payload: Buffer) => Promise<{ signature: string; keyVersion: number | null }>
 
+type SinkPhase = 'open' | 'closing' | 'final' | 'closed'
+
 /** Signatures asked of a signer elsewhere at once; a checkpoint beyond them stays unsigned (the next one covers it). */
 const MAX_SIGNING = 8
 
@@ -84,7 +86,7 @@ export class FileAuditSink implements AuditSink {
    * closed: the file is closed. An entry offered after the final checkpoint is refused, not written
    * where verify would call it a break (or to a descriptor the process has reused).
    */
-  #phase: 'open' | 'closing' | 'final' | 'closed' = 'open'
+  #phase: SinkPhase = 'open'
   /** The close under way, when a signer elsewhere makes it wait for the final signature. */
   #closed: Promise<void> | null = null
 
@@ -176,8 +178,8 @@ export class FileAuditSink implements AuditSink {
     this.#phase = 'closing'
     // Signatures in flight land before the final checkpoint; only the final one's may follow it.
     await Promise.allSettled([...this.#signing])
-    // closeNow, called meanwhile, has already ended the stream.
-    if (this.#phase !== 'closing') return
+    // closeNow, called meanwhile, has already ended the stream (the await may have changed the phase).
+    if ((this.#phase as SinkPhase) !== 'closing') return
     const final = this.#checkpoint(true)
     this.#phase = 'final'
     if (final !== null) await this.#requestSignature(final.seq, final.payload, true)
