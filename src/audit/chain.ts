@@ -402,7 +402,7 @@ export class ChainVerifier {
         atSeq: typeof entry['at_seq'] === 'number' ? entry['at_seq'] : -1,
         atHash: typeof entry['at_hash'] === 'string' ? entry['at_hash'] : '',
         time: String(entry['time']),
-        signature: typeof entry['signature'] === 'string' ? Buffer.from(entry['signature'], 'base64') : Buffer.alloc(0),
+        signature: signatureOf(entry),
         final: entry['final'] === true,
         fileStart: entry['file_start'] === true,
         signatureFollows: entry['signature_follows'] === true,
@@ -412,18 +412,18 @@ export class ChainVerifier {
     }
   }
 
-  /** A `checkpoint_signature` entry: which checkpoint (by its seq) it signs, and the signature. */
   /** Whether one of the keys made `signature` over `payload`. */
   #signed(payload: Buffer, signature: Buffer): boolean {
     return this.#keys.some((key) => verify(null, payload, key, signature))
   }
 
+  /** A `checkpoint_signature` entry: which checkpoint (by its seq) it signs, the signature, and the key version. */
   #lateSignatureOf(line: string): { forSeq: number; signature: Buffer; keyVersion: number | null } | null {
     try {
       const entry = JSON.parse(line) as Record<string, unknown>
       return {
         forSeq: typeof entry['for_seq'] === 'number' ? entry['for_seq'] : -1,
-        signature: typeof entry['signature'] === 'string' ? Buffer.from(entry['signature'], 'base64') : Buffer.alloc(0),
+        signature: signatureOf(entry),
         keyVersion: typeof entry['key_version'] === 'number' ? entry['key_version'] : null,
       }
     } catch {
@@ -447,6 +447,10 @@ export class ChainVerifier {
     state.open = null
   }
 }
+
+/** The entry's base64 `signature` (empty when it has none). */
+const signatureOf = (entry: Record<string, unknown>): Buffer =>
+  typeof entry['signature'] === 'string' ? Buffer.from(entry['signature'], 'base64') : Buffer.alloc(0)
 
 export function verifyLines(
   lines: Iterable<string>,

@@ -20,6 +20,8 @@ export interface ChainPosition {
   readonly seq: number
   readonly time: number
   readonly checkpoint: boolean
+  /** The line parsed. */
+  readonly entry: Record<string, unknown>
 }
 
 export function chainPosition(line: string): ChainPosition | null {
@@ -30,6 +32,7 @@ export function chainPosition(line: string): ChainPosition | null {
     seq: e['seq'] as number,
     time: Date.parse(typeof e['time'] === 'string' ? e['time'] : '') || 0,
     checkpoint: line.startsWith(CHECKPOINT_LINE_PREFIX),
+    entry: e,
   }
 }
 
@@ -54,20 +57,27 @@ export async function windowStarts(
   return starts
 }
 
-/** The second pass: whether a line belongs to the copy, given where each stream's copy starts. */
+/**
+ * The second pass: whether a line belongs to the copy. `starts`: where each stream's copy starts
+ * (windowStarts); null when the lines given already start each stream there (PostgreSQL reads a
+ * stream from its checkpoint).
+ */
 export class WindowCopy {
-  readonly #starts: ReadonlyMap<string, number>
+  readonly #starts: ReadonlyMap<string, number> | null
   readonly #until: number | undefined
   readonly #ended = new Set<string>()
 
-  constructor(starts: ReadonlyMap<string, number>, until: number | undefined) {
+  constructor(until: number | undefined, starts: ReadonlyMap<string, number> | null) {
     this.#starts = starts
     this.#until = until
   }
 
   keep(p: ChainPosition): boolean {
-    const start = this.#starts.get(p.stream)
-    if (start === undefined || p.seq < start || this.#ended.has(p.stream)) return false
+    if (this.#starts !== null) {
+      const start = this.#starts.get(p.stream)
+      if (start === undefined || p.seq < start) return false
+    }
+    if (this.#ended.has(p.stream)) return false
     // Without a gap: the copy of a stream ends at its first entry after the window.
     if (this.#until !== undefined && p.time > this.#until) {
       this.#ended.add(p.stream)

@@ -20,9 +20,8 @@ function activityOf(method: string): { id: number; name: string } {
   return { id: 99, name: 'Other' }
 }
 
-/** One audit line as an OCSF event, or null when the line is not a chained entry. */
-export function toOcsf(line: string): Record<string, unknown> | null {
-  const e = chainedEntry(line)
+/** One audit line as an OCSF event, or null when the line is not a chained entry (`e`: the line already parsed). */
+export function toOcsf(line: string, e = chainedEntry(line)): Record<string, unknown> | null {
   if (e === null) return null
   const time = Date.parse(typeof e['time'] === 'string' ? e['time'] : '') || 0
   const attestation = {

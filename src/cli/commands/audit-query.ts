@@ -237,8 +237,8 @@ export const auditExportCommand: Command = {
     const since = typeof values['since'] === 'string' ? parseTime(values['since'], '--since') : undefined
     const until = typeof values['until'] === 'string' ? parseTime(values['until'], '--until') : undefined
     let exported = 0
-    const emit = (line: string): void => {
-      const event = toOcsf(line)
+    const emit = (line: string, entry?: Record<string, unknown>): void => {
+      const event = toOcsf(line, entry)
       if (event === null) return
       out(JSON.stringify(event))
       exported++
@@ -249,19 +249,19 @@ export const auditExportCommand: Command = {
       })
     else if (store === 'file') {
       // Two passes: where each stream's copy starts (a checkpoint), then the copy.
-      const copy = new WindowCopy(await windowStarts(trailLines(config.auditFile), { since, until }), until)
+      const copy = new WindowCopy(until, await windowStarts(trailLines(config.auditFile), { since, until }))
       for await (const line of trailLines(config.auditFile)) {
         const p = chainPosition(line)
-        if (p !== null && copy.keep(p)) emit(line)
+        if (p !== null && copy.keep(p)) emit(line, p.entry)
       }
     } else
       await withPostgres(config, env, async (pg) => {
         for (const [stream, fromSeq] of await pg.firstEntriesInWindow(since, until)) {
           // The rows start at the stream's last checkpoint at or before its first entry in the window.
-          const copy = new WindowCopy(new Map([[stream, 1]]), until)
+          const copy = new WindowCopy(until, null)
           for await (const row of pg.verificationRows({ stream, fromSeq })) {
             const p = chainPosition(row.line)
-            if (p !== null && copy.keep(p)) emit(row.line)
+            if (p !== null && copy.keep(p)) emit(row.line, p.entry)
           }
         }
       })
