@@ -1,7 +1,8 @@
 /**
- * Reads a V8 CPU profile (`node --cpu-prof`) and tells what share of the process's busy time, in
- * a window before the profile ended, was spent in given code: the benchmark's measure of what
- * telemetry costs a request, one that the machine's load does not move as it moves req/s.
+ * Reads a V8 CPU profile (`node --cpu-prof`) and tells what share of the process's busy samples, in
+ * a window before the profile ended, fell in given code: the benchmark's second measure of what
+ * telemetry costs a request, one that the machine's load does not move as it moves req/s. V8
+ * samples wall time on the main thread, so time spent waiting for the CPU counts as busy too.
  */
 import { readFileSync } from 'node:fs'
 

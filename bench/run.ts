@@ -49,7 +49,7 @@ const RULES = Number(process.env.BENCH_RULES ?? 1000)
  * time, not the steady state.
  */
 const WARMUP_SECONDS = Number(process.env.BENCH_WARMUP ?? 5)
-/** Which parts to run: throughput, latency, policy (all by default). */
+/** Which parts to run (all by default; `paired` only with BENCH_BASELINE). */
 const PARTS = new Set((process.env.BENCH_PARTS ?? 'throughput,latency,policy,workers,telemetry,paired').split(','))
 const ONLY = process.env.BENCH_ONLY?.split(',') ?? null
 const WORKLOAD_FILTER = process.env.BENCH_WORKLOADS?.split(',') ?? null
@@ -66,9 +66,12 @@ interface Workload {
   body?: Buffer
 }
 const post = Buffer.from(JSON.stringify({ qty: 3, pad: 'y'.repeat(4000) }))
+/** The workload the paired parts compare on, whatever BENCH_WORKLOADS filters out of the tables. */
+const SMALL_GET: Workload = { name: 'small GET (~200 B JSON)', path: '/small', method: 'GET' }
+
 const WORKLOADS: Workload[] = (
   [
-    { name: 'small GET (~200 B JSON)', path: '/small', method: 'GET' },
+    SMALL_GET,
     { name: '64 KiB GET', path: '/large', method: 'GET' },
     { name: '4 KiB JSON POST (body rule)', path: '/items', method: 'POST', body: post },
     { name: 'server-sent events (10 events per response)', path: '/events', method: 'GET' },
@@ -674,7 +677,6 @@ async function pairedBaselinePart(origin: string, dir: string, baseline: string)
     jwksFile: null,
     vault: null,
   })
-  const small = WORKLOADS.find((w) => w.path === '/small') ?? { name: 'small GET', path: '/small', method: 'GET' }
   const start = (target?: string) => () =>
     startTarget('corridor', { config, env: { BENCH_TOKEN: 'bench-secret' } }, 1, target)
   const ratios: number[] = []
@@ -683,7 +685,7 @@ async function pairedBaselinePart(origin: string, dir: string, baseline: string)
       await pairedCpuRatio(
         start(join(resolve(baseline), 'bench/target.ts')),
         start(),
-        small,
+        SMALL_GET,
         { authorization: `Bearer ${BENCH_KEY}` },
         r,
       ),
@@ -699,10 +701,11 @@ async function pairedBaselinePart(origin: string, dir: string, baseline: string)
  * - paired: Corridor with telemetry off and Corridor with a telemetry setting run at the same
  *   time, side by side on CPU 1, each under its own load; the ratio of their CPU time per request
  *   compares two processes that saw the same machine at the same moments;
- * - profiled: the telemetry setting alone under a CPU profiler, and the share of its busy time
- *   spent in telemetry code (src/telemetry, prom-client, the trace context's own frames). This
- *   leaves out what telemetry costs elsewhere (garbage collection, the export's socket reads), so
- *   it is a lower bound; the paired ratio has no such blind spot but more spread.
+ * - profiled: the telemetry setting alone under a CPU profiler, and the share of its busy samples
+ *   in telemetry code (src/telemetry, prom-client, the trace context's own frames). V8 samples
+ *   wall time on the main thread (time waiting for the CPU counts too), and this leaves out what
+ *   telemetry costs elsewhere (garbage collection, the export's socket reads): a rough lower
+ *   bound; the paired ratio has no such blind spot but more spread.
  */
 async function telemetryPart(origin: string, dir: string, collectorUrl: string): Promise<void> {
   const settings: { name: string; config: Partial<Parameters<typeof writeBenchConfig>[1]> }[] = [
@@ -724,7 +727,6 @@ async function telemetryPart(origin: string, dir: string, collectorUrl: string):
       ...extra,
     })
   const off = configFor({ metrics: false })
-  const small = WORKLOADS.find((w) => w.path === '/small') ?? { name: 'small GET', path: '/small', method: 'GET' }
   const headers = { authorization: `Bearer ${BENCH_KEY}` }
   const start = (config: string, flags: string[] = []) =>
     startTarget('corridor', { config, env: { BENCH_TOKEN: 'bench-secret' } }, 1, undefined, flags)
@@ -735,7 +737,7 @@ async function telemetryPart(origin: string, dir: string, collectorUrl: string):
         await pairedCpuRatio(
           () => start(off),
           () => start(row.file),
-          small,
+          SMALL_GET,
           headers,
           r,
         ),
@@ -744,8 +746,8 @@ async function telemetryPart(origin: string, dir: string, collectorUrl: string):
       const profileDir = mkdtempSync(join(dir, 'profile-'))
       const profiled = await start(row.file, ['--cpu-prof', '--cpu-prof-dir', profileDir, '--cpu-prof-interval', '250'])
       try {
-        await drive(profiled.url, small, headers, WARMUP_SECONDS, CONNECTIONS)
-        await drive(profiled.url, small, headers, SECONDS, CONNECTIONS)
+        await drive(profiled.url, SMALL_GET, headers, WARMUP_SECONDS, CONNECTIONS)
+        await drive(profiled.url, SMALL_GET, headers, SECONDS, CONNECTIONS)
       } finally {
         await profiled.stop()
       }
@@ -766,7 +768,7 @@ async function telemetryPart(origin: string, dir: string, collectorUrl: string):
   }
   const pct = (x: number) => `${fmt(x * 100, 1)} %`
   process.stdout.write(
-    `\n### Telemetry cost (small GET, API key, env credential; ${SECONDS}s × ${REPEAT})\n\nPaired: CPU per request with the setting over CPU per request with telemetry off, both running at once on CPU 1 (${CONNECTIONS / 2} connections each). Profiled: share of busy CPU in telemetry code, the setting alone under \`--cpu-prof\` (a lower bound).\n\n| setting | paired CPU/request vs off: median (min–max) | profiled share in telemetry code: median (min–max) |\n|---|---|---|\n`,
+    `\n### Telemetry cost (small GET, API key, env credential; ${SECONDS}s × ${REPEAT})\n\nPaired: CPU per request with the setting over CPU per request with telemetry off, both running at once on CPU 1 (${CONNECTIONS / 2} connections each). Profiled: share of busy samples (wall time on the main thread) in telemetry code, the setting alone under \`--cpu-prof\` (a rough lower bound).\n\n| setting | paired CPU/request vs off: median (min–max) | profiled share in telemetry code: median (min–max) |\n|---|---|---|\n`,
   )
   for (const row of rows)
     process.stdout.write(
