@@ -128,6 +128,13 @@ interface Reply {
   raw?: boolean
 }
 
+/** One version of a transit key. */
+interface TransitKeyVersion {
+  readonly privateKey: KeyObject
+  readonly publicKey: KeyObject
+  readonly created: string
+}
+
 export class VaultTestServer {
   readonly rootToken = `hvs.${base62(24)}`
   readonly faults: Faults = { sealed: false, delayMs: 0, blackhole: false, reset: false, status: null }
@@ -140,7 +147,7 @@ export class VaultTestServer {
   readonly #kv = new Map<string, Map<string, KvVersion[]>>()
   readonly #dynamic = new Map<string, Map<string, DynamicRole>>()
   /** Transit mounts → key name → its versions (ed25519 only: what Corridor signs with). */
-  readonly #transit = new Map<string, Map<string, { privateKey: KeyObject; publicKey: KeyObject; created: string }[]>>()
+  readonly #transit = new Map<string, Map<string, TransitKeyVersion[]>>()
   readonly #approles = new Map<
     string,
     { roleId: string; secretIds: Set<string>; policies: string[]; tokenTtlSec: number; tokenMaxTtlSec: number }
@@ -240,10 +247,7 @@ export class VaultTestServer {
   /** `vault write <mount>/keys/<name> type=ed25519`, or `.../rotate` when it exists: a new version. Returns it. */
   transitKey(mount: string, name: string): number {
     this.enableTransit(mount)
-    const keys = this.#transit.get(mount) as Map<
-      string,
-      { privateKey: KeyObject; publicKey: KeyObject; created: string }[]
-    >
+    const keys = this.#transit.get(mount) as Map<string, TransitKeyVersion[]>
     const versions = keys.get(name) ?? []
     versions.push({ ...generateKeyPairSync('ed25519'), created: new Date().toISOString() })
     keys.set(name, versions)
@@ -625,10 +629,7 @@ export class VaultTestServer {
 
   /** The transit engine's key and sign endpoints, for ed25519 keys. */
   #transitCall(mount: string, kind: string, rest: string[], method: string, body: Record<string, unknown>): Reply {
-    const keys = this.#transit.get(mount) as Map<
-      string,
-      { privateKey: KeyObject; publicKey: KeyObject; created: string }[]
-    >
+    const keys = this.#transit.get(mount) as Map<string, TransitKeyVersion[]>
     const name = rest[0] as string
     if (kind === 'keys' && rest.length === 2 && rest[1] === 'rotate') {
       if (method !== 'POST') throw new VaultHttpError(405, [])
