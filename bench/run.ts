@@ -7,7 +7,7 @@
  * medians with min–max are printed, every figure also as a ratio to "direct" from this run.
  * Bounded in time; stops every process it starts.
  *
- *   BENCH_SECONDS=5 BENCH_REPEAT=3 BENCH_CONNECTIONS=50 BENCH_WARMUP=5 npm run bench
+ *   BENCH_SECONDS=5 BENCH_REPEAT=3 BENCH_CONNECTIONS=50 BENCH_WARMUP_REQUESTS=60000 BENCH_WARMUP=5 npm run bench
  *   BENCH_PARTS=latency,policy npm run bench      (parts: throughput, latency, policy, workers, telemetry)
  *   BENCH_ONLY=http-proxy,corridor BENCH_WORKLOADS=64 npm run bench   (name filters; direct always runs)
  *   BENCH_BASELINE=../corridor-old npm run bench   (adds that checkout's Corridor, JWT + env credential,
@@ -43,11 +43,15 @@ const REPEAT = Number(process.env.BENCH_REPEAT ?? 3)
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50)
 const RULES = Number(process.env.BENCH_RULES ?? 1000)
 /**
- * Load before each measurement. A fresh Corridor under load is still compiling its hot paths for
- * about 4 s on this VM (small GET: ~225 µs of CPU per request in seconds 2 to 4, ~140 µs from
- * second 5 on), and a setting with more code warms up for longer: a shorter warm-up measures JIT
- * time, not the steady state.
+ * Small GETs each process under test serves once it has started, before anything is measured.
+ * V8 keeps optimising Corridor's hot paths for tens of thousands of requests (on this VM, alone on
+ * its CPU: about 1,100 functions optimised in the first 50,000 requests, 64 in the next 50,000,
+ * 16 in the 50,000 after), and it tiers code up by how often it runs, not for how long: a warm-up
+ * by time gives a process that shares its CPU (the paired parts) or serves slower requests fewer
+ * of them, and so measures JIT work, more of it for a setting with more code.
  */
+const WARMUP_REQUESTS = Number(process.env.BENCH_WARMUP_REQUESTS ?? 60_000)
+/** Then each workload's own load before it is measured, for the paths only it takes. */
 const WARMUP_SECONDS = Number(process.env.BENCH_WARMUP ?? 5)
 /** Which parts to run (all by default; `paired` only with BENCH_BASELINE). */
 const PARTS = new Set((process.env.BENCH_PARTS ?? 'throughput,latency,policy,workers,telemetry,paired').split(','))
@@ -246,15 +250,29 @@ async function startCorridorServe(config: string, workers: number): Promise<Runn
   return { url: `${url}/svc`, pid: child.pid as number, stop: () => stopChild(child) }
 }
 
-async function drive(url: string, w: Workload, headers: Record<string, string>, seconds: number, connections: number) {
+function load(
+  url: string,
+  w: Workload,
+  headers: Record<string, string>,
+  connections: number,
+  extent: { duration: number } | { amount: number },
+) {
   return autocannon({
     url: url + w.path,
     method: w.method,
     connections,
-    duration: seconds,
     headers: { ...headers, 'content-type': 'application/json' },
     ...(w.body ? { body: w.body } : {}),
+    ...extent,
   })
+}
+
+const drive = (url: string, w: Workload, headers: Record<string, string>, seconds: number, connections: number) =>
+  load(url, w, headers, connections, { duration: seconds })
+
+/** A process just started serves WARMUP_REQUESTS small GETs (see there). */
+async function warmUp(url: string, headers: Record<string, string>, connections = CONNECTIONS): Promise<void> {
+  await load(url, SMALL_GET, headers, connections, { amount: WARMUP_REQUESTS })
 }
 
 /** Small GETs one after another on one kept-alive connection; returns each latency in ms, sorted. */
@@ -438,6 +456,7 @@ async function main(): Promise<void> {
       const url = running?.url ?? origin
       const pid = running?.pid ?? upstream.pid
       try {
+        if (running !== null) await warmUp(url, v.headers())
         for (const w of v.workloads) {
           await drive(url, w, v.headers(), WARMUP_SECONDS, CONNECTIONS)
           const vaultBefore = v.vault?.callCount() ?? 0
@@ -502,6 +521,7 @@ async function main(): Promise<void> {
     for (const [i, v] of single.entries()) {
       const running = v.start === null ? null : await v.start()
       try {
+        if (running !== null) await warmUp(running.url, v.headers())
         await sequential(running?.url ?? origin, v.headers(), WARMUP_SECONDS)
         const latencies = await sequential(running?.url ?? origin, v.headers(), SECONDS)
         singleRows[i]?.p50.push(percentile(latencies, 0.5))
@@ -596,6 +616,7 @@ async function workersPart(origin: string, dir: string, jwt: string, jwksFile: s
         const n = counts[i - 1]
         const running = n === undefined ? null : await startCorridorServe(config, n)
         try {
+          if (running !== null) await warmUp(running.url, { authorization: `Bearer ${jwt}` })
           for (const w of workloads) {
             const headers: Record<string, string> = running === null ? {} : { authorization: `Bearer ${jwt}` }
             await drive(running?.url ?? origin, w, headers, WARMUP_SECONDS, CONNECTIONS)
@@ -653,6 +674,7 @@ async function pairedCpuRatio(
     if (round % 2 === 0) running.push(await startA(), await startB())
     else running.push(...[await startB(), await startA()].reverse())
     const [a, b] = running as [Running, Running]
+    await Promise.all([a, b].map((p) => warmUp(p.url, headers, CONNECTIONS / 2)))
     await Promise.all([a, b].map((p) => drive(p.url, w, headers, WARMUP_SECONDS, CONNECTIONS / 2)))
     const cpuBefore = [cpuSeconds(a.pid), cpuSeconds(b.pid)]
     const results = await Promise.all([a, b].map((p) => drive(p.url, w, headers, SECONDS, CONNECTIONS / 2)))
@@ -746,6 +768,7 @@ async function telemetryPart(origin: string, dir: string, collectorUrl: string):
       const profileDir = mkdtempSync(join(dir, 'profile-'))
       const profiled = await start(row.file, ['--cpu-prof', '--cpu-prof-dir', profileDir, '--cpu-prof-interval', '250'])
       try {
+        await warmUp(profiled.url, headers)
         await drive(profiled.url, SMALL_GET, headers, WARMUP_SECONDS, CONNECTIONS)
         await drive(profiled.url, SMALL_GET, headers, SECONDS, CONNECTIONS)
       } finally {
