@@ -44,8 +44,8 @@ const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50)
 const RULES = Number(process.env.BENCH_RULES ?? 1000)
 /**
  * Small GETs each process under test serves once it has started, before anything is measured.
- * V8 keeps optimising Corridor's hot paths for tens of thousands of requests (on this VM, alone on
- * its CPU: about 1,100 functions optimised in the first 50,000 requests, 64 in the next 50,000,
+ * V8 keeps optimising Corridor's hot paths for tens of thousands of requests (on this VM, telemetry
+ * off: about 1,100 optimising compilations in the first 50,000 small GETs, 64 in the next 50,000,
  * 16 in the 50,000 after), and it tiers code up by how often it runs, not for how long: a warm-up
  * by time gives a process that shares its CPU (the paired parts) or serves slower requests fewer
  * of them, and so measures JIT work, more of it for a setting with more code.
