@@ -54,7 +54,7 @@ export const auditVerifyCommand: Command = {
     const file = positionals[0] !== undefined ? resolve(positionals[0]) : (config as ServerConfig).auditFile
     const keyFiles = values['public-key']
     const publicKeys = Array.isArray(keyFiles) ? keyFiles.map((f) => createPublicKey(readFileSync(f as string))) : []
-    const publicKey = publicKeys.length === 0 ? null : publicKeys
+    const keysGiven = publicKeys.length > 0
     const ocsf = values['ocsf'] === true
     if (ocsf && positionals[0] === undefined) throw new UsageError('--ocsf verifies an exported file: name it')
     // Only when asked: a whole copy whose head was cut away at a checkpoint would otherwise pass.
@@ -63,7 +63,7 @@ export const auditVerifyCommand: Command = {
     const range = rangeOf(values)
     if (range !== undefined && store !== 'postgres')
       throw new UsageError('--stream and --from-seq are for --store postgres')
-    if (range !== undefined && publicKey === null)
+    if (range !== undefined && !keysGiven)
       throw new UsageError('a range starts at a signed checkpoint: give --public-key to check its signature')
     const witnessFile = values['witness']
     if (typeof witnessFile === 'string' && range !== undefined)
@@ -72,19 +72,19 @@ export const auditVerifyCommand: Command = {
     let report: VerifyReport
     if (store === 'file') {
       // A copy exported with --since starts each stream at a checkpoint.
-      const verifier = new ChainVerifier(publicKey, { witness, fromCheckpoints: bounded })
+      const verifier = new ChainVerifier(publicKeys, { witness, fromCheckpoints: bounded })
       for (const line of ocsf ? linesFromOcsf(readFileSync(file, 'utf8').split('\n')) : await readLines(file))
         verifier.add(line)
       report = verifier.report()
     } else
       report = await withPostgres(config as ServerConfig, env, async (pgStore) => {
-        const verifier = new ChainVerifier(publicKey, { fromCheckpoints: range !== undefined, witness })
+        const verifier = new ChainVerifier(publicKeys, { fromCheckpoints: range !== undefined, witness })
         for await (const row of pgStore.verificationRows(range)) verifier.add(row.line, row.problem)
         return verifier.report()
       })
     out(
       `${store === 'file' ? `${file}${!ocsf && trailFiles(file).length > 1 ? ` (and ${trailFiles(file).length - 1} rotated file(s))` : ''}` : range === undefined ? 'PostgreSQL' : `PostgreSQL, stream ${range.stream} from its last checkpoint at or before entry ${range.fromSeq}${range.toSeq === undefined ? '' : ` to entry ${range.toSeq}`}`}: ${report.entries} entries in ${report.streams} stream(s), ${report.checkpoints} checkpoint(s)` +
-        (publicKey === null ? ' (signatures not checked: no --public-key)' : ', signatures checked') +
+        (keysGiven ? ', signatures checked' : ' (signatures not checked: no --public-key)') +
         (report.unreadable > 0 ? `, ${report.unreadable} unreadable line(s)` : '') +
         (typeof witnessFile === 'string'
           ? `, checked against ${witness.filter((l) => l.trim() !== '').length} witnessed checkpoint(s)` +
@@ -114,7 +114,7 @@ export const auditVerifyCommand: Command = {
       out(
         fileStart
           ? `stream ${stream} starts at entry ${firstSeq}, the opening checkpoint of a rotated file: the files before it are not in this trail (deleted by retention)`
-          : `stream ${stream} starts at entry ${firstSeq}, a checkpoint${publicKey === null ? '' : ' whose signature verified'}: the entries before it are not in this copy (an export bounded by --since)`,
+          : `stream ${stream} starts at entry ${firstSeq}, a checkpoint${keysGiven ? ' whose signature verified' : ''}: the entries before it are not in this copy (an export bounded by --since)`,
       )
     if (range !== undefined && report.entries === 0) {
       err(`no entries of stream '${range.stream}' in that range`)
