@@ -205,12 +205,7 @@ export class ApprovalExecutor {
     record.approval = { ...approvalLink(approval), state: 'executed', executed_request_id: record.request_id }
     d.audit.write(record)
     // The release's span covers it from the credential on; the record times the upstream call.
-    if (trace !== null)
-      d.tracer?.finish(trace, {
-        ...record,
-        time: new Date(releaseStarted).toISOString(),
-        duration_ms: Date.now() - releaseStarted,
-      })
+    if (trace !== null) d.tracer?.finish(trace, { ...record, duration_ms: Date.now() - releaseStarted })
     if (credential !== null)
       settleCredential(credential, result.status, d.log, { approvalId: id, requestId: record.request_id })
     await this.#storeResult(id, token, result)

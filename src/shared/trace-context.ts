@@ -38,6 +38,8 @@ export interface RequestTrace {
   readonly flags: string
   /** Whether its spans are recorded (the trace context is passed on either way). */
   readonly sampled: boolean
+  /** When it started, epoch milliseconds with a fraction; 0 when not sampled. */
+  readonly start: number
   /** A release: the hold it carries out (its own trace, since it runs later and elsewhere). */
   readonly link: TraceLink | null
   credential: { start: number; end: number; source: string } | null
@@ -49,7 +51,6 @@ export interface RequestTrace {
 /** What a request's spans say about it: the fields of its audit record that they carry. */
 export interface TraceFacts {
   readonly request_id: string
-  readonly time: string
   readonly duration_ms: number
   readonly agent: string | null
   readonly connector: string | null

@@ -8,8 +8,9 @@
  * the client span of the upstream call, whose id the upstream receives in `traceparent`, so its
  * own spans join the same trace. The release of a held request is a trace of its own (it runs
  * later, on whichever replica claims it) whose root span links to the hold's server span.
- * Spans are exported in batches as OTLP/HTTP JSON; when the collector is slow or away, spans are
- * dropped (counted), never queued without bound, and never slow a request.
+ * A sampled request's spans are written as OTLP/HTTP JSON when it ends, into a bounded buffer
+ * outside the JS heap (span-buffer.ts), and exported in batches; when the collector is slow or
+ * away, spans are dropped (counted), never queued without bound, and never slow a request.
  */
 import { randomFillSync } from 'node:crypto'
 import { Client } from 'undici'
@@ -21,6 +22,8 @@ import {
   type TraceLink,
   type Tracing,
 } from '../shared/trace-context.ts'
+import { SpanBuffer } from './span-buffer.ts'
+import { requestSpans } from './span-json.ts'
 
 export interface TracingOptions {
   /** The collector's OTLP/HTTP base URL. */
@@ -29,51 +32,14 @@ export interface TracingOptions {
   readonly sample: number
   readonly timeoutMs: number
   readonly log: Logger
+  /** Bytes of spans that may wait for export, in each of the two buffers (default 2 MiB, some 1,800 requests). */
+  readonly bufferBytes?: number
 }
 
-/** Finished requests waiting for export (each two to a few spans); beyond it their spans are dropped, counted. */
-const MAX_QUEUE = 2_048
-/** Requests per export. */
-const BATCH = 256
+const BUFFER_BYTES = 2 * 1024 * 1024
+/** An export goes as soon as this many bytes of spans wait (some 220 requests), else at the next tick of the timer. */
+const BATCH_BYTES = 256 * 1024
 const FLUSH_MS = 1_000
-
-/** One span, already written as OTLP JSON (building objects for JSON.stringify cost more than the rest of tracing). */
-type Span = string
-
-/** OTLP attributes as JSON; keys are Corridor's own constants, values are escaped; nulls are left out. */
-function attributes(pairs: readonly (readonly [string, string | number | null])[]): string {
-  let out = ''
-  for (const [key, value] of pairs) {
-    if (value === null) continue
-    if (out !== '') out += ','
-    out +=
-      typeof value === 'number'
-        ? `{"key":"${key}","value":{"intValue":"${value}"}}`
-        : `{"key":"${key}","value":{"stringValue":${JSON.stringify(value)}}}`
-  }
-  return out
-}
-
-function span(
-  traceId: string,
-  spanId: string,
-  parentSpanId: string | null,
-  name: string,
-  kind: number,
-  startMs: number,
-  endMs: number,
-  attrs: string,
-  status: string | null,
-  link: TraceLink | null = null,
-): Span {
-  return `{"traceId":"${traceId}","spanId":"${spanId}"${parentSpanId === null ? '' : `,"parentSpanId":"${parentSpanId}"`},"name":${JSON.stringify(name)},"kind":${kind},"startTimeUnixNano":"${nanos(startMs)}","endTimeUnixNano":"${nanos(endMs)}","attributes":[${attrs}]${status === null ? '' : `,"status":${status}`}${link === null ? '' : `,"links":[{"traceId":"${link.traceId}","spanId":"${link.spanId}","attributes":[${attributes([['corridor.link', 'held request']])}]}]`}}`
-}
-/**
- * Epoch milliseconds (with a fraction) as OTLP's decimal nanoseconds. A double holds today's epoch
- * in nanoseconds to within 256 ns, finer than the clocks the times come from, and prints it
- * in full digits (below 1e21).
- */
-const nanos = (ms: number): string => String(Math.round(ms * 1e6))
 
 /** Span and trace ids from a refilled pool of random bytes: one system call per 4 KiB, not two per request. */
 const pool = Buffer.alloc(4_096)
@@ -86,6 +52,7 @@ function randomHex(bytes: number): string {
   poolAt += bytes
   return pool.toString('hex', poolAt - bytes, poolAt)
 }
+const spanId = (): string => randomHex(8)
 
 export class Tracer implements Tracing {
   readonly #o: TracingOptions
@@ -95,8 +62,7 @@ export class Tracer implements Tracing {
    */
   readonly #collector: Client
   readonly #path: string
-  /** Finished requests whose spans are written only when exported: a span dropped under load costs nothing. */
-  #queue: { readonly t: RequestTrace; readonly facts: TraceFacts }[] = []
+  readonly #buffer: SpanBuffer
   #dropped = 0
   #timer: NodeJS.Timeout
   #sending: Promise<void> = Promise.resolve()
@@ -111,6 +77,7 @@ export class Tracer implements Tracing {
       bodyTimeout: options.timeoutMs,
     })
     this.#path = url.pathname
+    this.#buffer = new SpanBuffer(options.bufferBytes ?? BUFFER_BYTES)
     this.#timer = setInterval(() => void this.flush(), FLUSH_MS)
     this.#timer.unref()
   }
@@ -151,6 +118,7 @@ export class Tracer implements Tracing {
       clientSpanId: spanIds.slice(16, 32),
       flags,
       sampled,
+      start: sampled ? performance.timeOrigin + performance.now() : 0,
       link,
       credential: null,
       calls: sampled ? [] : null,
@@ -158,131 +126,43 @@ export class Tracer implements Tracing {
     }
   }
 
-  /** The request has ended: its spans are queued for export (kept as the request's facts until then). */
+  /** The request has ended: a sampled one's spans are written and wait for export. */
   finish(t: RequestTrace, facts: TraceFacts): void {
     if (!t.sampled) return
-    if (this.#queue.length >= MAX_QUEUE) {
-      const calls = t.calls?.length ?? 0
-      this.#dropped += 1 + (calls === 0 ? 0 : 1 + calls) + (t.upstreamStart === null ? 0 : 1)
+    const { json, count } = requestSpans(t, facts, spanId)
+    const before = this.#buffer.bytes
+    if (!this.#buffer.append(json, count)) {
+      this.#dropped += count
       return
     }
     // A full batch goes now rather than at the next tick of the timer.
-    if (this.#queue.length === BATCH) void this.flush()
-    this.#queue.push({ t, facts })
+    if (before < BATCH_BYTES && this.#buffer.bytes >= BATCH_BYTES) void this.flush()
   }
 
-  /** One request's spans, as OTLP JSON. */
-  #spans(t: RequestTrace, record: TraceFacts): Span[] {
-    const spans: Span[] = []
-    const start = Date.parse(record.time)
-    // A credential the cache had is an attribute of the server span; one that took calls to its
-    // source is a span of its own, the calls under it.
-    const credential = t.calls !== null && t.calls.length > 0 ? t.credential : null
-    const failed = record.error_code !== null || (record.status >= 500 && record.status !== 0)
-    spans.push(
-      span(
-        t.traceId,
-        t.serverSpanId,
-        t.parentSpanId,
-        `${t.link === null ? '' : 'release '}${record.method} ${record.connector ?? 'corridor'}${record.action === null ? '' : ` ${record.action}`}`,
-        t.link === null ? 2 : 1, // SERVER, or INTERNAL for a release
-        start,
-        start + record.duration_ms,
-        `${attributes([
-          ['http.request.method', record.method],
-          ['url.path', record.path],
-          ['http.response.status_code', record.status],
-          ['corridor.decision', record.decision],
-          ['corridor.rule', record.rule],
-          ['corridor.outcome', record.outcome],
-          ['corridor.error_code', record.error_code],
-          ['corridor.request_id', record.request_id],
-          ['corridor.agent', record.agent],
-          ['corridor.connector', record.connector],
-          ['corridor.action', record.action],
-          ['corridor.credential.source', t.credential?.source ?? null],
-        ])}`,
-        failed ? `{"code":2,"message":${JSON.stringify(record.error_code ?? String(record.status))}}` : '{"code":1}',
-        t.link,
-      ),
-    )
-    if (credential !== null) {
-      const credentialSpanId = randomHex(8)
-      spans.push(
-        span(
-          t.traceId,
-          credentialSpanId,
-          t.serverSpanId,
-          `credential ${credential.source}`,
-          1, // INTERNAL
-          credential.start,
-          credential.end,
-          attributes([['corridor.credential.source', credential.source]]),
-          null,
-        ),
-      )
-      for (const call of t.calls ?? [])
-        spans.push(
-          span(
-            t.traceId,
-            randomHex(8),
-            credentialSpanId,
-            `${call.system} ${call.method} ${call.path}`,
-            3, // CLIENT
-            call.start,
-            call.end,
-            attributes([
-              ['rpc.system', call.system],
-              ['http.request.method', call.method],
-              ['url.path', call.path],
-              ['http.response.status_code', call.status],
-            ]),
-            call.status !== null && call.status < 400 ? null : '{"code":2}',
-          ),
-        )
-    }
-    if (t.upstreamStart !== null)
-      spans.push(
-        span(
-          t.traceId,
-          t.clientSpanId,
-          t.serverSpanId,
-          `${record.method} upstream ${record.connector ?? ''}`,
-          3, // CLIENT
-          t.upstreamStart,
-          t.upstreamStart + (record.upstream_ms ?? 0),
-          `${attributes([
-            ['http.request.method', record.method],
-            ['http.response.status_code', record.upstream_status],
-          ])}`,
-          null,
-        ),
-      )
-    return spans
-  }
-
-  /** Sends what is queued, in batches; a batch the collector does not take is dropped, counted. */
+  /** Sends what waits, in batches; a batch the collector does not take is dropped, counted. */
   flush(): Promise<void> {
     this.#sending = this.#sending.then(async () => {
-      while (this.#queue.length > 0) {
-        const batch = this.#queue.splice(0, BATCH)
-        const spans = batch.flatMap((p) => this.#spans(p.t, p.facts))
+      for (let batch = this.#buffer.take(); batch !== null; batch = this.#buffer.take()) {
+        let sent = false
         try {
           const res = await this.#collector.request({
             path: this.#path,
             method: 'POST',
             headers: { 'content-type': 'application/json' },
-            body: `{"resourceSpans":[{"resource":{"attributes":[${attributes([['service.name', 'corridor']])}]},"scopeSpans":[{"scope":{"name":"corridor"},"spans":[${spans.join(',')}]}]}]}`,
+            body: batch.body,
             headersTimeout: this.#o.timeoutMs,
             bodyTimeout: this.#o.timeoutMs,
           })
           await res.body.dump()
           if (res.statusCode < 200 || res.statusCode >= 300) throw new Error(`the collector answered ${res.statusCode}`)
+          sent = true
         } catch (err) {
           if (this.#dropped === 0)
             this.#o.log.warn({ err }, 'trace export failed; spans are dropped until the collector answers')
-          this.#dropped += spans.length
+          this.#dropped += batch.spans
           return
+        } finally {
+          this.#buffer.giveBack(batch, sent)
         }
       }
     })

@@ -227,7 +227,6 @@ it('a collector that accepts connections and never answers costs dropped spans, 
       t.upstreamStart = Date.now()
       tracer.finish(t, {
         request_id: `req_${i}`,
-        time: new Date().toISOString(),
         duration_ms: 2,
         agent: 'writer',
         connector: 'db',
