@@ -32,10 +32,9 @@ export interface TracingOptions {
   readonly sample: number
   readonly timeoutMs: number
   readonly log: Logger
-  /** Bytes of spans that may wait for export, in each of the two buffers (default 2 MiB, some 1,800 requests). */
-  readonly bufferBytes?: number
 }
 
+/** Bytes of spans that may wait for export in each of the two buffers: some 1,800 requests. */
 const BUFFER_BYTES = 2 * 1024 * 1024
 /** An export goes as soon as this many bytes of spans wait (some 220 requests), else at the next tick of the timer. */
 const BATCH_BYTES = 256 * 1024
@@ -77,7 +76,7 @@ export class Tracer implements Tracing {
       bodyTimeout: options.timeoutMs,
     })
     this.#path = url.pathname
-    this.#buffer = new SpanBuffer(options.bufferBytes ?? BUFFER_BYTES)
+    this.#buffer = new SpanBuffer(BUFFER_BYTES)
     this.#timer = setInterval(() => void this.flush(), FLUSH_MS)
     this.#timer.unref()
   }
