@@ -39,14 +39,9 @@ export class SpanBuffer {
     this.#reset()
   }
 
-  /** Spans waiting in the filling buffer. */
-  get spans(): number {
-    return this.#spans
-  }
-
-  /** Bytes of spans waiting in the filling buffer. */
+  /** Bytes of spans waiting in the filling buffer (the export's opening is ASCII: one byte a character). */
   get bytes(): number {
-    return this.#spans === 0 ? 0 : this.#length - EXPORT_PREFIX.length
+    return this.#length - EXPORT_PREFIX.length
   }
 
   /** Adds `count` spans written as comma-separated JSON; false, and nothing added, when they do not fit. */

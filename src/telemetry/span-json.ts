@@ -17,8 +17,7 @@ const INTERNAL = 1
 /** The first attribute of a list (every span has one that is never null); `more` adds the others. */
 const first = (key: string, value: string): string =>
   `{"key":"${key}","value":{"stringValue":${JSON.stringify(value)}}}`
-const more = (key: string, value: string | null): string =>
-  value === null ? '' : `,{"key":"${key}","value":{"stringValue":${JSON.stringify(value)}}}`
+const more = (key: string, value: string | null): string => (value === null ? '' : `,${first(key, value)}`)
 const moreInt = (key: string, value: number | null): string =>
   value === null ? '' : `,{"key":"${key}","value":{"intValue":"${value}"}}`
 
