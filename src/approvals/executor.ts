@@ -204,12 +204,17 @@ export class ApprovalExecutor {
     record.duration_ms = record.upstream_ms = Math.round((performance.now() - started) * 1000) / 1000
     record.approval = { ...approvalLink(approval), state: 'executed', executed_request_id: record.request_id }
     d.audit.write(record)
-    // The release's span covers it from the credential on; the record times the upstream call.
-    if (trace !== null) d.tracer?.finish(trace, { ...record, duration_ms: Date.now() - releaseStarted })
+    const releaseMs = Date.now() - releaseStarted
     if (credential !== null)
       settleCredential(credential, result.status, d.log, { approvalId: id, requestId: record.request_id })
-    await this.#storeResult(id, token, result)
-    d.onSettled(id, 'executed', null)
+    try {
+      await this.#storeResult(id, token, result)
+      d.onSettled(id, 'executed', null)
+    } finally {
+      // Telemetry last, so that the result is stored whatever it does; recorded even if storing failed.
+      // The release's span covers it from the credential on; the record times the upstream call.
+      if (trace !== null) d.tracer?.finish(trace, { ...record, duration_ms: releaseMs })
+    }
   }
 
   /**

@@ -486,12 +486,13 @@ function finish(
     record.error_detail = lease.cutBy.id
   }
   deps.audit.write(record)
-  deps.metrics?.observe(record)
-  if (lease.trace !== null) deps.tracer?.finish(lease.trace, record)
   lease.untrack?.()
   lease.admission?.settle(record.upstream_status)
   if (lease.credential !== null)
     settleCredential(lease.credential, record.upstream_status, deps.log, { requestId: record.request_id })
+  // Telemetry last: whatever it does, the request's slot, budget and credential are already given back.
+  deps.metrics?.observe(record)
+  if (lease.trace !== null) deps.tracer?.finish(lease.trace, record)
 }
 
 const NO_LIMITS: readonly CompiledLimit[] = []
