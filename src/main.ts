@@ -190,6 +190,7 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
         approvalsPending: () => approvalService.pendingCount().catch(() => null),
         tracesDropped: () => tracer?.dropped ?? null,
         auditHealthy: () => audit.healthy,
+        auditWriteFailures: () => audit.writeFailures,
         shipping: () => shipper?.status() ?? null,
       })
     : null

@@ -39,6 +39,8 @@ const CHECKPOINT_MS = 60_000
 export interface AuditSink {
   /** False while records cannot be written; nothing may be forwarded then. */
   readonly healthy: boolean
+  /** Entries that could not be written since the sink opened. */
+  readonly writeFailures: number
   /** Writes one record. Returns false if it could not be written (the record then goes to the operational log). */
   write(record: AuditRecord): boolean
   /**
@@ -79,6 +81,7 @@ export class FileAuditSink implements AuditSink {
   readonly #checkpointEntries: number | null
   #sinceCheckpoint = 0
   #healthy = true
+  #writeFailures = 0
   #probe: NodeJS.Timeout | null = null
   /**
    * open: taking entries; closing: no new signatures are asked (the final checkpoint covers what
@@ -125,6 +128,10 @@ export class FileAuditSink implements AuditSink {
 
   get healthy(): boolean {
     return this.#healthy
+  }
+
+  get writeFailures(): number {
+    return this.#writeFailures
   }
 
   write(record: AuditRecord): boolean {
@@ -309,6 +316,7 @@ export class FileAuditSink implements AuditSink {
   /** Appends one chained line; on failure the sink turns unhealthy (a record goes to the operational log instead). */
   #append(json: string, record: AuditRecord | null, finalSignature = false): boolean {
     if (this.#phase === 'closed' || (this.#phase === 'final' && !finalSignature)) {
+      this.#writeFailures++
       if (record !== null)
         this.#log.error({ auditRecord: record }, 'audit record arrived after the audit trail was closed; not written')
       else this.#log.error('audit entry arrived after the audit trail was closed; not written')
@@ -329,6 +337,7 @@ export class FileAuditSink implements AuditSink {
   }
 
   #fail(err: unknown, record: AuditRecord | null): void {
+    this.#writeFailures++
     if (record !== null)
       this.#log.error(
         { err, auditRecord: record },

@@ -9,7 +9,7 @@
 import { collectDefaultMetrics, Gauge, Registry } from 'prom-client'
 import type { AuditRecord } from '../audit/record.ts'
 import type { LimitReport } from '../policy/limits.ts'
-import { SeriesCounter, SeriesHistogram } from './series.ts'
+import { ReadAtScrape, SeriesCounter, SeriesHistogram } from './series.ts'
 
 /** What the metrics read at scrape time from the rest of Corridor (no I/O on the request path). */
 export interface MetricSources {
@@ -17,12 +17,14 @@ export interface MetricSources {
   stops(): { readonly mode: string }[]
   /** Whether the audit sink takes writes. */
   auditHealthy(): boolean
+  /** Audit entries that could not be written since start. */
+  auditWriteFailures(): number
   /** Requests waiting for approvers (null: the queue does not answer now). */
   approvalsPending(): Promise<number | null>
   /** Spans dropped because the trace collector could not keep up (null: traces off). */
   tracesDropped(): number | null
   /** Shipping to PostgreSQL, when configured. */
-  shipping(): { readonly lagBytes: number; readonly failing: boolean } | null
+  shipping(): { readonly lagBytes: number } | null
 }
 
 /** Seconds: from sub-millisecond answers to slow upstreams and held calls. */
@@ -97,15 +99,13 @@ export class Metrics {
       [5, 15, 30, 60, 120, 300, 600, 1800, 3600, 14400, 86400],
       this.registry,
     )
-    new Gauge({
-      name: 'corridor_approvals_pending',
-      help: 'Requests waiting for approvers (absent while the approval queue does not answer)',
-      registers,
-      async collect() {
-        const n = await sources.approvalsPending()
-        if (n !== null) this.set(n)
-      },
-    })
+    new ReadAtScrape(
+      'corridor_approvals_pending',
+      'Requests waiting for approvers (absent while the approval queue does not answer)',
+      'gauge',
+      () => sources.approvalsPending(),
+      this.registry,
+    )
     new Gauge({
       name: 'corridor_stops_in_force',
       help: 'Operator stops in force, by mode',
@@ -117,23 +117,27 @@ export class Metrics {
         for (const stop of sources.stops()) this.inc({ mode: stop.mode })
       },
     })
-    new Gauge({
-      name: 'corridor_audit_sink_healthy',
-      help: '1 while the audit sink takes writes; 0 while Corridor refuses to act (audit_unavailable)',
-      registers,
-      collect() {
-        this.set(sources.auditHealthy() ? 1 : 0)
-      },
-    })
-    new Gauge({
-      name: 'corridor_trace_spans_dropped',
-      help: 'Spans dropped since start because the trace collector could not keep up (absent when traces are off)',
-      registers,
-      collect() {
-        const dropped = sources.tracesDropped()
-        if (dropped !== null) this.set(dropped)
-      },
-    })
+    new ReadAtScrape(
+      'corridor_audit_sink_healthy',
+      '1 while the audit sink takes writes; 0 while Corridor refuses to act (audit_unavailable)',
+      'gauge',
+      () => (sources.auditHealthy() ? 1 : 0),
+      this.registry,
+    )
+    new ReadAtScrape(
+      'corridor_audit_write_failures_total',
+      'Audit entries that could not be written (each went to the operational log instead; Corridor refuses requests until a write succeeds again)',
+      'counter',
+      () => sources.auditWriteFailures(),
+      this.registry,
+    )
+    new ReadAtScrape(
+      'corridor_trace_spans_dropped_total',
+      'Spans dropped because the trace collector could not keep up (absent when traces are off)',
+      'counter',
+      () => sources.tracesDropped(),
+      this.registry,
+    )
     const leastRemaining = this.#leastRemaining
     new Gauge({
       name: 'corridor_limit_remaining_ratio',
@@ -145,15 +149,13 @@ export class Metrics {
         for (const [limit, least] of leastRemaining) this.set({ limit, kind: least.kind }, least.ratio)
       },
     })
-    new Gauge({
-      name: 'corridor_audit_shipping_lag_bytes',
-      help: 'Bytes of the local audit file not yet stored in PostgreSQL (absent when shipping is off)',
-      registers,
-      collect() {
-        const status = sources.shipping()
-        if (status !== null) this.set(status.lagBytes)
-      },
-    })
+    new ReadAtScrape(
+      'corridor_audit_shipping_lag_bytes',
+      'Bytes of the local audit file not yet stored in PostgreSQL (absent when shipping is off)',
+      'gauge',
+      () => sources.shipping()?.lagBytes ?? null,
+      this.registry,
+    )
   }
 
   /** One finished request, read from its audit record. */

@@ -19,7 +19,7 @@ interface Sample {
 interface ScrapedMetric {
   readonly name: string
   readonly help: string
-  readonly type: 'counter' | 'histogram'
+  readonly type: 'counter' | 'gauge' | 'histogram'
   readonly values: Sample[]
   readonly aggregator: 'sum'
 }
@@ -150,5 +150,43 @@ export class SeriesHistogram extends LabelledSeries<HistogramState> {
     out.push({ metricName: `${this.name}_sum`, labels, value: state.sum })
     out.push({ metricName: `${this.name}_count`, labels, value: cumulative })
     return out
+  }
+}
+
+/**
+ * One unlabelled value kept elsewhere and read when /metrics is scraped, absent from the scrape
+ * while `read` answers null (a queue that does not answer, a feature that is off). prom-client's
+ * own unlabelled metrics always show a sample: 0 before anything sets them, and afterwards the last
+ * value set, which would read as a real figure.
+ */
+export class ReadAtScrape {
+  readonly name: string
+  readonly help: string
+  readonly type: 'counter' | 'gauge'
+  readonly #read: () => number | null | Promise<number | null>
+
+  constructor(
+    name: string,
+    help: string,
+    type: 'counter' | 'gauge',
+    read: () => number | null | Promise<number | null>,
+    registry: Registry,
+  ) {
+    this.name = name
+    this.help = help
+    this.type = type
+    this.#read = read
+    registry.registerMetric(this as never)
+  }
+
+  async get(): Promise<ScrapedMetric> {
+    const value = await this.#read()
+    return {
+      name: this.name,
+      help: this.help,
+      type: this.type,
+      values: value === null ? [] : [{ labels: {}, value }],
+      aggregator: 'sum',
+    }
   }
 }

@@ -3,6 +3,7 @@ import { join } from 'node:path'
 import { request } from 'undici'
 import { describe, expect, it } from 'vitest'
 import { eventually, startCorridorFixture } from '../helpers/corridor-fixture.ts'
+import { sampleValue, scrapeMetrics } from '../helpers/prometheus.ts'
 import { startRecordingUpstream } from '../helpers/recording-upstream.ts'
 import { AGENT_KEY, newCanary, standardFiles } from '../helpers/standard-policy.ts'
 
@@ -27,6 +28,10 @@ describe('fail closed', () => {
       // The record that could not be written went to the operational log instead, without the secret.
       await eventually(() => expect(fx.logs.join('')).toContain('audit record could not be written'))
       expect(fx.logs.join('')).not.toContain(canary)
+      // Alerts see it: the sink down, and every entry it lost counted (the sink's opening entry and this request's record).
+      const { samples } = await scrapeMetrics(fx.corridor.adminUrl)
+      expect(sampleValue(samples, 'corridor_audit_sink_healthy')).toBe(0)
+      expect(sampleValue(samples, 'corridor_audit_write_failures_total')).toBeGreaterThanOrEqual(2)
     } finally {
       await fx.close()
       await upstream.close()

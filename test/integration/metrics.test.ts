@@ -3,12 +3,12 @@
  * prometheus_client), carrying decisions, refusals, limits, stops and durations, and bounded in
  * cardinality: 2,000 agents sending to 10,000 distinct paths add no series of their own.
  */
-import { execFileSync } from 'node:child_process'
 import { Pool, request } from 'undici'
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import { hash, standardFiles } from '../helpers/standard-policy.ts'
 import { startCorridorFixture, type CorridorFixture } from '../helpers/corridor-fixture.ts'
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/recording-upstream.ts'
+import { hasSample, sampleValue, scrapeMetrics, type Sample } from '../helpers/prometheus.ts'
 
 const AGENTS = 2_000
 const PATHS = 10_000
@@ -41,28 +41,8 @@ afterAll(async () => {
   await upstream?.close()
 })
 
-/** Samples as the Python parser reads them: [name, labels, value]. */
-async function scrape(): Promise<[string, Record<string, string>, number][]> {
-  const res = await request(`${fx.corridor.adminUrl}/metrics`)
-  expect(res.statusCode).toBe(200)
-  expect(res.headers['content-type']).toContain('text/plain; version=0.0.4')
-  const text = await res.body.text()
-  const script =
-    'import sys, json\nfrom prometheus_client.parser import text_string_to_metric_families\n' +
-    'out = []\nfor f in text_string_to_metric_families(sys.stdin.read()):\n' +
-    '    for s in f.samples: out.append([s.name, s.labels, s.value if s.value == s.value else None])\n' +
-    'print(json.dumps(out))\n'
-  return JSON.parse(execFileSync('/usr/bin/python3', ['-c', script], { input: text }).toString()) as [
-    string,
-    Record<string, string>,
-    number,
-  ][]
-}
-
-const value = (samples: [string, Record<string, string>, number][], name: string, labels: Record<string, string>) =>
-  samples
-    .filter(([n, l]) => n === name && Object.entries(labels).every(([k, v]) => l[k] === v))
-    .reduce((sum, [, , v]) => sum + v, 0)
+const scrape = async (): Promise<Sample[]> => (await scrapeMetrics(fx.corridor.adminUrl)).samples
+const value = sampleValue
 
 it('counts decisions, refusals, limits and stops, and times requests and upstream calls', async () => {
   const call = (key: string, path: string, init: { method?: string; body?: string } = {}) =>
@@ -107,12 +87,17 @@ it('counts decisions, refusals, limits and stops, and times requests and upstrea
   expect(value(after, 'corridor_limit_remaining_ratio', { limit: 'list-rate', kind: 'rate' })).toBe(0)
   expect(value(after, 'corridor_stops_in_force', { mode: 'stop' })).toBe(0)
   expect(value(after, 'corridor_audit_sink_healthy', {})).toBe(1)
+  expect(hasSample(after, 'corridor_audit_write_failures_total')).toBe(true)
+  expect(value(after, 'corridor_audit_write_failures_total', {})).toBe(0)
+  // Features that are off show no figure at all, not a zero that reads as a measurement.
+  expect(hasSample(after, 'corridor_trace_spans_dropped_total')).toBe(false)
+  expect(hasSample(after, 'corridor_audit_shipping_lag_bytes')).toBe(false)
   expect(after.some(([n]) => n.startsWith('corridor_process_'))).toBe(true)
   expectWellFormedHistograms(after)
 })
 
 /** Every histogram series: buckets ascending by bound, counts cumulative, +Inf equal to _count. */
-function expectWellFormedHistograms(samples: [string, Record<string, string>, number][]): void {
+function expectWellFormedHistograms(samples: Sample[]): void {
   const series = new Map<string, { buckets: [number, number][]; count: number | null }>()
   let histograms = 0
   for (const [name, labels, v] of samples) {
