@@ -300,6 +300,12 @@ async function sequential(url: string, headers: Record<string, string>, seconds:
 const percentile = (sorted: number[], q: number): number =>
   sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * q))] ?? Number.NaN
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN
+/** The mean and its standard error (the sample's standard deviation over √n; NaN for fewer than two). */
+function meanAndError(xs: number[]): { mean: number; error: number } {
+  const mean = xs.reduce((sum, x) => sum + x, 0) / xs.length
+  const variance = xs.reduce((sum, x) => sum + (x - mean) ** 2, 0) / (xs.length - 1)
+  return { mean, error: Math.sqrt(variance / xs.length) }
+}
 const fmt = (n: number, digits = 0): string =>
   Number.isFinite(n) ? n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }) : '–'
 
@@ -791,12 +797,14 @@ async function telemetryPart(origin: string, dir: string, collectorUrl: string):
   }
   const pct = (x: number) => `${fmt(x * 100, 1)} %`
   process.stdout.write(
-    `\n### Telemetry cost (small GET, API key, env credential; ${SECONDS}s × ${REPEAT})\n\nPaired: CPU per request with the setting over CPU per request with telemetry off, both running at once on CPU 1 (${CONNECTIONS / 2} connections each). Profiled: share of busy samples (wall time on the main thread) in telemetry code, the setting alone under \`--cpu-prof\` (a rough lower bound).\n\n| setting | paired CPU/request vs off: median (min–max) | profiled share in telemetry code: median (min–max) |\n|---|---|---|\n`,
+    `\n### Telemetry cost (small GET, API key, env credential; ${SECONDS}s × ${REPEAT})\n\nPaired: CPU per request with the setting over CPU per request with telemetry off, both running at once on CPU 1 (${CONNECTIONS / 2} connections each); rounds vary by several per cent, so a difference of a few per cent needs BENCH_REPEAT of 6 or more to stand out from its standard error. Profiled: share of busy samples (wall time on the main thread) in telemetry code, the setting alone under \`--cpu-prof\` (a rough lower bound).\n\n| setting | paired CPU/request vs off: mean ± standard error (min–max) | profiled share in telemetry code: median (min–max) |\n|---|---|---|\n`,
   )
-  for (const row of rows)
+  for (const row of rows) {
+    const { mean, error } = meanAndError(row.ratio)
     process.stdout.write(
-      `| ${row.name} | ${pct(median(row.ratio) - 1)} (${pct(Math.min(...row.ratio) - 1)} – ${pct(Math.max(...row.ratio) - 1)}) | ${row.share.length === 0 ? '–' : `${pct(median(row.share))} (${pct(Math.min(...row.share))} – ${pct(Math.max(...row.share))})`} |\n`,
+      `| ${row.name} | ${pct(mean - 1)} ± ${pct(error)} (${pct(Math.min(...row.ratio) - 1)} – ${pct(Math.max(...row.ratio) - 1)}) | ${row.share.length === 0 ? '–' : `${pct(median(row.share))} (${pct(Math.min(...row.share))} – ${pct(Math.max(...row.share))})`} |\n`,
     )
+  }
 }
 
 const stopAll = (): void => {
