@@ -3,8 +3,8 @@
  * turned into Prometheus samples only when /metrics is scraped. prom-client's own classes
  * validate, sort and hash the label object on every observation, which was most of what metrics
  * cost a request; here the caller passes the label values in a fixed order and a series is found
- * by one Map lookup. Both register in prom-client's Registry, which formats and escapes them
- * with everything else.
+ * by one Map lookup. Also values kept elsewhere and only read at scrape (ReadAtScrape). All of
+ * them register in prom-client's Registry, which formats and escapes them with everything else.
  */
 import type { Registry } from 'prom-client'
 
