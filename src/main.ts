@@ -191,7 +191,7 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
         tracesDropped: () => tracer?.dropped ?? null,
         auditHealthy: () => audit.healthy,
         auditWriteFailures: () => audit.writeFailures,
-        shipping: () => shipper?.status() ?? null,
+        shippingLagBytes: () => shipper?.status().lagBytes ?? null,
       })
     : null
   const lifecycle = new Lifecycle()

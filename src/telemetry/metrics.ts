@@ -23,8 +23,8 @@ export interface MetricSources {
   approvalsPending(): Promise<number | null>
   /** Spans dropped because the trace collector could not keep up (null: traces off). */
   tracesDropped(): number | null
-  /** Shipping to PostgreSQL, when configured. */
-  shipping(): { readonly lagBytes: number } | null
+  /** Bytes of the local audit file not yet shipped to PostgreSQL (null: shipping is off). */
+  shippingLagBytes(): number | null
 }
 
 /** Seconds: from sub-millisecond answers to slow upstreams and held calls. */
@@ -153,7 +153,7 @@ export class Metrics {
       'corridor_audit_shipping_lag_bytes',
       'Bytes of the local audit file not yet stored in PostgreSQL (absent when shipping is off)',
       'gauge',
-      () => sources.shipping()?.lagBytes ?? null,
+      () => sources.shippingLagBytes(),
       this.registry,
     )
   }

@@ -42,7 +42,6 @@ afterAll(async () => {
 })
 
 const scrape = async (): Promise<Sample[]> => (await scrapeMetrics(fx.corridor.adminUrl)).samples
-const value = sampleValue
 
 it('counts decisions, refusals, limits and stops, and times requests and upstream calls', async () => {
   const call = (key: string, path: string, init: { method?: string; body?: string } = {}) =>
@@ -63,7 +62,7 @@ it('counts decisions, refusals, limits and stops, and times requests and upstrea
   expect(await create(10)).toBe(200)
   const after = await scrape()
   const delta = (name: string, labels: Record<string, string>) =>
-    value(after, name, labels) - value(before, name, labels)
+    sampleValue(after, name, labels) - sampleValue(before, name, labels)
   expect(delta('corridor_decisions_total', { connector: 'svc', effect: 'allow' })).toBe(7)
   expect(delta('corridor_decisions_total', { connector: 'svc', effect: 'deny', limiting_factor: 'policy_rule' })).toBe(
     1,
@@ -82,13 +81,17 @@ it('counts decisions, refusals, limits and stops, and times requests and upstrea
   expect(delta('corridor_credential_issue_duration_seconds_count', { connector: 'svc', source: 'env' })).toBe(6)
   // What is left of each limit: the rate used up, the budget at 15 of 20 (absent before it counted anything).
   expect(before.some(([n, l]) => n === 'corridor_limit_remaining_ratio' && l.limit === 'create-budget')).toBe(false)
-  expect(value(midway, 'corridor_limit_remaining_ratio', { limit: 'create-budget', kind: 'budget' })).toBeCloseTo(0.75)
-  expect(value(after, 'corridor_limit_remaining_ratio', { limit: 'create-budget', kind: 'budget' })).toBeCloseTo(0.25)
-  expect(value(after, 'corridor_limit_remaining_ratio', { limit: 'list-rate', kind: 'rate' })).toBe(0)
-  expect(value(after, 'corridor_stops_in_force', { mode: 'stop' })).toBe(0)
-  expect(value(after, 'corridor_audit_sink_healthy', {})).toBe(1)
+  expect(sampleValue(midway, 'corridor_limit_remaining_ratio', { limit: 'create-budget', kind: 'budget' })).toBeCloseTo(
+    0.75,
+  )
+  expect(sampleValue(after, 'corridor_limit_remaining_ratio', { limit: 'create-budget', kind: 'budget' })).toBeCloseTo(
+    0.25,
+  )
+  expect(sampleValue(after, 'corridor_limit_remaining_ratio', { limit: 'list-rate', kind: 'rate' })).toBe(0)
+  expect(sampleValue(after, 'corridor_stops_in_force', { mode: 'stop' })).toBe(0)
+  expect(sampleValue(after, 'corridor_audit_sink_healthy', {})).toBe(1)
   expect(hasSample(after, 'corridor_audit_write_failures_total')).toBe(true)
-  expect(value(after, 'corridor_audit_write_failures_total', {})).toBe(0)
+  expect(sampleValue(after, 'corridor_audit_write_failures_total', {})).toBe(0)
   // Features that are off show no figure at all, not a zero that reads as a measurement.
   expect(hasSample(after, 'corridor_trace_spans_dropped_total')).toBe(false)
   expect(hasSample(after, 'corridor_audit_shipping_lag_bytes')).toBe(false)
@@ -150,7 +153,7 @@ it('counts requests waiting for approvers, and how long a person took to decide'
     body: JSON.stringify({ qty: 50 }),
   })
   const id = ((await held.body.json()) as { approval_id: string }).approval_id
-  expect(value(await scrape(), 'corridor_approvals_pending', {})).toBe(1)
+  expect(sampleValue(await scrape(), 'corridor_approvals_pending', {})).toBe(1)
   const admin = (path: string, body?: unknown) =>
     request(`${fx.corridor.adminUrl}${path}`, {
       method: body === undefined ? 'GET' : 'POST',
@@ -160,6 +163,6 @@ it('counts requests waiting for approvers, and how long a person took to decide'
   const shown = await admin(`/approvals/${id}`)
   await admin(`/approvals/${id}/approve`, { reason: 'fine', digest: shown.digest })
   const after = await scrape()
-  expect(value(after, 'corridor_approvals_pending', {})).toBe(0)
-  expect(value(after, 'corridor_approval_time_to_decide_seconds_count', { outcome: 'approved' })).toBe(1)
+  expect(sampleValue(after, 'corridor_approvals_pending', {})).toBe(0)
+  expect(sampleValue(after, 'corridor_approval_time_to_decide_seconds_count', { outcome: 'approved' })).toBe(1)
 })

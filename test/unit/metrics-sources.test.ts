@@ -18,7 +18,7 @@ function metricsWith(state: {
     auditWriteFailures: () => state.failures,
     approvalsPending: () => Promise.resolve(state.pending),
     tracesDropped: () => state.dropped,
-    shipping: () => (state.lag === null ? null : { lagBytes: state.lag }),
+    shippingLagBytes: () => state.lag,
   }
   return new Metrics(sources)
 }
