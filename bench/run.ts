@@ -54,6 +54,8 @@ const WARMUP_REQUESTS = Number(process.env.BENCH_WARMUP_REQUESTS ?? 60_000)
 /** Then each workload's own load before it is measured, for the paths only it takes. */
 const WARMUP_SECONDS = Number(process.env.BENCH_WARMUP ?? 5)
 /** Which parts to run (all by default; `paired` only with BENCH_BASELINE). */
+/** The telemetry part's calibration: CPU spent on every request, known in advance (about 2 % of one). */
+const KNOWN_WORK_NS = 2_500
 const PARTS = new Set((process.env.BENCH_PARTS ?? 'throughput,latency,policy,workers,telemetry,paired').split(','))
 const ONLY = process.env.BENCH_ONLY?.split(',') ?? null
 const WORKLOAD_FILTER = process.env.BENCH_WORKLOADS?.split(',') ?? null
@@ -666,7 +668,7 @@ async function workersPart(origin: string, dir: string, jwt: string, jwksFile: s
 /**
  * CPU per request of B over A, the two running at the same time on CPU 1, each under its own load
  * (half the connections each): both see the same machine at the same moments, which separate runs
- * do not. Which starts first alternates with `round`.
+ * do not. Which starts first alternates with `round`. Also A's CPU per request, in microseconds.
  */
 async function pairedCpuRatio(
   startA: () => Promise<Running>,
@@ -674,7 +676,7 @@ async function pairedCpuRatio(
   w: Workload,
   headers: Record<string, string>,
   round: number,
-): Promise<number> {
+): Promise<{ ratio: number; baseMicros: number }> {
   const running: Running[] = []
   try {
     if (round % 2 === 0) running.push(await startA(), await startB())
@@ -687,7 +689,7 @@ async function pairedCpuRatio(
     const [costA, costB] = [a, b].map(
       (p, i) => (cpuSeconds(p.pid) - (cpuBefore[i] as number)) / Math.max(1, results[i]?.requests.total ?? 0),
     )
-    return (costB as number) / (costA as number)
+    return { ratio: (costB as number) / (costA as number), baseMicros: (costA as number) * 1e6 }
   } finally {
     await Promise.all(running.map((p) => p.stop()))
   }
@@ -710,13 +712,15 @@ async function pairedBaselinePart(origin: string, dir: string, baseline: string)
   const ratios: number[] = []
   for (let r = 0; r < REPEAT; r++)
     ratios.push(
-      await pairedCpuRatio(
-        start(join(resolve(baseline), 'bench/target.ts')),
-        start(),
-        SMALL_GET,
-        { authorization: `Bearer ${BENCH_KEY}` },
-        r,
-      ),
+      (
+        await pairedCpuRatio(
+          start(join(resolve(baseline), 'bench/target.ts')),
+          start(),
+          SMALL_GET,
+          { authorization: `Bearer ${BENCH_KEY}` },
+          r,
+        )
+      ).ratio,
     )
   process.stdout.write(
     `\n### This revision against ${baseline}, paired (small GET, API key, env credential; ${SECONDS}s × ${REPEAT})\n\nCPU per request of this revision over the baseline's, both running at once on CPU 1 (${CONNECTIONS / 2} connections each): median ${median(ratios).toFixed(3)}× (${Math.min(...ratios).toFixed(3)}–${Math.max(...ratios).toFixed(3)})\n`,
@@ -736,9 +740,19 @@ async function pairedBaselinePart(origin: string, dir: string, baseline: string)
  *   bound; the paired ratio has no such blind spot but more spread.
  */
 async function telemetryPart(origin: string, dir: string, collectorUrl: string): Promise<void> {
-  const settings: { name: string; config: Partial<Parameters<typeof writeBenchConfig>[1]> }[] = [
+  const settings: {
+    name: string
+    config: Partial<Parameters<typeof writeBenchConfig>[1]>
+    knownWorkNs?: number
+  }[] = [
     // The null test: how far apart two identical processes measure, the method's own error.
     { name: 'off (paired with itself)', config: { metrics: false } },
+    // The calibration: a cost known in advance, as the method reports it.
+    {
+      name: `off + ${fmt(KNOWN_WORK_NS / 1000, 1)} µs of known work per request`,
+      config: { metrics: false },
+      knownWorkNs: KNOWN_WORK_NS,
+    },
     { name: 'metrics (the default)', config: {} },
     // Trace context propagated and recorded in the audit, no span recorded: what sampling cannot save.
     { name: 'metrics + traces sampled 0 %', config: { traces: collectorUrl, sample: 0 } },
@@ -756,20 +770,23 @@ async function telemetryPart(origin: string, dir: string, collectorUrl: string):
     })
   const off = configFor({ metrics: false })
   const headers = { authorization: `Bearer ${BENCH_KEY}` }
-  const start = (config: string, flags: string[] = []) =>
-    startTarget('corridor', { config, env: { BENCH_TOKEN: 'bench-secret' } }, 1, undefined, flags)
+  const start = (config: string, flags: string[] = [], knownWorkNs?: number) =>
+    startTarget('corridor', { config, env: { BENCH_TOKEN: 'bench-secret' }, knownWorkNs }, 1, undefined, flags)
+  const offMicros: number[] = []
   const rows = settings.map((s) => ({ ...s, file: configFor(s.config), ratio: [] as number[], share: [] as number[] }))
   for (let r = 0; r < REPEAT; r++) {
     for (const row of rows) {
-      row.ratio.push(
-        await pairedCpuRatio(
-          () => start(off),
-          () => start(row.file),
-          SMALL_GET,
-          headers,
-          r,
-        ),
+      const { ratio, baseMicros } = await pairedCpuRatio(
+        () => start(off),
+        () => start(row.file, [], row.knownWorkNs),
+        SMALL_GET,
+        headers,
+        r,
       )
+      row.ratio.push(ratio)
+      offMicros.push(baseMicros)
+      // The known work has no telemetry code to profile.
+      if (row.knownWorkNs !== undefined) continue
       // Profiled: alone, as the throughput rows run.
       const profileDir = mkdtempSync(join(dir, 'profile-'))
       const profiled = await start(row.file, ['--cpu-prof', '--cpu-prof-dir', profileDir, '--cpu-prof-interval', '250'])
@@ -805,6 +822,10 @@ async function telemetryPart(origin: string, dir: string, collectorUrl: string):
       `| ${row.name} | ${pct(mean - 1)} ± ${pct(error)} (${pct(Math.min(...row.ratio) - 1)} – ${pct(Math.max(...row.ratio) - 1)}) | ${row.share.length === 0 ? '–' : `${pct(median(row.share))} (${pct(Math.min(...row.share))} – ${pct(Math.max(...row.share))})`} |\n`,
     )
   }
+  const offMean = meanAndError(offMicros).mean
+  process.stdout.write(
+    `\nTelemetry off used ${fmt(offMean, 1)} µs of CPU per request in these pairs (mean), so the known work should read as about ${pct(KNOWN_WORK_NS / 1000 / offMean)}.\n`,
+  )
 }
 
 const stopAll = (): void => {

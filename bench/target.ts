@@ -2,9 +2,11 @@
  * One benchmark process: `node bench/target.ts <kind> '<json options>'`. Prints `READY <url>` when
  * it listens and runs until SIGTERM. Kinds: upstream (the sample system of record), undici (a
  * bare undici stream forwarder), http-proxy (a bare http-proxy forwarder), corridor (the full
- * pipeline, from files written by bench-config.ts).
+ * pipeline, from files written by bench-config.ts). A corridor with `knownWorkNs` spends that much
+ * CPU, spinning, on every request before Corridor sees it: a cost known in advance, against which
+ * the benchmark checks how its paired method reports one.
  */
-import { Agent as HttpAgent, createServer, type Server } from 'node:http'
+import { Agent as HttpAgent, createServer, Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import httpProxy from 'http-proxy'
 import { Pool } from 'undici'
@@ -13,7 +15,12 @@ import { startCorridor } from '../src/main.ts'
 import { createLogger } from '../src/shared/logger.ts'
 
 const [kind = '', rawOptions = '{}'] = process.argv.slice(2)
-const options = JSON.parse(rawOptions) as { origin?: string; config?: string; env?: Record<string, string> }
+const options = JSON.parse(rawOptions) as {
+  origin?: string
+  config?: string
+  env?: Record<string, string>
+  knownWorkNs?: number
+}
 
 const small = Buffer.from(
   JSON.stringify({ id: 1, items: Array.from({ length: 8 }, (_, i) => ({ i, name: `item-${i}` })) }),
@@ -86,6 +93,7 @@ async function start(): Promise<{ url: string; stop: () => Promise<void> }> {
       return { url: await listen(server), stop: async () => void server.close() }
     }
     case 'corridor': {
+      if (options.knownWorkNs !== undefined) addKnownWork(options.knownWorkNs / 1e6)
       const corridor = await startCorridor(loadServerConfig(options.config as string), {
         env: options.env ?? {},
         log: createLogger('warn'),
@@ -95,6 +103,18 @@ async function start(): Promise<{ url: string; stop: () => Promise<void> }> {
     default:
       throw new Error(`unknown target kind '${kind}'`)
   }
+}
+
+/** Every request any HTTP server in this process receives first costs `ms` of spinning. */
+function addKnownWork(ms: number): void {
+  const emit = Server.prototype.emit as (this: Server, event: string | symbol, ...args: unknown[]) => boolean
+  Server.prototype.emit = function (this: Server, event: string | symbol, a?: unknown, b?: unknown, c?: unknown) {
+    if (event === 'request') {
+      const until = performance.now() + ms
+      while (performance.now() < until);
+    }
+    return emit.call(this, event, a, b, c)
+  } as typeof Server.prototype.emit
 }
 
 const target = await start()
