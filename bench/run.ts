@@ -53,9 +53,9 @@ const RULES = Number(process.env.BENCH_RULES ?? 1000)
 const WARMUP_REQUESTS = Number(process.env.BENCH_WARMUP_REQUESTS ?? 60_000)
 /** Then each workload's own load before it is measured, for the paths only it takes. */
 const WARMUP_SECONDS = Number(process.env.BENCH_WARMUP ?? 5)
-/** Which parts to run (all by default; `paired` only with BENCH_BASELINE). */
-/** The telemetry part's calibration: CPU spent on every request, known in advance (about 2 % of one). */
+/** The telemetry part's calibration: CPU spent on every request, known in advance (the part prints its share of a request). */
 const KNOWN_WORK_NS = 2_500
+/** Which parts to run (all by default; `paired` only with BENCH_BASELINE). */
 const PARTS = new Set((process.env.BENCH_PARTS ?? 'throughput,latency,policy,workers,telemetry,paired').split(','))
 const ONLY = process.env.BENCH_ONLY?.split(',') ?? null
 const WORKLOAD_FILTER = process.env.BENCH_WORKLOADS?.split(',') ?? null
@@ -723,7 +723,7 @@ async function pairedBaselinePart(origin: string, dir: string, baseline: string)
       ).ratio,
     )
   process.stdout.write(
-    `\n### This revision against ${baseline}, paired (small GET, API key, env credential; ${SECONDS}s × ${REPEAT})\n\nCPU per request of this revision over the baseline's, both running at once on CPU 1 (${CONNECTIONS / 2} connections each): median ${median(ratios).toFixed(3)}× (${Math.min(...ratios).toFixed(3)}–${Math.max(...ratios).toFixed(3)})\n`,
+    `\n### This revision against ${baseline}, paired (small GET, API key, env credential; ${SECONDS}s × ${REPEAT})\n\nCPU per request of this revision over the baseline's, both running at once on CPU 1 (${CONNECTIONS / 2} connections each): mean ${meanAndError(ratios).mean.toFixed(3)}× ± ${meanAndError(ratios).error.toFixed(3)} (standard error; ${Math.min(...ratios).toFixed(3)}–${Math.max(...ratios).toFixed(3)})\n`,
   )
 }
 
