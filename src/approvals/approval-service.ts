@@ -234,13 +234,8 @@ export class ApprovalService {
   }
 
   /** How many requests wait for approvers now (pending), for metrics. */
-  async pendingCount(): Promise<number> {
-    let n = 0
-    for (let offset = 0; ; offset += SWEEP_BATCH) {
-      const batch = await this.list('pending', offset, SWEEP_BATCH)
-      n += batch.length
-      if (batch.length < SWEEP_BATCH) return n
-    }
+  pendingCount(): Promise<number> {
+    return this.#store(() => this.#d.store.count('pending'))
   }
 
   /** How many pending or approved requests `matches` selects (a stop's dry run). */

@@ -84,6 +84,8 @@ export interface ApprovalStore {
   get(id: string): Promise<Approval | null>
   /** Approvals in a non-terminal state, oldest first. */
   list(state: 'pending' | 'approved' | 'executing', offset: number, limit: number): Promise<Approval[]>
+  /** How many approvals are in the state now, without reading them (metrics read it at every scrape). */
+  count(state: 'pending' | 'approved' | 'executing'): Promise<number>
   decide(id: string, decision: ApproverVerdict, nowMs: number): Promise<DecideResult>
   /**
    * approved → executing for the caller holding `token`; false when someone else did, or it is no

@@ -90,6 +90,10 @@ export class MemoryApprovalStore implements ApprovalStore {
     return out.slice(offset, offset + limit)
   }
 
+  async count(state: LiveState): Promise<number> {
+    return this.#live[state].size
+  }
+
   async decide(id: string, decision: ApproverVerdict, nowMs: number): Promise<DecideResult> {
     const e = this.#entries.get(id)
     if (e === undefined) return { kind: 'not_found' }

@@ -146,6 +146,11 @@ export class RedisApprovalStore implements ApprovalStore {
     return out
   }
 
+  /** The state's index, which every change of state updates in the same script as the entry. */
+  async count(state: 'pending' | 'approved' | 'executing'): Promise<number> {
+    return this.#call(() => this.#redis.zcard(this.#key(state)))
+  }
+
   async decide(id: string, decision: ApproverVerdict, nowMs: number): Promise<DecideResult> {
     const agent = await this.#call(() => this.#redis.hget(this.#entry(id), 'agent'))
     if (agent === null) return { kind: 'not_found' }

@@ -303,6 +303,49 @@ describe.each(kinds)('%s approval store', (_name, make) => {
     expect(await store.claim(h.id, 'last', Date.now() + 60_000, false)).toBe(true)
   })
 
+  it('counts each live state as listing it finds, through every change of state', async () => {
+    // A store of its own: the total cap counts what the other tests left pending.
+    const store = make()
+    stores.push(store)
+    await waitUntilReady(store)
+    const states = ['pending', 'approved', 'executing'] as const
+    const counts = async () => {
+      const out: number[] = []
+      for (const state of states) {
+        const count = await store.count(state)
+        expect(count).toBe((await store.list(state, 0, 10_000)).length)
+        out.push(count)
+      }
+      return out
+    }
+    expect(await counts()).toEqual([0, 0, 0])
+    const now = Date.now()
+    const [run, cancelled, expiring] = [
+      held({ agent: 'count-a' }),
+      held({ agent: 'count-b' }),
+      held({ agent: 'count-c', expiresAt: now - 1 }),
+    ]
+    for (const h of [run, cancelled, expiring]) expect(await store.create(h, null)).toEqual({ kind: 'created' })
+    expect(await counts()).toEqual([3, 0, 0])
+    await store.decide(run.id, { approve: true, by: by('alice'), digest: null }, now)
+    expect(await counts()).toEqual([2, 1, 0])
+    expect(await store.claim(run.id, 'tok', now + 60_000, false)).toBe(true)
+    expect(await counts()).toEqual([2, 0, 1])
+    const result = {
+      status: 200,
+      headers: {},
+      bodyBase64: '',
+      errorCode: null,
+      executedRequestId: 'r1',
+      completedAt: now,
+    }
+    expect(await store.complete(run.id, 'tok', result)).toBe(true)
+    expect(await store.cancel(cancelled.id, 'cleanup', now)).toBe(true)
+    expect(await counts()).toEqual([1, 0, 0])
+    expect(await store.expireDue(now, 100)).toContain(expiring.id)
+    expect(await counts()).toEqual([0, 0, 0])
+  })
+
   it('cancels pending and approved approvals but not executing ones, and reports every change', async () => {
     const changed: string[] = []
     store.onChange((id) => changed.push(id))
