@@ -38,6 +38,7 @@ import { createParserRefusals } from './proxy/parser-refusals.ts'
 import { createPipeline } from './proxy/pipeline.ts'
 import { Lifecycle } from './shared/lifecycle.ts'
 import type { Logger } from './shared/logger.ts'
+import { otlpHeadersFrom } from './shared/otlp-headers.ts'
 
 export interface RunningCorridor {
   readonly agentUrl: string
@@ -126,7 +127,16 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
     now,
   })
   let approvals: ApprovalService | null = null
-  const tracer = config.traces === null ? null : new Tracer({ ...config.traces, log })
+  const tracer =
+    config.traces === null
+      ? null
+      : new Tracer({
+          endpoint: config.traces.endpoint,
+          headers: otlpHeadersFrom(config.traces.headersEnv, options.env, 'telemetry.traces'),
+          timeoutMs: config.traces.timeoutMs,
+          sample: config.traces.sample,
+          log,
+        })
   const executor = new ApprovalExecutor({
     tracer,
     store,
@@ -380,12 +390,11 @@ async function auditShippers(
   const otlp = config.auditOtlp
   if (otlp !== null) {
     const { OtlpLogTarget } = await import('./audit/otlp-target.ts')
-    const headers: Record<string, string> = {}
-    for (const pair of (otlp.headersEnv === null ? '' : (env[otlp.headersEnv] ?? '')).split(',')) {
-      const eq = pair.indexOf('=')
-      if (eq > 0) headers[pair.slice(0, eq).trim()] = pair.slice(eq + 1).trim()
-    }
-    const store = new OtlpLogTarget({ endpoint: otlp.endpoint, timeoutMs: otlp.timeoutMs, headers })
+    const store = new OtlpLogTarget({
+      endpoint: otlp.endpoint,
+      timeoutMs: otlp.timeoutMs,
+      headers: otlpHeadersFrom(otlp.headersEnv, env, 'audit.otlp'),
+    })
     all.push(new AuditShipper({ file: config.auditFile, store, log, batch: 500, pollMs: otlp.pollMs }))
   }
   for (const shipper of all) shipper.start()

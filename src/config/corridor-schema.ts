@@ -146,7 +146,9 @@ export const corridorFileSchema = strict(
           endpoint: text().describe("The collector's OTLP/HTTP base URL, e.g. http://otel-collector:4318"),
           headers_env: text()
             .optional()
-            .describe('An environment variable holding extra headers as name=value,name=value (an API key)'),
+            .describe(
+              'An environment variable holding extra headers as name=value,name=value, values percent-decoded (an API key)',
+            ),
           poll: duration().optional().describe('How often the audit file is looked at for new entries (default 200ms)'),
           timeout: duration().optional().describe('Bound on each export (default 5s)'),
         },
@@ -226,6 +228,11 @@ export const corridorFileSchema = strict(
           .describe('Serve Prometheus metrics at /metrics on the admin listener (default true)'),
         traces: strict({
           endpoint: text().describe("The collector's OTLP/HTTP base URL, e.g. http://otel-collector:4318"),
+          headers_env: text()
+            .optional()
+            .describe(
+              'An environment variable holding extra headers as name=value,name=value, values percent-decoded (an API key)',
+            ),
           timeout: duration().optional().describe('Bound on each export (default 5s)'),
           sample: z
             .number()

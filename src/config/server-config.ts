@@ -190,7 +190,13 @@ export interface ServerConfig {
   /** Prometheus metrics at /metrics on the admin listener. */
   readonly metrics: boolean
   /** OpenTelemetry traces exported to this collector; null: off. */
-  readonly traces: { readonly endpoint: string; readonly timeoutMs: number; readonly sample: number } | null
+  readonly traces: {
+    readonly endpoint: string
+    /** The environment variable holding the export's extra headers (a collector's API key). */
+    readonly headersEnv: string | null
+    readonly timeoutMs: number
+    readonly sample: number
+  } | null
   readonly limits: ServerLimits
   readonly watchPolicy: boolean
   /** Processes serving the listeners (1: this process; more: a supervisor and that many workers). */
@@ -300,6 +306,7 @@ export function loadServerConfig(file: string): ServerConfig {
     traces: f.telemetry?.traces
       ? {
           endpoint: f.telemetry.traces.endpoint,
+          headersEnv: f.telemetry.traces.headers_env ?? null,
           timeoutMs: f.telemetry.traces.timeout ?? 5_000,
           sample: f.telemetry.traces.sample ?? 1,
         }

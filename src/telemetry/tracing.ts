@@ -28,6 +28,8 @@ import { requestSpans } from './span-json.ts'
 export interface TracingOptions {
   /** The collector's OTLP/HTTP base URL. */
   readonly endpoint: string
+  /** Extra headers on every export (a hosted collector's API key). */
+  readonly headers: Readonly<Record<string, string>>
   /** The share of new traces recorded (0 to 1); a trace the agent started keeps the agent's sampling decision. */
   readonly sample: number
   readonly timeoutMs: number
@@ -61,6 +63,7 @@ export class Tracer implements Tracing {
    */
   readonly #collector: Client
   readonly #path: string
+  readonly #headers: Readonly<Record<string, string>>
   readonly #buffer: SpanBuffer
   #dropped = 0
   #timer: NodeJS.Timeout
@@ -76,6 +79,7 @@ export class Tracer implements Tracing {
       bodyTimeout: options.timeoutMs,
     })
     this.#path = url.pathname
+    this.#headers = { ...options.headers, 'content-type': 'application/json' }
     this.#buffer = new SpanBuffer(BUFFER_BYTES)
     this.#timer = setInterval(() => void this.flush(), FLUSH_MS)
     this.#timer.unref()
@@ -147,7 +151,7 @@ export class Tracer implements Tracing {
           const res = await this.#collector.request({
             path: this.#path,
             method: 'POST',
-            headers: { 'content-type': 'application/json' },
+            headers: this.#headers,
             body: batch.body,
             headersTimeout: this.#o.timeoutMs,
             bodyTimeout: this.#o.timeoutMs,

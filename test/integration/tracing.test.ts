@@ -32,6 +32,10 @@ let vault: VaultSetup
 let traced: CorridorFixture
 let untraced: CorridorFixture
 const spans: Span[] = []
+/** The authorization header of every export the collector received. */
+const exportAuthorizations: (string | undefined)[] = []
+/** A hosted collector's API key, given percent-encoded as OTEL_EXPORTER_OTLP_HEADERS values are. */
+const COLLECTOR_KEY = 'collector-canary-7f3a9c'
 
 const AGENT_TRACE = '4bf92f3577b34da6a3ce929d0e0e4736'
 const AGENT_SPAN = '00f067aa0ba902b7'
@@ -63,6 +67,7 @@ beforeAll(async () => {
     const chunks: Buffer[] = []
     req.on('data', (c: Buffer) => chunks.push(c))
     req.on('end', () => {
+      exportAuthorizations.push(req.headers.authorization)
       const body = JSON.parse(Buffer.concat(chunks).toString()) as {
         resourceSpans: { scopeSpans: { spans: Span[] }[] }[]
       }
@@ -78,9 +83,9 @@ beforeAll(async () => {
   traced = await startCorridorFixture(
     {
       ...files(upstream.url),
-      extraConfig: `${vaultConfigYaml(vault)}telemetry: { traces: { endpoint: "${endpoint}" } }\napprovals: { wait: 1s }\n`,
+      extraConfig: `${vaultConfigYaml(vault)}telemetry: { traces: { endpoint: "${endpoint}", headers_env: COLLECTOR_HEADERS } }\napprovals: { wait: 1s }\n`,
     },
-    { CORRIDOR_SECRET_ID: vault.secretId },
+    { CORRIDOR_SECRET_ID: vault.secretId, COLLECTOR_HEADERS: `Authorization=Bearer%20${COLLECTOR_KEY}` },
   )
   untraced = await startCorridorFixture(
     { ...files(upstream.url), extraConfig: vaultConfigYaml(vault) },
@@ -135,6 +140,10 @@ it('joins agent → Corridor → Vault credential → upstream in one trace', as
   await eventually(() =>
     expect(traced.auditRecords().find((r) => r.request_id === answer.requestId)?.trace_id).toBe(AGENT_TRACE),
   )
+  // The collector's key went, decoded, on every export, and nowhere else.
+  expect(new Set(exportAuthorizations)).toEqual(new Set([`Bearer ${COLLECTOR_KEY}`]))
+  expect(traced.allOutput()).not.toContain(COLLECTOR_KEY)
+  expect(JSON.stringify(upstream.received)).not.toContain(COLLECTOR_KEY)
 })
 
 it('starts a trace when the agent sends none, and refuses nothing over a malformed traceparent', async () => {
@@ -217,6 +226,7 @@ it('a collector that accepts connections and never answers costs dropped spans, 
   await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve))
   const tracer = new Tracer({
     endpoint: `http://127.0.0.1:${(silent.address() as AddressInfo).port}`,
+    headers: {},
     sample: 1,
     timeoutMs: 300,
     log: createLogger('silent'),
