@@ -2,7 +2,8 @@
  * `npm run bench:approvals`: Corridor's memory with many requests pending approval. Starts a
  * redis-server (ephemeral port, own directory) and a Corridor process, holds N requests
  * (default 10,000) through the agent listener, and reports Corridor's RSS and heap before and
- * after, for the Redis store and for the in-memory store. Stops everything it started.
+ * after, and how long a Prometheus scrape of /metrics takes with that many pending, for the Redis
+ * store and for the in-memory store. Stops everything it started.
  *
  *   APPROVALS_PENDING=10000 npm run bench:approvals
  */
@@ -28,7 +29,7 @@ async function main(): Promise<void> {
     `\n### Corridor RSS with requests pending approval (${new Date().toISOString().slice(0, 10)})\n\n`,
   )
   process.stdout.write(
-    `| store | holds/s | after warm-up | ${checkpoints.map((c) => `${c.toLocaleString('en')} pending (RSS, holds/s up to it)`).join(' | ')} |\n|---|---|---|${checkpoints.map(() => '---|').join('')}\n`,
+    `| store | holds/s | after warm-up | ${checkpoints.map((c) => `${c.toLocaleString('en')} pending (RSS, holds/s up to it, /metrics scrape)`).join(' | ')} |\n|---|---|---|${checkpoints.map(() => '---|').join('')}\n`,
   )
   for (const row of rows) process.stdout.write(row + '\n')
 }
@@ -111,7 +112,9 @@ async function measure(store: 'redis' | 'memory', checkpoints: number[]): Promis
       )
       // The hold rate within this segment: whether holds slow down as the queue grows.
       const segmentRate = (held - from) / ((performance.now() - segmentStarted) / 1000)
-      samples.push(`${rssMiB(pid).toFixed(0)} MiB, ${Math.round(segmentRate).toLocaleString('en')}/s`)
+      samples.push(
+        `${rssMiB(pid).toFixed(0)} MiB, ${Math.round(segmentRate).toLocaleString('en')}/s, scrape ${(await scrapeMs(adminPort)).toFixed(1)} ms`,
+      )
     }
     const rate = held / ((performance.now() - started) / 1000)
     await pool.close()
@@ -122,6 +125,20 @@ async function measure(store: 'redis' | 'memory', checkpoints: number[]): Promis
     await redis?.stop()
     rmSync(dir, { recursive: true, force: true })
   }
+}
+
+/** The median of five scrapes of /metrics, in ms: what a Prometheus server waits for at every scrape. */
+async function scrapeMs(adminPort: number): Promise<number> {
+  const times: number[] = []
+  for (let i = 0; i < 5; i++) {
+    const started = performance.now()
+    const res = await fetch(`http://127.0.0.1:${adminPort}/metrics`)
+    const text = await res.text()
+    if (res.status !== 200 || !text.includes('corridor_approvals_pending'))
+      throw new Error(`scrape answered ${res.status}`)
+    times.push(performance.now() - started)
+  }
+  return times.sort((a, b) => a - b)[2] as number
 }
 
 function rssMiB(pid: number): number {
