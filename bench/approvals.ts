@@ -1,9 +1,9 @@
 /**
  * `npm run bench:approvals`: Corridor's memory with many requests pending approval. Starts a
  * redis-server (ephemeral port, own directory) and a Corridor process, holds N requests
- * (default 10,000) through the agent listener, and reports Corridor's RSS and heap before and
- * after, and how long a Prometheus scrape of /metrics takes with that many pending, for the Redis
- * store and for the in-memory store. Stops everything it started.
+ * (default 10,000) through the agent listener, and reports Corridor's RSS and hold rate as the
+ * queue grows to a quarter, half, all and twice N, and how long a Prometheus scrape of /metrics
+ * takes at each size, for the Redis store and for the in-memory store. Stops everything it started.
  *
  *   APPROVALS_PENDING=10000 npm run bench:approvals
  */
