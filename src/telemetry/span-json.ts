@@ -1,7 +1,10 @@
 /**
  * One request's spans as OTLP/HTTP JSON, written as text: building objects for JSON.stringify cost
  * more than the rest of tracing. Attribute keys are Corridor's own constants; every value that
- * comes from a request or from configuration is escaped by JSON.stringify.
+ * comes from a request or from configuration is escaped by JSON.stringify. Where OpenTelemetry's
+ * semantic conventions name an attribute, the spans use that name (`http.*`, `url.path`,
+ * `error.type`, and from the GenAI conventions `gen_ai.agent.id` for the agent and
+ * `gen_ai.tool.name` for the connector action); the rest are `corridor.*`.
  */
 import type { RequestTrace, TraceFacts, TraceLink } from '../shared/trace-context.ts'
 
@@ -67,6 +70,8 @@ export function requestSpans(
   spanId: () => string,
 ): { readonly json: string; readonly count: number } {
   const failed = facts.error_code !== null || (facts.status >= 500 && facts.status !== 0)
+  // The upstream call failed when it answered 5xx or not at all (a timeout, a reset).
+  const upstreamFailed = facts.upstream_status === null ? facts.error_code !== null : facts.upstream_status >= 500
   let json = span(
     t,
     t.serverSpanId,
@@ -83,10 +88,11 @@ export function requestSpans(
       more('corridor.outcome', facts.outcome) +
       more('corridor.error_code', facts.error_code) +
       more('corridor.request_id', facts.request_id) +
-      more('corridor.agent', facts.agent) +
+      more('gen_ai.agent.id', facts.agent) +
       more('corridor.connector', facts.connector) +
-      more('corridor.action', facts.action) +
-      more('corridor.credential.source', t.credential?.source ?? null),
+      more('gen_ai.tool.name', facts.action) +
+      more('corridor.credential.source', t.credential?.source ?? null) +
+      more('error.type', failed ? (facts.error_code ?? String(facts.status)) : null),
     failed ? `,"status":{"code":2,"message":${JSON.stringify(facts.error_code ?? String(facts.status))}}` : OK,
     t.link,
   )
@@ -125,8 +131,13 @@ export function requestSpans(
       CLIENT,
       t.upstreamStart,
       t.upstreamStart + (facts.upstream_ms ?? 0),
-      first('http.request.method', facts.method) + moreInt('http.response.status_code', facts.upstream_status),
-      '',
+      first('http.request.method', facts.method) +
+        moreInt('http.response.status_code', facts.upstream_status) +
+        more(
+          'error.type',
+          !upstreamFailed ? null : facts.upstream_status === null ? facts.error_code : String(facts.upstream_status),
+        ),
+      upstreamFailed ? ERROR : '',
     )}`
     count++
   }

@@ -128,6 +128,7 @@ it('joins agent → Corridor → Vault credential → upstream in one trace', as
   expect(server.parentSpanId).toBe(AGENT_SPAN)
   expect(attr(server, 'corridor.request_id')).toBe(answer.requestId)
   expect(attr(server, 'corridor.decision')).toBe('allow')
+  expect([attr(server, 'gen_ai.agent.id'), attr(server, 'gen_ai.tool.name')]).toEqual(['writer', 'rows.get'])
   expect(credential).toMatchObject({ parentSpanId: server.spanId, name: 'credential vault_dynamic' })
   // The Vault calls that issued the lease (Corridor's first, so its login too), under the credential span.
   expect(vaultCalls.map((s) => [s.name, s.parentSpanId])).toEqual([

@@ -98,10 +98,33 @@ describe('requestSpans', () => {
         const attr = (key: string) => server.attributes.find((a) => a.key === key)?.value.stringValue
         expect(attr('url.path')).toBe(path)
         expect(attr('corridor.rule')).toBe(rule)
-        expect(attr('corridor.agent')).toBe(agent)
+        expect(attr('gen_ai.agent.id')).toBe(agent)
       }),
       { numRuns: 1_000 },
     )
+  })
+
+  it('marks a failure with error.type and an error status, on the span that failed, and a success with neither', () => {
+    const spansOf = (over: Partial<TraceFacts>) =>
+      JSON.parse(
+        `[${requestSpans(trace({ upstreamStart: 1_796_065_351_294 }), facts(over), ids()).json}]`,
+      ) as OtlpSpan[]
+    const errorType = (span: OtlpSpan | undefined) =>
+      span?.attributes.find((a) => a.key === 'error.type')?.value.stringValue
+    const [okServer, okUpstream] = spansOf({})
+    expect([errorType(okServer), errorType(okUpstream)]).toEqual([undefined, undefined])
+    expect([okServer?.status, okUpstream?.status]).toEqual([{ code: 1 }, undefined])
+    // No answer from the upstream: the type is Corridor's error code.
+    const [timedOut, noAnswer] = spansOf({ status: 504, error_code: 'upstream_timeout', upstream_status: null })
+    expect([errorType(timedOut), errorType(noAnswer)]).toEqual(['upstream_timeout', 'upstream_timeout'])
+    expect(noAnswer?.status).toEqual({ code: 2 })
+    // The upstream's own 4xx is its answer, passed on: not a failure of either span.
+    const [notFound, upstream404] = spansOf({ status: 404, upstream_status: 404 })
+    expect([errorType(notFound), errorType(upstream404), upstream404?.status]).toEqual([
+      undefined,
+      undefined,
+      undefined,
+    ])
   })
 
   it('writes the server span, the credential span with its calls, and the upstream call, joined by their ids', () => {
@@ -128,9 +151,21 @@ describe('requestSpans', () => {
         },
       ],
     })
-    const { json, count } = requestSpans(t, facts({ status: 502, error_code: 'upstream_bad_response' }), ids())
+    const { json, count } = requestSpans(
+      t,
+      facts({ status: 502, error_code: 'upstream_bad_response', upstream_status: 503 }),
+      ids(),
+    )
     const [server, credential, ok, failed, upstream] = JSON.parse(`[${json}]`) as OtlpSpan[]
     expect(count).toBe(5)
+    const attr = (span: OtlpSpan | undefined, key: string) =>
+      span?.attributes.find((a) => a.key === key)?.value.stringValue
+    // The conventions' names: the agent, the connector action as the tool, the failure's type.
+    expect(attr(server, 'gen_ai.agent.id')).toBe('writer')
+    expect(attr(server, 'gen_ai.tool.name')).toBe('rows.get')
+    expect(attr(server, 'error.type')).toBe('upstream_bad_response')
+    expect(attr(upstream, 'error.type')).toBe('503')
+    expect(upstream?.status).toEqual({ code: 2 })
     expect(server).toMatchObject({
       spanId: t.serverSpanId,
       parentSpanId: 'aaaaaaaaaaaaaaaa',
