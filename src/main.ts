@@ -135,6 +135,7 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
           headers: otlpHeadersFrom(config.traces.headersEnv, options.env, 'telemetry.traces'),
           timeoutMs: config.traces.timeoutMs,
           sample: config.traces.sample,
+          followAgentSampling: config.traces.followAgentSampling,
           log,
         })
   const executor = new ApprovalExecutor({

@@ -240,7 +240,13 @@ export const corridorFileSchema = strict(
             .max(1)
             .optional()
             .describe(
-              "Share of new traces recorded, 0 to 1 (default 1); an agent's traceparent keeps its own sampling decision",
+              "Share of new traces recorded, 0 to 1 (default 1); an agent's traceparent keeps its own sampling decision unless follow_agent_sampling is false",
+            ),
+          follow_agent_sampling: z
+            .boolean()
+            .optional()
+            .describe(
+              "Record a request whose traceparent says the agent recorded it (default true); false: the share in sample decides every request, so an agent cannot have all of its requests recorded",
             ),
         })
           .optional()

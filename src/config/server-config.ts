@@ -196,6 +196,8 @@ export interface ServerConfig {
     readonly headersEnv: string | null
     readonly timeoutMs: number
     readonly sample: number
+    /** False: an agent's sampled flag is not followed, the ratio decides. */
+    readonly followAgentSampling: boolean
   } | null
   readonly limits: ServerLimits
   readonly watchPolicy: boolean
@@ -309,6 +311,7 @@ export function loadServerConfig(file: string): ServerConfig {
           headersEnv: f.telemetry.traces.headers_env ?? null,
           timeoutMs: f.telemetry.traces.timeout ?? 5_000,
           sample: f.telemetry.traces.sample ?? 1,
+          followAgentSampling: f.telemetry.traces.follow_agent_sampling ?? true,
         }
       : null,
     limits: {

@@ -1,6 +1,7 @@
 /**
  * OpenTelemetry traces, off unless `telemetry.traces` names a collector. A request that arrives
- * with a W3C `traceparent` continues that trace; one without starts a new trace. Corridor records
+ * with a W3C `traceparent` continues that trace (and, unless configured otherwise, the agent's
+ * decision whether to record it); one without starts a new trace. Corridor records
  * per request: the server span (the whole request, with the audit request id, agent, connector,
  * action, decision and outcome), a credential span when issuing the connector's credential took
  * calls to Vault or an OAuth2 token endpoint (a client span for each under it; a cached credential
@@ -30,8 +31,14 @@ export interface TracingOptions {
   readonly endpoint: string
   /** Extra headers on every export (a hosted collector's API key). */
   readonly headers: Readonly<Record<string, string>>
-  /** The share of new traces recorded (0 to 1); a trace the agent started keeps the agent's sampling decision. */
+  /** The share of new traces recorded (0 to 1). */
   readonly sample: number
+  /**
+   * True: a trace the agent started keeps the agent's sampling decision. False: the share decides
+   * for every request, so that an agent setting the sampled flag on each request cannot have them
+   * all recorded (the export's cost, and the spans of others dropped while the buffer is full).
+   */
+  readonly followAgentSampling: boolean
   readonly timeoutMs: number
   readonly log: Logger
 }
@@ -92,16 +99,33 @@ export class Tracer implements Tracing {
 
   start(traceparent: unknown): RequestTrace {
     const parent = parseTraceparent(traceparent)
-    if (parent !== null) return this.#trace(randomHex(16), parent.traceId, parent.spanId, parent.flags, null)
+    if (parent !== null)
+      return this.#trace(
+        randomHex(16),
+        parent.traceId,
+        parent.spanId,
+        this.#o.followAgentSampling ? parent.flags : this.#sampledFlags(),
+        null,
+      )
     const ids = randomHex(32)
-    return this.#trace(ids, ids.slice(32), null, Math.random() < this.#o.sample ? '01' : '00', null)
+    return this.#trace(ids, ids.slice(32), null, this.#sampledFlags(), null)
+  }
+
+  /** Trace flags with the sampled bit set for the configured share of calls. */
+  #sampledFlags(): string {
+    return Math.random() < this.#o.sample ? '01' : '00'
   }
 
   startRelease(hold: TraceLink | null): RequestTrace {
-    // A hold that was recorded gets its release recorded too; one that was not follows the sampling ratio.
-    const sampled = hold?.sampled ?? Math.random() < this.#o.sample
+    // A release is recorded when its hold was; the release of a hold that had no trace follows the share.
     const ids = randomHex(32)
-    return this.#trace(ids, ids.slice(32), null, sampled ? '01' : '00', hold)
+    return this.#trace(
+      ids,
+      ids.slice(32),
+      null,
+      hold === null ? this.#sampledFlags() : hold.sampled ? '01' : '00',
+      hold,
+    )
   }
 
   /** `spanIds`: 32 random hex digits, the server span's id and the upstream call's. */

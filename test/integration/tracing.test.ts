@@ -173,6 +173,49 @@ it('an agent that did not sample its trace gets none recorded, and the upstream 
   expect(spans.filter((s) => s.traceId === unsampled)).toEqual([])
 })
 
+it("with follow_agent_sampling: false an agent's sampled flag records nothing: the share decides, and the upstream is told", async () => {
+  // The decision alone, both ways: the agent's trace always continues, its flag decides only when followed.
+  const decisions = (sample: number, followAgentSampling: boolean) => {
+    const tracer = new Tracer({
+      endpoint: 'http://127.0.0.1:9',
+      headers: {},
+      sample,
+      followAgentSampling,
+      timeoutMs: 300,
+      log: createLogger('silent'),
+    })
+    void tracer.close()
+    return ['01', '00'].map((flags) => {
+      const t = tracer.start(`00-${AGENT_TRACE}-${AGENT_SPAN}-${flags}`)
+      expect(t.traceId).toBe(AGENT_TRACE)
+      return t.sampled
+    })
+  }
+  expect(decisions(0, true)).toEqual([true, false])
+  expect(decisions(0, false)).toEqual([false, false])
+  expect(decisions(1, false)).toEqual([true, true])
+  // Through a running Corridor configured so: nothing recorded, and the upstream continues the trace unsampled.
+  const ownTrace = '6bf92f3577b34da6a3ce929d0e0e4738'
+  const endpoint = `http://127.0.0.1:${(collector.address() as AddressInfo).port}`
+  const unfollowing = await startCorridorFixture(
+    {
+      ...files(upstream.url),
+      extraConfig: `${vaultConfigYaml(vault)}telemetry: { traces: { endpoint: "${endpoint}", sample: 0, follow_agent_sampling: false } }\n`,
+    },
+    { CORRIDOR_SECRET_ID: vault.secretId },
+  )
+  try {
+    expect((await get(unfollowing, '/db/rows/8', `00-${ownTrace}-${AGENT_SPAN}-01`)).status).toBe(200)
+    expect(String(upstream.received.at(-1)?.headers.traceparent)).toMatch(
+      new RegExp(`^00-${ownTrace}-[0-9a-f]{16}-00$`),
+    )
+  } finally {
+    // Closing flushes what waits for export: a recorded span would have reached the collector by now.
+    await unfollowing.close()
+  }
+  expect(spans.filter((s) => s.traceId === ownTrace)).toEqual([])
+})
+
 it("a held request's release is a trace of its own, linked to the hold's span, carried to the upstream", async () => {
   const holdTrace = '6bf92f3577b34da6a3ce929d0e0e4738'
   const held = await fetch(`${traced.corridor.agentUrl}/db/rows/9`, {
@@ -229,6 +272,7 @@ it('a collector that accepts connections and never answers costs dropped spans, 
     endpoint: `http://127.0.0.1:${(silent.address() as AddressInfo).port}`,
     headers: {},
     sample: 1,
+    followAgentSampling: true,
     timeoutMs: 300,
     log: createLogger('silent'),
   })
