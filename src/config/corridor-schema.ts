@@ -246,7 +246,7 @@ export const corridorFileSchema = strict(
             .boolean()
             .optional()
             .describe(
-              "Record a request whose traceparent says the agent recorded it (default true); false: the share in sample decides every request, so an agent cannot have all of its requests recorded",
+              'Record a request whose traceparent says the agent recorded it (default true); false: the share in sample decides every request, so an agent cannot have all of its requests recorded',
             ),
         })
           .optional()
