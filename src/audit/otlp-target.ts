@@ -46,7 +46,7 @@ export class OtlpLogTarget implements ShipTarget {
                   { key: 'corridor.audit.seq', value: { intValue: String(e.seq) } },
                   str('corridor.audit.type', e.type),
                   ...(e.requestId === null ? [] : [str('corridor.request_id', e.requestId)]),
-                  ...(e.agent === null ? [] : [str('corridor.agent', e.agent)]),
+                  ...(e.agent === null ? [] : [str('gen_ai.agent.id', e.agent)]),
                 ],
               })),
             },

@@ -24,6 +24,8 @@ let refusals = 0
 /** stream:seq → line, as the collector received them (a batch sent again is stored once). */
 const received = new Map<string, string>()
 const headersSeen: string[] = []
+/** The agent attribute of every log record that named one. */
+const agentsSeen = new Set<string | undefined>()
 
 beforeAll(async () => {
   collector = createServer((req, res) => {
@@ -41,6 +43,7 @@ beforeAll(async () => {
       }
       for (const r of body.resourceLogs[0]?.scopeLogs[0]?.logRecords ?? []) {
         const attr = (k: string) => r.attributes.find((a) => a.key === k)?.value
+        if (r.body.stringValue.includes('"agent":"')) agentsSeen.add(attr('gen_ai.agent.id')?.stringValue)
         received.set(
           `${attr('corridor.audit.stream')?.stringValue}:${attr('corridor.audit.seq')?.intValue}`,
           r.body.stringValue,
@@ -88,4 +91,6 @@ it('every entry reaches the collector, through refusals, and the chain verifies 
     ).breaks,
   ).toEqual([])
   expect(new Set(headersSeen)).toEqual(new Set(['collector-secret']))
+  // Named as the spans name it (OpenTelemetry's GenAI conventions).
+  expect(agentsSeen).toEqual(new Set(['writer']))
 })
