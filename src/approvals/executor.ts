@@ -158,7 +158,10 @@ export class ApprovalExecutor {
       throw err
     }
     const started = performance.now()
-    if (trace !== null) trace.upstreamStart = performance.timeOrigin + started
+    if (trace !== null) {
+      trace.upstreamStart = performance.timeOrigin + started
+      trace.upstreamOrigin = connector.origin
+    }
     let result: ExecutionResult
     try {
       const response = await d.upstreams.call(

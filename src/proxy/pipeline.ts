@@ -319,7 +319,10 @@ async function handle(
 
   // 8. Forward exactly the canonical request; the response is masked of the credential placed in it.
   const upstreamStarted = performance.now()
-  if (lease.trace !== null) lease.trace.upstreamStart = performance.timeOrigin + upstreamStarted
+  if (lease.trace !== null) {
+    lease.trace.upstreamStart = performance.timeOrigin + upstreamStarted
+    lease.trace.upstreamOrigin = connector.origin
+  }
   record.outcome = 'forwarded' // finish() turns it into client_aborted if the response does not complete
   const followUps = followUpsFor(req, bundle.catalog)
   try {

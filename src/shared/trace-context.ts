@@ -46,6 +46,8 @@ export interface RequestTrace {
   /** Calls made while the credential was issued; null when not sampled. */
   readonly calls: OutboundCall[] | null
   upstreamStart: number | null
+  /** The origin the upstream call went to (its connector's), set with `upstreamStart`. */
+  upstreamOrigin: string | null
 }
 
 /** What a request's spans say about it: the fields of its audit record that they carry. */

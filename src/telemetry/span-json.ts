@@ -2,9 +2,10 @@
  * One request's spans as OTLP/HTTP JSON, written as text: building objects for JSON.stringify cost
  * more than the rest of tracing. Attribute keys are Corridor's own constants; every value that
  * comes from a request or from configuration is escaped by JSON.stringify. Where OpenTelemetry's
- * semantic conventions name an attribute, the spans use that name (`http.*`, `url.path`,
- * `error.type`, and from the GenAI conventions `gen_ai.agent.id` for the agent and
- * `gen_ai.tool.name` for the connector action); the rest are `corridor.*`.
+ * semantic conventions name an attribute, the spans use that name (`http.*`, `url.*`, the
+ * upstream's `server.address` and `server.port`, `error.type`, and from the GenAI conventions
+ * `gen_ai.agent.id` for the agent and `gen_ai.tool.name` for the connector action); the rest are
+ * `corridor.*`.
  */
 import type { RequestTrace, TraceFacts, TraceLink } from '../shared/trace-context.ts'
 
@@ -23,6 +24,28 @@ const first = (key: string, value: string): string =>
 const more = (key: string, value: string | null): string => (value === null ? '' : `,${first(key, value)}`)
 const moreInt = (key: string, value: number | null): string =>
   value === null ? '' : `,{"key":"${key}","value":{"intValue":"${value}"}}`
+
+/** Each upstream origin's server.address, server.port and url.scheme attributes, written once. */
+const originAttributes = new Map<string, string>()
+/** Origins come from configuration; this only bounds what many policy reloads could leave behind. */
+const MAX_ORIGINS = 1_000
+
+function upstreamAttributes(origin: string | null): string {
+  if (origin === null) return ''
+  let text = originAttributes.get(origin)
+  if (text === undefined) {
+    const url = new URL(origin)
+    const scheme = url.protocol.slice(0, -1)
+    text =
+      // An IPv6 address without the brackets the URL needs around it.
+      more('server.address', url.hostname.replace(/^\[(.*)\]$/, '$1')) +
+      moreInt('server.port', url.port === '' ? (scheme === 'https' ? 443 : 80) : Number(url.port)) +
+      more('url.scheme', scheme)
+    if (originAttributes.size >= MAX_ORIGINS) originAttributes.clear()
+    originAttributes.set(origin, text)
+  }
+  return text
+}
 
 /**
  * Epoch milliseconds (with a fraction) as OTLP's decimal nanoseconds, whole seconds and the
@@ -133,6 +156,7 @@ export function requestSpans(
       t.upstreamStart + (facts.upstream_ms ?? 0),
       first('http.request.method', facts.method) +
         moreInt('http.response.status_code', facts.upstream_status) +
+        upstreamAttributes(t.upstreamOrigin) +
         more(
           'error.type',
           !upstreamFailed ? null : facts.upstream_status === null ? facts.error_code : String(facts.upstream_status),

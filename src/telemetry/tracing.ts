@@ -150,6 +150,7 @@ export class Tracer implements Tracing {
       credential: null,
       calls: sampled ? [] : null,
       upstreamStart: null,
+      upstreamOrigin: null,
     }
   }
 

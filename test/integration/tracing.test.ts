@@ -138,6 +138,11 @@ it('joins agent → Corridor → Vault credential → upstream in one trace', as
   for (const call of vaultCalls)
     expect(call.attributes.find((a) => a.key === 'http.response.status_code')?.value.intValue).toBe('200')
   expect(client).toMatchObject({ parentSpanId: server.spanId, spanId: parent })
+  const upstreamPort = new URL(upstream.url).port
+  expect(client.attributes.filter((a) => a.key.startsWith('server.')).map((a) => a.value)).toEqual([
+    { stringValue: '127.0.0.1' },
+    { intValue: upstreamPort },
+  ])
   await eventually(() =>
     expect(traced.auditRecords().find((r) => r.request_id === answer.requestId)?.trace_id).toBe(AGENT_TRACE),
   )

@@ -32,6 +32,7 @@ const trace = (over: Partial<RequestTrace> = {}): RequestTrace => ({
   credential: null,
   calls: [],
   upstreamStart: null,
+  upstreamOrigin: null,
   ...over,
 })
 
@@ -102,6 +103,23 @@ describe('requestSpans', () => {
       }),
       { numRuns: 1_000 },
     )
+  })
+
+  it("names the upstream the call went to: its address, port and scheme, as the connector's origin gives them", () => {
+    const client = (upstreamOrigin: string) => {
+      const spans = JSON.parse(
+        `[${requestSpans(trace({ upstreamStart: 1_796_065_351_294, upstreamOrigin }), facts(), ids()).json}]`,
+      ) as OtlpSpan[]
+      const upstream = spans.find((s) => s.spanId === '1111111111111111')
+      return ['server.address', 'server.port', 'url.scheme'].map((key) => {
+        const value = upstream?.attributes.find((a) => a.key === key)?.value
+        return value?.stringValue ?? value?.intValue
+      })
+    }
+    expect(client('https://api.github.com')).toEqual(['api.github.com', '443', 'https'])
+    expect(client('http://127.0.0.1:8080')).toEqual(['127.0.0.1', '8080', 'http'])
+    expect(client('http://[::1]')).toEqual(['::1', '80', 'http'])
+    expect(client('https://api.github.com')).toEqual(['api.github.com', '443', 'https'])
   })
 
   it('marks a failure with error.type and an error status, on the span that failed, and a success with neither', () => {
