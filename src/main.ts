@@ -67,6 +67,11 @@ export interface StartOptions {
 export async function startCorridor(config: ServerConfig, options: StartOptions): Promise<RunningCorridor> {
   const { log } = options
   const now = options.now ?? Date.now
+  // The exports' extra headers first: a variable that is unset or malformed stops the start before anything is opened.
+  const exportHeaders = {
+    traces: otlpHeadersFrom(config.traces?.headersEnv ?? null, options.env, 'telemetry.traces'),
+    audit: otlpHeadersFrom(config.auditOtlp?.headersEnv ?? null, options.env, 'audit.otlp'),
+  }
   const policies = new PolicyStore(config.files, log)
   // At start a broken policy is fatal: better not to start than to start refusing everything unnoticed.
   policies.loadInitial()
@@ -91,7 +96,7 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
   if (config.watchPolicy) policies.watch()
 
   // The shipper first: retention asks it whether a rotated file has been shipped before deleting it.
-  const shippers = await auditShippers(config, options.env, log)
+  const shippers = await auditShippers(config, options.env, exportHeaders.audit, log)
   const shipper = shippers.postgres
   let audit: AuditSink
   if (options.audit !== undefined) audit = options.audit
@@ -132,7 +137,7 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
       ? null
       : new Tracer({
           endpoint: config.traces.endpoint,
-          headers: otlpHeadersFrom(config.traces.headersEnv, options.env, 'telemetry.traces'),
+          headers: exportHeaders.traces,
           timeoutMs: config.traces.timeoutMs,
           sample: config.traces.sample,
           followAgentSampling: config.traces.followAgentSampling,
@@ -370,6 +375,7 @@ function stopEffects(
 async function auditShippers(
   config: ServerConfig,
   env: StartOptions['env'],
+  otlpHeaders: Readonly<Record<string, string>>,
   log: Logger,
 ): Promise<{ postgres: AuditShipper<PostgresAuditStore> | null; all: AuditShipper[] }> {
   if (config.auditPostgres === null && config.auditOtlp === null) return { postgres: null, all: [] }
@@ -394,7 +400,7 @@ async function auditShippers(
     const store = new OtlpLogTarget({
       endpoint: otlp.endpoint,
       timeoutMs: otlp.timeoutMs,
-      headers: otlpHeadersFrom(otlp.headersEnv, env, 'audit.otlp'),
+      headers: otlpHeaders,
     })
     all.push(new AuditShipper({ file: config.auditFile, store, log, batch: 500, pollMs: otlp.pollMs }))
   }

@@ -178,6 +178,19 @@ it('an agent that did not sample its trace gets none recorded, and the upstream 
   expect(spans.filter((s) => s.traceId === unsampled)).toEqual([])
 })
 
+it('a collector key named and not set stops the start, rather than exporting without it', async () => {
+  const endpoint = `http://127.0.0.1:${(collector.address() as AddressInfo).port}`
+  await expect(
+    startCorridorFixture(
+      {
+        ...files(upstream.url),
+        extraConfig: `${vaultConfigYaml(vault)}telemetry: { traces: { endpoint: "${endpoint}", headers_env: UNSET_COLLECTOR_HEADERS } }\n`,
+      },
+      { CORRIDOR_SECRET_ID: vault.secretId },
+    ),
+  ).rejects.toThrow('telemetry.traces.headers_env names UNSET_COLLECTOR_HEADERS, which is not set')
+})
+
 it("with follow_agent_sampling: false an agent's sampled flag records nothing: the share decides, and the upstream is told", async () => {
   // The decision alone, both ways: the agent's trace always continues, its flag decides only when followed.
   const decisions = (sample: number, followAgentSampling: boolean) => {
