@@ -722,8 +722,9 @@ async function pairedBaselinePart(origin: string, dir: string, baseline: string)
         )
       ).ratio,
     )
+  const { mean, error } = meanAndError(ratios)
   process.stdout.write(
-    `\n### This revision against ${baseline}, paired (small GET, API key, env credential; ${SECONDS}s × ${REPEAT})\n\nCPU per request of this revision over the baseline's, both running at once on CPU 1 (${CONNECTIONS / 2} connections each): mean ${meanAndError(ratios).mean.toFixed(3)}× ± ${meanAndError(ratios).error.toFixed(3)} (standard error; ${Math.min(...ratios).toFixed(3)}–${Math.max(...ratios).toFixed(3)})\n`,
+    `\n### This revision against ${baseline}, paired (small GET, API key, env credential; ${SECONDS}s × ${REPEAT})\n\nCPU per request of this revision over the baseline's, both running at once on CPU 1 (${CONNECTIONS / 2} connections each): mean ${mean.toFixed(3)}× ± ${error.toFixed(3)} (standard error; ${Math.min(...ratios).toFixed(3)}–${Math.max(...ratios).toFixed(3)})\n`,
   )
 }
 

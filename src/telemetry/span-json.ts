@@ -93,6 +93,7 @@ export function requestSpans(
   spanId: () => string,
 ): { readonly json: string; readonly count: number } {
   const failed = facts.error_code !== null || (facts.status >= 500 && facts.status !== 0)
+  const errorType = failed ? (facts.error_code ?? String(facts.status)) : null
   // The upstream call failed when it answered 5xx or not at all (a timeout, a reset).
   const upstreamFailed = facts.upstream_status === null ? facts.error_code !== null : facts.upstream_status >= 500
   let json = span(
@@ -115,8 +116,8 @@ export function requestSpans(
       more('corridor.connector', facts.connector) +
       more('gen_ai.tool.name', facts.action) +
       more('corridor.credential.source', t.credential?.source ?? null) +
-      more('error.type', failed ? (facts.error_code ?? String(facts.status)) : null),
-    failed ? `,"status":{"code":2,"message":${JSON.stringify(facts.error_code ?? String(facts.status))}}` : OK,
+      more('error.type', errorType),
+    errorType === null ? OK : `,"status":{"code":2,"message":${JSON.stringify(errorType)}}`,
     t.link,
   )
   let count = 1
