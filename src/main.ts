@@ -141,6 +141,7 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
           timeoutMs: config.traces.timeoutMs,
           sample: config.traces.sample,
           followAgentSampling: config.traces.followAgentSampling,
+          scheme: config.listen.tls === null ? 'http' : 'https',
           log,
         })
   const executor = new ApprovalExecutor({

@@ -161,6 +161,7 @@ export class ApprovalExecutor {
     if (trace !== null) {
       trace.upstreamStart = performance.timeOrigin + started
       trace.upstreamOrigin = connector.origin
+      trace.upstreamPath = held.request.upstreamPath
     }
     let result: ExecutionResult
     try {

@@ -322,6 +322,7 @@ async function handle(
   if (lease.trace !== null) {
     lease.trace.upstreamStart = performance.timeOrigin + upstreamStarted
     lease.trace.upstreamOrigin = connector.origin
+    lease.trace.upstreamPath = request.upstreamPath
   }
   record.outcome = 'forwarded' // finish() turns it into client_aborted if the response does not complete
   const followUps = followUpsFor(req, bundle.catalog)

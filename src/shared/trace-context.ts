@@ -12,13 +12,20 @@
 export interface OutboundCall {
   /** `vault`, `oauth2`. */
   readonly system: string
+  /** The service called, `scheme://host:port`. */
+  readonly origin: string
+  /** The HTTP method sent. */
   readonly method: string
-  /** The path called (names of roles and mounts, never a secret). */
+  /** What the call did in the service's own terms, for the span's name (Vault's LIST is sent as GET). */
+  readonly operation: string
+  /** The path called, without its query (names of roles and mounts, never a secret). */
   readonly path: string
   /** Epoch milliseconds, with a fraction. */
   readonly start: number
   readonly end: number
   readonly status: number | null
+  /** Why the call got no answer (`vault_timeout`, `oauth2_unreachable`…); null when it got one. */
+  readonly error: string | null
 }
 
 /** The span a later part of the same work links to: a release links to its hold. */
@@ -48,6 +55,8 @@ export interface RequestTrace {
   upstreamStart: number | null
   /** The origin the upstream call went to (its connector's), set with `upstreamStart`. */
   upstreamOrigin: string | null
+  /** The path the upstream call went to, without its query, set with `upstreamStart`. */
+  upstreamPath: string | null
 }
 
 /** What a request's spans say about it: the fields of its audit record that they carry. */

@@ -1,11 +1,16 @@
 /**
  * One request's spans as OTLP/HTTP JSON, written as text: building objects for JSON.stringify cost
  * more than the rest of tracing. Attribute keys are Corridor's own constants; every value that
- * comes from a request or from configuration is escaped by JSON.stringify. Where OpenTelemetry's
- * semantic conventions name an attribute, the spans use that name (`http.*`, `url.*`, the
- * upstream's `server.address` and `server.port`, `error.type`, and from the GenAI conventions
- * `gen_ai.agent.id` for the agent and `gen_ai.tool.name` for the connector action); the rest are
- * `corridor.*`.
+ * comes from a request or from configuration is escaped by JSON.stringify. Attributes follow
+ * OpenTelemetry's semantic conventions for HTTP spans (the tests check every key against the
+ * published registry): a server span with `http.request.method`, `url.scheme` and `url.path`; client
+ * spans (the upstream call, and each call to Vault or a token endpoint) with `url.full`,
+ * `server.address` and `server.port`; the GenAI names `gen_ai.agent.id` for the agent and
+ * `gen_ai.tool.name` for the connector action; the rest are `corridor.*`. Span status follows the
+ * same conventions: unset on success; an error on a server span only when Corridor answered 5xx or
+ * not at all (a denial is the agent's request refused, not Corridor failing), on a client span
+ * when the other side answered 4xx, 5xx or not at all. `url.full` carries no query: its values may
+ * hold personal data or a credential placed there.
  */
 import type { RequestTrace, TraceFacts, TraceLink } from '../shared/trace-context.ts'
 
@@ -25,13 +30,27 @@ const more = (key: string, value: string | null): string => (value === null ? ''
 const moreInt = (key: string, value: number | null): string =>
   value === null ? '' : `,{"key":"${key}","value":{"intValue":"${value}"}}`
 
-/** Each upstream origin's server.address, server.port and url.scheme attributes, written once. */
+/** The methods the conventions know; any other is `_OTHER`, the method as sent in `http.request.method_original`. */
+const KNOWN_METHODS = new Set(['CONNECT', 'DELETE', 'GET', 'HEAD', 'OPTIONS', 'PATCH', 'POST', 'PUT', 'QUERY', 'TRACE'])
+
+/** The span's first attribute: its HTTP method. */
+const methodAttributes = (method: string): string =>
+  KNOWN_METHODS.has(method)
+    ? first('http.request.method', method)
+    : first('http.request.method', '_OTHER') + more('http.request.method_original', method)
+
+/** Each called origin's server.address, server.port and url.scheme attributes, written once. */
 const originAttributes = new Map<string, string>()
 /** Origins come from configuration; this only bounds what many policy reloads could leave behind. */
 const MAX_ORIGINS = 1_000
 
-function upstreamAttributes(origin: string | null): string {
+/** A client span's attributes naming where it went: the URL (without its query), address, port and scheme. */
+function calledAttributes(origin: string | null, path: string | null): string {
   if (origin === null) return ''
+  return more('url.full', path === null ? null : origin + path) + originAttributesOf(origin)
+}
+
+function originAttributesOf(origin: string): string {
   let text = originAttributes.get(origin)
   if (text === undefined) {
     const url = new URL(origin)
@@ -79,23 +98,26 @@ function span(
   return `{"traceId":"${t.traceId}","spanId":"${spanId}"${parentSpanId === null ? '' : `,"parentSpanId":"${parentSpanId}"`},"name":${JSON.stringify(name)},"kind":${kind},"startTimeUnixNano":"${nanos(startMs)}","endTimeUnixNano":"${nanos(endMs)}","attributes":[${attributes}]${status}${link === null ? '' : `,"links":[{"traceId":"${link.traceId}","spanId":"${link.spanId}","attributes":[${first('corridor.link', 'held request')}]}]`}}`
 }
 
-const OK = ',"status":{"code":1}'
 const ERROR = ',"status":{"code":2}'
+
+/** A failed span's status, with the error type as its message. */
+const errorStatus = (errorType: string): string => `,"status":{"code":2,"message":${JSON.stringify(errorType)}}`
 
 /**
  * The spans of a request that has ended, comma-separated, and how many: the server span (or a
  * release's root span), the credential span with the calls under it when issuing took any, and
- * the upstream call. `spanId` makes the ids of the spans only an export names.
+ * the upstream call. `scheme` is the agent listener's; `spanId` makes the ids of the spans only an
+ * export names.
  */
 export function requestSpans(
   t: RequestTrace,
   facts: TraceFacts,
+  scheme: 'http' | 'https',
   spanId: () => string,
 ): { readonly json: string; readonly count: number } {
-  const failed = facts.error_code !== null || (facts.status >= 500 && facts.status !== 0)
+  // Corridor failed when it answered 5xx, or nothing at all for a reason of its own.
+  const failed = facts.status >= 500 || (facts.status === 0 && facts.error_code !== null)
   const errorType = failed ? (facts.error_code ?? String(facts.status)) : null
-  // The upstream call failed when it answered 5xx or not at all (a timeout, a reset).
-  const upstreamFailed = facts.upstream_status === null ? facts.error_code !== null : facts.upstream_status >= 500
   let json = span(
     t,
     t.serverSpanId,
@@ -104,9 +126,10 @@ export function requestSpans(
     t.link === null ? SERVER : INTERNAL,
     t.start,
     t.start + facts.duration_ms,
-    first('http.request.method', facts.method) +
+    methodAttributes(facts.method) +
+      more('url.scheme', scheme) +
       more('url.path', facts.path) +
-      moreInt('http.response.status_code', facts.status) +
+      moreInt('http.response.status_code', facts.status === 0 ? null : facts.status) +
       more('corridor.decision', facts.decision) +
       more('corridor.rule', facts.rule) +
       more('corridor.outcome', facts.outcome) +
@@ -117,7 +140,7 @@ export function requestSpans(
       more('gen_ai.tool.name', facts.action) +
       more('corridor.credential.source', t.credential?.source ?? null) +
       more('error.type', errorType),
-    errorType === null ? OK : `,"status":{"code":2,"message":${JSON.stringify(errorType)}}`,
+    errorType === null ? '' : errorStatus(errorType),
     t.link,
   )
   let count = 1
@@ -129,24 +152,33 @@ export function requestSpans(
     json += `,${span(t, credentialSpanId, t.serverSpanId, `credential ${credential.source}`, INTERNAL, credential.start, credential.end, first('corridor.credential.source', credential.source), '')}`
     count++
     for (const call of t.calls ?? []) {
+      const callError =
+        call.status === null ? (call.error ?? '_OTHER') : call.status >= 400 ? String(call.status) : null
       json += `,${span(
         t,
         spanId(),
         credentialSpanId,
-        `${call.system} ${call.method} ${call.path}`,
+        `${call.system} ${call.operation} ${call.path}`,
         CLIENT,
         call.start,
         call.end,
-        first('rpc.system', call.system) +
-          more('http.request.method', call.method) +
-          more('url.path', call.path) +
-          moreInt('http.response.status_code', call.status),
-        call.status !== null && call.status < 400 ? '' : ERROR,
+        methodAttributes(call.method) +
+          calledAttributes(call.origin, call.path) +
+          moreInt('http.response.status_code', call.status) +
+          more('error.type', callError),
+        callError === null ? '' : ERROR,
       )}`
       count++
     }
   }
   if (t.upstreamStart !== null) {
+    // The upstream call failed when it answered 4xx or 5xx, or not at all (a timeout, a reset).
+    const upstreamError =
+      facts.upstream_status === null
+        ? facts.error_code
+        : facts.upstream_status >= 400
+          ? String(facts.upstream_status)
+          : null
     json += `,${span(
       t,
       t.clientSpanId,
@@ -155,14 +187,11 @@ export function requestSpans(
       CLIENT,
       t.upstreamStart,
       t.upstreamStart + (facts.upstream_ms ?? 0),
-      first('http.request.method', facts.method) +
+      methodAttributes(facts.method) +
+        calledAttributes(t.upstreamOrigin, t.upstreamPath) +
         moreInt('http.response.status_code', facts.upstream_status) +
-        upstreamAttributes(t.upstreamOrigin) +
-        more(
-          'error.type',
-          !upstreamFailed ? null : facts.upstream_status === null ? facts.error_code : String(facts.upstream_status),
-        ),
-      upstreamFailed ? ERROR : '',
+        more('error.type', upstreamError),
+      upstreamError === null ? '' : ERROR,
     )}`
     count++
   }

@@ -39,6 +39,8 @@ export interface TracingOptions {
    * all recorded (the export's cost, and the spans of others dropped while the buffer is full).
    */
   readonly followAgentSampling: boolean
+  /** The agent listener's scheme, the server spans' `url.scheme`. */
+  readonly scheme: 'http' | 'https'
   readonly timeoutMs: number
   readonly log: Logger
 }
@@ -151,13 +153,14 @@ export class Tracer implements Tracing {
       calls: sampled ? [] : null,
       upstreamStart: null,
       upstreamOrigin: null,
+      upstreamPath: null,
     }
   }
 
   /** The request has ended: a sampled one's spans are written and wait for export. */
   finish(t: RequestTrace, facts: TraceFacts): void {
     if (!t.sampled) return
-    const { json, count } = requestSpans(t, facts, spanId)
+    const { json, count } = requestSpans(t, facts, this.#o.scheme, spanId)
     const before = this.#buffer.bytes
     if (!this.#buffer.append(json, count)) {
       this.#dropped += count

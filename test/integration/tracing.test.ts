@@ -16,6 +16,7 @@ import { AGENT_KEY, hash } from '../helpers/standard-policy.ts'
 import { startVaultForCorridor, vaultConfigYaml, type VaultSetup } from '../helpers/vault-fixture.ts'
 import { createLogger } from '../../src/shared/logger.ts'
 import { Tracer } from '../../src/telemetry/tracing.ts'
+import { semconvProblems } from '../helpers/semconv.ts'
 
 interface Span {
   traceId: string
@@ -24,6 +25,7 @@ interface Span {
   name: string
   kind: number
   attributes: { key: string; value: { stringValue?: string; intValue?: string } }[]
+  status?: { code?: number }
 }
 
 let collector: Server
@@ -132,11 +134,13 @@ it('joins agent → Corridor → Vault credential → upstream in one trace', as
   expect(credential).toMatchObject({ parentSpanId: server.spanId, name: 'credential vault_dynamic' })
   // The Vault calls that issued the lease (Corridor's first, so its login too), under the credential span.
   expect(vaultCalls.map((s) => [s.name, s.parentSpanId])).toEqual([
-    ['vault POST auth/approle/login', credential.spanId],
-    ['vault GET database/creds/app', credential.spanId],
+    ['vault POST /v1/auth/approle/login', credential.spanId],
+    ['vault GET /v1/database/creds/app', credential.spanId],
   ])
-  for (const call of vaultCalls)
+  for (const call of vaultCalls) {
     expect(call.attributes.find((a) => a.key === 'http.response.status_code')?.value.intValue).toBe('200')
+    expect(attr(call, 'url.full')).toMatch(new RegExp(`^${vault.vault.address}/v1/`))
+  }
   expect(client).toMatchObject({ parentSpanId: server.spanId, spanId: parent })
   const upstreamPort = new URL(upstream.url).port
   expect(client.attributes.filter((a) => a.key.startsWith('server.')).map((a) => a.value)).toEqual([
@@ -199,6 +203,7 @@ it("with follow_agent_sampling: false an agent's sampled flag records nothing: t
       headers: {},
       sample,
       followAgentSampling,
+      scheme: 'http',
       timeoutMs: 300,
       log: createLogger('silent'),
     })
@@ -291,6 +296,7 @@ it('a collector that accepts connections and never answers costs dropped spans, 
     headers: {},
     sample: 1,
     followAgentSampling: true,
+    scheme: 'http',
     timeoutMs: 300,
     log: createLogger('silent'),
   })
@@ -325,4 +331,10 @@ it('a collector that accepts connections and never answers costs dropped spans, 
     for (const socket of sockets) socket.destroy()
     silent.close()
   }
+})
+
+it("every span the collector received, from all the tests above, uses only the registry's attributes as the HTTP conventions require", () => {
+  // Server, credential, Vault call, upstream call, hold and release spans, sampled by the agent or by Corridor.
+  expect(new Set(spans.map((s) => s.kind))).toEqual(new Set([1, 2, 3]))
+  expect(spans.flatMap((span) => semconvProblems(span, 'corridor.'))).toEqual([])
 })

@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest'
 import type { RequestTrace, TraceFacts } from '../../src/shared/trace-context.ts'
 import { SpanBuffer } from '../../src/telemetry/span-buffer.ts'
 import { EXPORT_PREFIX, EXPORT_SUFFIX, nanos, requestSpans } from '../../src/telemetry/span-json.ts'
+import { semconvProblems } from '../helpers/semconv.ts'
 
 interface OtlpSpan {
   traceId: string
@@ -33,6 +34,7 @@ const trace = (over: Partial<RequestTrace> = {}): RequestTrace => ({
   calls: [],
   upstreamStart: null,
   upstreamOrigin: null,
+  upstreamPath: null,
   ...over,
 })
 
@@ -91,6 +93,7 @@ describe('requestSpans', () => {
         const { json, count } = requestSpans(
           trace({ upstreamStart: 1_796_065_351_294 }),
           facts({ path, rule, agent, error_code: null }),
+          'http',
           ids(),
         )
         const spans = JSON.parse(`[${json}]`) as OtlpSpan[]
@@ -108,7 +111,7 @@ describe('requestSpans', () => {
   it("names the upstream the call went to: its address, port and scheme, as the connector's origin gives them", () => {
     const client = (upstreamOrigin: string) => {
       const spans = JSON.parse(
-        `[${requestSpans(trace({ upstreamStart: 1_796_065_351_294, upstreamOrigin }), facts(), ids()).json}]`,
+        `[${requestSpans(trace({ upstreamStart: 1_796_065_351_294, upstreamOrigin }), facts(), 'https', ids()).json}]`,
       ) as OtlpSpan[]
       const upstream = spans.find((s) => s.spanId === '1111111111111111')
       return ['server.address', 'server.port', 'url.scheme'].map((key) => {
@@ -122,67 +125,81 @@ describe('requestSpans', () => {
     expect(client('https://api.github.com')).toEqual(['api.github.com', '443', 'https'])
   })
 
-  it('marks a failure with error.type and an error status, on the span that failed, and a success with neither', () => {
+  it('marks a failure as the HTTP conventions do: a server span when Corridor answered 5xx or not at all, a client span on 4xx too', () => {
     const spansOf = (over: Partial<TraceFacts>) =>
       JSON.parse(
-        `[${requestSpans(trace({ upstreamStart: 1_796_065_351_294 }), facts(over), ids()).json}]`,
+        `[${requestSpans(trace({ upstreamStart: 1_796_065_351_294 }), facts(over), 'http', ids()).json}]`,
       ) as OtlpSpan[]
     const errorType = (span: OtlpSpan | undefined) =>
       span?.attributes.find((a) => a.key === 'error.type')?.value.stringValue
+    // Success: no error type, and the status left unset on both.
     const [okServer, okUpstream] = spansOf({})
     expect([errorType(okServer), errorType(okUpstream)]).toEqual([undefined, undefined])
-    expect([okServer?.status, okUpstream?.status]).toEqual([{ code: 1 }, undefined])
-    // No answer from the upstream: the type is Corridor's error code.
+    expect([okServer?.status, okUpstream?.status]).toEqual([undefined, undefined])
+    // No answer from the upstream: the type is Corridor's error code, on both.
     const [timedOut, noAnswer] = spansOf({ status: 504, error_code: 'upstream_timeout', upstream_status: null })
     expect([errorType(timedOut), errorType(noAnswer)]).toEqual(['upstream_timeout', 'upstream_timeout'])
-    expect(noAnswer?.status).toEqual({ code: 2 })
-    // The upstream's own 4xx is its answer, passed on: not a failure of either span.
+    expect([timedOut?.status, noAnswer?.status]).toEqual([{ code: 2, message: 'upstream_timeout' }, { code: 2 }])
+    // The upstream's 404, passed on: the call failed; Corridor's answer did not.
     const [notFound, upstream404] = spansOf({ status: 404, upstream_status: 404 })
-    expect([errorType(notFound), errorType(upstream404), upstream404?.status]).toEqual([
-      undefined,
-      undefined,
-      undefined,
-    ])
+    expect([errorType(notFound), notFound?.status]).toEqual([undefined, undefined])
+    expect([errorType(upstream404), upstream404?.status]).toEqual(['404', { code: 2 }])
+    // A denial is the agent's request refused (4xx), not Corridor failing: its code stays a corridor.* attribute.
+    const [denied] = spansOf({ status: 403, error_code: 'policy_denied', decision: 'deny', upstream_status: null })
+    expect([errorType(denied), denied?.status]).toEqual([undefined, undefined])
+    expect(denied?.attributes.find((a) => a.key === 'corridor.error_code')?.value.stringValue).toBe('policy_denied')
+  })
+
+  it('gives a method the conventions do not know as _OTHER, the method sent kept beside it', () => {
+    const [server] = JSON.parse(
+      `[${requestSpans(trace(), facts({ method: 'PROPFIND' }), 'http', ids()).json}]`,
+    ) as OtlpSpan[]
+    const attr = (key: string) => server?.attributes.find((a) => a.key === key)?.value.stringValue
+    expect([attr('http.request.method'), attr('http.request.method_original')]).toEqual(['_OTHER', 'PROPFIND'])
   })
 
   it('writes the server span, the credential span with its calls, and the upstream call, joined by their ids', () => {
+    const vaultCall = {
+      system: 'vault',
+      origin: 'https://vault.internal:8200',
+      method: 'GET',
+      operation: 'GET',
+      path: '/v1/database/creds/app',
+      start: 1_796_065_351_293.6,
+      end: 1_796_065_351_293.9,
+      error: null,
+    }
     const t = trace({
       parentSpanId: 'aaaaaaaaaaaaaaaa',
       upstreamStart: 1_796_065_351_294.5,
+      upstreamOrigin: 'http://127.0.0.1:8080',
+      upstreamPath: '/api/rows/1',
       credential: { start: 1_796_065_351_293.5, end: 1_796_065_351_294, source: 'vault_dynamic' },
       calls: [
-        {
-          system: 'vault',
-          method: 'GET',
-          path: 'database/creds/app',
-          start: 1_796_065_351_293.6,
-          end: 1_796_065_351_293.9,
-          status: 200,
-        },
-        {
-          system: 'vault',
-          method: 'GET',
-          path: 'database/creds/app',
-          start: 1_796_065_351_293.6,
-          end: 1_796_065_351_293.9,
-          status: 503,
-        },
+        { ...vaultCall, status: 200 },
+        { ...vaultCall, status: 503 },
+        { ...vaultCall, method: 'GET', operation: 'LIST', status: null, error: 'vault_timeout' },
       ],
     })
     const { json, count } = requestSpans(
       t,
       facts({ status: 502, error_code: 'upstream_bad_response', upstream_status: 503 }),
+      'https',
       ids(),
     )
-    const [server, credential, ok, failed, upstream] = JSON.parse(`[${json}]`) as OtlpSpan[]
-    expect(count).toBe(5)
-    const attr = (span: OtlpSpan | undefined, key: string) =>
-      span?.attributes.find((a) => a.key === key)?.value.stringValue
+    const [server, credential, ok, failed, timedOut, upstream] = JSON.parse(`[${json}]`) as OtlpSpan[]
+    expect(count).toBe(6)
+    const attr = (span: OtlpSpan | undefined, key: string) => {
+      const value = span?.attributes.find((a) => a.key === key)?.value
+      return value?.stringValue ?? value?.intValue
+    }
     // The conventions' names: the agent, the connector action as the tool, the failure's type.
     expect(attr(server, 'gen_ai.agent.id')).toBe('writer')
     expect(attr(server, 'gen_ai.tool.name')).toBe('rows.get')
+    expect(attr(server, 'url.scheme')).toBe('https')
     expect(attr(server, 'error.type')).toBe('upstream_bad_response')
     expect(attr(upstream, 'error.type')).toBe('503')
+    expect(attr(upstream, 'url.full')).toBe('http://127.0.0.1:8080/api/rows/1')
     expect(upstream?.status).toEqual({ code: 2 })
     expect(server).toMatchObject({
       spanId: t.serverSpanId,
@@ -193,15 +210,119 @@ describe('requestSpans', () => {
       status: { code: 2, message: 'upstream_bad_response' },
     })
     expect(credential).toMatchObject({ parentSpanId: t.serverSpanId, name: 'credential vault_dynamic' })
-    expect(ok).toMatchObject({ parentSpanId: credential?.spanId, name: 'vault GET database/creds/app' })
+    expect(ok).toMatchObject({ parentSpanId: credential?.spanId, name: 'vault GET /v1/database/creds/app' })
+    // A call to Vault is an HTTP client span: where it went, as the upstream call says it.
+    expect(['url.full', 'server.address', 'server.port', 'http.response.status_code'].map((k) => attr(ok, k))).toEqual([
+      'https://vault.internal:8200/v1/database/creds/app',
+      'vault.internal',
+      '8200',
+      '200',
+    ])
     expect(ok?.status).toBeUndefined()
-    expect(failed?.status).toEqual({ code: 2 })
+    expect([failed?.status, attr(failed, 'error.type')]).toEqual([{ code: 2 }, '503'])
+    // Vault's LIST goes as a GET: the span is named for the operation, its method is what was sent.
+    expect([timedOut?.name, attr(timedOut, 'http.request.method'), attr(timedOut, 'error.type')]).toEqual([
+      'vault LIST /v1/database/creds/app',
+      'GET',
+      'vault_timeout',
+    ])
     expect(upstream).toMatchObject({
       spanId: t.clientSpanId,
       parentSpanId: t.serverSpanId,
       startTimeUnixNano: '1796065351294500000',
     })
-    expect(new Set([server, credential, ok, failed, upstream].map((s) => s?.spanId)).size).toBe(5)
+    expect(new Set([server, credential, ok, failed, timedOut, upstream].map((s) => s?.spanId)).size).toBe(6)
+  })
+
+  it("every span, whatever the request's outcome, uses only the registry's attributes as its conventions require", () => {
+    const call = fc.record({
+      system: fc.constantFrom('vault', 'oauth2'),
+      origin: fc.constantFrom('https://vault.internal:8200', 'http://127.0.0.1:8200', 'https://idp.example'),
+      method: fc.constantFrom('GET', 'POST'),
+      operation: fc.constantFrom('GET', 'POST', 'LIST'),
+      path: fc.constantFrom('/v1/auth/approle/login', '/oauth/token'),
+      start: fc.constant(1_796_065_351_293.6),
+      end: fc.constant(1_796_065_351_293.9),
+      status: fc.option(fc.constantFrom(200, 204, 400, 403, 500, 503)),
+      error: fc.option(fc.constantFrom('vault_timeout', 'oauth2_unreachable')),
+    })
+    const status = fc.constantFrom(0, 200, 202, 204, 301, 400, 401, 403, 404, 409, 429, 500, 502, 503, 504)
+    fc.assert(
+      fc.property(
+        fc.record({
+          method: fc.constantFrom('GET', 'POST', 'DELETE', 'PATCH', 'PROPFIND', 'MKCOL', 'QUERY'),
+          status,
+          upstream_status: fc.option(status.filter((s) => s !== 0)),
+          error_code: fc.option(
+            fc.constantFrom('policy_denied', 'upstream_timeout', 'client_aborted', 'audit_unavailable'),
+          ),
+          action: fc.option(fc.constant('rows.get')),
+          connector: fc.option(fc.constant('db')),
+        }),
+        fc.array(call, { maxLength: 3 }),
+        fc.boolean(),
+        fc.boolean(),
+        fc.constantFrom<'http' | 'https'>('http', 'https'),
+        (over, calls, forwarded, release, scheme) => {
+          const t = trace({
+            calls,
+            credential: { start: 1_796_065_351_293.5, end: 1_796_065_351_294, source: 'vault_dynamic' },
+            link: release ? { traceId: 'b'.repeat(32), spanId: 'c'.repeat(16), sampled: true } : null,
+            ...(forwarded
+              ? {
+                  upstreamStart: 1_796_065_351_294,
+                  upstreamOrigin: 'https://api.example:8443',
+                  upstreamPath: '/rows/1',
+                }
+              : {}),
+          })
+          const spans = JSON.parse(`[${requestSpans(t, facts(over), scheme, ids()).json}]`) as (OtlpSpan & {
+            kind: number
+          })[]
+          expect(spans.flatMap((span) => semconvProblems(span, 'corridor.'))).toEqual([])
+        },
+      ),
+      { numRuns: 2_000 },
+    )
+  })
+
+  it('the registry check itself refuses unknown, deprecated and missing attributes and an undefined method', () => {
+    const span = (kind: number, attributes: [string, string][], failed = false) => ({
+      name: 'probe',
+      kind,
+      attributes: attributes.map(([key, stringValue]) => ({ key, value: { stringValue } })),
+      ...(failed ? { status: { code: 2 } } : {}),
+    })
+    const server: [string, string][] = [
+      ['http.request.method', 'GET'],
+      ['url.scheme', 'http'],
+      ['url.path', '/'],
+    ]
+    expect(semconvProblems(span(2, server), 'corridor.')).toEqual([])
+    expect(semconvProblems(span(2, [...server, ['rpc.system', 'vault']]), 'corridor.')).toEqual([
+      'span "probe": rpc.system is deprecated',
+    ])
+    expect(semconvProblems(span(2, [...server, ['corridor.anything', 'x'], ['http.verb', 'x']]), 'corridor.')).toEqual([
+      'span "probe": http.verb is not in the registry',
+    ])
+    expect(
+      semconvProblems(
+        span(
+          2,
+          [
+            ['http.request.method', 'PROPFIND'],
+            ['url.scheme', 'http'],
+          ],
+          true,
+        ),
+        'corridor.',
+      ),
+    ).toEqual([
+      'span "probe": http.request.method = PROPFIND is not one of its defined values',
+      'span "probe": url.path is required of this kind of span and missing',
+      'span "probe": failed without error.type',
+    ])
+    expect(semconvProblems(span(3, [['http.request.method', 'GET']]), 'corridor.')).toHaveLength(3)
   })
 })
 

@@ -120,15 +120,28 @@ export class VaultClient {
     // A call made to issue a sampled request's credential: it becomes a span of that request.
     const start = performance.timeOrigin + performance.now()
     let status: number | null = null
+    let error: string | null = null
     try {
       const envelope = await this.#call(method, path, options)
       status = envelope === null ? 204 : 200
       return envelope
     } catch (err) {
       status = err instanceof VaultError ? err.status : null
+      if (status === null) error = err instanceof VaultError ? err.code : 'vault_unreachable'
       throw err
     } finally {
-      calls.push({ system: 'vault', method, path, start, end: performance.timeOrigin + performance.now(), status })
+      calls.push({
+        system: 'vault',
+        origin: this.address,
+        // What went on the wire: Vault's LIST is a GET with ?list=true.
+        method: method === 'LIST' ? 'GET' : method,
+        operation: method,
+        path: `/v1/${path}`,
+        start,
+        end: performance.timeOrigin + performance.now(),
+        status,
+        error,
+      })
     }
   }
 
