@@ -110,3 +110,29 @@ export function semconvProblems(span: OtlpSpanLike, ownPrefix: string): string[]
   if (span.status?.code === 2 && !seen.has('error.type')) problems.push(`${where}: failed without error.type`)
   return problems
 }
+
+/**
+ * What in a scrape departs from the registry: a metric outside `ownPrefix` whose name is no
+ * registry metric as Prometheus spells it (dots as underscores, the unit `s` as `_seconds`), or
+ * whose labels (other than `le` and the project's own, `ownPrefix`) are not registry attributes so
+ * spelled. Families in `ownPrefix` are the project's own, labels and all.
+ */
+export function metricNamingProblems(
+  samples: readonly [string, Record<string, string>, number][],
+  ownPrefix: string,
+): string[] {
+  const registry = semconvRegistry()
+  const spelled = (name: string) => name.replaceAll('.', '_')
+  const metricNames = new Set([...registry.metrics].filter(([, m]) => !m.deprecated).map(([name]) => spelled(name)))
+  const labelNames = new Set([...registry.attributes].filter(([, a]) => !a.deprecated).map(([name]) => spelled(name)))
+  const problems = new Set<string>()
+  for (const [sample, labels] of samples) {
+    if (sample.startsWith(ownPrefix)) continue
+    const family = sample.replace(/_(bucket|count|sum|total)$/, '')
+    if (!metricNames.has(family.replace(/_seconds$/, ''))) problems.add(`${family} is not a registry metric`)
+    for (const label of Object.keys(labels))
+      if (label !== 'le' && !label.startsWith(ownPrefix) && !labelNames.has(label))
+        problems.add(`${family}: label ${label} is not a registry attribute`)
+  }
+  return [...problems]
+}

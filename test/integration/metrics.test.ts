@@ -9,6 +9,7 @@ import { hash, standardFiles } from '../helpers/standard-policy.ts'
 import { startCorridorFixture, type CorridorFixture } from '../helpers/corridor-fixture.ts'
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/recording-upstream.ts'
 import { hasSample, sampleValue, scrapeMetrics, type Sample } from '../helpers/prometheus.ts'
+import { metricNamingProblems } from '../helpers/semconv.ts'
 
 const AGENTS = 2_000
 const PATHS = 10_000
@@ -97,6 +98,15 @@ it('counts decisions, refusals, limits and stops, and times requests and upstrea
   expect(hasSample(after, 'corridor_audit_shipping_lag_bytes')).toBe(false)
   expect(after.some(([n]) => n.startsWith('corridor_process_'))).toBe(true)
   expectWellFormedHistograms(after)
+  // Families not Corridor's own are OpenTelemetry's, named as the registry names them.
+  expect(metricNamingProblems(after, 'corridor_')).toEqual([])
+  // The check itself: a name the registry lacks, a deprecated attribute as a label.
+  expect(metricNamingProblems([['http_server_latency_seconds_count', { http_method: 'GET' }, 1]], 'corridor_')).toEqual(
+    [
+      'http_server_latency_seconds is not a registry metric',
+      'http_server_latency_seconds: label http_method is not a registry attribute',
+    ],
+  )
 })
 
 /** Every histogram series: buckets ascending by bound, counts cumulative, +Inf equal to _count. */
