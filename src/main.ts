@@ -202,14 +202,20 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
   })
 
   const metrics = config.metrics
-    ? new Metrics({
-        stops: () => controls.board.live(),
-        approvalsPending: () => approvalService.pendingCount().catch(() => null),
-        tracesDropped: () => tracer?.dropped ?? null,
-        auditHealthy: () => audit.healthy,
-        auditWriteFailures: () => audit.writeFailures,
-        shippingLagBytes: () => shipper?.status().lagBytes ?? null,
-      })
+    ? new Metrics(
+        {
+          stops: () => controls.board.live(),
+          approvalsPending: () => approvalService.pendingCount().catch(() => null),
+          tracesDropped: () => tracer?.dropped ?? null,
+          auditHealthy: () => audit.healthy,
+          auditWriteFailures: () => audit.writeFailures,
+          shippingLagBytes: () => shipper?.status().lagBytes ?? null,
+        },
+        {
+          scheme: config.listen.tls === null ? 'http' : 'https',
+          upstreamOrigin: (connector) => policies.current?.catalog.connectors.get(connector)?.origin ?? null,
+        },
+      )
     : null
   const lifecycle = new Lifecycle()
   const pipeline = createPipeline({

@@ -9,6 +9,7 @@
 import { collectDefaultMetrics, Gauge, Registry } from 'prom-client'
 import type { AuditRecord } from '../audit/record.ts'
 import type { LimitReport } from '../policy/limits.ts'
+import { clientErrorType, conventionalMethod, serverErrorType, serverOf } from '../shared/http-conventions.ts'
 import { ReadAtScrape, SeriesCounter, SeriesHistogram } from './series.ts'
 
 /** What the metrics read at scrape time from the rest of Corridor (no I/O on the request path). */
@@ -27,9 +28,17 @@ export interface MetricSources {
   shippingLagBytes(): number | null
 }
 
+/** What the per-request series need to know of the process and the connectors. */
+export interface MetricsContext {
+  /** The agent listener's scheme (`url_scheme` on request durations). */
+  readonly scheme: 'http' | 'https'
+  /** A connector's upstream origin in the policy in force (null: none by that id now). */
+  upstreamOrigin(connector: string): string | null
+}
+
 /** Seconds: from sub-millisecond answers to slow upstreams and held calls. */
 const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
-const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'])
+const NO_SERVER = ['', ''] as const
 
 export class Metrics {
   readonly registry = new Registry()
@@ -44,20 +53,39 @@ export class Metrics {
   /** Per limit: the least share remaining that any of its keys reported, until that key's window resets. */
   readonly #leastRemaining = new Map<string, { kind: string; ratio: number; until: number }>()
 
-  constructor(sources: MetricSources) {
+  readonly #context: MetricsContext
+  /** Each upstream origin's server_address and server_port label values, worked out once. */
+  readonly #servers = new Map<string, readonly [string, string]>()
+
+  constructor(sources: MetricSources, context: MetricsContext) {
+    this.#context = context
     const registers = [this.registry]
     collectDefaultMetrics({ register: this.registry, prefix: 'corridor_process_' })
     this.#requestDuration = new SeriesHistogram(
       'http_server_request_duration_seconds',
       'Duration of requests on the agent listener, from the first byte to the response end',
-      ['http_request_method', 'http_response_status_code', 'corridor_connector', 'corridor_outcome'],
+      [
+        'url_scheme',
+        'http_request_method',
+        'http_response_status_code',
+        'error_type',
+        'corridor_connector',
+        'corridor_outcome',
+      ],
       DURATION_BUCKETS,
       this.registry,
     )
     this.#upstreamDuration = new SeriesHistogram(
       'http_client_request_duration_seconds',
       'Duration of forwarded requests at the upstream, until the response ended',
-      ['corridor_connector', 'http_response_status_code'],
+      [
+        'server_address',
+        'server_port',
+        'http_request_method',
+        'http_response_status_code',
+        'error_type',
+        'corridor_connector',
+      ],
       DURATION_BUCKETS,
       this.registry,
     )
@@ -161,12 +189,33 @@ export class Metrics {
   /** One finished request, read from its audit record. */
   observe(record: AuditRecord): void {
     const connector = record.connector ?? 'none'
+    const method = conventionalMethod(record.method)
+    // error_type empty (absent to Prometheus) unless the request failed as the HTTP conventions say.
     this.#requestDuration.observe(
-      [METHODS.has(record.method) ? record.method : '_OTHER', record.status, connector, record.outcome],
+      [
+        this.#context.scheme,
+        method,
+        record.status,
+        serverErrorType(record.status, record.error_code) ?? '',
+        connector,
+        record.outcome,
+      ],
       record.duration_ms / 1000,
     )
-    if (record.upstream_ms !== null && record.upstream_status !== null)
-      this.#upstreamDuration.observe([connector, record.upstream_status], record.upstream_ms / 1000)
+    if (record.upstream_ms !== null && record.upstream_status !== null) {
+      const server = this.#server(connector)
+      this.#upstreamDuration.observe(
+        [
+          server[0],
+          server[1],
+          method,
+          record.upstream_status,
+          clientErrorType(record.upstream_status, null) ?? '',
+          connector,
+        ],
+        record.upstream_ms / 1000,
+      )
+    }
     if (record.decision !== null) this.#decisions.inc([connector, record.decision, record.limiting_factor ?? 'none'])
     if (record.error_code !== null) {
       this.#refusals.inc([record.error_code])
@@ -185,6 +234,21 @@ export class Metrics {
     const least = this.#leastRemaining.get(l.limit)
     if (least === undefined || least.until <= now || ratio <= least.ratio)
       this.#leastRemaining.set(l.limit, { kind: l.kind, ratio, until: now + l.reset_ms })
+  }
+
+  /** The upstream's address and port, as labels, for a connector's calls; empty (absent) when the policy in force has no such connector now. */
+  #server(connector: string): readonly [string, string] {
+    const origin = this.#context.upstreamOrigin(connector)
+    if (origin === null) return NO_SERVER
+    let server = this.#servers.get(origin)
+    if (server === undefined) {
+      const { address, port } = serverOf(origin)
+      server = [address, String(port)]
+      // Origins come from configuration; this only bounds what many policy reloads could leave behind.
+      if (this.#servers.size >= 1_000) this.#servers.clear()
+      this.#servers.set(origin, server)
+    }
+    return server
   }
 
   /** A person approved or rejected a held request after it waited this long. */

@@ -12,6 +12,7 @@
  * when the other side answered 4xx, 5xx or not at all. `url.full` carries no query: its values may
  * hold personal data or a credential placed there.
  */
+import { clientErrorType, conventionalMethod, serverErrorType, serverOf } from '../shared/http-conventions.ts'
 import type { RequestTrace, TraceFacts, TraceLink } from '../shared/trace-context.ts'
 
 /** What an export's body holds around its spans. */
@@ -30,14 +31,11 @@ const more = (key: string, value: string | null): string => (value === null ? ''
 const moreInt = (key: string, value: number | null): string =>
   value === null ? '' : `,{"key":"${key}","value":{"intValue":"${value}"}}`
 
-/** The methods the conventions know; any other is `_OTHER`, the method as sent in `http.request.method_original`. */
-const KNOWN_METHODS = new Set(['CONNECT', 'DELETE', 'GET', 'HEAD', 'OPTIONS', 'PATCH', 'POST', 'PUT', 'QUERY', 'TRACE'])
-
-/** The span's first attribute: its HTTP method. */
-const methodAttributes = (method: string): string =>
-  KNOWN_METHODS.has(method)
-    ? first('http.request.method', method)
-    : first('http.request.method', '_OTHER') + more('http.request.method_original', method)
+/** The span's first attribute: its HTTP method (one the conventions do not know as `_OTHER`, the method sent beside it). */
+function methodAttributes(method: string): string {
+  const named = conventionalMethod(method)
+  return first('http.request.method', named) + (named === method ? '' : more('http.request.method_original', method))
+}
 
 /** Each called origin's server.address, server.port and url.scheme attributes, written once. */
 const originAttributes = new Map<string, string>()
@@ -53,13 +51,9 @@ function calledAttributes(origin: string | null, path: string | null): string {
 function originAttributesOf(origin: string): string {
   let text = originAttributes.get(origin)
   if (text === undefined) {
-    const url = new URL(origin)
-    const scheme = url.protocol.slice(0, -1)
+    const server = serverOf(origin)
     text =
-      // An IPv6 address without the brackets the URL needs around it.
-      more('server.address', url.hostname.replace(/^\[(.*)\]$/, '$1')) +
-      moreInt('server.port', url.port === '' ? (scheme === 'https' ? 443 : 80) : Number(url.port)) +
-      more('url.scheme', scheme)
+      more('server.address', server.address) + moreInt('server.port', server.port) + more('url.scheme', server.scheme)
     if (originAttributes.size >= MAX_ORIGINS) originAttributes.clear()
     originAttributes.set(origin, text)
   }
@@ -115,9 +109,7 @@ export function requestSpans(
   scheme: 'http' | 'https',
   spanId: () => string,
 ): { readonly json: string; readonly count: number } {
-  // Corridor failed when it answered 5xx, or nothing at all for a reason of its own.
-  const failed = facts.status >= 500 || (facts.status === 0 && facts.error_code !== null)
-  const errorType = failed ? (facts.error_code ?? String(facts.status)) : null
+  const errorType = serverErrorType(facts.status, facts.error_code)
   let json = span(
     t,
     t.serverSpanId,
@@ -152,8 +144,7 @@ export function requestSpans(
     json += `,${span(t, credentialSpanId, t.serverSpanId, `credential ${credential.source}`, INTERNAL, credential.start, credential.end, first('corridor.credential.source', credential.source), '')}`
     count++
     for (const call of t.calls ?? []) {
-      const callError =
-        call.status === null ? (call.error ?? '_OTHER') : call.status >= 400 ? String(call.status) : null
+      const callError = clientErrorType(call.status, call.error ?? '_OTHER')
       json += `,${span(
         t,
         spanId(),
@@ -172,13 +163,8 @@ export function requestSpans(
     }
   }
   if (t.upstreamStart !== null) {
-    // The upstream call failed when it answered 4xx or 5xx, or not at all (a timeout, a reset).
-    const upstreamError =
-      facts.upstream_status === null
-        ? facts.error_code
-        : facts.upstream_status >= 400
-          ? String(facts.upstream_status)
-          : null
+    // Not answered (a timeout, a reset): named by Corridor's error code.
+    const upstreamError = clientErrorType(facts.upstream_status, facts.error_code)
     json += `,${span(
       t,
       t.clientSpanId,

@@ -79,6 +79,14 @@ it('counts decisions, refusals, limits and stops, and times requests and upstrea
     }),
   ).toBe(6)
   expect(delta('http_client_request_duration_seconds_count', { corridor_connector: 'svc' })).toBe(6)
+  // The upstream named as the HTTP conventions name a server: its address and port.
+  expect(
+    delta('http_client_request_duration_seconds_count', {
+      server_address: '127.0.0.1',
+      server_port: new URL(upstream.url).port,
+      http_request_method: 'POST',
+    }),
+  ).toBe(2)
   expect(delta('corridor_credential_issue_duration_seconds_count', { connector: 'svc', source: 'env' })).toBe(6)
   // What is left of each limit: the rate used up, the budget at 15 of 20 (absent before it counted anything).
   expect(before.some(([n, l]) => n === 'corridor_limit_remaining_ratio' && l.limit === 'create-budget')).toBe(false)
