@@ -33,13 +33,23 @@ export interface ServerOf {
   readonly scheme: string
 }
 
-/** Where an origin (`scheme://host[:port]`) points. */
+const servers = new Map<string, ServerOf>()
+/** Origins come from configuration; this only bounds what many policy reloads could leave behind. */
+const MAX_ORIGINS = 1_000
+
+/** Where an origin (`scheme://host[:port]`) points; worked out once per origin. */
 export function serverOf(origin: string): ServerOf {
-  const url = new URL(origin)
-  const scheme = url.protocol.slice(0, -1)
-  return {
-    address: url.hostname.replace(/^\[(.*)\]$/, '$1'),
-    port: url.port === '' ? (scheme === 'https' ? 443 : 80) : Number(url.port),
-    scheme,
+  let server = servers.get(origin)
+  if (server === undefined) {
+    const url = new URL(origin)
+    const scheme = url.protocol.slice(0, -1)
+    server = {
+      address: url.hostname.replace(/^\[(.*)\]$/, '$1'),
+      port: url.port === '' ? (scheme === 'https' ? 443 : 80) : Number(url.port),
+      scheme,
+    }
+    if (servers.size >= MAX_ORIGINS) servers.clear()
+    servers.set(origin, server)
   }
+  return server
 }

@@ -38,7 +38,6 @@ export interface MetricsContext {
 
 /** Seconds: from sub-millisecond answers to slow upstreams and held calls. */
 const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
-const NO_SERVER = ['', ''] as const
 
 export class Metrics {
   readonly registry = new Registry()
@@ -54,8 +53,6 @@ export class Metrics {
   readonly #leastRemaining = new Map<string, { kind: string; ratio: number; until: number }>()
 
   readonly #context: MetricsContext
-  /** Each upstream origin's server_address and server_port label values, worked out once. */
-  readonly #servers = new Map<string, readonly [string, string]>()
 
   constructor(sources: MetricSources, context: MetricsContext) {
     this.#context = context
@@ -203,11 +200,13 @@ export class Metrics {
       record.duration_ms / 1000,
     )
     if (record.upstream_ms !== null && record.upstream_status !== null) {
-      const server = this.#server(connector)
+      // Empty (absent) when the policy in force has no such connector now (reloaded meanwhile).
+      const origin = this.#context.upstreamOrigin(connector)
+      const server = origin === null ? null : serverOf(origin)
       this.#upstreamDuration.observe(
         [
-          server[0],
-          server[1],
+          server?.address ?? '',
+          server === null ? '' : String(server.port),
           method,
           record.upstream_status,
           clientErrorType(record.upstream_status, null) ?? '',
@@ -234,21 +233,6 @@ export class Metrics {
     const least = this.#leastRemaining.get(l.limit)
     if (least === undefined || least.until <= now || ratio <= least.ratio)
       this.#leastRemaining.set(l.limit, { kind: l.kind, ratio, until: now + l.reset_ms })
-  }
-
-  /** The upstream's address and port, as labels, for a connector's calls; empty (absent) when the policy in force has no such connector now. */
-  #server(connector: string): readonly [string, string] {
-    const origin = this.#context.upstreamOrigin(connector)
-    if (origin === null) return NO_SERVER
-    let server = this.#servers.get(origin)
-    if (server === undefined) {
-      const { address, port } = serverOf(origin)
-      server = [address, String(port)]
-      // Origins come from configuration; this only bounds what many policy reloads could leave behind.
-      if (this.#servers.size >= 1_000) this.#servers.clear()
-      this.#servers.set(origin, server)
-    }
-    return server
   }
 
   /** A person approved or rejected a held request after it waited this long. */
