@@ -31,6 +31,15 @@ const more = (key: string, value: string | null): string => (value === null ? ''
 const moreInt = (key: string, value: number | null): string =>
   value === null ? '' : `,{"key":"${key}","value":{"intValue":"${value}"}}`
 
+/**
+ * The path alone: a request refused before its target was read records the raw target, query
+ * included, in its audit record; a span, sent to a collector outside the trail, never carries one.
+ */
+function withoutQuery(path: string): string {
+  const at = path.indexOf('?')
+  return at === -1 ? path : path.slice(0, at)
+}
+
 /** The span's first attribute: its HTTP method (one the conventions do not know as `_OTHER`, the method sent beside it). */
 function methodAttributes(method: string): string {
   const named = conventionalMethod(method)
@@ -120,7 +129,7 @@ export function requestSpans(
     t.start + facts.duration_ms,
     methodAttributes(facts.method) +
       more('url.scheme', scheme) +
-      more('url.path', facts.path) +
+      more('url.path', withoutQuery(facts.path)) +
       moreInt('http.response.status_code', facts.status === 0 ? null : facts.status) +
       more('corridor.decision', facts.decision) +
       more('corridor.rule', facts.rule) +

@@ -100,7 +100,8 @@ describe('requestSpans', () => {
         expect(spans).toHaveLength(count)
         const server = spans[0] as OtlpSpan
         const attr = (key: string) => server.attributes.find((a) => a.key === key)?.value.stringValue
-        expect(attr('url.path')).toBe(path)
+        // The path alone: anything from a '?' on is a query, which no span carries.
+        expect(attr('url.path')).toBe(path.split('?')[0])
         expect(attr('corridor.rule')).toBe(rule)
         expect(attr('gen_ai.agent.id')).toBe(agent)
       }),
@@ -148,6 +149,14 @@ describe('requestSpans', () => {
     const [denied] = spansOf({ status: 403, error_code: 'policy_denied', decision: 'deny', upstream_status: null })
     expect([errorType(denied), denied?.status]).toEqual([undefined, undefined])
     expect(denied?.attributes.find((a) => a.key === 'corridor.error_code')?.value.stringValue).toBe('policy_denied')
+  })
+
+  it('leaves out the query of a request refused before its target was read, whose audit path is the raw target', () => {
+    const [server] = JSON.parse(
+      `[${requestSpans(trace(), facts({ path: '/nowhere/x?api_key=canary-7d1e&q=1', status: 404, connector: null, action: null }), 'http', ids()).json}]`,
+    ) as OtlpSpan[]
+    expect(server?.attributes.find((a) => a.key === 'url.path')?.value.stringValue).toBe('/nowhere/x')
+    expect(JSON.stringify(server)).not.toContain('canary-7d1e')
   })
 
   it('gives a method the conventions do not know as _OTHER, the method sent kept beside it', () => {
