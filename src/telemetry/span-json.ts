@@ -172,8 +172,8 @@ export function requestSpans(
     }
   }
   if (t.upstreamStart !== null) {
-    // Not answered (a timeout, a reset): named by Corridor's error code.
-    const upstreamError = clientErrorType(facts.upstream_status, facts.error_code)
+    // Not answered (a timeout, a reset, the agent gone): named by Corridor's error code when it has one.
+    const upstreamError = clientErrorType(facts.upstream_status, facts.error_code ?? '_OTHER')
     json += `,${span(
       t,
       t.clientSpanId,

@@ -141,6 +141,9 @@ describe('requestSpans', () => {
     const [timedOut, noAnswer] = spansOf({ status: 504, error_code: 'upstream_timeout', upstream_status: null })
     expect([errorType(timedOut), errorType(noAnswer)]).toEqual(['upstream_timeout', 'upstream_timeout'])
     expect([timedOut?.status, noAnswer?.status]).toEqual([{ code: 2, message: 'upstream_timeout' }, { code: 2 }])
+    // The agent left before the upstream answered: the call failed, with no code of Corridor's to name it.
+    const [, abandoned] = spansOf({ status: 0, outcome: 'client_aborted', upstream_status: null })
+    expect([errorType(abandoned), abandoned?.status]).toEqual(['_OTHER', { code: 2 }])
     // The upstream's 404, passed on: the call failed; Corridor's answer did not.
     const [notFound, upstream404] = spansOf({ status: 404, upstream_status: 404 })
     expect([errorType(notFound), notFound?.status]).toEqual([undefined, undefined])
