@@ -93,6 +93,8 @@ const LIST_HEADERS = new Set([
   'if-none-match',
   'link',
   'baggage',
+  // W3C Trace Context lets a tracestate list be split over several lines, to be joined as one.
+  'tracestate',
   'content-language',
   'allow',
   'vary',

@@ -17,6 +17,7 @@ import { startVaultForCorridor, vaultConfigYaml, type VaultSetup } from '../help
 import { createLogger } from '../../src/shared/logger.ts'
 import { Tracer } from '../../src/telemetry/tracing.ts'
 import { semconvProblems } from '../helpers/semconv.ts'
+import { rawRequest, statusOf } from '../helpers/raw-http.ts'
 
 interface Span {
   traceId: string
@@ -180,6 +181,18 @@ it('an agent that did not sample its trace gets none recorded, and the upstream 
   expect(cached.map((s) => s.kind).sort()).toEqual([2, 3])
   expect(attr(cached.find((s) => s.kind === 2) as Span, 'corridor.credential.source')).toBe('vault_dynamic')
   expect(spans.filter((s) => s.traceId === unsampled)).toEqual([])
+})
+
+it("an agent's tracestate, split over two lines as W3C Trace Context allows, reaches the upstream whole", async () => {
+  const host = `Host: ${new URL(traced.corridor.agentUrl).host}\r\n`
+  const response = await rawRequest(
+    traced.corridor.agentUrl,
+    `GET /db/rows/11 HTTP/1.1\r\n${host}Authorization: Bearer ${AGENT_KEY}\r\ntraceparent: 00-${AGENT_TRACE}-${AGENT_SPAN}-01\r\ntracestate: vendor1=a1\r\ntracestate: vendor2=b2\r\nConnection: close\r\n\r\n`,
+  )
+  expect(statusOf(response)).toBe(200)
+  const received = upstream.received.at(-1)
+  expect(received?.url).toBe('/db/rows/11')
+  expect(received?.headers.tracestate).toBe('vendor1=a1, vendor2=b2')
 })
 
 it('a collector key named and not set stops the start, rather than exporting without it', async () => {
