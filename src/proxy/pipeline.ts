@@ -31,7 +31,7 @@ import { evaluate } from '../policy/evaluate.ts'
 import { requestFacts, type DelegatedUser } from '../policy/facts.ts'
 import type { PolicyStore } from '../policy/reloader.ts'
 import type { Agent } from '../registry/agents.ts'
-import { canonicalRequest, routeTarget, type CanonicalRequest } from '../request/canonical-request.ts'
+import { canonicalRequest, routeTarget, routeTemplate, type CanonicalRequest } from '../request/canonical-request.ts'
 import { FollowUps } from '../forwarding/follow-ups.ts'
 import type { ConnectorCatalog } from '../registry/connectors.ts'
 import { prepareOutbound, upstreamTarget, type Outbound } from '../forwarding/outbound.ts'
@@ -144,6 +144,7 @@ async function handle(
   record.path = withoutKeys(target.path)
   record.action = action?.name ?? null
   record.risk = action?.risk ?? null
+  if (lease.trace?.sampled === true) lease.trace.route = routeTemplate(target)
   if (connector.agentKeyHeader !== null) assertSingleHeader(req, connector.agentKeyHeader)
   if (
     connector.injection.kind === 'query' &&

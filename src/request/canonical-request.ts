@@ -77,6 +77,16 @@ export function routeTarget(
   }
 }
 
+/**
+ * The declared action's path template as the agent addresses it (with the connector prefix when
+ * routed by path), e.g. `/github/repos/{owner}/{repo}/issues`: the request's route, low in
+ * cardinality whatever the path's values. Null without an action or a path template (GraphQL).
+ */
+export function routeTemplate(target: RoutedTarget): string | null {
+  if (target.action === null || target.action.path === '') return null
+  return (target.targetPath === target.path ? '' : `/${target.connector.id}`) + target.action.path
+}
+
 export interface RequestParts {
   readonly target: RoutedTarget
   /** Flat [name, value, …] as received (Node's rawHeaders). */

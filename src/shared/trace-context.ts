@@ -45,6 +45,8 @@ export interface RequestTrace {
   readonly flags: string
   /** Whether its spans are recorded (the trace context is passed on either way). */
   readonly sampled: boolean
+  /** Its route (the action's path template as addressed), set only when sampled and routed to an action. */
+  route: string | null
   /** When it started, epoch milliseconds with a fraction; 0 when not sampled. */
   readonly start: number
   /** A release: the hold it carries out (its own trace, since it runs later and elsewhere). */

@@ -3,7 +3,8 @@
  * more than the rest of tracing. Attribute keys are Corridor's own constants; every value that
  * comes from a request or from configuration is escaped by JSON.stringify. Attributes follow
  * OpenTelemetry's semantic conventions for HTTP spans (the tests check every key against the
- * published registry): a server span with `http.request.method`, `url.scheme` and `url.path`; client
+ * published registry): a server span with `http.request.method`, `url.scheme`, `url.path` and the
+ * action's template as `http.route`; client
  * spans (the upstream call, and each call to Vault or a token endpoint) with `url.full`,
  * `server.address` and `server.port`; the GenAI names `gen_ai.agent.id` for the agent and
  * `gen_ai.tool.name` for the connector action; the rest are `corridor.*`. Span status follows the
@@ -130,6 +131,7 @@ export function requestSpans(
     methodAttributes(facts.method) +
       more('url.scheme', scheme) +
       more('url.path', withoutQuery(facts.path)) +
+      more('http.route', t.route) +
       moreInt('http.response.status_code', facts.status === 0 ? null : facts.status) +
       more('corridor.decision', facts.decision) +
       more('corridor.rule', facts.rule) +

@@ -147,6 +147,7 @@ export class Tracer implements Tracing {
       clientSpanId: spanIds.slice(16, 32),
       flags,
       sampled,
+      route: null,
       start: sampled ? performance.timeOrigin + performance.now() : 0,
       link,
       credential: null,

@@ -132,6 +132,8 @@ it('joins agent → Corridor → Vault credential → upstream in one trace', as
   expect(attr(server, 'corridor.request_id')).toBe(answer.requestId)
   expect(attr(server, 'corridor.decision')).toBe('allow')
   expect([attr(server, 'gen_ai.agent.id'), attr(server, 'gen_ai.tool.name')]).toEqual(['writer', 'rows.get'])
+  // The route: the action's template as the agent addressed it, whatever the row's id.
+  expect([attr(server, 'url.path'), attr(server, 'http.route')]).toEqual(['/rows/1', '/db/rows/{id}'])
   expect(credential).toMatchObject({ parentSpanId: server.spanId, name: 'credential vault_dynamic' })
   // The Vault calls that issued the lease (Corridor's first, so its login too), under the credential span.
   expect(vaultCalls.map((s) => [s.name, s.parentSpanId])).toEqual([

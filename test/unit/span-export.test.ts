@@ -28,6 +28,7 @@ const trace = (over: Partial<RequestTrace> = {}): RequestTrace => ({
   clientSpanId: '1111111111111111',
   flags: '01',
   sampled: true,
+  route: null,
   start: 1_796_065_351_293.125,
   link: null,
   credential: null,
@@ -183,6 +184,7 @@ describe('requestSpans', () => {
     }
     const t = trace({
       parentSpanId: 'aaaaaaaaaaaaaaaa',
+      route: '/db/rows/{id}',
       upstreamStart: 1_796_065_351_294.5,
       upstreamOrigin: 'http://127.0.0.1:8080',
       upstreamPath: '/api/rows/1',
@@ -209,6 +211,7 @@ describe('requestSpans', () => {
     expect(attr(server, 'gen_ai.agent.id')).toBe('writer')
     expect(attr(server, 'gen_ai.tool.name')).toBe('rows.get')
     expect(attr(server, 'url.scheme')).toBe('https')
+    expect(attr(server, 'http.route')).toBe('/db/rows/{id}')
     expect(attr(server, 'error.type')).toBe('upstream_bad_response')
     expect(attr(upstream, 'error.type')).toBe('503')
     expect(attr(upstream, 'url.full')).toBe('http://127.0.0.1:8080/api/rows/1')
@@ -280,6 +283,7 @@ describe('requestSpans', () => {
             calls,
             credential: { start: 1_796_065_351_293.5, end: 1_796_065_351_294, source: 'vault_dynamic' },
             link: release ? { traceId: 'b'.repeat(32), spanId: 'c'.repeat(16), sampled: true } : null,
+            route: forwarded ? '/db/rows/{id}' : null,
             ...(forwarded
               ? {
                   upstreamStart: 1_796_065_351_294,
