@@ -27,7 +27,7 @@ import { isCorridorError } from '../shared/errors.ts'
 import type { Logger } from '../shared/logger.ts'
 import type { Approval, ExecutionResult, HeldRequest } from './approval.ts'
 import type { ApprovalStore } from './approval-store.ts'
-import type { Tracing } from '../shared/trace-context.ts'
+import { traceUpstream, type Tracing } from '../shared/trace-context.ts'
 import { approvalLink } from './audit-link.ts'
 import { whyNoLongerPermitted } from './recheck.ts'
 
@@ -158,11 +158,7 @@ export class ApprovalExecutor {
       throw err
     }
     const started = performance.now()
-    if (trace !== null) {
-      trace.upstreamStart = performance.timeOrigin + started
-      trace.upstreamOrigin = connector.origin
-      trace.upstreamPath = held.request.upstreamPath
-    }
+    traceUpstream(trace, started, connector.origin, held.request.upstreamPath)
     let result: ExecutionResult
     try {
       const response = await d.upstreams.call(

@@ -49,7 +49,7 @@ import { sendProblem } from '../shared/problem.ts'
 import { readBody } from './request-body.ts'
 import type { RuntimeControls } from '../controls/runtime-controls.ts'
 import type { Metrics } from '../telemetry/metrics.ts'
-import type { RequestTrace, Tracing } from '../shared/trace-context.ts'
+import { traceUpstream, type RequestTrace, type Tracing } from '../shared/trace-context.ts'
 import type { Admission } from '../controls/limiter.ts'
 import type { Stop, StopSubject } from '../controls/stop.ts'
 import { stoppedError } from '../controls/stop-board.ts'
@@ -320,11 +320,7 @@ async function handle(
 
   // 8. Forward exactly the canonical request; the response is masked of the credential placed in it.
   const upstreamStarted = performance.now()
-  if (lease.trace !== null) {
-    lease.trace.upstreamStart = performance.timeOrigin + upstreamStarted
-    lease.trace.upstreamOrigin = connector.origin
-    lease.trace.upstreamPath = request.upstreamPath
-  }
+  traceUpstream(lease.trace, upstreamStarted, connector.origin, request.upstreamPath)
   record.outcome = 'forwarded' // finish() turns it into client_aborted if the response does not complete
   const followUps = followUpsFor(req, bundle.catalog)
   try {

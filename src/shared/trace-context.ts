@@ -54,11 +54,18 @@ export interface RequestTrace {
   credential: { start: number; end: number; source: string } | null
   /** Calls made while the credential was issued; null when not sampled. */
   readonly calls: OutboundCall[] | null
-  upstreamStart: number | null
-  /** The origin the upstream call went to (its connector's), set with `upstreamStart`. */
-  upstreamOrigin: string | null
-  /** The path the upstream call went to, without its query, set with `upstreamStart`. */
-  upstreamPath: string | null
+  /** The upstream call, once it started; noted only when sampled (traceUpstream). */
+  upstream: UpstreamCall | null
+}
+
+/** Where a sampled request's upstream call went, and when it started. */
+export interface UpstreamCall {
+  /** Epoch milliseconds, with a fraction. */
+  readonly start: number
+  /** The connector's origin. */
+  readonly origin: string
+  /** The path sent, without its query. */
+  readonly path: string
 }
 
 /** What a request's spans say about it: the fields of its audit record that they carry. */
@@ -102,6 +109,11 @@ export function parseTraceparent(value: unknown): { traceId: string; spanId: str
 /** The traceparent the upstream receives: the same trace, Corridor's client span as the parent. */
 export function traceparentOf(t: RequestTrace): string {
   return `00-${t.traceId}-${t.clientSpanId}-${t.flags}`
+}
+
+/** The upstream call starts (`startedAt` from performance.now()): a sampled request notes where it goes, for its client span. */
+export function traceUpstream(trace: RequestTrace | null, startedAt: number, origin: string, path: string): void {
+  if (trace !== null && trace.sampled) trace.upstream = { start: performance.timeOrigin + startedAt, origin, path }
 }
 
 /** The call lists of sampled requests' credential issues, by the deadline signal of each issue. */

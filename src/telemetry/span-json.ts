@@ -47,27 +47,15 @@ function methodAttributes(method: string): string {
   return first('http.request.method', named) + (named === method ? '' : more('http.request.method_original', method))
 }
 
-/** Each called origin's server.address, server.port and url.scheme attributes, written once. */
-const originAttributes = new Map<string, string>()
-/** Origins come from configuration; this only bounds what many policy reloads could leave behind. */
-const MAX_ORIGINS = 1_000
-
 /** A client span's attributes naming where it went: the URL (without its query), address, port and scheme. */
-function calledAttributes(origin: string | null, path: string | null): string {
-  if (origin === null) return ''
-  return more('url.full', path === null ? null : origin + path) + originAttributesOf(origin)
-}
-
-function originAttributesOf(origin: string): string {
-  let text = originAttributes.get(origin)
-  if (text === undefined) {
-    const server = serverOf(origin)
-    text =
-      more('server.address', server.address) + moreInt('server.port', server.port) + more('url.scheme', server.scheme)
-    if (originAttributes.size >= MAX_ORIGINS) originAttributes.clear()
-    originAttributes.set(origin, text)
-  }
-  return text
+function calledAttributes(origin: string, path: string): string {
+  const server = serverOf(origin)
+  return (
+    more('url.full', origin + path) +
+    more('server.address', server.address) +
+    moreInt('server.port', server.port) +
+    more('url.scheme', server.scheme)
+  )
 }
 
 /**
@@ -173,7 +161,8 @@ export function requestSpans(
       count++
     }
   }
-  if (t.upstreamStart !== null) {
+  const upstream = t.upstream
+  if (upstream !== null) {
     // Not answered (a timeout, a reset, the agent gone): named by Corridor's error code when it has one.
     const upstreamError = clientErrorType(facts.upstream_status, facts.error_code ?? '_OTHER')
     json += `,${span(
@@ -182,10 +171,10 @@ export function requestSpans(
       t.serverSpanId,
       `${facts.method} upstream ${facts.connector ?? ''}`,
       CLIENT,
-      t.upstreamStart,
-      t.upstreamStart + (facts.upstream_ms ?? 0),
+      upstream.start,
+      upstream.start + (facts.upstream_ms ?? 0),
       methodAttributes(facts.method) +
-        calledAttributes(t.upstreamOrigin, t.upstreamPath) +
+        calledAttributes(upstream.origin, upstream.path) +
         moreInt('http.response.status_code', facts.upstream_status) +
         more('error.type', upstreamError),
       upstreamError === null ? '' : ERROR,

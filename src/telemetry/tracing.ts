@@ -152,9 +152,7 @@ export class Tracer implements Tracing {
       link,
       credential: null,
       calls: sampled ? [] : null,
-      upstreamStart: null,
-      upstreamOrigin: null,
-      upstreamPath: null,
+      upstream: null,
     }
   }
 

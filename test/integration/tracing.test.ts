@@ -16,6 +16,7 @@ import { AGENT_KEY, hash } from '../helpers/standard-policy.ts'
 import { startVaultForCorridor, vaultConfigYaml, type VaultSetup } from '../helpers/vault-fixture.ts'
 import { createLogger } from '../../src/shared/logger.ts'
 import { Tracer } from '../../src/telemetry/tracing.ts'
+import { traceUpstream } from '../../src/shared/trace-context.ts'
 import { semconvProblems } from '../helpers/semconv.ts'
 import { rawRequest, statusOf } from '../helpers/raw-http.ts'
 
@@ -318,7 +319,7 @@ it('a collector that accepts connections and never answers costs dropped spans, 
   try {
     for (let i = 0; i < 5; i++) {
       const t = tracer.start(undefined)
-      t.upstreamStart = Date.now()
+      traceUpstream(t, performance.now(), 'http://127.0.0.1:9', '/rows')
       tracer.finish(t, {
         request_id: `req_${i}`,
         duration_ms: 2,

@@ -5,7 +5,7 @@
  */
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import type { RequestTrace, TraceFacts } from '../../src/shared/trace-context.ts'
+import type { RequestTrace, TraceFacts, UpstreamCall } from '../../src/shared/trace-context.ts'
 import { SpanBuffer } from '../../src/telemetry/span-buffer.ts'
 import { EXPORT_PREFIX, EXPORT_SUFFIX, nanos, requestSpans } from '../../src/telemetry/span-json.ts'
 import { semconvProblems } from '../helpers/semconv.ts'
@@ -33,9 +33,15 @@ const trace = (over: Partial<RequestTrace> = {}): RequestTrace => ({
   link: null,
   credential: null,
   calls: [],
-  upstreamStart: null,
-  upstreamOrigin: null,
-  upstreamPath: null,
+  upstream: null,
+  ...over,
+})
+
+/** An upstream call that started at 1_796_065_351_294 ms. */
+const upstreamCall = (over: Partial<UpstreamCall> = {}): UpstreamCall => ({
+  start: 1_796_065_351_294,
+  origin: 'http://127.0.0.1:8080',
+  path: '/rows/1',
   ...over,
 })
 
@@ -92,7 +98,7 @@ describe('requestSpans', () => {
     fc.assert(
       fc.property(text, text, text, (path, rule, agent) => {
         const { json, count } = requestSpans(
-          trace({ upstreamStart: 1_796_065_351_294 }),
+          trace({ upstream: upstreamCall() }),
           facts({ path, rule, agent, error_code: null }),
           'http',
           ids(),
@@ -111,9 +117,9 @@ describe('requestSpans', () => {
   })
 
   it("names the upstream the call went to: its address, port and scheme, as the connector's origin gives them", () => {
-    const client = (upstreamOrigin: string) => {
+    const client = (origin: string) => {
       const spans = JSON.parse(
-        `[${requestSpans(trace({ upstreamStart: 1_796_065_351_294, upstreamOrigin }), facts(), 'https', ids()).json}]`,
+        `[${requestSpans(trace({ upstream: upstreamCall({ origin }) }), facts(), 'https', ids()).json}]`,
       ) as OtlpSpan[]
       const upstream = spans.find((s) => s.spanId === '1111111111111111')
       return ['server.address', 'server.port', 'url.scheme'].map((key) => {
@@ -130,7 +136,7 @@ describe('requestSpans', () => {
   it('marks a failure as the HTTP conventions do: a server span when Corridor answered 5xx or not at all, a client span on 4xx too', () => {
     const spansOf = (over: Partial<TraceFacts>) =>
       JSON.parse(
-        `[${requestSpans(trace({ upstreamStart: 1_796_065_351_294 }), facts(over), 'http', ids()).json}]`,
+        `[${requestSpans(trace({ upstream: upstreamCall() }), facts(over), 'http', ids()).json}]`,
       ) as OtlpSpan[]
     const errorType = (span: OtlpSpan | undefined) =>
       span?.attributes.find((a) => a.key === 'error.type')?.value.stringValue
@@ -185,9 +191,7 @@ describe('requestSpans', () => {
     const t = trace({
       parentSpanId: 'aaaaaaaaaaaaaaaa',
       route: '/db/rows/{id}',
-      upstreamStart: 1_796_065_351_294.5,
-      upstreamOrigin: 'http://127.0.0.1:8080',
-      upstreamPath: '/api/rows/1',
+      upstream: upstreamCall({ start: 1_796_065_351_294.5, path: '/api/rows/1' }),
       credential: { start: 1_796_065_351_293.5, end: 1_796_065_351_294, source: 'vault_dynamic' },
       calls: [
         { ...vaultCall, status: 200 },
@@ -284,13 +288,7 @@ describe('requestSpans', () => {
             credential: { start: 1_796_065_351_293.5, end: 1_796_065_351_294, source: 'vault_dynamic' },
             link: release ? { traceId: 'b'.repeat(32), spanId: 'c'.repeat(16), sampled: true } : null,
             route: forwarded ? '/db/rows/{id}' : null,
-            ...(forwarded
-              ? {
-                  upstreamStart: 1_796_065_351_294,
-                  upstreamOrigin: 'https://api.example:8443',
-                  upstreamPath: '/rows/1',
-                }
-              : {}),
+            upstream: forwarded ? upstreamCall({ origin: 'https://api.example:8443' }) : null,
           })
           const spans = JSON.parse(`[${requestSpans(t, facts(over), scheme, ids()).json}]`) as (OtlpSpan & {
             kind: number
