@@ -132,6 +132,8 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
     now,
   })
   let approvals: ApprovalService | null = null
+  // What spans and metrics name the agent listener's scheme.
+  const agentScheme = config.listen.tls === null ? 'http' : 'https'
   const tracer =
     config.traces === null
       ? null
@@ -141,7 +143,7 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
           timeoutMs: config.traces.timeoutMs,
           sample: config.traces.sample,
           followAgentSampling: config.traces.followAgentSampling,
-          scheme: config.listen.tls === null ? 'http' : 'https',
+          scheme: agentScheme,
           log,
         })
   const executor = new ApprovalExecutor({
@@ -212,7 +214,7 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
           shippingLagBytes: () => shipper?.status().lagBytes ?? null,
         },
         {
-          scheme: config.listen.tls === null ? 'http' : 'https',
+          scheme: agentScheme,
           upstreamOrigin: (connector) => policies.current?.catalog.connectors.get(connector)?.origin ?? null,
         },
       )

@@ -114,17 +114,21 @@ export class OAuth2Provider implements LeaseProvider {
       )
     } finally {
       // A span of the sampled request this token is fetched for (the token endpoint's path, never the form).
-      callListOf(signal)?.push({
-        system: 'oauth2',
-        origin: new URL(tokenUrl).origin,
-        method: 'POST',
-        operation: 'POST',
-        path: new URL(tokenUrl).pathname,
-        start: started,
-        end: performance.timeOrigin + performance.now(),
-        status,
-        error: status !== null ? null : signal.aborted ? 'oauth2_timeout' : 'oauth2_unreachable',
-      })
+      const calls = callListOf(signal)
+      if (calls !== undefined) {
+        const { origin, pathname } = new URL(tokenUrl)
+        calls.push({
+          system: 'oauth2',
+          origin,
+          method: 'POST',
+          operation: 'POST',
+          path: pathname,
+          start: started,
+          end: performance.timeOrigin + performance.now(),
+          status,
+          error: status !== null ? null : signal.aborted ? 'oauth2_timeout' : 'oauth2_unreachable',
+        })
+      }
     }
     let body: Record<string, unknown> = {}
     try {
