@@ -35,6 +35,11 @@ let upstream: RecordingUpstream
 let vault: VaultSetup
 let traced: CorridorFixture
 let untraced: CorridorFixture
+/** An OAuth2 token endpoint: a connector's credential is a token it issues. */
+let tokenServer: Server
+let tokenUrl: string
+const OAUTH_SECRET = 'oauth-client-canary-51c2'
+const OAUTH_TOKEN = 'oauth-token-canary-9e4d'
 const spans: Span[] = []
 /** The authorization header of every export the collector received. */
 const exportAuthorizations: (string | undefined)[] = []
@@ -46,7 +51,7 @@ const AGENT_SPAN = '00f067aa0ba902b7'
 
 function files(upstreamUrl: string) {
   return {
-    agents: `agents:\n  - { id: writer, owner: team-a, tier: bounded-write, connectors: [db], api_keys: [{ hash: "${hash(AGENT_KEY)}" }] }\napprovers:\n  - { id: alice, groups: [leads], keys: [{ hash: "${hash(APPROVER_KEYS.alice)}" }] }\n`,
+    agents: `agents:\n  - { id: writer, owner: team-a, tier: bounded-write, connectors: [db, api], api_keys: [{ hash: "${hash(AGENT_KEY)}" }] }\napprovers:\n  - { id: alice, groups: [leads], keys: [{ hash: "${hash(APPROVER_KEYS.alice)}" }] }\n`,
     connectors: `connectors:
   - id: db
     owner: team-a
@@ -60,9 +65,21 @@ function files(upstreamUrl: string) {
     actions:
       - { name: rows.get, method: GET, path: "/rows/{id}", risk: read }
       - { name: rows.delete, method: DELETE, path: "/rows/{id}", risk: write }
+  - id: api
+    owner: team-a
+    upstream: ${upstreamUrl}/api
+    certified_until: 2099-12-31
+    credential:
+      source: oauth2
+      token_url: ${tokenUrl}
+      client_id: corridor-client
+      client_secret: { env: OAUTH_CLIENT_SECRET }
+      inject: { header: authorization, format: "Bearer {secret}" }
+    actions:
+      - { name: things.get, method: GET, path: "/things/{id}", risk: read }
 `,
     policy:
-      'version: 1\nrules:\n  - { id: reads, effect: allow, match: { actions: rows.get } }\n  - { id: deletes, effect: require_approval, approvers: [leads], match: { actions: rows.delete } }\n',
+      'version: 1\nrules:\n  - { id: reads, effect: allow, match: { actions: [rows.get, things.get] } }\n  - { id: deletes, effect: require_approval, approvers: [leads], match: { actions: rows.delete } }\n',
   }
 }
 
@@ -82,6 +99,16 @@ beforeAll(async () => {
   })
   await new Promise<void>((r) => collector.listen(0, '127.0.0.1', r))
   upstream = await startRecordingUpstream()
+  tokenServer = createServer((req, res) => {
+    req.resume()
+    req.on('end', () =>
+      res
+        .writeHead(200, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ access_token: OAUTH_TOKEN, token_type: 'Bearer', expires_in: 3600 })),
+    )
+  })
+  await new Promise<void>((r) => tokenServer.listen(0, '127.0.0.1', r))
+  tokenUrl = `http://127.0.0.1:${(tokenServer.address() as AddressInfo).port}/oauth/token`
   vault = await startVaultForCorridor()
   const endpoint = `http://127.0.0.1:${(collector.address() as AddressInfo).port}`
   traced = await startCorridorFixture(
@@ -89,11 +116,15 @@ beforeAll(async () => {
       ...files(upstream.url),
       extraConfig: `${vaultConfigYaml(vault)}telemetry: { traces: { endpoint: "${endpoint}", headers_env: COLLECTOR_HEADERS } }\napprovals: { wait: 1s }\n`,
     },
-    { CORRIDOR_SECRET_ID: vault.secretId, COLLECTOR_HEADERS: `Authorization=Bearer%20${COLLECTOR_KEY}` },
+    {
+      CORRIDOR_SECRET_ID: vault.secretId,
+      OAUTH_CLIENT_SECRET: OAUTH_SECRET,
+      COLLECTOR_HEADERS: `Authorization=Bearer%20${COLLECTOR_KEY}`,
+    },
   )
   untraced = await startCorridorFixture(
     { ...files(upstream.url), extraConfig: vaultConfigYaml(vault) },
-    { CORRIDOR_SECRET_ID: vault.secretId },
+    { CORRIDOR_SECRET_ID: vault.secretId, OAUTH_CLIENT_SECRET: OAUTH_SECRET },
   )
 })
 
@@ -102,6 +133,7 @@ afterAll(async () => {
   await untraced?.close()
   await upstream?.close()
   await vault?.vault.stop()
+  await new Promise((r) => tokenServer?.close(r))
   collector?.closeAllConnections()
   await new Promise((r) => collector?.close(r))
 })
@@ -160,6 +192,27 @@ it('joins agent → Corridor → Vault credential → upstream in one trace', as
   expect(JSON.stringify(upstream.received)).not.toContain(COLLECTOR_KEY)
 })
 
+it("a token endpoint's call is an HTTP client span under the credential span, naming the endpoint and nothing it was sent or gave", async () => {
+  const trace = '7bf92f3577b34da6a3ce929d0e0e4739'
+  expect((await get(traced, '/api/things/1', `00-${trace}-${AGENT_SPAN}-01`)).status).toBe(200)
+  expect(upstream.received.at(-1)?.headers.authorization).toBe(`Bearer ${OAUTH_TOKEN}`)
+  await eventually(() => expect(spans.filter((s) => s.traceId === trace)).toHaveLength(4), 5_000)
+  const ours = spans.filter((s) => s.traceId === trace)
+  const credential = ours.find((s) => s.kind === 1) as Span
+  const call = ours.find((s) => s.name.startsWith('oauth2 ')) as Span
+  expect(credential.name).toBe('credential oauth2')
+  expect(call).toMatchObject({ name: 'oauth2 POST /oauth/token', kind: 3, parentSpanId: credential.spanId })
+  expect([attr(call, 'http.request.method'), attr(call, 'url.full'), attr(call, 'server.address')]).toEqual([
+    'POST',
+    tokenUrl,
+    '127.0.0.1',
+  ])
+  const text = JSON.stringify(ours)
+  expect(text).not.toContain(OAUTH_SECRET)
+  expect(text).not.toContain(OAUTH_TOKEN)
+  for (const canary of [OAUTH_SECRET, OAUTH_TOKEN]) expect(traced.allOutput()).not.toContain(canary)
+})
+
 it('starts a trace when the agent sends none, and refuses nothing over a malformed traceparent', async () => {
   const fresh = await get(traced, '/db/rows/2')
   const received = String(upstream.received.at(-1)?.headers.traceparent)
@@ -206,7 +259,7 @@ it('a collector key named and not set stops the start, rather than exporting wit
         ...files(upstream.url),
         extraConfig: `${vaultConfigYaml(vault)}telemetry: { traces: { endpoint: "${endpoint}", headers_env: UNSET_COLLECTOR_HEADERS } }\n`,
       },
-      { CORRIDOR_SECRET_ID: vault.secretId },
+      { CORRIDOR_SECRET_ID: vault.secretId, OAUTH_CLIENT_SECRET: OAUTH_SECRET },
     ),
   ).rejects.toThrow('telemetry.traces.headers_env names UNSET_COLLECTOR_HEADERS, which is not set')
 })
@@ -241,7 +294,7 @@ it("with follow_agent_sampling: false an agent's sampled flag records nothing: t
       ...files(upstream.url),
       extraConfig: `${vaultConfigYaml(vault)}telemetry: { traces: { endpoint: "${endpoint}", sample: 0, follow_agent_sampling: false } }\n`,
     },
-    { CORRIDOR_SECRET_ID: vault.secretId },
+    { CORRIDOR_SECRET_ID: vault.secretId, OAUTH_CLIENT_SECRET: OAUTH_SECRET },
   )
   try {
     expect((await get(unfollowing, '/db/rows/8', `00-${ownTrace}-${AGENT_SPAN}-01`)).status).toBe(200)
