@@ -15,6 +15,7 @@ import type { HeldRequest } from './approvals/approval.ts'
 import { openRuntimeControls, type RuntimeControls } from './controls/runtime-controls.ts'
 import { scopeText, stopFor } from './controls/stop.ts'
 import { Metrics } from './telemetry/metrics.ts'
+import { SupervisedMetrics } from './telemetry/supervised-metrics.ts'
 import { Tracer } from './telemetry/tracing.ts'
 import type { AuditShipper } from './audit/shipper.ts'
 import type { PostgresAuditStore } from './audit/postgres-store.ts'
@@ -58,8 +59,11 @@ export interface StartOptions {
   readonly log: Logger
   /** Replaces the file sink named in the config (tests). */
   readonly audit?: AuditSink
-  /** Bind with SO_REUSEPORT, beside the other workers on the same ports (workers/supervisor.ts). */
-  readonly reusePort?: boolean
+  /**
+   * One of several workers under a supervisor (workers/supervisor.ts): bind with SO_REUSEPORT
+   * beside the others on the same ports, and answer /metrics with every worker's figures.
+   */
+  readonly worker?: boolean
   /** The clock decisions, holds, expiries and leases are read against (tests move it instead of sleeping). */
   readonly now?: () => number
 }
@@ -219,6 +223,9 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
         },
       )
     : null
+  // Workers share the admin port: a scrape, whichever worker gets it, must show them all.
+  const exposition =
+    metrics !== null && options.worker === true ? new SupervisedMetrics(metrics.registry, log) : metrics
   const lifecycle = new Lifecycle()
   const pipeline = createPipeline({
     lifecycle,
@@ -266,13 +273,13 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
     [approvalsApi, stopsApi, auditApi],
     approverAuth,
     controls.board,
-    metrics,
+    exposition,
     () => shipper?.status() ?? null,
     lifecycle,
     log,
   )
 
-  const reusePort = options.reusePort ?? false
+  const reusePort = options.worker ?? false
   await listen(agentServer, config.listen.host, config.listen.port, reusePort)
   await listen(adminServer, config.admin.host, config.admin.port, reusePort)
   const agentUrl = urlOf(agentServer, config.listen.tls === null ? 'http' : 'https')

@@ -16,8 +16,9 @@ import type { Logger } from '../shared/logger.ts'
 import { readKeyPair, reloadOnChange, TLS_MIN_VERSION } from '../shared/tls-reload.ts'
 import type { StopBoard } from '../controls/stop-board.ts'
 import { scopeText } from '../controls/stop.ts'
-import type { Metrics } from '../telemetry/metrics.ts'
+import type { MetricsExposition } from '../telemetry/metrics.ts'
 import type { ShippingStatus } from '../audit/shipper.ts'
+import { sendFailure } from './respond.ts'
 
 export function createAdminServer(
   listen: AdminListenConfig,
@@ -27,7 +28,7 @@ export function createAdminServer(
   apis: readonly { handle(req: IncomingMessage, res: ServerResponse): boolean }[],
   authenticator: ApproverAuthenticator,
   stops: StopBoard,
-  metrics: Metrics | null,
+  metrics: MetricsExposition | null,
   shipping: () => ShippingStatus | null,
   lifecycle: Lifecycle,
   log: Logger,
@@ -49,10 +50,14 @@ export function createAdminServer(
     if (url === '/healthz') return send(200, { status: 'ok', pid: process.pid })
     if (url === '/metrics' && metrics !== null) {
       // Like /healthz and /readyz, unauthenticated for scrapers: no secret, no agent or path is in it.
-      void metrics.text().then(({ contentType, body }) => {
-        res.writeHead(200, { 'content-type': contentType, 'cache-control': 'no-store' })
-        res.end(body)
-      })
+      void metrics.text().then(
+        ({ contentType, body }) => {
+          res.writeHead(200, { 'content-type': contentType, 'cache-control': 'no-store' })
+          res.end(body)
+        },
+        // A failed scrape, not a partial one: Prometheus marks it down rather than storing wrong figures.
+        (err: unknown) => sendFailure(req, res, err, log, 'metrics', []),
+      )
       return
     }
     if (url === '/readyz') {

@@ -419,6 +419,7 @@ function outcomeFor(error: CorridorError): Outcome {
     case 'credential_unavailable':
     case 'audit_unavailable':
     case 'audit_store_unavailable':
+    case 'metrics_unavailable':
     case 'policy_unavailable':
     case 'identity_unavailable':
     case 'internal':

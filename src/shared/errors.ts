@@ -265,6 +265,12 @@ export const ERROR_CATALOG = {
     action:
       'Retry shortly: this action is rate-limited or budgeted and the shared counters could not be reached, so nothing was forwarded.',
   },
+  metrics_unavailable: {
+    status: 503,
+    title: "Not every worker's metrics could be gathered",
+    action:
+      'Scrape again: one of the workers serving this listener did not send its figures in time, and a scrape shows all of them or none (counters never seem to go back).',
+  },
   stops_unavailable: {
     status: 503,
     title: 'Operator stops could not be read',

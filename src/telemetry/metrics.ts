@@ -28,6 +28,11 @@ export interface MetricSources {
   shippingLagBytes(): number | null
 }
 
+/** Where GET /metrics gets its text: this process's figures, or every worker's (supervised-metrics.ts). */
+export interface MetricsExposition {
+  text(): Promise<{ contentType: string; body: string }>
+}
+
 /** What the per-request series need to know of the process and the connectors. */
 export interface MetricsContext {
   /** The agent listener's scheme (`url_scheme` on request durations). */
@@ -39,7 +44,7 @@ export interface MetricsContext {
 /** Seconds: from sub-millisecond answers to slow upstreams and held calls. */
 const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
 
-export class Metrics {
+export class Metrics implements MetricsExposition {
   readonly registry = new Registry()
   readonly #requestDuration: SeriesHistogram
   readonly #upstreamDuration: SeriesHistogram
@@ -57,7 +62,10 @@ export class Metrics {
   constructor(sources: MetricSources, context: MetricsContext) {
     this.#context = context
     const registers = [this.registry]
-    collectDefaultMetrics({ register: this.registry, prefix: 'corridor_process_' })
+    // Unprefixed, as every Prometheus client library names them (process_cpu_seconds_total,
+    // process_start_time_seconds, nodejs_eventloop_lag_seconds…): the names that ready-made
+    // dashboards and alert rules for a process's CPU, memory, file descriptors and restarts use.
+    collectDefaultMetrics({ register: this.registry })
     this.#requestDuration = new SeriesHistogram(
       'http_server_request_duration_seconds',
       'Duration of requests on the agent listener, from the first byte to the response end',
@@ -130,12 +138,16 @@ export class Metrics {
       'gauge',
       () => sources.approvalsPending(),
       this.registry,
+      // The queue is shared: every worker reads the same figure.
+      'max',
     )
     new Gauge({
       name: 'corridor_stops_in_force',
       help: 'Operator stops in force, by mode',
       labelNames: ['mode'],
       registers,
+      // Stops are shared: a worker that has not yet read the newest shows fewer.
+      aggregator: 'max',
       collect() {
         this.reset()
         for (const mode of ['stop', 'read_only']) this.set({ mode }, 0)
@@ -148,6 +160,8 @@ export class Metrics {
       'gauge',
       () => (sources.auditHealthy() ? 1 : 0),
       this.registry,
+      // Unhealthy when any worker is.
+      'min',
     )
     new ReadAtScrape(
       'corridor_audit_write_failures_total',
@@ -169,6 +183,7 @@ export class Metrics {
       help: "Per policy limit, the least share left (0 to 1) of any agent, user or key it counts, in that key's current window (absent until the limit counts a request)",
       labelNames: ['limit', 'kind'],
       registers,
+      aggregator: 'min',
       collect() {
         this.reset()
         for (const [limit, least] of leastRemaining) this.set({ limit, kind: least.kind }, least.ratio)
@@ -180,6 +195,7 @@ export class Metrics {
       'gauge',
       () => sources.shippingLagBytes(),
       this.registry,
+      'max',
     )
   }
 

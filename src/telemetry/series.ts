@@ -16,12 +16,18 @@ interface Sample {
   readonly labels: Record<string, LabelValue>
   readonly value: number
 }
+/**
+ * How the supervisor combines one figure from several workers (`workers: N`): counters and
+ * histograms add up; a gauge says which of its workers' values stands for all of them.
+ */
+export type Aggregator = 'sum' | 'max' | 'min'
+
 interface ScrapedMetric {
   readonly name: string
   readonly help: string
   readonly type: 'counter' | 'gauge' | 'histogram'
   readonly values: Sample[]
-  readonly aggregator: 'sum'
+  readonly aggregator: Aggregator
 }
 
 interface Entry<S> {
@@ -163,6 +169,7 @@ export class ReadAtScrape {
   readonly name: string
   readonly help: string
   readonly type: 'counter' | 'gauge'
+  readonly aggregator: Aggregator
   readonly #read: () => number | null | Promise<number | null>
 
   constructor(
@@ -171,10 +178,12 @@ export class ReadAtScrape {
     type: 'counter' | 'gauge',
     read: () => number | null | Promise<number | null>,
     registry: Registry,
+    aggregator: Aggregator = 'sum',
   ) {
     this.name = name
     this.help = help
     this.type = type
+    this.aggregator = aggregator
     this.#read = read
     registry.registerMetric(this as never)
   }
@@ -186,7 +195,7 @@ export class ReadAtScrape {
       help: this.help,
       type: this.type,
       values: value === null ? [] : [{ labels: {}, value }],
-      aggregator: 'sum',
+      aggregator: this.aggregator,
     }
   }
 }

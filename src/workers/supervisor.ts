@@ -9,12 +9,16 @@
  * The first worker binds the configured ports; when they are 0 (any free port) the others are
  * told which ports it got, so that every worker listens on the same ones.
  *
+ * A /metrics scrape, whichever worker gets it, shows every worker's figures: the supervisor
+ * gathers them (cluster-metrics.ts).
+ *
  * The supervisor restarts a worker that dies after it was ready (backing off while they keep
  * dying), stops everything when one cannot start at all (a port in use, a broken policy: the
  * operator must act), and on SIGTERM/SIGINT stops every worker gracefully before it exits.
  */
 import cluster, { type Worker } from 'node:cluster'
 import type { Logger } from '../shared/logger.ts'
+import { ClusterMetrics } from './cluster-metrics.ts'
 
 /** Sent by a worker once its listeners are open (serve.ts). */
 export interface WorkerReady {
@@ -44,13 +48,14 @@ export function superviseWorkers(count: number, log: Logger, stopGraceMs: number
     let stopping = false
     let exitCode = 0
     let ports: string | null = null
+    const metrics = new ClusterMetrics(() => ready)
 
     const fork = (): void => {
       if (stopping) return
       const worker = cluster.fork(ports === null ? {} : { [SHARED_PORTS_ENV]: ports })
       live.add(worker)
       worker.on('message', (message: unknown) => {
-        if (!isWorkerReady(message)) return
+        if (metrics.onMessage(worker, message) || !isWorkerReady(message)) return
         ready.add(worker)
         if (ports === null) {
           ports = `${new URL(message.agentUrl).port},${new URL(message.adminUrl).port}`
@@ -75,6 +80,7 @@ export function superviseWorkers(count: number, log: Logger, stopGraceMs: number
     const onExit = (worker: Worker, code: number | null, signal: string | null): void => {
       live.delete(worker)
       const wasReady = ready.delete(worker)
+      metrics.retire(worker)
       if (stopping) {
         if (live.size === 0) resolveExit(exitCode)
         return

@@ -112,14 +112,17 @@ export function semconvProblems(span: OtlpSpanLike, ownPrefix: string): string[]
 }
 
 /**
- * What in a scrape departs from the registry: a metric outside `ownPrefix` whose name is no
- * registry metric as Prometheus spells it (dots as underscores, the unit `s` as `_seconds`), or
- * whose labels (other than `le` and the project's own, `ownPrefix`) are not registry attributes so
- * spelled. Families in `ownPrefix` are the project's own, labels and all.
+ * What in a scrape departs from the registry: a metric outside `ownPrefix` and `standardPrefixes`
+ * whose name is no registry metric as Prometheus spells it (dots as underscores, the unit `s` as
+ * `_seconds`), or whose labels (other than `le` and the project's own, `ownPrefix`) are not
+ * registry attributes so spelled. Families in `ownPrefix` are the project's own, labels and all;
+ * those in `standardPrefixes` are named by Prometheus's own conventions for client libraries (the
+ * process and runtime collectors), not by OpenTelemetry's.
  */
 export function metricNamingProblems(
   samples: readonly [string, Record<string, string>, number][],
   ownPrefix: string,
+  standardPrefixes: readonly string[] = [],
 ): string[] {
   const registry = semconvRegistry()
   const spelled = (name: string) => name.replaceAll('.', '_')
@@ -127,7 +130,7 @@ export function metricNamingProblems(
   const labelNames = new Set([...registry.attributes].filter(([, a]) => !a.deprecated).map(([name]) => spelled(name)))
   const problems = new Set<string>()
   for (const [sample, labels] of samples) {
-    if (sample.startsWith(ownPrefix)) continue
+    if (sample.startsWith(ownPrefix) || standardPrefixes.some((p) => sample.startsWith(p))) continue
     const family = sample.replace(/_(bucket|count|sum|total)$/, '')
     if (!metricNames.has(family.replace(/_seconds$/, ''))) problems.add(`${family} is not a registry metric`)
     for (const label of Object.keys(labels))

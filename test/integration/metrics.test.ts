@@ -104,10 +104,19 @@ it('counts decisions, refusals, limits and stops, and times requests and upstrea
   // Features that are off show no figure at all, not a zero that reads as a measurement.
   expect(hasSample(after, 'corridor_trace_spans_dropped_total')).toBe(false)
   expect(hasSample(after, 'corridor_audit_shipping_lag_bytes')).toBe(false)
-  expect(after.some(([n]) => n.startsWith('corridor_process_'))).toBe(true)
+  // The process and runtime figures under the names every Prometheus client library gives them.
+  for (const name of [
+    'process_cpu_seconds_total',
+    'process_start_time_seconds',
+    'process_resident_memory_bytes',
+    'process_open_fds',
+    'process_max_fds',
+    'nodejs_eventloop_lag_seconds',
+  ])
+    expect(hasSample(after, name), name).toBe(true)
   expectWellFormedHistograms(after)
-  // Families not Corridor's own are OpenTelemetry's, named as the registry names them.
-  expect(metricNamingProblems(after, 'corridor_')).toEqual([])
+  // Families not Corridor's own or the client library's standard ones are OpenTelemetry's, named as the registry names them.
+  expect(metricNamingProblems(after, 'corridor_', ['process_', 'nodejs_'])).toEqual([])
   // The check itself: a name the registry lacks, a deprecated attribute as a label.
   expect(metricNamingProblems([['http_server_latency_seconds_count', { http_method: 'GET' }, 1]], 'corridor_')).toEqual(
     [

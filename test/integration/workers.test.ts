@@ -14,6 +14,7 @@ import { Client } from 'undici'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { approvalFiles, APPROVER_KEYS, WRITER_KEY } from '../helpers/approvals-fixture.ts'
 import { eventually } from '../helpers/corridor-fixture.ts'
+import { parseMetrics, sampleValue, type Sample } from '../helpers/prometheus.ts'
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/recording-upstream.ts'
 import { freePort, startRedis, type RedisProcess } from '../../testkit/redis-process.ts'
 
@@ -127,6 +128,23 @@ async function pidsAnswering(adminUrl: string, calls = 24): Promise<Set<number>>
   return pids
 }
 
+/** /metrics on a connection of its own (so from either worker), as a real Prometheus parser reads it. */
+async function scrapeFresh(adminUrl: string): Promise<Sample[]> {
+  const client = new Client(adminUrl)
+  try {
+    const res = await client.request({ method: 'GET', path: '/metrics' })
+    const text = await res.body.text()
+    expect(res.statusCode, text).toBe(200)
+    return parseMetrics(text).samples
+  } finally {
+    await client.close()
+  }
+}
+
+/** Requests the agent listener has answered for the connector, as a scrape counts them. */
+const answered = (samples: Sample[]): number =>
+  sampleValue(samples, 'http_server_request_duration_seconds_count', { corridor_connector: 'svc' })
+
 const agent = { authorization: `Bearer ${WRITER_KEY}` }
 
 describe('corridor serve --workers 2', () => {
@@ -165,6 +183,67 @@ describe('corridor serve --workers 2', () => {
       expect(entries.filter((e) => e.type === 'audit_sink_opened')).toHaveLength(2)
       expect(entries.filter((e) => e.type === 'request' && e.outcome === 'forwarded')).toHaveLength(40)
     })
+  })
+
+  it("answers every scrape, whichever worker gets it, with both workers' figures", async () => {
+    const before = answered(await scrapeFresh(ready.adminUrl))
+    const answers = await Promise.all(
+      Array.from({ length: 30 }, () => fresh(`${ready.agentUrl}/svc/items`, { headers: agent })),
+    )
+    expect(answers.map((a) => a.status)).toEqual(Array(30).fill(200))
+    // A held request: the queue is shared, so both workers see it, and it counts once.
+    const hold = await fresh(`${ready.agentUrl}/svc/items`, {
+      method: 'POST',
+      headers: { ...agent, 'content-type': 'application/json' },
+      body: JSON.stringify({ qty: 60, note: 'metrics' }),
+    })
+    expect(hold.body.code).toBe('approval_pending')
+    // 24 scrapes on fresh connections reach both workers (see pidsAnswering): each shows all 31 requests.
+    for (let i = 0; i < 24; i++) {
+      const samples = await scrapeFresh(ready.adminUrl)
+      expect(answered(samples)).toBe(before + 31)
+      expect(sampleValue(samples, 'corridor_approvals_pending')).toBe(1)
+      expect(sampleValue(samples, 'corridor_audit_sink_healthy')).toBe(1)
+      // The latest start of any worker (prom-client leaves start times out of a sum).
+      expect(sampleValue(samples, 'process_start_time_seconds')).toBeGreaterThan(0)
+    }
+  })
+
+  it('fails a scrape whole (503 metrics_unavailable) while a worker does not answer, and counts again once it does', async () => {
+    const stalled = ready.pids[1] as number
+    process.kill(stalled, 'SIGSTOP')
+    let answers: { status: number; body: Record<string, unknown> }[]
+    try {
+      // 20 scrapes at once, on connections of their own: those that reach the stalled worker wait
+      // with it (given up on here); the others (all 20 on one worker: one chance in a million) are
+      // refused once the supervisor has waited for the stalled one's figures, not answered in part.
+      const settled = await Promise.allSettled(
+        Array.from({ length: 20 }, async () => {
+          const client = new Client(ready.adminUrl, { headersTimeout: 5_000 })
+          try {
+            const res = await client.request({ method: 'GET', path: '/metrics' })
+            const text = await res.body.text()
+            return {
+              status: res.statusCode,
+              body: (text.startsWith('{') ? JSON.parse(text) : {}) as Record<string, unknown>,
+            }
+          } finally {
+            await client.destroy()
+          }
+        }),
+      )
+      for (const r of settled)
+        if (r.status === 'rejected') expect((r.reason as { code?: string }).code).toBe('UND_ERR_HEADERS_TIMEOUT')
+      answers = settled.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []))
+    } finally {
+      process.kill(stalled, 'SIGCONT')
+    }
+    expect(answers.length).toBeGreaterThan(0)
+    expect(answers.map((a) => a.status)).toEqual(Array(answers.length).fill(503))
+    const refusals = answers.map((a) => a.body)
+    expect(refusals[0]?.code).toBe('metrics_unavailable')
+    expect(refusals[0]?.detail).toContain(String(stalled))
+    await eventually(async () => expect(answered(await scrapeFresh(ready.adminUrl))).toBeGreaterThan(0), 5_000)
   })
 
   it('holds on one worker, takes the approval on another and returns the result through a third connection', async () => {
@@ -210,7 +289,8 @@ describe('corridor serve --workers 2', () => {
     expect(upstream.received.filter((r) => r.method === 'POST' && r.body.toString() === body)).toHaveLength(1)
   })
 
-  it('replaces a killed worker while the other keeps serving', async () => {
+  it('replaces a killed worker while the other keeps serving, its requests still counted', async () => {
+    const counted = answered(await scrapeFresh(ready.adminUrl))
     const victim = ready.pids[0] as number
     process.kill(victim, 'SIGKILL')
     await eventually(
@@ -229,6 +309,9 @@ describe('corridor serve --workers 2', () => {
       expect(pids.size).toBe(2)
       expect(pids.has(victim)).toBe(false)
     }, 10_000)
+    // What the victim had answered stays in the sum (a counter going back reads as a reset to
+    // Prometheus); the ten since were answered by the others.
+    for (let i = 0; i < 8; i++) expect(answered(await scrapeFresh(ready.adminUrl))).toBe(counted + 10)
   })
 
   it('keeps supervising when every worker dies at once', async () => {

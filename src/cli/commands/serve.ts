@@ -37,7 +37,7 @@ export async function serve(config: ServerConfig, env: NodeJS.ProcessEnv, baseLo
   const corridor = await startCorridor(worker === undefined ? config : onSharedPorts(config, env[SHARED_PORTS_ENV]), {
     env,
     log,
-    reusePort: worker !== undefined,
+    worker: worker !== undefined,
   }).catch((err: unknown) => {
     if (worker === undefined) throw err
     // A worker's IPC channel would keep it alive; exit so that the supervisor sees the failure.

@@ -1,0 +1,47 @@
+/**
+ * The messages by which one /metrics scrape shows the figures of every worker (`workers: N`). The
+ * workers share the admin port, so a scrape reaches whichever one the kernel picks: its own
+ * counters alone would jump between workers from one scrape to the next. The worker that got the
+ * scrape asks the supervisor, the supervisor collects every worker's figures and sends back their
+ * sum (telemetry/supervised-metrics.ts on the workers' side, workers/cluster-metrics.ts on the
+ * supervisor's).
+ */
+
+/** Worker → supervisor: a scraper asked this worker; `id` is the worker's own. */
+export interface MetricsScrape {
+  readonly type: 'corridor:metrics-scrape'
+  readonly id: number
+}
+
+/** Supervisor → every worker: send your figures; `id` is the supervisor's. */
+export interface MetricsCollect {
+  readonly type: 'corridor:metrics-collect'
+  readonly id: number
+}
+
+/** Worker → supervisor: its figures, as prom-client's `Registry.getMetricsAsJSON()` gives them. */
+export interface MetricsPart {
+  readonly type: 'corridor:metrics-part'
+  readonly id: number
+  readonly metrics: readonly unknown[]
+}
+
+/** Supervisor → the worker that asked: the exposition text, or why there is none. */
+export interface MetricsResult {
+  readonly type: 'corridor:metrics-result'
+  readonly id: number
+  readonly text: string | null
+  readonly error: string | null
+}
+
+const isMessage = (message: unknown, type: string): boolean =>
+  typeof message === 'object' &&
+  message !== null &&
+  (message as { type?: unknown }).type === type &&
+  typeof (message as { id?: unknown }).id === 'number'
+
+export const isMetricsScrape = (m: unknown): m is MetricsScrape => isMessage(m, 'corridor:metrics-scrape')
+export const isMetricsCollect = (m: unknown): m is MetricsCollect => isMessage(m, 'corridor:metrics-collect')
+export const isMetricsPart = (m: unknown): m is MetricsPart =>
+  isMessage(m, 'corridor:metrics-part') && Array.isArray((m as { metrics?: unknown }).metrics)
+export const isMetricsResult = (m: unknown): m is MetricsResult => isMessage(m, 'corridor:metrics-result')
