@@ -64,6 +64,12 @@ export interface StartOptions {
    * beside the others on the same ports, and answer /metrics with every worker's figures.
    */
   readonly worker?: boolean
+  /**
+   * Whether this process ships the audit file to PostgreSQL and the OTLP collector (default
+   * true). Workers share one file, and one of them ships it: several would each send every entry
+   * (a collector would get it several times) and overwrite each other's saved position.
+   */
+  readonly shipsAudit?: boolean
   /** The clock decisions, holds, expiries and leases are read against (tests move it instead of sleeping). */
   readonly now?: () => number
 }
@@ -100,7 +106,7 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
   if (config.watchPolicy) policies.watch()
 
   // The shipper first: retention asks it whether a rotated file has been shipped before deleting it.
-  const shippers = await auditShippers(config, options.env, exportHeaders.audit, log)
+  const shippers = await auditShippers(config, options.env, exportHeaders.audit, log, options.shipsAudit ?? true)
   const shipper = shippers.postgres
   let audit: AuditSink
   if (options.audit !== undefined) audit = options.audit
@@ -259,12 +265,7 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
     auditor: config.approverJwt?.auditorGroups ?? [],
   })
   const stopsApi = createStopsApi(controls, takeBack, principals, policies, audit, log, now)
-  const auditApi = createAuditApi(
-    principals,
-    audit,
-    { auditFile: config.auditFile, store: () => shipper?.store ?? null },
-    log,
-  )
+  const auditApi = createAuditApi(principals, audit, { auditFile: config.auditFile, store: () => shippers.store }, log)
   const adminServer = createAdminServer(
     config.admin,
     policies,
@@ -329,8 +330,9 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
       for (const s of shippers.all) {
         await Promise.race([s.flush().catch(() => {}), new Promise((r) => setTimeout(r, 2_000).unref())])
         await s.close()
-        await s.store.close()
+        if (s.store !== shippers.store) await s.store.close()
       }
+      await shippers.store?.close()
     },
   }
 }
@@ -387,31 +389,48 @@ function stopEffects(
   }
 }
 
-/** The shippers configured: PostgreSQL first (queries read it), then an OpenTelemetry collector. */
+/**
+ * The PostgreSQL store (queries read it) and, when this process ships, the shippers configured:
+ * PostgreSQL first, then an OpenTelemetry collector.
+ */
 async function auditShippers(
   config: ServerConfig,
   env: StartOptions['env'],
   otlpHeaders: Readonly<Record<string, string>>,
   log: Logger,
-): Promise<{ postgres: AuditShipper<PostgresAuditStore> | null; all: AuditShipper[] }> {
-  if (config.auditPostgres === null && config.auditOtlp === null) return { postgres: null, all: [] }
+  ships: boolean,
+): Promise<{
+  postgres: AuditShipper<PostgresAuditStore> | null
+  all: AuditShipper[]
+  store: PostgresAuditStore | null
+}> {
+  if (config.auditPostgres === null && config.auditOtlp === null) return { postgres: null, all: [], store: null }
   // Loaded only when configured: the embedded defaults need no PostgreSQL driver.
   const { AuditShipper } = await import('./audit/shipper.ts')
   let postgres: AuditShipper<PostgresAuditStore> | null = null
   const all: AuditShipper[] = []
   const pgConfig = config.auditPostgres
+  let store: PostgresAuditStore | null = null
   if (pgConfig !== null) {
     const { PostgresAuditStore } = await import('./audit/postgres-store.ts')
-    const store = new PostgresAuditStore({
+    store = new PostgresAuditStore({
       url: resolveValue(pgConfig.url, env, 'audit.postgres'),
       table: pgConfig.table,
       timeoutMs: pgConfig.timeoutMs,
     })
-    postgres = new AuditShipper({ file: config.auditFile, store, log, batch: pgConfig.batch, pollMs: pgConfig.pollMs })
-    all.push(postgres)
+    if (ships) {
+      postgres = new AuditShipper({
+        file: config.auditFile,
+        store,
+        log,
+        batch: pgConfig.batch,
+        pollMs: pgConfig.pollMs,
+      })
+      all.push(postgres)
+    }
   }
   const otlp = config.auditOtlp
-  if (otlp !== null) {
+  if (otlp !== null && ships) {
     const { OtlpLogTarget } = await import('./audit/otlp-target.ts')
     const store = new OtlpLogTarget({
       endpoint: otlp.endpoint,
@@ -421,7 +440,7 @@ async function auditShippers(
     all.push(new AuditShipper({ file: config.auditFile, store, log, batch: 500, pollMs: otlp.pollMs }))
   }
   for (const shipper of all) shipper.start()
-  return { postgres, all }
+  return { postgres, all, store }
 }
 
 async function approvalStore(config: ApprovalsConfig, env: StartOptions['env'], log: Logger): Promise<ApprovalStore> {

@@ -122,7 +122,7 @@ export const corridorFileSchema = strict(
           max_bytes: bytes().optional().describe('Rotate the live file when it reaches this size'),
           max_age: duration().optional().describe('Rotate the live file when it is this old'),
         },
-        'Rotation: the live file is renamed to <file>.<UTC time> and the chain continues in a new one',
+        'Rotation: the live file is renamed to <file>.<UTC time> and the chain continues in a new one (not with workers, which share the file)',
       ).optional(),
       retain: duration()
         .optional()
@@ -212,7 +212,9 @@ export const corridorFileSchema = strict(
         error: `must be 'auto' or a whole number from 1 to 64`,
       })
       .optional()
-      .describe('Processes serving the listeners: a number, or auto for one per CPU'),
+      .describe(
+        'Processes serving the listeners: a number, or auto for one per CPU; more than one needs approvals.redis and no audit.rotate',
+      ),
     vault: strict({
       address: text().describe('https://vault.internal:8200'),
       namespace: text().optional(),

@@ -30,6 +30,12 @@ export interface WorkerReady {
 /** "agentPort,adminPort" for workers after the first (serve.ts). */
 export const SHARED_PORTS_ENV = 'CORRIDOR_SHARED_PORTS'
 
+/**
+ * A worker's place, 1 to N, which its replacement takes over (serve.ts): the worker in place 1
+ * is the one that ships the shared audit file.
+ */
+export const WORKER_SLOT_ENV = 'CORRIDOR_WORKER_SLOT'
+
 export const isWorkerReady = (message: unknown): message is WorkerReady =>
   typeof message === 'object' && message !== null && (message as { type?: unknown }).type === 'corridor:ready'
 
@@ -50,16 +56,22 @@ export function superviseWorkers(count: number, log: Logger, stopGraceMs: number
     let ports: string | null = null
     const metrics = new ClusterMetrics(() => ready)
 
-    const fork = (): void => {
+    const slots = new Map<Worker, number>()
+
+    const fork = (slot: number): void => {
       if (stopping) return
-      const worker = cluster.fork(ports === null ? {} : { [SHARED_PORTS_ENV]: ports })
+      const worker = cluster.fork({
+        [WORKER_SLOT_ENV]: String(slot),
+        ...(ports === null ? {} : { [SHARED_PORTS_ENV]: ports }),
+      })
       live.add(worker)
+      slots.set(worker, slot)
       worker.on('message', (message: unknown) => {
         if (metrics.onMessage(worker, message) || !isWorkerReady(message)) return
         ready.add(worker)
         if (ports === null) {
           ports = `${new URL(message.agentUrl).port},${new URL(message.adminUrl).port}`
-          for (let i = 1; i < count; i++) fork()
+          for (let slot = 2; slot <= count; slot++) fork(slot)
         }
         if (!allStarted && ready.size === count) {
           allStarted = true
@@ -81,6 +93,8 @@ export function superviseWorkers(count: number, log: Logger, stopGraceMs: number
       live.delete(worker)
       const wasReady = ready.delete(worker)
       metrics.retire(worker)
+      const slot = slots.get(worker) ?? 1
+      slots.delete(worker)
       if (stopping) {
         if (live.size === 0) resolveExit(exitCode)
         return
@@ -103,7 +117,7 @@ export function superviseWorkers(count: number, log: Logger, stopGraceMs: number
         'worker stopped unexpectedly; starting a replacement',
       )
       // Not unref'd: when every worker is dead this timer is all that keeps the supervisor alive.
-      setTimeout(fork, delay)
+      setTimeout(() => fork(slot), delay)
     }
 
     const stop = (code: number): void => {
@@ -123,6 +137,6 @@ export function superviseWorkers(count: number, log: Logger, stopGraceMs: number
     }
     process.on('SIGTERM', onSignal)
     process.on('SIGINT', onSignal)
-    fork()
+    fork(1)
   })
 }

@@ -7,7 +7,8 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
-import { createServer, type Server } from 'node:net'
+import { createServer as createHttpServer, type Server as HttpServer } from 'node:http'
+import { createServer, type AddressInfo, type Server } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { Client } from 'undici'
@@ -28,8 +29,27 @@ interface Supervised {
 let redis: RedisProcess
 let upstream: RecordingUpstream
 const started: Supervised[] = []
+/** An OpenTelemetry collector taking the audit file as OTLP logs: how often each entry (stream:seq) arrived. */
+let collector: HttpServer
+const shippedTimes = new Map<string, number>()
 
 beforeAll(async () => {
+  collector = createHttpServer((req, res) => {
+    const chunks: Buffer[] = []
+    req.on('data', (c: Buffer) => chunks.push(c))
+    req.on('end', () => {
+      const body = JSON.parse(Buffer.concat(chunks).toString()) as {
+        resourceLogs: { scopeLogs: { logRecords: { body: { stringValue: string } }[] }[] }[]
+      }
+      for (const r of body.resourceLogs[0]?.scopeLogs[0]?.logRecords ?? []) {
+        const { stream, seq } = JSON.parse(r.body.stringValue) as { stream: string; seq: number }
+        shippedTimes.set(`${stream}:${seq}`, (shippedTimes.get(`${stream}:${seq}`) ?? 0) + 1)
+      }
+      res.writeHead(200, { 'content-type': 'application/json' })
+      res.end('{}')
+    })
+  })
+  await new Promise<void>((r) => collector.listen(0, '127.0.0.1', r))
   redis = await startRedis()
   upstream = await startRecordingUpstream((req, res) => {
     res.writeHead(req.method === 'POST' ? 201 : 200, { 'content-type': 'application/json' })
@@ -42,9 +62,14 @@ afterAll(async () => {
   for (const s of started) if (s.child.exitCode === null && s.child.signalCode === null) s.child.kill('SIGKILL')
   await upstream?.close()
   await redis?.stop()
+  collector?.closeAllConnections()
+  await new Promise((r) => collector?.close(r))
 })
 
-function writeConfig(opts: { redis: boolean; agentPort?: number; watch?: boolean }): { dir: string; config: string } {
+function writeConfig(opts: { redis: boolean; agentPort?: number; watch?: boolean; audit?: string }): {
+  dir: string
+  config: string
+} {
   const dir = mkdtempSync(join(tmpdir(), 'corridor-workers-'))
   const files = approvalFiles(upstream.url)
   writeFileSync(join(dir, 'agents.yaml'), files.agents)
@@ -53,7 +78,7 @@ function writeConfig(opts: { redis: boolean; agentPort?: number; watch?: boolean
   const config = join(dir, 'corridor.yaml')
   writeFileSync(
     config,
-    `listen: { host: 127.0.0.1, port: ${opts.agentPort ?? 0} }\nadmin: { host: 127.0.0.1, port: 0 }\nfiles: { agents: agents.yaml, connectors: connectors.yaml, policy: policy.yaml }\naudit: { file: audit.log }\nwatch_policy: ${opts.watch ?? true}\n` +
+    `listen: { host: 127.0.0.1, port: ${opts.agentPort ?? 0} }\nadmin: { host: 127.0.0.1, port: 0 }\nfiles: { agents: agents.yaml, connectors: connectors.yaml, policy: policy.yaml }\naudit: { file: audit.log${opts.audit === undefined ? '' : `, ${opts.audit}`} }\nwatch_policy: ${opts.watch ?? true}\n` +
       (opts.redis
         ? `approvals:\n  redis: { url: "${redis.url}", key_prefix: "workers-${Date.now()}:" }\n  wait: 0s\n`
         : ''),
@@ -153,7 +178,10 @@ describe('corridor serve --workers 2', () => {
   let ready: { agentUrl: string; adminUrl: string; pids: number[] }
 
   beforeAll(async () => {
-    const written = writeConfig({ redis: true })
+    const written = writeConfig({
+      redis: true,
+      audit: `otlp: { endpoint: "http://127.0.0.1:${(collector.address() as AddressInfo).port}", poll: 50ms }`,
+    })
     dir = written.dir
     s = supervise(written.config)
     await eventually(() => expect(supervisorReady(s)).toBeDefined(), 15_000)
@@ -183,6 +211,20 @@ describe('corridor serve --workers 2', () => {
       expect(entries.filter((e) => e.type === 'audit_sink_opened')).toHaveLength(2)
       expect(entries.filter((e) => e.type === 'request' && e.outcome === 'forwarded')).toHaveLength(40)
     })
+  })
+
+  it('ships the audit file they share once: every entry reaches the collector, none twice', async () => {
+    const entries = () =>
+      readFileSync(join(dir, 'audit.log'), 'utf8')
+        .trimEnd()
+        .split('\n')
+        .map((l) => JSON.parse(l) as { stream: string; seq: number })
+        .map((e) => `${e.stream}:${e.seq}`)
+    await eventually(() => expect(entries().filter((k) => !shippedTimes.has(k))).toEqual([]), 10_000)
+    // Several shippers would each send every entry, within one poll of each other.
+    await new Promise((r) => setTimeout(r, 500))
+    expect(entries().length).toBeGreaterThan(40)
+    expect([...shippedTimes].filter(([, times]) => times > 1)).toEqual([])
   })
 
   it("answers every scrape, whichever worker gets it, with both workers' figures", async () => {
@@ -325,6 +367,19 @@ describe('corridor serve --workers 2', () => {
     expect(s.child.exitCode).toBeNull()
   })
 
+  it('ships what the workers write after the shipping worker was replaced (at least once: a killed shipper may send a batch again)', async () => {
+    for (let i = 0; i < 10; i++)
+      expect((await fresh(`${ready.agentUrl}/svc/items`, { headers: agent })).status).toBe(200)
+    const entries = readFileSync(join(dir, 'audit.log'), 'utf8')
+      .trimEnd()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { stream: string; seq: number })
+    await eventually(
+      () => expect(entries.map((e) => `${e.stream}:${e.seq}`).filter((k) => !shippedTimes.has(k))).toEqual([]),
+      10_000,
+    )
+  })
+
   it('applies a suspension in agents.yaml (the kill switch) on every worker', async () => {
     const agentsFile = join(dir, 'agents.yaml')
     writeFileSync(
@@ -352,6 +407,12 @@ describe('configurations that cannot work are refused at start', () => {
     const s = supervise(writeConfig({ redis: false }).config)
     expect(await s.exited).toBe(1)
     expect(s.stderr()).toContain('needs approvals.redis')
+  })
+
+  it('refuses several workers rotating the audit file they share', async () => {
+    const s = supervise(writeConfig({ redis: true, audit: 'rotate: { max_bytes: 1MiB }' }).config)
+    expect(await s.exited).toBe(1)
+    expect(s.stderr()).toContain('leave audit.rotate unset with workers')
   })
 
   it('refuses ports someone else holds, including another multi-worker Corridor (SO_REUSEPORT would share its traffic)', async () => {

@@ -15,7 +15,7 @@ import {
 import { loadBundle } from '../../policy/bundle.ts'
 import { createLogger, type Logger } from '../../shared/logger.ts'
 import { CONFIG_OPTION, configPath, DEFAULT_CONFIG, UsageError, type Command } from '../command.ts'
-import { SHARED_PORTS_ENV, superviseWorkers, type WorkerReady } from '../../workers/supervisor.ts'
+import { SHARED_PORTS_ENV, superviseWorkers, WORKER_SLOT_ENV, type WorkerReady } from '../../workers/supervisor.ts'
 
 export async function serve(config: ServerConfig, env: NodeJS.ProcessEnv, baseLog: Logger): Promise<number> {
   const problem = whyWorkersUnsupported(config)
@@ -38,6 +38,8 @@ export async function serve(config: ServerConfig, env: NodeJS.ProcessEnv, baseLo
     env,
     log,
     worker: worker !== undefined,
+    // Workers share the audit file; the one in place 1 ships it (and its replacement after it).
+    shipsAudit: worker === undefined || env[WORKER_SLOT_ENV] === '1',
   }).catch((err: unknown) => {
     if (worker === undefined) throw err
     // A worker's IPC channel would keep it alive; exit so that the supervisor sees the failure.
