@@ -118,7 +118,13 @@ export class ClusterMetrics {
       }
       this.#collections.set(id, { waiting, parts, finish })
       const collect: MetricsCollect = { type: 'corridor:metrics-collect', id }
-      for (const worker of waiting) if (!send(worker, collect)) waiting.delete(worker)
+      for (const worker of waiting)
+        if (!send(worker, collect)) {
+          // Exiting, not yet retired: counted as it reported last, as it will be once retired.
+          waiting.delete(worker)
+          const last = this.#last.get(worker)
+          if (last !== undefined) parts.set(worker, last.filter(isMonotonic))
+        }
       if (waiting.size === 0) finish(null)
     })
     // One list of metrics per source, as prom-client's aggregate() takes them.

@@ -13,6 +13,7 @@ import { parseMetrics, sampleValue } from '../helpers/prometheus.ts'
 /** A worker with its own registry: a request counter and a shared gauge (every worker reads the same queue). */
 function fakeWorker(pid: number, answering = true) {
   let answers = answering
+  let connected = true
   const registry = new Registry()
   const requests = new Counter({
     name: 'requests_total',
@@ -26,7 +27,7 @@ function fakeWorker(pid: number, answering = true) {
   let cluster: ClusterMetrics | undefined
   const worker = {
     process: { pid },
-    isConnected: () => true,
+    isConnected: () => connected,
     send(message: { type: string; id: number; text?: string | null; error?: string | null }) {
       if (message.type === 'corridor:metrics-result')
         results.push({ id: message.id, text: message.text ?? null, error: message.error ?? null })
@@ -52,6 +53,7 @@ function fakeWorker(pid: number, answering = true) {
     results,
     attach: (c: ClusterMetrics) => (cluster = c),
     silence: () => (answers = false),
+    disconnect: () => (connected = false),
     /** A scrape that reached this worker, as the supervisor answers it. */
     async scrape(id: number): Promise<{ text: string | null; error: string | null }> {
       expect(cluster?.onMessage(worker as unknown as Worker, { type: 'corridor:metrics-scrape', id })).toBe(true)
@@ -137,5 +139,22 @@ describe('ClusterMetrics', () => {
     const result = await pending
     expect(result.error).toBeNull()
     expect(sampleValue(parseMetrics(result.text as string).samples, 'requests_total')).toBe(7)
+  })
+
+  it('counts a worker that can no longer be reached (exiting, not yet gone) as it reported last', async () => {
+    const a = fakeWorker(401)
+    const b = fakeWorker(402)
+    const cluster = new ClusterMetrics(() => [a.worker, b.worker], 10_000)
+    a.attach(cluster)
+    b.attach(cluster)
+    a.requests.inc({ code: '200' }, 1)
+    b.requests.inc({ code: '200' }, 6)
+    b.memory.set(20)
+    expect(sampleValue(parseMetrics((await a.scrape(1)).text as string).samples, 'requests_total')).toBe(7)
+    b.disconnect()
+    a.requests.inc({ code: '200' }, 2)
+    const samples = parseMetrics((await a.scrape(2)).text as string).samples
+    expect(sampleValue(samples, 'requests_total')).toBe(9)
+    expect(sampleValue(samples, 'memory_bytes')).toBe(0)
   })
 })
