@@ -377,7 +377,8 @@ export function workerCount(value: unknown): number | null {
 /**
  * Several workers share nothing but the files, the audit file and Redis: a request held on one
  * worker must be visible to the approver's call and the agent's retry on any other, so the
- * in-memory approval store (one per process) is refused rather than half-working.
+ * in-memory approval store (one per process) is refused rather than half-working; and the audit
+ * file they all append to cannot be rotated by one of them.
  */
 export function whyWorkersUnsupported(
   config: Pick<ServerConfig, 'workers' | 'approvals' | 'auditRotation'>,
