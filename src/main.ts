@@ -60,16 +60,13 @@ export interface StartOptions {
   /** Replaces the file sink named in the config (tests). */
   readonly audit?: AuditSink
   /**
-   * One of several workers under a supervisor (workers/supervisor.ts): bind with SO_REUSEPORT
-   * beside the others on the same ports, and answer /metrics with every worker's figures.
+   * This process's place, 1 to N, when it is one of several workers under a supervisor
+   * (workers/supervisor.ts): it binds with SO_REUSEPORT beside the others on the same ports and
+   * answers /metrics with every worker's figures; only the worker in place 1 ships the audit
+   * file they share (several would each send every entry, and overwrite one another's saved
+   * position). Absent: a process of its own.
    */
-  readonly worker?: boolean
-  /**
-   * Whether this process ships the audit file to PostgreSQL and the OTLP collector (default
-   * true). Workers share one file, and one of them ships it: several would each send every entry
-   * (a collector would get it several times) and overwrite each other's saved position.
-   */
-  readonly shipsAudit?: boolean
+  readonly workerSlot?: number
   /** The clock decisions, holds, expiries and leases are read against (tests move it instead of sleeping). */
   readonly now?: () => number
 }
@@ -105,8 +102,16 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
   policies.onChange(sync)
   if (config.watchPolicy) policies.watch()
 
+  const worker = options.workerSlot !== undefined
   // The shipper first: retention asks it whether a rotated file has been shipped before deleting it.
-  const shippers = await auditShippers(config, options.env, exportHeaders.audit, log, options.shipsAudit ?? true)
+  // Of several workers, the one in place 1 ships the file they share.
+  const shippers = await auditShippers(
+    config,
+    options.env,
+    exportHeaders.audit,
+    log,
+    !worker || options.workerSlot === 1,
+  )
   const shipper = shippers.postgres
   let audit: AuditSink
   if (options.audit !== undefined) audit = options.audit
@@ -230,8 +235,7 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
       )
     : null
   // Workers share the admin port: a scrape, whichever worker gets it, must show them all.
-  const exposition =
-    metrics !== null && options.worker === true ? new SupervisedMetrics(metrics.registry, log) : metrics
+  const exposition = metrics !== null && worker ? new SupervisedMetrics(metrics.registry, log) : metrics
   const lifecycle = new Lifecycle()
   const pipeline = createPipeline({
     lifecycle,
@@ -280,9 +284,9 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
     log,
   )
 
-  const reusePort = options.worker ?? false
-  await listen(agentServer, config.listen.host, config.listen.port, reusePort)
-  await listen(adminServer, config.admin.host, config.admin.port, reusePort)
+  // Workers bind with SO_REUSEPORT, beside the others on the same ports.
+  await listen(agentServer, config.listen.host, config.listen.port, worker)
+  await listen(adminServer, config.admin.host, config.admin.port, worker)
   const agentUrl = urlOf(agentServer, config.listen.tls === null ? 'http' : 'https')
   const adminUrl = urlOf(adminServer, config.admin.tls === null ? 'http' : 'https')
   log.info({ agentUrl, adminUrl, policyVersion: policies.current?.version }, 'corridor listening')

@@ -37,9 +37,7 @@ export async function serve(config: ServerConfig, env: NodeJS.ProcessEnv, baseLo
   const corridor = await startCorridor(worker === undefined ? config : onSharedPorts(config, env[SHARED_PORTS_ENV]), {
     env,
     log,
-    worker: worker !== undefined,
-    // Workers share the audit file; the one in place 1 ships it (and its replacement after it).
-    shipsAudit: worker === undefined || env[WORKER_SLOT_ENV] === '1',
+    workerSlot: worker === undefined ? undefined : Number(env[WORKER_SLOT_ENV]),
   }).catch((err: unknown) => {
     if (worker === undefined) throw err
     // A worker's IPC channel would keep it alive; exit so that the supervisor sees the failure.
