@@ -7,6 +7,9 @@
  * supervisor's).
  */
 
+/** How long the supervisor waits for every worker's figures; the worker that asked waits twice as long for its answer. */
+export const COLLECT_TIMEOUT_MS = 2_000
+
 /** Worker → supervisor: a scraper asked this worker; `id` is the worker's own. */
 export interface MetricsScrape {
   readonly type: 'corridor:metrics-scrape'

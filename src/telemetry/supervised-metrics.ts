@@ -8,6 +8,7 @@ import type { Registry } from 'prom-client'
 import { CorridorError } from '../shared/errors.ts'
 import type { Logger } from '../shared/logger.ts'
 import {
+  COLLECT_TIMEOUT_MS,
   isMetricsCollect,
   isMetricsResult,
   type MetricsPart,
@@ -17,7 +18,7 @@ import {
 import type { MetricsExposition } from './metrics.ts'
 
 /** Longer than the supervisor waits for the workers' figures, so that its answer (or its error) comes first. */
-const SCRAPE_TIMEOUT_MS = 4_000
+const SCRAPE_TIMEOUT_MS = 2 * COLLECT_TIMEOUT_MS
 
 export class SupervisedMetrics implements MetricsExposition {
   readonly #registry: Registry

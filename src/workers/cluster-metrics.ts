@@ -11,10 +11,13 @@
  */
 import type { Worker } from 'node:cluster'
 import { AggregatorRegistry } from 'prom-client'
-import { isMetricsPart, isMetricsScrape, type MetricsCollect, type MetricsResult } from '../shared/metrics-messages.ts'
-
-/** How long a scrape waits for every worker's figures. */
-export const COLLECT_TIMEOUT_MS = 2_000
+import {
+  COLLECT_TIMEOUT_MS,
+  isMetricsPart,
+  isMetricsScrape,
+  type MetricsCollect,
+  type MetricsResult,
+} from '../shared/metrics-messages.ts'
 
 /** A metric as prom-client's getMetricsAsJSON() gives it, after the trip over IPC. */
 interface MetricJson {
@@ -48,6 +51,11 @@ export class ClusterMetrics {
   readonly #last = new Map<Worker, MetricJson[]>()
   /** The counters and histograms of workers that are gone, at what they reported last. */
   #retired: MetricJson[] = []
+  /**
+   * The collection under way: scrapes that arrive meanwhile share it. /metrics needs no
+   * credential, so however many arrive at once the workers are asked once at a time.
+   */
+  #scraping: Promise<string> | null = null
 
   /** `workers`: the workers that serve now (ready, not yet exited). */
   constructor(workers: () => Iterable<Worker>, timeoutMs = COLLECT_TIMEOUT_MS) {
@@ -58,7 +66,8 @@ export class ClusterMetrics {
   /** Handles a worker's message if it is part of a scrape; false for any other message. */
   onMessage(worker: Worker, message: unknown): boolean {
     if (isMetricsScrape(message)) {
-      void this.#scrape().then(
+      this.#scraping ??= this.#scrape().finally(() => (this.#scraping = null))
+      void this.#scraping.then(
         (text) => send(worker, { type: 'corridor:metrics-result', id: message.id, text, error: null }),
         (err: unknown) =>
           send(worker, {

@@ -14,6 +14,7 @@ import { parseMetrics, sampleValue } from '../helpers/prometheus.ts'
 function fakeWorker(pid: number, answering = true) {
   let answers = answering
   let connected = true
+  let collects = 0
   const registry = new Registry()
   const requests = new Counter({
     name: 'requests_total',
@@ -31,17 +32,20 @@ function fakeWorker(pid: number, answering = true) {
     send(message: { type: string; id: number; text?: string | null; error?: string | null }) {
       if (message.type === 'corridor:metrics-result')
         results.push({ id: message.id, text: message.text ?? null, error: message.error ?? null })
-      else if (message.type === 'corridor:metrics-collect' && answers)
-        void registry
-          .getMetricsAsJSON()
-          // As the cluster channel carries it: a copy (the registry's objects go on counting).
-          .then((metrics) =>
-            cluster?.onMessage(worker as unknown as Worker, {
-              type: 'corridor:metrics-part',
-              id: message.id,
-              metrics: JSON.parse(JSON.stringify(metrics)) as unknown[],
-            }),
-          )
+      else if (message.type === 'corridor:metrics-collect') {
+        collects++
+        if (answers)
+          void registry
+            .getMetricsAsJSON()
+            // As the cluster channel carries it: a copy (the registry's objects go on counting).
+            .then((metrics) =>
+              cluster?.onMessage(worker as unknown as Worker, {
+                type: 'corridor:metrics-part',
+                id: message.id,
+                metrics: JSON.parse(JSON.stringify(metrics)) as unknown[],
+              }),
+            )
+      }
       return true
     },
   }
@@ -54,6 +58,7 @@ function fakeWorker(pid: number, answering = true) {
     attach: (c: ClusterMetrics) => (cluster = c),
     silence: () => (answers = false),
     disconnect: () => (connected = false),
+    collects: () => collects,
     /** A scrape that reached this worker, as the supervisor answers it. */
     async scrape(id: number): Promise<{ text: string | null; error: string | null }> {
       expect(cluster?.onMessage(worker as unknown as Worker, { type: 'corridor:metrics-scrape', id })).toBe(true)
@@ -156,5 +161,21 @@ describe('ClusterMetrics', () => {
     const samples = parseMetrics((await a.scrape(2)).text as string).samples
     expect(sampleValue(samples, 'requests_total')).toBe(9)
     expect(sampleValue(samples, 'memory_bytes')).toBe(0)
+  })
+
+  it('answers scrapes that arrive together from one collection: the workers are asked once', async () => {
+    const a = fakeWorker(501)
+    const b = fakeWorker(502)
+    const cluster = new ClusterMetrics(() => [a.worker, b.worker])
+    a.attach(cluster)
+    b.attach(cluster)
+    b.requests.inc({ code: '200' }, 4)
+    const answers = await Promise.all([a.scrape(1), b.scrape(1), a.scrape(2)])
+    for (const answer of answers)
+      expect(sampleValue(parseMetrics(answer.text as string).samples, 'requests_total')).toBe(4)
+    expect([a.collects(), b.collects()]).toEqual([1, 1])
+    // The next scrape collects afresh.
+    await a.scrape(3)
+    expect([a.collects(), b.collects()]).toEqual([2, 2])
   })
 })
