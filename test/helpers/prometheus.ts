@@ -3,7 +3,7 @@
  * test checks what a scraper sees, not what Corridor meant to print.
  */
 import { execFileSync } from 'node:child_process'
-import { request } from 'undici'
+import { request, type Dispatcher } from 'undici'
 import { expect } from 'vitest'
 
 /** One sample: name, labels, value (NaN read as null). */
@@ -22,11 +22,13 @@ const PARSE =
   '    for s in f.samples: out.append([s.name, s.labels, s.value if s.value == s.value else None])\n' +
   'print(json.dumps({"samples": out, "types": types}))\n'
 
-export async function scrapeMetrics(adminUrl: string): Promise<Scrape> {
-  const res = await request(`${adminUrl}/metrics`)
-  expect(res.statusCode).toBe(200)
+/** `dispatcher`: a connection of the caller's (one of its own reaches whichever worker the kernel picks). */
+export async function scrapeMetrics(adminUrl: string, dispatcher?: Dispatcher): Promise<Scrape> {
+  const res = await request(`${adminUrl}/metrics`, dispatcher === undefined ? {} : { dispatcher })
+  const text = await res.body.text()
+  expect(res.statusCode, text).toBe(200)
   expect(res.headers['content-type']).toContain('text/plain; version=0.0.4')
-  return parseMetrics(await res.body.text())
+  return parseMetrics(text)
 }
 
 export function parseMetrics(text: string): Scrape {

@@ -7,15 +7,15 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
-import { createServer as createHttpServer, type Server as HttpServer } from 'node:http'
-import { createServer, type AddressInfo, type Server } from 'node:net'
+import { createServer, type Server } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { Client } from 'undici'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { approvalFiles, APPROVER_KEYS, WRITER_KEY } from '../helpers/approvals-fixture.ts'
 import { eventually } from '../helpers/corridor-fixture.ts'
-import { parseMetrics, sampleValue, type Sample } from '../helpers/prometheus.ts'
+import { startOtlpLogReceiver, type OtlpLogReceiver } from '../helpers/otlp-log-receiver.ts'
+import { sampleValue, scrapeMetrics, type Sample } from '../helpers/prometheus.ts'
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/recording-upstream.ts'
 import { freePort, startRedis, type RedisProcess } from '../../testkit/redis-process.ts'
 
@@ -29,27 +29,11 @@ interface Supervised {
 let redis: RedisProcess
 let upstream: RecordingUpstream
 const started: Supervised[] = []
-/** An OpenTelemetry collector taking the audit file as OTLP logs: how often each entry (stream:seq) arrived. */
-let collector: HttpServer
-const shippedTimes = new Map<string, number>()
+/** An OpenTelemetry collector taking the audit file as OTLP logs. */
+let collector: OtlpLogReceiver
 
 beforeAll(async () => {
-  collector = createHttpServer((req, res) => {
-    const chunks: Buffer[] = []
-    req.on('data', (c: Buffer) => chunks.push(c))
-    req.on('end', () => {
-      const body = JSON.parse(Buffer.concat(chunks).toString()) as {
-        resourceLogs: { scopeLogs: { logRecords: { body: { stringValue: string } }[] }[] }[]
-      }
-      for (const r of body.resourceLogs[0]?.scopeLogs[0]?.logRecords ?? []) {
-        const { stream, seq } = JSON.parse(r.body.stringValue) as { stream: string; seq: number }
-        shippedTimes.set(`${stream}:${seq}`, (shippedTimes.get(`${stream}:${seq}`) ?? 0) + 1)
-      }
-      res.writeHead(200, { 'content-type': 'application/json' })
-      res.end('{}')
-    })
-  })
-  await new Promise<void>((r) => collector.listen(0, '127.0.0.1', r))
+  collector = await startOtlpLogReceiver()
   redis = await startRedis()
   upstream = await startRecordingUpstream((req, res) => {
     res.writeHead(req.method === 'POST' ? 201 : 200, { 'content-type': 'application/json' })
@@ -62,8 +46,7 @@ afterAll(async () => {
   for (const s of started) if (s.child.exitCode === null && s.child.signalCode === null) s.child.kill('SIGKILL')
   await upstream?.close()
   await redis?.stop()
-  collector?.closeAllConnections()
-  await new Promise((r) => collector?.close(r))
+  await collector?.close()
 })
 
 function writeConfig(opts: { redis: boolean; agentPort?: number; watch?: boolean; audit?: string }): {
@@ -157,13 +140,20 @@ async function pidsAnswering(adminUrl: string, calls = 24): Promise<Set<number>>
 async function scrapeFresh(adminUrl: string): Promise<Sample[]> {
   const client = new Client(adminUrl)
   try {
-    const res = await client.request({ method: 'GET', path: '/metrics' })
-    const text = await res.body.text()
-    expect(res.statusCode, text).toBe(200)
-    return parseMetrics(text).samples
+    return (await scrapeMetrics(adminUrl, client)).samples
   } finally {
     await client.close()
   }
+}
+
+/** How often each audit entry (stream:seq) reached the collector. */
+function shippedTimes(): Map<string, number> {
+  const times = new Map<string, number>()
+  for (const { line } of collector.records) {
+    const { stream, seq } = JSON.parse(line) as { stream: string; seq: number }
+    times.set(`${stream}:${seq}`, (times.get(`${stream}:${seq}`) ?? 0) + 1)
+  }
+  return times
 }
 
 /** Requests the agent listener has answered for the connector, as a scrape counts them. */
@@ -180,7 +170,7 @@ describe('corridor serve --workers 2', () => {
   beforeAll(async () => {
     const written = writeConfig({
       redis: true,
-      audit: `otlp: { endpoint: "http://127.0.0.1:${(collector.address() as AddressInfo).port}", poll: 50ms }`,
+      audit: `otlp: { endpoint: "${collector.url}", poll: 50ms }`,
     })
     dir = written.dir
     s = supervise(written.config)
@@ -220,11 +210,11 @@ describe('corridor serve --workers 2', () => {
         .split('\n')
         .map((l) => JSON.parse(l) as { stream: string; seq: number })
         .map((e) => `${e.stream}:${e.seq}`)
-    await eventually(() => expect(entries().filter((k) => !shippedTimes.has(k))).toEqual([]), 10_000)
+    await eventually(() => expect(entries().filter((k) => !shippedTimes().has(k))).toEqual([]), 10_000)
     // Several shippers would each send every entry, within one poll of each other.
     await new Promise((r) => setTimeout(r, 500))
     expect(entries().length).toBeGreaterThan(40)
-    expect([...shippedTimes].filter(([, times]) => times > 1)).toEqual([])
+    expect([...shippedTimes()].filter(([, times]) => times > 1)).toEqual([])
   })
 
   it("answers every scrape, whichever worker gets it, with both workers' figures", async () => {
@@ -375,7 +365,7 @@ describe('corridor serve --workers 2', () => {
       .split('\n')
       .map((l) => JSON.parse(l) as { stream: string; seq: number })
     await eventually(
-      () => expect(entries.map((e) => `${e.stream}:${e.seq}`).filter((k) => !shippedTimes.has(k))).toEqual([]),
+      () => expect(entries.map((e) => `${e.stream}:${e.seq}`).filter((k) => !shippedTimes().has(k))).toEqual([]),
       10_000,
     )
   })
