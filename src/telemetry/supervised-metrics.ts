@@ -1,6 +1,6 @@
 /**
  * /metrics on a worker when several serve (`workers: N`): the scrape is answered with every
- * worker's figures, gathered by the supervisor (shared/metrics-messages.ts), and this worker sends
+ * worker's figures, gathered by the supervisor (shared/worker-messages.ts), and this worker sends
  * its own when the supervisor collects them. When they cannot all be gathered the scrape fails
  * (503 metrics_unavailable), so that a scrape never shows one worker's counters as everyone's.
  */
@@ -14,7 +14,7 @@ import {
   type MetricsPart,
   type MetricsResult,
   type MetricsScrape,
-} from '../shared/metrics-messages.ts'
+} from '../shared/worker-messages.ts'
 import type { MetricsExposition } from './metrics.ts'
 
 /** Longer than the supervisor waits for the workers' figures, so that its answer (or its error) comes first. */

@@ -1,5 +1,5 @@
 /**
- * The supervisor's part of a /metrics scrape when several workers serve (shared/metrics-messages.ts
+ * The supervisor's part of a /metrics scrape when several workers serve (shared/worker-messages.ts
  * says why it goes through here). For each scrape it asks every ready worker for its figures and
  * answers with one exposition: counters and histograms summed; gauges as each one declares
  * (`aggregator`: the same shared figure once, the worst health, the least share left).
@@ -17,7 +17,7 @@ import {
   isMetricsScrape,
   type MetricsCollect,
   type MetricsResult,
-} from '../shared/metrics-messages.ts'
+} from '../shared/worker-messages.ts'
 
 /** A metric as prom-client's getMetricsAsJSON() gives it, after the trip over IPC. */
 interface MetricJson {

@@ -18,14 +18,8 @@
  */
 import cluster, { type Worker } from 'node:cluster'
 import type { Logger } from '../shared/logger.ts'
+import { isWorkerReady } from '../shared/worker-messages.ts'
 import { ClusterMetrics } from './cluster-metrics.ts'
-
-/** Sent by a worker once its listeners are open (serve.ts). */
-export interface WorkerReady {
-  readonly type: 'corridor:ready'
-  readonly agentUrl: string
-  readonly adminUrl: string
-}
 
 /** "agentPort,adminPort" for workers after the first (serve.ts). */
 export const SHARED_PORTS_ENV = 'CORRIDOR_SHARED_PORTS'
@@ -35,9 +29,6 @@ export const SHARED_PORTS_ENV = 'CORRIDOR_SHARED_PORTS'
  * is the one that ships the shared audit file.
  */
 export const WORKER_SLOT_ENV = 'CORRIDOR_WORKER_SLOT'
-
-export const isWorkerReady = (message: unknown): message is WorkerReady =>
-  typeof message === 'object' && message !== null && (message as { type?: unknown }).type === 'corridor:ready'
 
 const RESTART_DELAY_MS = 1_000
 const MAX_RESTART_DELAY_MS = 30_000

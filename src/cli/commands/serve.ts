@@ -15,7 +15,8 @@ import {
 import { loadBundle } from '../../policy/bundle.ts'
 import { createLogger, type Logger } from '../../shared/logger.ts'
 import { CONFIG_OPTION, configPath, DEFAULT_CONFIG, UsageError, type Command } from '../command.ts'
-import { SHARED_PORTS_ENV, superviseWorkers, WORKER_SLOT_ENV, type WorkerReady } from '../../workers/supervisor.ts'
+import { SHARED_PORTS_ENV, superviseWorkers, WORKER_SLOT_ENV } from '../../workers/supervisor.ts'
+import type { WorkerReady } from '../../shared/worker-messages.ts'
 
 export async function serve(config: ServerConfig, env: NodeJS.ProcessEnv, baseLog: Logger): Promise<number> {
   const problem = whyWorkersUnsupported(config)
