@@ -26,6 +26,7 @@ import { ApprovalExecutor } from './approvals/executor.ts'
 import { MemoryApprovalStore } from './approvals/memory-store.ts'
 import { WebhookNotifier } from './approvals/webhook.ts'
 import { FileAuditSink, type AuditSink } from './audit/sink.ts'
+import { trailsOf, workerTrail } from './audit/trails.ts'
 import type { ApprovalsConfig, ServerConfig, ValueSource } from './config/server-config.ts'
 import { CredentialBroker } from './credentials/broker.ts'
 import { VaultClient } from './credentials/vault/vault-client.ts'
@@ -62,9 +63,9 @@ export interface StartOptions {
   /**
    * This process's place, 1 to N, when it is one of several workers under a supervisor
    * (workers/supervisor.ts): it binds with SO_REUSEPORT beside the others on the same ports and
-   * answers /metrics with every worker's figures; only the worker in place 1 ships the audit
-   * file they share (several would each send every entry, and overwrite one another's saved
-   * position). Absent: a process of its own.
+   * answers /metrics with every worker's figures; it writes and ships an audit trail of its own,
+   * named by its place (audit/trails.ts), which the worker that replaces it carries on. Absent: a
+   * process of its own, writing the configured audit file.
    */
   readonly workerSlot?: number
   /** The clock decisions, holds, expiries and leases are read against (tests move it instead of sleeping). */
@@ -103,15 +104,16 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
   if (config.watchPolicy) policies.watch()
 
   const worker = options.workerSlot !== undefined
+  const auditFile = worker ? workerTrail(config.auditFile, options.workerSlot) : config.auditFile
+  // Trails no process writes now (a single-process run's before workers, the places of a larger
+  // `workers` before): the process in place 1 ships what they still hold, a killed writer's last entries.
+  const running = worker
+    ? Array.from({ length: config.workers }, (_, i) => workerTrail(config.auditFile, i + 1))
+    : [config.auditFile]
+  const orphans =
+    !worker || options.workerSlot === 1 ? trailsOf(config.auditFile).filter((f) => !running.includes(f)) : []
   // The shipper first: retention asks it whether a rotated file has been shipped before deleting it.
-  // Of several workers, the one in place 1 ships the file they share.
-  const shippers = await auditShippers(
-    config,
-    options.env,
-    exportHeaders.audit,
-    log,
-    !worker || options.workerSlot === 1,
-  )
+  const shippers = await auditShippers(config, auditFile, orphans, options.env, exportHeaders.audit, log)
   const shipper = shippers.postgres
   let audit: AuditSink
   if (options.audit !== undefined) audit = options.audit
@@ -120,16 +122,16 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
       config.auditSigningTransit === null || vault === null
         ? null
         : new TransitSigner(vault, config.auditSigningTransit.mount, config.auditSigningTransit.key)
-    const sink = new FileAuditSink(config.auditFile, log, {
+    const sink = new FileAuditSink(auditFile, log, {
       signingKey:
         config.auditSigningKeyFile === null ? null : createPrivateKey(readFileSync(config.auditSigningKeyFile)),
       signLater: transit === null ? null : (payload) => transit.sign(payload),
       rotation: config.auditRotation,
       checkpointEntries: config.auditCheckpointEntries,
-      mayDelete: (file) => shippers.all.every((s) => s.hasShipped(file)),
+      mayDelete: (file) => shippers.own.every((s) => s.hasShipped(file)),
     })
     sink.onRotate((file) => {
-      for (const s of shippers.all) s.rotated(file)
+      for (const s of shippers.own) s.rotated(file)
     })
     audit = sink
   }
@@ -331,12 +333,13 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
       await vault?.close()
       await vault?.client.close()
       // The final checkpoint too, if PostgreSQL takes it now; otherwise the next start ships it.
-      for (const s of shippers.all) {
-        await Promise.race([s.flush().catch(() => {}), new Promise((r) => setTimeout(r, 2_000).unref())])
-        await s.close()
-        if (s.store !== shippers.store) await s.store.close()
-      }
-      await shippers.store?.close()
+      await Promise.race([
+        Promise.all(shippers.all.map((s) => s.flush().catch(() => {}))),
+        new Promise((r) => setTimeout(r, 2_000).unref()),
+      ])
+      for (const s of shippers.all) await s.close()
+      // A target is shared by the shippers of every trail this process ships.
+      for (const target of new Set([...shippers.all.map((s) => s.store), shippers.store])) await target?.close()
     },
   }
 }
@@ -394,24 +397,29 @@ function stopEffects(
 }
 
 /**
- * The PostgreSQL store (queries read it) and, when this process ships, the shippers configured:
- * PostgreSQL first, then an OpenTelemetry collector.
+ * The PostgreSQL store (queries read it) and the shippers configured, PostgreSQL first, then an
+ * OpenTelemetry collector: `own` for this process's audit trail `file`, and in `all` besides
+ * them one for each trail in `orphans` that nobody writes any more.
  */
 async function auditShippers(
   config: ServerConfig,
+  file: string,
+  orphans: readonly string[],
   env: StartOptions['env'],
   otlpHeaders: Readonly<Record<string, string>>,
   log: Logger,
-  ships: boolean,
 ): Promise<{
   postgres: AuditShipper<PostgresAuditStore> | null
+  own: AuditShipper[]
   all: AuditShipper[]
   store: PostgresAuditStore | null
 }> {
-  if (config.auditPostgres === null && config.auditOtlp === null) return { postgres: null, all: [], store: null }
+  if (config.auditPostgres === null && config.auditOtlp === null)
+    return { postgres: null, own: [], all: [], store: null }
   // Loaded only when configured: the embedded defaults need no PostgreSQL driver.
   const { AuditShipper } = await import('./audit/shipper.ts')
   let postgres: AuditShipper<PostgresAuditStore> | null = null
+  const own: AuditShipper[] = []
   const all: AuditShipper[] = []
   const pgConfig = config.auditPostgres
   let store: PostgresAuditStore | null = null
@@ -422,29 +430,26 @@ async function auditShippers(
       table: pgConfig.table,
       timeoutMs: pgConfig.timeoutMs,
     })
-    if (ships) {
-      postgres = new AuditShipper({
-        file: config.auditFile,
-        store,
-        log,
-        batch: pgConfig.batch,
-        pollMs: pgConfig.pollMs,
-      })
-      all.push(postgres)
-    }
+    const options = { store, log, batch: pgConfig.batch, pollMs: pgConfig.pollMs }
+    postgres = new AuditShipper({ file, ...options })
+    own.push(postgres)
+    for (const orphan of orphans) all.push(new AuditShipper({ file: orphan, ...options }))
   }
   const otlp = config.auditOtlp
-  if (otlp !== null && ships) {
+  if (otlp !== null) {
     const { OtlpLogTarget } = await import('./audit/otlp-target.ts')
     const store = new OtlpLogTarget({
       endpoint: otlp.endpoint,
       timeoutMs: otlp.timeoutMs,
       headers: otlpHeaders,
     })
-    all.push(new AuditShipper({ file: config.auditFile, store, log, batch: 500, pollMs: otlp.pollMs }))
+    const options = { store, log, batch: 500, pollMs: otlp.pollMs }
+    own.push(new AuditShipper({ file, ...options }))
+    for (const orphan of orphans) all.push(new AuditShipper({ file: orphan, ...options }))
   }
+  all.unshift(...own)
   for (const shipper of all) shipper.start()
-  return { postgres, all, store }
+  return { postgres, own, all, store }
 }
 
 async function approvalStore(config: ApprovalsConfig, env: StartOptions['env'], log: Logger): Promise<ApprovalStore> {

@@ -10,7 +10,8 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { PostgresAuditStore } from '../audit/postgres-store.ts'
-import { queryAuditLines, trailLines, type AuditFilter } from '../audit/query.ts'
+import { queryAuditLines, type AuditFilter } from '../audit/query.ts'
+import { trailLines } from '../audit/trails.ts'
 import type { AuditRecord } from '../audit/record.ts'
 import type { AuditSink } from '../audit/sink.ts'
 import { traceOf } from '../audit/trace.ts'

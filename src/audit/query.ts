@@ -8,10 +8,8 @@
  * means Corridor stopped mid-action; it is printed at the end as a record with outcome
  * `incomplete`, carrying what the intent knew.
  */
-import { createReadStream } from 'node:fs'
-import { createInterface } from 'node:readline'
 import { newAuditRecord, type AuditRecord } from './record.ts'
-import { trailFiles } from './rotation.ts'
+import { trailLines } from './trails.ts'
 
 export interface AuditFilter {
   agent?: string | undefined
@@ -80,28 +78,13 @@ const EMPTY_LINK = {
   rejected_by: null,
 } as const
 
-/** Queries the trail of a live audit file: its rotated files, oldest first, then the live file. */
+/** Queries every trail of an audit file (trails.ts): each worker's, rotated files included. */
 export async function queryAudit(
   file: string,
   filter: AuditFilter,
   onRecord: (r: AuditRecord) => void,
 ): Promise<{ matched: number; unreadable: number }> {
   return queryAuditLines(trailLines(file), filter, onRecord)
-}
-
-/** Every line of a live audit file's trail, rotated files first. */
-export async function* trailLines(file: string): AsyncGenerator<string> {
-  for (const f of trailFiles(file)) {
-    const lines = createInterface({ input: createReadStream(f, { encoding: 'utf8' }), crlfDelay: Infinity })
-    try {
-      yield* lines
-    } catch (err) {
-      // A rotated file deleted by retention while it was being read: its entries have been shipped.
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
-    } finally {
-      lines.close()
-    }
-  }
 }
 
 /** The same query over any source of audit lines in the order they were written (a file, the PostgreSQL copy). */

@@ -122,7 +122,7 @@ export const corridorFileSchema = strict(
           max_bytes: bytes().optional().describe('Rotate the live file when it reaches this size'),
           max_age: duration().optional().describe('Rotate the live file when it is this old'),
         },
-        'Rotation: the live file is renamed to <file>.<UTC time> and the chain continues in a new one (not with workers, which share the file)',
+        'Rotation: the live file is renamed to <file>.<UTC time> and the chain continues in a new one (with workers, each worker rotates its own file, <file>.worker-<N>)',
       ).optional(),
       retain: duration()
         .optional()
@@ -213,7 +213,7 @@ export const corridorFileSchema = strict(
       })
       .optional()
       .describe(
-        'Processes serving the listeners: a number, or auto for one per CPU; more than one needs approvals.redis and no audit.rotate',
+        'Processes serving the listeners: a number, or auto for one per CPU; more than one needs approvals.redis; each worker writes its own audit file, <audit.file>.worker-<N>',
       ),
     vault: strict({
       address: text().describe('https://vault.internal:8200'),

@@ -375,22 +375,15 @@ export function workerCount(value: unknown): number | null {
 }
 
 /**
- * Several workers share nothing but the files, the audit file and Redis: a request held on one
- * worker must be visible to the approver's call and the agent's retry on any other, so the
- * in-memory approval store (one per process) is refused rather than half-working; and the audit
- * file they all append to cannot be rotated by one of them.
+ * Several workers share nothing but their configuration files and Redis (each writes an audit
+ * trail of its own): a request held on one worker must be visible to the approver's call and the
+ * agent's retry on any other, so the in-memory approval store (one per process) is refused rather
+ * than half-working.
  */
-export function whyWorkersUnsupported(
-  config: Pick<ServerConfig, 'workers' | 'approvals' | 'auditRotation'>,
-): string | null {
+export function whyWorkersUnsupported(config: Pick<ServerConfig, 'workers' | 'approvals'>): string | null {
   if (config.workers <= 1) return null
   if (config.approvals.redis === null)
     return `workers: ${config.workers} needs approvals.redis: held requests must be visible to every worker`
-  const rotation = config.auditRotation
-  // A worker that renamed the shared file would leave the others appending to the renamed one,
-  // after its closing checkpoint and after a shipper has finished it.
-  if (rotation !== null && (rotation.maxBytes !== null || rotation.maxAgeMs !== null))
-    return `workers: ${config.workers} share one audit file, which one of them cannot rotate under the others: leave audit.rotate unset with workers, or run single-process replicas`
   return null
 }
 

@@ -3,16 +3,19 @@
  * redis-server and a real upstream: both workers answer, a request held on one is approved and
  * collected through the others, a suspension in agents.yaml reaches every worker, a killed
  * worker is replaced without failing requests, SIGTERM stops every process, and configurations
- * that cannot work (no Redis, a port in use) are refused at start.
+ * that cannot work (no Redis, a port in use) are refused at start. Each worker writes, rotates and
+ * ships an audit trail of its own, and the command line reads them as one.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { createServer, type Server } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { Client } from 'undici'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { trailLines } from '../../src/audit/trails.ts'
 import { approvalFiles, APPROVER_KEYS, WRITER_KEY } from '../helpers/approvals-fixture.ts'
+import { corridorCli } from '../helpers/cli.ts'
 import { eventually } from '../helpers/corridor-fixture.ts'
 import { startOtlpLogReceiver, type OtlpLogReceiver } from '../helpers/otlp-log-receiver.ts'
 import { sampleValue, scrapeMetrics, type Sample } from '../helpers/prometheus.ts'
@@ -162,15 +165,31 @@ const answered = (samples: Sample[]): number =>
 
 const agent = { authorization: `Bearer ${WRITER_KEY}` }
 
+interface AuditEntry {
+  readonly stream: string
+  readonly seq: number
+  readonly type: string
+  readonly outcome?: string
+}
+
 describe('corridor serve --workers 2', () => {
   let s: Supervised
   let dir: string
   let ready: { agentUrl: string; adminUrl: string; pids: number[] }
 
+  /** Every entry of both workers' trails, rotated files included, read as Corridor's commands read them. */
+  async function auditEntries(): Promise<AuditEntry[]> {
+    const entries: AuditEntry[] = []
+    for await (const line of trailLines(join(dir, 'audit.log')))
+      if (line !== '') entries.push(JSON.parse(line) as AuditEntry)
+    return entries
+  }
+
   beforeAll(async () => {
     const written = writeConfig({
       redis: true,
-      audit: `otlp: { endpoint: "${collector.url}", poll: 50ms }`,
+      // Small files: both workers rotate theirs several times during the tests.
+      audit: `rotate: { max_bytes: 16KiB }, otlp: { endpoint: "${collector.url}", poll: 50ms }`,
     })
     dir = written.dir
     s = supervise(written.config)
@@ -185,7 +204,7 @@ describe('corridor serve --workers 2', () => {
     expect([...pids].sort()).toEqual([...ready.pids].sort())
   })
 
-  it('forwards on fresh connections (spread over both workers) and writes one whole audit line per request to the shared file', async () => {
+  it('forwards on fresh connections (spread over both workers), each worker writing and rotating an audit trail of its own', async () => {
     const before = upstream.received.length
     const answers = await Promise.all(
       Array.from({ length: 40 }, () => fresh(`${ready.agentUrl}/svc/items`, { headers: agent })),
@@ -195,26 +214,51 @@ describe('corridor serve --workers 2', () => {
     expect(
       upstream.received.slice(before).every((r) => r.headers.authorization === 'Bearer workers-upstream-token'),
     ).toBe(true)
-    await eventually(() => {
-      const lines = readFileSync(join(dir, 'audit.log'), 'utf8').trimEnd().split('\n')
-      const entries = lines.map((l) => JSON.parse(l) as { type: string; outcome?: string; action?: { name: string } })
+    await eventually(async () => {
+      const entries = await auditEntries()
       expect(entries.filter((e) => e.type === 'audit_sink_opened')).toHaveLength(2)
       expect(entries.filter((e) => e.type === 'request' && e.outcome === 'forwarded')).toHaveLength(40)
     })
+    // No two processes append to one file: each stream lives in one worker's trail, and the
+    // configured file is not written at all.
+    expect(existsSync(join(dir, 'audit.log'))).toBe(false)
+    const streamsOf = (place: number): Set<string> =>
+      new Set(
+        readdirSync(dir)
+          .filter((f) => f === `audit.log.worker-${place}` || f.startsWith(`audit.log.worker-${place}.20`))
+          .flatMap((f) => readFileSync(join(dir, f), 'utf8').trimEnd().split('\n'))
+          .map((l) => (JSON.parse(l) as { stream: string }).stream),
+      )
+    const [first, second] = [streamsOf(1), streamsOf(2)]
+    expect(first.size).toBe(1)
+    expect(second.size).toBe(1)
+    expect([...first].some((stream) => second.has(stream))).toBe(false)
+    // Both rotated: the live file of each and at least one rotated file of each.
+    for (const place of [1, 2])
+      expect(readdirSync(dir).filter((f) => f.startsWith(`audit.log.worker-${place}.20`)).length).toBeGreaterThan(0)
   })
 
-  it('ships the audit file they share once: every entry reaches the collector, none twice', async () => {
-    const entries = () =>
-      readFileSync(join(dir, 'audit.log'), 'utf8')
-        .trimEnd()
-        .split('\n')
-        .map((l) => JSON.parse(l) as { stream: string; seq: number })
-        .map((e) => `${e.stream}:${e.seq}`)
-    await eventually(() => expect(entries().filter((k) => !shippedTimes().has(k))).toEqual([]), 10_000)
-    // Several shippers would each send every entry, within one poll of each other.
+  it("ships every worker's trail, rotated files included, once: every entry reaches the collector, none twice", async () => {
+    const keys = async (): Promise<string[]> => (await auditEntries()).map((e) => `${e.stream}:${e.seq}`)
+    await eventually(async () => expect((await keys()).filter((k) => !shippedTimes().has(k))).toEqual([]), 10_000)
+    // Two shippers of one file would each send every entry, within one poll of each other.
     await new Promise((r) => setTimeout(r, 500))
-    expect(entries().length).toBeGreaterThan(40)
+    expect((await keys()).length).toBeGreaterThan(80)
     expect([...shippedTimes()].filter(([, times]) => times > 1)).toEqual([])
+  })
+
+  it("reads both workers' trails as one: audit query finds every request, audit verify checks every stream", async () => {
+    const query = await corridorCli(['audit', 'query', '--config', join(dir, 'corridor.yaml'), '--format', 'json'])
+    expect(query.code).toBe(0)
+    const records = query.stdout
+      .trimEnd()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { outcome: string })
+    expect(records.filter((r) => r.outcome === 'forwarded')).toHaveLength(40)
+    const verify = await corridorCli(['audit', 'verify', '--config', join(dir, 'corridor.yaml')])
+    expect(verify.stderr + verify.stdout).toMatch(/rotated file\(s\) and the trails of 2 worker\(s\)/)
+    expect(verify.stdout + verify.stderr).toMatch(/ in 2 stream\(s\)/)
+    expect(verify.code).toBe(0)
   })
 
   it("answers every scrape, whichever worker gets it, with both workers' figures", async () => {
@@ -357,13 +401,10 @@ describe('corridor serve --workers 2', () => {
     expect(s.child.exitCode).toBeNull()
   })
 
-  it('ships what the workers write after the shipping worker was replaced (at least once: a killed shipper may send a batch again)', async () => {
+  it('ships what the workers write after they were replaced (at least once: a killed shipper may send a batch again)', async () => {
     for (let i = 0; i < 10; i++)
       expect((await fresh(`${ready.agentUrl}/svc/items`, { headers: agent })).status).toBe(200)
-    const entries = readFileSync(join(dir, 'audit.log'), 'utf8')
-      .trimEnd()
-      .split('\n')
-      .map((l) => JSON.parse(l) as { stream: string; seq: number })
+    const entries = await auditEntries()
     await eventually(
       () => expect(entries.map((e) => `${e.stream}:${e.seq}`).filter((k) => !shippedTimes().has(k))).toEqual([]),
       10_000,
@@ -392,17 +433,40 @@ describe('corridor serve --workers 2', () => {
   })
 })
 
+describe('trails no worker writes any more', () => {
+  it("ships, from the worker in place 1 only, what a single-process run's file and a place no longer run still hold", async () => {
+    const written = writeConfig({ redis: true, audit: `otlp: { endpoint: "${collector.url}", poll: 50ms }` })
+    // Entries their writers (killed) never shipped: a single-process run's, and a third worker's from a run with three.
+    const unshipped = (stream: string, seqs: number[]): string =>
+      seqs.map((seq) => JSON.stringify({ stream, seq, type: 'request', time: new Date().toISOString() })).join('\n') +
+      '\n'
+    const trails = { [`single-${Date.now()}`]: 'audit.log', [`third-${Date.now()}`]: 'audit.log.worker-3' }
+    for (const [stream, file] of Object.entries(trails))
+      writeFileSync(join(written.dir, file), unshipped(stream, [1, 2, 3]))
+    const s = supervise(written.config)
+    await eventually(() => expect(supervisorReady(s)).toBeDefined(), 15_000)
+    // Nobody writes these files; lines added now show how many processes follow them (one must).
+    for (const [stream, file] of Object.entries(trails))
+      appendFileSync(join(written.dir, file), unshipped(stream, [4, 5, 6]))
+    const expected = Object.keys(trails).flatMap((stream) => [1, 2, 3, 4, 5, 6].map((seq) => `${stream}:${seq}`))
+    await eventually(() => {
+      const shipped = shippedTimes()
+      expect(expected.filter((k) => !shipped.has(k))).toEqual([])
+    }, 10_000)
+    // Two followers would each send the added lines, within one poll of each other.
+    await new Promise((r) => setTimeout(r, 500))
+    const times = shippedTimes()
+    expect(expected.filter((k) => times.get(k) !== 1)).toEqual([])
+    s.child.kill('SIGTERM')
+    expect(await s.exited).toBe(0)
+  })
+})
+
 describe('configurations that cannot work are refused at start', () => {
   it('refuses several workers without Redis (held requests must be visible to every worker)', async () => {
     const s = supervise(writeConfig({ redis: false }).config)
     expect(await s.exited).toBe(1)
     expect(s.stderr()).toContain('needs approvals.redis')
-  })
-
-  it('refuses several workers rotating the audit file they share', async () => {
-    const s = supervise(writeConfig({ redis: true, audit: 'rotate: { max_bytes: 1MiB }' }).config)
-    expect(await s.exited).toBe(1)
-    expect(s.stderr()).toContain('leave audit.rotate unset with workers')
   })
 
   it('refuses ports someone else holds, including another multi-worker Corridor (SO_REUSEPORT would share its traffic)', async () => {

@@ -3,7 +3,8 @@
  * `audit.postgres` configured it reads the trail every replica shipped there (`--store file`: this
  * replica's local file instead); otherwise the local file.
  */
-import { queryAuditLines, trailLines, type AuditFilter } from '../../audit/query.ts'
+import { queryAuditLines, type AuditFilter } from '../../audit/query.ts'
+import { trailLines } from '../../audit/trails.ts'
 import type { AuditRecord } from '../../audit/record.ts'
 import { loadServerConfig, type ServerConfig } from '../../config/server-config.ts'
 import type { PostgresAuditStore } from '../../audit/postgres-store.ts'

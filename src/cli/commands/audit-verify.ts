@@ -10,8 +10,7 @@ import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { createPublicKey, type KeyObject } from 'node:crypto'
 import { ChainVerifier, CHECKPOINT_LINE_PREFIX, type VerifyReport } from '../../audit/chain.ts'
-import { trailLines } from '../../audit/query.ts'
-import { trailFiles } from '../../audit/rotation.ts'
+import { allTrailFiles, trailLines, trailsOf } from '../../audit/trails.ts'
 import { linesFromOcsf } from '../../audit/ocsf.ts'
 import type { VerifyRange } from '../../audit/postgres-store.ts'
 import { loadServerConfig, type ServerConfig } from '../../config/server-config.ts'
@@ -22,7 +21,7 @@ import { createLogger } from '../../shared/logger.ts'
 import { CONFIG_OPTION, configPath, UsageError, type Command } from '../command.ts'
 import { storeOption, withPostgres } from './audit-query.ts'
 
-/** The file's whole trail: its rotated files (oldest first), then the file. */
+/** Every trail of the file: each worker's, if it ran with workers, and each trail's rotated files. */
 async function readLines(file: string): Promise<string[]> {
   const lines: string[] = []
   for await (const line of trailLines(file)) lines.push(line)
@@ -83,7 +82,7 @@ export const auditVerifyCommand: Command = {
         return verifier.report()
       })
     out(
-      `${store === 'file' ? `${file}${!ocsf && trailFiles(file).length > 1 ? ` (and ${trailFiles(file).length - 1} rotated file(s))` : ''}` : range === undefined ? 'PostgreSQL' : `PostgreSQL, stream ${range.stream} from its last checkpoint at or before entry ${range.fromSeq}${range.toSeq === undefined ? '' : ` to entry ${range.toSeq}`}`}: ${report.entries} entries in ${report.streams} stream(s), ${report.checkpoints} checkpoint(s)` +
+      `${store === 'file' ? `${file}${ocsf ? '' : moreFiles(file)}` : range === undefined ? 'PostgreSQL' : `PostgreSQL, stream ${range.stream} from its last checkpoint at or before entry ${range.fromSeq}${range.toSeq === undefined ? '' : ` to entry ${range.toSeq}`}`}: ${report.entries} entries in ${report.streams} stream(s), ${report.checkpoints} checkpoint(s)` +
         (keysGiven ? ', signatures checked' : ' (signatures not checked: no --public-key)') +
         (report.unreadable > 0 ? `, ${report.unreadable} unreadable line(s)` : '') +
         (typeof witnessFile === 'string'
@@ -206,4 +205,15 @@ export const auditPublicKeyCommand: Command = {
     }
     return 0
   },
+}
+
+/** The files read besides the one named: rotated files, and the trails of workers. */
+function moreFiles(file: string): string {
+  const trails = trailsOf(file).length - 1
+  const rotated = allTrailFiles(file).length - 1 - trails
+  const parts = [
+    ...(rotated > 0 ? [`${rotated} rotated file(s)`] : []),
+    ...(trails > 0 ? [`the trails of ${trails} worker(s)`] : []),
+  ]
+  return parts.length === 0 ? '' : ` (and ${parts.join(' and ')})`
 }

@@ -1,0 +1,133 @@
+/**
+ * The trails of one configured audit file: which files belong to it (the file itself and each
+ * worker's, rotated files included, nothing else that shares the prefix), and how several are
+ * read as one, merged by entry time with each trail's own order kept.
+ */
+import { mkdtempSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { eventually } from '../helpers/corridor-fixture.ts'
+import { allTrailFiles, trailLines, trailsOf, workerTrail } from '../../src/audit/trails.ts'
+
+const entry = (name: string, time?: string): string => JSON.stringify(time === undefined ? { name } : { name, time })
+
+/** A directory holding `files` (name → lines). */
+function directory(files: Record<string, string[]>): string {
+  const dir = mkdtempSync(join(tmpdir(), 'corridor-trails-'))
+  for (const [name, lines] of Object.entries(files)) writeFileSync(join(dir, name), lines.map((l) => l + '\n').join(''))
+  return dir
+}
+
+async function names(file: string): Promise<string[]> {
+  const read: string[] = []
+  for await (const line of trailLines(file)) read.push((JSON.parse(line) as { name: string }).name)
+  return read
+}
+
+describe('trailsOf', () => {
+  it("finds the file and each worker's trail, by place, and nothing else that shares the name", () => {
+    const dir = directory({
+      'audit.log': [],
+      'audit.log.2026-01-01T00-00-00.000Z': [],
+      'audit.log.worker-2': [],
+      // A worker's trail whose live file is gone: its rotated files still count.
+      'audit.log.worker-10.2026-01-01T00-00-00.000Z': [],
+      'audit.log.worker-1.shipped': [],
+      'audit.log.worker-1.shipped-otlp': [],
+      'audit.log.worker-x': [],
+      'audit.log.worker-0': [],
+      'auditXlog.worker-3': [],
+      'other.log.worker-4': [],
+    })
+    const file = join(dir, 'audit.log')
+    expect(trailsOf(file)).toEqual([file, workerTrail(file, 2), workerTrail(file, 10)])
+    expect(allTrailFiles(file)).toEqual([
+      join(dir, 'audit.log.2026-01-01T00-00-00.000Z'),
+      file,
+      workerTrail(file, 2),
+      join(dir, 'audit.log.worker-10.2026-01-01T00-00-00.000Z'),
+      workerTrail(file, 10),
+    ])
+  })
+
+  it('is the file alone in a directory that does not exist', () => {
+    expect(trailsOf('/nonexistent/corridor/audit.log')).toEqual(['/nonexistent/corridor/audit.log'])
+  })
+})
+
+describe('trailLines', () => {
+  it("reads one trail as written, rotated files first, whatever its entries' times", async () => {
+    const dir = directory({
+      'audit.log.2026-01-01T00-00-00.000Z': [entry('a', '2026-01-01T00:00:05.000Z')],
+      'audit.log': [entry('b', '2026-01-01T00:00:09.000Z'), entry('c', '2026-01-01T00:00:01.000Z')],
+    })
+    expect(await names(join(dir, 'audit.log'))).toEqual(['a', 'b', 'c'])
+  })
+
+  it("merges several trails by time, each trail's order kept, a line without a time staying behind the one before it", async () => {
+    const dir = directory({
+      'audit.log': [entry('base-1', '2026-01-01T00:00:00.000Z')],
+      'audit.log.worker-1': [
+        entry('w1-1', '2026-01-01T00:00:01.000Z'),
+        entry('w1-3', '2026-01-01T00:00:03.000Z'),
+        'a line a full disk cut sh',
+        // Earlier than the line before it (a request record carries its start time): still after it.
+        entry('w1-late', '2026-01-01T00:00:02.500Z'),
+        entry('w1-5', '2026-01-01T00:00:05.000Z'),
+      ],
+      'audit.log.worker-2.2026-01-01T00-00-02.000Z': [entry('w2-2', '2026-01-01T00:00:02.000Z')],
+      'audit.log.worker-2': [entry('w2-4', '2026-01-01T00:00:04.000Z'), entry('w2-6', '2026-01-01T00:00:06.000Z')],
+    })
+    const read: string[] = []
+    for await (const line of trailLines(join(dir, 'audit.log'))) read.push(line)
+    expect(read.map((l) => (l.startsWith('{') ? (JSON.parse(l) as { name: string }).name : l))).toEqual([
+      'base-1',
+      'w1-1',
+      'w2-2',
+      'w1-3',
+      'a line a full disk cut sh',
+      'w1-late',
+      'w2-4',
+      'w1-5',
+      'w2-6',
+    ])
+  })
+
+  it("reads the workers' trails when the configured file itself was never written", async () => {
+    const dir = directory({
+      'audit.log.worker-1': [entry('w1', '2026-01-01T00:00:02.000Z')],
+      'audit.log.worker-2': [entry('w2', '2026-01-01T00:00:01.000Z')],
+    })
+    expect(await names(join(dir, 'audit.log'))).toEqual(['w2', 'w1'])
+  })
+
+  it.each([
+    ['one trail', { 'audit.log': [entry('a', '2026-01-01T00:00:01.000Z'), entry('b', '2026-01-01T00:00:02.000Z')] }],
+    [
+      'several trails',
+      {
+        'audit.log.worker-1': [entry('w1', '2026-01-01T00:00:02.000Z')],
+        'audit.log.worker-2': [entry('w2', '2026-01-01T00:00:01.000Z'), entry('w2b', '2026-01-01T00:00:03.000Z')],
+      },
+    ],
+  ])('closes every file when its reader stops early (%s)', async (_, files) => {
+    const dir = directory(files)
+    const open = (): string[] =>
+      readdirSync('/proc/self/fd').flatMap((fd) => {
+        try {
+          const target = readlinkSync(`/proc/self/fd/${fd}`)
+          return target.startsWith(dir) ? [target] : []
+        } catch {
+          return []
+        }
+      })
+    for await (const line of trailLines(join(dir, 'audit.log'))) {
+      // A query that has its first match and its limit of one.
+      expect(open().length).toBeGreaterThan(0)
+      expect(line).toBeTruthy()
+      break
+    }
+    await eventually(() => expect(open()).toEqual([]), 2_000)
+  })
+})
