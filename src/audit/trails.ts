@@ -6,7 +6,7 @@
  * trail of it, rotated files included, merged by entry time.
  */
 import { createReadStream, readdirSync } from 'node:fs'
-import { basename, dirname, join } from 'node:path'
+import { basename, dirname } from 'node:path'
 import { createInterface } from 'node:readline'
 import { trailFiles } from './rotation.ts'
 
@@ -35,10 +35,7 @@ export function trailsOf(file: string): string[] {
     const m = worker.exec(name)
     if (m !== null) places.add(Number(m[1]))
   }
-  return [
-    file,
-    ...[...places].sort((a, b) => a - b).map((place) => join(dirname(file), `${basename(file)}.worker-${place}`)),
-  ]
+  return [file, ...[...places].sort((a, b) => a - b).map((place) => workerTrail(file, place))]
 }
 
 /** Every file of every trail of `file`, in the order each trail was written. */
