@@ -29,9 +29,14 @@ export function outgoingParts(
   if (trace === null) out = headers.slice()
   else {
     // The upstream continues Corridor's trace, its client span as the parent, not the agent's span.
+    // A trace Corridor started (the agent sent no valid traceparent; a release) carries none of the
+    // agent's tracestate: W3C Trace Context has it discarded with the trace it came with.
+    const continued = trace.parentSpanId !== null
     out = []
-    for (let i = 0; i < headers.length; i += 2)
-      if (headers[i] !== 'traceparent') out.push(headers[i] as string, headers[i + 1] as string)
+    for (let i = 0; i < headers.length; i += 2) {
+      const name = headers[i] as string
+      if (name !== 'traceparent' && (continued || name !== 'tracestate')) out.push(name, headers[i + 1] as string)
+    }
     out.push('traceparent', traceparentOf(trace))
   }
   if (bodyLength > 0 || BODY_METHODS.has(method)) out.push('content-length', String(bodyLength))

@@ -138,9 +138,13 @@ afterAll(async () => {
   await new Promise((r) => collector?.close(r))
 })
 
-const get = (fx: CorridorFixture, path: string, traceparent?: string) =>
+const get = (fx: CorridorFixture, path: string, traceparent?: string, tracestate?: string) =>
   fetch(`${fx.corridor.agentUrl}${path}`, {
-    headers: { authorization: `Bearer ${AGENT_KEY}`, ...(traceparent === undefined ? {} : { traceparent }) },
+    headers: {
+      authorization: `Bearer ${AGENT_KEY}`,
+      ...(traceparent === undefined ? {} : { traceparent }),
+      ...(tracestate === undefined ? {} : { tracestate }),
+    },
   }).then(async (r) => {
     await r.arrayBuffer()
     return { status: r.status, requestId: r.headers.get('x-corridor-request-id') as string }
@@ -223,6 +227,27 @@ it('starts a trace when the agent sends none, and refuses nothing over a malform
   })
   expect((await get(traced, '/db/rows/3', 'garbage')).status).toBe(200)
   expect(String(upstream.received.at(-1)?.headers.traceparent)).toMatch(/^00-[0-9a-f]{32}-/)
+})
+
+it("a trace Corridor starts carries none of the agent's tracestate; a trace it continues carries it on", async () => {
+  // W3C Trace Context: a tracestate belongs to the traceparent it came with; without a valid one it is discarded.
+  for (const traceparent of [
+    undefined,
+    'garbage',
+    `01-${AGENT_TRACE}-${AGENT_SPAN}-01`,
+    `00-${'0'.repeat(32)}-${AGENT_SPAN}-01`,
+  ]) {
+    expect((await get(traced, '/db/rows/12', traceparent, 'vendor1=a1')).status).toBe(200)
+    const received = upstream.received.at(-1)
+    expect(String(received?.headers.traceparent)).not.toContain(AGENT_SPAN)
+    expect(received?.headers.tracestate).toBeUndefined()
+  }
+  // Not sampled: its spans would join the later tests' count of the agent's trace.
+  await get(traced, '/db/rows/13', `00-7bf92f3577b34da6a3ce929d0e0e4739-${AGENT_SPAN}-00`, 'vendor1=a1')
+  expect(upstream.received.at(-1)?.headers.tracestate).toBe('vendor1=a1')
+  // With traces off Corridor takes no part in the trace: both reach the upstream as sent, even a malformed pair.
+  await get(untraced, '/db/rows/14', 'garbage', 'vendor1=a1')
+  expect(upstream.received.at(-1)?.headers).toMatchObject({ traceparent: 'garbage', tracestate: 'vendor1=a1' })
 })
 
 it('an agent that did not sample its trace gets none recorded, and the upstream still gets the context', async () => {
@@ -312,7 +337,11 @@ it("a held request's release is a trace of its own, linked to the hold's span, c
   const holdTrace = '6bf92f3577b34da6a3ce929d0e0e4738'
   const held = await fetch(`${traced.corridor.agentUrl}/db/rows/9`, {
     method: 'DELETE',
-    headers: { authorization: `Bearer ${AGENT_KEY}`, traceparent: `00-${holdTrace}-${AGENT_SPAN}-01` },
+    headers: {
+      authorization: `Bearer ${AGENT_KEY}`,
+      traceparent: `00-${holdTrace}-${AGENT_SPAN}-01`,
+      tracestate: 'vendor1=hold',
+    },
   })
   expect(held.status).toBe(503)
   const approvalId = ((await held.json()) as { approval_id: string }).approval_id
@@ -327,6 +356,8 @@ it("a held request's release is a trace of its own, linked to the hold's span, c
   const [, releaseTrace, releaseParent] = String(sent?.headers.traceparent).split('-')
   expect(releaseTrace).toMatch(/^[0-9a-f]{32}$/)
   expect(releaseTrace).not.toBe(holdTrace)
+  // The agent's tracestate went with the hold's trace, not this one.
+  expect(sent?.headers.tracestate).toBeUndefined()
   // Its root span and its upstream call (the agent's lease is cached: no credential span).
   await eventually(() => expect(spans.filter((s) => s.traceId === releaseTrace)).toHaveLength(2), 5_000)
   const release = spans.find((s) => s.traceId === releaseTrace && s.name.startsWith('release ')) as Span & {
