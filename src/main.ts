@@ -17,7 +17,7 @@ import { scopeText, stopFor } from './controls/stop.ts'
 import { Metrics } from './telemetry/metrics.ts'
 import { SupervisedMetrics } from './telemetry/supervised-metrics.ts'
 import { Tracer } from './telemetry/tracing.ts'
-import type { AuditShipper } from './audit/shipper.ts'
+import { AuditShipper, shippingByTarget } from './audit/shipper.ts'
 import type { PostgresAuditStore } from './audit/postgres-store.ts'
 import { ApprovalService } from './approvals/approval-service.ts'
 import type { ApprovalStore } from './approvals/approval-store.ts'
@@ -228,7 +228,8 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
           tracesDropped: () => tracer?.dropped ?? null,
           auditHealthy: () => audit.healthy,
           auditWriteFailures: () => audit.writeFailures,
-          shippingLagBytes: () => shipper?.status().lagBytes ?? null,
+          shippingLagBytes: () =>
+            new Map([...shippingByTarget(shippers.all)].map(([target, s]) => [target, s.lagBytes])),
         },
         {
           scheme: agentScheme,
@@ -281,7 +282,7 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
     approverAuth,
     controls.board,
     exposition,
-    () => shipper?.status() ?? null,
+    () => shippingByTarget(shippers.all),
     lifecycle,
     log,
   )
@@ -416,8 +417,6 @@ async function auditShippers(
 }> {
   if (config.auditPostgres === null && config.auditOtlp === null)
     return { postgres: null, own: [], all: [], store: null }
-  // Loaded only when configured: the embedded defaults need no PostgreSQL driver.
-  const { AuditShipper } = await import('./audit/shipper.ts')
   let postgres: AuditShipper<PostgresAuditStore> | null = null
   const own: AuditShipper[] = []
   const all: AuditShipper[] = []

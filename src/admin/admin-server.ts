@@ -29,7 +29,7 @@ export function createAdminServer(
   authenticator: ApproverAuthenticator,
   stops: StopBoard,
   metrics: MetricsExposition | null,
-  shipping: () => ShippingStatus | null,
+  shipping: () => ReadonlyMap<string, ShippingStatus>,
   lifecycle: Lifecycle,
   log: Logger,
 ): Server {
@@ -86,15 +86,21 @@ export function createAdminServer(
           ready: checks.policy && checks.audit,
           checks,
           stops: inForce,
-          ...(ship === null
+          // By target (postgres, otlp): how far this process's audit trail is behind.
+          ...(ship.size === 0
             ? {}
             : {
-                audit_shipping: {
-                  lag_bytes: ship.lagBytes,
-                  failing: ship.failing,
-                  shipped: ship.shipped,
-                  last_shipped_at: ship.lastShippedAt === null ? null : new Date(ship.lastShippedAt).toISOString(),
-                },
+                audit_shipping: Object.fromEntries(
+                  [...ship].map(([target, s]) => [
+                    target,
+                    {
+                      lag_bytes: s.lagBytes,
+                      failing: s.failing,
+                      shipped: s.shipped,
+                      last_shipped_at: s.lastShippedAt === null ? null : new Date(s.lastShippedAt).toISOString(),
+                    },
+                  ]),
+                ),
               }),
         })
       })

@@ -70,7 +70,7 @@ export interface ShipperOptions<T extends ShipTarget = ShipTarget> {
 }
 
 export interface ShippingStatus {
-  /** Bytes of the audit file not yet in PostgreSQL. */
+  /** Bytes of the audit file not yet taken by the target. */
   readonly lagBytes: number
   readonly shipped: number
   /** Lines that are not chained entries (a line a full disk cut short): kept in the file, not shipped. */
@@ -78,6 +78,33 @@ export interface ShippingStatus {
   readonly failing: boolean
   readonly lastShippedAt: number | null
 }
+
+/**
+ * Where shipping stands for each target (postgres, otlp), over every trail shipped to it: bytes
+ * and entries added up, failing while any of its shippers fails, the latest time any shipped.
+ */
+export function shippingByTarget(shippers: readonly AuditShipper[]): Map<string, ShippingStatus> {
+  const byTarget = new Map<string, ShippingStatus>()
+  for (const shipper of shippers) {
+    const s = shipper.status()
+    const before = byTarget.get(shipper.store.name)
+    byTarget.set(
+      shipper.store.name,
+      before === undefined
+        ? s
+        : {
+            lagBytes: before.lagBytes + s.lagBytes,
+            shipped: before.shipped + s.shipped,
+            skipped: before.skipped + s.skipped,
+            failing: before.failing || s.failing,
+            lastShippedAt: latest(before.lastShippedAt, s.lastShippedAt),
+          },
+    )
+  }
+  return byTarget
+}
+
+const latest = (a: number | null, b: number | null): number | null => (a === null ? b : b === null ? a : Math.max(a, b))
 
 const MAX_READ = 1024 * 1024
 

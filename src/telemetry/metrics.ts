@@ -24,8 +24,8 @@ export interface MetricSources {
   approvalsPending(): Promise<number | null>
   /** Spans dropped because the trace collector could not keep up (null: traces off). */
   tracesDropped(): number | null
-  /** Bytes of the local audit file not yet shipped to PostgreSQL (null: shipping is off). */
-  shippingLagBytes(): number | null
+  /** Bytes of the local audit trails not yet shipped, by target (postgres, otlp); empty when shipping is off. */
+  shippingLagBytes(): ReadonlyMap<string, number>
 }
 
 /** Where GET /metrics gets its text: this process's figures, or every worker's (supervised-metrics.ts). */
@@ -189,14 +189,18 @@ export class Metrics implements MetricsExposition {
         for (const [limit, least] of leastRemaining) this.set({ limit, kind: least.kind }, least.ratio)
       },
     })
-    new ReadAtScrape(
-      'corridor_audit_shipping_lag_bytes',
-      'Bytes of the local audit file not yet stored in PostgreSQL (absent when shipping is off)',
-      'gauge',
-      () => sources.shippingLagBytes(),
-      this.registry,
-      'max',
-    )
+    new Gauge({
+      name: 'corridor_audit_shipping_lag_bytes',
+      help: 'Bytes of the local audit trail not yet taken by a shipping target (postgres, otlp); absent when shipping is off',
+      labelNames: ['target'],
+      registers,
+      // Per worker, each its own trail: the one furthest behind stands for all.
+      aggregator: 'max',
+      collect() {
+        this.reset()
+        for (const [target, lag] of sources.shippingLagBytes()) this.set({ target }, lag)
+      },
+    })
   }
 
   /** One finished request, read from its audit record. */

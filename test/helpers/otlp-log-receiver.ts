@@ -1,7 +1,7 @@
 /**
  * An OpenTelemetry collector's OTLP/HTTP logs endpoint on loopback, as the audit export reaches
  * it: every log record it took, with its attributes and the request's headers. It can refuse the
- * first exports (503), as a collector that is starting or overloaded does.
+ * first exports (503), as a collector that is starting or overloaded does, and refuse again later.
  */
 import { createServer, type IncomingHttpHeaders } from 'node:http'
 import type { AddressInfo } from 'node:net'
@@ -20,6 +20,8 @@ export interface OtlpLogReceiver {
   readonly records: ReceivedLog[]
   /** Exports refused so far. */
   readonly refused: () => number
+  /** Refuses every export from now on (true) or takes them again (false). */
+  refuseAll(refusing: boolean): void
   close(): Promise<void>
 }
 
@@ -31,11 +33,12 @@ interface LogRecordJson {
 export async function startOtlpLogReceiver(options: { refuseFirst?: number } = {}): Promise<OtlpLogReceiver> {
   const records: ReceivedLog[] = []
   let refused = 0
+  let refusing = false
   const server = createServer((req, res) => {
     const chunks: Buffer[] = []
     req.on('data', (c: Buffer) => chunks.push(c))
     req.on('end', () => {
-      if (refused < (options.refuseFirst ?? 0)) {
+      if (refusing || refused < (options.refuseFirst ?? 0)) {
         refused++
         res.writeHead(503)
         return void res.end()
@@ -58,6 +61,9 @@ export async function startOtlpLogReceiver(options: { refuseFirst?: number } = {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     records,
     refused: () => refused,
+    refuseAll: (on) => {
+      refusing = on
+    },
     close: async () => {
       server.closeAllConnections()
       await new Promise((r) => server.close(r))

@@ -1,7 +1,8 @@
 /**
  * Shipping the audit trail to an OpenTelemetry collector as OTLP logs: a receiver on loopback that
  * refuses the first exports (503) gets every entry in the end, each body the line as written, so
- * the hash chain verifies on the collector's copy.
+ * the hash chain verifies on the collector's copy. How far behind shipping is shows on /readyz
+ * and in /metrics, by target.
  */
 import { readFileSync } from 'node:fs'
 import { afterAll, beforeAll, expect, it } from 'vitest'
@@ -9,6 +10,7 @@ import { verifyLines } from '../../src/audit/chain.ts'
 import { eventually, startCorridorFixture, type CorridorFixture } from '../helpers/corridor-fixture.ts'
 import { startOtlpLogReceiver, type OtlpLogReceiver } from '../helpers/otlp-log-receiver.ts'
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/recording-upstream.ts'
+import { sampleValue, scrapeMetrics } from '../helpers/prometheus.ts'
 import { AGENT_KEY, standardFiles } from '../helpers/standard-policy.ts'
 
 let collector: OtlpLogReceiver
@@ -66,3 +68,37 @@ it('every entry reaches the collector, through refusals, and the chain verifies 
     new Set(collector.records.filter((r) => r.line.includes('"agent":"')).map((r) => r.attributes['gen_ai.agent.id'])),
   ).toEqual(new Set(['writer']))
 })
+
+it("shows how far the collector's copy is behind on /readyz and in /metrics, failing while the collector refuses", async () => {
+  const shipping = async () =>
+    (await (await fetch(`${fx.corridor.adminUrl}/readyz`)).json()) as {
+      ready: boolean
+      audit_shipping?: Record<string, { lag_bytes: number; failing: boolean; shipped: number }>
+    }
+  const lag = async () =>
+    sampleValue((await scrapeMetrics(fx.corridor.adminUrl)).samples, 'corridor_audit_shipping_lag_bytes', {
+      target: 'otlp',
+    })
+  await eventually(async () => expect((await shipping()).audit_shipping?.otlp?.lag_bytes).toBe(0), 10_000)
+  collector.refuseAll(true)
+  try {
+    for (let i = 0; i < 10; i++) {
+      const r = await fetch(`${fx.corridor.agentUrl}/svc/items/${i}`, { headers: { 'x-api-key': AGENT_KEY } })
+      await r.arrayBuffer()
+    }
+    await eventually(async () => {
+      const s = await shipping()
+      expect(s.audit_shipping?.otlp).toMatchObject({ failing: true })
+      expect(s.audit_shipping?.otlp?.lag_bytes).toBeGreaterThan(0)
+      // Shipping runs behind the trail: it never makes Corridor unready.
+      expect(s.ready).toBe(true)
+    }, 5_000)
+    expect(await lag()).toBeGreaterThan(0)
+  } finally {
+    collector.refuseAll(false)
+  }
+  await eventually(async () => {
+    expect((await shipping()).audit_shipping?.otlp).toMatchObject({ lag_bytes: 0, failing: false })
+    expect(await lag()).toBe(0)
+  }, 20_000)
+}, 40_000)

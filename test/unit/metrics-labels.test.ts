@@ -19,7 +19,7 @@ function observed(records: AuditRecord[]): Promise<Sample[]> {
       auditWriteFailures: () => 0,
       approvalsPending: () => Promise.resolve(0),
       tracesDropped: () => null,
-      shippingLagBytes: () => null,
+      shippingLagBytes: () => new Map(),
     },
     { scheme: 'https', upstreamOrigin: (connector) => origins[connector] ?? null },
   )
