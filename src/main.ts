@@ -26,7 +26,7 @@ import { ApprovalExecutor } from './approvals/executor.ts'
 import { MemoryApprovalStore } from './approvals/memory-store.ts'
 import { WebhookNotifier } from './approvals/webhook.ts'
 import { FileAuditSink, type AuditSink } from './audit/sink.ts'
-import { trailsOf, workerTrail } from './audit/trails.ts'
+import { unwrittenTrails, workerTrail } from './audit/trails.ts'
 import type { ApprovalsConfig, ServerConfig, ValueSource } from './config/server-config.ts'
 import { CredentialBroker } from './credentials/broker.ts'
 import { VaultClient } from './credentials/vault/vault-client.ts'
@@ -110,8 +110,7 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
   const running = worker
     ? Array.from({ length: config.workers }, (_, i) => workerTrail(config.auditFile, i + 1))
     : [config.auditFile]
-  const orphans =
-    !worker || options.workerSlot === 1 ? trailsOf(config.auditFile).filter((f) => !running.includes(f)) : []
+  const orphans = !worker || options.workerSlot === 1 ? unwrittenTrails(config.auditFile, running) : []
   // The shipper first: retention asks it whether a rotated file has been shipped before deleting it.
   const shippers = await auditShippers(config, auditFile, orphans, options.env, exportHeaders.audit, log)
   const shipper = shippers.postgres

@@ -5,7 +5,7 @@
  * Whatever reads "the audit file" (query, trace, report, verify, the admin API) reads every
  * trail of it, rotated files included, merged by entry time.
  */
-import { createReadStream, readdirSync } from 'node:fs'
+import { createReadStream, existsSync, readdirSync } from 'node:fs'
 import { basename, dirname } from 'node:path'
 import { createInterface } from 'node:readline'
 import { trailFiles } from './rotation.ts'
@@ -36,6 +36,11 @@ export function trailsOf(file: string): string[] {
     if (m !== null) places.add(Number(m[1]))
   }
   return [file, ...[...places].sort((a, b) => a - b).map((place) => workerTrail(file, place))]
+}
+
+/** The trails of `file` that hold any file and that none of `written` (the live files being written now) is. */
+export function unwrittenTrails(file: string, written: readonly string[]): string[] {
+  return trailsOf(file).filter((trail) => !written.includes(trail) && trailFiles(trail).some((f) => existsSync(f)))
 }
 
 /** Every file of every trail of `file`, in the order each trail was written. */

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { eventually } from '../helpers/corridor-fixture.ts'
-import { allTrailFiles, trailLines, trailsOf, workerTrail } from '../../src/audit/trails.ts'
+import { allTrailFiles, trailLines, trailsOf, unwrittenTrails, workerTrail } from '../../src/audit/trails.ts'
 
 const entry = (name: string, time?: string): string => JSON.stringify(time === undefined ? { name } : { name, time })
 
@@ -49,6 +49,19 @@ describe('trailsOf', () => {
       join(dir, 'audit.log.worker-10.2026-01-01T00-00-00.000Z'),
       workerTrail(file, 10),
     ])
+  })
+
+  it('names as unwritten the trails that hold files and that no running process writes', () => {
+    const dir = directory({
+      'audit.log.worker-1': [],
+      'audit.log.worker-2.2026-01-01T00-00-00.000Z': [],
+      'audit.log.worker-3': [],
+    })
+    const file = join(dir, 'audit.log')
+    // Workers 1 and 2 run: the third's trail is left; the configured file never existed.
+    expect(unwrittenTrails(file, [workerTrail(file, 1), workerTrail(file, 2)])).toEqual([workerTrail(file, 3)])
+    // A single process writes the file: every worker's trail is left, even one with only rotated files.
+    expect(unwrittenTrails(file, [file])).toEqual([1, 2, 3].map((place) => workerTrail(file, place)))
   })
 
   it('is the file alone in a directory that does not exist', () => {
