@@ -233,6 +233,7 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
         {
           scheme: agentScheme,
           upstreamOrigin: (connector) => policies.current?.catalog.connectors.get(connector)?.origin ?? null,
+          credentialSource: (connector) => policies.current?.catalog.connectors.get(connector)?.credential.kind ?? null,
         },
       )
     : null

@@ -39,6 +39,8 @@ export interface MetricsContext {
   readonly scheme: 'http' | 'https'
   /** A connector's upstream origin in the policy in force (null: none by that id now). */
   upstreamOrigin(connector: string): string | null
+  /** A connector's credential source (`vault_dynamic`, `oauth2`…) in the policy in force (null: none by that id now). */
+  credentialSource(connector: string): string | null
 }
 
 /** Seconds: from sub-millisecond answers to slow upstreams and held calls. */
@@ -114,8 +116,8 @@ export class Metrics implements MetricsExposition {
     )
     this.#credentialFailures = new SeriesCounter(
       'corridor_credential_failures_total',
-      'Credentials that could not be issued, by connector and audit-safe cause (vault_sealed, vault_timeout…)',
-      ['connector', 'cause'],
+      'Credentials that could not be issued, by connector, source and audit-safe cause (vault_sealed, vault_timeout…)',
+      ['connector', 'source', 'cause'],
       this.registry,
     )
     this.#credentialIssue = new SeriesHistogram(
@@ -239,7 +241,12 @@ export class Metrics implements MetricsExposition {
     if (record.error_code !== null) {
       this.#refusals.inc([record.error_code])
       if (record.error_code === 'credential_unavailable')
-        this.#credentialFailures.inc([connector, record.error_detail ?? 'unknown'])
+        this.#credentialFailures.inc([
+          connector,
+          // Empty (absent) when the policy in force has no such connector now (reloaded meanwhile).
+          this.#context.credentialSource(connector) ?? '',
+          record.error_detail ?? 'unknown',
+        ])
     }
     for (const l of record.limits) {
       this.#limits.inc([l.limit, l.kind, !l.exceeded ? 'admitted' : l.shadow ? 'shadow_exceeded' : 'exceeded'])

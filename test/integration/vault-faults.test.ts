@@ -7,6 +7,7 @@
 import { request } from 'undici'
 import { afterEach, describe, expect, it } from 'vitest'
 import { eventually, startCorridorFixture, type CorridorFixture } from '../helpers/corridor-fixture.ts'
+import { scrapeMetrics } from '../helpers/prometheus.ts'
 import { hash, newCanary } from '../helpers/standard-policy.ts'
 import {
   startCheckingUpstream,
@@ -140,6 +141,13 @@ describe('Vault faults', () => {
     await eventually(() =>
       expect(r.fx.auditRecords().at(-1)).toMatchObject({ agent: 'b', error_detail: 'vault_sealed' }),
     )
+    // Counted by connector, source and cause, as a Prometheus parser reads /metrics.
+    const failures = (await scrapeMetrics(r.fx.corridor.adminUrl)).samples.filter(
+      ([name]) => name === 'corridor_credential_failures_total',
+    )
+    expect(failures).toEqual([
+      ['corridor_credential_failures_total', { connector: 'db', source: 'vault_dynamic', cause: 'vault_sealed' }, 1],
+    ])
     // The lease a already holds is still valid: sealing Vault does not take it away.
     expect((await call(r, 'a', '/db/things')).status).toBe(200)
     r.setup.vault.faults.sealed = false

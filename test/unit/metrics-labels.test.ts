@@ -21,7 +21,7 @@ function observed(records: AuditRecord[]): Promise<Sample[]> {
       tracesDropped: () => null,
       shippingLagBytes: () => new Map(),
     },
-    { scheme: 'https', upstreamOrigin: (connector) => origins[connector] ?? null },
+    { scheme: 'https', upstreamOrigin: (connector) => origins[connector] ?? null, credentialSource: () => null },
   )
   for (const r of records) m.observe(r)
   return m.text().then(({ body }) => parseMetrics(body).samples)

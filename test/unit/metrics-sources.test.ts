@@ -20,7 +20,7 @@ function metricsWith(state: {
     tracesDropped: () => state.dropped,
     shippingLagBytes: () => state.lag,
   }
-  return new Metrics(sources, { scheme: 'http', upstreamOrigin: () => null })
+  return new Metrics(sources, { scheme: 'http', upstreamOrigin: () => null, credentialSource: () => null })
 }
 
 const scrape = async (m: Metrics) => parseMetrics((await m.text()).body)
