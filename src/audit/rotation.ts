@@ -17,7 +17,12 @@ export function rotatedName(live: string, at: Date): string {
   return `${live}.${at.toISOString().replaceAll(':', '-')}`
 }
 
+/** What rotation appends to a live file's name (`.` and rotatedName's time), as a regular expression's source. */
+export const ROTATED_SUFFIX = String.raw`\.\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}\.\d{3}Z`
+
 /** The rotated files of a live audit file, oldest first. */
+const ROTATED = new RegExp(`^${ROTATED_SUFFIX}$`)
+
 export function rotatedFiles(live: string): string[] {
   const dir = dirname(live)
   const prefix = `${basename(live)}.`
@@ -28,7 +33,7 @@ export function rotatedFiles(live: string): string[] {
     return []
   }
   return names
-    .filter((n) => n.startsWith(prefix) && /^\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}\.\d{3}Z$/.test(n.slice(prefix.length)))
+    .filter((n) => n.startsWith(prefix) && ROTATED.test(n.slice(prefix.length - 1)))
     .sort()
     .map((n) => join(dir, n))
 }

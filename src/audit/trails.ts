@@ -8,7 +8,7 @@
 import { createReadStream, existsSync, readdirSync } from 'node:fs'
 import { basename, dirname } from 'node:path'
 import { createInterface } from 'node:readline'
-import { trailFiles } from './rotation.ts'
+import { ROTATED_SUFFIX, trailFiles } from './rotation.ts'
 
 /** The live file the worker in `place` (1 to N) writes. */
 export function workerTrail(file: string, place: number): string {
@@ -27,9 +27,7 @@ export function trailsOf(file: string): string[] {
   } catch {
     return [file]
   }
-  const worker = new RegExp(
-    `^${escapeRegExp(basename(file))}\\.worker-([1-9]\\d*)(?:\\.\\d{4}-\\d{2}-\\d{2}T[\\d.-]+Z)?$`,
-  )
+  const worker = new RegExp(`^${escapeRegExp(basename(file))}\\.worker-([1-9]\\d*)(?:${ROTATED_SUFFIX})?$`)
   const places = new Set<number>()
   for (const name of names) {
     const m = worker.exec(name)

@@ -25,8 +25,8 @@ import { ClusterMetrics } from './cluster-metrics.ts'
 export const SHARED_PORTS_ENV = 'CORRIDOR_SHARED_PORTS'
 
 /**
- * A worker's place, 1 to N, which its replacement takes over (serve.ts): the worker in place 1
- * is the one that ships the shared audit file.
+ * A worker's place, 1 to N, which its replacement takes over (serve.ts): it names the audit trail
+ * the worker writes, and the worker in place 1 also ships the trails no worker writes any more.
  */
 export const WORKER_SLOT_ENV = 'CORRIDOR_WORKER_SLOT'
 
