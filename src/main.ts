@@ -272,7 +272,12 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
     auditor: config.approverJwt?.auditorGroups ?? [],
   })
   const stopsApi = createStopsApi(controls, takeBack, principals, policies, audit, log, now)
-  const auditApi = createAuditApi(principals, audit, { auditFile: config.auditFile, store: () => shippers.store }, log)
+  const auditApi = createAuditApi(
+    principals,
+    audit,
+    { auditFile: config.auditFile, store: () => shipper?.store ?? null },
+    log,
+  )
   const adminServer = createAdminServer(
     config.admin,
     policies,
@@ -340,7 +345,7 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
       ])
       for (const s of shippers.all) await s.close()
       // A target is shared by the shippers of every trail this process ships.
-      for (const target of new Set([...shippers.all.map((s) => s.store), shippers.store])) await target?.close()
+      for (const target of new Set(shippers.all.map((s) => s.store))) await target.close()
     },
   }
 }
@@ -398,9 +403,9 @@ function stopEffects(
 }
 
 /**
- * The PostgreSQL store (queries read it) and the shippers configured, PostgreSQL first, then an
- * OpenTelemetry collector: `own` for this process's audit trail `file`, and in `all` besides
- * them one for each trail in `orphans` that nobody writes any more.
+ * The shippers configured, PostgreSQL first (queries read its store), then an OpenTelemetry
+ * collector: `own` for this process's audit trail `file`, and in `all` besides them one for each
+ * trail in `orphans` that nobody writes any more.
  */
 async function auditShippers(
   config: ServerConfig,
@@ -413,18 +418,15 @@ async function auditShippers(
   postgres: AuditShipper<PostgresAuditStore> | null
   own: AuditShipper[]
   all: AuditShipper[]
-  store: PostgresAuditStore | null
 }> {
-  if (config.auditPostgres === null && config.auditOtlp === null)
-    return { postgres: null, own: [], all: [], store: null }
+  if (config.auditPostgres === null && config.auditOtlp === null) return { postgres: null, own: [], all: [] }
   let postgres: AuditShipper<PostgresAuditStore> | null = null
   const own: AuditShipper[] = []
   const all: AuditShipper[] = []
   const pgConfig = config.auditPostgres
-  let store: PostgresAuditStore | null = null
   if (pgConfig !== null) {
     const { PostgresAuditStore } = await import('./audit/postgres-store.ts')
-    store = new PostgresAuditStore({
+    const store = new PostgresAuditStore({
       url: resolveValue(pgConfig.url, env, 'audit.postgres'),
       table: pgConfig.table,
       timeoutMs: pgConfig.timeoutMs,
@@ -448,7 +450,7 @@ async function auditShippers(
   }
   all.unshift(...own)
   for (const shipper of all) shipper.start()
-  return { postgres, own, all, store }
+  return { postgres, own, all }
 }
 
 async function approvalStore(config: ApprovalsConfig, env: StartOptions['env'], log: Logger): Promise<ApprovalStore> {
