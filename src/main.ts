@@ -121,18 +121,17 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
       config.auditSigningTransit === null || vault === null
         ? null
         : new TransitSigner(vault, config.auditSigningTransit.mount, config.auditSigningTransit.key)
-    const sink = new FileAuditSink(auditFile, log, {
+    audit = new FileAuditSink(auditFile, log, {
       signingKey:
         config.auditSigningKeyFile === null ? null : createPrivateKey(readFileSync(config.auditSigningKeyFile)),
       signLater: transit === null ? null : (payload) => transit.sign(payload),
       rotation: config.auditRotation,
       checkpointEntries: config.auditCheckpointEntries,
       mayDelete: (file) => shippers.own.every((s) => s.hasShipped(file)),
+      onRotate: (file) => {
+        for (const s of shippers.own) s.rotated(file)
+      },
     })
-    sink.onRotate((file) => {
-      for (const s of shippers.own) s.rotated(file)
-    })
-    audit = sink
   }
   const identifier = new Identifier(config.agentJwt, config.userJwt)
 

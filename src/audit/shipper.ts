@@ -4,12 +4,25 @@
  * file>.shipped`), in batches, and saves the position only after PostgreSQL has taken a batch: at
  * least once, and stored once (entries are keyed by stream and sequence). When the live file is
  * rotated the shipper finishes the rotated file, then any later one, then goes on with the live
- * file; retention deletes no rotated file it has not finished. It reads at most a batch's worth at a time (bounded
+ * file; it knows the file it reads by identity (device and inode, kept in the position file too),
+ * so a rotation it was not told of, or one between its last save and a restart, is followed to
+ * the renamed file rather than skipped. Retention deletes no rotated file it has not finished. It reads at most a batch's worth at a time (bounded
  * memory), retries with backoff while PostgreSQL is away, and picks up where it stopped after an
  * outage or a restart. Forwarding never waits for it; how far behind it is shows on /readyz and
  * in the metrics.
  */
-import { closeSync, existsSync, openSync, readFileSync, readSync, renameSync, statSync, writeFileSync } from 'node:fs'
+import {
+  closeSync,
+  existsSync,
+  fstatSync,
+  openSync,
+  readFileSync,
+  readSync,
+  renameSync,
+  statSync,
+  writeFileSync,
+  type BigIntStats,
+} from 'node:fs'
 import type { Logger } from '../shared/logger.ts'
 import { rotatedFiles } from './rotation.ts'
 
@@ -114,6 +127,8 @@ export class AuditShipper<T extends ShipTarget = ShipTarget> {
   /** The file being shipped: the live one, or a rotated one still to finish. */
   #file: string
   #offset: number
+  /** Which file that is (device and inode), followed when a rotation renames it; null before it exists. */
+  #id: string | null
   #shipped = 0
   #skipped = 0
   #failing = false
@@ -133,9 +148,10 @@ export class AuditShipper<T extends ShipTarget = ShipTarget> {
     // PostgreSQL keeps the name it always had; other targets have a position file of their own.
     this.#offsetFile =
       options.store.name === 'postgres' ? `${options.file}.shipped` : `${options.file}.shipped-${options.store.name}`
-    const saved = readPosition(this.#offsetFile, options.file)
+    const saved = readPosition(this.#offsetFile, options.file, options.log)
     this.#file = saved.file
     this.#offset = saved.offset
+    this.#id = saved.id ?? fileId(saved.file)
   }
 
   /** The live file was renamed to `file`: what is left of it is shipped from there. */
@@ -207,7 +223,8 @@ export class AuditShipper<T extends ShipTarget = ShipTarget> {
         if (this.#file === this.#o.file) return
         this.#file = rotatedFiles(this.#o.file).find((f) => f > this.#file) ?? this.#o.file
         this.#offset = 0
-        savePosition(this.#offsetFile, this.#file, this.#offset)
+        this.#id = fileId(this.#file)
+        this.#save()
         continue
       }
       const { entries, consumed, skipped } = chunk
@@ -230,8 +247,14 @@ export class AuditShipper<T extends ShipTarget = ShipTarget> {
       this.#shipped += entries.length
       this.#skipped += skipped
       this.#lastShippedAt = Date.now()
-      savePosition(this.#offsetFile, this.#file, this.#offset)
+      this.#save()
     }
+  }
+
+  #save(): void {
+    const tmp = `${this.#offsetFile}.tmp`
+    writeFileSync(tmp, JSON.stringify({ file: this.#file, offset: this.#offset, id: this.#id }) + '\n')
+    renameSync(tmp, this.#offsetFile)
   }
 
   /** The next whole lines after the offset, at most a batch; null when there are none yet. */
@@ -243,7 +266,22 @@ export class AuditShipper<T extends ShipTarget = ShipTarget> {
       return null
     }
     try {
-      // A file smaller than the offset was replaced: ship it from the start (stored entries are not stored twice).
+      const id = identity(fstatSync(fd, { bigint: true }))
+      if (this.#id !== null && id !== this.#id) {
+        // Another file has the name now: the one being read was rotated, and nobody said so.
+        const moved = rotatedFiles(this.#o.file).find((f) => fileId(f) === this.#id)
+        if (moved !== undefined) {
+          this.#file = moved
+          return this.#read()
+        }
+        this.#o.log.warn(
+          { file: this.#file, offset: this.#offset },
+          'the audit file being shipped is gone; shipping goes on from the start of the file now in its place',
+        )
+        this.#offset = 0
+      }
+      this.#id = id
+      // A file smaller than the offset was truncated: ship it from the start (stored entries are not stored twice).
       if (statSync(this.#file).size < this.#offset) this.#offset = 0
       const buf = Buffer.allocUnsafe(MAX_READ)
       const n = readSync(fd, buf, 0, MAX_READ, this.#offset)
@@ -273,27 +311,52 @@ export class AuditShipper<T extends ShipTarget = ShipTarget> {
   }
 }
 
-/** Where shipping stopped; a rotated file that no longer exists (deleted by hand) is skipped to the next. */
-function readPosition(stateFile: string, live: string): { file: string; offset: number } {
+/** A file's identity, which a rename keeps: device and inode. */
+const identity = (stats: BigIntStats): string => `${stats.dev}:${stats.ino}`
+
+function fileId(file: string): string | null {
   try {
-    const saved = JSON.parse(readFileSync(stateFile, 'utf8')) as { file?: unknown; offset?: unknown }
-    const offset = Number(saved.offset)
-    if (typeof saved.file !== 'string' || !Number.isSafeInteger(offset) || offset < 0) return { file: live, offset: 0 }
-    if (saved.file !== live && !existsSync(saved.file))
-      return { file: rotatedFiles(live).find((f) => f > (saved.file as string)) ?? live, offset: 0 }
-    // Stopped between a rotation and saving it: the position is in the newest rotated file.
-    if (saved.file === live && existsSync(live) && statSync(live).size < offset) {
-      const newest = rotatedFiles(live).at(-1)
-      if (newest !== undefined && statSync(newest).size >= offset) return { file: newest, offset }
-    }
-    return { file: saved.file, offset }
+    return identity(statSync(file, { bigint: true }))
   } catch {
-    return { file: live, offset: 0 }
+    return null // not there (yet)
   }
 }
 
-function savePosition(stateFile: string, file: string, offset: number): void {
-  const tmp = `${stateFile}.tmp`
-  writeFileSync(tmp, JSON.stringify({ file, offset }) + '\n')
-  renameSync(tmp, stateFile)
+interface Position {
+  readonly file: string
+  readonly offset: number
+  /** Null when the position file predates identities, or there was no file to name. */
+  readonly id: string | null
+}
+
+/**
+ * Where shipping stopped. The file is found by its identity, wherever rotation renamed it. Without
+ * one (a position file from an earlier version), or when that file is gone (deleted by hand), the
+ * name decides: a rotated file that no longer exists is skipped to the next.
+ */
+function readPosition(stateFile: string, live: string, log: Logger): Position {
+  let saved: { file?: unknown; offset?: unknown; id?: unknown }
+  try {
+    saved = JSON.parse(readFileSync(stateFile, 'utf8')) as typeof saved
+  } catch {
+    return { file: live, offset: 0, id: null }
+  }
+  const offset = Number(saved.offset)
+  if (typeof saved.file !== 'string' || !Number.isSafeInteger(offset) || offset < 0)
+    return { file: live, offset: 0, id: null }
+  const file = saved.file
+  if (typeof saved.id === 'string') {
+    const found = [file, ...rotatedFiles(live), live].find((f) => fileId(f) === saved.id)
+    if (found !== undefined) return { file: found, offset, id: saved.id }
+    log.warn({ file, offset }, 'the audit file shipping stopped in is gone; shipping goes on from the next one')
+    return { file: file === live ? live : (rotatedFiles(live).find((f) => f > file) ?? live), offset: 0, id: null }
+  }
+  if (file !== live && !existsSync(file))
+    return { file: rotatedFiles(live).find((f) => f > file) ?? live, offset: 0, id: null }
+  // Stopped between a rotation and saving it: the position is in the newest rotated file.
+  if (file === live && existsSync(live) && statSync(live).size < offset) {
+    const newest = rotatedFiles(live).at(-1)
+    if (newest !== undefined && statSync(newest).size >= offset) return { file: newest, offset, id: null }
+  }
+  return { file, offset, id: null }
 }

@@ -31,6 +31,11 @@ export interface FileSinkOptions {
   readonly checkpointEntries?: number | null
   /** Whether a rotated file may be deleted by retention (not while it is still being shipped). */
   readonly mayDelete?: (file: string) => boolean
+  /**
+   * Told the rotated file's new name after each rotation, so a shipper finishes it first. An option,
+   * not a later registration: the opening entry can already rotate a file its predecessor left full.
+   */
+  readonly onRotate?: (file: string) => void
 }
 
 /** How often a checkpoint states how far the stream went (and, with a key, signs it). */
@@ -68,7 +73,7 @@ export class FileAuditSink implements AuditSink {
   readonly #log: Logger
   readonly #rotation: RotationPolicy | null
   readonly #mayDelete: (file: string) => boolean
-  readonly #rotated: ((file: string) => void)[] = []
+  readonly #onRotate: (file: string) => void
   /** Bytes in the live file, and when it was opened (for rotation). */
   #bytes = 0
   #openedAt = Date.now()
@@ -103,6 +108,7 @@ export class FileAuditSink implements AuditSink {
     this.#rotation = options.rotation ?? null
     this.#checkpointEntries = options.checkpointEntries ?? null
     this.#mayDelete = options.mayDelete ?? (() => true)
+    this.#onRotate = options.onRotate ?? (() => {})
     // Prove at start that the sink takes writes; a sink that cannot is unhealthy from the first request.
     this.#append(JSON.stringify({ type: 'audit_sink_opened', v: 1, time: new Date().toISOString() }), null)
     this.#checkpoints = setInterval(() => {
@@ -110,11 +116,6 @@ export class FileAuditSink implements AuditSink {
       this.#rotateIfDue()
     }, CHECKPOINT_MS)
     this.#checkpoints.unref()
-  }
-
-  /** Called with the rotated file's new name after each rotation (the shipper finishes it first). */
-  onRotate(listener: (file: string) => void): void {
-    this.#rotated.push(listener)
   }
 
   /** Rotates now if the live file is over its size or age (also checked after every write and every minute). */
@@ -250,7 +251,7 @@ export class FileAuditSink implements AuditSink {
     } finally {
       this.#rotating = false
     }
-    for (const listener of this.#rotated) listener(rotated)
+    this.#onRotate(rotated)
     if (r.retainMs !== null)
       for (const file of applyRetention(this.#path, r.retainMs, Date.now(), this.#mayDelete))
         this.#log.info({ file }, 'audit file past its retention deleted')

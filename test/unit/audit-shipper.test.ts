@@ -1,0 +1,133 @@
+/**
+ * The shipper follows the file it reads through rotations: one it is told of, one it is not (the
+ * writer is another process, or rotated before telling anyone), and one between its last saved
+ * position and a restart. Every entry reaches the target, none twice, however the live file has
+ * grown since.
+ */
+import { appendFileSync, mkdtempSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { AuditShipper, type ShippedEntry, type ShipTarget } from '../../src/audit/shipper.ts'
+import { FileAuditSink } from '../../src/audit/sink.ts'
+import { rotatedName } from '../../src/audit/rotation.ts'
+import { createLogger } from '../../src/shared/logger.ts'
+
+/** A target that keeps what it takes: the shipper's file-following is what is under test here. */
+class Collected implements ShipTarget {
+  readonly name = 'collected'
+  readonly keys: string[] = []
+  insert(entries: readonly ShippedEntry[]): Promise<number> {
+    this.keys.push(...entries.map((e) => `${e.stream}:${e.seq}`))
+    return Promise.resolve(entries.length)
+  }
+  close(): Promise<void> {
+    return Promise.resolve()
+  }
+}
+
+const lines = (from: number, to: number): string =>
+  Array.from({ length: to - from + 1 }, (_, i) => JSON.stringify({ stream: 's', seq: from + i, pad: 'x'.repeat(80) }))
+    .map((l) => l + '\n')
+    .join('')
+
+const keys = (from: number, to: number): string[] => Array.from({ length: to - from + 1 }, (_, i) => `s:${from + i}`)
+
+const log = createLogger('silent')
+
+function shipperOf(file: string, target: Collected): AuditShipper<Collected> {
+  return new AuditShipper({ file, store: target, log, batch: 4, pollMs: 60_000 })
+}
+
+/** What a writer does at rotation: the live file gets a rotated name, and a new live file is started. */
+function rotateBehindItsBack(live: string, at: Date): string {
+  const rotated = rotatedName(live, at)
+  renameSync(live, rotated)
+  return rotated
+}
+
+describe('audit shipper', () => {
+  it('follows a rotation nobody told it of to the renamed file, however far the new live file has grown', async () => {
+    const live = join(mkdtempSync(join(tmpdir(), 'corridor-ship-')), 'audit.log')
+    writeFileSync(live, lines(1, 5))
+    const target = new Collected()
+    const shipper = shipperOf(live, target)
+    await shipper.flush()
+    expect(target.keys).toEqual(keys(1, 5))
+    appendFileSync(live, lines(6, 8))
+    rotateBehindItsBack(live, new Date())
+    // Longer than the offset it stopped at: a size check alone would read on in the wrong file.
+    writeFileSync(live, lines(9, 30))
+    await shipper.flush()
+    expect(target.keys).toEqual(keys(1, 30))
+    await shipper.close()
+  })
+
+  it('after a restart, picks up in the file its position names, wherever rotation put it', async () => {
+    const live = join(mkdtempSync(join(tmpdir(), 'corridor-ship-')), 'audit.log')
+    writeFileSync(live, lines(1, 5))
+    const target = new Collected()
+    const first = shipperOf(live, target)
+    await first.flush()
+    await first.close()
+    appendFileSync(live, lines(6, 8))
+    rotateBehindItsBack(live, new Date(Date.now() - 1000))
+    appendFileSync(live, lines(9, 12))
+    rotateBehindItsBack(live, new Date())
+    writeFileSync(live, lines(13, 40))
+    const second = shipperOf(live, target)
+    await second.flush()
+    expect(target.keys).toEqual(keys(1, 40))
+    await second.close()
+  })
+
+  it('reads a position file without an identity (an earlier version) as before', async () => {
+    const live = join(mkdtempSync(join(tmpdir(), 'corridor-ship-')), 'audit.log')
+    writeFileSync(live, lines(1, 5))
+    const offset = Buffer.byteLength(lines(1, 3))
+    writeFileSync(`${live}.shipped-collected`, JSON.stringify({ file: live, offset }) + '\n')
+    // Rotated after that save; the new live file is still shorter than the offset.
+    rotateBehindItsBack(live, new Date())
+    writeFileSync(live, lines(6, 6))
+    const target = new Collected()
+    const shipper = shipperOf(live, target)
+    await shipper.flush()
+    expect(target.keys).toEqual(keys(4, 6))
+    // The position it saves now names the file by identity as well.
+    expect(JSON.parse(readFileSync(`${live}.shipped-collected`, 'utf8'))).toMatchObject({ id: expect.any(String) })
+    await shipper.close()
+  })
+
+  it('a sink opened on a file its predecessor left full rotates at once, and the shipper started before it still ships all of it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'corridor-ship-'))
+    const live = join(dir, 'audit.log')
+    const rotation = { maxBytes: 4096, maxAgeMs: null, retainMs: null }
+    // A predecessor killed after its last write and before that write's rotation.
+    writeFileSync(live, lines(1, 40))
+    const target = new Collected()
+    const shipper = shipperOf(live, target)
+    const told: string[] = []
+    const sink = new FileAuditSink(live, log, {
+      rotation,
+      onRotate: (file) => {
+        told.push(file)
+        shipper.rotated(file)
+      },
+    })
+    expect(told).toHaveLength(1)
+    expect(readdirSync(dir).filter((f) => f.startsWith('audit.log.20'))).toHaveLength(1)
+    await shipper.flush()
+    sink.closeNow()
+    await shipper.flush()
+    const shipped = target.keys
+    expect(shipped.slice(0, 40)).toEqual(keys(1, 40))
+    // And the new stream: its opening entry and checkpoints, in the rotated file and in the live one.
+    const written = [...readFileSync(told[0] as string, 'utf8').split('\n'), ...readFileSync(live, 'utf8').split('\n')]
+      .filter((l) => l.includes('"hash"'))
+      .map((l) => JSON.parse(l) as { stream: string; seq: number })
+      .map((e) => `${e.stream}:${e.seq}`)
+    expect(shipped.slice(40)).toEqual(written)
+    expect(new Set(shipped).size).toBe(shipped.length)
+    await shipper.close()
+  })
+})
