@@ -332,18 +332,25 @@ interface Position {
 /**
  * Where shipping stopped. The file is found by its identity, wherever rotation renamed it. Without
  * one (a position file from an earlier version), or when that file is gone (deleted by hand), the
- * name decides: a rotated file that no longer exists is skipped to the next.
+ * name decides: a rotated file that no longer exists is skipped to the next. No position yet, or
+ * one that cannot be read: the start of the trail's oldest file.
  */
 function readPosition(stateFile: string, live: string, log: Logger): Position {
-  let saved: { file?: unknown; offset?: unknown; id?: unknown }
+  // Never shipped to this target: all of the trail still on disk goes, oldest file first, so a
+  // store added to a running deployment holds what the files hold (and retention waits for it).
+  const start: Position = { file: rotatedFiles(live)[0] ?? live, offset: 0, id: null }
+  let text: string
   try {
-    saved = JSON.parse(readFileSync(stateFile, 'utf8')) as typeof saved
+    text = readFileSync(stateFile, 'utf8')
   } catch {
-    return { file: live, offset: 0, id: null }
+    return start
   }
-  const offset = Number(saved.offset)
-  if (typeof saved.file !== 'string' || !Number.isSafeInteger(offset) || offset < 0)
-    return { file: live, offset: 0, id: null }
+  const saved = parsedPosition(text)
+  const offset = Number(saved?.offset)
+  if (saved === null || typeof saved.file !== 'string' || !Number.isSafeInteger(offset) || offset < 0) {
+    log.warn({ stateFile }, 'audit shipping position unreadable; shipping the whole trail again (at least once)')
+    return start
+  }
   const file = saved.file
   if (typeof saved.id === 'string') {
     const found = [file, ...rotatedFiles(live), live].find((f) => fileId(f) === saved.id)
@@ -359,4 +366,13 @@ function readPosition(stateFile: string, live: string, log: Logger): Position {
     if (newest !== undefined && statSync(newest).size >= offset) return { file: newest, offset, id: null }
   }
   return { file, offset, id: null }
+}
+
+function parsedPosition(text: string): { file?: unknown; offset?: unknown; id?: unknown } | null {
+  try {
+    const value: unknown = JSON.parse(text)
+    return typeof value === 'object' && value !== null ? value : null
+  } catch {
+    return null
+  }
 }

@@ -98,6 +98,39 @@ describe('audit shipper', () => {
     await shipper.close()
   })
 
+  it('ships all of the trail still on disk to a target it never shipped to, oldest file first', async () => {
+    const live = join(mkdtempSync(join(tmpdir(), 'corridor-ship-')), 'audit.log')
+    writeFileSync(live, lines(1, 3))
+    rotateBehindItsBack(live, new Date(Date.now() - 1000))
+    writeFileSync(live, lines(4, 6))
+    rotateBehindItsBack(live, new Date())
+    writeFileSync(live, lines(7, 9))
+    const target = new Collected()
+    const shipper = shipperOf(live, target)
+    // Until it has, retention may delete none of the rotated files.
+    expect(
+      readdirSync(join(live, '..')).filter(
+        (f) => f.startsWith('audit.log.20') && shipper.hasShipped(join(live, '..', f)),
+      ),
+    ).toEqual([])
+    await shipper.flush()
+    expect(target.keys).toEqual(keys(1, 9))
+    await shipper.close()
+  })
+
+  it('a position it cannot read ships the whole trail again rather than guessing', async () => {
+    const live = join(mkdtempSync(join(tmpdir(), 'corridor-ship-')), 'audit.log')
+    writeFileSync(live, lines(1, 3))
+    rotateBehindItsBack(live, new Date())
+    writeFileSync(live, lines(4, 6))
+    writeFileSync(`${live}.shipped-collected`, '{"file": 3')
+    const target = new Collected()
+    const shipper = shipperOf(live, target)
+    await shipper.flush()
+    expect(target.keys).toEqual(keys(1, 6))
+    await shipper.close()
+  })
+
   it('a sink opened on a file its predecessor left full rotates at once, and the shipper started before it still ships all of it', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'corridor-ship-'))
     const live = join(dir, 'audit.log')
