@@ -17,6 +17,24 @@ export function rotatedName(live: string, at: Date): string {
   return `${live}.${at.toISOString().replaceAll(':', '-')}`
 }
 
+/**
+ * The name to rotate to now: after every rotated file already there, even when the clock was set
+ * back since. Readers and shippers take the rotated files in name order, so a name that sorted
+ * before an older file would be read out of order and skipped by a shipper already past it, and
+ * an equal name would replace that file.
+ */
+export function nextRotatedName(live: string, now: Date): string {
+  const newest = rotatedFiles(live).at(-1)
+  const after = newest === undefined ? Number.NaN : rotatedAt(newest)
+  return rotatedName(live, after >= now.getTime() ? new Date(after + 1) : now)
+}
+
+/** The time a rotated file's name ends with (`.2026-12-01T13-47-45.690Z`), epoch milliseconds. */
+function rotatedAt(file: string): number {
+  const m = /(\d{4}-\d{2}-\d{2}T\d{2})-(\d{2})-(\d{2}\.\d{3}Z)$/.exec(file)
+  return m === null ? Number.NaN : Date.parse(`${m[1]}:${m[2]}:${m[3]}`)
+}
+
 /** What rotation appends to a live file's name (`.` and rotatedName's time), as a regular expression's source. */
 export const ROTATED_SUFFIX = String.raw`\.\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}\.\d{3}Z`
 

@@ -16,7 +16,7 @@ import { CorridorError } from '../shared/errors.ts'
 import type { Logger } from '../shared/logger.ts'
 import { ChainWriter, checkpointPayload, signCheckpoint } from './chain.ts'
 import type { Act, ApprovalAuditEvent, AuditQueryEvent, AuditRecord, StopAuditEvent } from './record.ts'
-import { applyRetention, rotatedName, type RotationPolicy } from './rotation.ts'
+import { applyRetention, nextRotatedName, type RotationPolicy } from './rotation.ts'
 
 export interface FileSinkOptions {
   readonly signingKey?: KeyObject | null
@@ -234,7 +234,7 @@ export class FileAuditSink implements AuditSink {
       (r.maxAgeMs !== null && this.#bytes > 0 && Date.now() - this.#openedAt >= r.maxAgeMs)
     if (!due) return
     this.#rotating = true
-    const rotated = rotatedName(this.#path, new Date())
+    const rotated = nextRotatedName(this.#path, new Date())
     try {
       // The rotated file ends with a checkpoint; the live one goes on with the same stream and sequence.
       this.#checkpoint(false)

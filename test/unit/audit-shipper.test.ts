@@ -9,8 +9,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { AuditShipper, type ShippedEntry, type ShipTarget } from '../../src/audit/shipper.ts'
+import { newAuditRecord } from '../../src/audit/record.ts'
 import { FileAuditSink } from '../../src/audit/sink.ts'
-import { rotatedName } from '../../src/audit/rotation.ts'
+import { rotatedFiles, rotatedName } from '../../src/audit/rotation.ts'
 import { createLogger } from '../../src/shared/logger.ts'
 
 /** A target that keeps what it takes: the shipper's file-following is what is under test here. */
@@ -161,6 +162,33 @@ describe('audit shipper', () => {
       .map((e) => `${e.stream}:${e.seq}`)
     expect(shipped.slice(40)).toEqual(written)
     expect(new Set(shipped).size).toBe(shipped.length)
+    await shipper.close()
+  })
+
+  it('after the clock was set back, a rotation still sorts after the rotated files there, and the shipper past them ships it once', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'corridor-ship-'))
+    const live = join(dir, 'audit.log')
+    writeFileSync(live, lines(1, 3))
+    // Rotated while the clock ran an hour ahead.
+    const ahead = rotateBehindItsBack(live, new Date(Date.now() + 3_600_000))
+    const target = new Collected()
+    const shipper = shipperOf(live, target)
+    await shipper.flush()
+    expect(target.keys).toEqual(keys(1, 3))
+    const sink = new FileAuditSink(live, log, {
+      rotation: { maxBytes: 1024, maxAgeMs: null, retainMs: null },
+      onRotate: (file) => shipper.rotated(file),
+    })
+    for (let i = 0; i < 10; i++)
+      expect(sink.write(newAuditRecord(`req-${i}`, Date.now(), 'GET', `/svc/items/${i}`))).toBe(true)
+    const rotated = rotatedFiles(live)
+    expect(rotated[0]).toBe(ahead)
+    expect(rotated.length).toBeGreaterThan(1)
+    await shipper.flush()
+    // Nothing shipped twice: the files rotated now come after the one it had finished.
+    expect(new Set(target.keys).size).toBe(target.keys.length)
+    expect(target.keys.length).toBeGreaterThan(13)
+    sink.closeNow()
     await shipper.close()
   })
 })
