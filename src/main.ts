@@ -26,7 +26,7 @@ import { ApprovalExecutor } from './approvals/executor.ts'
 import { MemoryApprovalStore } from './approvals/memory-store.ts'
 import { WebhookNotifier } from './approvals/webhook.ts'
 import { FileAuditSink, type AuditSink } from './audit/sink.ts'
-import { unwrittenTrails, workerTrail } from './audit/trails.ts'
+import { expireUnwrittenTrail, unwrittenTrails, workerTrail } from './audit/trails.ts'
 import type { ApprovalsConfig, ServerConfig, ValueSource } from './config/server-config.ts'
 import { CredentialBroker } from './credentials/broker.ts'
 import { VaultClient } from './credentials/vault/vault-client.ts'
@@ -133,6 +133,7 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
       },
     })
   }
+  const stopExpiry = expireUnwritten(shippers.orphaned, config.auditRotation?.retainMs ?? null, log)
   const identifier = new Identifier(config.agentJwt, config.userJwt)
 
   const store = await approvalStore(config.approvals, options.env, log)
@@ -327,6 +328,7 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
         log.warn({ inFlight: lifecycle.inFlight }, 'shutdown grace over: cutting requests in flight')
       agentServer.closeAllConnections()
       await Promise.all([agentClosed, closeServer(adminServer)])
+      stopExpiry()
       await store.close()
       await controls.close()
       await tracer?.close()
@@ -403,8 +405,8 @@ function stopEffects(
 
 /**
  * The shippers configured, PostgreSQL first (queries read its store), then an OpenTelemetry
- * collector: `own` for this process's audit trail `file`, and in `all` besides them one for each
- * trail in `orphans` that nobody writes any more.
+ * collector: `own` for this process's audit trail `file`, `orphaned` for each trail in `orphans`
+ * that nobody writes any more, and `all` of them.
  */
 async function auditShippers(
   config: ServerConfig,
@@ -416,12 +418,13 @@ async function auditShippers(
 ): Promise<{
   postgres: AuditShipper<PostgresAuditStore> | null
   own: AuditShipper[]
+  orphaned: Map<string, AuditShipper[]>
   all: AuditShipper[]
 }> {
-  if (config.auditPostgres === null && config.auditOtlp === null) return { postgres: null, own: [], all: [] }
+  const orphaned = new Map(orphans.map((orphan) => [orphan, [] as AuditShipper[]]))
+  if (config.auditPostgres === null && config.auditOtlp === null) return { postgres: null, own: [], orphaned, all: [] }
   let postgres: AuditShipper<PostgresAuditStore> | null = null
   const own: AuditShipper[] = []
-  const all: AuditShipper[] = []
   const pgConfig = config.auditPostgres
   if (pgConfig !== null) {
     const { PostgresAuditStore } = await import('./audit/postgres-store.ts')
@@ -433,7 +436,7 @@ async function auditShippers(
     const options = { store, log, batch: pgConfig.batch, pollMs: pgConfig.pollMs }
     postgres = new AuditShipper({ file, ...options })
     own.push(postgres)
-    for (const orphan of orphans) all.push(new AuditShipper({ file: orphan, ...options }))
+    for (const [orphan, shippers] of orphaned) shippers.push(new AuditShipper({ file: orphan, ...options }))
   }
   const otlp = config.auditOtlp
   if (otlp !== null) {
@@ -445,11 +448,39 @@ async function auditShippers(
     })
     const options = { store, log, batch: 500, pollMs: otlp.pollMs }
     own.push(new AuditShipper({ file, ...options }))
-    for (const orphan of orphans) all.push(new AuditShipper({ file: orphan, ...options }))
+    for (const [orphan, shippers] of orphaned) shippers.push(new AuditShipper({ file: orphan, ...options }))
   }
-  all.unshift(...own)
+  const all = [...own, ...[...orphaned.values()].flat()]
   for (const shipper of all) shipper.start()
-  return { postgres, own, all }
+  return { postgres, own, orphaned, all }
+}
+
+/**
+ * `retain` over the trails nobody writes any more, which no rotation of theirs applies it to: at
+ * start and hourly, deleting only what every shipper of the trail has shipped. Returns its stop.
+ */
+function expireUnwritten(
+  orphaned: ReadonlyMap<string, readonly AuditShipper[]>,
+  retainMs: number | null,
+  log: Logger,
+): () => void {
+  if (retainMs === null || orphaned.size === 0) return () => {}
+  const sweep = (): void => {
+    for (const [trail, shippers] of orphaned) {
+      const shipped = (file: string): boolean =>
+        shippers.every((s) => (file === trail ? s.status().lagBytes === 0 : s.hasShipped(file)))
+      try {
+        for (const file of expireUnwrittenTrail(trail, retainMs, Date.now(), shipped))
+          log.info({ file }, 'audit file past its retention deleted')
+      } catch (err) {
+        log.error({ err, trail }, 'retention over an audit trail nobody writes failed; tried again within the hour')
+      }
+    }
+  }
+  sweep()
+  const timer = setInterval(sweep, 3_600_000)
+  timer.unref()
+  return () => clearInterval(timer)
 }
 
 async function approvalStore(config: ApprovalsConfig, env: StartOptions['env'], log: Logger): Promise<ApprovalStore> {

@@ -5,10 +5,10 @@
  * Whatever reads "the audit file" (query, trace, report, verify, the admin API) reads every
  * trail of it, rotated files included, merged by entry time.
  */
-import { createReadStream, existsSync, readdirSync } from 'node:fs'
-import { basename, dirname } from 'node:path'
+import { createReadStream, existsSync, readdirSync, statSync, unlinkSync } from 'node:fs'
+import { basename, dirname, join } from 'node:path'
 import { createInterface } from 'node:readline'
-import { ROTATED_SUFFIX, trailFiles } from './rotation.ts'
+import { applyRetention, ROTATED_SUFFIX, rotatedFiles, trailFiles } from './rotation.ts'
 
 /** The live file the worker in `place` (1 to N) writes. */
 export function workerTrail(file: string, place: number): string {
@@ -39,6 +39,33 @@ export function trailsOf(file: string): string[] {
 /** The trails of `file` that hold any file and that none of `written` (the live files being written now) is. */
 export function unwrittenTrails(file: string, written: readonly string[]): string[] {
   return trailsOf(file).filter((trail) => !written.includes(trail) && trailFiles(trail).some((f) => existsSync(f)))
+}
+
+/**
+ * Retention over a trail nobody writes any more, which no rotation of its own reaches: its rotated
+ * files past `retainMs` go when `mayDelete` allows (shipped), then its live file once it is the
+ * last one left, past `retainMs` and allowed (shipped whole), and the shipping positions kept
+ * for it. The files deleted.
+ */
+export function expireUnwrittenTrail(
+  trail: string,
+  retainMs: number,
+  now: number,
+  mayDelete: (file: string) => boolean,
+): string[] {
+  const deleted = applyRetention(trail, retainMs, now, mayDelete)
+  let mtime: number
+  try {
+    mtime = statSync(trail).mtimeMs
+  } catch {
+    return deleted // only rotated files, or none
+  }
+  if (rotatedFiles(trail).length > 0 || now - mtime < retainMs || !mayDelete(trail)) return deleted
+  unlinkSync(trail)
+  deleted.push(trail)
+  const positions = `${basename(trail)}.shipped`
+  for (const name of readdirSync(dirname(trail))) if (name.startsWith(positions)) unlinkSync(join(dirname(trail), name))
+  return deleted
 }
 
 /** Every file of every trail of `file`, in the order each trail was written. */

@@ -3,12 +3,19 @@
  * worker's, rotated files included, nothing else that shares the prefix), and how several are
  * read as one, merged by entry time with each trail's own order kept.
  */
-import { mkdtempSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readdirSync, readlinkSync, utimesSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { eventually } from '../helpers/corridor-fixture.ts'
-import { allTrailFiles, trailLines, trailsOf, unwrittenTrails, workerTrail } from '../../src/audit/trails.ts'
+import {
+  allTrailFiles,
+  expireUnwrittenTrail,
+  trailLines,
+  trailsOf,
+  unwrittenTrails,
+  workerTrail,
+} from '../../src/audit/trails.ts'
 
 const entry = (name: string, time?: string): string => JSON.stringify(time === undefined ? { name } : { name, time })
 
@@ -142,5 +149,51 @@ describe('trailLines', () => {
       break
     }
     await eventually(() => expect(open()).toEqual([]), 2_000)
+  })
+})
+
+describe('expireUnwrittenTrail', () => {
+  const DAY = 86_400_000
+  const now = Date.now()
+  /** Sets a file's modification time `days` ago. */
+  const age = (file: string, days: number): void =>
+    utimesSync(file, new Date(now - days * DAY), new Date(now - days * DAY))
+  const trailDirectory = (): string => {
+    const dir = directory({
+      'audit.log.worker-3.2026-01-01T00-00-00.000Z': [entry('a')],
+      'audit.log.worker-3.2026-01-02T00-00-00.000Z': [entry('b')],
+      'audit.log.worker-3': [entry('c')],
+      'audit.log.worker-3.shipped': ['{}'],
+      'audit.log.worker-3.shipped-otlp': ['{}'],
+      'audit.log.worker-1': [entry('other')],
+      'audit.log.worker-1.shipped': ['{}'],
+    })
+    for (const f of readdirSync(dir)) age(join(dir, f), 10)
+    return dir
+  }
+
+  it('deletes a trail past retention whole, its shipping positions with it, and nothing of another trail', () => {
+    const dir = trailDirectory()
+    const trail = join(dir, 'audit.log.worker-3')
+    expect(expireUnwrittenTrail(trail, 7 * DAY, now, () => true)).toHaveLength(3)
+    expect(readdirSync(dir).sort()).toEqual(['audit.log.worker-1', 'audit.log.worker-1.shipped'])
+  })
+
+  it('keeps what is not shipped, what is younger than retention, and a live file while rotated files remain', () => {
+    const dir = trailDirectory()
+    const trail = join(dir, 'audit.log.worker-3')
+    // The newer rotated file not shipped: it stays, and so does the live file after it.
+    const second = join(dir, 'audit.log.worker-3.2026-01-02T00-00-00.000Z')
+    expect(expireUnwrittenTrail(trail, 7 * DAY, now, (f) => f !== second)).toEqual([
+      join(dir, 'audit.log.worker-3.2026-01-01T00-00-00.000Z'),
+    ])
+    expect(readdirSync(dir)).toContain('audit.log.worker-3')
+    // All rotated files shipped and gone; the live file not shipped whole: it stays.
+    expect(expireUnwrittenTrail(trail, 7 * DAY, now, (f) => f !== trail)).toEqual([second])
+    expect(readdirSync(dir)).toContain('audit.log.worker-3.shipped')
+    // Younger than retention: it stays.
+    age(trail, 3)
+    expect(expireUnwrittenTrail(trail, 7 * DAY, now, () => true)).toEqual([])
+    expect(expireUnwrittenTrail(trail, 2 * DAY, now, () => true)).toEqual([trail])
   })
 })
