@@ -1,15 +1,16 @@
 /**
- * Copies the local audit file to PostgreSQL. The file stays the record written before Corridor
- * acts; the shipper follows it from a saved position (file and byte offset, in `<audit
- * file>.shipped`), in batches, and saves the position only after PostgreSQL has taken a batch: at
- * least once, and stored once (entries are keyed by stream and sequence). When the live file is
- * rotated the shipper finishes the rotated file, then any later one, then goes on with the live
- * file; it knows the file it reads by identity (device and inode, kept in the position file too),
- * so a rotation it was not told of, or one between its last save and a restart, is followed to
- * the renamed file rather than skipped. Retention deletes no rotated file it has not finished. It reads at most a batch's worth at a time (bounded
- * memory), retries with backoff while PostgreSQL is away, and picks up where it stopped after an
- * outage or a restart. Forwarding never waits for it; how far behind it is shows on /readyz and
- * in the metrics.
+ * Copies the local audit file to PostgreSQL (or an OpenTelemetry collector). The file stays the
+ * record written before Corridor acts; the shipper follows it from a saved position (file, byte
+ * offset and the file's identity, in `<audit file>.shipped`), in batches, and saves the position
+ * only after the target has taken a batch: at least once, and stored once in PostgreSQL (entries
+ * are keyed by stream and sequence). A target never shipped to starts at the trail's oldest file.
+ * When the live file is rotated the shipper finishes the rotated file, then any later one, then
+ * goes on with the live file. It knows the file it reads by identity (device and inode, which a
+ * rename keeps), so a rotation it was not told of, or one between its last save and a restart, is
+ * followed to the renamed file rather than skipped. Retention deletes no rotated file it has not
+ * finished. It reads at most a batch's worth at a time (bounded memory), retries with backoff
+ * while the target is away, and picks up where it stopped after an outage or a restart.
+ * Forwarding never waits for it; how far behind it is shows on /readyz and in the metrics.
  */
 import {
   closeSync,
