@@ -36,6 +36,9 @@ const keys = (from: number, to: number): string[] => Array.from({ length: to - f
 
 const log = createLogger('silent')
 
+/** A live audit file's path in a directory of its own. */
+const newLiveFile = (): string => join(mkdtempSync(join(tmpdir(), 'corridor-ship-')), 'audit.log')
+
 function shipperOf(file: string, target: Collected): AuditShipper<Collected> {
   return new AuditShipper({ file, store: target, log, batch: 4, pollMs: 60_000 })
 }
@@ -49,7 +52,7 @@ function rotateBehindItsBack(live: string, at: Date): string {
 
 describe('audit shipper', () => {
   it('follows a rotation nobody told it of to the renamed file, however far the new live file has grown', async () => {
-    const live = join(mkdtempSync(join(tmpdir(), 'corridor-ship-')), 'audit.log')
+    const live = newLiveFile()
     writeFileSync(live, lines(1, 5))
     const target = new Collected()
     const shipper = shipperOf(live, target)
@@ -65,7 +68,7 @@ describe('audit shipper', () => {
   })
 
   it('after a restart, picks up in the file its position names, wherever rotation put it', async () => {
-    const live = join(mkdtempSync(join(tmpdir(), 'corridor-ship-')), 'audit.log')
+    const live = newLiveFile()
     writeFileSync(live, lines(1, 5))
     const target = new Collected()
     const first = shipperOf(live, target)
@@ -83,7 +86,7 @@ describe('audit shipper', () => {
   })
 
   it('reads a position file without an identity (an earlier version) as before', async () => {
-    const live = join(mkdtempSync(join(tmpdir(), 'corridor-ship-')), 'audit.log')
+    const live = newLiveFile()
     writeFileSync(live, lines(1, 5))
     const offset = Buffer.byteLength(lines(1, 3))
     writeFileSync(`${live}.shipped-collected`, JSON.stringify({ file: live, offset }) + '\n')
@@ -100,7 +103,7 @@ describe('audit shipper', () => {
   })
 
   it('ships all of the trail still on disk to a target it never shipped to, oldest file first', async () => {
-    const live = join(mkdtempSync(join(tmpdir(), 'corridor-ship-')), 'audit.log')
+    const live = newLiveFile()
     writeFileSync(live, lines(1, 3))
     rotateBehindItsBack(live, new Date(Date.now() - 1000))
     writeFileSync(live, lines(4, 6))
@@ -120,7 +123,7 @@ describe('audit shipper', () => {
   })
 
   it('a position it cannot read ships the whole trail again rather than guessing', async () => {
-    const live = join(mkdtempSync(join(tmpdir(), 'corridor-ship-')), 'audit.log')
+    const live = newLiveFile()
     writeFileSync(live, lines(1, 3))
     rotateBehindItsBack(live, new Date())
     writeFileSync(live, lines(4, 6))
