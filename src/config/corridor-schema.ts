@@ -126,7 +126,14 @@ export const corridorFileSchema = strict(
       ).optional(),
       retain: duration()
         .optional()
-        .describe('Delete rotated files older than this (never one not yet shipped to PostgreSQL); default: keep'),
+        .describe(
+          'Delete rotated files older than this (never one a configured shipper has not shipped); at least retain_floor when nothing ships the trail; default: keep',
+        ),
+      retain_floor: duration()
+        .optional()
+        .describe(
+          'The shortest retain accepted when nothing ships the trail, so the files are its only copy (default 180d: record-keeping rules such as the EU AI Act ask for at least six months); lower it only where none applies',
+        ),
       postgres: strict(
         {
           ...valueSource,

@@ -228,6 +228,15 @@ export const DEFAULT_LIMITS: ServerLimits = {
   maxConnectionsPerClient: 512,
 }
 
+/**
+ * The shortest `audit.retain` accepted for a trail kept nowhere else, unless `audit.retain_floor`
+ * says otherwise: record-keeping rules ask for months (the EU AI Act, at least six), and one edit
+ * to a short retention would otherwise delete the only evidence.
+ */
+const DEFAULT_RETAIN_FLOOR_MS = 180 * 86_400_000
+
+const days = (ms: number): string => (ms % 86_400_000 === 0 ? `${ms / 86_400_000}d` : `${ms / 1000}s`)
+
 export function loadServerConfig(file: string): ServerConfig {
   const r = YamlReader.fromFile(file)
   const f = r.parse(corridorFileSchema, 'corridor config')
@@ -252,6 +261,14 @@ export function loadServerConfig(file: string): ServerConfig {
     r.issueAt(['audit', 'signing_transit'], 'audit: give signing_key_file or signing_transit, not both')
   if (f.audit.signing_transit !== undefined && f.vault === undefined)
     r.issueAt(['audit', 'signing_transit'], 'audit.signing_transit signs through Vault: configure vault:')
+  // With a shipper, retention deletes only what is copied elsewhere; without one, the only copy.
+  const retainFloorMs = f.audit.retain_floor ?? DEFAULT_RETAIN_FLOOR_MS
+  const onlyCopy = f.audit.postgres === undefined && f.audit.otlp === undefined
+  if (onlyCopy && f.audit.retain !== undefined && f.audit.retain < retainFloorMs)
+    r.issueAt(
+      ['audit', 'retain'],
+      `audit.retain would delete the only copy of the audit trail (nothing ships it to postgres or otlp) sooner than audit.retain_floor (${days(retainFloorMs)}); ship it, or lower retain_floor where no record-keeping rule applies`,
+    )
   const approvals = f.approvals ? readApprovals(r, f.approvals) : DEFAULT_APPROVALS
   const config: ServerConfig = {
     listen: {

@@ -40,7 +40,11 @@ it('deletes a trail nobody writes once it is past retention, and leaves a younge
   const old = leftTrail(dir, 'audit.log.worker-3', 'old', 10)
   const young = leftTrail(dir, 'audit.log.worker-4', 'young', 3)
   fx = await startCorridorFixture(
-    { ...standardFiles('http://127.0.0.1:9'), auditFile: join(dir, 'audit.log'), auditConfig: 'retain: 7d' },
+    {
+      ...standardFiles('http://127.0.0.1:9'),
+      auditFile: join(dir, 'audit.log'),
+      auditConfig: 'retain: 7d, retain_floor: 7d',
+    },
     {},
   )
   expect(old.filter((f) => existsSync(join(dir, f)))).toEqual([])

@@ -18,15 +18,35 @@ describe('corridor.yaml', () => {
   })
 })
 
-describe('audit checkpoint signing', () => {
-  const write = (audit: string, vault = ''): string => {
-    const dir = mkdtempSync(join(tmpdir(), 'corridor-config-'))
-    writeFileSync(
-      join(dir, 'corridor.yaml'),
-      `files: { agents: a.yaml, connectors: c.yaml, policy: p.yaml }\naudit: { file: audit.log, ${audit} }\n${vault}`,
+/** A corridor.yaml with these keys in its audit mapping (and more YAML after it). */
+const write = (audit: string, vault = ''): string => {
+  const dir = mkdtempSync(join(tmpdir(), 'corridor-config-'))
+  writeFileSync(
+    join(dir, 'corridor.yaml'),
+    `files: { agents: a.yaml, connectors: c.yaml, policy: p.yaml }\naudit: { file: audit.log, ${audit} }\n${vault}`,
+  )
+  return join(dir, 'corridor.yaml')
+}
+
+describe('audit retention', () => {
+  it('refuses to delete the only copy of the trail sooner than the floor, 180 days unless lowered', () => {
+    expect(() => loadServerConfig(write('retain: 179d'))).toThrow(/only copy of the audit trail .* \(180d\)/)
+    expect(loadServerConfig(write('retain: 180d')).auditRotation?.retainMs).toBe(180 * 86_400_000)
+    expect(() => loadServerConfig(write('retain: 7d, retain_floor: 30d'))).toThrow(/retain_floor \(30d\)/)
+    expect(loadServerConfig(write('retain: 7d, retain_floor: 7d')).auditRotation?.retainMs).toBe(7 * 86_400_000)
+  })
+
+  it('lets a shipped trail go sooner: retention deletes only what a store or collector holds', () => {
+    expect(loadServerConfig(write('retain: 1d, postgres: { url: "postgres://x/y" }')).auditRotation?.retainMs).toBe(
+      86_400_000,
     )
-    return join(dir, 'corridor.yaml')
-  }
+    expect(
+      loadServerConfig(write('retain: 1d, otlp: { endpoint: "http://127.0.0.1:4318" }')).auditRotation?.retainMs,
+    ).toBe(86_400_000)
+  })
+})
+
+describe('audit checkpoint signing', () => {
   const vault = 'vault:\n  address: http://127.0.0.1:8200\n  auth: { method: token, token_env: VAULT_TOKEN }\n'
 
   it('reads a transit key, on the default mount unless given', () => {
