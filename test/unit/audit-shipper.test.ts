@@ -4,7 +4,7 @@
  * position and a restart. Every entry reaches the target, none twice, however the live file has
  * grown since.
  */
-import { appendFileSync, mkdtempSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
+import { appendFileSync, mkdtempSync, readdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
@@ -18,7 +18,10 @@ import { createLogger } from '../../src/shared/logger.ts'
 class Collected implements ShipTarget {
   readonly name = 'collected'
   readonly keys: string[] = []
+  /** How many entries it takes before it refuses every batch (a target gone away). */
+  constructor(readonly takes = Infinity) {}
   insert(entries: readonly ShippedEntry[]): Promise<number> {
+    if (this.keys.length + entries.length > this.takes) return Promise.reject(new Error('refused'))
     this.keys.push(...entries.map((e) => `${e.stream}:${e.seq}`))
     return Promise.resolve(entries.length)
   }
@@ -83,6 +86,27 @@ describe('audit shipper', () => {
     await second.flush()
     expect(target.keys).toEqual(keys(1, 40))
     await second.close()
+  })
+
+  it('a file deleted by hand while shipping stopped in it: goes on with the next one, from its start', async () => {
+    const live = newLiveFile()
+    writeFileSync(live, lines(1, 8))
+    const first = rotateBehindItsBack(live, new Date(Date.now() - 2000))
+    writeFileSync(live, lines(9, 11))
+    // The target takes one batch (4 entries), then refuses: shipping stops in the rotated file.
+    const refusing = new Collected(4)
+    const stopped = shipperOf(live, refusing)
+    await stopped.flush()
+    await stopped.close()
+    expect(refusing.keys).toEqual(keys(1, 4))
+    rotateBehindItsBack(live, new Date(Date.now() - 1000))
+    writeFileSync(live, lines(12, 14))
+    unlinkSync(first)
+    const target = new Collected()
+    const shipper = shipperOf(live, target)
+    await shipper.flush()
+    expect(target.keys).toEqual(keys(9, 14))
+    await shipper.close()
   })
 
   it('reads a position file without an identity (an earlier version) as before', async () => {
