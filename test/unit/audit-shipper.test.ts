@@ -19,7 +19,10 @@ class Collected implements ShipTarget {
   readonly name = 'collected'
   readonly keys: string[] = []
   /** How many entries it takes before it refuses every batch (a target gone away). */
-  constructor(readonly takes = Infinity) {}
+  readonly takes: number
+  constructor(takes = Infinity) {
+    this.takes = takes
+  }
   insert(entries: readonly ShippedEntry[]): Promise<number> {
     if (this.keys.length + entries.length > this.takes) return Promise.reject(new Error('refused'))
     this.keys.push(...entries.map((e) => `${e.stream}:${e.seq}`))
