@@ -25,6 +25,7 @@ import { ApproverAuthenticator } from './approvals/approver-auth.ts'
 import { ApprovalExecutor } from './approvals/executor.ts'
 import { MemoryApprovalStore } from './approvals/memory-store.ts'
 import { WebhookNotifier } from './approvals/webhook.ts'
+import { retentionEvent } from './audit/rotation.ts'
 import { FileAuditSink, type AuditSink } from './audit/sink.ts'
 import { expireUnwrittenTrail, unwrittenTrails, workerTrail } from './audit/trails.ts'
 import type { ApprovalsConfig, ServerConfig, ValueSource } from './config/server-config.ts'
@@ -133,7 +134,7 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
       },
     })
   }
-  const stopExpiry = expireUnwritten(shippers.orphaned, config.auditRotation?.retainMs ?? null, log)
+  const stopExpiry = expireUnwritten(shippers.orphaned, config.auditRotation?.retainMs ?? null, audit, log)
   const identifier = new Identifier(config.agentJwt, config.userJwt)
 
   const store = await approvalStore(config.approvals, options.env, log)
@@ -462,6 +463,7 @@ async function auditShippers(
 function expireUnwritten(
   orphaned: ReadonlyMap<string, readonly AuditShipper[]>,
   retainMs: number | null,
+  audit: AuditSink,
   log: Logger,
 ): () => void {
   if (retainMs === null || orphaned.size === 0) return () => {}
@@ -470,8 +472,10 @@ function expireUnwritten(
       const shipped = (file: string): boolean =>
         shippers.every((s) => (file === trail ? s.status().lagBytes === 0 : s.hasShipped(file)))
       try {
-        for (const file of expireUnwrittenTrail(trail, retainMs, Date.now(), shipped))
-          log.info({ file }, 'audit file past its retention deleted')
+        const deleted = expireUnwrittenTrail(trail, retainMs, Date.now(), shipped)
+        for (const { file } of deleted) log.info({ file }, 'audit file past its retention deleted')
+        // Nobody writes that trail: this process's own records the deletion.
+        if (deleted.length > 0) audit.writeEvent(retentionEvent(trail, retainMs, deleted))
       } catch (err) {
         log.error({ err, trail }, 'retention over an audit trail nobody writes failed; tried again within the hour')
       }

@@ -17,6 +17,8 @@ export const GENESIS = '0'.repeat(64)
 
 /** How every checkpoint line starts: the writer puts `type` first. */
 export const CHECKPOINT_LINE_PREFIX = '{"type":"checkpoint",'
+/** How a retention record's line starts (record.ts: RetentionAuditEvent). */
+const RETENTION_LINE_PREFIX = '{"type":"retention",'
 /** How the line starts that carries a checkpoint's signature when a signer elsewhere (Vault transit) made it later. */
 export const CHECKPOINT_SIGNATURE_LINE_PREFIX = '{"type":"checkpoint_signature",'
 
@@ -96,7 +98,17 @@ export interface VerifyReport {
    * verifying from checkpoints, the first entry of a range or a time-bounded copy. The checkpoint
    * vouches for where the chain stood; with a key, that it was signed.
    */
-  readonly startedLater: readonly { readonly stream: string; readonly firstSeq: number; readonly fileStart: boolean }[]
+  readonly startedLater: readonly {
+    readonly stream: string
+    readonly firstSeq: number
+    readonly fileStart: boolean
+    /**
+     * For a file's opening checkpoint: whether a retention record in the trail (with an intact
+     * chain) names a deleted file that ended exactly where this stream picks up. False: the files
+     * before it went some other way, or before Corridor recorded retention.
+     */
+    readonly recorded: boolean
+  }[]
   readonly breaks: readonly Break[]
   /** Streams whose last entry is not a final checkpoint (cut off after `lastSeq`, or their process died). */
   readonly unclosed: readonly { readonly stream: string; readonly lastSeq: number }[]
@@ -191,7 +203,9 @@ export class ChainVerifier {
   readonly #streams = new Map<string, StreamState>()
   readonly #breaks: { -readonly [K in keyof Break]: Break[K] }[] = []
   /** Streams that start at a checkpoint, not at their first entry. */
-  readonly #startedLater: { stream: string; firstSeq: number; fileStart: boolean }[] = []
+  readonly #startedLater: { stream: string; firstSeq: number; fileStart: boolean; from: string }[] = []
+  /** Where retention records say deleted files ended: `stream:seq:hash`. */
+  readonly #retainedEnds = new Set<string>()
   /** Stream → seq → hash and time of the witnessed checkpoints. */
   readonly #witnessed = new Map<string, Map<number, { hash: string; time: string }>>()
   #entries = 0
@@ -268,7 +282,12 @@ export class ChainVerifier {
       if (checkpoint !== null && seq > 1 && (this.#fromCheckpoints || checkpoint.fileStart)) {
         state.seq = checkpoint.atSeq
         state.hash = checkpoint.atHash
-        this.#startedLater.push({ stream, firstSeq: seq, fileStart: checkpoint.fileStart })
+        this.#startedLater.push({
+          stream,
+          firstSeq: seq,
+          fileStart: checkpoint.fileStart,
+          from: `${stream}:${checkpoint.atSeq}:${checkpoint.atHash}`,
+        })
       }
       this.#streams.set(stream, state)
     }
@@ -340,8 +359,17 @@ export class ChainVerifier {
     const witnessed = this.#witnessed.get(stream)?.get(seq)
     if (witnessed !== undefined && witnessed.hash !== fields.claimed)
       return this.#fail(stream, state, seq, 'it differs from the copy of this checkpoint held elsewhere (rewritten)')
+    if (line.startsWith(RETENTION_LINE_PREFIX)) this.#noteRetention(line)
     state.seq = seq
     state.hash = fields.claimed
+  }
+
+  #noteRetention(line: string): void {
+    const { deleted } = JSON.parse(line) as {
+      deleted?: { ends?: { stream?: unknown; seq?: unknown; hash?: unknown } }[]
+    }
+    for (const { ends } of Array.isArray(deleted) ? deleted : [])
+      if (ends != null) this.#retainedEnds.add(`${String(ends.stream)}:${String(ends.seq)}:${String(ends.hash)}`)
   }
 
   report(): VerifyReport {
@@ -375,7 +403,10 @@ export class ChainVerifier {
       checkpoints: this.#checkpoints,
       unreadable: this.#unreadable,
       witnessedElsewhere: elsewhere,
-      startedLater: [...this.#startedLater],
+      startedLater: this.#startedLater.map(({ from, ...started }) => ({
+        ...started,
+        recorded: started.fileStart && this.#retainedEnds.has(from),
+      })),
       breaks,
       unclosed: [...this.#streams]
         .filter(([stream, s]) => !s.closed && !s.broken && !cut.has(stream))

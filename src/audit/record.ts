@@ -171,6 +171,29 @@ export interface AuditQueryEvent {
   matched: number
 }
 
+/**
+ * Retention deleted audit files: which, and where each one's chain ended, so that a verifier can
+ * tell a trail that starts later because retention said so from one whose files went otherwise.
+ */
+export interface RetentionAuditEvent {
+  type: 'retention'
+  v: 1
+  time: string
+  /** The trail's live file (a worker's, or one nobody writes any more). */
+  trail: string
+  /** `retain`, in milliseconds. */
+  retain_ms: number
+  /** Oldest first; `ends`: the last entry of the file (null when it held none). */
+  deleted: readonly { readonly file: string; readonly ends: ChainEnd | null }[]
+}
+
+/** Where a stream stood at the end of a file. */
+export interface ChainEnd {
+  readonly stream: string
+  readonly seq: number
+  readonly hash: string
+}
+
 /** Fills the decision fields of a record. */
 export function recordDecision(record: AuditRecord, decision: Decision): void {
   record.decision = decision.effect

@@ -6,9 +6,11 @@
  * file, reads the chain whole. Retention deletes rotated files past `retain`, never one that has
  * not been shipped yet.
  */
-import { readdirSync, statSync, unlinkSync } from 'node:fs'
+import { closeSync, fstatSync, openSync, readdirSync, readSync, statSync, unlinkSync } from 'node:fs'
 import { basename, dirname, join } from 'node:path'
 import type { RotationPolicy } from '../config/server-config.ts'
+import { chainedEntry } from './chain.ts'
+import type { ChainEnd, RetentionAuditEvent } from './record.ts'
 
 export type { RotationPolicy }
 
@@ -61,14 +63,20 @@ export function trailFiles(live: string): string[] {
   return [...rotatedFiles(live), live]
 }
 
+/** A file retention deleted, and where its chain ended (for the record of the deletion). */
+export interface DeletedFile {
+  readonly file: string
+  readonly ends: ChainEnd | null
+}
+
 /** Deletes rotated files last written before `now - retainMs` that `mayDelete` allows; the files deleted. */
 export function applyRetention(
   live: string,
   retainMs: number,
   now: number,
   mayDelete: (file: string) => boolean,
-): string[] {
-  const deleted: string[] = []
+): DeletedFile[] {
+  const deleted: DeletedFile[] = []
   for (const file of rotatedFiles(live)) {
     let mtime: number
     try {
@@ -77,8 +85,54 @@ export function applyRetention(
       continue
     }
     if (now - mtime < retainMs || !mayDelete(file)) continue
-    unlinkSync(file)
-    deleted.push(file)
+    deleted.push(deleteFile(file))
   }
   return deleted
+}
+
+/** Deletes an audit file, noting first where its chain ended. */
+export function deleteFile(file: string): DeletedFile {
+  const ends = chainEndOf(file)
+  unlinkSync(file)
+  return { file, ends }
+}
+
+/** The record of what retention deleted, to be appended to a trail. */
+export function retentionEvent(live: string, retainMs: number, deleted: readonly DeletedFile[]): RetentionAuditEvent {
+  return {
+    type: 'retention',
+    v: 1,
+    time: new Date().toISOString(),
+    trail: basename(live),
+    retain_ms: retainMs,
+    deleted: deleted.map(({ file, ends }) => ({ file: basename(file), ends })),
+  }
+}
+
+/** How much of a file's end is read for its last entry: far more than any entry's line. */
+const TAIL_BYTES = 256 * 1024
+
+/** The last chained entry of a file (its last whole line that is one), or null. */
+function chainEndOf(file: string): ChainEnd | null {
+  let fd: number
+  try {
+    fd = openSync(file, 'r')
+  } catch {
+    return null
+  }
+  try {
+    const size = fstatSync(fd).size
+    const start = Math.max(0, size - TAIL_BYTES)
+    const buf = Buffer.alloc(size - start)
+    readSync(fd, buf, 0, buf.length, start)
+    const lines = buf.toString('utf8').split('\n')
+    for (let i = lines.length - 1; i >= (start === 0 ? 0 : 1); i--) {
+      const e = chainedEntry(lines[i] as string)
+      if (e !== null && typeof e['hash'] === 'string')
+        return { stream: e['stream'] as string, seq: e['seq'] as number, hash: e['hash'] }
+    }
+    return null
+  } finally {
+    closeSync(fd)
+  }
 }

@@ -15,8 +15,15 @@ import { dirname } from 'node:path'
 import { CorridorError } from '../shared/errors.ts'
 import type { Logger } from '../shared/logger.ts'
 import { ChainWriter, checkpointPayload, signCheckpoint } from './chain.ts'
-import type { Act, ApprovalAuditEvent, AuditQueryEvent, AuditRecord, StopAuditEvent } from './record.ts'
-import { applyRetention, nextRotatedName, type RotationPolicy } from './rotation.ts'
+import type {
+  Act,
+  ApprovalAuditEvent,
+  AuditQueryEvent,
+  AuditRecord,
+  RetentionAuditEvent,
+  StopAuditEvent,
+} from './record.ts'
+import { applyRetention, nextRotatedName, retentionEvent, type RotationPolicy } from './rotation.ts'
 
 export interface FileSinkOptions {
   readonly signingKey?: KeyObject | null
@@ -54,7 +61,7 @@ export interface AuditSink {
    */
   writeIntent(record: AuditRecord, act: Act, approvalId: string | null): void
   /** Writes an approval lifecycle event (decision, expiry, cancellation) to the same trail. */
-  writeEvent(event: ApprovalAuditEvent | StopAuditEvent | AuditQueryEvent): boolean
+  writeEvent(event: ApprovalAuditEvent | StopAuditEvent | AuditQueryEvent | RetentionAuditEvent): boolean
   /** Writes the final checkpoint (waiting for its signature when the signer is elsewhere) and closes. */
   close(): Promise<void>
 }
@@ -170,7 +177,7 @@ export class FileAuditSink implements AuditSink {
     if (!this.#healthy || !this.#append(JSON.stringify(intent), null)) throw auditUnavailable()
   }
 
-  writeEvent(event: ApprovalAuditEvent | StopAuditEvent | AuditQueryEvent): boolean {
+  writeEvent(event: ApprovalAuditEvent | StopAuditEvent | AuditQueryEvent | RetentionAuditEvent): boolean {
     return this.#append(JSON.stringify(event), null)
   }
 
@@ -252,9 +259,11 @@ export class FileAuditSink implements AuditSink {
       this.#rotating = false
     }
     this.#onRotate(rotated)
-    if (r.retainMs !== null)
-      for (const file of applyRetention(this.#path, r.retainMs, Date.now(), this.#mayDelete))
-        this.#log.info({ file }, 'audit file past its retention deleted')
+    if (r.retainMs === null) return
+    const deleted = applyRetention(this.#path, r.retainMs, Date.now(), this.#mayDelete)
+    for (const { file } of deleted) this.#log.info({ file }, 'audit file past its retention deleted')
+    // The trail records what retention took, where each file's chain ended: verify tells it from a file removed otherwise.
+    if (deleted.length > 0) this.#append(JSON.stringify(retentionEvent(this.#path, r.retainMs, deleted)), null)
   }
 
   /**

@@ -8,7 +8,7 @@
 import { createReadStream, existsSync, readdirSync, statSync, unlinkSync } from 'node:fs'
 import { basename, dirname, join } from 'node:path'
 import { createInterface } from 'node:readline'
-import { applyRetention, ROTATED_SUFFIX, rotatedFiles, trailFiles } from './rotation.ts'
+import { applyRetention, deleteFile, ROTATED_SUFFIX, rotatedFiles, trailFiles, type DeletedFile } from './rotation.ts'
 
 /** The live file the worker in `place` (1 to N) writes. */
 export function workerTrail(file: string, place: number): string {
@@ -45,14 +45,14 @@ export function unwrittenTrails(file: string, written: readonly string[]): strin
  * Retention over a trail nobody writes any more, which no rotation of its own reaches: its rotated
  * files past `retainMs` go when `mayDelete` allows (shipped), then its live file once it is the
  * last one left, past `retainMs` and allowed (shipped whole), and the shipping positions kept
- * for it. The files deleted.
+ * for it. The files deleted, with where each one's chain ended.
  */
 export function expireUnwrittenTrail(
   trail: string,
   retainMs: number,
   now: number,
   mayDelete: (file: string) => boolean,
-): string[] {
+): DeletedFile[] {
   const deleted = applyRetention(trail, retainMs, now, mayDelete)
   let mtime: number
   try {
@@ -61,8 +61,7 @@ export function expireUnwrittenTrail(
     return deleted // only rotated files, or none
   }
   if (rotatedFiles(trail).length > 0 || now - mtime < retainMs || !mayDelete(trail)) return deleted
-  unlinkSync(trail)
-  deleted.push(trail)
+  deleted.push(deleteFile(trail))
   const positions = `${basename(trail)}.shipped`
   for (const name of readdirSync(dirname(trail))) if (name.startsWith(positions)) unlinkSync(join(dirname(trail), name))
   return deleted

@@ -3,7 +3,7 @@
  * was lowered): no rotation of theirs will apply it, so the process that ships them does, and
  * never to what it has not shipped yet.
  */
-import { existsSync, mkdtempSync, readdirSync, utimesSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, expect, it } from 'vitest'
@@ -27,7 +27,9 @@ const DAY = 86_400_000
 function leftTrail(dir: string, name: string, stream: string, days: number): string[] {
   const files = [`${name}.2026-01-01T00-00-00.000Z`, `${name}.2026-01-02T00-00-00.000Z`, name]
   files.forEach((file, i) => {
-    const lines = [1, 2, 3].map((n) => JSON.stringify({ type: 'request', stream, seq: i * 3 + n }) + '\n')
+    const lines = [1, 2, 3].map(
+      (n) => JSON.stringify({ type: 'request', stream, seq: i * 3 + n, hash: `h${i * 3 + n}` }) + '\n',
+    )
     writeFileSync(join(dir, file), lines.join(''))
     const then = new Date(Date.now() - days * DAY)
     utimesSync(join(dir, file), then, then)
@@ -49,6 +51,17 @@ it('deletes a trail nobody writes once it is past retention, and leaves a younge
   )
   expect(old.filter((f) => existsSync(join(dir, f)))).toEqual([])
   expect(young.filter((f) => existsSync(join(dir, f)))).toEqual(young)
+  // This process's own trail records the deletion, each file with where its chain ended.
+  const records = readFileSync(join(dir, 'audit.log'), 'utf8')
+    .split('\n')
+    .filter((l) => l.startsWith('{"type":"retention"'))
+    .map((l) => JSON.parse(l) as { trail: string; deleted: { file: string; ends: { stream: string; seq: number } }[] })
+  expect(records).toMatchObject([
+    {
+      trail: 'audit.log.worker-3',
+      deleted: old.map((file, i) => ({ file, ends: { stream: 'old', seq: i * 3 + 3 } })),
+    },
+  ])
   // The process's own trail is untouched.
   expect(readdirSync(dir)).toContain('audit.log')
 })

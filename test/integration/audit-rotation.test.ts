@@ -3,7 +3,8 @@
  * chain runs on unbroken across the files, shipping to PostgreSQL finishes every rotated file
  * (through a PostgreSQL outage), and retention deletes only rotated files already shipped.
  */
-import { readFileSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
+import { dirname, join } from 'node:path'
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import { verifyLines } from '../../src/audit/chain.ts'
 import { PostgresAuditStore } from '../../src/audit/postgres-store.ts'
@@ -75,14 +76,29 @@ it('rotates by size with the chain unbroken, ships every rotated file through an
   const left = await trail()
   const afterRetention = verifyLines(left, null)
   expect(afterRetention.breaks).toEqual([])
+  // And the trail says so: a retention record names each deleted file and where its chain ended,
+  // which is exactly where the oldest file left picks up.
   expect(afterRetention.startedLater).toEqual([
     {
       stream: expect.any(String),
       firstSeq: (JSON.parse(left[0] as string) as { seq: number }).seq,
       fileStart: true,
+      recorded: true,
     },
   ])
   expect(left[0]).toMatch(/^\{"type":"checkpoint",.*"file_start":true/)
+  const records = left
+    .filter((l) => l.startsWith('{"type":"retention"'))
+    .map((l) => JSON.parse(l) as { deleted: { file: string; ends: { seq: number } | null }[] })
+  // (With retain: 0s, a later rotation also deleted the files holding the earlier records.)
+  const recorded = records.flatMap((r) => r.deleted)
+  expect(recorded.length).toBeGreaterThan(0)
+  expect(recorded.filter((d) => d.ends === null || existsSync(join(dirname(fx.auditFile), d.file)))).toEqual([])
+  // The oldest file alone, without the later one that holds the record: nothing says where its predecessors went.
+  const oldest = readFileSync(rotatedFiles(fx.auditFile)[0] as string, 'utf8')
+    .trimEnd()
+    .split('\n')
+  expect(verifyLines(oldest, null).startedLater).toMatchObject([{ fileStart: true, recorded: false }])
 
   const store = new PostgresAuditStore({ url: postgres.url, table: 'corridor_audit', timeoutMs: 2_000 })
   try {

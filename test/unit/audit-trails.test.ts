@@ -154,6 +154,7 @@ describe('trailLines', () => {
 
 describe('expireUnwrittenTrail', () => {
   const DAY = 86_400_000
+  const files = (deleted: readonly { file: string }[]): string[] => deleted.map((d) => d.file)
   const now = Date.now()
   /** Sets a file's modification time `days` ago. */
   const age = (file: string, days: number): void =>
@@ -184,16 +185,16 @@ describe('expireUnwrittenTrail', () => {
     const trail = join(dir, 'audit.log.worker-3')
     // The newer rotated file not shipped: it stays, and so does the live file after it.
     const second = join(dir, 'audit.log.worker-3.2026-01-02T00-00-00.000Z')
-    expect(expireUnwrittenTrail(trail, 7 * DAY, now, (f) => f !== second)).toEqual([
+    expect(files(expireUnwrittenTrail(trail, 7 * DAY, now, (f) => f !== second))).toEqual([
       join(dir, 'audit.log.worker-3.2026-01-01T00-00-00.000Z'),
     ])
     expect(readdirSync(dir)).toContain('audit.log.worker-3')
     // All rotated files shipped and gone; the live file not shipped whole: it stays.
-    expect(expireUnwrittenTrail(trail, 7 * DAY, now, (f) => f !== trail)).toEqual([second])
+    expect(files(expireUnwrittenTrail(trail, 7 * DAY, now, (f) => f !== trail))).toEqual([second])
     expect(readdirSync(dir)).toContain('audit.log.worker-3.shipped')
     // Younger than retention: it stays.
     age(trail, 3)
-    expect(expireUnwrittenTrail(trail, 7 * DAY, now, () => true)).toEqual([])
-    expect(expireUnwrittenTrail(trail, 2 * DAY, now, () => true)).toEqual([trail])
+    expect(files(expireUnwrittenTrail(trail, 7 * DAY, now, () => true))).toEqual([])
+    expect(files(expireUnwrittenTrail(trail, 2 * DAY, now, () => true))).toEqual([trail])
   })
 })

@@ -109,10 +109,12 @@ export const auditVerifyCommand: Command = {
         `stream ${stream}: ${vouchedUpTo === 0 ? 'no signature vouches for any entry' : `no signature vouches for the entries after entry ${vouchedUpTo}`}: the checkpoint(s) at entry ${checkpoints.join(', ')} are UNSIGNED (their signature, to follow from Vault, is not in what was verified: Vault did not sign them, or it lies past the end of a range or copy)`,
       )
     // A range starts at a checkpoint by design; a file or a copy that does is worth saying.
-    for (const { stream, firstSeq, fileStart } of range === undefined ? report.startedLater : [])
+    for (const { stream, firstSeq, fileStart, recorded } of range === undefined ? report.startedLater : [])
       out(
         fileStart
-          ? `stream ${stream} starts at entry ${firstSeq}, the opening checkpoint of a rotated file: the files before it are not in this trail (deleted by retention)`
+          ? recorded
+            ? `stream ${stream} starts at entry ${firstSeq}, the opening checkpoint of a rotated file: the files before it were deleted by retention, as a retention record in the trail says`
+            : `stream ${stream} starts at entry ${firstSeq}, the opening checkpoint of a rotated file: the files before it are not in this trail, and NO retention record says they were deleted by retention (removed another way, or before Corridor recorded retention)`
           : `stream ${stream} starts at entry ${firstSeq}, a checkpoint${keysGiven ? ' whose signature verified' : ''}: the entries before it are not in this copy (an export bounded by --since)`,
       )
     if (range !== undefined && report.entries === 0) {
