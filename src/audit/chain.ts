@@ -365,11 +365,18 @@ export class ChainVerifier {
   }
 
   #noteRetention(line: string): void {
-    const { deleted } = JSON.parse(line) as {
-      deleted?: { ends?: { stream?: unknown; seq?: unknown; hash?: unknown } }[]
+    let deleted: unknown
+    try {
+      deleted = (JSON.parse(line) as { deleted?: unknown }).deleted
+    } catch {
+      return // chained, but not a record this reads: it accounts for nothing
     }
-    for (const { ends } of Array.isArray(deleted) ? deleted : [])
-      if (ends != null) this.#retainedEnds.add(`${String(ends.stream)}:${String(ends.seq)}:${String(ends.hash)}`)
+    const items = Array.isArray(deleted) ? (deleted as ({ ends?: Record<string, unknown> | null } | null)[]) : []
+    for (const item of items) {
+      const ends = item?.ends
+      if (ends != null)
+        this.#retainedEnds.add(`${String(ends['stream'])}:${String(ends['seq'])}:${String(ends['hash'])}`)
+    }
   }
 
   report(): VerifyReport {

@@ -4,7 +4,7 @@
  * chain (the stream and its sequence go on; the rotated file ends with a checkpoint). Rotated
  * files sort by name in the order they were written, so reading them in that order, then the live
  * file, reads the chain whole. Retention deletes rotated files past `retain`, never one that has
- * not been shipped yet.
+ * not been shipped yet, and the trail records each deletion with where the file's chain ended.
  */
 import { closeSync, fstatSync, openSync, readdirSync, readSync, statSync, unlinkSync } from 'node:fs'
 import { basename, dirname, join } from 'node:path'
