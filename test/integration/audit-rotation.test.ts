@@ -11,6 +11,7 @@ import { PostgresAuditStore } from '../../src/audit/postgres-store.ts'
 import { trailLines } from '../../src/audit/trails.ts'
 import { rotatedFiles } from '../../src/audit/rotation.ts'
 import { startPostgres, type PostgresProcess } from '../../testkit/postgres-process.ts'
+import { corridorCli } from '../helpers/cli.ts'
 import { eventually, startCorridorFixture, type CorridorFixture } from '../helpers/corridor-fixture.ts'
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/recording-upstream.ts'
 import { AGENT_KEY, standardFiles } from '../helpers/standard-policy.ts'
@@ -99,6 +100,12 @@ it('rotates by size with the chain unbroken, ships every rotated file through an
     .trimEnd()
     .split('\n')
   expect(verifyLines(oldest, null).startedLater).toMatchObject([{ fileStart: true, recorded: false }])
+  // What the command tells an auditor.
+  const verified = await corridorCli(['audit', 'verify', '--config', join(fx.dir, 'corridor.yaml')])
+  expect(verified.code).toBe(0)
+  expect(verified.stdout).toMatch(
+    /the files before it were deleted by retention, as a retention record in the trail says/,
+  )
 
   const store = new PostgresAuditStore({ url: postgres.url, table: 'corridor_audit', timeoutMs: 2_000 })
   try {
