@@ -472,7 +472,9 @@ function expireUnwritten(
       const shipped = (file: string): boolean =>
         shippers.every((s) => (file === trail ? s.status().lagBytes === 0 : s.hasShipped(file)))
       try {
-        const deleted = expireUnwrittenTrail(trail, retainMs, Date.now(), shipped)
+        const deleted = expireUnwrittenTrail(trail, retainMs, Date.now(), shipped, (file, err) =>
+          log.error({ err, file }, 'audit file past its retention could not be deleted; tried again within the hour'),
+        )
         for (const { file } of deleted) log.info({ file }, 'audit file past its retention deleted')
         // Nobody writes that trail: this process's own records the deletion.
         if (deleted.length > 0) audit.writeEvent(retentionEvent(trail, retainMs, deleted))

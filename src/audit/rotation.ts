@@ -69,12 +69,13 @@ export interface DeletedFile {
   readonly ends: ChainEnd | null
 }
 
-/** Deletes rotated files last written before `now - retainMs` that `mayDelete` allows; the files deleted. */
+/** Deletes rotated files last written before `now - retainMs` that `mayDelete` allows; the files deleted (never throws). */
 export function applyRetention(
   live: string,
   retainMs: number,
   now: number,
   mayDelete: (file: string) => boolean,
+  failed: (file: string, err: unknown) => void,
 ): DeletedFile[] {
   const deleted: DeletedFile[] = []
   for (const file of rotatedFiles(live)) {
@@ -85,16 +86,25 @@ export function applyRetention(
       continue
     }
     if (now - mtime < retainMs || !mayDelete(file)) continue
-    deleted.push(deleteFile(file))
+    const gone = deleteFile(file, failed)
+    if (gone !== null) deleted.push(gone)
   }
   return deleted
 }
 
-/** Deletes an audit file, noting first where its chain ended. */
-export function deleteFile(file: string): DeletedFile {
-  const ends = chainEndOf(file)
-  unlinkSync(file)
-  return { file, ends }
+/**
+ * Deletes an audit file, noting first where its chain ended; null (and `failed` told) when it
+ * could not: retention goes on with the next file, and what it did delete is still recorded.
+ */
+export function deleteFile(file: string, failed: (file: string, err: unknown) => void): DeletedFile | null {
+  try {
+    const ends = chainEndOf(file)
+    unlinkSync(file)
+    return { file, ends }
+  } catch (err) {
+    failed(file, err)
+    return null
+  }
 }
 
 /** The record of what retention deleted, to be appended to a trail. */

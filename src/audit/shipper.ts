@@ -17,6 +17,7 @@ import {
   existsSync,
   fstatSync,
   openSync,
+  readdirSync,
   readFileSync,
   readSync,
   renameSync,
@@ -24,6 +25,7 @@ import {
   writeFileSync,
   type BigIntStats,
 } from 'node:fs'
+import { basename, dirname, join } from 'node:path'
 import type { Logger } from '../shared/logger.ts'
 import { rotatedFiles } from './rotation.ts'
 
@@ -146,9 +148,7 @@ export class AuditShipper<T extends ShipTarget = ShipTarget> {
   constructor(options: ShipperOptions<T>) {
     this.#o = options
     this.store = options.store
-    // PostgreSQL keeps the name it always had; other targets have a position file of their own.
-    this.#offsetFile =
-      options.store.name === 'postgres' ? `${options.file}.shipped` : `${options.file}.shipped-${options.store.name}`
+    this.#offsetFile = positionFile(options.file, options.store.name)
     const saved = readPosition(this.#offsetFile, options.file, options.log)
     this.#file = saved.file
     this.#offset = saved.offset
@@ -309,6 +309,25 @@ export class AuditShipper<T extends ShipTarget = ShipTarget> {
     } finally {
       closeSync(fd)
     }
+  }
+}
+
+/** Where the shipper of trail `file` to `target` keeps its position. PostgreSQL keeps the name it always had. */
+function positionFile(file: string, target: string): string {
+  return target === 'postgres' ? `${file}${POSITION_SUFFIX}` : `${file}${POSITION_SUFFIX}-${target}`
+}
+
+const POSITION_SUFFIX = '.shipped'
+
+/** The position files of every target's shipper of trail `file` (and a save left half done). */
+export function positionFiles(file: string): string[] {
+  const prefix = basename(file) + POSITION_SUFFIX
+  try {
+    return readdirSync(dirname(file))
+      .filter((name) => name.startsWith(prefix))
+      .map((name) => join(dirname(file), name))
+  } catch {
+    return []
   }
 }
 

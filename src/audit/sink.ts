@@ -260,7 +260,13 @@ export class FileAuditSink implements AuditSink {
     }
     this.#onRotate(rotated)
     if (r.retainMs === null) return
-    const deleted = applyRetention(this.#path, r.retainMs, Date.now(), this.#mayDelete)
+    // A file that cannot be deleted stays for the next rotation; it is no failure to write the trail.
+    const deleted = applyRetention(this.#path, r.retainMs, Date.now(), this.#mayDelete, (file, err) =>
+      this.#log.error(
+        { err, file },
+        'audit file past its retention could not be deleted; tried again at the next rotation',
+      ),
+    )
     for (const { file } of deleted) this.#log.info({ file }, 'audit file past its retention deleted')
     // The trail records what retention took, where each file's chain ended: verify tells it from a file removed otherwise.
     if (deleted.length > 0) this.#append(JSON.stringify(retentionEvent(this.#path, r.retainMs, deleted)), null)

@@ -6,9 +6,10 @@
  * trail of it, rotated files included, merged by entry time.
  */
 import { createReadStream, existsSync, readdirSync, statSync, unlinkSync } from 'node:fs'
-import { basename, dirname, join } from 'node:path'
+import { basename, dirname } from 'node:path'
 import { createInterface } from 'node:readline'
 import { applyRetention, deleteFile, ROTATED_SUFFIX, rotatedFiles, trailFiles, type DeletedFile } from './rotation.ts'
+import { positionFiles } from './shipper.ts'
 
 /** The live file the worker in `place` (1 to N) writes. */
 export function workerTrail(file: string, place: number): string {
@@ -52,8 +53,9 @@ export function expireUnwrittenTrail(
   retainMs: number,
   now: number,
   mayDelete: (file: string) => boolean,
+  failed: (file: string, err: unknown) => void,
 ): DeletedFile[] {
-  const deleted = applyRetention(trail, retainMs, now, mayDelete)
+  const deleted = applyRetention(trail, retainMs, now, mayDelete, failed)
   let mtime: number
   try {
     mtime = statSync(trail).mtimeMs
@@ -61,9 +63,15 @@ export function expireUnwrittenTrail(
     return deleted // only rotated files, or none
   }
   if (rotatedFiles(trail).length > 0 || now - mtime < retainMs || !mayDelete(trail)) return deleted
-  deleted.push(deleteFile(trail))
-  const positions = `${basename(trail)}.shipped`
-  for (const name of readdirSync(dirname(trail))) if (name.startsWith(positions)) unlinkSync(join(dirname(trail), name))
+  const gone = deleteFile(trail, failed)
+  if (gone === null) return deleted
+  deleted.push(gone)
+  for (const position of positionFiles(trail))
+    try {
+      unlinkSync(position)
+    } catch (err) {
+      failed(position, err)
+    }
   return deleted
 }
 

@@ -3,7 +3,7 @@
  * worker's, rotated files included, nothing else that shares the prefix), and how several are
  * read as one, merged by entry time with each trail's own order kept.
  */
-import { mkdtempSync, readdirSync, readlinkSync, utimesSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readdirSync, readlinkSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
@@ -155,6 +155,9 @@ describe('trailLines', () => {
 describe('expireUnwrittenTrail', () => {
   const DAY = 86_400_000
   const files = (deleted: readonly { file: string }[]): string[] => deleted.map((d) => d.file)
+  const unexpected = (file: string, err: unknown): never => {
+    throw new Error(`${file} could not be deleted`, { cause: err })
+  }
   const now = Date.now()
   /** Sets a file's modification time `days` ago. */
   const age = (file: string, days: number): void =>
@@ -176,7 +179,7 @@ describe('expireUnwrittenTrail', () => {
   it('deletes a trail past retention whole, its shipping positions with it, and nothing of another trail', () => {
     const dir = trailDirectory()
     const trail = join(dir, 'audit.log.worker-3')
-    expect(expireUnwrittenTrail(trail, 7 * DAY, now, () => true)).toHaveLength(3)
+    expect(expireUnwrittenTrail(trail, 7 * DAY, now, () => true, unexpected)).toHaveLength(3)
     expect(readdirSync(dir).sort()).toEqual(['audit.log.worker-1', 'audit.log.worker-1.shipped'])
   })
 
@@ -185,16 +188,39 @@ describe('expireUnwrittenTrail', () => {
     const trail = join(dir, 'audit.log.worker-3')
     // The newer rotated file not shipped: it stays, and so does the live file after it.
     const second = join(dir, 'audit.log.worker-3.2026-01-02T00-00-00.000Z')
-    expect(files(expireUnwrittenTrail(trail, 7 * DAY, now, (f) => f !== second))).toEqual([
+    expect(files(expireUnwrittenTrail(trail, 7 * DAY, now, (f) => f !== second, unexpected))).toEqual([
       join(dir, 'audit.log.worker-3.2026-01-01T00-00-00.000Z'),
     ])
     expect(readdirSync(dir)).toContain('audit.log.worker-3')
     // All rotated files shipped and gone; the live file not shipped whole: it stays.
-    expect(files(expireUnwrittenTrail(trail, 7 * DAY, now, (f) => f !== trail))).toEqual([second])
+    expect(files(expireUnwrittenTrail(trail, 7 * DAY, now, (f) => f !== trail, unexpected))).toEqual([second])
     expect(readdirSync(dir)).toContain('audit.log.worker-3.shipped')
     // Younger than retention: it stays.
     age(trail, 3)
-    expect(files(expireUnwrittenTrail(trail, 7 * DAY, now, () => true))).toEqual([])
-    expect(files(expireUnwrittenTrail(trail, 2 * DAY, now, () => true))).toEqual([trail])
+    expect(files(expireUnwrittenTrail(trail, 7 * DAY, now, () => true, unexpected))).toEqual([])
+    expect(files(expireUnwrittenTrail(trail, 2 * DAY, now, () => true, unexpected))).toEqual([trail])
+  })
+  it('goes on past a file it cannot delete, and reports it; the live file stays while that one does', () => {
+    const dir = trailDirectory()
+    const trail = join(dir, 'audit.log.worker-3')
+    // A directory where the oldest rotated file was: it cannot be read or unlinked as a file.
+    const stuck = join(dir, 'audit.log.worker-3.2026-01-01T00-00-00.000Z')
+    unlinkSync(stuck)
+    mkdirSync(stuck)
+    age(stuck, 10)
+    const failed: string[] = []
+    expect(
+      files(
+        expireUnwrittenTrail(
+          trail,
+          7 * DAY,
+          now,
+          () => true,
+          (file) => failed.push(file),
+        ),
+      ),
+    ).toEqual([join(dir, 'audit.log.worker-3.2026-01-02T00-00-00.000Z')])
+    expect(failed).toEqual([stuck])
+    expect(readdirSync(dir)).toContain('audit.log.worker-3')
   })
 })
