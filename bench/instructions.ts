@@ -1,0 +1,258 @@
+/**
+ * `npm run bench:instructions`: what telemetry costs a request, counted in machine instructions
+ * instead of timed. Timing a cost of a few per cent on a shared VM needs many paired rounds and
+ * still varies by about as much; an instruction count does not depend on what else the machine
+ * runs. Each setting's Corridor (small GET, API key, env credential, the flags `npm start` uses,
+ * plus `--trace-gc-nvp`) runs under Valgrind's callgrind: after a warm-up of WARMUP requests its
+ * counters are reset, it serves REQUESTS more, and the counters are dumped; the dump is read here
+ * as instructions per request, split into V8's major garbage collections (marking and sweeping),
+ * its scavenges, and the rest. Two settings run at a time (callgrind runs one thread at a time),
+ * "off" twice, as the method's own error.
+ *
+ * A major collection comes every 10,000 to 20,000 requests and costs some 150,000 instructions a
+ * request of the window it falls in, so whether one falls in a window moves the total by up to
+ * 30 %: compare the count outside major collections, and, for what a setting adds to the major
+ * collections' work, the bytes it promotes to the old generation per request (read from V8's own
+ * trace of each collection in the window).
+ *
+ * What a count leaves out: the kernel's work (system calls, loopback TCP), cache misses and
+ * stalls, so it is a floor for CPU time, not a measure of it. It counts the garbage collector's
+ * helper threads with the rest, which CPU time also does.
+ *
+ *   BENCH_INSTR_WARMUP=40000 BENCH_INSTR_REQUESTS=20000 BENCH_INSTR_REPEAT=1 npm run bench:instructions
+ *   BENCH_INSTR_SETTINGS=off,traces-0 npm run bench:instructions   (names from the table)
+ *
+ * Under callgrind Corridor runs some 50 times slower: the defaults take about 25 minutes on two cores.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createInterface } from 'node:readline'
+import autocannon from 'autocannon'
+import { BENCH_KEY, SHIPPED_NODE_FLAGS, writeBenchConfig, type BenchConfig } from './bench-config.ts'
+
+const WARMUP = Number(process.env.BENCH_INSTR_WARMUP ?? 40_000)
+const REQUESTS = Number(process.env.BENCH_INSTR_REQUESTS ?? 20_000)
+const REPEAT = Number(process.env.BENCH_INSTR_REPEAT ?? 1)
+/** As many requests in flight as each process of the timed telemetry part has: what survives a scavenge depends on it. */
+const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50) / 2
+const RULES = Number(process.env.BENCH_RULES ?? 1000)
+const TARGET = join(import.meta.dirname, 'target.ts')
+
+/** V8's major garbage collections, by the names of their functions in the node binary: marking and sweeping. */
+const MAJOR_GC = /Marking|MarkCompact|Sweep|NeedsResetDueToFlushedBytecode/
+/** V8's scavenges of the young generation, and the remembered sets they keep. */
+const SCAVENGE = /Scaveng|EvacuateInPlace|EvacuateShortcut|heap::base::|RememberedSet|SlotSet/
+
+interface Setting {
+  readonly name: string
+  readonly what: string
+  readonly config: (collector: string) => Partial<BenchConfig>
+}
+
+const SETTINGS: readonly Setting[] = [
+  { name: 'off', what: 'telemetry off', config: () => ({ metrics: false }) },
+  { name: 'metrics', what: 'metrics (the default)', config: () => ({}) },
+  { name: 'traces-0', what: 'metrics + traces, none sampled', config: (c) => ({ traces: c, sample: 0 }) },
+  { name: 'traces-10', what: 'metrics + traces sampled 10 %', config: (c) => ({ traces: c, sample: 0.1 }) },
+  { name: 'traces-100', what: 'metrics + traces, every request', config: (c) => ({ traces: c }) },
+]
+
+/** One setting's count, per request served in the window. */
+interface Count {
+  readonly total: number
+  readonly majorGc: number
+  readonly scavenge: number
+  /** Bytes promoted to the old generation (which major collections then mark and sweep). */
+  readonly promoted: number
+}
+
+const children = new Set<ChildProcess>()
+
+/** A process of bench/target.ts (optionally under valgrind), once it prints READY; `onLine` hears every line of its output. */
+function start(
+  command: string,
+  args: string[],
+  onLine: (line: string) => void = () => {},
+): Promise<{ url: string; child: ChildProcess }> {
+  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'ignore'] })
+  children.add(child)
+  child.once('exit', () => children.delete(child))
+  return new Promise((resolve, reject) => {
+    createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (line) => {
+      if (line.startsWith('READY ')) resolve({ url: line.slice(6), child })
+      else onLine(line)
+    })
+    child.once('exit', (code) => reject(new Error(`${args.join(' ')} exited with ${code} before it was ready`)))
+  })
+}
+
+function stop(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve()
+  return new Promise((resolve) => {
+    child.once('exit', () => resolve())
+    child.kill('SIGKILL')
+  })
+}
+
+/** Self cost of every function in a callgrind dump (uncompressed names), summed: all, in major collections, in scavenges. */
+export function readCallgrind(text: string): { total: number; majorGc: number; scavenge: number } {
+  let kind: 'major' | 'scavenge' | null = null
+  let callCost = false
+  let total = 0
+  let majorGc = 0
+  let scavenge = 0
+  for (const line of text.split('\n')) {
+    if (line.startsWith('fn=')) {
+      const fn = line.slice(3)
+      kind = MAJOR_GC.test(fn) ? 'major' : SCAVENGE.test(fn) ? 'scavenge' : null
+      continue
+    }
+    if (line.startsWith('calls=')) {
+      // The next cost line is what the call cost, inclusive: the callee's own lines count it already.
+      callCost = true
+      continue
+    }
+    const first = line.charCodeAt(0)
+    const costLine = (first >= 0x30 && first <= 0x39) || line[0] === '+' || line[0] === '-' || line[0] === '*'
+    if (!costLine) continue
+    if (callCost) {
+      callCost = false
+      continue
+    }
+    const ir = Number(line.split(' ')[1] ?? 0)
+    total += ir
+    if (kind === 'major') majorGc += ir
+    else if (kind === 'scavenge') scavenge += ir
+  }
+  return { total, majorGc, scavenge }
+}
+
+async function count(setting: Setting, upstream: string, collector: string, dir: string): Promise<Count> {
+  const own = mkdtempSync(join(dir, `${setting.name}-`))
+  const config = writeBenchConfig(own, {
+    origin: upstream,
+    rules: RULES,
+    credential: 'env',
+    jwksFile: null,
+    vault: null,
+    ...setting.config(collector),
+  })
+  const out = join(own, 'callgrind.out')
+  let counting = false
+  let promoted = 0
+  const corridor = await start(
+    'valgrind',
+    [
+      '--tool=callgrind',
+      `--callgrind-out-file=${out}`,
+      '--compress-strings=no',
+      process.execPath,
+      ...SHIPPED_NODE_FLAGS,
+      '--trace-gc-nvp',
+      TARGET,
+      'corridor',
+      JSON.stringify({ config, env: { BENCH_TOKEN: 'bench-secret' } }),
+    ],
+    (line) => {
+      const bytes = counting ? /\spromoted=(\d+)/.exec(line)?.[1] : undefined
+      if (bytes !== undefined) promoted += Number(bytes)
+    },
+  )
+  try {
+    const pid = String(corridor.child.pid)
+    const send = (amount: number) =>
+      autocannon({
+        url: `${corridor.url}/small`,
+        connections: CONNECTIONS,
+        amount,
+        timeout: 120,
+        headers: { authorization: `Bearer ${BENCH_KEY}` },
+      })
+    const warm = await send(WARMUP)
+    if (warm.non2xx > 0 || warm.errors > 0) throw new Error(`${setting.name}: the warm-up had failures`)
+    spawnSync('callgrind_control', ['--zero', pid], { stdio: 'ignore' })
+    counting = true
+    const measured = await send(REQUESTS)
+    counting = false
+    if (measured.non2xx > 0 || measured.errors > 0)
+      throw new Error(`${setting.name}: the measured requests had failures`)
+    const served = measured.requests.total
+    spawnSync('callgrind_control', ['--dump', pid], { stdio: 'ignore' })
+    // The dump is written by the process itself at its next check of the command file.
+    const dump = await waitForDump(own)
+    const { total, majorGc, scavenge } = readCallgrind(readFileSync(dump, 'utf8'))
+    return {
+      total: total / served,
+      majorGc: majorGc / served,
+      scavenge: scavenge / served,
+      promoted: promoted / served,
+    }
+  } finally {
+    await stop(corridor.child)
+    rmSync(own, { recursive: true, force: true })
+  }
+}
+
+async function waitForDump(dir: string): Promise<string> {
+  for (let i = 0; i < 600; i++) {
+    const dump = readdirSync(dir).find((f) => /^callgrind\.out\.\d+$/.test(f))
+    if (dump !== undefined) {
+      const path = join(dir, dump)
+      // Complete once its summary line is written (the last lines of a dump).
+      if (/^totals: /m.test(readFileSync(path, 'utf8').slice(-4096))) return path
+    }
+    await new Promise((r) => setTimeout(r, 500))
+  }
+  throw new Error('callgrind wrote no dump within 5 minutes')
+}
+
+const fmt = (n: number, digits = 0): string =>
+  n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits })
+const percent = (x: number): string => `${x >= 0 ? '+' : ''}${fmt(x * 100, 1)} %`
+
+async function main(): Promise<void> {
+  if (spawnSync('valgrind', ['--version']).status !== 0 || spawnSync('callgrind_control', ['-h']).error !== undefined) {
+    process.stdout.write('valgrind is not installed (apt-get install valgrind): nothing measured\n')
+    return
+  }
+  const only = process.env.BENCH_INSTR_SETTINGS?.split(',') ?? null
+  const chosen = SETTINGS.filter((s) => only === null || only.includes(s.name))
+  const dir = mkdtempSync(join(tmpdir(), 'corridor-instructions-'))
+  const upstream = await start(process.execPath, [TARGET, 'upstream', '{}'])
+  const collector = await start(process.execPath, [TARGET, 'collector', '{}'])
+  const counts = new Map<string, Count[]>(chosen.map((s) => [s.name, []]))
+  try {
+    // "off" twice per round: the spread of two counts of the same build is the method's own error.
+    const queue = chosen.flatMap((s) => (s.name === 'off' ? [s, s] : [s]))
+    for (let r = 0; r < REPEAT; r++) {
+      for (let i = 0; i < queue.length; i += 2) {
+        const pair = queue.slice(i, i + 2)
+        const results = await Promise.all(pair.map((s) => count(s, upstream.url, collector.url, dir)))
+        pair.forEach((s, j) => counts.get(s.name)?.push(results[j] as Count))
+        process.stdout.write(`  ${pair.map((s) => s.name).join(' and ')} counted (round ${r + 1}/${REPEAT})\n`)
+      }
+    }
+  } finally {
+    await Promise.all([...children].map(stop))
+    rmSync(dir, { recursive: true, force: true })
+  }
+  const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length)
+  const range = (xs: number[]): string => `${fmt(mean(xs))} (${fmt(Math.min(...xs))}–${fmt(Math.max(...xs))})`
+  const outside = (c: Count): number => c.total - c.majorGc
+  const off = mean((counts.get('off') ?? []).map(outside))
+  let table = `\n### Telemetry cost in instructions (small GET, API key, env credential; callgrind, ${fmt(WARMUP)} requests of warm-up, ${fmt(REQUESTS)} counted, ${CONNECTIONS} connections)\n\nInstructions per request: mean (min–max) of the counts.\n\n| setting | outside major collections | vs off | of them in scavenges | in major collections | in all | promoted, bytes per request |\n|---|---|---|---|---|---|---|\n`
+  for (const s of chosen) {
+    const cs = counts.get(s.name) ?? []
+    const vsOff = s.name === 'off' || !(off > 0) ? '–' : percent(mean(cs.map(outside)) / off - 1)
+    table += `| ${s.what} | ${range(cs.map(outside))} | ${vsOff} | ${fmt(mean(cs.map((c) => c.scavenge)))} | ${range(cs.map((c) => c.majorGc))} | ${range(cs.map((c) => c.total))} | ${fmt(mean(cs.map((c) => c.promoted)))} |\n`
+  }
+  process.stdout.write(table)
+}
+
+process.once('SIGINT', () => {
+  for (const child of children) child.kill('SIGKILL')
+  process.exit(130)
+})
+await main()
