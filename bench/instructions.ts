@@ -1,31 +1,34 @@
 /**
  * `npm run bench:instructions`: what telemetry costs a request, counted in machine instructions
- * instead of timed. Timing a cost of a few per cent on a shared VM needs many paired rounds and
- * still varies by about as much; an instruction count does not depend on what else the machine
- * runs. Each setting's Corridor (small GET, API key, env credential, the flags `npm start` uses,
- * plus `--trace-gc-nvp`) runs under Valgrind's callgrind: after a warm-up of WARMUP requests its
- * counters are reset, it serves REQUESTS more, and the counters are dumped; the dump is read here
- * as instructions per request, split into V8's major garbage collections (marking and sweeping),
- * its scavenges, and the rest. Two settings run at a time (callgrind runs one thread at a time),
- * "off" twice, as the method's own error.
+ * instead of timed, and where the instructions go. Each setting's Corridor (small GET, API key,
+ * env credential, the flags `npm start` uses, plus `--trace-gc-nvp`) runs under Valgrind's
+ * callgrind: after a warm-up of WARMUP requests its counters are reset, it serves REQUESTS more,
+ * and the counters are dumped; the dump is read here as instructions per request, split into V8's
+ * major garbage collections (marking and sweeping), its scavenges, and the rest. Two settings run
+ * at a time (callgrind runs one thread at a time), "off" twice, as the method's own error.
  *
- * A major collection comes every 10,000 to 20,000 requests and costs some 150,000 instructions a
- * request of the window it falls in, so whether one falls in a window moves the total by up to
- * 30 %: compare the count outside major collections, and, for what a setting adds to the major
- * collections' work, the bytes it promotes to the old generation per request (read from V8's own
- * trace of each collection in the window).
+ * The machine's other load does not move a count, but a count is not exact either. Which functions
+ * V8 optimises, and when, differs between runs; a major collection comes every 10,000 to 20,000
+ * requests, costs 50,000 to 210,000 instructions a request of the window it falls in, and while it
+ * marks, V8's write barrier does marking work that counts as the mutator's. Two counts of the same
+ * build (telemetry off, 20,000 requests each) differed by 4.9 % outside major collections: as
+ * much as timing on this VM. What the count adds is the split, and with BENCH_INSTR_KEEP the
+ * dumps, to be read function by function.
  *
  * What a count leaves out: the kernel's work (system calls, loopback TCP), cache misses and
  * stalls, so it is a floor for CPU time, not a measure of it. It counts the garbage collector's
  * helper threads with the rest, which CPU time also does.
  *
- *   BENCH_INSTR_WARMUP=40000 BENCH_INSTR_REQUESTS=20000 BENCH_INSTR_REPEAT=1 npm run bench:instructions
+ *   BENCH_INSTR_WARMUP=40000 BENCH_INSTR_REQUESTS=20000 BENCH_INSTR_REPEAT=1 BENCH_INSTR_CONNECTIONS=4 npm run bench:instructions
  *   BENCH_INSTR_SETTINGS=off,traces-0 npm run bench:instructions   (names from the table)
+ *   BENCH_INSTR_KEEP=/tmp/counts npm run bench:instructions   (keeps each dump there, and runs
+ *       Corridor with --perf-basic-prof: /tmp/perf-<pid>.map names its JIT-compiled functions,
+ *       whose addresses the dump holds; the pid is in the dump's name)
  *
- * Under callgrind Corridor runs some 50 times slower: the defaults take about 25 minutes on two cores.
+ * Under callgrind Corridor runs some 50 times slower: the defaults take about 30 minutes on two cores.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
@@ -35,10 +38,15 @@ import { BENCH_KEY, SHIPPED_NODE_FLAGS, writeBenchConfig, type BenchConfig } fro
 const WARMUP = Number(process.env.BENCH_INSTR_WARMUP ?? 40_000)
 const REQUESTS = Number(process.env.BENCH_INSTR_REQUESTS ?? 20_000)
 const REPEAT = Number(process.env.BENCH_INSTR_REPEAT ?? 1)
-/** As many requests in flight as each process of the timed telemetry part has: what survives a scavenge depends on it. */
-const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50) / 2
+/**
+ * Requests in flight. What V8 promotes to the old generation per request measured about the same
+ * with 4 and with 32 connections (and with 16 and 64 MiB semi-spaces), so a few suffice.
+ */
+const CONNECTIONS = Number(process.env.BENCH_INSTR_CONNECTIONS ?? 4)
 const RULES = Number(process.env.BENCH_RULES ?? 1000)
 const TARGET = join(import.meta.dirname, 'target.ts')
+/** Where to keep the dumps, for reading by function; unset: deleted. */
+const KEEP = process.env.BENCH_INSTR_KEEP ?? null
 
 /** V8's major garbage collections, by the names of their functions in the node binary: marking and sweeping. */
 const MAJOR_GC = /Marking|MarkCompact|Sweep|NeedsResetDueToFlushedBytecode/
@@ -151,6 +159,7 @@ async function count(setting: Setting, upstream: string, collector: string, dir:
       process.execPath,
       ...SHIPPED_NODE_FLAGS,
       '--trace-gc-nvp',
+      ...(KEEP === null ? [] : ['--perf-basic-prof']),
       TARGET,
       'corridor',
       JSON.stringify({ config, env: { BENCH_TOKEN: 'bench-secret' } }),
@@ -182,6 +191,7 @@ async function count(setting: Setting, upstream: string, collector: string, dir:
     spawnSync('callgrind_control', ['--dump', pid], { stdio: 'ignore' })
     // The dump is written by the process itself at its next check of the command file.
     const dump = await waitForDump(own)
+    if (KEEP !== null) copyFileSync(dump, join(KEEP, `callgrind.${setting.name}.${pid}.out`))
     const { total, majorGc, scavenge } = readCallgrind(readFileSync(dump, 'utf8'))
     return {
       total: total / served,
@@ -218,6 +228,7 @@ async function main(): Promise<void> {
     return
   }
   const only = process.env.BENCH_INSTR_SETTINGS?.split(',') ?? null
+  if (KEEP !== null) mkdirSync(KEEP, { recursive: true })
   const chosen = SETTINGS.filter((s) => only === null || only.includes(s.name))
   const dir = mkdtempSync(join(tmpdir(), 'corridor-instructions-'))
   const upstream = await start(process.execPath, [TARGET, 'upstream', '{}'])
