@@ -31,9 +31,9 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { createInterface } from 'node:readline'
 import autocannon from 'autocannon'
 import { BENCH_KEY, SHIPPED_NODE_FLAGS, writeBenchConfig, type BenchConfig } from './bench-config.ts'
+import { children, fmt, killAll, readyUrl, stopChild, track } from './processes.ts'
 
 const WARMUP = Number(process.env.BENCH_INSTR_WARMUP ?? 40_000)
 const REQUESTS = Number(process.env.BENCH_INSTR_REQUESTS ?? 20_000)
@@ -76,36 +76,21 @@ interface Count {
   readonly promoted: number
 }
 
-const children = new Set<ChildProcess>()
-
-/** A process of bench/target.ts (optionally under valgrind), once it prints READY; `onLine` hears every line of its output. */
-function start(
+/** A process of bench/target.ts (optionally under valgrind), once it prints READY; `onLine` hears every other line of its output. */
+async function start(
   command: string,
   args: string[],
-  onLine: (line: string) => void = () => {},
+  onLine?: (line: string) => void,
 ): Promise<{ url: string; child: ChildProcess }> {
-  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'ignore'] })
-  children.add(child)
-  child.once('exit', () => children.delete(child))
-  return new Promise((resolve, reject) => {
-    createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (line) => {
-      if (line.startsWith('READY ')) resolve({ url: line.slice(6), child })
-      else onLine(line)
-    })
-    child.once('exit', (code) => reject(new Error(`${args.join(' ')} exited with ${code} before it was ready`)))
-  })
+  const child = track(spawn(command, args, { stdio: ['ignore', 'pipe', 'ignore'] }))
+  return { url: await readyUrl(child, args.join(' '), onLine), child }
 }
 
-function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve()
-  return new Promise((resolve) => {
-    child.once('exit', () => resolve())
-    child.kill('SIGKILL')
-  })
-}
+/** The dump is taken by then: no shutdown to wait for. */
+const stop = (child: ChildProcess): Promise<void> => stopChild(child, 0)
 
 /** Self cost of every function in a callgrind dump (uncompressed names), summed: all, in major collections, in scavenges. */
-export function readCallgrind(text: string): { total: number; majorGc: number; scavenge: number } {
+function readCallgrind(text: string): { total: number; majorGc: number; scavenge: number } {
   let kind: 'major' | 'scavenge' | null = null
   let callCost = false
   let total = 0
@@ -218,8 +203,6 @@ async function waitForDump(dir: string): Promise<string> {
   throw new Error('callgrind wrote no dump within 5 minutes')
 }
 
-const fmt = (n: number, digits = 0): string =>
-  n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits })
 const percent = (x: number): string => `${x >= 0 ? '+' : ''}${fmt(x * 100, 1)} %`
 
 async function main(): Promise<void> {
@@ -263,7 +246,7 @@ async function main(): Promise<void> {
 }
 
 process.once('SIGINT', () => {
-  for (const child of children) child.kill('SIGKILL')
+  killAll()
   process.exit(130)
 })
 await main()

@@ -26,6 +26,7 @@ import { Client } from 'undici'
 import { describedFacts } from '../src/policy/described-request.ts'
 import { loadBundle } from '../src/policy/bundle.ts'
 import { profileShare } from './cpu-profile.ts'
+import { fmt, killAll, readyUrl, stopChild, track } from './processes.ts'
 import { evaluate } from '../src/policy/evaluate.ts'
 import { startRedis } from '../testkit/redis-process.ts'
 import { VaultTestServer } from '../testkit/vault-test-server.ts'
@@ -63,7 +64,6 @@ const BASELINE = process.env.BENCH_BASELINE ?? null
 
 const hasTaskset = spawnSync('taskset', ['--version']).status === 0
 const nginxPath = ['/usr/sbin/nginx', '/usr/bin/nginx'].find((p) => spawnSync(p, ['-v']).status === 0) ?? null
-const children = new Set<ChildProcess>()
 
 interface Workload {
   name: string
@@ -112,9 +112,7 @@ function spawnPinned(cpu: number, command: string, args: string[]): ChildProcess
   const child = hasTaskset
     ? spawn('taskset', ['-c', String(cpu), command, ...args], { stdio: ['ignore', 'pipe', 'inherit'] })
     : spawn(command, args, { stdio: ['ignore', 'pipe', 'inherit'] })
-  children.add(child)
-  child.once('exit', () => children.delete(child))
-  return child
+  return track(child)
 }
 
 async function startTarget(
@@ -131,26 +129,8 @@ async function startTarget(
     kind,
     JSON.stringify(options),
   ])
-  const url = await new Promise<string>((resolve, reject) => {
-    const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream })
-    lines.on('line', (line) => {
-      if (line.startsWith('READY ')) resolve(line.slice(6))
-    })
-    child.once('exit', (code) => reject(new Error(`${kind} exited with ${code} before it was ready`)))
-  })
+  const url = await readyUrl(child, kind)
   return { url, pid: child.pid as number, stop: () => stopChild(child) }
-}
-
-function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return Promise.resolve()
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => child.kill('SIGKILL'), 3_000)
-    child.once('exit', () => {
-      clearTimeout(timer)
-      resolve()
-    })
-    child.kill('SIGTERM')
-  })
 }
 
 const freePort = (): Promise<number> =>
@@ -235,8 +215,7 @@ async function startCorridorServe(config: string, workers: number): Promise<Runn
   const child = hasTaskset
     ? spawn('taskset', ['-c', '0,1', process.execPath, ...args], { stdio: ['ignore', 'ignore', 'pipe'], env })
     : spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'], env })
-  children.add(child)
-  child.once('exit', () => children.delete(child))
+  track(child)
   const url = await new Promise<string>((resolve, reject) => {
     // The "listening" line of the single process, or of the supervisor once every worker is up (workers' own lines carry `worker`).
     createInterface({ input: child.stderr as NodeJS.ReadableStream }).on('line', (line) => {
@@ -308,8 +287,6 @@ function meanAndError(xs: number[]): { mean: number; error: number } {
   const variance = xs.reduce((sum, x) => sum + (x - mean) ** 2, 0) / (xs.length - 1)
   return { mean, error: Math.sqrt(variance / xs.length) }
 }
-const fmt = (n: number, digits = 0): string =>
-  Number.isFinite(n) ? n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }) : '–'
 
 async function main(): Promise<void> {
   if (hasTaskset) spawnSync('taskset', ['-cp', '1', String(process.pid)], { stdio: 'ignore' })
@@ -829,15 +806,12 @@ async function telemetryPart(origin: string, dir: string, collectorUrl: string):
   )
 }
 
-const stopAll = (): void => {
-  for (const child of children) child.kill('SIGKILL')
-}
 process.once('SIGINT', () => {
-  stopAll()
+  killAll()
   process.exit(130)
 })
 try {
   await main()
 } finally {
-  stopAll()
+  killAll()
 }
