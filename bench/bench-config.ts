@@ -12,12 +12,14 @@ export const BENCH_KEY = 'cor_bench_agent_key'
 export const JWT_ISSUER = 'https://idp.bench.local'
 export const JWT_AUDIENCE = 'corridor-bench'
 
-/** The Node flags `npm start` runs Corridor with (package.json), so that the benchmarks measure what ships. */
-export const SHIPPED_NODE_FLAGS = (
-  JSON.parse(readFileSync(join(import.meta.dirname, '../package.json'), 'utf8')) as { scripts: { start: string } }
-).scripts.start
-  .split(' ')
-  .filter((arg) => arg.startsWith('--'))
+/** The Node flags `npm start` runs Corridor with in the checkout at `root` (its package.json). */
+export function shippedNodeFlags(root: string): string[] {
+  const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { scripts: { start: string } }
+  return pkg.scripts.start.split(' ').filter((arg) => arg.startsWith('--'))
+}
+
+/** This checkout's, so that the benchmarks measure what ships. */
+export const SHIPPED_NODE_FLAGS = shippedNodeFlags(join(import.meta.dirname, '..'))
 
 export type CredentialVariant = 'env' | 'vault_kv' | 'vault_dynamic'
 

@@ -7,25 +7,26 @@
  * major garbage collections (marking and sweeping), its scavenges, and the rest. Two settings run
  * at a time (callgrind runs one thread at a time), "off" twice, as the method's own error.
  *
- * The machine's other load does not move a count, but a count is not exact either. Which functions
- * V8 optimises, and when, differs between runs; a major collection comes every 10,000 to 20,000
- * requests, costs 50,000 to 210,000 instructions a request of the window it falls in, and while it
- * marks, V8's write barrier does marking work that counts as the mutator's. Two counts of the same
- * build (telemetry off, 20,000 requests each) differed by 4.9 % outside major collections: as
- * much as timing on this VM. What the count adds is the split, and with BENCH_INSTR_KEEP the
- * dumps, to be read function by function.
+ * The machine's other load does not move a count, but V8 left to itself does: which functions it
+ * optimises, and when, depends on its background compiler threads, and its collectors mark and
+ * sweep concurrently, so two counts of one build (telemetry off, 20,000 requests each) differed by
+ * 4.9 %. Corridor therefore runs with V8's `--predictable` (one thread: no concurrent compilation,
+ * marking or sweeping), in which two such counts differed by 0.12 %. That mode is not production's
+ * (the shipped flags, timed, are `npm run bench`'s part), but the same for every setting, so the
+ * differences between settings are what telemetry adds; BENCH_INSTR_NODE_FLAGS replaces it ('' for
+ * none). With BENCH_INSTR_KEEP the dumps can be read function by function.
  *
  * What a count leaves out: the kernel's work (system calls, loopback TCP), cache misses and
- * stalls, so it is a floor for CPU time, not a measure of it. It counts the garbage collector's
- * helper threads with the rest, which CPU time also does.
+ * stalls, so it is a floor for CPU time, not a measure of it.
  *
- *   BENCH_INSTR_WARMUP=40000 BENCH_INSTR_REQUESTS=20000 BENCH_INSTR_REPEAT=1 BENCH_INSTR_CONNECTIONS=4 npm run bench:instructions
+ *   BENCH_INSTR_WARMUP=20000 BENCH_INSTR_REQUESTS=10000 BENCH_INSTR_REPEAT=1 BENCH_INSTR_CONNECTIONS=4 npm run bench:instructions
  *   BENCH_INSTR_SETTINGS=off,traces-0 npm run bench:instructions   (names from the table)
+ *   BENCH_INSTR_NODE_FLAGS='' npm run bench:instructions   (V8 as shipped: concurrent, counts vary by some 5 %)
  *   BENCH_INSTR_KEEP=/tmp/counts npm run bench:instructions   (keeps each dump there, and runs
  *       Corridor with --perf-basic-prof: /tmp/perf-<pid>.map names its JIT-compiled functions,
  *       whose addresses the dump holds; the pid is in the dump's name)
  *
- * Under callgrind Corridor runs some 50 times slower: the defaults take about 30 minutes on two cores.
+ * Under callgrind Corridor runs some 50 times slower: the defaults take about 50 minutes on two cores.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
@@ -35,8 +36,8 @@ import autocannon from 'autocannon'
 import { BENCH_KEY, SHIPPED_NODE_FLAGS, writeBenchConfig, type BenchConfig } from './bench-config.ts'
 import { children, fmt, killAll, readyUrl, stopChild, track } from './processes.ts'
 
-const WARMUP = Number(process.env.BENCH_INSTR_WARMUP ?? 40_000)
-const REQUESTS = Number(process.env.BENCH_INSTR_REQUESTS ?? 20_000)
+const WARMUP = Number(process.env.BENCH_INSTR_WARMUP ?? 20_000)
+const REQUESTS = Number(process.env.BENCH_INSTR_REQUESTS ?? 10_000)
 const REPEAT = Number(process.env.BENCH_INSTR_REPEAT ?? 1)
 /**
  * Requests in flight. What V8 promotes to the old generation per request measured about the same
@@ -47,6 +48,8 @@ const RULES = Number(process.env.BENCH_RULES ?? 1000)
 const TARGET = join(import.meta.dirname, 'target.ts')
 /** Where to keep the dumps, for reading by function; unset: deleted. */
 const KEEP = process.env.BENCH_INSTR_KEEP ?? null
+/** V8 flags added to the shipped ones for every setting, space-separated: by default one thread, so that counts repeat. */
+const EXTRA_FLAGS = (process.env.BENCH_INSTR_NODE_FLAGS ?? '--predictable').split(' ').filter((f) => f !== '')
 
 /** V8's major garbage collections, by the names of their functions in the node binary: marking and sweeping. */
 const MAJOR_GC = /Marking|MarkCompact|Sweep|NeedsResetDueToFlushedBytecode/
@@ -76,13 +79,17 @@ interface Count {
   readonly promoted: number
 }
 
-/** A process of bench/target.ts (optionally under valgrind), once it prints READY; `onLine` hears every other line of its output. */
+/**
+ * A process of bench/target.ts (optionally under valgrind), once it prints READY; `onLine` hears
+ * every other line of its output. It runs in `cwd`: V8 writes its logs there under some flags.
+ */
 async function start(
   command: string,
   args: string[],
   onLine?: (line: string) => void,
+  cwd?: string,
 ): Promise<{ url: string; child: ChildProcess }> {
-  const child = track(spawn(command, args, { stdio: ['ignore', 'pipe', 'ignore'] }))
+  const child = track(spawn(command, args, { stdio: ['ignore', 'pipe', 'ignore'], cwd }))
   return { url: await readyUrl(child, args.join(' '), onLine), child }
 }
 
@@ -144,6 +151,7 @@ async function count(setting: Setting, upstream: string, collector: string, dir:
       process.execPath,
       ...SHIPPED_NODE_FLAGS,
       '--trace-gc-nvp',
+      ...EXTRA_FLAGS,
       ...(KEEP === null ? [] : ['--perf-basic-prof']),
       TARGET,
       'corridor',
@@ -153,6 +161,7 @@ async function count(setting: Setting, upstream: string, collector: string, dir:
       const bytes = counting ? /\spromoted=(\d+)/.exec(line)?.[1] : undefined
       if (bytes !== undefined) promoted += Number(bytes)
     },
+    own,
   )
   try {
     const pid = String(corridor.child.pid)

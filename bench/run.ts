@@ -18,7 +18,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
+import { dirname, join, resolve } from 'node:path'
 import { createInterface } from 'node:readline'
 import autocannon from 'autocannon'
 import { exportJWK, generateKeyPair, SignJWT } from 'jose'
@@ -35,6 +35,7 @@ import {
   JWT_AUDIENCE,
   JWT_ISSUER,
   SHIPPED_NODE_FLAGS,
+  shippedNodeFlags,
   writeBenchConfig,
   type CredentialVariant,
 } from './bench-config.ts'
@@ -122,8 +123,9 @@ async function startTarget(
   target = join(import.meta.dirname, 'target.ts'),
   nodeFlags: string[] = [],
 ): Promise<Running> {
+  // A baseline checkout's Corridor runs with the flags that checkout ships, which an A/B may be about.
   const child = spawnPinned(cpu, process.execPath, [
-    ...(kind === 'corridor' ? SHIPPED_NODE_FLAGS : []),
+    ...(kind === 'corridor' ? shippedNodeFlags(join(dirname(target), '..')) : []),
     ...nodeFlags,
     target,
     kind,
