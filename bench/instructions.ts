@@ -9,12 +9,14 @@
  *
  * The machine's other load does not move a count, but V8 left to itself does: which functions it
  * optimises, and when, depends on its background compiler threads, and its collectors mark and
- * sweep concurrently, so two counts of one build (telemetry off, 20,000 requests each) differed by
- * 4.9 %. Corridor therefore runs with V8's `--predictable` (one thread: no concurrent compilation,
- * marking or sweeping), in which two such counts differed by 0.12 %. That mode is not production's
- * (the shipped flags, timed, are `npm run bench`'s part), but the same for every setting, so the
- * differences between settings are what telemetry adds; BENCH_INSTR_NODE_FLAGS replaces it ('' for
- * none). With BENCH_INSTR_KEEP the dumps can be read function by function.
+ * sweep concurrently, so two counts of one build run side by side (telemetry off, 20,000 requests
+ * each) differed by 4.9 %. Corridor therefore runs with V8's `--predictable` (one thread: no
+ * concurrent compilation, marking or sweeping), in which two such counts differed by 0.1 %. That
+ * mode is not production's, but the same for every setting. Separate runs still differ (telemetry
+ * off, same flags: 4.9 % apart outside major collections), and a window holds one major collection
+ * more or less: compare only settings counted side by side in one run. BENCH_INSTR_NODE_FLAGS
+ * replaces `--predictable` ('' for none). With BENCH_INSTR_KEEP the dumps can be read function by
+ * function.
  *
  * What a count leaves out: the kernel's work (system calls, loopback TCP), cache misses and
  * stalls, so it is a floor for CPU time, not a measure of it.
