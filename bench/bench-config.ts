@@ -5,20 +5,15 @@
  * actions (for other agents), the others cover 100 other actions.
  */
 import { createHash } from 'node:crypto'
-import { readFileSync, writeFileSync } from 'node:fs'
+import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { shippedNodeFlags } from '../testkit/shipped-flags.ts'
 
 export const BENCH_KEY = 'cor_bench_agent_key'
 export const JWT_ISSUER = 'https://idp.bench.local'
 export const JWT_AUDIENCE = 'corridor-bench'
 
-/** The Node flags `npm start` runs Corridor with in the checkout at `root` (its package.json). */
-export function shippedNodeFlags(root: string): string[] {
-  const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { scripts: { start: string } }
-  return pkg.scripts.start.split(' ').filter((arg) => arg.startsWith('--'))
-}
-
-/** This checkout's, so that the benchmarks measure what ships. */
+/** This checkout's shipped Node flags, so that the benchmarks measure what ships. */
 export const SHIPPED_NODE_FLAGS = shippedNodeFlags(join(import.meta.dirname, '..'))
 
 export type CredentialVariant = 'env' | 'vault_kv' | 'vault_dynamic'

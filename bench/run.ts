@@ -29,13 +29,13 @@ import { profileShare } from './cpu-profile.ts'
 import { fmt, killAll, readyUrl, stopChild, track } from './processes.ts'
 import { evaluate } from '../src/policy/evaluate.ts'
 import { startRedis } from '../testkit/redis-process.ts'
+import { shippedNodeFlags } from '../testkit/shipped-flags.ts'
 import { VaultTestServer } from '../testkit/vault-test-server.ts'
 import {
   BENCH_KEY,
   JWT_AUDIENCE,
   JWT_ISSUER,
   SHIPPED_NODE_FLAGS,
-  shippedNodeFlags,
   writeBenchConfig,
   type CredentialVariant,
 } from './bench-config.ts'

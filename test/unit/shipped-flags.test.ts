@@ -7,26 +7,23 @@ import { spawnSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
+import { nodeFlagsOf, scriptsOf, shippedNodeFlags } from '../../testkit/shipped-flags.ts'
 
 const root = join(import.meta.dirname, '../..')
-const flagsOf = (command: readonly string[]): string[] => command.filter((arg) => arg.startsWith('--'))
-
-const scripts = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { scripts: Record<string, string> })
-  .scripts
 const entrypoint = /^ENTRYPOINT (\[.*\])$/m.exec(readFileSync(join(root, 'Dockerfile'), 'utf8'))?.[1]
 
 describe('shipped Node flags', () => {
+  const shipped = shippedNodeFlags(root)
+
   it('are the same in npm start, npm run corridor and the container', () => {
-    const start = flagsOf((scripts.start ?? '').split(' '))
-    expect(start).toContain('--no-allocation-site-pretenuring')
-    expect(flagsOf((scripts.corridor ?? '').split(' '))).toEqual(start)
+    expect(shipped).toContain('--no-allocation-site-pretenuring')
+    expect(nodeFlagsOf((scriptsOf(root).corridor ?? '').split(' '))).toEqual(shipped)
     expect(entrypoint).toBeDefined()
-    expect(flagsOf(JSON.parse(entrypoint as string) as string[])).toEqual(start)
+    expect(nodeFlagsOf(JSON.parse(entrypoint as string) as string[])).toEqual(shipped)
   })
 
   it('are accepted by the Node that runs Corridor', () => {
-    const start = flagsOf((scripts.start ?? '').split(' '))
-    const run = spawnSync(process.execPath, [...start, '-e', '0'], { encoding: 'utf8' })
+    const run = spawnSync(process.execPath, [...shipped, '-e', '0'], { encoding: 'utf8' })
     expect(run.stderr).toBe('')
     expect(run.status).toBe(0)
     const bad = spawnSync(process.execPath, ['--no-such-v8-flag-at-all', '-e', '0'], { encoding: 'utf8' })
