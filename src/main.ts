@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs'
 import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { createAdminServer } from './admin/admin-server.ts'
+import { whyCertificateChecksOff } from './config/certificate-checks.ts'
 import { createApprovalsApi } from './admin/approvals-api.ts'
 import { createStopsApi, type TakeBack } from './admin/stops-api.ts'
 import { createAuditApi } from './admin/audit-api.ts'
@@ -76,6 +77,9 @@ export interface StartOptions {
 export async function startCorridor(config: ServerConfig, options: StartOptions): Promise<RunningCorridor> {
   const { log } = options
   const now = options.now ?? Date.now
+  // The environment Corridor reads its secrets from, and the process's, which Node's TLS reads.
+  const certificatesUnchecked = whyCertificateChecksOff(options.env, process.env)
+  if (certificatesUnchecked !== null) throw new Error(certificatesUnchecked)
   // The exports' extra headers first: a variable that is unset or malformed stops the start before anything is opened.
   const exportHeaders = {
     traces: otlpHeadersFrom(config.traces?.headersEnv ?? null, options.env, 'telemetry.traces'),

@@ -33,6 +33,10 @@ const issuerShape = {
   jwks_file: text().optional().describe('A local JWKS file, relative to corridor.yaml (give this or jwks_url)'),
   clock_skew: duration().optional().describe('Tolerated clock difference, at most 60s (default 30s)'),
   max_token_age: duration().optional().describe('Refuse tokens issued longer ago than this'),
+  plaintext_beyond_loopback: z
+    .boolean()
+    .optional()
+    .describe('Allow a plain-HTTP jwks_url beyond loopback (anyone on the path could swap the keys and forge tokens)'),
 }
 
 const valueSource = {
@@ -228,6 +232,12 @@ export const corridorFileSchema = strict(
       timeout: duration().optional().describe('Bound on each Vault call, 100ms to 30s (default 2.5s)'),
       ca_file: text().optional(),
       auth: vaultAuth,
+      plaintext_beyond_loopback: z
+        .boolean()
+        .optional()
+        .describe(
+          'Allow a plain-HTTP address beyond loopback (the Vault token and every secret would cross the network in clear)',
+        ),
     }).optional(),
     telemetry: strict(
       {

@@ -3,7 +3,7 @@
  * identity issuers, limits). Policy, agents and connectors are separate files that hot-reload.
  * Paths are relative to the directory holding corridor.yaml.
  */
-import { parseHttpUrl } from '../shared/http-url.ts'
+import { isLoopbackHost, parseHttpUrl, sentInClear } from '../shared/http-url.ts'
 import { availableParallelism } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { ConfigError, YamlReader } from './yaml-reader.ts'
@@ -359,11 +359,6 @@ export function loadServerConfig(file: string): ServerConfig {
   return deepFreeze(config)
 }
 
-/** Loopback interfaces: nothing on them crosses the network. */
-export function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host)
-}
-
 function readAdmin(r: YamlReader, f: CorridorFile['admin'], path: (p: string) => string): AdminListenConfig {
   const host = f?.host ?? '127.0.0.1'
   const tls = f?.tls
@@ -374,7 +369,7 @@ function readAdmin(r: YamlReader, f: CorridorFile['admin'], path: (p: string) =>
       }
     : null
   // Approver keys and decisions cross this listener: beyond loopback they are not sent in clear by default.
-  if (tls === null && !isLoopback(host) && f?.plaintext_beyond_loopback !== true)
+  if (tls === null && !isLoopbackHost(host) && f?.plaintext_beyond_loopback !== true)
     r.issueAt(
       ['admin', 'host'],
       `admin.host ${host} is reachable beyond this machine: give admin.tls (cert_file, key_file), or set admin.plaintext_beyond_loopback: true to accept approver keys in clear`,
@@ -414,6 +409,16 @@ function readIssuer(
   const where = `identity.${name}`
   if ((f.jwks_url === undefined) === (f.jwks_file === undefined))
     r.issueAt(['identity', name], `${where} needs exactly one of jwks_url or jwks_file`)
+  if (f.jwks_url !== undefined) {
+    const url = parseHttpUrl(f.jwks_url)
+    if (url === null) r.issueAt(['identity', name, 'jwks_url'], `${where}.jwks_url must be an http(s) URL`)
+    // Whoever can change the keys in transit can sign tokens Corridor would accept.
+    else if (sentInClear(url) && f.plaintext_beyond_loopback !== true)
+      r.issueAt(
+        ['identity', name, 'jwks_url'],
+        `${where}.jwks_url is plain HTTP beyond loopback: anyone on the path could swap the keys and forge tokens; use https, or set ${where}.plaintext_beyond_loopback: true`,
+      )
+  }
   const clockSkewMs = f.clock_skew ?? 30_000
   if (clockSkewMs > 60_000) r.issueAt(['identity', name, 'clock_skew'], `${where}.clock_skew may be at most 60s`)
   return {
@@ -433,8 +438,14 @@ const KUBERNETES_SA_TOKEN = '/var/run/secrets/kubernetes.io/serviceaccount/token
 type VaultFile = NonNullable<CorridorFile['vault']>
 
 function readVault(r: YamlReader, f: VaultFile, path: (p: string) => string): VaultConfig {
-  if (parseHttpUrl(f.address) === null)
+  const address = parseHttpUrl(f.address)
+  if (address === null)
     r.issueAt(['vault', 'address'], 'vault.address must be an http(s) URL, e.g. https://vault.internal:8200')
+  else if (sentInClear(address) && f.plaintext_beyond_loopback !== true)
+    r.issueAt(
+      ['vault', 'address'],
+      'vault.address is plain HTTP beyond loopback: the Vault token and every secret Vault returns would cross the network in clear; use https, or set vault.plaintext_beyond_loopback: true',
+    )
   const timeoutMs = f.timeout ?? DEFAULT_CREDENTIAL_TIMEOUT_MS
   if (timeoutMs < 100 || timeoutMs > 30_000)
     r.issueAt(['vault', 'timeout'], 'vault.timeout must be between 100ms and 30s')

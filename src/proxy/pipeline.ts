@@ -450,6 +450,7 @@ function outcomeFor(error: CorridorError): Outcome {
     // A stored failure of a released approval, replayed to the agent: the release's own record has the upstream outcome.
     case 'upstream_unreachable':
     case 'upstream_bad_response':
+    case 'upstream_certificate_rejected':
     case 'upstream_timeout':
     case 'approval_response_too_large':
       return 'rejected'

@@ -149,6 +149,12 @@ export const connectorsFileSchema = strict(
         agent_key_header: headerName().optional().describe("A header the agents' SDKs put their key in"),
         strip_headers: textList().optional().describe('Headers removed from every request'),
         credential: credential.optional(),
+        plaintext_beyond_loopback: z
+          .boolean()
+          .optional()
+          .describe(
+            'Allow a plain-HTTP upstream or token_url beyond loopback (the credential would cross the network in clear)',
+          ),
         limits: strict({
           max_body: bytes().optional(),
           max_json_depth: wholeNumber(1, 1_000).optional(),

@@ -17,7 +17,7 @@ import {
   type HoldStatus,
 } from './connectors-schema.ts'
 import type { CostClass, Risk } from './risk.ts'
-import { parseHttpUrl } from '../shared/http-url.ts'
+import { parseHttpUrl, sentInClear } from '../shared/http-url.ts'
 import type { ErrorFormat } from '../shared/problem.ts'
 import { RouteTrie } from './route-template.ts'
 
@@ -223,6 +223,7 @@ function readConnector(r: YamlReader, f: ConnectorEntry, at: Path): Connector {
   const { credential, injection, refreshOnReject } = f.credential
     ? readCredential(r, f.credential, [...at, 'credential'])
     : { credential: { kind: 'none' } as const, injection: { kind: 'none' } as const, refreshOnReject: false }
+  if (f.plaintext_beyond_loopback !== true) refuseCredentialInClear(r, at, url, credential)
 
   const routes = new RouteTrie<Action>()
   const actions: Action[] = []
@@ -389,6 +390,33 @@ function readSource(r: YamlReader, f: CredentialEntry, at: Path): CredentialSour
         authMethod: f.auth_method ?? 'basic',
       }
   }
+}
+
+/**
+ * A credential goes over TLS or stays on this machine: an upstream that receives one, and an
+ * OAuth2 token endpoint (which receives the client secret and returns the token), are refused as
+ * plain HTTP beyond loopback unless the connector says otherwise. A connector without a credential
+ * sends nothing secret, since the agent's own key is always stripped.
+ */
+function refuseCredentialInClear(
+  r: YamlReader,
+  at: Path,
+  upstream: URL | null,
+  credential: CredentialSourceSpec,
+): void {
+  const where = `connectors[${String(at[1])}]`
+  const allow = `use https, or set ${where}.plaintext_beyond_loopback: true`
+  if (credential.kind !== 'none' && upstream !== null && sentInClear(upstream))
+    r.issueAt(
+      [...at, 'upstream'],
+      `${where}.upstream is plain HTTP beyond loopback: the credential Corridor injects would cross the network in clear; ${allow}`,
+    )
+  const tokenUrl = credential.kind === 'oauth2' ? parseHttpUrl(credential.tokenUrl) : null
+  if (tokenUrl !== null && sentInClear(tokenUrl))
+    r.issueAt(
+      [...at, 'credential', 'token_url'],
+      `${where}.credential.token_url is plain HTTP beyond loopback: the client secret and the token would cross the network in clear; ${allow}`,
+    )
 }
 
 /** `{ env: NAME }`, `{ file: path }` or `{ vault_kv: { mount, path, field } }`. */

@@ -200,6 +200,12 @@ export const ERROR_CATALOG = {
     title: 'Upstream unreachable',
     action: 'Retry later with backoff if the action is idempotent; the upstream could not be reached.',
   },
+  upstream_certificate_rejected: {
+    status: 502,
+    title: 'Upstream certificate not trusted',
+    action:
+      "Report it: the upstream's TLS certificate did not verify (expired, another name, or a CA Corridor does not trust), so nothing was sent to it.",
+  },
   upstream_bad_response: {
     status: 502,
     title: 'Upstream sent an invalid response',

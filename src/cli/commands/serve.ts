@@ -12,6 +12,7 @@ import {
   type ListenConfig,
   type ServerConfig,
 } from '../../config/server-config.ts'
+import { whyCertificateChecksOff } from '../../config/certificate-checks.ts'
 import { loadBundle } from '../../policy/bundle.ts'
 import { createLogger, type Logger } from '../../shared/logger.ts'
 import { CONFIG_OPTION, configPath, DEFAULT_CONFIG, UsageError, type Command } from '../command.ts'
@@ -19,7 +20,7 @@ import { SHARED_PORTS_ENV, superviseWorkers, WORKER_SLOT_ENV } from '../../worke
 import type { WorkerReady } from '../../shared/worker-messages.ts'
 
 export async function serve(config: ServerConfig, env: NodeJS.ProcessEnv, baseLog: Logger): Promise<number> {
-  const problem = whyWorkersUnsupported(config)
+  const problem = whyWorkersUnsupported(config) ?? whyCertificateChecksOff(env)
   if (problem !== null) throw new Error(problem)
   if (config.workers > 1 && cluster.isPrimary) {
     // A broken policy would stop every worker at start; say so once, before forking any.
