@@ -29,7 +29,7 @@ import { WebhookNotifier } from './approvals/webhook.ts'
 import { retentionEvent } from './audit/rotation.ts'
 import { FileAuditSink, type AuditSink } from './audit/sink.ts'
 import { expireUnwrittenTrail, unwrittenTrails, workerTrail } from './audit/trails.ts'
-import type { ApprovalsConfig, ServerConfig, ValueSource } from './config/server-config.ts'
+import { inClearProblem, type ApprovalsConfig, type ServerConfig, type ValueSource } from './config/server-config.ts'
 import { CredentialBroker } from './credentials/broker.ts'
 import { VaultClient } from './credentials/vault/vault-client.ts'
 import { TransitSigner } from './credentials/vault/transit-signer.ts'
@@ -80,10 +80,17 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
   // The environment Corridor reads its secrets from, and the process's, which Node's TLS reads.
   const certificatesUnchecked = whyCertificateChecksOff(options.env, process.env)
   if (certificatesUnchecked !== null) throw new Error(certificatesUnchecked)
-  // The exports' extra headers first: a variable that is unset or malformed stops the start before anything is opened.
+  // What the environment gives first: a variable that is unset, malformed or names a URL its
+  // setting may not use stops the start before anything is opened.
   const exportHeaders = {
     traces: otlpHeadersFrom(config.traces?.headersEnv ?? null, options.env, 'telemetry.traces'),
     audit: otlpHeadersFrom(config.auditOtlp?.headersEnv ?? null, options.env, 'audit.otlp'),
+  }
+  const urls = {
+    postgres: resolveUrl(config.auditPostgres?.url, options.env),
+    approvalsRedis: resolveUrl(config.approvals.redis?.url, options.env),
+    stateRedis: resolveUrl(config.state.redis?.url, options.env),
+    webhook: resolveUrl(config.approvals.webhook?.url, options.env),
   }
   const policies = new PolicyStore(config.files, log)
   // At start a broken policy is fatal: better not to start than to start refusing everything unnoticed.
@@ -117,7 +124,7 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
     : [config.auditFile]
   const orphans = !worker || options.workerSlot === 1 ? unwrittenTrails(config.auditFile, running) : []
   // The shipper first: retention asks it whether a rotated file has been shipped before deleting it.
-  const shippers = await auditShippers(config, auditFile, orphans, options.env, exportHeaders.audit, log)
+  const shippers = await auditShippers(config, auditFile, orphans, urls.postgres, exportHeaders.audit, log)
   const shipper = shippers.postgres
   let audit: AuditSink
   if (options.audit !== undefined) audit = options.audit
@@ -141,12 +148,10 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
   const stopExpiry = expireUnwritten(shippers.orphaned, config.auditRotation?.retainMs ?? null, audit, log)
   const identifier = new Identifier(config.agentJwt, config.userJwt)
 
-  const store = await approvalStore(config.approvals, options.env, log)
+  const store = await approvalStore(config.approvals, urls.approvalsRedis, log)
   const controls = await openRuntimeControls({
     redis:
-      config.state.redis === null
-        ? null
-        : { ...config.state.redis, url: resolveValue(config.state.redis.url, options.env, 'state.redis') },
+      config.state.redis === null || urls.stateRedis === null ? null : { ...config.state.redis, url: urls.stateRedis },
     stopsFile: config.state.stopsFile,
     staleAfterMs: config.state.staleAfterMs,
     log,
@@ -195,13 +200,9 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
     onSettled: (id, event, reason) => approvals?.settledByExecutor(id, event, reason),
   })
   const webhook =
-    config.approvals.webhook === null
+    config.approvals.webhook === null || urls.webhook === null
       ? null
-      : new WebhookNotifier(
-          resolveValue(config.approvals.webhook.url, options.env, 'approvals.webhook'),
-          config.approvals.webhook.timeoutMs,
-          log,
-        )
+      : new WebhookNotifier(urls.webhook, config.approvals.webhook.timeoutMs, log)
   approvals = new ApprovalService({
     store,
     executor,
@@ -417,7 +418,7 @@ async function auditShippers(
   config: ServerConfig,
   file: string,
   orphans: readonly string[],
-  env: StartOptions['env'],
+  postgresUrl: string | null,
   otlpHeaders: Readonly<Record<string, string>>,
   log: Logger,
 ): Promise<{
@@ -431,10 +432,10 @@ async function auditShippers(
   let postgres: AuditShipper<PostgresAuditStore> | null = null
   const own: AuditShipper[] = []
   const pgConfig = config.auditPostgres
-  if (pgConfig !== null) {
+  if (pgConfig !== null && postgresUrl !== null) {
     const { PostgresAuditStore } = await import('./audit/postgres-store.ts')
     const store = new PostgresAuditStore({
-      url: resolveValue(pgConfig.url, env, 'audit.postgres'),
+      url: postgresUrl,
       table: pgConfig.table,
       timeoutMs: pgConfig.timeoutMs,
     })
@@ -493,14 +494,14 @@ function expireUnwritten(
   return () => clearInterval(timer)
 }
 
-async function approvalStore(config: ApprovalsConfig, env: StartOptions['env'], log: Logger): Promise<ApprovalStore> {
+async function approvalStore(config: ApprovalsConfig, redisUrl: string | null, log: Logger): Promise<ApprovalStore> {
   const limits = {
     maxPending: config.maxPending,
     maxPendingPerAgent: config.maxPendingPerAgent,
     keepMs: config.keepResultsMs,
     retryWindowMs: config.retryWindowMs,
   }
-  if (config.redis === null) {
+  if (config.redis === null || redisUrl === null) {
     log.warn(
       'APPROVALS ARE IN MEMORY: no approvals.redis is configured, so requests held for approval live in this process only and are lost when it stops; run a single instance, or configure Redis',
     )
@@ -510,7 +511,7 @@ async function approvalStore(config: ApprovalsConfig, env: StartOptions['env'], 
   const { RedisApprovalStore } = await import('./approvals/redis-store.ts')
   const store = new RedisApprovalStore(
     {
-      url: resolveValue(config.redis.url, env, 'approvals.redis'),
+      url: redisUrl,
       keyPrefix: config.redis.keyPrefix,
       timeoutMs: config.redis.timeoutMs,
       withoutPersistence: config.redis.withoutPersistence,
@@ -523,10 +524,14 @@ async function approvalStore(config: ApprovalsConfig, env: StartOptions['env'], 
   return store
 }
 
-function resolveValue(source: ValueSource, env: StartOptions['env'], where: string): string {
-  if ('value' in source) return source.value
-  const value = env[source.env]
-  if (value === undefined || value === '') throw new Error(`${where}.url_env names ${source.env}, which is not set`)
+/** The URL a setting gives (null when it is not configured); throws when it is unset or may not be used. */
+function resolveUrl(source: ValueSource | undefined, env: StartOptions['env']): string | null {
+  if (source === undefined) return null
+  const value = 'value' in source ? source.value : env[source.env]
+  if (value === undefined || value === '')
+    throw new Error(`${source.setting}.url_env names ${(source as { env: string }).env}, which is not set`)
+  const problem = inClearProblem(source, value)
+  if (problem !== null) throw new Error(problem)
   return value
 }
 

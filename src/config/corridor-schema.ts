@@ -1,6 +1,16 @@
 /** The format of corridor.yaml: the static configuration read once at start. */
 import * as z from 'zod'
-import { bytes, duration, oneOf, oneOrMoreOf, strict, text, textList, wholeNumber } from './schema-types.ts'
+import {
+  bytes,
+  duration,
+  oneOf,
+  oneOrMoreOf,
+  plaintextBeyondLoopback,
+  strict,
+  text,
+  textList,
+  wholeNumber,
+} from './schema-types.ts'
 
 export const JWT_ALGORITHMS = [
   'ES256',
@@ -33,15 +43,29 @@ const issuerShape = {
   jwks_file: text().optional().describe('A local JWKS file, relative to corridor.yaml (give this or jwks_url)'),
   clock_skew: duration().optional().describe('Tolerated clock difference, at most 60s (default 30s)'),
   max_token_age: duration().optional().describe('Refuse tokens issued longer ago than this'),
-  plaintext_beyond_loopback: z
-    .boolean()
-    .optional()
-    .describe('Allow a plain-HTTP jwks_url beyond loopback (anyone on the path could swap the keys and forge tokens)'),
+  plaintext_beyond_loopback: plaintextBeyondLoopback('the keys, which anyone on the path could swap to forge tokens,'),
 }
 
 const valueSource = {
   url: text().optional(),
   url_env: text().optional().describe('Name of the environment variable holding the URL (for URLs with passwords)'),
+}
+
+const redisInClear = {
+  plaintext_beyond_loopback: plaintextBeyondLoopback(
+    'held requests, stops and the password, all of which anyone on the path could also change,',
+  ),
+}
+
+/** An OTLP export's settings that say where it goes and with what. */
+const otlpEndpoint = {
+  endpoint: text().describe("The collector's OTLP/HTTP base URL, e.g. http://otel-collector:4318"),
+  headers_env: text()
+    .optional()
+    .describe(
+      'An environment variable holding extra headers as name=value,name=value, values percent-decoded (an API key)',
+    ),
+  plaintext_beyond_loopback: plaintextBeyondLoopback('the headers of headers_env (an API key)'),
 }
 
 const vaultAuth = z.discriminatedUnion('method', [
@@ -154,12 +178,7 @@ export const corridorFileSchema = strict(
       ).optional(),
       otlp: strict(
         {
-          endpoint: text().describe("The collector's OTLP/HTTP base URL, e.g. http://otel-collector:4318"),
-          headers_env: text()
-            .optional()
-            .describe(
-              'An environment variable holding extra headers as name=value,name=value, values percent-decoded (an API key)',
-            ),
+          ...otlpEndpoint,
           poll: duration().optional().describe('How often the audit file is looked at for new entries (default 200ms)'),
           timeout: duration().optional().describe('Bound on each export (default 5s)'),
         },
@@ -232,12 +251,7 @@ export const corridorFileSchema = strict(
       timeout: duration().optional().describe('Bound on each Vault call, 100ms to 30s (default 2.5s)'),
       ca_file: text().optional(),
       auth: vaultAuth,
-      plaintext_beyond_loopback: z
-        .boolean()
-        .optional()
-        .describe(
-          'Allow a plain-HTTP address beyond loopback (the Vault token and every secret would cross the network in clear)',
-        ),
+      plaintext_beyond_loopback: plaintextBeyondLoopback("Corridor's Vault token and every secret Vault returns"),
     }).optional(),
     telemetry: strict(
       {
@@ -246,12 +260,7 @@ export const corridorFileSchema = strict(
           .optional()
           .describe('Serve Prometheus metrics at /metrics on the admin listener (default true)'),
         traces: strict({
-          endpoint: text().describe("The collector's OTLP/HTTP base URL, e.g. http://otel-collector:4318"),
-          headers_env: text()
-            .optional()
-            .describe(
-              'An environment variable holding extra headers as name=value,name=value, values percent-decoded (an API key)',
-            ),
+          ...otlpEndpoint,
           timeout: duration().optional().describe('Bound on each export (default 5s)'),
           sample: z
             .number()
@@ -279,6 +288,7 @@ export const corridorFileSchema = strict(
       {
         redis: strict({
           ...valueSource,
+          ...redisInClear,
           key_prefix: text().optional(),
           timeout: duration().optional().describe('Bound on each Redis command, 50ms to 1s (default 500ms)'),
         })
@@ -298,6 +308,7 @@ export const corridorFileSchema = strict(
     approvals: strict({
       redis: strict({
         ...valueSource,
+        ...redisInClear,
         key_prefix: text().optional(),
         timeout: duration().optional().describe('Bound on each Redis command, 50ms to 1s (default 500ms)'),
         without_persistence: oneOf(['warn', 'refuse'])
@@ -317,7 +328,11 @@ export const corridorFileSchema = strict(
       max_pending_per_agent: wholeNumber(1, Number.MAX_SAFE_INTEGER).optional(),
       execution_timeout: duration().optional(),
       max_response_bytes: bytes().optional(),
-      webhook: strict({ ...valueSource, timeout: duration().optional() }).optional(),
+      webhook: strict({
+        ...valueSource,
+        timeout: duration().optional(),
+        plaintext_beyond_loopback: plaintextBeyondLoopback('the webhook URL (often a token) and what it is told'),
+      }).optional(),
     }).optional(),
   },
   'corridor.yaml: listeners, files, audit, identity, limits, Vault and approvals',

@@ -3,7 +3,8 @@
  * identity issuers, limits). Policy, agents and connectors are separate files that hot-reload.
  * Paths are relative to the directory holding corridor.yaml.
  */
-import { isLoopbackHost, parseHttpUrl, sentInClear } from '../shared/http-url.ts'
+import { parseHttpUrl } from '../shared/http-url.ts'
+import { inClearRefusal, isLoopbackHost } from '../shared/in-clear.ts'
 import { availableParallelism } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { ConfigError, YamlReader } from './yaml-reader.ts'
@@ -69,8 +70,24 @@ export interface ApproverTokenConfig extends JwtIssuerConfig {
   readonly auditorGroups: readonly string[]
 }
 
-/** A value given in the file or, for secrets (Redis passwords, webhook URLs), by environment variable name. */
-export type ValueSource = { readonly value: string } | { readonly env: string }
+/** A URL given in the file or, for secrets (Redis passwords, webhook URLs), by environment variable name. */
+export type ValueSource = ({ readonly value: string } | { readonly env: string }) & {
+  /** The setting (`approvals.redis`), named in messages. */
+  readonly setting: string
+  /** What sending to this URL in clear beyond loopback would expose; null where the file allows it or nothing is. */
+  readonly inClear: string | null
+}
+
+/**
+ * Why the URL a source resolved to may not be used (plain HTTP or Redis beyond loopback that its
+ * setting does not allow), or null. A URL in the file is refused as it is read; one from the
+ * environment, when Corridor starts.
+ */
+export function inClearProblem(source: ValueSource, url: string): string | null {
+  if (source.inClear === null || !URL.canParse(url)) return null
+  const setting = 'env' in source ? `${source.setting}.url_env (${source.env})` : `${source.setting}.url`
+  return inClearRefusal(setting, new URL(url), source.inClear, source.setting)
+}
 
 export interface ApprovalsConfig {
   /** Absent: the in-memory store (one instance; pending approvals die with the process). */
@@ -269,6 +286,8 @@ export function loadServerConfig(file: string): ServerConfig {
       ['audit', 'retain'],
       `audit.retain would delete the only copy of the audit trail (nothing ships it to postgres or otlp) sooner than audit.retain_floor (${days(retainFloorMs)}); ship it, or lower retain_floor where no record-keeping rule applies`,
     )
+  if (f.audit.otlp !== undefined) checkOtlpEndpoint(r, ['audit', 'otlp'], f.audit.otlp)
+  if (f.telemetry?.traces !== undefined) checkOtlpEndpoint(r, ['telemetry', 'traces'], f.telemetry.traces)
   const approvals = f.approvals ? readApprovals(r, f.approvals) : DEFAULT_APPROVALS
   const config: ServerConfig = {
     listen: {
@@ -412,12 +431,8 @@ function readIssuer(
   if (f.jwks_url !== undefined) {
     const url = parseHttpUrl(f.jwks_url)
     if (url === null) r.issueAt(['identity', name, 'jwks_url'], `${where}.jwks_url must be an http(s) URL`)
-    // Whoever can change the keys in transit can sign tokens Corridor would accept.
-    else if (sentInClear(url) && f.plaintext_beyond_loopback !== true)
-      r.issueAt(
-        ['identity', name, 'jwks_url'],
-        `${where}.jwks_url is plain HTTP beyond loopback: anyone on the path could swap the keys and forge tokens; use https, or set ${where}.plaintext_beyond_loopback: true`,
-      )
+    else if (f.plaintext_beyond_loopback !== true)
+      refuseInClear(r, ['identity', name, 'jwks_url'], url, 'anyone on the path could swap the keys and forge tokens')
   }
   const clockSkewMs = f.clock_skew ?? 30_000
   if (clockSkewMs > 60_000) r.issueAt(['identity', name, 'clock_skew'], `${where}.clock_skew may be at most 60s`)
@@ -441,10 +456,12 @@ function readVault(r: YamlReader, f: VaultFile, path: (p: string) => string): Va
   const address = parseHttpUrl(f.address)
   if (address === null)
     r.issueAt(['vault', 'address'], 'vault.address must be an http(s) URL, e.g. https://vault.internal:8200')
-  else if (sentInClear(address) && f.plaintext_beyond_loopback !== true)
-    r.issueAt(
+  else if (f.plaintext_beyond_loopback !== true)
+    refuseInClear(
+      r,
       ['vault', 'address'],
-      'vault.address is plain HTTP beyond loopback: the Vault token and every secret Vault returns would cross the network in clear; use https, or set vault.plaintext_beyond_loopback: true',
+      address,
+      'the Vault token and every secret Vault returns would cross the network in clear',
     )
   const timeoutMs = f.timeout ?? DEFAULT_CREDENTIAL_TIMEOUT_MS
   if (timeoutMs < 100 || timeoutMs > 30_000)
@@ -491,7 +508,7 @@ function readVault(r: YamlReader, f: VaultFile, path: (p: string) => string): Va
 function readAuditPostgres(r: YamlReader, f: CorridorFile['audit']['postgres']): AuditPostgresConfig | null {
   if (f === undefined) return null
   return {
-    url: valueSourceAt(r, ['audit', 'postgres'], f),
+    url: valueSourceAt(r, ['audit', 'postgres'], f, null),
     table: f.table ?? 'corridor_audit',
     batch: f.batch ?? 500,
     pollMs: f.poll ?? 200,
@@ -503,11 +520,51 @@ function readAuditPostgres(r: YamlReader, f: CorridorFile['audit']['postgres']):
 function valueSourceAt(
   r: YamlReader,
   at: readonly string[],
-  g: { url?: string | undefined; url_env?: string | undefined },
+  g: { url?: string | undefined; url_env?: string | undefined; plaintext_beyond_loopback?: boolean | undefined },
+  inClear: string | null,
 ): ValueSource {
   if ((g.url === undefined) === (g.url_env === undefined))
     r.issueAt(at, `${at.join('.')} needs exactly one of url or url_env`)
-  return g.url_env !== undefined ? { env: g.url_env } : { value: g.url ?? '' }
+  const checked = { setting: at.join('.'), inClear: g.plaintext_beyond_loopback === true ? null : inClear }
+  if (g.url_env !== undefined) return { env: g.url_env, ...checked }
+  const source = { value: g.url ?? '', ...checked }
+  const problem = inClearProblem(source, source.value)
+  if (problem !== null) r.issueAt([...at, 'url'], problem)
+  return source
+}
+
+/** Redis holds held requests, approvals, stops and counters: on the path, one could read and change them. */
+const REDIS_IN_CLEAR =
+  'its password, held requests and stops would cross the network in clear, and anyone on the path could change them'
+
+/** Slack and the like put the token in the webhook's path. */
+const WEBHOOK_IN_CLEAR =
+  'the webhook URL (often a token) and the summaries of held requests would cross the network in clear'
+
+/**
+ * Refuses `url` at `at` when it is plain HTTP beyond loopback; the setting's parent is where
+ * `plaintext_beyond_loopback: true` would allow it.
+ */
+function refuseInClear(r: YamlReader, at: readonly string[], url: URL, consequence: string): void {
+  const problem = inClearRefusal(at.join('.'), url, consequence, at.slice(0, -1).join('.'))
+  if (problem !== null) r.issueAt(at, problem)
+}
+
+/** An OTLP export's endpoint: an http(s) URL, and its extra headers (an API key) go over TLS or stay on this machine. */
+function checkOtlpEndpoint(
+  r: YamlReader,
+  at: readonly string[],
+  f: { endpoint: string; headers_env?: string | undefined; plaintext_beyond_loopback?: boolean | undefined },
+): void {
+  const url = parseHttpUrl(f.endpoint)
+  if (url === null) r.issueAt([...at, 'endpoint'], `${at.join('.')}.endpoint must be an http(s) URL`)
+  else if (f.headers_env !== undefined && f.plaintext_beyond_loopback !== true)
+    refuseInClear(
+      r,
+      [...at, 'endpoint'],
+      url,
+      `the headers in ${f.headers_env} (an API key) would cross the network in clear`,
+    )
 }
 
 /** A Redis command bound: between 50 ms and 1 s, so that an outage fails requests fast. */
@@ -532,7 +589,7 @@ function readState(
   let redis: StateConfig['redis'] = null
   if (f?.redis) {
     redis = {
-      url: valueSourceAt(r, ['state', 'redis'], f.redis),
+      url: valueSourceAt(r, ['state', 'redis'], f.redis, REDIS_IN_CLEAR),
       keyPrefix: f.redis.key_prefix ?? 'corridor:state:',
       timeoutMs: redisTimeoutAt(r, ['state', 'redis'], f.redis.timeout),
     }
@@ -552,12 +609,10 @@ type ApprovalsFile = NonNullable<CorridorFile['approvals']>
 
 function readApprovals(r: YamlReader, f: ApprovalsFile): ApprovalsConfig {
   const d = DEFAULT_APPROVALS
-  const valueSource = (key: 'redis' | 'webhook', g: { url?: string | undefined; url_env?: string | undefined }) =>
-    valueSourceAt(r, ['approvals', key], g)
   let redis: ApprovalsConfig['redis'] = null
   if (f.redis) {
     redis = {
-      url: valueSource('redis', f.redis),
+      url: valueSourceAt(r, ['approvals', 'redis'], f.redis, REDIS_IN_CLEAR),
       keyPrefix: f.redis.key_prefix ?? 'corridor:approvals:',
       timeoutMs: redisTimeoutAt(r, ['approvals', 'redis'], f.redis.timeout),
       withoutPersistence: f.redis.without_persistence ?? 'warn',
@@ -574,7 +629,12 @@ function readApprovals(r: YamlReader, f: ApprovalsFile): ApprovalsConfig {
     maxPendingPerAgent: f.max_pending_per_agent ?? d.maxPendingPerAgent,
     executionTimeoutMs: f.execution_timeout ?? d.executionTimeoutMs,
     maxResponseBytes: f.max_response_bytes ?? d.maxResponseBytes,
-    webhook: f.webhook ? { url: valueSource('webhook', f.webhook), timeoutMs: f.webhook.timeout ?? 3_000 } : null,
+    webhook: f.webhook
+      ? {
+          url: valueSourceAt(r, ['approvals', 'webhook'], f.webhook, WEBHOOK_IN_CLEAR),
+          timeoutMs: f.webhook.timeout ?? 3_000,
+        }
+      : null,
   }
   if (config.waitMs > 55_000)
     r.issueAt(

@@ -1,6 +1,16 @@
 /** The format of connectors.yaml: the systems of record Corridor fronts and the actions each declares. */
 import * as z from 'zod'
-import { bytes, duration, oneOf, oneOrMoreOf, strict, text, textList, wholeNumber } from '../config/schema-types.ts'
+import {
+  bytes,
+  duration,
+  oneOf,
+  oneOrMoreOf,
+  plaintextBeyondLoopback,
+  strict,
+  text,
+  textList,
+  wholeNumber,
+} from '../config/schema-types.ts'
 import { COST_CLASSES, RISKS } from './risk.ts'
 
 export const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const
@@ -149,12 +159,9 @@ export const connectorsFileSchema = strict(
         agent_key_header: headerName().optional().describe("A header the agents' SDKs put their key in"),
         strip_headers: textList().optional().describe('Headers removed from every request'),
         credential: credential.optional(),
-        plaintext_beyond_loopback: z
-          .boolean()
-          .optional()
-          .describe(
-            'Allow a plain-HTTP upstream or token_url beyond loopback (the credential would cross the network in clear)',
-          ),
+        plaintext_beyond_loopback: plaintextBeyondLoopback(
+          'the credential sent to the upstream, and an OAuth2 client secret sent to token_url,',
+        ),
         limits: strict({
           max_body: bytes().optional(),
           max_json_depth: wholeNumber(1, 1_000).optional(),

@@ -17,7 +17,8 @@ import {
   type HoldStatus,
 } from './connectors-schema.ts'
 import type { CostClass, Risk } from './risk.ts'
-import { parseHttpUrl, sentInClear } from '../shared/http-url.ts'
+import { parseHttpUrl } from '../shared/http-url.ts'
+import { sentInClear } from '../shared/in-clear.ts'
 import type { ErrorFormat } from '../shared/problem.ts'
 import { RouteTrie } from './route-template.ts'
 

@@ -4,15 +4,18 @@
  * HTTP beyond loopback, each with its own line and position, unless the file says so in words.
  * Every spelling of a host is read as the URL parser reads it, as the connection would.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
+import { Writable } from 'node:stream'
 import { describe, expect, it } from 'vitest'
 import { whyCertificateChecksOff } from '../../src/config/certificate-checks.ts'
 import { loadServerConfig } from '../../src/config/server-config.ts'
 import { ConfigError, YamlReader } from '../../src/config/yaml-reader.ts'
+import { startCorridor } from '../../src/main.ts'
 import { readConnectorCatalog } from '../../src/registry/connectors.ts'
-import { isLoopbackHost, sentInClear } from '../../src/shared/http-url.ts'
+import { createLogger } from '../../src/shared/logger.ts'
+import { isLoopbackHost, sentInClear } from '../../src/shared/in-clear.ts'
 
 /** Hosts as a URL may spell them, and whether a connection to them stays on this machine. */
 const HOSTS: readonly (readonly [string, boolean])[] = [
@@ -45,25 +48,27 @@ describe('which URLs send in clear', () => {
   })
 })
 
-const configWith = (yaml: string): string => {
+const configWith = (yaml: string, audit = ''): string => {
   const dir = mkdtempSync(join(tmpdir(), 'corridor-clear-'))
   writeFileSync(
     join(dir, 'corridor.yaml'),
-    `files: { agents: a.yaml, connectors: c.yaml, policy: p.yaml }\naudit: { file: audit.log }\n${yaml}`,
+    `files: { agents: a.yaml, connectors: c.yaml, policy: p.yaml }\naudit: { file: audit.log${audit} }\n${yaml}`,
   )
   return join(dir, 'corridor.yaml')
 }
 
 /** The issues loading this corridor.yaml reports, one line each; [] when it loads. */
-const configIssues = (yaml: string): string[] => {
+const configIssues = (yaml: string, audit = ''): string[] => {
   try {
-    loadServerConfig(configWith(yaml))
+    loadServerConfig(configWith(yaml, audit))
     return []
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err
     return err.issues.map((i) => `${i.line}:${i.message}`)
   }
 }
+/** The same, with more keys in the audit mapping. */
+const auditIssues = (audit: string): string[] => configIssues('', `, ${audit}`)
 
 describe('corridor.yaml', () => {
   const vault = (address: string, extra = '') =>
@@ -95,6 +100,65 @@ describe('corridor.yaml', () => {
         `identity.${name}.jwks_url must be an http(s) URL`,
       )
     }
+  })
+})
+
+describe('corridor.yaml: Redis, the approvals webhook and OTLP exports', () => {
+  it.each(['approvals', 'state'])('refuses %s.redis as plain Redis beyond loopback, in the file', (section) => {
+    const redis = (url: string, extra = '') => `${section}:\n  redis: { url: "${url}"${extra} }\n`
+    const issues = configIssues(redis('redis://:pw@redis.internal:6379'))
+    expect(issues).toHaveLength(1)
+    expect(issues[0]).toContain(`${section}.redis.url is plain Redis beyond loopback`)
+    expect(issues[0]).toContain('anyone on the path could change them; use rediss://')
+    expect(issues[0]).toContain(`${section}.redis.plaintext_beyond_loopback: true`)
+    // The password in the URL is not repeated in the message.
+    expect(issues[0]).not.toContain(':pw@')
+    expect(configIssues(redis('rediss://:pw@redis.internal:6379'))).toEqual([])
+    expect(configIssues(redis('redis://127.0.0.1:6379'))).toEqual([])
+    expect(configIssues(redis('redis://redis.internal:6379', ', plaintext_beyond_loopback: true'))).toEqual([])
+  })
+
+  it('refuses a plain-HTTP approvals webhook beyond loopback', () => {
+    const webhook = (url: string, extra = '') => `approvals:\n  webhook: { url: "${url}"${extra} }\n`
+    expect(configIssues(webhook('http://hooks.internal/T000/B000/secret'))[0]).toMatch(
+      /approvals\.webhook\.url is plain HTTP beyond loopback: the webhook URL \(often a token\)/,
+    )
+    expect(configIssues(webhook('https://hooks.slack.com/services/T000/B000/secret'))).toEqual([])
+    expect(configIssues(webhook('http://hooks.internal/x', ', plaintext_beyond_loopback: true'))).toEqual([])
+  })
+
+  it.each([
+    ['audit', 'otlp'],
+    ['telemetry', 'traces'],
+  ])('refuses %s.%s over plain HTTP beyond loopback only when it carries headers (an API key)', (section, key) => {
+    // audit: is already in the file, so its otlp key joins that mapping.
+    const issuesOf = (endpoint: string, extra = '') => {
+      const value = `{ endpoint: "${endpoint}"${extra} }`
+      return section === 'audit' ? auditIssues(`otlp: ${value}`) : configIssues(`telemetry:\n  ${key}: ${value}\n`)
+    }
+    const issues = issuesOf('http://collector.internal:4318', ', headers_env: OTLP_HEADERS')
+    expect(issues).toHaveLength(1)
+    expect(issues[0]).toContain(`${section}.${key}.endpoint is plain HTTP beyond loopback: the headers in OTLP_HEADERS`)
+    expect(issuesOf('http://collector.internal:4318')).toEqual([])
+    expect(issuesOf('https://collector.internal:4318', ', headers_env: OTLP_HEADERS')).toEqual([])
+    expect(issuesOf('http://127.0.0.1:4318', ', headers_env: OTLP_HEADERS')).toEqual([])
+    expect(
+      issuesOf('http://collector.internal:4318', ', headers_env: OTLP_HEADERS, plaintext_beyond_loopback: true'),
+    ).toEqual([])
+    expect(issuesOf('collector.internal:4318')[0]).toContain(`${section}.${key}.endpoint must be an http(s) URL`)
+  })
+
+  it('refuses a URL from the environment when Corridor starts, before it opens anything', async () => {
+    const file = configWith('approvals:\n  redis: { url_env: APPROVALS_REDIS }\n')
+    const config = loadServerConfig(file)
+    const log = createLogger('silent', new Writable({ write: (_c, _e, cb) => cb() }))
+    await expect(
+      startCorridor(config, { env: { APPROVALS_REDIS: 'redis://:hunter2@redis.internal:6379' }, log }),
+    ).rejects.toThrow(/^approvals\.redis\.url_env \(APPROVALS_REDIS\) is plain Redis beyond loopback/)
+    expect(existsSync(join(dirname(file), 'audit.log'))).toBe(false)
+    await expect(startCorridor(config, { env: {}, log })).rejects.toThrow(
+      'approvals.redis.url_env names APPROVALS_REDIS, which is not set',
+    )
   })
 })
 
