@@ -7,7 +7,6 @@ import { readFileSync } from 'node:fs'
 import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { createAdminServer } from './admin/admin-server.ts'
-import { whyCertificateChecksOff } from './config/certificate-checks.ts'
 import { createApprovalsApi } from './admin/approvals-api.ts'
 import { createStopsApi, type TakeBack } from './admin/stops-api.ts'
 import { createAuditApi } from './admin/audit-api.ts'
@@ -29,6 +28,7 @@ import { WebhookNotifier } from './approvals/webhook.ts'
 import { retentionEvent } from './audit/rotation.ts'
 import { FileAuditSink, type AuditSink } from './audit/sink.ts'
 import { expireUnwrittenTrail, unwrittenTrails, workerTrail } from './audit/trails.ts'
+import { whyCertificateChecksOff } from './config/certificate-checks.ts'
 import { inClearProblem, type ApprovalsConfig, type ServerConfig, type ValueSource } from './config/server-config.ts'
 import { CredentialBroker } from './credentials/broker.ts'
 import { VaultClient } from './credentials/vault/vault-client.ts'
@@ -527,9 +527,14 @@ async function approvalStore(config: ApprovalsConfig, redisUrl: string | null, l
 /** The URL a setting gives (null when it is not configured); throws when it is unset or may not be used. */
 function resolveUrl(source: ValueSource | undefined, env: StartOptions['env']): string | null {
   if (source === undefined) return null
-  const value = 'value' in source ? source.value : env[source.env]
-  if (value === undefined || value === '')
-    throw new Error(`${source.setting}.url_env names ${(source as { env: string }).env}, which is not set`)
+  let value: string
+  if ('value' in source) value = source.value
+  else {
+    const given = env[source.env]
+    if (given === undefined || given === '')
+      throw new Error(`${source.setting}.url_env names ${source.env}, which is not set`)
+    value = given
+  }
   const problem = inClearProblem(source, value)
   if (problem !== null) throw new Error(problem)
   return value

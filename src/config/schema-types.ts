@@ -37,7 +37,6 @@ export const oneOrMoreOf = <const T extends readonly [string, ...string[]]>(valu
     })
     .transform((v): T[number][] => (Array.isArray(v) ? v : [v]))
 
-/** A whole number within [min, max] (ports, counts, depths). */
 /**
  * The words a file says to send something over plain HTTP or Redis beyond loopback, which is
  * otherwise refused: `what` crosses the network in clear, and the description says so.
@@ -48,6 +47,7 @@ export const plaintextBeyondLoopback = (what: string) =>
     .optional()
     .describe(`Allow plain HTTP (or Redis) beyond loopback: ${what} would cross the network in clear`)
 
+/** A whole number within [min, max] (ports, counts, depths). */
 export const wholeNumber = (min: number, max: number) => {
   const message = `must be a whole number from ${min} to ${max}`
   return z.int({ error: message }).min(min, { error: message }).max(max, { error: message })

@@ -18,7 +18,7 @@ import {
 } from './connectors-schema.ts'
 import type { CostClass, Risk } from './risk.ts'
 import { parseHttpUrl } from '../shared/http-url.ts'
-import { sentInClear } from '../shared/in-clear.ts'
+import { inClearRefusal } from '../shared/in-clear.ts'
 import type { ErrorFormat } from '../shared/problem.ts'
 import { RouteTrie } from './route-template.ts'
 
@@ -406,18 +406,15 @@ function refuseCredentialInClear(
   credential: CredentialSourceSpec,
 ): void {
   const where = `connectors[${String(at[1])}]`
-  const allow = `use https, or set ${where}.plaintext_beyond_loopback: true`
-  if (credential.kind !== 'none' && upstream !== null && sentInClear(upstream))
-    r.issueAt(
-      [...at, 'upstream'],
-      `${where}.upstream is plain HTTP beyond loopback: the credential Corridor injects would cross the network in clear; ${allow}`,
-    )
+  const refuse = (key: readonly string[], url: URL, consequence: string): void => {
+    const problem = inClearRefusal(`${where}.${key.join('.')}`, url, consequence, where)
+    if (problem !== null) r.issueAt([...at, ...key], problem)
+  }
+  if (credential.kind !== 'none' && upstream !== null)
+    refuse(['upstream'], upstream, 'the credential Corridor injects would cross the network in clear')
   const tokenUrl = credential.kind === 'oauth2' ? parseHttpUrl(credential.tokenUrl) : null
-  if (tokenUrl !== null && sentInClear(tokenUrl))
-    r.issueAt(
-      [...at, 'credential', 'token_url'],
-      `${where}.credential.token_url is plain HTTP beyond loopback: the client secret and the token would cross the network in clear; ${allow}`,
-    )
+  if (tokenUrl !== null)
+    refuse(['credential', 'token_url'], tokenUrl, 'the client secret and the token would cross the network in clear')
 }
 
 /** `{ env: NAME }`, `{ file: path }` or `{ vault_kv: { mount, path, field } }`. */
