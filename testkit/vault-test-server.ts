@@ -10,6 +10,7 @@
  */
 import { generateKeyPairSync, randomBytes, randomUUID, sign, type KeyObject } from 'node:crypto'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import { createServer as createHttpsServer } from 'node:https'
 import type { AddressInfo, Socket } from 'node:net'
 import {
   exportJWK,
@@ -162,8 +163,11 @@ export class VaultTestServer {
   #server: Server | null = null
   #port = 0
   readonly #sockets = new Set<Socket>()
+  /** A certificate and key (PEM) to serve HTTPS with, as a production Vault does; null: plain HTTP. */
+  readonly #tls: { readonly cert: Buffer; readonly key: Buffer } | null
 
-  constructor() {
+  constructor(options: { tls?: { cert: Buffer; key: Buffer } } = {}) {
+    this.#tls = options.tls ?? null
     this.#tokens.set(this.rootToken, {
       id: this.rootToken,
       accessor: base62(24),
@@ -186,14 +190,15 @@ export class VaultTestServer {
   }
 
   get address(): string {
-    return `http://127.0.0.1:${this.#port}`
+    return `${this.#tls === null ? 'http' : 'https'}://127.0.0.1:${this.#port}`
   }
 
   /** Listens on `port` (0 = ephemeral); restarting on the same port simulates Vault coming back. */
   async start(port = this.#port): Promise<string> {
-    const server = createServer((req, res) => this.#handle(req, res))
+    const handler = (req: IncomingMessage, res: ServerResponse): void => this.#handle(req, res)
+    const server = this.#tls === null ? createServer(handler) : createHttpsServer(this.#tls, handler)
     server.keepAliveTimeout = 5_000
-    server.on('connection', (socket) => {
+    server.on('connection', (socket: Socket) => {
       this.#sockets.add(socket)
       socket.once('close', () => this.#sockets.delete(socket))
     })

@@ -11,6 +11,7 @@ import { readLimited } from '../shared/read-limited.ts'
 import { callListOf } from '../shared/trace-context.ts'
 import { Secret } from './secret.ts'
 import { isValidFieldValue, type CredentialSource } from './source.ts'
+import { isCertificateFailure } from '../shared/certificate-failure.ts'
 
 export interface OAuth2Spec {
   readonly tokenUrl: string
@@ -28,6 +29,7 @@ export type OAuth2ErrorCode =
   | 'oauth2_invalid_response'
   | 'oauth2_timeout'
   | 'oauth2_unreachable'
+  | 'oauth2_certificate_rejected'
   | 'oauth2_refused'
 
 export class OAuth2Error extends Error {
@@ -88,6 +90,7 @@ export class OAuth2Provider implements LeaseProvider {
       form.set('client_secret', clientSecret.reveal())
     }
     let status: number | null = null
+    let failure: OAuth2ErrorCode | null = null
     let text: string
     const started = performance.timeOrigin + performance.now()
     try {
@@ -106,12 +109,9 @@ export class OAuth2Provider implements LeaseProvider {
         () => new OAuth2Error('oauth2_invalid_response', 'token endpoint response too large'),
       )
     } catch (err) {
-      if (signal.aborted) throw new OAuth2Error('oauth2_timeout', 'the token endpoint did not answer in time')
-      const code = (err as { code?: unknown }).code
-      throw new OAuth2Error(
-        'oauth2_unreachable',
-        `the token endpoint is unreachable (${typeof code === 'string' ? code : 'connection failed'})`,
-      )
+      const failed = err instanceof OAuth2Error ? err : transportFailure(err, signal)
+      failure = failed.code
+      throw failed
     } finally {
       // A span of the sampled request this token is fetched for (the token endpoint's path, never the form).
       const calls = callListOf(signal)
@@ -126,7 +126,7 @@ export class OAuth2Provider implements LeaseProvider {
           start: started,
           end: performance.timeOrigin + performance.now(),
           status,
-          error: status !== null ? null : signal.aborted ? 'oauth2_timeout' : 'oauth2_unreachable',
+          error: status !== null ? null : failure,
         })
       }
     }
@@ -161,4 +161,19 @@ export class OAuth2Provider implements LeaseProvider {
       renewable: false,
     }
   }
+}
+
+/** Why the token endpoint gave no answer: too slow, a certificate that did not verify, or no connection. */
+function transportFailure(err: unknown, signal: AbortSignal): OAuth2Error {
+  if (signal.aborted) return new OAuth2Error('oauth2_timeout', 'the token endpoint did not answer in time')
+  const code = (err as { code?: unknown }).code
+  if (isCertificateFailure(err))
+    return new OAuth2Error(
+      'oauth2_certificate_rejected',
+      `the token endpoint's TLS certificate did not verify (${String(code)}); nothing was sent`,
+    )
+  return new OAuth2Error(
+    'oauth2_unreachable',
+    `the token endpoint is unreachable (${typeof code === 'string' ? code : 'connection failed'})`,
+  )
 }

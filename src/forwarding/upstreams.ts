@@ -12,6 +12,7 @@ import type { Connector, ConnectorCatalog } from '../registry/connectors.ts'
 import { CorridorError } from '../shared/errors.ts'
 import { ClientAbortedError } from '../shared/client-aborted.ts'
 import { agentResponseHeaders } from './response-headers.ts'
+import { isCertificateFailure } from '../shared/certificate-failure.ts'
 
 export interface UpstreamRequest {
   readonly method: string
@@ -309,34 +310,6 @@ function unmaskable(
   )
 }
 
-/**
- * Node's codes for a peer certificate that did not verify. The handshake failed before any byte
- * of the request was written, so the credential did not reach whoever answered.
- */
-const CERTIFICATE_FAILURES: ReadonlySet<string> = new Set([
-  'UNABLE_TO_GET_ISSUER_CERT',
-  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
-  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
-  'UNABLE_TO_DECRYPT_CERT_SIGNATURE',
-  'UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY',
-  'CERT_SIGNATURE_FAILURE',
-  'CERT_NOT_YET_VALID',
-  'CERT_HAS_EXPIRED',
-  'ERROR_IN_CERT_NOT_BEFORE_FIELD',
-  'ERROR_IN_CERT_NOT_AFTER_FIELD',
-  'DEPTH_ZERO_SELF_SIGNED_CERT',
-  'SELF_SIGNED_CERT_IN_CHAIN',
-  'CERT_CHAIN_TOO_LONG',
-  'CERT_REVOKED',
-  'INVALID_CA',
-  'PATH_LENGTH_EXCEEDED',
-  'INVALID_PURPOSE',
-  'CERT_UNTRUSTED',
-  'CERT_REJECTED',
-  'HOSTNAME_MISMATCH',
-  'ERR_TLS_CERT_ALTNAME_INVALID',
-])
-
 /** Upstream failures are 502 or 504, never 500 (reply-from maps resets to 500; that hides the culprit). */
 function mapUpstreamError(error: Error): CorridorError | ClientAbortedError {
   if (error instanceof ClientAbortedError || error instanceof CorridorError) return error
@@ -359,7 +332,7 @@ function mapUpstreamError(error: Error): CorridorError | ClientAbortedError {
         cause: error,
       })
     default:
-      if (code !== undefined && CERTIFICATE_FAILURES.has(code))
+      if (isCertificateFailure(error))
         return new CorridorError(
           'upstream_certificate_rejected',
           "the upstream's TLS certificate did not verify; nothing was sent to it",

@@ -28,9 +28,16 @@ export interface VaultSetup {
 }
 
 export async function startVaultForCorridor(
-  opts: { tokenTtlSec?: number; dbTtlSec?: number; dbMaxTtlSec?: number; shortTtlSec?: number } = {},
+  opts: {
+    tokenTtlSec?: number
+    dbTtlSec?: number
+    dbMaxTtlSec?: number
+    shortTtlSec?: number
+    /** Serve HTTPS with this certificate and key (PEM), as a production Vault does. */
+    tls?: { cert: Buffer; key: Buffer }
+  } = {},
 ): Promise<VaultSetup> {
-  const vault = new VaultTestServer()
+  const vault = new VaultTestServer(opts.tls === undefined ? {} : { tls: opts.tls })
   await vault.start(0)
   vault.setPolicy('corridor', CORRIDOR_VAULT_POLICY as never)
   vault.setPolicy('records-read', { 'kv/data/records/*': ['read'] })

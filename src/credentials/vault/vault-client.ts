@@ -15,6 +15,7 @@ import { Pool, type Dispatcher } from 'undici'
 import { readLimited } from '../../shared/read-limited.ts'
 import { callListOf } from '../../shared/trace-context.ts'
 import type { Secret } from '../secret.ts'
+import { isCertificateFailure } from '../../shared/certificate-failure.ts'
 
 export interface VaultAuthBlock {
   client_token: string
@@ -48,6 +49,7 @@ export type VaultErrorKind =
   | 'server_error'
   | 'invalid_response'
   | 'misconfigured'
+  | 'certificate_rejected'
 
 /** Stable, audit-safe: vault_sealed, vault_timeout, vault_permission_denied… */
 export type VaultErrorCode = `vault_${VaultErrorKind}`
@@ -220,6 +222,12 @@ function transportError(err: unknown, signal: AbortSignal): VaultError {
   ) {
     return new VaultError('timeout', null, 'Vault did not answer in time')
   }
+  if (isCertificateFailure(err))
+    return new VaultError(
+      'certificate_rejected',
+      null,
+      `Vault's TLS certificate did not verify (${String(code)}): trust its CA with vault.ca_file; nothing was sent`,
+    )
   return new VaultError(
     'unreachable',
     null,
