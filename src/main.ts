@@ -29,7 +29,7 @@ import { retentionEvent } from './audit/rotation.ts'
 import { FileAuditSink, type AuditSink } from './audit/sink.ts'
 import { expireUnwrittenTrail, unwrittenTrails, workerTrail } from './audit/trails.ts'
 import { whyCertificateChecksOff } from './config/certificate-checks.ts'
-import { inClearProblem, type ApprovalsConfig, type ServerConfig, type ValueSource } from './config/server-config.ts'
+import { urlProblem, type ApprovalsConfig, type ServerConfig, type ValueSource } from './config/server-config.ts'
 import { CredentialBroker } from './credentials/broker.ts'
 import { VaultClient } from './credentials/vault/vault-client.ts'
 import { TransitSigner } from './credentials/vault/transit-signer.ts'
@@ -535,7 +535,7 @@ function resolveUrl(source: ValueSource | undefined, env: StartOptions['env']): 
       throw new Error(`${source.setting}.url_env names ${source.env}, which is not set`)
     value = given
   }
-  const problem = inClearProblem(source, value)
+  const problem = urlProblem(source, value)
   if (problem !== null) throw new Error(problem)
   return value
 }

@@ -74,19 +74,53 @@ export interface ApproverTokenConfig extends JwtIssuerConfig {
 export type ValueSource = ({ readonly value: string } | { readonly env: string }) & {
   /** The setting (`approvals.redis`), named in messages. */
   readonly setting: string
-  /** What sending to this URL in clear beyond loopback would expose; null where the file allows it or nothing is. */
-  readonly inClear: string | null
+  readonly kind: UrlKind
+  /** The file allows plain HTTP or Redis beyond loopback here (`plaintext_beyond_loopback: true`). */
+  readonly plaintextAllowed: boolean
+}
+
+type UrlKind = 'redis' | 'webhook' | 'postgres'
+
+/**
+ * What each kind of URL must be, as the client that uses it reads it, and what sending to it in
+ * clear beyond loopback would expose. ioredis takes `host:port` without a scheme as plain Redis,
+ * so a Redis URL must name its scheme; PostgreSQL's forms are left to its driver, and its
+ * default authentication (SCRAM) never sends the password.
+ */
+const URL_KINDS: Readonly<
+  Record<
+    UrlKind,
+    { readonly schemes: readonly string[] | null; readonly expected: string; readonly inClear: string | null }
+  >
+> = {
+  redis: {
+    schemes: ['redis:', 'rediss:'],
+    expected: 'a redis:// or rediss:// URL',
+    inClear:
+      'its password, held requests and stops would cross the network in clear, and anyone on the path could change them',
+  },
+  webhook: {
+    schemes: ['http:', 'https:'],
+    expected: 'an http(s) URL',
+    // Slack and the like put the token in the webhook's path.
+    inClear: 'the webhook URL (often a token) and the summaries of held requests would cross the network in clear',
+  },
+  postgres: { schemes: null, expected: '', inClear: null },
 }
 
 /**
- * Why the URL a source resolved to may not be used (plain HTTP or Redis beyond loopback that its
- * setting does not allow), or null. A URL in the file is refused as it is read; one from the
- * environment, when Corridor starts.
+ * Why the URL a source resolved to may not be used, or null: not the kind of URL its client
+ * reads, or plain HTTP or Redis beyond loopback that its setting does not allow. A URL in the
+ * file is refused as it is read; one from the environment, when Corridor starts. The URL itself
+ * is never repeated: it may hold a password.
  */
-export function inClearProblem(source: ValueSource, url: string): string | null {
-  if (source.inClear === null || !URL.canParse(url)) return null
+export function urlProblem(source: ValueSource, url: string): string | null {
+  const kind = URL_KINDS[source.kind]
   const setting = 'env' in source ? `${source.setting}.url_env (${source.env})` : `${source.setting}.url`
-  return inClearRefusal(setting, new URL(url), source.inClear, source.setting)
+  if (kind.schemes === null) return null
+  if (!URL.canParse(url) || !kind.schemes.includes(new URL(url).protocol)) return `${setting} must be ${kind.expected}`
+  if (kind.inClear === null || source.plaintextAllowed) return null
+  return inClearRefusal(setting, new URL(url), kind.inClear, source.setting)
 }
 
 export interface ApprovalsConfig {
@@ -508,7 +542,7 @@ function readVault(r: YamlReader, f: VaultFile, path: (p: string) => string): Va
 function readAuditPostgres(r: YamlReader, f: CorridorFile['audit']['postgres']): AuditPostgresConfig | null {
   if (f === undefined) return null
   return {
-    url: valueSourceAt(r, ['audit', 'postgres'], f, null),
+    url: valueSourceAt(r, ['audit', 'postgres'], f, 'postgres'),
     table: f.table ?? 'corridor_audit',
     batch: f.batch ?? 500,
     pollMs: f.poll ?? 200,
@@ -521,25 +555,17 @@ function valueSourceAt(
   r: YamlReader,
   at: readonly string[],
   g: { url?: string | undefined; url_env?: string | undefined; plaintext_beyond_loopback?: boolean | undefined },
-  inClear: string | null,
+  kind: UrlKind,
 ): ValueSource {
   if ((g.url === undefined) === (g.url_env === undefined))
     r.issueAt(at, `${at.join('.')} needs exactly one of url or url_env`)
-  const checked = { setting: at.join('.'), inClear: g.plaintext_beyond_loopback === true ? null : inClear }
+  const checked = { setting: at.join('.'), kind, plaintextAllowed: g.plaintext_beyond_loopback === true }
   if (g.url_env !== undefined) return { env: g.url_env, ...checked }
   const source = { value: g.url ?? '', ...checked }
-  const problem = inClearProblem(source, source.value)
+  const problem = urlProblem(source, source.value)
   if (problem !== null) r.issueAt([...at, 'url'], problem)
   return source
 }
-
-/** Redis holds held requests, approvals, stops and counters: on the path, one could read and change them. */
-const REDIS_IN_CLEAR =
-  'its password, held requests and stops would cross the network in clear, and anyone on the path could change them'
-
-/** Slack and the like put the token in the webhook's path. */
-const WEBHOOK_IN_CLEAR =
-  'the webhook URL (often a token) and the summaries of held requests would cross the network in clear'
 
 /**
  * Refuses `url` at `at` when it is plain HTTP beyond loopback; the setting's parent is where
@@ -589,7 +615,7 @@ function readState(
   let redis: StateConfig['redis'] = null
   if (f?.redis) {
     redis = {
-      url: valueSourceAt(r, ['state', 'redis'], f.redis, REDIS_IN_CLEAR),
+      url: valueSourceAt(r, ['state', 'redis'], f.redis, 'redis'),
       keyPrefix: f.redis.key_prefix ?? 'corridor:state:',
       timeoutMs: redisTimeoutAt(r, ['state', 'redis'], f.redis.timeout),
     }
@@ -612,7 +638,7 @@ function readApprovals(r: YamlReader, f: ApprovalsFile): ApprovalsConfig {
   let redis: ApprovalsConfig['redis'] = null
   if (f.redis) {
     redis = {
-      url: valueSourceAt(r, ['approvals', 'redis'], f.redis, REDIS_IN_CLEAR),
+      url: valueSourceAt(r, ['approvals', 'redis'], f.redis, 'redis'),
       keyPrefix: f.redis.key_prefix ?? 'corridor:approvals:',
       timeoutMs: redisTimeoutAt(r, ['approvals', 'redis'], f.redis.timeout),
       withoutPersistence: f.redis.without_persistence ?? 'warn',
@@ -631,7 +657,7 @@ function readApprovals(r: YamlReader, f: ApprovalsFile): ApprovalsConfig {
     maxResponseBytes: f.max_response_bytes ?? d.maxResponseBytes,
     webhook: f.webhook
       ? {
-          url: valueSourceAt(r, ['approvals', 'webhook'], f.webhook, WEBHOOK_IN_CLEAR),
+          url: valueSourceAt(r, ['approvals', 'webhook'], f.webhook, 'webhook'),
           timeoutMs: f.webhook.timeout ?? 3_000,
         }
       : null,

@@ -116,6 +116,9 @@ describe('corridor.yaml: Redis, the approvals webhook and OTLP exports', () => {
     expect(configIssues(redis('rediss://:pw@redis.internal:6379'))).toEqual([])
     expect(configIssues(redis('redis://127.0.0.1:6379'))).toEqual([])
     expect(configIssues(redis('redis://redis.internal:6379', ', plaintext_beyond_loopback: true'))).toEqual([])
+    // ioredis reads a URL without a scheme as plain Redis: it must name its scheme, or it is not checked as used.
+    for (const url of ['redis.internal:6379', '//redis.internal:6379', 'http://redis.internal:6379'])
+      expect(configIssues(redis(url))).toEqual([`4:${section}.redis.url must be a redis:// or rediss:// URL`])
   })
 
   it('refuses a plain-HTTP approvals webhook beyond loopback', () => {
@@ -125,6 +128,7 @@ describe('corridor.yaml: Redis, the approvals webhook and OTLP exports', () => {
     )
     expect(configIssues(webhook('https://hooks.slack.com/services/T000/B000/secret'))).toEqual([])
     expect(configIssues(webhook('http://hooks.internal/x', ', plaintext_beyond_loopback: true'))).toEqual([])
+    expect(configIssues(webhook('hooks.internal/x'))).toEqual(['4:approvals.webhook.url must be an http(s) URL'])
   })
 
   it.each([
@@ -156,6 +160,9 @@ describe('corridor.yaml: Redis, the approvals webhook and OTLP exports', () => {
       startCorridor(config, { env: { APPROVALS_REDIS: 'redis://:hunter2@redis.internal:6379' }, log }),
     ).rejects.toThrow(/^approvals\.redis\.url_env \(APPROVALS_REDIS\) is plain Redis beyond loopback/)
     expect(existsSync(join(dirname(file), 'audit.log'))).toBe(false)
+    await expect(startCorridor(config, { env: { APPROVALS_REDIS: 'redis.internal:6379' }, log })).rejects.toThrow(
+      /^approvals\.redis\.url_env \(APPROVALS_REDIS\) must be a redis:\/\/ or rediss:\/\/ URL$/,
+    )
     await expect(startCorridor(config, { env: {}, log })).rejects.toThrow(
       'approvals.redis.url_env names APPROVALS_REDIS, which is not set',
     )
