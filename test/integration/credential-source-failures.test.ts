@@ -1,11 +1,14 @@
 /**
- * Vault and an OAuth2 token endpoint over TLS, as production runs them. Vault's CA given with
- * `vault.ca_file` is trusted and the credential arrives; without it, and for a token endpoint
- * whose certificate this process does not trust, the handshake fails before anything is sent:
- * the agent gets 503 credential_unavailable, the audit record says which certificate was refused
- * (`vault_certificate_rejected`, `oauth2_certificate_rejected`), and nothing reaches the upstream.
+ * Vault and an OAuth2 token endpoint over TLS, as production runs them, and what the audit record
+ * says when either cannot be used. Vault's CA given with `vault.ca_file` is trusted and the
+ * credential arrives; without it, and for a token endpoint whose certificate this process does not
+ * trust, the handshake fails before anything is sent: the agent gets 503 credential_unavailable,
+ * the audit record says which certificate was refused (`vault_certificate_rejected`,
+ * `oauth2_certificate_rejected`), and nothing reaches the upstream. A token endpoint that answers
+ * with a body over 64 KiB answered: `oauth2_invalid_response`, not unreachable.
  */
 import { mkdtempSync, readFileSync } from 'node:fs'
+import { createServer as createHttpServer } from 'node:http'
 import { createServer, type Server } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -27,6 +30,9 @@ let setup: VaultSetup
 let upstream: RecordingUpstream
 let tokenServer: Server
 let tokenUrl: string
+/** A token endpoint on plain HTTP (loopback) whose token is too large to read. */
+let oversizedTokenServer: ReturnType<typeof createHttpServer>
+let oversizedTokenUrl: string
 let tokenRequests = 0
 let tokenHandshakesFailed = 0
 const fixtures: CorridorFixture[] = []
@@ -44,18 +50,26 @@ beforeAll(async () => {
   tokenServer.on('tlsClientError', () => tokenHandshakesFailed++)
   await new Promise<void>((r) => tokenServer.listen(0, '127.0.0.1', r))
   tokenUrl = `https://127.0.0.1:${(tokenServer.address() as AddressInfo).port}/oauth/token`
+  oversizedTokenServer = createHttpServer((_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/json' })
+    res.end(JSON.stringify({ access_token: 'x'.repeat(70 * 1024), token_type: 'Bearer' }))
+  })
+  await new Promise<void>((r) => oversizedTokenServer.listen(0, '127.0.0.1', r))
+  oversizedTokenUrl = `http://127.0.0.1:${(oversizedTokenServer.address() as AddressInfo).port}/oauth/token`
 })
 
 afterAll(async () => {
   for (const fx of fixtures) await fx.close()
   await upstream.close()
-  tokenServer.closeAllConnections()
-  await new Promise<void>((r) => tokenServer.close(() => r()))
+  for (const server of [tokenServer, oversizedTokenServer]) {
+    server.closeAllConnections()
+    await new Promise<void>((r) => server.close(() => r()))
+  }
   await setup.vault.stop()
 })
 
 /** A Corridor whose `kv` connector takes its credential from Vault and `oauth` from the token endpoint. */
-async function corridor(vaultExtra: string): Promise<CorridorFixture> {
+async function corridor(vaultExtra: string, oauthTokenUrl = tokenUrl): Promise<CorridorFixture> {
   const fx = await startCorridorFixture(
     {
       agents: `agents:\n  - { id: a, owner: t, tier: read-only, connectors: [kv, oauth], api_keys: [{ hash: "${hash(KEY)}" }] }\n`,
@@ -70,7 +84,7 @@ async function corridor(vaultExtra: string): Promise<CorridorFixture> {
     owner: t
     upstream: ${upstream.url}/oauth
     certified_until: 2099-01-01
-    credential: { source: oauth2, token_url: "${tokenUrl}", client_id: corridor, client_secret: { env: CLIENT_SECRET }, inject: { header: authorization, format: "Bearer {secret}" } }
+    credential: { source: oauth2, token_url: "${oauthTokenUrl}", client_id: corridor, client_secret: { env: CLIENT_SECRET }, inject: { header: authorization, format: "Bearer {secret}" } }
     actions: [{ name: get, method: GET, path: /things, risk: read }]
 `,
       policy: 'version: 1\nrules:\n  - { id: all, effect: allow }\n',
@@ -87,7 +101,22 @@ const get = (fx: CorridorFixture, connector: string) =>
     async (res) => ({ status: res.statusCode, body: await res.body.text() }),
   )
 
-describe('credential sources over TLS', () => {
+/** The agent's call was refused for want of a credential, the audit record says why, and nothing was forwarded. */
+async function expectRefused(fx: CorridorFixture, connector: string, detail: string, secret: string): Promise<void> {
+  const before = upstream.received.length
+  const res = await get(fx, connector)
+  expect(res.status).toBe(503)
+  expect(JSON.parse(res.body)).toMatchObject({ code: 'credential_unavailable' })
+  expect(upstream.received.length).toBe(before)
+  expect(fx.auditRecords().at(-1)).toMatchObject({
+    connector,
+    error_code: 'credential_unavailable',
+    error_detail: detail,
+  })
+  expect(fx.allOutput()).not.toContain(secret)
+}
+
+describe('credential sources over TLS, and answers Corridor will not read', () => {
   it('reads a Vault secret over HTTPS when vault.ca_file names Vault’s CA', async () => {
     expect(setup.vault.address).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/)
     const fx = await corridor(`  ca_file: ${JSON.stringify(certs.ca)}\n`)
@@ -98,35 +127,19 @@ describe('credential sources over TLS', () => {
   })
 
   it('refuses a Vault whose certificate does not verify: 503, the cause recorded, nothing forwarded', async () => {
-    const fx = await corridor('')
-    const before = upstream.received.length
-    const res = await get(fx, 'kv')
-    expect(res.status).toBe(503)
-    expect(JSON.parse(res.body)).toMatchObject({ code: 'credential_unavailable' })
-    expect(upstream.received.length).toBe(before)
-    expect(fx.auditRecords().at(-1)).toMatchObject({
-      connector: 'kv',
-      error_code: 'credential_unavailable',
-      error_detail: 'vault_certificate_rejected',
-    })
-    expect(fx.allOutput()).not.toContain(kvCanary)
+    await expectRefused(await corridor(''), 'kv', 'vault_certificate_rejected', kvCanary)
   })
 
   it('refuses a token endpoint whose certificate does not verify: the client secret is never sent', async () => {
     const fx = await corridor(`  ca_file: ${JSON.stringify(certs.ca)}\n`)
-    const [before, handshakes] = [upstream.received.length, tokenHandshakesFailed]
-    const res = await get(fx, 'oauth')
-    expect(res.status).toBe(503)
-    expect(JSON.parse(res.body)).toMatchObject({ code: 'credential_unavailable' })
-    expect(fx.auditRecords().at(-1)).toMatchObject({
-      connector: 'oauth',
-      error_code: 'credential_unavailable',
-      error_detail: 'oauth2_certificate_rejected',
-    })
+    const handshakes = tokenHandshakesFailed
+    await expectRefused(fx, 'oauth', 'oauth2_certificate_rejected', clientSecret)
     // The token endpoint saw a handshake fail and no request: the client secret went nowhere.
     await eventually(() => expect(tokenHandshakesFailed).toBeGreaterThan(handshakes))
     expect(tokenRequests).toBe(0)
-    expect(upstream.received.length).toBe(before)
-    expect(fx.allOutput()).not.toContain(clientSecret)
+  })
+
+  it('records a token response too large to read as invalid, not as unreachable, and forwards nothing', async () => {
+    await expectRefused(await corridor('', oversizedTokenUrl), 'oauth', 'oauth2_invalid_response', clientSecret)
   })
 })
