@@ -3,6 +3,7 @@ import { join } from 'node:path'
 import { request } from 'undici'
 import { describe, expect, it } from 'vitest'
 import { eventually, startCorridorFixture } from '../helpers/corridor-fixture.ts'
+import { startDroppingServer } from '../helpers/dropping-server.ts'
 import { sampleValue, scrapeMetrics } from '../helpers/prometheus.ts'
 import { startRecordingUpstream } from '../helpers/recording-upstream.ts'
 import { AGENT_KEY, newCanary, standardFiles } from '../helpers/standard-policy.ts'
@@ -64,16 +65,15 @@ describe('fail closed', () => {
   })
 
   it('answers 502 when the upstream is unreachable', async () => {
-    const upstream = await startRecordingUpstream()
-    const url = upstream.url
-    await upstream.close()
-    const fx = await startCorridorFixture(standardFiles(url), { SVC_TOKEN: newCanary() })
+    const dropping = await startDroppingServer()
+    const fx = await startCorridorFixture(standardFiles(dropping.url), { SVC_TOKEN: newCanary() })
     try {
       const res = await request(fx.corridor.agentUrl + '/svc/items', { headers: auth })
       expect(res.statusCode).toBe(502)
       expect(((await res.body.json()) as { code: string }).code).toBe('upstream_unreachable')
     } finally {
       await fx.close()
+      await dropping.close()
     }
   })
 

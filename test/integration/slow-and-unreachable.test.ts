@@ -4,34 +4,29 @@
  * not as the agent leaving; an identity provider whose key set cannot be fetched makes identity
  * unavailable (503), not the token invalid.
  */
-import { createServer } from 'node:net'
 import { generateKeyPair, SignJWT } from 'jose'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { request } from 'undici'
 import { eventually, startCorridorFixture, type CorridorFixture } from '../helpers/corridor-fixture.ts'
+import { startDroppingServer, type DroppingServer } from '../helpers/dropping-server.ts'
 import { rawRequest } from '../helpers/raw-http.ts'
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/recording-upstream.ts'
 import { AGENT_KEY, standardFiles } from '../helpers/standard-policy.ts'
 
 let upstream: RecordingUpstream
 let fx: CorridorFixture
-let closedPort: number
+let keySetHost: DroppingServer
 
 beforeAll(async () => {
   upstream = await startRecordingUpstream()
-  // A port nothing listens on: bound, then released.
-  closedPort = await new Promise<number>((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number }
-      s.close(() => resolve(port))
-    })
-  })
+  // An identity provider that drops every connection unanswered.
+  keySetHost = await startDroppingServer()
   fx = await startCorridorFixture(
     {
       ...standardFiles(upstream.url),
       extraConfig: `limits: { headers_timeout: 1s, request_timeout: 1s }
 identity:
-  agent_jwt: { issuer: https://idp.test, audience: corridor, algorithms: [ES256], jwks_url: "http://127.0.0.1:${closedPort}/jwks.json" }
+  agent_jwt: { issuer: https://idp.test, audience: corridor, algorithms: [ES256], jwks_url: "${keySetHost.url}/jwks.json" }
 `,
     },
     { SVC_TOKEN: 'svc-upstream-token-0123456789' },
@@ -41,6 +36,7 @@ identity:
 afterAll(async () => {
   await fx?.close()
   await upstream?.close()
+  await keySetHost?.close()
 })
 
 describe('slow bodies and unreachable key sets', () => {
