@@ -8,7 +8,15 @@
  * would cap a core at ~4,500 requests/s.
  */
 import { readFileSync } from 'node:fs'
-import { createLocalJWKSet, createRemoteJWKSet, errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose'
+import {
+  createLocalJWKSet,
+  createRemoteJWKSet,
+  customFetch,
+  errors,
+  jwtVerify,
+  type JWTPayload,
+  type JWTVerifyGetKey,
+} from 'jose'
 import type { JwtIssuerConfig } from '../config/server-config.ts'
 import { CorridorError, type ErrorCode } from '../shared/errors.ts'
 
@@ -28,6 +36,7 @@ export class JwtVerifier {
         timeoutDuration: 5_000,
         cooldownDuration: 30_000,
         cacheMaxAge: 600_000,
+        [customFetch]: fetchKeySet,
       })
     } else {
       this.#keys = createLocalJWKSet(JSON.parse(readFileSync(config.jwksFile as string, 'utf8')))
@@ -80,12 +89,30 @@ export class JwtVerifier {
   }
 }
 
+/** The identity provider answered its key set's URL with something other than 200. */
+class KeySetNotServed extends Error {
+  override name = 'KeySetNotServed'
+}
+
 /**
- * The remote key set could not be fetched (a timeout, or fetch failing with a network error code
- * as its cause): the token was not judged, so this is unavailability, not a rejection.
+ * Fetches the key set as jose would, but names an answer other than 200 (an identity provider
+ * down behind its load balancer, a key set moved) for what it is: jose's own error for it is a
+ * generic one, which would blame the token.
+ */
+async function fetchKeySet(url: string, init: RequestInit): Promise<Response> {
+  const response = await fetch(url, init)
+  if (response.status === 200) return response
+  await response.body?.cancel()
+  throw new KeySetNotServed(`the key set's URL answered ${response.status}`)
+}
+
+/**
+ * The remote key set could not be fetched (a timeout, an answer other than 200, or fetch failing
+ * with a network error code as its cause): the token was not judged, so this is unavailability,
+ * not a rejection.
  */
 function keySetUnreachable(err: unknown): boolean {
-  if (err instanceof errors.JWKSTimeout) return true
+  if (err instanceof errors.JWKSTimeout || err instanceof KeySetNotServed) return true
   if (err instanceof errors.JOSEError || !(err instanceof TypeError)) return false
   const cause: unknown = err.cause
   return typeof cause === 'object' && cause !== null && typeof (cause as { code?: unknown }).code === 'string'

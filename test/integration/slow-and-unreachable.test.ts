@@ -4,6 +4,8 @@
  * not as the agent leaving; an identity provider whose key set cannot be fetched makes identity
  * unavailable (503), not the token invalid.
  */
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { generateKeyPair, SignJWT } from 'jose'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { request } from 'undici'
@@ -12,6 +14,10 @@ import { startDroppingServer, type DroppingServer } from '../helpers/dropping-se
 import { rawRequest } from '../helpers/raw-http.ts'
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/recording-upstream.ts'
 import { AGENT_KEY, standardFiles } from '../helpers/standard-policy.ts'
+
+/** corridor.yaml's identity section: agent JWTs verified against the key set at `jwksUrl`. */
+const jwtIdentity = (jwksUrl: string): string =>
+  `identity:\n  agent_jwt: { issuer: https://idp.test, audience: corridor, algorithms: [ES256], jwks_url: "${jwksUrl}" }\n`
 
 let upstream: RecordingUpstream
 let fx: CorridorFixture
@@ -24,10 +30,7 @@ beforeAll(async () => {
   fx = await startCorridorFixture(
     {
       ...standardFiles(upstream.url),
-      extraConfig: `limits: { headers_timeout: 1s, request_timeout: 1s }
-identity:
-  agent_jwt: { issuer: https://idp.test, audience: corridor, algorithms: [ES256], jwks_url: "${keySetHost.url}/jwks.json" }
-`,
+      extraConfig: `limits: { headers_timeout: 1s, request_timeout: 1s }\n${jwtIdentity(`${keySetHost.url}/jwks.json`)}`,
     },
     { SVC_TOKEN: 'svc-upstream-token-0123456789' },
   )
@@ -55,18 +58,41 @@ describe('slow bodies and unreachable key sets', () => {
   })
 
   it('a JWT whose key set cannot be fetched gets 503 identity_unavailable, not 401', async () => {
-    const { privateKey } = await generateKeyPair('ES256')
-    const jwt = await new SignJWT({ sub: 'writer' })
-      .setProtectedHeader({ alg: 'ES256', kid: 'k1' })
-      .setIssuer('https://idp.test')
-      .setAudience('corridor')
-      .setIssuedAt()
-      .setExpirationTime('5m')
-      .sign(privateKey)
-    const res = await request(`${fx.corridor.agentUrl}/svc/items`, { headers: { authorization: `Bearer ${jwt}` } })
-    await res.body.text()
-    expect(res.statusCode).toBe(503)
-    expect(res.headers['x-corridor-error']).toBe('identity_unavailable')
-    expect(upstream.received).toHaveLength(0)
+    await expectIdentityUnavailable(fx)
+  })
+
+  it('so does one whose identity provider answers its key set with an error status', async () => {
+    const failing = createServer((_req, res) => res.writeHead(503).end('upstream connect error'))
+    await new Promise<void>((resolve) => failing.listen(0, '127.0.0.1', resolve))
+    const other = await startCorridorFixture(
+      {
+        ...standardFiles(upstream.url),
+        extraConfig: jwtIdentity(`http://127.0.0.1:${(failing.address() as AddressInfo).port}/jwks.json`),
+      },
+      { SVC_TOKEN: 'svc-upstream-token-0123456789' },
+    )
+    try {
+      await expectIdentityUnavailable(other)
+    } finally {
+      await other.close()
+      await new Promise<void>((resolve) => failing.close(() => resolve()))
+    }
   })
 })
+
+/** A JWT the key set would have to verify is refused as 503 identity_unavailable, and nothing is forwarded. */
+async function expectIdentityUnavailable(corridor: CorridorFixture): Promise<void> {
+  const { privateKey } = await generateKeyPair('ES256')
+  const jwt = await new SignJWT({ sub: 'writer' })
+    .setProtectedHeader({ alg: 'ES256', kid: 'k1' })
+    .setIssuer('https://idp.test')
+    .setAudience('corridor')
+    .setIssuedAt()
+    .setExpirationTime('5m')
+    .sign(privateKey)
+  const res = await request(`${corridor.corridor.agentUrl}/svc/items`, { headers: { authorization: `Bearer ${jwt}` } })
+  await res.body.text()
+  expect(res.statusCode).toBe(503)
+  expect(res.headers['x-corridor-error']).toBe('identity_unavailable')
+  expect(upstream.received).toHaveLength(0)
+}
