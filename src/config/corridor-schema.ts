@@ -11,6 +11,7 @@ import {
   textList,
   wholeNumber,
 } from './schema-types.ts'
+import { IN_CLEAR } from '../shared/in-clear.ts'
 
 export const JWT_ALGORITHMS = [
   'ES256',
@@ -43,7 +44,7 @@ const issuerShape = {
   jwks_file: text().optional().describe('A local JWKS file, relative to corridor.yaml (give this or jwks_url)'),
   clock_skew: duration().optional().describe('Tolerated clock difference, at most 60s (default 30s)'),
   max_token_age: duration().optional().describe('Refuse tokens issued longer ago than this'),
-  plaintext_beyond_loopback: plaintextBeyondLoopback('the keys, which anyone on the path could swap to forge tokens,'),
+  plaintext_beyond_loopback: plaintextBeyondLoopback(IN_CLEAR.jwks),
 }
 
 const valueSource = {
@@ -51,11 +52,7 @@ const valueSource = {
   url_env: text().optional().describe('Name of the environment variable holding the URL (for URLs with passwords)'),
 }
 
-const redisInClear = {
-  plaintext_beyond_loopback: plaintextBeyondLoopback(
-    'held requests, stops and the password, all of which anyone on the path could also change,',
-  ),
-}
+const redisInClear = { plaintext_beyond_loopback: plaintextBeyondLoopback(IN_CLEAR.redis) }
 
 /** An OTLP export's settings that say where it goes and with what. */
 const otlpEndpoint = {
@@ -65,7 +62,7 @@ const otlpEndpoint = {
     .describe(
       'An environment variable holding extra headers as name=value,name=value, values percent-decoded (an API key)',
     ),
-  plaintext_beyond_loopback: plaintextBeyondLoopback('the headers of headers_env (an API key)'),
+  plaintext_beyond_loopback: plaintextBeyondLoopback(IN_CLEAR.otlp),
 }
 
 const vaultAuth = z.discriminatedUnion('method', [
@@ -251,7 +248,7 @@ export const corridorFileSchema = strict(
       timeout: duration().optional().describe('Bound on each Vault call, 100ms to 30s (default 2.5s)'),
       ca_file: text().optional(),
       auth: vaultAuth,
-      plaintext_beyond_loopback: plaintextBeyondLoopback("Corridor's Vault token and every secret Vault returns"),
+      plaintext_beyond_loopback: plaintextBeyondLoopback(IN_CLEAR.vault),
     }).optional(),
     telemetry: strict(
       {
@@ -331,7 +328,7 @@ export const corridorFileSchema = strict(
       webhook: strict({
         ...valueSource,
         timeout: duration().optional(),
-        plaintext_beyond_loopback: plaintextBeyondLoopback('the webhook URL (often a token) and what it is told'),
+        plaintext_beyond_loopback: plaintextBeyondLoopback(IN_CLEAR.webhook),
       }).optional(),
     }).optional(),
   },

@@ -4,7 +4,8 @@
  * Paths are relative to the directory holding corridor.yaml.
  */
 import { parseHttpUrl } from '../shared/http-url.ts'
-import { inClearRefusal, isLoopbackHost } from '../shared/in-clear.ts'
+import { IN_CLEAR, inClearRefusal, isLoopbackHost } from '../shared/in-clear.ts'
+import { refuseInClear } from './refuse-in-clear.ts'
 import { availableParallelism } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { ConfigError, YamlReader } from './yaml-reader.ts'
@@ -82,30 +83,17 @@ export type ValueSource = ({ readonly value: string } | { readonly env: string }
 type UrlKind = 'redis' | 'webhook' | 'postgres'
 
 /**
- * What each kind of URL must be, as the client that uses it reads it, and what sending to it in
- * clear beyond loopback would expose. ioredis takes `host:port` without a scheme as plain Redis,
- * so a Redis URL must name its scheme; PostgreSQL's forms are left to its driver, and its
- * default authentication (SCRAM) never sends the password.
+ * What each kind of URL must be, as the client that uses it reads it, and what using it plain
+ * beyond loopback would give away. ioredis takes `host:port` without a scheme as plain Redis, so
+ * a Redis URL must name its scheme. PostgreSQL's (null) are left to its driver: its default
+ * authentication (SCRAM) never sends the password, and what it receives holds no secret.
  */
 const URL_KINDS: Readonly<
-  Record<
-    UrlKind,
-    { readonly schemes: readonly string[] | null; readonly expected: string; readonly inClear: string | null }
-  >
+  Record<UrlKind, { readonly schemes: readonly string[]; readonly expected: string; readonly inClear: string } | null>
 > = {
-  redis: {
-    schemes: ['redis:', 'rediss:'],
-    expected: 'a redis:// or rediss:// URL',
-    inClear:
-      'its password, held requests and stops would cross the network in clear, and anyone on the path could change them',
-  },
-  webhook: {
-    schemes: ['http:', 'https:'],
-    expected: 'an http(s) URL',
-    // Slack and the like put the token in the webhook's path.
-    inClear: 'the webhook URL (often a token) and the summaries of held requests would cross the network in clear',
-  },
-  postgres: { schemes: null, expected: '', inClear: null },
+  redis: { schemes: ['redis:', 'rediss:'], expected: 'a redis:// or rediss:// URL', inClear: IN_CLEAR.redis },
+  webhook: { schemes: ['http:', 'https:'], expected: 'an http(s) URL', inClear: IN_CLEAR.webhook },
+  postgres: null,
 }
 
 /**
@@ -116,11 +104,10 @@ const URL_KINDS: Readonly<
  */
 export function urlProblem(source: ValueSource, url: string): string | null {
   const kind = URL_KINDS[source.kind]
+  if (kind === null) return null
   const setting = 'env' in source ? `${source.setting}.url_env (${source.env})` : `${source.setting}.url`
-  if (kind.schemes === null) return null
   if (!URL.canParse(url) || !kind.schemes.includes(new URL(url).protocol)) return `${setting} must be ${kind.expected}`
-  if (kind.inClear === null || source.plaintextAllowed) return null
-  return inClearRefusal(setting, new URL(url), kind.inClear, source.setting)
+  return source.plaintextAllowed ? null : inClearRefusal(setting, new URL(url), kind.inClear, source.setting)
 }
 
 export interface ApprovalsConfig {
@@ -465,8 +452,7 @@ function readIssuer(
   if (f.jwks_url !== undefined) {
     const url = parseHttpUrl(f.jwks_url)
     if (url === null) r.issueAt(['identity', name, 'jwks_url'], `${where}.jwks_url must be an http(s) URL`)
-    else if (f.plaintext_beyond_loopback !== true)
-      refuseInClear(r, ['identity', name, 'jwks_url'], url, 'anyone on the path could swap the keys and forge tokens')
+    else if (f.plaintext_beyond_loopback !== true) refuseInClear(r, ['identity', name, 'jwks_url'], url, IN_CLEAR.jwks)
   }
   const clockSkewMs = f.clock_skew ?? 30_000
   if (clockSkewMs > 60_000) r.issueAt(['identity', name, 'clock_skew'], `${where}.clock_skew may be at most 60s`)
@@ -490,13 +476,7 @@ function readVault(r: YamlReader, f: VaultFile, path: (p: string) => string): Va
   const address = parseHttpUrl(f.address)
   if (address === null)
     r.issueAt(['vault', 'address'], 'vault.address must be an http(s) URL, e.g. https://vault.internal:8200')
-  else if (f.plaintext_beyond_loopback !== true)
-    refuseInClear(
-      r,
-      ['vault', 'address'],
-      address,
-      'the Vault token and every secret Vault returns would cross the network in clear',
-    )
+  else if (f.plaintext_beyond_loopback !== true) refuseInClear(r, ['vault', 'address'], address, IN_CLEAR.vault)
   const timeoutMs = f.timeout ?? DEFAULT_CREDENTIAL_TIMEOUT_MS
   if (timeoutMs < 100 || timeoutMs > 30_000)
     r.issueAt(['vault', 'timeout'], 'vault.timeout must be between 100ms and 30s')
@@ -567,15 +547,6 @@ function valueSourceAt(
   return source
 }
 
-/**
- * Refuses `url` at `at` when it is plain HTTP beyond loopback; the setting's parent is where
- * `plaintext_beyond_loopback: true` would allow it.
- */
-function refuseInClear(r: YamlReader, at: readonly string[], url: URL, consequence: string): void {
-  const problem = inClearRefusal(at.join('.'), url, consequence, at.slice(0, -1).join('.'))
-  if (problem !== null) r.issueAt(at, problem)
-}
-
 /** An OTLP export's endpoint: an http(s) URL, and its extra headers (an API key) go over TLS or stay on this machine. */
 function checkOtlpEndpoint(
   r: YamlReader,
@@ -585,12 +556,7 @@ function checkOtlpEndpoint(
   const url = parseHttpUrl(f.endpoint)
   if (url === null) r.issueAt([...at, 'endpoint'], `${at.join('.')}.endpoint must be an http(s) URL`)
   else if (f.headers_env !== undefined && f.plaintext_beyond_loopback !== true)
-    refuseInClear(
-      r,
-      [...at, 'endpoint'],
-      url,
-      `the headers in ${f.headers_env} (an API key) would cross the network in clear`,
-    )
+    refuseInClear(r, [...at, 'endpoint'], url, IN_CLEAR.otlp)
 }
 
 /** A Redis command bound: between 50 ms and 1 s, so that an outage fails requests fast. */

@@ -11,6 +11,7 @@ import {
   textList,
   wholeNumber,
 } from '../config/schema-types.ts'
+import { IN_CLEAR } from '../shared/in-clear.ts'
 import { COST_CLASSES, RISKS } from './risk.ts'
 
 export const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const
@@ -159,9 +160,7 @@ export const connectorsFileSchema = strict(
         agent_key_header: headerName().optional().describe("A header the agents' SDKs put their key in"),
         strip_headers: textList().optional().describe('Headers removed from every request'),
         credential: credential.optional(),
-        plaintext_beyond_loopback: plaintextBeyondLoopback(
-          'the credential sent to the upstream, and an OAuth2 client secret sent to token_url,',
-        ),
+        plaintext_beyond_loopback: plaintextBeyondLoopback(IN_CLEAR.upstream, IN_CLEAR.tokenUrl),
         limits: strict({
           max_body: bytes().optional(),
           max_json_depth: wholeNumber(1, 1_000).optional(),

@@ -18,7 +18,8 @@ import {
 } from './connectors-schema.ts'
 import type { CostClass, Risk } from './risk.ts'
 import { parseHttpUrl } from '../shared/http-url.ts'
-import { inClearRefusal } from '../shared/in-clear.ts'
+import { IN_CLEAR } from '../shared/in-clear.ts'
+import { refuseInClear } from '../config/refuse-in-clear.ts'
 import type { ErrorFormat } from '../shared/problem.ts'
 import { RouteTrie } from './route-template.ts'
 
@@ -405,16 +406,10 @@ function refuseCredentialInClear(
   upstream: URL | null,
   credential: CredentialSourceSpec,
 ): void {
-  const where = `connectors[${String(at[1])}]`
-  const refuse = (key: readonly string[], url: URL, consequence: string): void => {
-    const problem = inClearRefusal(`${where}.${key.join('.')}`, url, consequence, where)
-    if (problem !== null) r.issueAt([...at, ...key], problem)
-  }
   if (credential.kind !== 'none' && upstream !== null)
-    refuse(['upstream'], upstream, 'the credential Corridor injects would cross the network in clear')
+    refuseInClear(r, [...at, 'upstream'], upstream, IN_CLEAR.upstream)
   const tokenUrl = credential.kind === 'oauth2' ? parseHttpUrl(credential.tokenUrl) : null
-  if (tokenUrl !== null)
-    refuse(['credential', 'token_url'], tokenUrl, 'the client secret and the token would cross the network in clear')
+  if (tokenUrl !== null) refuseInClear(r, [...at, 'credential', 'token_url'], tokenUrl, IN_CLEAR.tokenUrl, at)
 }
 
 /** `{ env: NAME }`, `{ file: path }` or `{ vault_kv: { mount, path, field } }`. */

@@ -26,6 +26,22 @@ export function sentInClear(url: URL): boolean {
 }
 
 /**
+ * What each kind of connection would give away, plain beyond loopback: the one sentence both a
+ * refusal and the setting that allows it (`plaintext_beyond_loopback`) state.
+ */
+export const IN_CLEAR = {
+  vault: 'the Vault token and every secret Vault returns would cross the network in clear',
+  jwks: 'anyone on the path could swap the keys and forge tokens',
+  upstream: 'the credential Corridor injects would cross the network in clear',
+  tokenUrl: 'the client secret and the token would cross the network in clear',
+  redis:
+    'its password, held requests and stops would cross the network in clear, and anyone on the path could change them',
+  // Slack and the like put the token in the webhook's path.
+  webhook: 'the webhook URL (often a token) and the summaries of held requests would cross the network in clear',
+  otlp: 'the headers of headers_env (an API key) would cross the network in clear',
+} as const
+
+/**
  * The refusal of `url` for `setting` when it is sent in clear, or null: what would happen, and
  * the two ways out (TLS, or `<allowAt>.plaintext_beyond_loopback: true`).
  */

@@ -142,7 +142,9 @@ describe('corridor.yaml: Redis, the approvals webhook and OTLP exports', () => {
     }
     const issues = issuesOf('http://collector.internal:4318', ', headers_env: OTLP_HEADERS')
     expect(issues).toHaveLength(1)
-    expect(issues[0]).toContain(`${section}.${key}.endpoint is plain HTTP beyond loopback: the headers in OTLP_HEADERS`)
+    expect(issues[0]).toContain(
+      `${section}.${key}.endpoint is plain HTTP beyond loopback: the headers of headers_env (an API key) would cross the network in clear; use https, or set ${section}.${key}.plaintext_beyond_loopback: true`,
+    )
     expect(issuesOf('http://collector.internal:4318')).toEqual([])
     expect(issuesOf('https://collector.internal:4318', ', headers_env: OTLP_HEADERS')).toEqual([])
     expect(issuesOf('http://127.0.0.1:4318', ', headers_env: OTLP_HEADERS')).toEqual([])
