@@ -38,6 +38,7 @@ import { Identifier } from './identity/identify.ts'
 import { PolicyStore } from './policy/reloader.ts'
 import { createAgentServer } from './proxy/agent-server.ts'
 import { Upstreams } from './forwarding/upstreams.ts'
+import type { ResolveAll } from './forwarding/checked-lookup.ts'
 import { createParserRefusals } from './proxy/parser-refusals.ts'
 import { createPipeline } from './proxy/pipeline.ts'
 import { Lifecycle } from './shared/lifecycle.ts'
@@ -72,6 +73,8 @@ export interface StartOptions {
   readonly workerSlot?: number
   /** The clock decisions, holds, expiries and leases are read against (tests move it instead of sleeping). */
   readonly now?: () => number
+  /** How upstream hosts are resolved (tests stand in for DNS); every answer is judged all the same. */
+  readonly resolve?: ResolveAll
 }
 
 export async function startCorridor(config: ServerConfig, options: StartOptions): Promise<RunningCorridor> {
@@ -104,7 +107,7 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
     now,
     issueTimeoutMs: config.credentialTimeoutMs,
   })
-  const upstreams = new Upstreams()
+  const upstreams = new Upstreams(options.resolve)
   const sync = (): void => {
     const bundle = policies.current
     if (bundle === null) return

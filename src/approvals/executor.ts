@@ -23,6 +23,7 @@ import type { PolicyStore } from '../policy/reloader.ts'
 import { prepareOutbound, upstreamTarget, type Outbound } from '../forwarding/outbound.ts'
 import type { Upstreams } from '../forwarding/upstreams.ts'
 import { agentResponseHeaders } from '../forwarding/response-headers.ts'
+import { noteAddressRefusal } from '../forwarding/checked-lookup.ts'
 import { isCorridorError } from '../shared/errors.ts'
 import type { Logger } from '../shared/logger.ts'
 import type { Approval, ExecutionResult, HeldRequest } from './approval.ts'
@@ -198,6 +199,8 @@ export class ApprovalExecutor {
         completedAt: d.now(),
       }
       record.error_code = isCorridorError(err) ? err.code : null
+      record.error_detail =
+        noteAddressRefusal(err, d.log, { approvalId: id, requestId: record.request_id }) ?? record.error_detail
       record.outcome = code === 'upstream_timeout' ? 'upstream_timeout' : 'upstream_error'
       record.status = isCorridorError(err) ? err.status : 502
     }

@@ -5,6 +5,7 @@
  * the upstream request aborted as soon as the agent goes away.
  */
 import type { ServerResponse } from 'node:http'
+import type { LookupFunction } from 'node:net'
 import { Pool, type Dispatcher } from 'undici'
 import type { MaskStream, SecretMask } from '../request/secret-mask.ts'
 import { isJson, MAX_REWRITE_BYTES, type FollowUps } from './follow-ups.ts'
@@ -13,6 +14,7 @@ import { CorridorError } from '../shared/errors.ts'
 import { ClientAbortedError } from '../shared/client-aborted.ts'
 import { agentResponseHeaders } from './response-headers.ts'
 import { isCertificateFailure } from '../shared/certificate-failure.ts'
+import { checkedLookup, UpstreamAddressRefused, type ResolveAll } from './checked-lookup.ts'
 
 export interface UpstreamRequest {
   readonly method: string
@@ -43,6 +45,15 @@ export type ForwardObserver = (progress: ForwardProgress) => void
 
 export class Upstreams {
   #pools = new Map<string, { key: string; pool: Pool }>()
+  readonly #lookup: LookupFunction
+
+  /**
+   * `resolve`: how upstream hosts are resolved (the system's resolver unless a test stands in for
+   * DNS); whatever resolves them, every answer is judged before a connection is made.
+   */
+  constructor(resolve?: ResolveAll) {
+    this.#lookup = checkedLookup(resolve)
+  }
 
   /** Creates pools for new connectors, replaces those whose origin or timeouts changed. */
   sync(catalog: ConnectorCatalog): void {
@@ -59,7 +70,7 @@ export class Upstreams {
         pool: new Pool(c.origin, {
           connections: 256,
           pipelining: 1,
-          connect: { timeout: c.timeouts.connectMs },
+          connect: { timeout: c.timeouts.connectMs, lookup: this.#lookup },
           headersTimeout: c.timeouts.headersMs,
           bodyTimeout: c.timeouts.bodyMs,
           maxHeaderSize: 64 * 1024,
@@ -313,6 +324,12 @@ function unmaskable(
 /** Upstream failures are 502 or 504, never 500 (reply-from maps resets to 500; that hides the culprit). */
 function mapUpstreamError(error: Error): CorridorError | ClientAbortedError {
   if (error instanceof ClientAbortedError || error instanceof CorridorError) return error
+  if (error instanceof UpstreamAddressRefused)
+    return new CorridorError(
+      'upstream_address_refused',
+      `the upstream's host resolved to an address Corridor never connects to (${error.kind}); nothing was sent`,
+      { cause: error },
+    )
   const code = (error as { code?: string }).code
   if (error.name === 'TimeoutError')
     return new CorridorError('upstream_timeout', 'the upstream did not answer in time', { cause: error })

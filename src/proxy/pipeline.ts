@@ -33,6 +33,7 @@ import type { PolicyStore } from '../policy/reloader.ts'
 import type { Agent } from '../registry/agents.ts'
 import { canonicalRequest, routeTarget, routeTemplate, type CanonicalRequest } from '../request/canonical-request.ts'
 import { FollowUps } from '../forwarding/follow-ups.ts'
+import { noteAddressRefusal } from '../forwarding/checked-lookup.ts'
 import type { ConnectorCatalog } from '../registry/connectors.ts'
 import { prepareOutbound, upstreamTarget, type Outbound } from '../forwarding/outbound.ts'
 import { parseRequestTarget } from '../request/target.ts'
@@ -348,6 +349,10 @@ async function handle(
         'the upstream handed the agent a follow-up URL outside Corridor: calling it would bypass policy and send the agent key there; declare a connector for that origin',
       )
   } catch (err) {
+    // Operators get the host and the address it resolved to (a rebound name, a poisoned cache); the agent, the kind.
+    record.error_detail =
+      noteAddressRefusal(err, deps.log, { connector: connector.id, requestId: record.request_id }) ??
+      record.error_detail
     record.outcome =
       err instanceof ClientAbortedError
         ? 'client_aborted'
@@ -451,6 +456,7 @@ function outcomeFor(error: CorridorError): Outcome {
     case 'upstream_unreachable':
     case 'upstream_bad_response':
     case 'upstream_certificate_rejected':
+    case 'upstream_address_refused':
     case 'upstream_timeout':
     case 'approval_response_too_large':
       return 'rejected'

@@ -206,6 +206,12 @@ export const ERROR_CATALOG = {
     action:
       "Report it: the upstream's TLS certificate did not verify (expired, another name, or a CA Corridor does not trust), so nothing was sent to it.",
   },
+  upstream_address_refused: {
+    status: 502,
+    title: 'Upstream address refused',
+    action:
+      "Report it: the upstream's host resolved to an address Corridor never connects to (link-local, a cloud metadata service, unspecified, multicast or reserved), so nothing was sent.",
+  },
   upstream_bad_response: {
     status: 502,
     title: 'Upstream sent an invalid response',

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
 import { loadServerConfig } from '../../src/config/server-config.ts'
-import { startCorridor, type RunningCorridor } from '../../src/main.ts'
+import { startCorridor, type RunningCorridor, type StartOptions } from '../../src/main.ts'
 import type { AuditRecord } from '../../src/audit/record.ts'
 import { createLogger } from '../../src/shared/logger.ts'
 
@@ -45,6 +45,7 @@ export interface FixtureFiles {
 export async function startCorridorFixture(
   files: FixtureFiles,
   env: Record<string, string> = {},
+  options: Pick<StartOptions, 'resolve'> = {},
 ): Promise<CorridorFixture> {
   const dir = mkdtempSync(join(tmpdir(), 'corridor-test-'))
   const auditFile = files.auditFile ?? join(dir, 'audit.log')
@@ -68,6 +69,7 @@ export async function startCorridorFixture(
     env,
     log: createLogger('debug', sink),
     now: () => Date.now() + clockOffsetMs,
+    ...options,
   })
   const readAudit = (): string => {
     try {

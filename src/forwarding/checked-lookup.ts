@@ -1,0 +1,67 @@
+/**
+ * The name lookup of every upstream connection: the connector's host is resolved, every address it
+ * resolves to is judged (shared/egress-addresses.ts), and the connection goes to the addresses
+ * that were judged. The check is the connection's own lookup, never a second one, so a name that
+ * resolves somewhere else a moment later (DNS rebinding) cannot slip past it. One refused address
+ * among the answers refuses them all: which one a connection would use is not Corridor's to pick.
+ * A host written as an IP address is not looked up; the connectors file refuses those when read.
+ */
+import { lookup as systemLookup, type LookupAddress, type LookupAllOptions, type LookupOptions } from 'node:dns'
+import type { LookupFunction } from 'node:net'
+import { refusedAddressKind, type RefusedAddressKind } from '../shared/egress-addresses.ts'
+import type { Logger } from '../shared/logger.ts'
+
+/** A connection refused before it was made: the host resolved to an address Corridor never connects to. */
+export class UpstreamAddressRefused extends Error {
+  readonly code = 'ERR_CORRIDOR_UPSTREAM_ADDRESS_REFUSED'
+  readonly kind: RefusedAddressKind
+
+  constructor(hostname: string, address: string, kind: RefusedAddressKind) {
+    super(`'${hostname}' resolved to ${address} (${kind}), an address Corridor never connects to`)
+    this.name = 'UpstreamAddressRefused'
+    this.kind = kind
+  }
+}
+
+/** How names are resolved: the system's resolver (getaddrinfo, so /etc/hosts counts), as Node's own connections do. */
+export type ResolveAll = (
+  hostname: string,
+  options: LookupAllOptions,
+  callback: (err: NodeJS.ErrnoException | null, addresses: LookupAddress[]) => void,
+) => void
+
+/** A `lookup` for net.connect and tls.connect (through undici's `connect` options) that refuses what must not be reached. */
+export function checkedLookup(resolve: ResolveAll = systemLookup): LookupFunction {
+  return (hostname: string, options: LookupOptions, callback) => {
+    resolve(hostname, { ...options, all: true }, (err, addresses) => {
+      if (err !== null) return callback(err, '', 0)
+      for (const a of addresses) {
+        const kind = refusedAddressKind(a.address)
+        if (kind !== null) return callback(new UpstreamAddressRefused(hostname, a.address, kind), '', 0)
+      }
+      if (options.all === true) return callback(null, addresses)
+      const first = addresses[0]
+      if (first === undefined)
+        return callback(Object.assign(new Error(`'${hostname}' resolved to nothing`), { code: 'ENOTFOUND' }), '', 0)
+      callback(null, first.address, first.family)
+    })
+  }
+}
+
+/**
+ * When `err` is an upstream call refused for where its host resolved: the kind of address, for the
+ * audit record's `error_detail`, after the operator's log has the host and the address. Else null.
+ */
+export function noteAddressRefusal(
+  err: unknown,
+  log: Logger,
+  context: Readonly<Record<string, unknown>>,
+): RefusedAddressKind | null {
+  const cause = err instanceof Error ? err.cause : undefined
+  if (!(cause instanceof UpstreamAddressRefused)) return null
+  log.warn(
+    { err: cause, detail: cause.kind, ...context },
+    'upstream host resolved to an address Corridor never connects to; request not forwarded',
+  )
+  return cause.kind
+}

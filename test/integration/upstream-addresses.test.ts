@@ -1,0 +1,145 @@
+/**
+ * An upstream host is judged by the addresses it resolves to, when the connection is made: a name
+ * that resolves to a cloud metadata service (or any address Corridor never connects to) gets
+ * nothing, not even a connection, and the agent a 502 naming why; the connection goes to the
+ * address that was judged, so a name that resolves elsewhere later (DNS rebinding) is caught on
+ * its next connection. DNS is stood in for by a table (the checks behind it are Corridor's own),
+ * except in the last test, which goes through the system's resolver.
+ */
+import type { LookupAddress, LookupAllOptions } from 'node:dns'
+import { request } from 'undici'
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import type { ResolveAll } from '../../src/forwarding/checked-lookup.ts'
+import { eventually, startCorridorFixture, type CorridorFixture } from '../helpers/corridor-fixture.ts'
+import { startRecordingUpstream, type RecordingUpstream } from '../helpers/recording-upstream.ts'
+import { AGENT_KEY, newCanary, standardFiles } from '../helpers/standard-policy.ts'
+
+/** A resolver answering from `answer`, asked again on every connection. */
+function dnsOf(answer: (hostname: string) => readonly string[] | null): ResolveAll {
+  return (
+    hostname: string,
+    _options: LookupAllOptions,
+    cb: (e: NodeJS.ErrnoException | null, a: LookupAddress[]) => void,
+  ) => {
+    const found = answer(hostname)
+    if (found === null)
+      return cb(Object.assign(new Error(`getaddrinfo ENOTFOUND ${hostname}`), { code: 'ENOTFOUND' }), [])
+    cb(
+      null,
+      found.map((address) => ({ address, family: address.includes(':') ? 6 : 4 })),
+    )
+  }
+}
+
+let upstream: RecordingUpstream
+let connections: number
+let fx: CorridorFixture | null = null
+let token: string
+
+beforeEach(async () => {
+  // Every answer closes its connection, so every request makes a connection, and a lookup, of its own.
+  upstream = await startRecordingUpstream((_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/json', connection: 'close' })
+    res.end('{"ok":true}')
+  })
+  connections = 0
+  upstream.server.on('connection', () => connections++)
+  token = newCanary()
+})
+
+afterEach(async () => {
+  await fx?.close()
+  fx = null
+  await upstream.close()
+})
+
+const port = (): string => new URL(upstream.url).port
+
+async function corridorFor(host: string, resolve?: ResolveAll): Promise<CorridorFixture> {
+  // Plain HTTP to a name: the connector says so, as the rule on credentials in clear asks.
+  const files = standardFiles(`http://${host}:${port()}`, { connectorExtra: '    plaintext_beyond_loopback: true\n' })
+  fx = await startCorridorFixture(files, { SVC_TOKEN: token }, { resolve })
+  return fx
+}
+
+async function list(f: CorridorFixture) {
+  const res = await request(`${f.corridor.agentUrl}/svc/items`, { headers: { 'x-api-key': AGENT_KEY } })
+  return { status: res.statusCode, type: res.headers['content-type'], body: await res.body.text() }
+}
+
+describe('upstream hosts judged by what they resolve to', () => {
+  it('a name that resolves to the metadata service gets nothing, and the agent a 502 that says why', async () => {
+    const f = await corridorFor(
+      'records.internal',
+      dnsOf((h) => (h === 'records.internal' ? ['127.0.0.1', '169.254.169.254'] : null)),
+    )
+    const res = await list(f)
+    expect(res.status).toBe(502)
+    expect(res.type).toMatch(/^application\/problem\+json/)
+    const problem = JSON.parse(res.body) as { code: string; detail: string }
+    expect(problem.code).toBe('upstream_address_refused')
+    expect(problem.detail).toBe(
+      "the upstream's host resolved to an address Corridor never connects to (cloud_metadata); nothing was sent",
+    )
+    // Not even the allowed answer was connected to: one refused answer refuses the name.
+    expect(connections).toBe(0)
+    expect(upstream.received).toHaveLength(0)
+    // The request's record (after its intent entry) is written as the response ends.
+    await eventually(() =>
+      expect(f.auditRecords().filter((r) => r.type === 'request')).toMatchObject([
+        {
+          error_code: 'upstream_address_refused',
+          error_detail: 'cloud_metadata',
+          outcome: 'upstream_error',
+          status: 502,
+        },
+      ]),
+    )
+    // The operator's log names the host and the address; the credential appears nowhere.
+    expect(f.logs.join('')).toContain("'records.internal' resolved to 169.254.169.254 (cloud_metadata)")
+    expect(f.allOutput() + res.body).not.toContain(token)
+  })
+
+  it('the connection goes to the address that was judged', async () => {
+    // records.internal exists only in this table: the request can reach the upstream only through it.
+    const f = await corridorFor(
+      'records.internal',
+      dnsOf((h) => (h === 'records.internal' ? ['127.0.0.1'] : null)),
+    )
+    const res = await list(f)
+    expect(res.status).toBe(200)
+    expect(upstream.received).toHaveLength(1)
+    expect(upstream.received[0]?.headers.authorization).toBe(`Bearer ${token}`)
+  })
+
+  it('a name rebound to a refused address is caught on its next connection', async () => {
+    let lookups = 0
+    const f = await corridorFor(
+      'records.internal',
+      dnsOf(() => (++lookups === 1 ? ['127.0.0.1'] : ['::ffff:169.254.169.254'])),
+    )
+    expect((await list(f)).status).toBe(200)
+    const second = await list(f)
+    expect(second.status).toBe(502)
+    expect((JSON.parse(second.body) as { code: string }).code).toBe('upstream_address_refused')
+    expect(lookups).toBe(2)
+    expect(upstream.received).toHaveLength(1)
+    expect(connections).toBe(1)
+  })
+
+  it('an upstream written as a refused address does not start', async () => {
+    await expect(corridorFor('169.254.169.254')).rejects.toThrow(
+      'connectors[0].upstream is an address Corridor never connects to (169.254.169.254: cloud_metadata)',
+    )
+    await expect(corridorFor('0.0.0.0')).rejects.toThrow(
+      'connectors[0].upstream is an address Corridor never connects to (0.0.0.0: unspecified)',
+    )
+  })
+
+  it("through the system's resolver, a name it resolves to loopback is forwarded", async () => {
+    const f = await corridorFor('localhost')
+    const res = await list(f)
+    expect(res.status).toBe(200)
+    expect(upstream.received).toHaveLength(1)
+  })
+})
