@@ -11,15 +11,19 @@
  * optimises, and when, depends on its background compiler threads, and its collectors mark and
  * sweep concurrently, so two counts of one build run side by side (telemetry off, 20,000 requests
  * each) differed by 4.9 %. Corridor therefore runs with V8's `--predictable` (one thread: no
- * concurrent compilation, marking or sweeping), in which two such counts differed by 0.1 %. That
- * mode is not production's, but the same for every setting. Separate runs still differ (telemetry
+ * concurrent compilation, marking or sweeping), in which two such counts differed by 0.1 % (up to
+ * 0.9 % in a run whose windows held major collections differently: the write barrier while
+ * marking and allocation move with them). That mode is not production's, but the same for every setting. Separate runs still differ (telemetry
  * off, same flags: 4.9 % apart outside major collections), and a window holds one major collection
  * more or less: compare only settings counted side by side in one run. BENCH_INSTR_NODE_FLAGS
  * replaces `--predictable` ('' for none). With BENCH_INSTR_KEEP the dumps can be read function by
  * function.
  *
  * What a count leaves out: the kernel's work (system calls, loopback TCP), cache misses and
- * stalls, so it is a floor for CPU time, not a measure of it.
+ * stalls, so it is a floor for CPU time, not a measure of it. And what it overstates: under
+ * callgrind a request lasts some 50 times longer, so more of what it allocates is still alive at a
+ * scavenge (2.8 to 4.6 KB promoted a request, against under 1 KB for the same build timed), and
+ * the collections' columns read higher than in production.
  *
  *   BENCH_INSTR_WARMUP=20000 BENCH_INSTR_REQUESTS=10000 BENCH_INSTR_REPEAT=1 BENCH_INSTR_CONNECTIONS=4 npm run bench:instructions
  *   BENCH_INSTR_SETTINGS=off,traces-0 npm run bench:instructions   (names from the table)
@@ -53,10 +57,19 @@ const KEEP = process.env.BENCH_INSTR_KEEP ?? null
 /** V8 flags added to the shipped ones for every setting, space-separated: by default one thread, so that counts repeat. */
 const EXTRA_FLAGS = (process.env.BENCH_INSTR_NODE_FLAGS ?? '--predictable').split(' ').filter((f) => f !== '')
 
-/** V8's major garbage collections, by the names of their functions in the node binary: marking and sweeping. */
-const MAJOR_GC = /Marking|MarkCompact|Sweep|NeedsResetDueToFlushedBytecode/
-/** V8's scavenges of the young generation, and the remembered sets they keep. */
-const SCAVENGE = /Scaveng|EvacuateInPlace|EvacuateShortcut|heap::base::|RememberedSet|SlotSet/
+/**
+ * Garbage collection, by the names of V8's functions in the node binary, tested in this order.
+ * The scavenger's own functions first, since some share words with the major collector's
+ * (`Scavenger::EvacuateObjectDefault`). Then major collections: marking (with the write barrier's
+ * share of it), sweeping, and the evacuation that compacts (moving live objects, recording and
+ * updating the slots that point to them); until 2026-12-02 evacuation was counted outside major
+ * collections, some 10,000 instructions a request in a window that held a compacting collection.
+ * Last, what else scavenges use: the remembered sets and the shared heap helpers.
+ */
+const SCAVENGER = /Scaveng/
+const MAJOR_GC =
+  /Marking|MarkCompact|Sweep|NeedsResetDueToFlushedBytecode|EvacuateVisitorBase|EvacuateNewSpace|EvacuateOldSpace|Evacuator|LiveObjectVisitor|RecordMigratedSlot|RememberedSetUpdating|PointersUpdating/
+const SCAVENGE = /heap::base::|RememberedSet|SlotSet/
 
 interface Setting {
   readonly name: string
@@ -108,7 +121,7 @@ function readCallgrind(text: string): { total: number; majorGc: number; scavenge
   for (const line of text.split('\n')) {
     if (line.startsWith('fn=')) {
       const fn = line.slice(3)
-      kind = MAJOR_GC.test(fn) ? 'major' : SCAVENGE.test(fn) ? 'scavenge' : null
+      kind = SCAVENGER.test(fn) ? 'scavenge' : MAJOR_GC.test(fn) ? 'major' : SCAVENGE.test(fn) ? 'scavenge' : null
       continue
     }
     if (line.startsWith('calls=')) {
