@@ -12,6 +12,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import type { ResolveAll } from '../../src/forwarding/checked-lookup.ts'
 import { eventually, startCorridorFixture, type CorridorFixture } from '../helpers/corridor-fixture.ts'
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/recording-upstream.ts'
+import { agentCall, approvalFiles, approve, WRITER_KEY } from '../helpers/approvals-fixture.ts'
 import { AGENT_KEY, newCanary, standardFiles } from '../helpers/standard-policy.ts'
 
 /** A resolver answering from `answer`, asked again on every connection. */
@@ -125,6 +126,58 @@ describe('upstream hosts judged by what they resolve to', () => {
     expect(lookups).toBe(2)
     expect(upstream.received).toHaveLength(1)
     expect(connections).toBe(1)
+  })
+
+  it('a name that does not resolve is unreachable, and a resolver that stalls is cut at the connect timeout', async () => {
+    const f = await corridorFor(
+      'records.internal',
+      dnsOf(() => null),
+    )
+    const missing = await list(f)
+    expect(missing.status).toBe(502)
+    expect((JSON.parse(missing.body) as { code: string }).code).toBe('upstream_unreachable')
+    await f.close()
+    // Never answers: the connector's connect timeout (1 s here) covers the lookup as well.
+    const g = await corridorFor('records.internal', () => {})
+    const started = performance.now()
+    const stalled = await list(g)
+    expect(stalled.status).toBe(504)
+    expect((JSON.parse(stalled.body) as { code: string }).code).toBe('upstream_timeout')
+    expect(performance.now() - started).toBeGreaterThanOrEqual(900)
+    expect(connections).toBe(0)
+  })
+
+  it('the release of an approved request is judged the same way, and stores the refusal for the agent', async () => {
+    const files = approvalFiles(`http://records.internal:${port()}`, 'approvals: { wait: 0s }\n')
+    files.connectors = files.connectors.replace(
+      '    credential:',
+      '    plaintext_beyond_loopback: true\n    credential:',
+    )
+    fx = await startCorridorFixture(
+      files,
+      { SVC_TOKEN: token },
+      { resolve: dnsOf(() => ['64:ff9b::a9fe:a9fe']) }, // NAT64 of the metadata service
+    )
+    const f = fx
+    const held = await agentCall(f.corridor.agentUrl, WRITER_KEY, '/svc/items', { body: { qty: 50 } })
+    expect(held.status).toBe(503)
+    const id = held.body.approval_id as string
+    expect((await approve(f.corridor.adminUrl, 'alice', id)).status).toBe(200)
+    await eventually(async () => {
+      const collected = await agentCall(f.corridor.agentUrl, WRITER_KEY, '/svc/items', {
+        body: { qty: 50 },
+        headers: { 'x-corridor-approval': id },
+      })
+      expect(collected.status).toBe(502)
+      expect(collected.body.code).toBe('upstream_address_refused')
+    }, 5_000)
+    expect(f.auditRecords().find((r) => r.approval?.state === 'executed')).toMatchObject({
+      error_code: 'upstream_address_refused',
+      error_detail: 'cloud_metadata',
+      outcome: 'upstream_error',
+    })
+    expect(connections).toBe(0)
+    expect(f.allOutput()).not.toContain(token)
   })
 
   it('an upstream written as a refused address does not start', async () => {
