@@ -23,6 +23,8 @@ const REFUSED: readonly (readonly [string, string])[] = [
   ['169.254.0.1', 'link_local'],
   ['169.254.255.255', 'link_local'],
   ['fe80::1', 'link_local'],
+  ['fe80::1%eth0', 'link_local'], // with a zone, as the resolver may answer a link-local address
+  ['FE80::1', 'link_local'],
   ['febf:ffff::1', 'link_local'],
   ['::ffff:169.254.1.1', 'link_local'],
   ['0.0.0.0', 'unspecified'],
