@@ -3,9 +3,8 @@
  * identity issuers, limits). Policy, agents and connectors are separate files that hot-reload.
  * Paths are relative to the directory holding corridor.yaml.
  */
-import { parseHttpUrl } from '../shared/http-url.ts'
 import { IN_CLEAR, inClearRefusal, isLoopbackHost } from '../shared/in-clear.ts'
-import { refuseInClear } from './refuse-in-clear.ts'
+import { httpUrlAt } from './refuse-in-clear.ts'
 import { availableParallelism } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { ConfigError, YamlReader } from './yaml-reader.ts'
@@ -449,11 +448,13 @@ function readIssuer(
   const where = `identity.${name}`
   if ((f.jwks_url === undefined) === (f.jwks_file === undefined))
     r.issueAt(['identity', name], `${where} needs exactly one of jwks_url or jwks_file`)
-  if (f.jwks_url !== undefined) {
-    const url = parseHttpUrl(f.jwks_url)
-    if (url === null) r.issueAt(['identity', name, 'jwks_url'], `${where}.jwks_url must be an http(s) URL`)
-    else if (f.plaintext_beyond_loopback !== true) refuseInClear(r, ['identity', name, 'jwks_url'], url, IN_CLEAR.jwks)
-  }
+  if (f.jwks_url !== undefined)
+    httpUrlAt(
+      r,
+      ['identity', name, 'jwks_url'],
+      f.jwks_url,
+      f.plaintext_beyond_loopback === true ? null : IN_CLEAR.jwks,
+    )
   const clockSkewMs = f.clock_skew ?? 30_000
   if (clockSkewMs > 60_000) r.issueAt(['identity', name, 'clock_skew'], `${where}.clock_skew may be at most 60s`)
   return {
@@ -473,10 +474,8 @@ const KUBERNETES_SA_TOKEN = '/var/run/secrets/kubernetes.io/serviceaccount/token
 type VaultFile = NonNullable<CorridorFile['vault']>
 
 function readVault(r: YamlReader, f: VaultFile, path: (p: string) => string): VaultConfig {
-  const address = parseHttpUrl(f.address)
-  if (address === null)
-    r.issueAt(['vault', 'address'], 'vault.address must be an http(s) URL, e.g. https://vault.internal:8200')
-  else if (f.plaintext_beyond_loopback !== true) refuseInClear(r, ['vault', 'address'], address, IN_CLEAR.vault)
+  const inClear = f.plaintext_beyond_loopback === true ? null : IN_CLEAR.vault
+  httpUrlAt(r, ['vault', 'address'], f.address, inClear, ', e.g. https://vault.internal:8200')
   const timeoutMs = f.timeout ?? DEFAULT_CREDENTIAL_TIMEOUT_MS
   if (timeoutMs < 100 || timeoutMs > 30_000)
     r.issueAt(['vault', 'timeout'], 'vault.timeout must be between 100ms and 30s')
@@ -553,10 +552,8 @@ function checkOtlpEndpoint(
   at: readonly string[],
   f: { endpoint: string; headers_env?: string | undefined; plaintext_beyond_loopback?: boolean | undefined },
 ): void {
-  const url = parseHttpUrl(f.endpoint)
-  if (url === null) r.issueAt([...at, 'endpoint'], `${at.join('.')}.endpoint must be an http(s) URL`)
-  else if (f.headers_env !== undefined && f.plaintext_beyond_loopback !== true)
-    refuseInClear(r, [...at, 'endpoint'], url, IN_CLEAR.otlp)
+  const sendsKey = f.headers_env !== undefined && f.plaintext_beyond_loopback !== true
+  httpUrlAt(r, [...at, 'endpoint'], f.endpoint, sendsKey ? IN_CLEAR.otlp : null)
 }
 
 /** A Redis command bound: between 50 ms and 1 s, so that an outage fails requests fast. */
