@@ -2,6 +2,7 @@
  * Whether what Corridor sends over a connection crosses the network unencrypted. A connection to
  * a loopback interface never leaves the machine; beyond it, plain HTTP and plain Redis do.
  */
+import { hostAddress } from './egress-addresses.ts'
 
 /**
  * Loopback interfaces, by the name or address a listener binds to or a URL names (IPv6 with or
@@ -9,7 +10,7 @@
  * can change.
  */
 export function isLoopbackHost(host: string): boolean {
-  const h = host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host
+  const h = hostAddress(host) ?? host
   return h === 'localhost' || h === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h)
 }
 
