@@ -6,7 +6,6 @@
  * its next connection. DNS is stood in for by a table (the checks behind it are Corridor's own),
  * except in the last test, which goes through the system's resolver.
  */
-import type { LookupAddress, LookupAllOptions } from 'node:dns'
 import { request } from 'undici'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import type { ResolveAll } from '../../src/forwarding/checked-lookup.ts'
@@ -14,23 +13,7 @@ import { eventually, startCorridorFixture, type CorridorFixture } from '../helpe
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/recording-upstream.ts'
 import { agentCall, approvalFiles, approve, WRITER_KEY } from '../helpers/approvals-fixture.ts'
 import { AGENT_KEY, newCanary, standardFiles } from '../helpers/standard-policy.ts'
-
-/** A resolver answering from `answer`, asked again on every connection. */
-function dnsOf(answer: (hostname: string) => readonly string[] | null): ResolveAll {
-  return (
-    hostname: string,
-    _options: LookupAllOptions,
-    cb: (e: NodeJS.ErrnoException | null, a: LookupAddress[]) => void,
-  ) => {
-    const found = answer(hostname)
-    if (found === null)
-      return cb(Object.assign(new Error(`getaddrinfo ENOTFOUND ${hostname}`), { code: 'ENOTFOUND' }), [])
-    cb(
-      null,
-      found.map((address) => ({ address, family: address.includes(':') ? 6 : 4 })),
-    )
-  }
-}
+import { tableResolver } from '../helpers/table-resolver.ts'
 
 let upstream: RecordingUpstream
 let connections: number
@@ -72,7 +55,7 @@ describe('upstream hosts judged by what they resolve to', () => {
   it('a name that resolves to the metadata service gets nothing, and the agent a 502 that says why', async () => {
     const f = await corridorFor(
       'records.internal',
-      dnsOf((h) => (h === 'records.internal' ? ['127.0.0.1', '169.254.169.254'] : null)),
+      tableResolver((h) => (h === 'records.internal' ? ['127.0.0.1', '169.254.169.254'] : null)),
     )
     const res = await list(f)
     expect(res.status).toBe(502)
@@ -105,7 +88,7 @@ describe('upstream hosts judged by what they resolve to', () => {
     // records.internal exists only in this table: the request can reach the upstream only through it.
     const f = await corridorFor(
       'records.internal',
-      dnsOf((h) => (h === 'records.internal' ? ['127.0.0.1'] : null)),
+      tableResolver((h) => (h === 'records.internal' ? ['127.0.0.1'] : null)),
     )
     const res = await list(f)
     expect(res.status).toBe(200)
@@ -117,7 +100,7 @@ describe('upstream hosts judged by what they resolve to', () => {
     let lookups = 0
     const f = await corridorFor(
       'records.internal',
-      dnsOf(() => (++lookups === 1 ? ['127.0.0.1'] : ['::ffff:169.254.169.254'])),
+      tableResolver(() => (++lookups === 1 ? ['127.0.0.1'] : ['::ffff:169.254.169.254'])),
     )
     expect((await list(f)).status).toBe(200)
     const second = await list(f)
@@ -131,7 +114,7 @@ describe('upstream hosts judged by what they resolve to', () => {
   it('a name that does not resolve is unreachable, and a resolver that stalls is cut at the connect timeout', async () => {
     const f = await corridorFor(
       'records.internal',
-      dnsOf(() => null),
+      tableResolver(() => null),
     )
     const missing = await list(f)
     expect(missing.status).toBe(502)
@@ -156,7 +139,7 @@ describe('upstream hosts judged by what they resolve to', () => {
     fx = await startCorridorFixture(
       files,
       { SVC_TOKEN: token },
-      { resolve: dnsOf(() => ['64:ff9b::a9fe:a9fe']) }, // NAT64 of the metadata service
+      { resolve: tableResolver(() => ['64:ff9b::a9fe:a9fe']) }, // NAT64 of the metadata service
     )
     const f = fx
     const held = await agentCall(f.corridor.agentUrl, WRITER_KEY, '/svc/items', { body: { qty: 50 } })

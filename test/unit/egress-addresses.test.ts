@@ -4,12 +4,12 @@
  * link-local, metadata, unspecified, multicast, reserved and tunnelled addresses are refused, in
  * IPv4 and IPv6 and with IPv4 carried inside IPv6, and private and loopback ones are not.
  */
-import type { LookupAddress, LookupAllOptions } from 'node:dns'
 import { describe, expect, it } from 'vitest'
 import { YamlReader } from '../../src/config/yaml-reader.ts'
 import { checkedLookup, UpstreamAddressRefused, type ResolveAll } from '../../src/forwarding/checked-lookup.ts'
 import { readConnectorCatalog } from '../../src/registry/connectors.ts'
 import { hostAddress, refusedAddressKind } from '../../src/shared/egress-addresses.ts'
+import { tableResolver } from '../helpers/table-resolver.ts'
 
 const REFUSED: readonly (readonly [string, string])[] = [
   ['169.254.169.254', 'cloud_metadata'],
@@ -127,26 +127,6 @@ describe('a connector whose upstream is a refused address', () => {
   })
 })
 
-/** A resolver that answers each name from a table, and counts what it was asked. */
-function resolverOf(answers: Record<string, readonly string[]>): ResolveAll & { asked: LookupAllOptions[] } {
-  const asked: LookupAllOptions[] = []
-  const resolve = (
-    hostname: string,
-    options: LookupAllOptions,
-    cb: (e: NodeJS.ErrnoException | null, a: LookupAddress[]) => void,
-  ) => {
-    asked.push(options)
-    const found = answers[hostname]
-    if (found === undefined)
-      return cb(Object.assign(new Error(`getaddrinfo ENOTFOUND ${hostname}`), { code: 'ENOTFOUND' }), [])
-    cb(
-      null,
-      found.map((address) => ({ address, family: address.includes(':') ? 6 : 4 })),
-    )
-  }
-  return Object.assign(resolve, { asked })
-}
-
 /** The lookup's answer, as net.connect would receive it. */
 function lookUp(
   resolve: ResolveAll,
@@ -159,12 +139,13 @@ function lookUp(
 }
 
 describe('the lookup every upstream connection makes', () => {
-  const resolve = resolverOf({
+  const table: Record<string, readonly string[]> = {
     'records.internal': ['10.0.0.7', 'fd12::7'],
     'rebound.example': ['93.184.215.14', '169.254.169.254'],
     'mapped.example': ['::ffff:169.254.169.254'],
     'zero.example': ['0.0.0.0'],
-  })
+  }
+  const resolve = tableResolver((h) => table[h] ?? null)
 
   it('passes on what an allowed name resolves to, one address or all of them', async () => {
     expect(await lookUp(resolve, 'records.internal', false)).toEqual({ err: null, address: '10.0.0.7', family: 4 })
