@@ -1,7 +1,7 @@
 /**
- * A configuration reader's refusal of a URL that would be used plain beyond loopback: reported at
- * the URL's position, naming the setting, what it would give away, and the mapping whose
- * `plaintext_beyond_loopback: true` allows it (by default the one holding the URL).
+ * A configuration reader's checks of a URL setting, each refusal reported at the URL's position:
+ * that it is an http(s) URL, and that it is not used plain beyond loopback where that would give
+ * something away.
  */
 import { parseHttpUrl } from '../shared/http-url.ts'
 import { inClearRefusal } from '../shared/in-clear.ts'
@@ -10,21 +10,25 @@ import { pathText, type YamlReader } from './yaml-reader.ts'
 /**
  * The http(s) URL a setting gives, or null, refused at its position when it is not one (`hint`
  * follows the refusal) and, when `inClear` says what it would give away, when it is plain beyond
- * loopback. `inClear` is null where the file allows it or the setting sends nothing to protect.
+ * loopback (`allowAt` as for refuseInClear). `inClear` is null where the file allows it or the
+ * setting sends nothing to protect.
  */
 export function httpUrlAt(
   r: YamlReader,
   at: readonly PropertyKey[],
   text: string,
-  inClear: string | null,
-  hint = '',
+  check: { readonly inClear: string | null; readonly hint?: string; readonly allowAt?: readonly PropertyKey[] },
 ): URL | null {
   const url = parseHttpUrl(text)
-  if (url === null) r.issueAt(at, `${pathText('', at)} must be an http(s) URL${hint}`)
-  else if (inClear !== null) refuseInClear(r, at, url, inClear)
+  if (url === null) r.issueAt(at, `${pathText('', at)} must be an http(s) URL${check.hint ?? ''}`)
+  else if (check.inClear !== null) refuseInClear(r, at, url, check.inClear, check.allowAt)
   return url
 }
 
+/**
+ * Refuses `url` when it is plain beyond loopback, naming the setting, what it would give away, and
+ * the mapping whose `plaintext_beyond_loopback: true` allows it (by default the one holding the URL).
+ */
 export function refuseInClear(
   r: YamlReader,
   at: readonly PropertyKey[],

@@ -449,12 +449,9 @@ function readIssuer(
   if ((f.jwks_url === undefined) === (f.jwks_file === undefined))
     r.issueAt(['identity', name], `${where} needs exactly one of jwks_url or jwks_file`)
   if (f.jwks_url !== undefined)
-    httpUrlAt(
-      r,
-      ['identity', name, 'jwks_url'],
-      f.jwks_url,
-      f.plaintext_beyond_loopback === true ? null : IN_CLEAR.jwks,
-    )
+    httpUrlAt(r, ['identity', name, 'jwks_url'], f.jwks_url, {
+      inClear: f.plaintext_beyond_loopback === true ? null : IN_CLEAR.jwks,
+    })
   const clockSkewMs = f.clock_skew ?? 30_000
   if (clockSkewMs > 60_000) r.issueAt(['identity', name, 'clock_skew'], `${where}.clock_skew may be at most 60s`)
   return {
@@ -475,7 +472,7 @@ type VaultFile = NonNullable<CorridorFile['vault']>
 
 function readVault(r: YamlReader, f: VaultFile, path: (p: string) => string): VaultConfig {
   const inClear = f.plaintext_beyond_loopback === true ? null : IN_CLEAR.vault
-  httpUrlAt(r, ['vault', 'address'], f.address, inClear, ', e.g. https://vault.internal:8200')
+  httpUrlAt(r, ['vault', 'address'], f.address, { inClear, hint: ', e.g. https://vault.internal:8200' })
   const timeoutMs = f.timeout ?? DEFAULT_CREDENTIAL_TIMEOUT_MS
   if (timeoutMs < 100 || timeoutMs > 30_000)
     r.issueAt(['vault', 'timeout'], 'vault.timeout must be between 100ms and 30s')
@@ -553,7 +550,7 @@ function checkOtlpEndpoint(
   f: { endpoint: string; headers_env?: string | undefined; plaintext_beyond_loopback?: boolean | undefined },
 ): void {
   const sendsKey = f.headers_env !== undefined && f.plaintext_beyond_loopback !== true
-  httpUrlAt(r, [...at, 'endpoint'], f.endpoint, sendsKey ? IN_CLEAR.otlp : null)
+  httpUrlAt(r, [...at, 'endpoint'], f.endpoint, { inClear: sendsKey ? IN_CLEAR.otlp : null })
 }
 
 /** A Redis command bound: between 50 ms and 1 s, so that an outage fails requests fast. */

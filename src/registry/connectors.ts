@@ -20,7 +20,7 @@ import type { CostClass, Risk } from './risk.ts'
 import { parseHttpUrl } from '../shared/http-url.ts'
 import { IN_CLEAR } from '../shared/in-clear.ts'
 import { hostAddress, refusedAddressKind } from '../shared/egress-addresses.ts'
-import { refuseInClear } from '../config/refuse-in-clear.ts'
+import { httpUrlAt, refuseInClear } from '../config/refuse-in-clear.ts'
 import type { ErrorFormat } from '../shared/problem.ts'
 import { RouteTrie } from './route-template.ts'
 
@@ -232,9 +232,12 @@ function readConnector(r: YamlReader, f: ConnectorEntry, at: Path): Connector {
 
   const agentKeyHeader = f.agent_key_header?.toLowerCase() ?? null
   const { credential, injection, refreshOnReject } = f.credential
-    ? readCredential(r, f.credential, [...at, 'credential'])
+    ? readCredential(r, f.credential, [...at, 'credential'], f.plaintext_beyond_loopback === true)
     : { credential: { kind: 'none' } as const, injection: { kind: 'none' } as const, refreshOnReject: false }
-  if (f.plaintext_beyond_loopback !== true) refuseCredentialInClear(r, at, url, credential)
+  // A credential goes over TLS or stays on this machine, unless the connector says otherwise; one
+  // without a credential sends nothing secret, since the agent's own key is always stripped.
+  if (credential.kind !== 'none' && url !== null && f.plaintext_beyond_loopback !== true)
+    refuseInClear(r, [...at, 'upstream'], url, IN_CLEAR.upstream)
 
   const routes = new RouteTrie<Action>()
   const actions: Action[] = []
@@ -342,12 +345,18 @@ function readCredential(
   r: YamlReader,
   f: CredentialEntry,
   at: Path,
+  plaintextAllowed: boolean,
 ): { credential: CredentialSourceSpec; injection: InjectionSpec; refreshOnReject: boolean } {
   const refreshOnReject = 'refresh_on_reject' in f && f.refresh_on_reject === true
-  return { credential: readSource(r, f, at), injection: readInjection(r, f.inject, [...at, 'inject']), refreshOnReject }
+  return {
+    credential: readSource(r, f, at, plaintextAllowed),
+    injection: readInjection(r, f.inject, [...at, 'inject']),
+    refreshOnReject,
+  }
 }
 
-function readSource(r: YamlReader, f: CredentialEntry, at: Path): CredentialSourceSpec {
+/** `plaintextAllowed`: the connector allows plain HTTP beyond loopback (for its OAuth2 token endpoint). */
+function readSource(r: YamlReader, f: CredentialEntry, at: Path, plaintextAllowed: boolean): CredentialSourceSpec {
   // Relative to the connectors file, like every path in Corridor's configuration.
   const local = (p: string): string => resolve(dirname(r.file), p)
   switch (f.source) {
@@ -389,8 +398,11 @@ function readSource(r: YamlReader, f: CredentialEntry, at: Path): CredentialSour
     case 'vault_identity':
       return { kind: 'vault_identity', role: f.role, scope: f.scope ?? 'connector' }
     case 'oauth2':
-      if (parseHttpUrl(f.token_url) === null)
-        r.issueAt([...at, 'token_url'], `${pathText('', at)}.token_url must be an http(s) URL`)
+      // The client secret goes there, and the token comes back: the connector's mapping may allow it in clear.
+      httpUrlAt(r, [...at, 'token_url'], f.token_url, {
+        inClear: plaintextAllowed ? null : IN_CLEAR.tokenUrl,
+        allowAt: at.slice(0, -1),
+      })
       return {
         kind: 'oauth2',
         tokenUrl: f.token_url,
@@ -401,24 +413,6 @@ function readSource(r: YamlReader, f: CredentialEntry, at: Path): CredentialSour
         authMethod: f.auth_method ?? 'basic',
       }
   }
-}
-
-/**
- * A credential goes over TLS or stays on this machine: an upstream that receives one, and an
- * OAuth2 token endpoint (which receives the client secret and returns the token), are refused as
- * plain HTTP beyond loopback unless the connector says otherwise. A connector without a credential
- * sends nothing secret, since the agent's own key is always stripped.
- */
-function refuseCredentialInClear(
-  r: YamlReader,
-  at: Path,
-  upstream: URL | null,
-  credential: CredentialSourceSpec,
-): void {
-  if (credential.kind !== 'none' && upstream !== null)
-    refuseInClear(r, [...at, 'upstream'], upstream, IN_CLEAR.upstream)
-  const tokenUrl = credential.kind === 'oauth2' ? parseHttpUrl(credential.tokenUrl) : null
-  if (tokenUrl !== null) refuseInClear(r, [...at, 'credential', 'token_url'], tokenUrl, IN_CLEAR.tokenUrl, at)
 }
 
 /** `{ env: NAME }`, `{ file: path }` or `{ vault_kv: { mount, path, field } }`. */

@@ -214,6 +214,12 @@ describe('connectors.yaml', () => {
     const issues = connectorIssues(connector('https://records.internal/api', oauth2('http://idp.internal/token')))
     expect(issues).toHaveLength(1)
     expect(issues[0]).toMatch(/connectors\[0\]\.credential\.token_url is plain HTTP beyond loopback: the client secret/)
+    // The way out is the connector's, as for its upstream.
+    expect(issues[0]).toMatch(/or set connectors\[0\]\.plaintext_beyond_loopback: true$/)
+    const allowed = '\n    plaintext_beyond_loopback: true'
+    expect(
+      connectorIssues(connector('https://records.internal/api', oauth2('http://idp.internal/token'), allowed)),
+    ).toEqual([])
     expect(connectorIssues(connector('https://records.internal/api', oauth2('https://idp.internal/token')))).toEqual([])
     expect(connectorIssues(connector('https://records.internal/api', oauth2('http://127.0.0.1:7000/token')))).toEqual(
       [],
