@@ -172,6 +172,7 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
           timeoutMs: config.traces.timeoutMs,
           sample: config.traces.sample,
           followAgentSampling: config.traces.followAgentSampling,
+          alwaysRecord: config.traces.alwaysRecord,
           scheme: agentScheme,
           log,
         })

@@ -8,21 +8,9 @@ import type { Decision, Effect, LimitingFactor, ShadowResult } from '../policy/d
 import type { LimitReport } from '../policy/limits.ts'
 import type { ErrorCode } from '../shared/errors.ts'
 import { CORRIDOR_KEY_PREFIXES } from '../registry/agents.ts'
+import type { Outcome } from '../shared/outcomes.ts'
 
-export type Outcome =
-  | 'forwarded' // the upstream answered and the response reached the agent
-  | 'denied' // policy refused it
-  | 'held' // policy requires approval
-  | 'rejected' // malformed, unidentified or over a limit; policy was not reached
-  | 'unavailable' // a dependency (credential source, audit sink, policy) could not do its part
-  | 'upstream_error' // forwarded, but the upstream failed or sent something invalid
-  | 'upstream_timeout'
-  | 'client_aborted' // the agent went away before the response completed
-  | 'stopped' // cut in flight by an operator stop
-  | 'shutdown' // Corridor stopped before the response completed: its shutdown grace ran out
-  | 'released' // the agent collected the result of its approved request (forwarded once, in its own record)
-  | 'served' // Corridor answered it itself (the error reference); nothing was forwarded
-  | 'incomplete' // shown by queries only: an intent entry with no record after it (Corridor stopped mid-action)
+export type { Outcome }
 
 /** What Corridor is about to do when it writes an intent entry: forward, hold for approval, release an approval. */
 export type Act = 'forward' | 'hold' | 'release'

@@ -12,6 +12,7 @@ import {
   wholeNumber,
 } from './schema-types.ts'
 import { IN_CLEAR } from '../shared/in-clear.ts'
+import { REQUEST_OUTCOMES } from '../shared/outcomes.ts'
 
 export const JWT_ALGORITHMS = [
   'ES256',
@@ -265,7 +266,7 @@ export const corridorFileSchema = strict(
             .max(1)
             .optional()
             .describe(
-              "Share of new traces recorded, 0 to 1 (default 1); an agent's traceparent keeps its own sampling decision unless follow_agent_sampling is false",
+              "Share of new traces recorded, 0 to 1 (default 1); an agent's traceparent keeps its own sampling decision unless follow_agent_sampling is false; always_record records more",
             ),
           follow_agent_sampling: z
             .boolean()
@@ -273,6 +274,23 @@ export const corridorFileSchema = strict(
             .describe(
               'Record a request whose traceparent says the agent recorded it (default true); false: the share in sample decides every request, so an agent cannot have all of its requests recorded',
             ),
+          always_record: strict(
+            {
+              outcomes: oneOrMoreOf(REQUEST_OUTCOMES)
+                .optional()
+                .describe(
+                  'Every request that ends in one of these outcomes (default: all but forwarded, released and served; [] for none). held also records the release of every hold, sampled so that its upstream records it too',
+                ),
+              errors: z
+                .boolean()
+                .optional()
+                .describe('Every request answered 5xx or not at all, by Corridor or the upstream (default true)'),
+              slower_than: duration()
+                .optional()
+                .describe('Every request that takes at least this long (default: none)'),
+            },
+            'Requests recorded whatever their sampling decision, chosen when they end; their upstream was told the sampling decision, so it records its own spans only when sampled',
+          ).optional(),
         })
           .optional()
           .describe(

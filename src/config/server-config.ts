@@ -9,6 +9,25 @@ import { availableParallelism } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { ConfigError, YamlReader } from './yaml-reader.ts'
 import { corridorFileSchema, type CorridorFile, type IssuerFields } from './corridor-schema.ts'
+import { REQUEST_OUTCOMES, type RequestOutcome } from '../shared/outcomes.ts'
+
+/**
+ * What traces record whatever the sampling decision, by default: every request that did not end
+ * the ordinary way, so that a low share sampled still shows every refusal, failure and hold.
+ */
+const RECORDED_OUTCOMES: readonly RequestOutcome[] = REQUEST_OUTCOMES.filter(
+  (o) => o !== 'forwarded' && o !== 'released' && o !== 'served',
+)
+
+/** Which requests traces record whatever their sampling decision, chosen when each ends. */
+export interface AlwaysRecord {
+  /** Those that end so. */
+  readonly outcomes: readonly RequestOutcome[]
+  /** Those answered 5xx or not at all (their server span's error status). */
+  readonly errors: boolean
+  /** Those taking at least this long (ms); null: none. */
+  readonly slowerThanMs: number | null
+}
 
 /** Where a secret Corridor itself needs comes from: an environment variable or a file. */
 export type SecretInput = { readonly env: string } | { readonly file: string }
@@ -235,6 +254,7 @@ export interface ServerConfig {
     readonly sample: number
     /** False: an agent's sampled flag is not followed, the ratio decides. */
     readonly followAgentSampling: boolean
+    readonly alwaysRecord: AlwaysRecord
   } | null
   readonly limits: ServerLimits
   readonly watchPolicy: boolean
@@ -368,6 +388,11 @@ export function loadServerConfig(file: string): ServerConfig {
           timeoutMs: f.telemetry.traces.timeout ?? 5_000,
           sample: f.telemetry.traces.sample ?? 1,
           followAgentSampling: f.telemetry.traces.follow_agent_sampling ?? true,
+          alwaysRecord: {
+            outcomes: f.telemetry.traces.always_record?.outcomes ?? RECORDED_OUTCOMES,
+            errors: f.telemetry.traces.always_record?.errors ?? true,
+            slowerThanMs: f.telemetry.traces.always_record?.slower_than ?? null,
+          },
         }
       : null,
     limits: {

@@ -113,7 +113,7 @@ export class OAuth2Provider implements LeaseProvider {
       failure = failed.code
       throw failed
     } finally {
-      // A span of the sampled request this token is fetched for (the token endpoint's path, never the form).
+      // A span of the traced request this token is fetched for (the token endpoint's path, never the form).
       const calls = callListOf(signal)
       if (calls !== undefined) {
         const { origin, pathname } = new URL(tokenUrl)

@@ -21,7 +21,7 @@ export interface IssueContext {
   readonly perRequest: boolean
   /** The issuing bound (vault.timeout): a source that has to wait creates its deadline from it, only then. */
   readonly timeoutMs: number
-  /** A sampled request's trace: the calls to Vault or a token endpoint made for it go here. */
+  /** A traced request's calls to Vault or a token endpoint go here, for its spans. */
   readonly calls?: OutboundCall[] | null
 }
 

@@ -145,7 +145,7 @@ async function handle(
   record.path = withoutKeys(target.path)
   record.action = action?.name ?? null
   record.risk = action?.risk ?? null
-  if (lease.trace?.sampled === true) lease.trace.route = routeTemplate(target)
+  if (lease.trace?.gathering === true) lease.trace.route = routeTemplate(target)
   if (connector.agentKeyHeader !== null) assertSingleHeader(req, connector.agentKeyHeader)
   if (
     connector.injection.kind === 'query' &&

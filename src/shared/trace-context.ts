@@ -1,11 +1,12 @@
 /**
  * W3C trace context: what a request's spans need to know as it goes, the interface the request
  * path and the approval executor trace through (telemetry/tracing.ts implements it), and the
- * outbound calls made while a credential is issued. A sampled request's call list goes with the
+ * outbound calls made while a credential is issued. A gathering request's call list goes with the
  * credential issue as far as the lease cache, which files it under the deadline signal it creates
  * for the call; the Vault client and the OAuth2 provider see only that signal and look the list up
  * by it. (An AsyncLocalStorage would carry it without the argument, but measured 10 to 40 µs
- * slower per request under load once traces were on.) Nothing is recorded unless the request is sampled.
+ * slower per request under load once traces were on.) Nothing is gathered for a request that cannot
+ * be recorded: one not sampled, when only sampling records.
  */
 
 /** A call Corridor made on a request's behalf (Vault, an identity provider's token endpoint). */
@@ -43,22 +44,27 @@ export interface RequestTrace {
   readonly serverSpanId: string
   readonly clientSpanId: string
   readonly flags: string
-  /** Whether its spans are recorded (the trace context is passed on either way). */
+  /** The W3C sampling decision: its spans are recorded, and the upstream is told so (the trace context is passed on either way). */
   readonly sampled: boolean
-  /** Its route (the action's path template as addressed), set only when sampled and routed to an action. */
+  /**
+   * Whether what its spans need is gathered as it goes: when sampled, and for every request when
+   * an unsampled one may yet be recorded for how it ends (an outcome, its duration).
+   */
+  readonly gathering: boolean
+  /** Its route (the action's path template as addressed), set only when gathering and routed to an action. */
   route: string | null
-  /** When it started, epoch milliseconds with a fraction; 0 when not sampled. */
+  /** When it started, epoch milliseconds with a fraction; 0 when not gathering. */
   readonly start: number
   /** A release: the hold it carries out (its own trace, since it runs later and elsewhere). */
   readonly link: TraceLink | null
   credential: { start: number; end: number; source: string } | null
-  /** Calls made while the credential was issued; null when not sampled. */
+  /** Calls made while the credential was issued; null when not gathering. */
   readonly calls: OutboundCall[] | null
-  /** The upstream call, once it started; noted only when sampled (traceUpstream). */
+  /** The upstream call, once it started; noted only when gathering (traceUpstream). */
   upstream: UpstreamCall | null
 }
 
-/** Where a sampled request's upstream call went, and when it started. */
+/** Where a request's upstream call went, and when it started, for its client span. */
 export interface UpstreamCall {
   /** Epoch milliseconds, with a fraction. */
   readonly start: number
@@ -111,15 +117,15 @@ export function traceparentOf(t: RequestTrace): string {
   return `00-${t.traceId}-${t.clientSpanId}-${t.flags}`
 }
 
-/** The upstream call starts (`startedAt` from performance.now()): a sampled request notes where it goes, for its client span. */
+/** The upstream call starts (`startedAt` from performance.now()): a gathering request notes where it goes, for its client span. */
 export function traceUpstream(trace: RequestTrace | null, startedAt: number, origin: string, path: string): void {
-  if (trace !== null && trace.sampled) trace.upstream = { start: performance.timeOrigin + startedAt, origin, path }
+  if (trace !== null && trace.gathering) trace.upstream = { start: performance.timeOrigin + startedAt, origin, path }
 }
 
-/** The call lists of sampled requests' credential issues, by the deadline signal of each issue. */
+/** The call lists of gathering requests' credential issues, by the deadline signal of each issue. */
 const callLists = new WeakMap<AbortSignal, OutboundCall[]>()
 
-/** The calls made under `signal` (the deadline of a sampled request's credential issue) go into `calls`. */
+/** The calls made under `signal` (the deadline of a gathering request's credential issue) go into `calls`. */
 export function recordCallsUnder(signal: AbortSignal, calls: OutboundCall[] | null): void {
   if (calls !== null) callLists.set(signal, calls)
 }
@@ -130,8 +136,8 @@ export function callListOf(signal: AbortSignal | undefined): OutboundCall[] | un
 }
 
 /**
- * Runs `issue` for a request, its credential span timed when the request is sampled. Not async
- * itself: an unsampled request (every request with traces off) pays no extra promise for it.
+ * Runs `issue` for a request, its credential span timed when the request is gathering. Not async
+ * itself: a request not gathering (every request with traces off) pays no extra promise for it.
  */
 export function traceIssue<T>(trace: RequestTrace | null, source: string, issue: () => Promise<T>): Promise<T> {
   if (trace === null || trace.calls === null) return issue()

@@ -9,12 +9,17 @@
  * the client span of the upstream call, whose id the upstream receives in `traceparent`, so its
  * own spans join the same trace. The release of a held request is a trace of its own (it runs
  * later, on whichever replica claims it) whose root span links to the hold's server span.
- * A sampled request's spans are written as OTLP/HTTP JSON when it ends, into a bounded buffer
+ * A request sampled, or one that ended in an outcome (denied, failed, held…) or took as long as the
+ * configuration records anyway, has its spans written as OTLP/HTTP JSON when it ends (tail
+ * sampling, in process: what the spans need is gathered as the request goes, and kept or dropped
+ * at its end; its upstream was told the sampling decision), into a bounded buffer
  * outside the JS heap (span-buffer.ts), and exported in batches; when the collector is slow or
  * away, spans are dropped (counted), never queued without bound, and never slow a request.
  */
 import { randomFillSync } from 'node:crypto'
 import { Client } from 'undici'
+import type { AlwaysRecord } from '../config/server-config.ts'
+import { serverErrorType } from '../shared/http-conventions.ts'
 import type { Logger } from '../shared/logger.ts'
 import {
   parseTraceparent,
@@ -39,6 +44,12 @@ export interface TracingOptions {
    * all recorded (the export's cost, and the spans of others dropped while the buffer is full).
    */
   readonly followAgentSampling: boolean
+  /**
+   * Requests recorded whatever their sampling decision, chosen when each ends (their upstream was
+   * told the decision, so it records its own spans only when sampled). `held` among the outcomes
+   * also records every release of a hold, sampled, so that its upstream records it too.
+   */
+  readonly alwaysRecord: AlwaysRecord
   /** The agent listener's scheme, the server spans' `url.scheme`. */
   readonly scheme: 'http' | 'https'
   readonly timeoutMs: number
@@ -74,12 +85,18 @@ export class Tracer implements Tracing {
   readonly #path: string
   readonly #headers: Readonly<Record<string, string>>
   readonly #buffer: SpanBuffer
+  readonly #outcomes: ReadonlySet<string>
+  /** Whether only sampling records: otherwise an unsampled request may yet be recorded for how it ends, so every request gathers what its spans need. */
+  readonly #recordsBySampleAlone: boolean
   #dropped = 0
   #timer: NodeJS.Timeout
   #sending: Promise<void> = Promise.resolve()
 
   constructor(options: TracingOptions) {
     this.#o = options
+    const always = options.alwaysRecord
+    this.#outcomes = new Set(always.outcomes)
+    this.#recordsBySampleAlone = this.#outcomes.size === 0 && !always.errors && always.slowerThanMs === null
     const url = new URL('/v1/traces', options.endpoint)
     this.#collector = new Client(url.origin, {
       pipelining: 1,
@@ -125,7 +142,7 @@ export class Tracer implements Tracing {
       ids,
       ids.slice(32),
       null,
-      hold === null ? this.#sampledFlags() : hold.sampled ? '01' : '00',
+      hold === null ? this.#sampledFlags() : hold.sampled || this.#outcomes.has('held') ? '01' : '00',
       hold,
     )
   }
@@ -140,6 +157,7 @@ export class Tracer implements Tracing {
   ): RequestTrace {
     // The W3C sampled flag is the lowest bit of trace-flags.
     const sampled = (Number.parseInt(flags, 16) & 1) === 1
+    const gathering = sampled || !this.#recordsBySampleAlone
     return {
       traceId,
       parentSpanId,
@@ -147,18 +165,22 @@ export class Tracer implements Tracing {
       clientSpanId: spanIds.slice(16, 32),
       flags,
       sampled,
+      gathering,
       route: null,
-      start: sampled ? performance.timeOrigin + performance.now() : 0,
+      start: gathering ? performance.timeOrigin + performance.now() : 0,
       link,
       credential: null,
-      calls: sampled ? [] : null,
+      calls: gathering ? [] : null,
       upstream: null,
     }
   }
 
-  /** The request has ended: a sampled one's spans are written and wait for export. */
+  /**
+   * The request has ended: its spans are written and wait for export when it was sampled, or
+   * when it ended in an outcome, or took as long, as the configuration records anyway.
+   */
   finish(t: RequestTrace, facts: TraceFacts): void {
-    if (!t.sampled) return
+    if (!t.gathering || !(t.sampled || this.#recordsAnyway(facts))) return
     const { json, count } = requestSpans(t, facts, this.#o.scheme, spanId)
     const before = this.#buffer.bytes
     if (!this.#buffer.append(json, count)) {
@@ -167,6 +189,16 @@ export class Tracer implements Tracing {
     }
     // A full batch goes now rather than at the next tick of the timer.
     if (before < BATCH_BYTES && this.#buffer.bytes >= BATCH_BYTES) void this.flush()
+  }
+
+  /** Whether a request not sampled ended so that the configuration records it all the same. */
+  #recordsAnyway(facts: TraceFacts): boolean {
+    const always = this.#o.alwaysRecord
+    return (
+      (facts.outcome !== null && this.#outcomes.has(facts.outcome)) ||
+      (always.errors && serverErrorType(facts.status, facts.error_code) !== null) ||
+      (always.slowerThanMs !== null && facts.duration_ms >= always.slowerThanMs)
+    )
   }
 
   /** Sends what waits, in batches; a batch the collector does not take is dropped, counted. */

@@ -46,6 +46,9 @@ const exportAuthorizations: (string | undefined)[] = []
 /** A hosted collector's API key, given percent-encoded as OTEL_EXPORTER_OTLP_HEADERS values are. */
 const COLLECTOR_KEY = 'collector-canary-7f3a9c'
 
+/** A tracer that records by sampling alone. */
+const NOTHING_MORE = { outcomes: [], errors: false, slowerThanMs: null } as const
+
 const AGENT_TRACE = '4bf92f3577b34da6a3ce929d0e0e4736'
 const AGENT_SPAN = '00f067aa0ba902b7'
 
@@ -297,6 +300,7 @@ it("with follow_agent_sampling: false an agent's sampled flag records nothing: t
       headers: {},
       sample,
       followAgentSampling,
+      alwaysRecord: NOTHING_MORE,
       scheme: 'http',
       timeoutMs: 300,
       log: createLogger('silent'),
@@ -396,6 +400,7 @@ it('a collector that accepts connections and never answers costs dropped spans, 
     headers: {},
     sample: 1,
     followAgentSampling: true,
+    alwaysRecord: NOTHING_MORE,
     scheme: 'http',
     timeoutMs: 300,
     log: createLogger('silent'),
@@ -431,6 +436,113 @@ it('a collector that accepts connections and never answers costs dropped spans, 
     for (const socket of sockets) socket.destroy()
     silent.close()
   }
+})
+
+it('with none sampled, a request refused, failed, slow or held is recorded all the same, and one that went well is not', async () => {
+  // An upstream that fails one row and is slow with another.
+  const picky = await startRecordingUpstream((req, res) => {
+    if (req.url.endsWith('/rows/500')) {
+      res.writeHead(500, { 'content-type': 'application/json' }).end('{"error":"boom"}')
+      return
+    }
+    setTimeout(
+      () => res.writeHead(200, { 'content-type': 'application/json' }).end('{}'),
+      req.url.endsWith('/rows/slow') ? 400 : 0,
+    )
+  })
+  const endpoint = `http://127.0.0.1:${(collector.address() as AddressInfo).port}`
+  const tail = await startCorridorFixture(
+    {
+      ...files(picky.url),
+      extraConfig: `${vaultConfigYaml(vault)}telemetry: { traces: { endpoint: "${endpoint}", sample: 0, always_record: { slower_than: 300ms } } }\napprovals: { wait: 200ms }\n`,
+    },
+    { CORRIDOR_SECRET_ID: vault.secretId, OAUTH_CLIENT_SECRET: OAUTH_SECRET },
+  )
+  // Each request in a trace of its own, which the agent did not sample: only Corridor's choice at the end records it.
+  const traceOf = (n: number) => `${n}cf92f3577b34da6a3ce929d0e0e47${String(n).padStart(2, '0')}`
+  const unsampled = (n: number) => `00-${traceOf(n)}-${AGENT_SPAN}-00`
+  let closed = false
+  try {
+    expect((await get(tail, '/db/rows/1', unsampled(1))).status).toBe(200)
+    expect((await get(tail, '/db/undeclared', unsampled(2))).status).toBe(403)
+    expect((await get(tail, '/db/rows/500', unsampled(3))).status).toBe(500)
+    const failedSentWith = String(picky.received.at(-1)?.headers.traceparent)
+    expect((await get(tail, '/db/rows/slow', unsampled(4))).status).toBe(200)
+    const held = await fetch(`${tail.corridor.agentUrl}/db/rows/9`, {
+      method: 'DELETE',
+      headers: { authorization: `Bearer ${AGENT_KEY}`, traceparent: unsampled(5) },
+    })
+    expect(held.status).toBe(503)
+    const approvalId = ((await held.json()) as { approval_id: string }).approval_id
+    expect((await approve(tail.corridor.adminUrl, 'alice', approvalId)).status).toBe(200)
+    await eventually(() => expect(picky.received.some((r) => r.method === 'DELETE')).toBe(true), 5_000)
+    const releaseSentWith = String(picky.received.find((r) => r.method === 'DELETE')?.headers.traceparent)
+    const [, releaseTrace, releaseParent, releaseFlags] = releaseSentWith.split('-')
+    await eventually(() =>
+      expect(tail.auditRecords().filter((r) => r.request_id !== '').length).toBeGreaterThanOrEqual(6),
+    )
+    // Closing flushes what waits for export: every recorded span has reached the collector by now.
+    closed = true
+    await tail.close()
+
+    const serverSpan = (trace: string) => spans.find((s) => s.traceId === trace && s.kind === 2)
+    // Went well, quickly: nothing, though what its spans needed was gathered (the Vault lease was issued for it).
+    expect(spans.filter((s) => s.traceId === traceOf(1))).toEqual([])
+    expect(attr(serverSpan(traceOf(2)) as Span, 'corridor.outcome')).toBe('denied')
+    // The upstream's 500: the server span an error, and the upstream call's client span, whose id
+    // the upstream received, told the trace was not sampled.
+    const failed = spans.filter((s) => s.traceId === traceOf(3))
+    const failedServer = serverSpan(traceOf(3)) as Span
+    expect(failedServer.status?.code).toBe(2)
+    expect(attr(failedServer, 'corridor.outcome')).toBe('forwarded')
+    expect(attr(failedServer, 'http.route')).toBe('/db/rows/{id}')
+    const failedClient = failed.find((s) => s.kind === 3) as Span
+    expect(failedSentWith).toBe(`00-${traceOf(3)}-${failedClient.spanId}-00`)
+    expect(failedClient.parentSpanId).toBe(failedServer.spanId)
+    expect(failedClient.attributes.find((a) => a.key === 'http.response.status_code')?.value.intValue).toBe('500')
+    // Slow: recorded with its upstream call, which took the upstream's 400 ms.
+    const slow = spans.filter((s) => s.traceId === traceOf(4))
+    expect(slow.map((s) => s.kind).sort()).toEqual([2, 3])
+    const slowClient = slow.find((s) => s.kind === 3) as Span & { startTimeUnixNano: string; endTimeUnixNano: string }
+    expect(
+      Number(BigInt(slowClient.endTimeUnixNano) - BigInt(slowClient.startTimeUnixNano)) / 1e6,
+    ).toBeGreaterThanOrEqual(390)
+    // Held: the hold, and its release, sampled so that the upstream records it too, linked to the hold.
+    const holdSpan = serverSpan(traceOf(5)) as Span
+    expect(attr(holdSpan, 'corridor.outcome')).toBe('held')
+    expect(releaseFlags).toBe('01')
+    const release = spans.find((s) => s.traceId === releaseTrace && s.kind === 1) as Span & {
+      links?: { traceId: string; spanId: string }[]
+    }
+    expect(release.links).toEqual([expect.objectContaining({ traceId: traceOf(5), spanId: holdSpan.spanId })])
+    expect(spans.find((s) => s.traceId === releaseTrace && s.kind === 3)?.spanId).toBe(releaseParent)
+  } finally {
+    if (!closed) await tail.close()
+    await picky.close()
+  }
+})
+
+it('a tracer that records by sampling alone gathers nothing for a request it does not sample; one that may record it at its end does', async () => {
+  const gathers = (alwaysRecord: ConstructorParameters<typeof Tracer>[0]['alwaysRecord']) => {
+    const tracer = new Tracer({
+      endpoint: 'http://127.0.0.1:9',
+      headers: {},
+      sample: 0,
+      followAgentSampling: true,
+      alwaysRecord,
+      scheme: 'http',
+      timeoutMs: 300,
+      log: createLogger('silent'),
+    })
+    void tracer.close()
+    const t = tracer.start(undefined)
+    expect(t.sampled).toBe(false)
+    return [t.gathering, t.calls !== null, t.start > 0]
+  }
+  expect(gathers(NOTHING_MORE)).toEqual([false, false, false])
+  expect(gathers({ ...NOTHING_MORE, outcomes: ['denied'] })).toEqual([true, true, true])
+  expect(gathers({ ...NOTHING_MORE, errors: true })).toEqual([true, true, true])
+  expect(gathers({ ...NOTHING_MORE, slowerThanMs: 1_000 })).toEqual([true, true, true])
 })
 
 it("every span the collector received, from all the tests above, uses only the registry's attributes as the HTTP conventions require", () => {

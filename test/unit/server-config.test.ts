@@ -67,3 +67,40 @@ describe('audit checkpoint signing', () => {
     )
   })
 })
+
+describe('traces recorded whatever their sampling', () => {
+  const traces = (extra: string): string =>
+    write('', `telemetry: { traces: { endpoint: "http://127.0.0.1:4318"${extra} } }\n`)
+
+  it('records every request that did not end the ordinary way, and every error, unless told otherwise', () => {
+    expect(loadServerConfig(traces('')).traces?.alwaysRecord).toEqual({
+      outcomes: [
+        'denied',
+        'held',
+        'rejected',
+        'unavailable',
+        'upstream_error',
+        'upstream_timeout',
+        'client_aborted',
+        'stopped',
+        'shutdown',
+      ],
+      errors: true,
+      slowerThanMs: null,
+    })
+    expect(
+      loadServerConfig(traces(', always_record: { outcomes: [], errors: false, slower_than: 2s }')).traces
+        ?.alwaysRecord,
+    ).toEqual({ outcomes: [], errors: false, slowerThanMs: 2_000 })
+    expect(loadServerConfig(traces(', always_record: { outcomes: denied }')).traces?.alwaysRecord.outcomes).toEqual([
+      'denied',
+    ])
+  })
+
+  it('refuses an outcome no request ends in, naming the ones there are', () => {
+    expect(() => loadServerConfig(traces(', always_record: { outcomes: [incomplete] }'))).toThrow(
+      /telemetry\.traces\.always_record\.outcomes.*must be one or a list of: forwarded, denied, held/,
+    )
+    expect(() => loadServerConfig(traces(', always_record: { slowest: 2s }'))).toThrow(/slowest/)
+  })
+})

@@ -28,6 +28,7 @@ const trace = (over: Partial<RequestTrace> = {}): RequestTrace => ({
   clientSpanId: '1111111111111111',
   flags: '01',
   sampled: true,
+  gathering: true,
   route: null,
   start: 1_796_065_351_293.125,
   link: null,

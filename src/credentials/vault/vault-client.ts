@@ -119,7 +119,7 @@ export class VaultClient {
   ): Promise<VaultEnvelope | null> {
     const calls = callListOf(options.signal)
     if (calls === undefined) return this.#call(method, path, options)
-    // A call made to issue a sampled request's credential: it becomes a span of that request.
+    // A call made to issue a traced request's credential: it becomes a span of that request.
     const start = performance.timeOrigin + performance.now()
     let status: number | null = null
     let error: string | null = null
