@@ -35,6 +35,8 @@ export interface BenchConfig {
   readonly traces?: string
   /** With traces: the share of new traces recorded (default 1). */
   readonly sample?: number
+  /** With traces: false records by sampling alone (`always_record` set to nothing); default: as shipped. */
+  readonly alwaysRecord?: false
 }
 
 const LIMITS = {
@@ -93,7 +95,7 @@ export function writeBenchConfig(dir: string, c: BenchConfig): string {
     (c.redisUrl === undefined ? '' : `approvals:\n  redis: { url: "${c.redisUrl}" }\n`) +
     (c.metrics !== false && c.traces === undefined
       ? ''
-      : `telemetry: { metrics: ${c.metrics !== false}${c.traces === undefined ? '' : `, traces: { endpoint: "${c.traces}"${c.sample === undefined ? '' : `, sample: ${c.sample}`} }`} }\n`)
+      : `telemetry: { metrics: ${c.metrics !== false}${c.traces === undefined ? '' : `, traces: { endpoint: "${c.traces}"${c.sample === undefined ? '' : `, sample: ${c.sample}`}${c.alwaysRecord === false ? ', always_record: { outcomes: [], errors: false }' : ''} }`} }\n`)
   const file = join(dir, 'corridor.yaml')
   writeFileSync(
     file,

@@ -80,7 +80,16 @@ interface Setting {
 const SETTINGS: readonly Setting[] = [
   { name: 'off', what: 'telemetry off', config: () => ({ metrics: false }) },
   { name: 'metrics', what: 'metrics (the default)', config: () => ({}) },
-  { name: 'traces-0', what: 'metrics + traces, none sampled', config: (c) => ({ traces: c, sample: 0 }) },
+  {
+    name: 'traces-0-alone',
+    what: 'metrics + traces, none sampled, recorded by sampling alone',
+    config: (c) => ({ traces: c, sample: 0, alwaysRecord: false }),
+  },
+  {
+    name: 'traces-0',
+    what: 'metrics + traces, none sampled (failures recorded)',
+    config: (c) => ({ traces: c, sample: 0 }),
+  },
   { name: 'traces-10', what: 'metrics + traces sampled 10 %', config: (c) => ({ traces: c, sample: 0.1 }) },
   { name: 'traces-100', what: 'metrics + traces, every request', config: (c) => ({ traces: c }) },
 ]
