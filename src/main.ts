@@ -29,7 +29,7 @@ import { retentionEvent } from './audit/rotation.ts'
 import { FileAuditSink, type AuditSink } from './audit/sink.ts'
 import { expireUnwrittenTrail, unwrittenTrails, workerTrail } from './audit/trails.ts'
 import { whyCertificateChecksOff } from './config/certificate-checks.ts'
-import { urlProblem, type ApprovalsConfig, type ServerConfig, type ValueSource } from './config/server-config.ts'
+import { resolveUrl, type ApprovalsConfig, type ServerConfig } from './config/server-config.ts'
 import { CredentialBroker } from './credentials/broker.ts'
 import { VaultClient } from './credentials/vault/vault-client.ts'
 import { TransitSigner } from './credentials/vault/transit-signer.ts'
@@ -526,22 +526,6 @@ async function approvalStore(config: ApprovalsConfig, redisUrl: string | null, l
   if (!(await store.connected(2_000)))
     log.error('approval store: Redis not reachable at start; requests that need approval get 503 until it is')
   return store
-}
-
-/** The URL a setting gives (null when it is not configured); throws when it is unset or may not be used. */
-function resolveUrl(source: ValueSource | undefined, env: StartOptions['env']): string | null {
-  if (source === undefined) return null
-  let value: string
-  if ('value' in source) value = source.value
-  else {
-    const given = env[source.env]
-    if (given === undefined || given === '')
-      throw new Error(`${source.setting}.url_env names ${source.env}, which is not set`)
-    value = given
-  }
-  const problem = urlProblem(source, value)
-  if (problem !== null) throw new Error(problem)
-  return value
 }
 
 /** Binds a listener; a port already taken is one plain sentence, not a stack trace. */

@@ -163,6 +163,7 @@ export const corridorFileSchema = strict(
       postgres: strict(
         {
           ...valueSource,
+          plaintext_beyond_loopback: plaintextBeyondLoopback(IN_CLEAR.postgres),
           table: z
             .string()
             .regex(/^[a-z_][a-z0-9_]{0,62}$/, { error: 'must be a plain lower-case table name' })

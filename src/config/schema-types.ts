@@ -38,14 +38,14 @@ export const oneOrMoreOf = <const T extends readonly [string, ...string[]]>(valu
     .transform((v): T[number][] => (Array.isArray(v) ? v : [v]))
 
 /**
- * The words a file says to use plain HTTP or Redis beyond loopback, which is otherwise refused;
+ * The words a file says to use plain HTTP, Redis or PostgreSQL beyond loopback, which is otherwise refused;
  * the description states what that gives away (`IN_CLEAR`'s sentences).
  */
 export const plaintextBeyondLoopback = (...consequences: readonly string[]) =>
   z
     .boolean()
     .optional()
-    .describe(`Allow plain HTTP or Redis beyond loopback here, although ${consequences.join(', and ')}`)
+    .describe(`Allow plain HTTP, Redis or PostgreSQL beyond loopback here, although ${consequences.join(', and ')}`)
 
 /** A whole number within [min, max] (ports, counts, depths). */
 export const wholeNumber = (min: number, max: number) => {

@@ -5,6 +5,7 @@
  */
 import { IN_CLEAR, inClearRefusal, isLoopbackHost } from '../shared/in-clear.ts'
 import { httpUrlAt } from './refuse-in-clear.ts'
+import { readPostgresUrl } from './postgres-url.ts'
 import { availableParallelism } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { ConfigError, YamlReader } from './yaml-reader.ts'
@@ -94,38 +95,66 @@ export type ValueSource = ({ readonly value: string } | { readonly env: string }
   /** The setting (`approvals.redis`), named in messages. */
   readonly setting: string
   readonly kind: UrlKind
-  /** The file allows plain HTTP or Redis beyond loopback here (`plaintext_beyond_loopback: true`). */
+  /** The file allows plain HTTP, Redis or PostgreSQL beyond loopback here (`plaintext_beyond_loopback: true`). */
   readonly plaintextAllowed: boolean
 }
 
 type UrlKind = 'redis' | 'webhook' | 'postgres'
 
 /**
- * What each kind of URL must be, as the client that uses it reads it, and what using it plain
+ * What each kind of URL must be, as the client that uses it reads it, and what using it in clear
  * beyond loopback would give away. ioredis takes `host:port` without a scheme as plain Redis, so
- * a Redis URL must name its scheme. PostgreSQL's (null) are left to its driver: its default
- * authentication (SCRAM) never sends the password, and what it receives holds no secret.
+ * a Redis URL must name its scheme. node-postgres decides TLS from parameters (`sslmode`) rather
+ * than the scheme: its URL is judged by the driver's own reading (postgres-url.ts).
  */
 const URL_KINDS: Readonly<
-  Record<UrlKind, { readonly schemes: readonly string[]; readonly expected: string; readonly inClear: string } | null>
+  Record<UrlKind, { readonly schemes: readonly string[]; readonly expected: string; readonly inClear: string }>
 > = {
   redis: { schemes: ['redis:', 'rediss:'], expected: 'a redis:// or rediss:// URL', inClear: IN_CLEAR.redis },
   webhook: { schemes: ['http:', 'https:'], expected: 'an http(s) URL', inClear: IN_CLEAR.webhook },
-  postgres: null,
+  postgres: {
+    schemes: ['postgres:', 'postgresql:', 'socket:'],
+    expected: 'a postgres:// or postgresql:// URL (or socket: for a Unix socket)',
+    inClear: IN_CLEAR.postgres,
+  },
 }
 
 /**
  * Why the URL a source resolved to may not be used, or null: not the kind of URL its client
- * reads, or plain HTTP or Redis beyond loopback that its setting does not allow. A URL in the
+ * reads, or one in clear beyond loopback that its setting does not allow. A URL in the
  * file is refused as it is read; one from the environment, when Corridor starts. The URL itself
  * is never repeated: it may hold a password.
  */
 export function urlProblem(source: ValueSource, url: string): string | null {
   const kind = URL_KINDS[source.kind]
-  if (kind === null) return null
   const setting = 'env' in source ? `${source.setting}.url_env (${source.env})` : `${source.setting}.url`
   if (!URL.canParse(url) || !kind.schemes.includes(new URL(url).protocol)) return `${setting} must be ${kind.expected}`
-  return source.plaintextAllowed ? null : inClearRefusal(setting, new URL(url), kind.inClear, source.setting)
+  if (source.plaintextAllowed) return null
+  if (source.kind !== 'postgres') return inClearRefusal(setting, new URL(url), kind.inClear, source.setting)
+  const reading = readPostgresUrl(url)
+  if ('unreadable' in reading) return `${setting}: ${reading.unreadable}`
+  return reading.inClear
+    ? `${setting} reaches PostgreSQL beyond loopback without TLS that checks its certificate: ${kind.inClear}; add sslmode=verify-full (with sslrootcert for a private CA), or set ${source.setting}.plaintext_beyond_loopback: true`
+    : null
+}
+
+/** The URL a setting gives (null when it is not configured); throws when it is unset or may not be used. */
+export function resolveUrl(
+  source: ValueSource | undefined,
+  env: Readonly<Record<string, string | undefined>>,
+): string | null {
+  if (source === undefined) return null
+  let value: string
+  if ('value' in source) value = source.value
+  else {
+    const given = env[source.env]
+    if (given === undefined || given === '')
+      throw new Error(`${source.setting}.url_env names ${source.env}, which is not set`)
+    value = given
+  }
+  const problem = urlProblem(source, value)
+  if (problem !== null) throw new Error(problem)
+  return value
 }
 
 export interface ApprovalsConfig {

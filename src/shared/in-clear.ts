@@ -40,6 +40,8 @@ export const IN_CLEAR = {
   // Slack and the like put the token in the webhook's path.
   webhook: 'the webhook URL (often a token) and the summaries of held requests would cross the network in clear',
   otlp: 'the headers of headers_env (an API key) would cross the network in clear',
+  postgres:
+    'the audit trail, and what auditors query of it, would cross the network in clear, and anyone on the path could change what a query shows',
 } as const
 
 /**

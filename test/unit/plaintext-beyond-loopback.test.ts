@@ -1,7 +1,9 @@
 /**
  * A credential, or what proves one, crosses the network only over TLS: Vault's address, a JWKS
  * URL, an upstream that receives a credential and an OAuth2 token endpoint are refused as plain
- * HTTP beyond loopback, each with its own line and position, unless the file says so in words.
+ * HTTP beyond loopback, each with its own line and position, unless the file says so in words; so
+ * is an audit store whose PostgreSQL connection, as the driver reads it, has no TLS that checks a
+ * certificate.
  * Every spelling of a host is read as the URL parser reads it, as the connection would.
  */
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs'
@@ -16,6 +18,7 @@ import { startCorridor } from '../../src/main.ts'
 import { readConnectorCatalog } from '../../src/registry/connectors.ts'
 import { createLogger } from '../../src/shared/logger.ts'
 import { isLoopbackHost, sentInClear } from '../../src/shared/in-clear.ts'
+import { corridorCli } from '../helpers/cli.ts'
 
 /** Hosts as a URL may spell them, and whether a connection to them stays on this machine. */
 const HOSTS: readonly (readonly [string, boolean])[] = [
@@ -168,6 +171,89 @@ describe('corridor.yaml: Redis, the approvals webhook and OTLP exports', () => {
     await expect(startCorridor(config, { env: {}, log })).rejects.toThrow(
       'approvals.redis.url_env names APPROVALS_REDIS, which is not set',
     )
+  })
+})
+
+describe('corridor.yaml: the audit store, PostgreSQL', () => {
+  const store = (url: string, extra = '') => auditIssues(`postgres: { url: "${url}"${extra} }`)
+  const refused = (issues: string[]) => {
+    expect(issues).toHaveLength(1)
+    expect(issues[0]).toContain(
+      'audit.postgres.url reaches PostgreSQL beyond loopback without TLS that checks its certificate',
+    )
+    expect(issues[0]).toContain('anyone on the path could change what a query shows; add sslmode=verify-full')
+    expect(issues[0]).toContain('audit.postgres.plaintext_beyond_loopback: true')
+    expect(issues[0]).not.toContain(':pw@')
+  }
+
+  it('refuses a connection beyond loopback without TLS, or with TLS that checks no certificate, as node-postgres reads the URL', () => {
+    const db = 'postgres://corridor:pw@db.internal:5432/audit'
+    refused(store(db))
+    refused(store(`${db}?sslmode=disable`))
+    refused(store(`${db}?sslmode=no-verify`))
+    // libpq's own meaning of require: encrypted, no certificate checked.
+    refused(store(`${db}?uselibpqcompat=true&sslmode=require`))
+    // verify-ca without a CA of its own (any certificate a public CA signed, for any name, would pass): the driver refuses it itself.
+    expect(store(`${db}?uselibpqcompat=true&sslmode=verify-ca`)).toEqual([
+      expect.stringMatching(/^2:audit\.postgres\.url: node-postgres refuses it: .*verify-ca requires specifying a CA/),
+    ])
+    // The driver connects to the host parameter, not to the URL's host.
+    refused(store(`postgres://corridor:pw@127.0.0.1:5432/audit?host=db.internal`))
+    expect(store(`${db}?sslmode=verify-full`)).toEqual([])
+    expect(store(`${db}?ssl=true`)).toEqual([])
+    expect(store(db, ', plaintext_beyond_loopback: true')).toEqual([])
+  })
+
+  it('lets loopback and Unix sockets be, and reads a CA file the driver would read', () => {
+    expect(store('postgres://corridor:pw@127.0.0.1:5432/audit')).toEqual([])
+    expect(store('postgresql://corridor:pw@[::1]:5432/audit')).toEqual([])
+    expect(store('postgres://corridor:pw@db.internal/audit?host=127.0.0.1')).toEqual([])
+    expect(store('postgres:///audit?host=/var/run/postgresql')).toEqual([])
+    expect(store('socket:/var/run/postgresql?db=audit')).toEqual([])
+    const ca = join(mkdtempSync(join(tmpdir(), 'corridor-pg-ca-')), 'ca.pem')
+    writeFileSync(ca, '-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n')
+    const db = 'postgres://corridor:pw@db.internal:5432/audit?uselibpqcompat=true&sslmode=verify-ca'
+    expect(store(`${db}&sslrootcert=${ca}`)).toEqual([])
+    expect(store(`${db}&sslrootcert=${ca}.missing`)).toEqual([
+      expect.stringMatching(/^2:audit\.postgres\.url: node-postgres refuses it: ENOENT.*ca\.pem\.missing/),
+    ])
+    expect(store('mysql://corridor:pw@db.internal/audit')).toEqual([
+      '2:audit.postgres.url must be a postgres:// or postgresql:// URL (or socket: for a Unix socket)',
+    ])
+  })
+
+  it("follows the driver's PGSSLMODE for a URL that names no sslmode", () => {
+    const before = process.env.PGSSLMODE
+    try {
+      process.env.PGSSLMODE = 'verify-full'
+      expect(store('postgres://corridor:pw@db.internal/audit')).toEqual([])
+      process.env.PGSSLMODE = 'disable'
+      refused(store('postgres://corridor:pw@db.internal/audit'))
+    } finally {
+      if (before === undefined) delete process.env.PGSSLMODE
+      else process.env.PGSSLMODE = before
+    }
+  })
+
+  it('refuses one from the environment when Corridor starts, before it opens anything', async () => {
+    const file = configWith('', ', postgres: { url_env: AUDIT_DATABASE_URL }')
+    const log = createLogger('silent', new Writable({ write: (_c, _e, cb) => cb() }))
+    await expect(
+      startCorridor(loadServerConfig(file), {
+        env: { AUDIT_DATABASE_URL: 'postgres://corridor:hunter2@db.internal/audit' },
+        log,
+      }),
+    ).rejects.toThrow(/^audit\.postgres\.url_env \(AUDIT_DATABASE_URL\) reaches PostgreSQL beyond loopback/)
+    expect(existsSync(join(dirname(file), 'audit.log'))).toBe(false)
+    // An auditor's query from the command line is judged the same, before it connects.
+    const query = await corridorCli(['audit', 'query', '--config', file], {
+      AUDIT_DATABASE_URL: 'postgres://corridor:hunter2@db.internal/audit',
+    })
+    expect(query.code).toBe(1)
+    expect(query.stderr).toMatch(
+      /^error: audit\.postgres\.url_env \(AUDIT_DATABASE_URL\) reaches PostgreSQL beyond loopback/,
+    )
+    expect(query.stderr).not.toContain('hunter2')
   })
 })
 

@@ -6,7 +6,7 @@
 import { queryAuditLines, type AuditFilter } from '../../audit/query.ts'
 import { trailLines } from '../../audit/trails.ts'
 import type { AuditRecord } from '../../audit/record.ts'
-import { loadServerConfig, type ServerConfig } from '../../config/server-config.ts'
+import { loadServerConfig, resolveUrl, type ServerConfig } from '../../config/server-config.ts'
 import type { PostgresAuditStore } from '../../audit/postgres-store.ts'
 import { chainPosition, WindowCopy, windowStarts } from '../../audit/export-window.ts'
 import { toOcsf } from '../../audit/ocsf.ts'
@@ -131,8 +131,8 @@ export async function withPostgres<T>(
 ): Promise<T> {
   const pgConfig = config.auditPostgres
   if (pgConfig === null) throw new UsageError('corridor.yaml has no audit.postgres')
-  const url = 'value' in pgConfig.url ? pgConfig.url.value : env[pgConfig.url.env]
-  if (url === undefined || url === '') throw new UsageError('audit.postgres.url_env names a variable that is not set')
+  // Judged as `serve` judges it: set, and not in clear beyond loopback.
+  const url = resolveUrl(pgConfig.url, env) as string
   const { PostgresAuditStore } = await import('../../audit/postgres-store.ts')
   const store = new PostgresAuditStore({ url, table: pgConfig.table, timeoutMs: pgConfig.timeoutMs })
   try {
