@@ -7,7 +7,7 @@
 import type { Connector, ConnectorCatalog, CredentialSourceSpec, SecretInputSpec } from '../registry/connectors.ts'
 import { CorridorError, isCorridorError } from '../shared/errors.ts'
 import type { Logger } from '../shared/logger.ts'
-import type { OutboundCall } from '../shared/trace-context.ts'
+import type { CallLog } from '../shared/trace-context.ts'
 import { EnvCredentialSource, FileCredentialSource } from './embedded-sources.ts'
 import type { LeaseProvider } from './lease-cache.ts'
 import type { CredentialScope } from '../registry/connectors.ts'
@@ -69,14 +69,14 @@ export class CredentialBroker {
     connector: Connector,
     agentId: string,
     perRequest: boolean,
-    calls: OutboundCall[] | null = null,
+    callLog: CallLog | null = null,
   ): Promise<HeldCredential | null> {
     const entry = this.#sources.get(connector.id)
     if (entry === undefined)
       throw new CorridorError('credential_unavailable', `no credential source for connector '${connector.id}'`)
     if (entry.source === null) return null
     try {
-      return await entry.source.issue({ agentId, perRequest, timeoutMs: this.#options.issueTimeoutMs, calls })
+      return await entry.source.issue({ agentId, perRequest, timeoutMs: this.#options.issueTimeoutMs, callLog })
     } catch (err) {
       throw new CorridorError(
         'credential_unavailable',

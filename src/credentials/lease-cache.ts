@@ -7,7 +7,7 @@
  * revoked at shutdown.
  */
 import type { Logger } from '../shared/logger.ts'
-import { recordCallsUnder, type OutboundCall } from '../shared/trace-context.ts'
+import { recordCallsUnder, type CallLog } from '../shared/trace-context.ts'
 import type { IssuedCredential } from './source.ts'
 
 export interface Lease {
@@ -79,7 +79,7 @@ export class LeaseCache {
   }
 
   /** The scope's lease; the deadline timer is created only when Vault has to be asked (not on a cache hit). */
-  async get(scope: string, timeoutMs: number, calls: OutboundCall[] | null = null): Promise<Lease> {
+  async get(scope: string, timeoutMs: number, callLog: CallLog | null = null): Promise<Lease> {
     const now = this.#options.now()
     const entry = this.#entries.get(scope)
     if (entry !== undefined && now < entry.lease.expiresAt - safetyMarginMs(entry.lease)) {
@@ -93,7 +93,7 @@ export class LeaseCache {
     let pending = this.#inFlight.get(scope)
     if (pending === undefined) {
       // The calls this obtain makes are the traced request's (others joining it wait on them).
-      recordCallsUnder(signal, calls)
+      recordCallsUnder(signal, callLog)
       pending = this.#obtain(scope, signal)
       this.#inFlight.set(scope, pending)
     }
@@ -101,9 +101,9 @@ export class LeaseCache {
   }
 
   /** A fresh lease for one request, outside the cache; the caller revokes it with `revoke`. */
-  obtainUncached(scope: string, timeoutMs: number, calls: OutboundCall[] | null = null): Promise<Lease> {
+  obtainUncached(scope: string, timeoutMs: number, callLog: CallLog | null = null): Promise<Lease> {
     const signal = AbortSignal.timeout(timeoutMs)
-    recordCallsUnder(signal, calls)
+    recordCallsUnder(signal, callLog)
     return this.#fresh(scope, signal)
   }
 

@@ -36,7 +36,7 @@ export class LeasingSource implements CredentialSource {
   async issue(context: IssueContext): Promise<HeldCredential> {
     const scope = this.#scope === 'agent' ? AGENT_SCOPE + context.agentId : 'connector'
     if (context.perRequest && this.#canRevoke) {
-      const lease = await this.#cache.obtainUncached(scope, context.timeoutMs, context.calls ?? null)
+      const lease = await this.#cache.obtainUncached(scope, context.timeoutMs, context.callLog ?? null)
       let released = false
       return held(lease.credential, {
         release: () => {
@@ -46,7 +46,7 @@ export class LeasingSource implements CredentialSource {
         },
       })
     }
-    const { credential } = await this.#cache.get(scope, context.timeoutMs, context.calls ?? null)
+    const { credential } = await this.#cache.get(scope, context.timeoutMs, context.callLog ?? null)
     // Built once per credential (renewals keep it), not once per request.
     let shared = this.#held.get(credential)
     if (shared === undefined) {

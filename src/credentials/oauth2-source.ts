@@ -8,7 +8,7 @@
 import { Agent, request } from 'undici'
 import type { Lease, LeaseProvider } from './lease-cache.ts'
 import { readLimited } from '../shared/read-limited.ts'
-import { callListOf } from '../shared/trace-context.ts'
+import { callLogOf, logCall } from '../shared/trace-context.ts'
 import { Secret } from './secret.ts'
 import { isValidFieldValue, type CredentialSource } from './source.ts'
 import { isCertificateFailure } from '../shared/certificate-failure.ts'
@@ -114,10 +114,10 @@ export class OAuth2Provider implements LeaseProvider {
       throw failed
     } finally {
       // A span of the traced request this token is fetched for (the token endpoint's path, never the form).
-      const calls = callListOf(signal)
-      if (calls !== undefined) {
+      const log = callLogOf(signal)
+      if (log !== undefined) {
         const { origin, pathname } = new URL(tokenUrl)
-        calls.push({
+        logCall(log, {
           system: 'oauth2',
           origin,
           method: 'POST',

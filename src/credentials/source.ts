@@ -5,7 +5,7 @@
  */
 import type { Logger } from '../shared/logger.ts'
 import type { Secret } from './secret.ts'
-import type { OutboundCall } from '../shared/trace-context.ts'
+import type { CallLog } from '../shared/trace-context.ts'
 
 export interface IssuedCredential {
   /** Field name → value; injection templates refer to them as `{secret}`, `{username}`… */
@@ -22,7 +22,7 @@ export interface IssueContext {
   /** The issuing bound (vault.timeout): a source that has to wait creates its deadline from it, only then. */
   readonly timeoutMs: number
   /** A traced request's calls to Vault or a token endpoint go here, for its spans. */
-  readonly calls?: OutboundCall[] | null
+  readonly callLog?: CallLog | null
 }
 
 /** A credential plus what to do when the request that used it is over. */

@@ -12,7 +12,7 @@ import { injectCredential, type OutgoingParts } from '../credentials/inject.ts'
 import type { HeldCredential } from '../credentials/source.ts'
 import type { Connector } from '../registry/connectors.ts'
 import type { SecretMask } from '../request/secret-mask.ts'
-import { traceIssue, traceparentOf, type RequestTrace } from '../shared/trace-context.ts'
+import { noteCredentialIssue, traceparentOf, type RequestTrace } from '../shared/trace-context.ts'
 
 /** Methods whose requests carry a Content-Length even when the body is empty. */
 const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH'])
@@ -84,9 +84,16 @@ export async function prepareOutbound(
   request: OutboundRequest,
 ): Promise<Outbound> {
   assertAuditable(deps.audit)
-  const credential = await traceIssue(request.trace, connector.credential.kind, () =>
-    deps.credentials.issue(connector, agentId, perRequestLease, request.trace?.calls ?? null),
-  )
+  // A gathering trace times the issue (its credential span) and logs the calls it takes, without
+  // wrapping the issue's promise: a request not traced pays nothing for it.
+  const trace = request.trace?.gathering === true ? request.trace : null
+  const issueStarted = trace === null ? 0 : performance.now()
+  let credential: HeldCredential | null
+  try {
+    credential = await deps.credentials.issue(connector, agentId, perRequestLease, trace)
+  } finally {
+    if (trace !== null) noteCredentialIssue(trace, issueStarted, connector.credential.kind)
+  }
   const parts = outgoingParts(
     request.method,
     request.headers,

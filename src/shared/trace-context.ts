@@ -1,10 +1,10 @@
 /**
  * W3C trace context: what a request's spans need to know as it goes, the interface the request
  * path and the approval executor trace through (telemetry/tracing.ts implements it), and the
- * outbound calls made while a credential is issued. A gathering request's call list goes with the
- * credential issue as far as the lease cache, which files it under the deadline signal it creates
- * for the call; the Vault client and the OAuth2 provider see only that signal and look the list up
- * by it. (An AsyncLocalStorage would carry it without the argument, but measured 10 to 40 µs
+ * outbound calls made while a credential is issued. A gathering request's trace goes with the
+ * credential issue, as the log of its calls, as far as the lease cache, which files it under the
+ * deadline signal it creates for the call; the Vault client and the OAuth2 provider see only that
+ * signal and look the log up by it. (An AsyncLocalStorage would carry it without the argument, but measured 10 to 40 µs
  * slower per request under load once traces were on.) Nothing is gathered for a request that cannot
  * be recorded: one not sampled, when only sampling records.
  */
@@ -36,8 +36,14 @@ export interface TraceLink {
   readonly sampled: boolean
 }
 
+/** Where a traced request's outbound calls go, for its spans. */
+export interface CallLog {
+  /** Made at the first call: most requests make none (their credential is cached, or needs no call). */
+  calls: OutboundCall[] | null
+}
+
 /** One request's (or one release's) place in its trace. */
-export interface RequestTrace {
+export interface RequestTrace extends CallLog {
   readonly traceId: string
   /** The agent's span, when it sent a traceparent. */
   readonly parentSpanId: string | null
@@ -58,8 +64,6 @@ export interface RequestTrace {
   /** A release: the hold it carries out (its own trace, since it runs later and elsewhere). */
   readonly link: TraceLink | null
   credential: { start: number; end: number; source: string } | null
-  /** Calls made while the credential was issued; null when not gathering. */
-  readonly calls: OutboundCall[] | null
   /** The upstream call, once it started; noted only when gathering (traceUpstream). */
   upstream: UpstreamCall | null
 }
@@ -122,28 +126,32 @@ export function traceUpstream(trace: RequestTrace | null, startedAt: number, ori
   if (trace !== null && trace.gathering) trace.upstream = { start: performance.timeOrigin + startedAt, origin, path }
 }
 
-/** The call lists of gathering requests' credential issues, by the deadline signal of each issue. */
-const callLists = new WeakMap<AbortSignal, OutboundCall[]>()
+/** The call logs of gathering requests' credential issues, by the deadline signal of each issue. */
+const callLogs = new WeakMap<AbortSignal, CallLog>()
 
-/** The calls made under `signal` (the deadline of a gathering request's credential issue) go into `calls`. */
-export function recordCallsUnder(signal: AbortSignal, calls: OutboundCall[] | null): void {
-  if (calls !== null) callLists.set(signal, calls)
+/** The calls made under `signal` (the deadline of a gathering request's credential issue) go into `log`. */
+export function recordCallsUnder(signal: AbortSignal, log: CallLog | null): void {
+  if (log !== null) callLogs.set(signal, log)
 }
 
 /** Where a call made under `signal` is recorded; undefined when nobody traces it. */
-export function callListOf(signal: AbortSignal | undefined): OutboundCall[] | undefined {
-  return signal === undefined ? undefined : callLists.get(signal)
+export function callLogOf(signal: AbortSignal | undefined): CallLog | undefined {
+  return signal === undefined ? undefined : callLogs.get(signal)
+}
+
+/** A call made for a traced request: a span of it. */
+export function logCall(log: CallLog, call: OutboundCall): void {
+  ;(log.calls ??= []).push(call)
 }
 
 /**
- * Runs `issue` for a request, its credential span timed when the request is gathering. Not async
- * itself: a request not gathering (every request with traces off) pays no extra promise for it.
+ * A gathering request's credential was issued, or failed to be, since `startedAt` (from
+ * performance.now()): the credential span's times, and the source the server span names.
  */
-export function traceIssue<T>(trace: RequestTrace | null, source: string, issue: () => Promise<T>): Promise<T> {
-  if (trace === null || trace.calls === null) return issue()
-  const start = performance.timeOrigin + performance.now()
-  const timed = (): void => {
-    trace.credential = { start, end: performance.timeOrigin + performance.now(), source }
+export function noteCredentialIssue(trace: RequestTrace, startedAt: number, source: string): void {
+  trace.credential = {
+    start: performance.timeOrigin + startedAt,
+    end: performance.timeOrigin + performance.now(),
+    source,
   }
-  return issue().finally(timed)
 }

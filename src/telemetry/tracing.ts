@@ -170,7 +170,7 @@ export class Tracer implements Tracing {
       start: gathering ? performance.timeOrigin + performance.now() : 0,
       link,
       credential: null,
-      calls: gathering ? [] : null,
+      calls: null,
       upstream: null,
     }
   }

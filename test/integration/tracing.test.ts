@@ -537,12 +537,12 @@ it('a tracer that records by sampling alone gathers nothing for a request it doe
     void tracer.close()
     const t = tracer.start(undefined)
     expect(t.sampled).toBe(false)
-    return [t.gathering, t.calls !== null, t.start > 0]
+    return [t.gathering, t.start > 0]
   }
-  expect(gathers(NOTHING_MORE)).toEqual([false, false, false])
-  expect(gathers({ ...NOTHING_MORE, outcomes: ['denied'] })).toEqual([true, true, true])
-  expect(gathers({ ...NOTHING_MORE, errors: true })).toEqual([true, true, true])
-  expect(gathers({ ...NOTHING_MORE, slowerThanMs: 1_000 })).toEqual([true, true, true])
+  expect(gathers(NOTHING_MORE)).toEqual([false, false])
+  expect(gathers({ ...NOTHING_MORE, outcomes: ['denied'] })).toEqual([true, true])
+  expect(gathers({ ...NOTHING_MORE, errors: true })).toEqual([true, true])
+  expect(gathers({ ...NOTHING_MORE, slowerThanMs: 1_000 })).toEqual([true, true])
 })
 
 it("every span the collector received, from all the tests above, uses only the registry's attributes as the HTTP conventions require", () => {

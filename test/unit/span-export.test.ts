@@ -33,7 +33,7 @@ const trace = (over: Partial<RequestTrace> = {}): RequestTrace => ({
   start: 1_796_065_351_293.125,
   link: null,
   credential: null,
-  calls: [],
+  calls: null,
   upstream: null,
   ...over,
 })

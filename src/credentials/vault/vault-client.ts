@@ -13,7 +13,7 @@
 import { readFileSync } from 'node:fs'
 import { Pool, type Dispatcher } from 'undici'
 import { readLimited } from '../../shared/read-limited.ts'
-import { callListOf } from '../../shared/trace-context.ts'
+import { callLogOf, logCall } from '../../shared/trace-context.ts'
 import type { Secret } from '../secret.ts'
 import { isCertificateFailure } from '../../shared/certificate-failure.ts'
 
@@ -117,8 +117,8 @@ export class VaultClient {
     path: string,
     options: VaultCallOptions = {},
   ): Promise<VaultEnvelope | null> {
-    const calls = callListOf(options.signal)
-    if (calls === undefined) return this.#call(method, path, options)
+    const log = callLogOf(options.signal)
+    if (log === undefined) return this.#call(method, path, options)
     // A call made to issue a traced request's credential: it becomes a span of that request.
     const start = performance.timeOrigin + performance.now()
     let status: number | null = null
@@ -132,7 +132,7 @@ export class VaultClient {
       if (status === null) error = err instanceof VaultError ? err.code : 'vault_unreachable'
       throw err
     } finally {
-      calls.push({
+      logCall(log, {
         system: 'vault',
         origin: this.address,
         // What went on the wire: Vault's LIST is a GET with ?list=true.
