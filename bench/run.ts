@@ -10,6 +10,7 @@
  *   BENCH_SECONDS=5 BENCH_REPEAT=3 BENCH_CONNECTIONS=50 BENCH_WARMUP_REQUESTS=60000 BENCH_WARMUP=5 npm run bench
  *   BENCH_PARTS=latency,policy npm run bench      (parts: throughput, latency, policy, workers, telemetry)
  *   BENCH_ONLY=http-proxy,corridor BENCH_WORKLOADS=64 npm run bench   (name filters; direct always runs)
+ *   BENCH_PARTS=telemetry BENCH_TELEMETRY_ROWS='itself,sampled 0' npm run bench   (telemetry rows whose names contain one)
  *   BENCH_BASELINE=../corridor-old npm run bench   (adds that checkout's Corridor, JWT + env credential,
  *                                                   as a row of the same run: an A/B of two revisions;
  *                                                   with the part `paired`, also measured side by side)
@@ -61,6 +62,8 @@ const KNOWN_WORK_NS = 2_500
 const PARTS = new Set((process.env.BENCH_PARTS ?? 'throughput,latency,policy,workers,telemetry,paired').split(','))
 const ONLY = process.env.BENCH_ONLY?.split(',') ?? null
 const WORKLOAD_FILTER = process.env.BENCH_WORKLOADS?.split(',') ?? null
+/** The telemetry part's rows whose names contain one of these (all by default). */
+const TELEMETRY_ROWS = process.env.BENCH_TELEMETRY_ROWS?.split(',') ?? null
 const BASELINE = process.env.BENCH_BASELINE ?? null
 
 const hasTaskset = spawnSync('taskset', ['--version']).status === 0
@@ -758,7 +761,9 @@ async function telemetryPart(origin: string, dir: string, collectorUrl: string):
   const start = (config: string, flags: string[] = [], knownWorkNs?: number) =>
     startTarget('corridor', { config, env: { BENCH_TOKEN: 'bench-secret' }, knownWorkNs }, 1, undefined, flags)
   const offMicros: number[] = []
-  const rows = settings.map((s) => ({ ...s, file: configFor(s.config), ratio: [] as number[], share: [] as number[] }))
+  const rows = settings
+    .filter((s) => TELEMETRY_ROWS === null || TELEMETRY_ROWS.some((part) => s.name.includes(part)))
+    .map((s) => ({ ...s, file: configFor(s.config), ratio: [] as number[], share: [] as number[] }))
   for (let r = 0; r < REPEAT; r++) {
     for (const row of rows) {
       const { ratio, baseMicros } = await pairedCpuRatio(
