@@ -35,8 +35,8 @@ export interface BenchConfig {
   readonly traces?: string
   /** With traces: the share of new traces recorded (default 1). */
   readonly sample?: number
-  /** With traces: false records by sampling alone (`always_record` set to nothing); default: as shipped. */
-  readonly alwaysRecord?: false
+  /** With traces: true also records refused, failed and held requests (`always_record`); default: by sampling alone, as shipped. */
+  readonly alwaysRecord?: boolean
 }
 
 const LIMITS = {
@@ -95,7 +95,7 @@ export function writeBenchConfig(dir: string, c: BenchConfig): string {
     (c.redisUrl === undefined ? '' : `approvals:\n  redis: { url: "${c.redisUrl}" }\n`) +
     (c.metrics !== false && c.traces === undefined
       ? ''
-      : `telemetry: { metrics: ${c.metrics !== false}${c.traces === undefined ? '' : `, traces: { endpoint: "${c.traces}"${c.sample === undefined ? '' : `, sample: ${c.sample}`}${c.alwaysRecord === false ? ', always_record: { outcomes: [], errors: false }' : ''} }`} }\n`)
+      : `telemetry: { metrics: ${c.metrics !== false}${c.traces === undefined ? '' : `, traces: { endpoint: "${c.traces}"${c.sample === undefined ? '' : `, sample: ${c.sample}`}${c.alwaysRecord === true ? ', always_record: { outcomes: [denied, held, rejected, unavailable, upstream_error, upstream_timeout], errors: true }' : ''} }`} }\n`)
   const file = join(dir, 'corridor.yaml')
   writeFileSync(
     file,

@@ -88,7 +88,7 @@ const SETTINGS: readonly Setting[] = [
   {
     name: 'traces-0',
     what: 'metrics + traces, none sampled (failures recorded)',
-    config: (c) => ({ traces: c, sample: 0 }),
+    config: (c) => ({ traces: c, sample: 0, alwaysRecord: true }),
   },
   { name: 'traces-10', what: 'metrics + traces sampled 10 %', config: (c) => ({ traces: c, sample: 0.1 }) },
   { name: 'traces-100', what: 'metrics + traces, every request', config: (c) => ({ traces: c }) },

@@ -742,8 +742,11 @@ async function telemetryPart(origin: string, dir: string, collectorUrl: string):
       name: 'metrics + traces sampled 0 %, by sampling alone',
       config: { traces: collectorUrl, sample: 0, alwaysRecord: false },
     },
-    // As shipped, refusals, failures and holds are recorded whatever the sampling: every request gathers what its spans would need.
-    { name: 'metrics + traces sampled 0 % (failures recorded)', config: { traces: collectorUrl, sample: 0 } },
+    // Refusals, failures and holds recorded whatever the sampling: every request gathers what its spans would need.
+    {
+      name: 'metrics + traces sampled 0 % (failures recorded)',
+      config: { traces: collectorUrl, sample: 0, alwaysRecord: true },
+    },
     { name: 'metrics + traces sampled 10%', config: { traces: collectorUrl, sample: 0.1 } },
     { name: 'metrics + traces, every request', config: { traces: collectorUrl } },
   ]

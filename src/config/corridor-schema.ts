@@ -280,12 +280,12 @@ export const corridorFileSchema = strict(
               outcomes: oneOrMoreOf(REQUEST_OUTCOMES)
                 .optional()
                 .describe(
-                  'Every request that ends in one of these outcomes (default: all but forwarded, released and served; [] for none). held also records the release of every hold, sampled so that its upstream records it too',
+                  'Every request that ends in one of these outcomes, e.g. [denied, held, rejected, unavailable, upstream_error, upstream_timeout] (default: none). held also records the release of every hold, sampled so that its upstream records it too',
                 ),
               errors: z
                 .boolean()
                 .optional()
-                .describe('Every request answered 5xx or not at all, by Corridor or the upstream (default true)'),
+                .describe('Every request answered 5xx or not at all, by Corridor or the upstream (default false)'),
               slower_than: duration()
                 .optional()
                 .describe('Every request that takes at least this long (default: none)'),

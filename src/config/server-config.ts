@@ -10,15 +10,7 @@ import { availableParallelism } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { ConfigError, YamlReader } from './yaml-reader.ts'
 import { corridorFileSchema, type CorridorFile, type IssuerFields } from './corridor-schema.ts'
-import { REQUEST_OUTCOMES, type RequestOutcome } from '../shared/outcomes.ts'
-
-/**
- * What traces record whatever the sampling decision, by default: every request that did not end
- * the ordinary way, so that a low share sampled still shows every refusal, failure and hold.
- */
-const RECORDED_OUTCOMES: readonly RequestOutcome[] = REQUEST_OUTCOMES.filter(
-  (o) => o !== 'forwarded' && o !== 'released' && o !== 'served',
-)
+import type { RequestOutcome } from '../shared/outcomes.ts'
 
 /** Which requests traces record whatever their sampling decision, chosen when each ends. */
 export interface AlwaysRecord {
@@ -418,8 +410,9 @@ export function loadServerConfig(file: string): ServerConfig {
           sample: f.telemetry.traces.sample ?? 1,
           followAgentSampling: f.telemetry.traces.follow_agent_sampling ?? true,
           alwaysRecord: {
-            outcomes: f.telemetry.traces.always_record?.outcomes ?? RECORDED_OUTCOMES,
-            errors: f.telemetry.traces.always_record?.errors ?? true,
+            // Off unless asked for: while any rule is set, every request gathers what its spans need.
+            outcomes: f.telemetry.traces.always_record?.outcomes ?? [],
+            errors: f.telemetry.traces.always_record?.errors ?? false,
             slowerThanMs: f.telemetry.traces.always_record?.slower_than ?? null,
           },
         }

@@ -454,7 +454,7 @@ it('with none sampled, a request refused, failed, slow or held is recorded all t
   const tail = await startCorridorFixture(
     {
       ...files(picky.url),
-      extraConfig: `${vaultConfigYaml(vault)}telemetry: { traces: { endpoint: "${endpoint}", sample: 0, always_record: { slower_than: 300ms } } }\napprovals: { wait: 200ms }\n`,
+      extraConfig: `${vaultConfigYaml(vault)}telemetry: { traces: { endpoint: "${endpoint}", sample: 0, always_record: { outcomes: [denied, held], errors: true, slower_than: 300ms } } }\napprovals: { wait: 200ms }\n`,
     },
     { CORRIDOR_SECRET_ID: vault.secretId, OAUTH_CLIENT_SECRET: OAUTH_SECRET },
   )

@@ -72,26 +72,16 @@ describe('traces recorded whatever their sampling', () => {
   const traces = (extra: string): string =>
     write('', `telemetry: { traces: { endpoint: "http://127.0.0.1:4318"${extra} } }\n`)
 
-  it('records every request that did not end the ordinary way, and every error, unless told otherwise', () => {
+  it('records by sampling alone unless told otherwise', () => {
     expect(loadServerConfig(traces('')).traces?.alwaysRecord).toEqual({
-      outcomes: [
-        'denied',
-        'held',
-        'rejected',
-        'unavailable',
-        'upstream_error',
-        'upstream_timeout',
-        'client_aborted',
-        'stopped',
-        'shutdown',
-      ],
-      errors: true,
+      outcomes: [],
+      errors: false,
       slowerThanMs: null,
     })
     expect(
-      loadServerConfig(traces(', always_record: { outcomes: [], errors: false, slower_than: 2s }')).traces
+      loadServerConfig(traces(', always_record: { outcomes: [denied, held], errors: true, slower_than: 2s }')).traces
         ?.alwaysRecord,
-    ).toEqual({ outcomes: [], errors: false, slowerThanMs: 2_000 })
+    ).toEqual({ outcomes: ['denied', 'held'], errors: true, slowerThanMs: 2_000 })
     expect(loadServerConfig(traces(', always_record: { outcomes: denied }')).traces?.alwaysRecord.outcomes).toEqual([
       'denied',
     ])
