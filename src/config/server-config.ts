@@ -131,6 +131,11 @@ export function urlProblem(source: ValueSource, url: string): string | null {
 }
 
 /** The URL a setting gives (null when it is not configured); throws when it is unset or may not be used. */
+export function resolveUrl(source: ValueSource, env: Readonly<Record<string, string | undefined>>): string
+export function resolveUrl(
+  source: ValueSource | undefined,
+  env: Readonly<Record<string, string | undefined>>,
+): string | null
 export function resolveUrl(
   source: ValueSource | undefined,
   env: Readonly<Record<string, string | undefined>>,

@@ -137,7 +137,7 @@ export function requestSpans(
   let count = 1
   // A credential the cache had is an attribute of the server span; one that took calls to its
   // source is a span of its own, the calls under it.
-  const credential = t.calls !== null && t.calls.length > 0 ? t.credential : null
+  const credential = t.calls !== null ? t.credential : null
   if (credential !== null) {
     const credentialSpanId = spanId()
     json += `,${span(t, credentialSpanId, t.serverSpanId, `credential ${credential.source}`, INTERNAL, credential.start, credential.end, first('corridor.credential.source', credential.source), '')}`

@@ -132,7 +132,7 @@ export async function withPostgres<T>(
   const pgConfig = config.auditPostgres
   if (pgConfig === null) throw new UsageError('corridor.yaml has no audit.postgres')
   // Judged as `serve` judges it: set, and not in clear beyond loopback.
-  const url = resolveUrl(pgConfig.url, env) as string
+  const url = resolveUrl(pgConfig.url, env)
   const { PostgresAuditStore } = await import('../../audit/postgres-store.ts')
   const store = new PostgresAuditStore({ url, table: pgConfig.table, timeoutMs: pgConfig.timeoutMs })
   try {
