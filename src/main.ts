@@ -25,7 +25,6 @@ import { ApproverAuthenticator } from './approvals/approver-auth.ts'
 import { ApprovalExecutor } from './approvals/executor.ts'
 import { MemoryApprovalStore } from './approvals/memory-store.ts'
 import { WebhookNotifier } from './approvals/webhook.ts'
-import { retentionEvent } from './audit/rotation.ts'
 import { FileAuditSink, type AuditSink } from './audit/sink.ts'
 import { expireUnwrittenTrail, unwrittenTrails, workerTrail } from './audit/trails.ts'
 import { whyCertificateChecksOff } from './config/certificate-checks.ts'
@@ -481,12 +480,17 @@ function expireUnwritten(
       const shipped = (file: string): boolean =>
         shippers.every((s) => (file === trail ? s.status().lagBytes === 0 : s.hasShipped(file)))
       try {
-        const deleted = expireUnwrittenTrail(trail, retainMs, Date.now(), shipped, (file, err) =>
-          log.error({ err, file }, 'audit file past its retention could not be deleted; tried again within the hour'),
+        // Nobody writes that trail: this process's own records the deletion, before it is made.
+        const deleted = expireUnwrittenTrail(
+          trail,
+          retainMs,
+          Date.now(),
+          shipped,
+          (event) => audit.writeEvent(event),
+          (file, err) =>
+            log.error({ err, file }, 'audit file past its retention could not be deleted; tried again within the hour'),
         )
         for (const { file } of deleted) log.info({ file }, 'audit file past its retention deleted')
-        // Nobody writes that trail: this process's own records the deletion.
-        if (deleted.length > 0) audit.writeEvent(retentionEvent(trail, retainMs, deleted))
       } catch (err) {
         log.error({ err, trail }, 'retention over an audit trail nobody writes failed; tried again within the hour')
       }

@@ -365,18 +365,15 @@ export class ChainVerifier {
   }
 
   #noteRetention(line: string): void {
-    let deleted: unknown
+    let record: { deleted?: unknown; kept?: unknown }
     try {
-      deleted = (JSON.parse(line) as { deleted?: unknown }).deleted
+      record = JSON.parse(line) as { deleted?: unknown; kept?: unknown }
     } catch {
       return // chained, but not a record this reads: it accounts for nothing
     }
-    const items = Array.isArray(deleted) ? (deleted as ({ ends?: Record<string, unknown> | null } | null)[]) : []
-    for (const item of items) {
-      const ends = item?.ends
-      if (ends != null)
-        this.#retainedEnds.add(`${String(ends['stream'])}:${String(ends['seq'])}:${String(ends['hash'])}`)
-    }
+    // A file named as deleted and then as kept was not deleted after all: its end accounts for nothing.
+    for (const end of endsNamed(record.deleted)) this.#retainedEnds.add(end)
+    for (const end of endsNamed(record.kept)) this.#retainedEnds.delete(end)
   }
 
   report(): VerifyReport {
@@ -498,4 +495,15 @@ export function verifyLines(
   const verifier = new ChainVerifier(publicKey, options)
   for (const line of lines) verifier.add(line)
   return verifier.report()
+}
+
+/** `stream:seq:hash` of each file a retention record's list names with where its chain ended. */
+function endsNamed(list: unknown): string[] {
+  const items = Array.isArray(list) ? (list as ({ ends?: Record<string, unknown> | null } | null)[]) : []
+  const ends: string[] = []
+  for (const item of items) {
+    const end = item?.ends
+    if (end != null) ends.push(`${String(end['stream'])}:${String(end['seq'])}:${String(end['hash'])}`)
+  }
+  return ends
 }

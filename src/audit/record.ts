@@ -171,8 +171,13 @@ export interface RetentionAuditEvent {
   trail: string
   /** `retain`, in milliseconds. */
   retain_ms: number
-  /** Oldest first; `ends`: the last entry of the file (null when it held none). */
+  /**
+   * The files retention is deleting, written before it deletes them, oldest first; `ends`: the
+   * last entry of the file (null when it held none).
+   */
   deleted: readonly { readonly file: string; readonly ends: ChainEnd | null }[]
+  /** Files an earlier record named that could not be deleted after all: they stay, and retention tries again. */
+  kept?: readonly { readonly file: string; readonly ends: ChainEnd | null }[]
 }
 
 /** Where a stream stood at the end of a file. */

@@ -4,7 +4,8 @@
  * chain (the stream and its sequence go on; the rotated file ends with a checkpoint). Rotated
  * files sort by name in the order they were written, so reading them in that order, then the live
  * file, reads the chain whole. Retention deletes rotated files past `retain`, never one that has
- * not been shipped yet, and the trail records each deletion with where the file's chain ended.
+ * not been shipped yet, and the trail records each deletion, with where the file's chain ended,
+ * before it deletes.
  */
 import { closeSync, fstatSync, openSync, readdirSync, readSync, statSync, unlinkSync } from 'node:fs'
 import { basename, dirname, join } from 'node:path'
@@ -40,9 +41,9 @@ function rotatedAt(file: string): number {
 /** What rotation appends to a live file's name (`.` and rotatedName's time), as a regular expression's source. */
 export const ROTATED_SUFFIX = String.raw`\.\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}\.\d{3}Z`
 
-/** The rotated files of a live audit file, oldest first. */
 const ROTATED = new RegExp(`^${ROTATED_SUFFIX}$`)
 
+/** The rotated files of a live audit file, oldest first. */
 export function rotatedFiles(live: string): string[] {
   const dir = dirname(live)
   const prefix = `${basename(live)}.`
@@ -69,53 +70,84 @@ export interface DeletedFile {
   readonly ends: ChainEnd | null
 }
 
-/** Deletes rotated files last written before `now - retainMs` that `mayDelete` allows; the files deleted (never throws). */
-export function applyRetention(
+/** Appends a retention record to a trail; false when it could not be written. */
+export type RecordRetention = (event: RetentionAuditEvent) => boolean
+
+/** The rotated files of `live` last written before `now - retainMs` that `mayDelete` allows, oldest first. */
+export function expiredRotatedFiles(
   live: string,
   retainMs: number,
   now: number,
   mayDelete: (file: string) => boolean,
-  failed: (file: string, err: unknown) => void,
-): DeletedFile[] {
-  const deleted: DeletedFile[] = []
-  for (const file of rotatedFiles(live)) {
+): string[] {
+  return rotatedFiles(live).filter((file) => {
     let mtime: number
     try {
       mtime = statSync(file).mtimeMs
     } catch {
-      continue
+      return false
     }
-    if (now - mtime < retainMs || !mayDelete(file)) continue
-    const gone = deleteFile(file, failed)
-    if (gone !== null) deleted.push(gone)
-  }
-  return deleted
+    return now - mtime >= retainMs && mayDelete(file)
+  })
 }
 
 /**
- * Deletes an audit file, noting first where its chain ended; null (and `failed` told) when it
- * could not: retention goes on with the next file, and what it did delete is still recorded.
+ * Deletes `files` of the trail whose live file is `live`, recorded first: the trail names each
+ * one, with where its chain ended, before any is deleted. A crash in between leaves a record of
+ * a deletion that did not happen (the file is still there, and still verifies) rather than a
+ * deletion nobody recorded. Nothing is deleted when that record cannot be written. A file that
+ * then cannot be deleted is recorded as kept, and `failed` is told; the next retention tries it
+ * again. Returns the files deleted (never throws).
  */
-export function deleteFile(file: string, failed: (file: string, err: unknown) => void): DeletedFile | null {
-  try {
-    const ends = chainEndOf(file)
-    unlinkSync(file)
-    return { file, ends }
-  } catch (err) {
-    failed(file, err)
-    return null
+export function deleteRecorded(
+  live: string,
+  retainMs: number,
+  files: readonly string[],
+  record: RecordRetention,
+  failed: (file: string, err: unknown) => void,
+): DeletedFile[] {
+  const named: DeletedFile[] = []
+  for (const file of files)
+    try {
+      named.push({ file, ends: chainEndOf(file) })
+    } catch (err) {
+      failed(file, err)
+    }
+  if (named.length === 0) return []
+  if (!record(retentionEvent(live, retainMs, named, []))) {
+    for (const { file } of named) failed(file, new Error('not deleted: the audit trail could not record its deletion'))
+    return []
   }
+  const deleted: DeletedFile[] = []
+  const kept: DeletedFile[] = []
+  for (const one of named)
+    try {
+      unlinkSync(one.file)
+      deleted.push(one)
+    } catch (err) {
+      failed(one.file, err)
+      kept.push(one)
+    }
+  if (kept.length > 0) record(retentionEvent(live, retainMs, [], kept))
+  return deleted
 }
 
-/** The record of what retention deleted, to be appended to a trail. */
-export function retentionEvent(live: string, retainMs: number, deleted: readonly DeletedFile[]): RetentionAuditEvent {
+/** The record of what retention deletes, or of what it named and could not delete after all. */
+function retentionEvent(
+  live: string,
+  retainMs: number,
+  deleted: readonly DeletedFile[],
+  kept: readonly DeletedFile[],
+): RetentionAuditEvent {
+  const named = (files: readonly DeletedFile[]) => files.map(({ file, ends }) => ({ file: basename(file), ends }))
   return {
     type: 'retention',
     v: 1,
     time: new Date().toISOString(),
     trail: basename(live),
     retain_ms: retainMs,
-    deleted: deleted.map(({ file, ends }) => ({ file: basename(file), ends })),
+    deleted: named(deleted),
+    ...(kept.length === 0 ? {} : { kept: named(kept) }),
   }
 }
 

@@ -23,7 +23,7 @@ import type {
   RetentionAuditEvent,
   StopAuditEvent,
 } from './record.ts'
-import { applyRetention, nextRotatedName, retentionEvent, type RotationPolicy } from './rotation.ts'
+import { deleteRecorded, expiredRotatedFiles, nextRotatedName, type RotationPolicy } from './rotation.ts'
 
 export interface FileSinkOptions {
   readonly signingKey?: KeyObject | null
@@ -261,15 +261,20 @@ export class FileAuditSink implements AuditSink {
     this.#onRotate(rotated)
     if (r.retainMs === null) return
     // A file that cannot be deleted stays for the next rotation; it is no failure to write the trail.
-    const deleted = applyRetention(this.#path, r.retainMs, Date.now(), this.#mayDelete, (file, err) =>
-      this.#log.error(
-        { err, file },
-        'audit file past its retention could not be deleted; tried again at the next rotation',
-      ),
+    // The trail records what retention takes, where each file's chain ended, before it takes it:
+    // verify tells a trail that starts later because of it from one whose files went otherwise.
+    const deleted = deleteRecorded(
+      this.#path,
+      r.retainMs,
+      expiredRotatedFiles(this.#path, r.retainMs, Date.now(), this.#mayDelete),
+      (event) => this.#append(JSON.stringify(event), null),
+      (file, err) =>
+        this.#log.error(
+          { err, file },
+          'audit file past its retention could not be deleted; tried again at the next rotation',
+        ),
     )
     for (const { file } of deleted) this.#log.info({ file }, 'audit file past its retention deleted')
-    // The trail records what retention took, where each file's chain ended: verify tells it from a file removed otherwise.
-    if (deleted.length > 0) this.#append(JSON.stringify(retentionEvent(this.#path, r.retainMs, deleted)), null)
   }
 
   /**

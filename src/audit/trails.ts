@@ -8,7 +8,15 @@
 import { createReadStream, existsSync, readdirSync, statSync, unlinkSync } from 'node:fs'
 import { basename, dirname } from 'node:path'
 import { createInterface } from 'node:readline'
-import { applyRetention, deleteFile, ROTATED_SUFFIX, rotatedFiles, trailFiles, type DeletedFile } from './rotation.ts'
+import {
+  deleteRecorded,
+  expiredRotatedFiles,
+  ROTATED_SUFFIX,
+  rotatedFiles,
+  trailFiles,
+  type DeletedFile,
+  type RecordRetention,
+} from './rotation.ts'
 import { positionFiles } from './shipper.ts'
 
 /** The live file the worker in `place` (1 to N) writes. */
@@ -46,16 +54,18 @@ export function unwrittenTrails(file: string, written: readonly string[]): strin
  * Retention over a trail nobody writes any more, which no rotation of its own reaches: its rotated
  * files past `retainMs` go when `mayDelete` allows (shipped), then its live file once it is the
  * last one left, past `retainMs` and allowed (shipped whole), and the shipping positions kept
- * for it. The files deleted, with where each one's chain ended.
+ * for it. Each deletion is recorded first (see deleteRecorded). The files deleted, with where
+ * each one's chain ended.
  */
 export function expireUnwrittenTrail(
   trail: string,
   retainMs: number,
   now: number,
   mayDelete: (file: string) => boolean,
+  record: RecordRetention,
   failed: (file: string, err: unknown) => void,
 ): DeletedFile[] {
-  const deleted = applyRetention(trail, retainMs, now, mayDelete, failed)
+  const deleted = deleteRecorded(trail, retainMs, expiredRotatedFiles(trail, retainMs, now, mayDelete), record, failed)
   let mtime: number
   try {
     mtime = statSync(trail).mtimeMs
@@ -63,9 +73,9 @@ export function expireUnwrittenTrail(
     return deleted // only rotated files, or none
   }
   if (rotatedFiles(trail).length > 0 || now - mtime < retainMs || !mayDelete(trail)) return deleted
-  const gone = deleteFile(trail, failed)
-  if (gone === null) return deleted
-  deleted.push(gone)
+  const live = deleteRecorded(trail, retainMs, [trail], record, failed)
+  if (live.length === 0) return deleted
+  deleted.push(...live)
   for (const position of positionFiles(trail))
     try {
       unlinkSync(position)

@@ -12,7 +12,8 @@ import { join } from 'node:path'
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { CHECKPOINT_LINE_PREFIX, sealedLine, verifyLines } from '../../src/audit/chain.ts'
-import { newAuditRecord } from '../../src/audit/record.ts'
+import { newAuditRecord, type RetentionAuditEvent } from '../../src/audit/record.ts'
+import { trailFiles } from '../../src/audit/rotation.ts'
 import { FileAuditSink } from '../../src/audit/sink.ts'
 import { createLogger } from '../../src/shared/logger.ts'
 
@@ -142,6 +143,45 @@ describe('the audit hash chain', () => {
     const broken = verify(tampered)
     expect(broken.status).toBe(1)
     expect(broken.stderr).toMatch(/BROKEN stream [\w-]+ at entry 21 \(line 21\): entries 21 to 21 are missing/)
+  })
+})
+
+describe('retention records', () => {
+  it('a trail that starts later is accounted for by a record of the deletion, and no longer once the file was kept', () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'corridor-chain-')), 'audit.log')
+    let rotations = 0
+    const sink = new FileAuditSink(file, createLogger('silent'), {
+      signingKey: keys.privateKey,
+      rotation: { maxBytes: 4_000, maxAgeMs: null, retainMs: 0 },
+      onRotate: () => rotations++,
+    })
+    // Until the third rotation: retention (keeping nothing) has deleted the files before the live one.
+    for (let i = 0; rotations < 3; i++) {
+      const record = newAuditRecord(`req-${i}`, Date.now(), 'POST', `/svc/items/${i}`)
+      record.outcome = 'forwarded'
+      sink.write(record)
+    }
+    const read = (): string[] =>
+      trailFiles(file).flatMap((f) =>
+        readFileSync(f, 'utf8')
+          .split('\n')
+          .filter((l) => l !== ''),
+      )
+    const records = read()
+      .filter((l) => l.startsWith('{"type":"retention"'))
+      .map((l) => JSON.parse(l) as RetentionAuditEvent)
+    expect(records.length).toBeGreaterThan(0)
+    expect(verifyLines(read(), keys.publicKey).startedLater).toMatchObject([{ fileStart: true, recorded: true }])
+    // The same files named as kept after all: nothing now says where the trail's start went.
+    sink.writeEvent({
+      ...(records.at(-1) as RetentionAuditEvent),
+      deleted: [],
+      kept: records.flatMap((r) => r.deleted),
+    })
+    sink.closeNow()
+    const report = verifyLines(read(), keys.publicKey)
+    expect(report.breaks).toEqual([])
+    expect(report.startedLater).toMatchObject([{ fileStart: true, recorded: false }])
   })
 })
 

@@ -3,9 +3,18 @@
  * worker's, rotated files included, nothing else that shares the prefix), and how several are
  * read as one, merged by entry time with each trail's own order kept.
  */
-import { mkdirSync, mkdtempSync, readdirSync, readlinkSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs'
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readlinkSync,
+  unlinkSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { basename, join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { eventually } from '../helpers/corridor-fixture.ts'
 import {
@@ -16,6 +25,7 @@ import {
   unwrittenTrails,
   workerTrail,
 } from '../../src/audit/trails.ts'
+import type { RetentionAuditEvent } from '../../src/audit/record.ts'
 
 const entry = (name: string, time?: string): string => JSON.stringify(time === undefined ? { name } : { name, time })
 
@@ -158,6 +168,15 @@ describe('expireUnwrittenTrail', () => {
   const unexpected = (file: string, err: unknown): never => {
     throw new Error(`${file} could not be deleted`, { cause: err })
   }
+  /** Takes retention records, each written while every file it names as deleted is still there. */
+  const recorder = () => {
+    const records: RetentionAuditEvent[] = []
+    const record = (event: RetentionAuditEvent): boolean => {
+      records.push(event)
+      return true
+    }
+    return { records, record }
+  }
   const now = Date.now()
   /** Sets a file's modification time `days` ago. */
   const age = (file: string, days: number): void =>
@@ -179,8 +198,87 @@ describe('expireUnwrittenTrail', () => {
   it('deletes a trail past retention whole, its shipping positions with it, and nothing of another trail', () => {
     const dir = trailDirectory()
     const trail = join(dir, 'audit.log.worker-3')
-    expect(expireUnwrittenTrail(trail, 7 * DAY, now, () => true, unexpected)).toHaveLength(3)
+    const present: string[][] = []
+    const records: RetentionAuditEvent[] = []
+    const record = (event: RetentionAuditEvent): boolean => {
+      present.push(event.deleted.map((d) => d.file).filter((name) => existsSync(join(dir, name))))
+      records.push(event)
+      return true
+    }
+    expect(expireUnwrittenTrail(trail, 7 * DAY, now, () => true, record, unexpected)).toHaveLength(3)
     expect(readdirSync(dir).sort()).toEqual(['audit.log.worker-1', 'audit.log.worker-1.shipped'])
+    // Recorded before deleted: the rotated files together, then the live file once it was the last one left.
+    expect(records).toMatchObject([
+      {
+        type: 'retention',
+        trail: 'audit.log.worker-3',
+        retain_ms: 7 * DAY,
+        deleted: [
+          { file: 'audit.log.worker-3.2026-01-01T00-00-00.000Z', ends: null },
+          { file: 'audit.log.worker-3.2026-01-02T00-00-00.000Z', ends: null },
+        ],
+      },
+      { deleted: [{ file: 'audit.log.worker-3', ends: null }] },
+    ])
+    expect(present).toEqual(records.map((r) => r.deleted.map((d) => d.file)))
+    expect(records.some((r) => 'kept' in r)).toBe(false)
+  })
+
+  it('deletes nothing when the trail cannot record the deletion, and says so for each file', () => {
+    const dir = trailDirectory()
+    const trail = join(dir, 'audit.log.worker-3')
+    const failed: string[] = []
+    const refused: RetentionAuditEvent[] = []
+    const deleted = expireUnwrittenTrail(
+      trail,
+      7 * DAY,
+      now,
+      () => true,
+      (event) => {
+        refused.push(event)
+        return false
+      },
+      (file, err) => failed.push(`${basename(file)}: ${(err as Error).message}`),
+    )
+    expect(deleted).toEqual([])
+    expect(refused).toHaveLength(1)
+    expect(failed).toEqual([
+      'audit.log.worker-3.2026-01-01T00-00-00.000Z: not deleted: the audit trail could not record its deletion',
+      'audit.log.worker-3.2026-01-02T00-00-00.000Z: not deleted: the audit trail could not record its deletion',
+    ])
+    expect(readdirSync(dir)).toHaveLength(7)
+  })
+
+  it('records as kept a file it named and then could not delete', () => {
+    const dir = trailDirectory()
+    const trail = join(dir, 'audit.log.worker-3')
+    const oldest = join(dir, 'audit.log.worker-3.2026-01-01T00-00-00.000Z')
+    const records: RetentionAuditEvent[] = []
+    const failed: string[] = []
+    const deleted = expireUnwrittenTrail(
+      trail,
+      7 * DAY,
+      now,
+      () => true,
+      (event) => {
+        records.push(event)
+        // Between the record and the deletion, the oldest file turns into something unlink refuses.
+        if (records.length === 1) {
+          unlinkSync(oldest)
+          mkdirSync(oldest)
+        }
+        return true
+      },
+      (file) => failed.push(file),
+    )
+    expect(deleted.map((d) => d.file)).toEqual([join(dir, 'audit.log.worker-3.2026-01-02T00-00-00.000Z')])
+    expect(failed).toEqual([oldest])
+    expect(records).toMatchObject([
+      { deleted: [{ file: basename(oldest) }, { file: 'audit.log.worker-3.2026-01-02T00-00-00.000Z' }] },
+      { deleted: [], kept: [{ file: basename(oldest), ends: null }] },
+    ])
+    // A rotated file is left: the live file stays.
+    expect(readdirSync(dir)).toContain('audit.log.worker-3')
   })
 
   it('keeps what is not shipped, what is younger than retention, and a live file while rotated files remain', () => {
@@ -188,17 +286,19 @@ describe('expireUnwrittenTrail', () => {
     const trail = join(dir, 'audit.log.worker-3')
     // The newer rotated file not shipped: it stays, and so does the live file after it.
     const second = join(dir, 'audit.log.worker-3.2026-01-02T00-00-00.000Z')
-    expect(files(expireUnwrittenTrail(trail, 7 * DAY, now, (f) => f !== second, unexpected))).toEqual([
-      join(dir, 'audit.log.worker-3.2026-01-01T00-00-00.000Z'),
-    ])
+    expect(
+      files(expireUnwrittenTrail(trail, 7 * DAY, now, (f) => f !== second, recorder().record, unexpected)),
+    ).toEqual([join(dir, 'audit.log.worker-3.2026-01-01T00-00-00.000Z')])
     expect(readdirSync(dir)).toContain('audit.log.worker-3')
     // All rotated files shipped and gone; the live file not shipped whole: it stays.
-    expect(files(expireUnwrittenTrail(trail, 7 * DAY, now, (f) => f !== trail, unexpected))).toEqual([second])
+    expect(files(expireUnwrittenTrail(trail, 7 * DAY, now, (f) => f !== trail, recorder().record, unexpected))).toEqual(
+      [second],
+    )
     expect(readdirSync(dir)).toContain('audit.log.worker-3.shipped')
     // Younger than retention: it stays.
     age(trail, 3)
-    expect(files(expireUnwrittenTrail(trail, 7 * DAY, now, () => true, unexpected))).toEqual([])
-    expect(files(expireUnwrittenTrail(trail, 2 * DAY, now, () => true, unexpected))).toEqual([trail])
+    expect(files(expireUnwrittenTrail(trail, 7 * DAY, now, () => true, recorder().record, unexpected))).toEqual([])
+    expect(files(expireUnwrittenTrail(trail, 2 * DAY, now, () => true, recorder().record, unexpected))).toEqual([trail])
   })
   it('goes on past a file it cannot delete, and reports it; the live file stays while that one does', () => {
     const dir = trailDirectory()
@@ -216,6 +316,7 @@ describe('expireUnwrittenTrail', () => {
           7 * DAY,
           now,
           () => true,
+          recorder().record,
           (file) => failed.push(file),
         ),
       ),
