@@ -304,6 +304,8 @@ export async function startCorridor(config: ServerConfig, options: StartOptions)
   // Workers bind with SO_REUSEPORT, beside the others on the same ports.
   await listen(agentServer, config.listen.host, config.listen.port, worker)
   await listen(adminServer, config.admin.host, config.admin.port, worker)
+  // Known only now (a port of 0 is chosen at binding): no upstream call may loop back into either.
+  upstreams.ownListeners.set([agentServer.address() as AddressInfo, adminServer.address() as AddressInfo])
   const agentUrl = urlOf(agentServer, config.listen.tls === null ? 'http' : 'https')
   const adminUrl = urlOf(adminServer, config.admin.tls === null ? 'http' : 'https')
   log.info({ agentUrl, adminUrl, policyVersion: policies.current?.version }, 'corridor listening')

@@ -17,7 +17,11 @@ export class UpstreamAddressRefused extends Error {
   readonly kind: RefusedAddressKind
 
   constructor(hostname: string, address: string, kind: RefusedAddressKind) {
-    super(`'${hostname}' resolved to ${address} (${kind}), an address Corridor never connects to`)
+    super(
+      kind === 'corridor_itself'
+        ? `'${hostname}' leads to ${address}, where Corridor itself listens on that port (corridor_itself): the call would loop back into Corridor`
+        : `'${hostname}' resolved to ${address} (${kind}), an address Corridor never connects to`,
+    )
     this.name = 'UpstreamAddressRefused'
     this.kind = kind
   }
@@ -30,13 +34,20 @@ export type ResolveAll = (
   callback: (err: NodeJS.ErrnoException | null, addresses: LookupAddress[]) => void,
 ) => void
 
-/** A `lookup` for net.connect and tls.connect (through undici's `connect` options) that refuses what must not be reached. */
-export function checkedLookup(resolve: ResolveAll = systemLookup): LookupFunction {
+/**
+ * A `lookup` for net.connect and tls.connect (through undici's `connect` options) that refuses what
+ * must not be reached: the addresses no upstream call goes to, and those `isCorridor` says lead back
+ * to Corridor's own listeners (on the port the connection is for).
+ */
+export function checkedLookup(
+  resolve: ResolveAll = systemLookup,
+  isCorridor: (address: string) => boolean = () => false,
+): LookupFunction {
   return (hostname: string, options: LookupOptions, callback) => {
     resolve(hostname, { ...options, all: true }, (err, addresses) => {
       if (err !== null) return callback(err, '', 0)
       for (const a of addresses) {
-        const kind = refusedAddressKind(a.address)
+        const kind = refusedAddressKind(a.address) ?? (isCorridor(a.address) ? 'corridor_itself' : null)
         if (kind !== null) return callback(new UpstreamAddressRefused(hostname, a.address, kind), '', 0)
       }
       if (options.all === true) return callback(null, addresses)

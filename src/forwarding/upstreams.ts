@@ -5,8 +5,7 @@
  * the upstream request aborted as soon as the agent goes away.
  */
 import type { ServerResponse } from 'node:http'
-import type { LookupFunction } from 'node:net'
-import { Pool, type Dispatcher } from 'undici'
+import { buildConnector, Pool, type Dispatcher } from 'undici'
 import type { MaskStream, SecretMask } from '../request/secret-mask.ts'
 import { isJson, MAX_REWRITE_BYTES, type FollowUps } from './follow-ups.ts'
 import type { Connector, ConnectorCatalog } from '../registry/connectors.ts'
@@ -15,6 +14,8 @@ import { ClientAbortedError } from '../shared/client-aborted.ts'
 import { agentResponseHeaders } from './response-headers.ts'
 import { isCertificateFailure } from '../shared/certificate-failure.ts'
 import { checkedLookup, UpstreamAddressRefused, type ResolveAll } from './checked-lookup.ts'
+import { OwnListeners } from './own-listeners.ts'
+import { hostAddress } from '../shared/egress-addresses.ts'
 
 export interface UpstreamRequest {
   readonly method: string
@@ -45,14 +46,16 @@ export type ForwardObserver = (progress: ForwardProgress) => void
 
 export class Upstreams {
   #pools = new Map<string, { key: string; pool: Pool }>()
-  readonly #lookup: LookupFunction
+  readonly #resolve: ResolveAll | undefined
+  /** Corridor's own listeners, once bound: no upstream connection goes to them. */
+  readonly ownListeners = new OwnListeners()
 
   /**
    * `resolve`: how upstream hosts are resolved (the system's resolver unless a test stands in for
    * DNS); whatever resolves them, every answer is judged before a connection is made.
    */
   constructor(resolve?: ResolveAll) {
-    this.#lookup = checkedLookup(resolve)
+    this.#resolve = resolve
   }
 
   /** Creates pools for new connectors, replaces those whose origin or timeouts changed. */
@@ -70,7 +73,7 @@ export class Upstreams {
         pool: new Pool(c.origin, {
           connections: 256,
           pipelining: 1,
-          connect: { timeout: c.timeouts.connectMs, lookup: this.#lookup },
+          connect: this.#connector(c),
           headersTimeout: c.timeouts.headersMs,
           bodyTimeout: c.timeouts.bodyMs,
           maxHeaderSize: 64 * 1024,
@@ -80,6 +83,25 @@ export class Upstreams {
     }
     for (const [id, old] of this.#pools) if (next.get(id) !== old) void old.pool.close()
     this.#pools = next
+  }
+
+  /**
+   * How a connector's pool connects: a host that is a name is judged by what it resolves to, in the
+   * connection's own lookup; one written as an address (which no lookup sees) is judged here.
+   * Either is refused when it leads back to Corridor's own listener on the connector's port.
+   */
+  #connector(c: Connector): buildConnector.connector {
+    const url = new URL(c.origin)
+    const port = Number(url.port) || (url.protocol === 'https:' ? 443 : 80)
+    const isCorridor = (address: string): boolean => this.ownListeners.reaches(address, port)
+    const connect = buildConnector({ timeout: c.timeouts.connectMs, lookup: checkedLookup(this.#resolve, isCorridor) })
+    const literal = hostAddress(url.hostname)
+    if (literal === null) return connect
+    return (options, callback) => {
+      if (isCorridor(literal))
+        return callback(new UpstreamAddressRefused(url.hostname, literal, 'corridor_itself'), null)
+      connect(options, callback)
+    }
   }
 
   /** Resolves when the response has been relayed; rejects with a CorridorError (upstream_*) or ClientAbortedError. */
@@ -327,7 +349,9 @@ function mapUpstreamError(error: Error): CorridorError | ClientAbortedError {
   if (error instanceof UpstreamAddressRefused)
     return new CorridorError(
       'upstream_address_refused',
-      `the upstream's host resolved to an address Corridor never connects to (${error.kind}); nothing was sent`,
+      error.kind === 'corridor_itself'
+        ? "the upstream's host leads back to Corridor's own listener (corridor_itself), a loop; nothing was sent"
+        : `the upstream's host resolved to an address Corridor never connects to (${error.kind}); nothing was sent`,
       { cause: error },
     )
   const code = (error as { code?: string }).code

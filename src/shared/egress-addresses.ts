@@ -16,7 +16,14 @@ import { BlockList, isIP } from 'node:net'
 
 /** Why an address is refused: named in refusals, and the audit record's `error_detail`. */
 export type RefusedAddressKind =
-  'link_local' | 'cloud_metadata' | 'unspecified' | 'multicast' | 'reserved' | 'tunnelled'
+  | 'link_local'
+  | 'cloud_metadata'
+  | 'unspecified'
+  | 'multicast'
+  | 'reserved'
+  | 'tunnelled'
+  /** One of Corridor's own listeners (forwarding/own-listeners.ts): the call would loop back into Corridor. */
+  | 'corridor_itself'
 
 const IPV4: readonly (readonly [string, number, RefusedAddressKind])[] = [
   ['169.254.169.254', 32, 'cloud_metadata'],

@@ -210,7 +210,7 @@ export const ERROR_CATALOG = {
     status: 502,
     title: 'Upstream address refused',
     action:
-      "Report it: the upstream's host resolved to an address Corridor never connects to (link-local, a cloud metadata service, unspecified, multicast or reserved), so nothing was sent.",
+      "Report it: the upstream's host resolved to an address Corridor never connects to (link-local, a cloud metadata service, unspecified, multicast or reserved, or Corridor's own listener), so nothing was sent.",
   },
   upstream_bad_response: {
     status: 502,

@@ -6,6 +6,7 @@
  * its next connection. DNS is stood in for by a table (the checks behind it are Corridor's own),
  * except in the last test, which goes through the system's resolver.
  */
+import { createServer, type AddressInfo } from 'node:net'
 import { request } from 'undici'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import type { ResolveAll } from '../../src/forwarding/checked-lookup.ts'
@@ -38,6 +39,17 @@ afterEach(async () => {
 })
 
 const port = (): string => new URL(upstream.url).port
+
+/** A loopback port nothing listens on now, for a Corridor that must know its own port before it starts. */
+const freePort = (): Promise<number> =>
+  new Promise((resolve, reject) => {
+    const probe = createServer()
+    probe.once('error', reject)
+    probe.listen(0, '127.0.0.1', () => {
+      const { port: chosen } = probe.address() as AddressInfo
+      probe.close(() => resolve(chosen))
+    })
+  })
 
 async function corridorFor(host: string, resolve?: ResolveAll): Promise<CorridorFixture> {
   // Plain HTTP to a name: the connector says so, as the rule on credentials in clear asks.
@@ -170,6 +182,49 @@ describe('upstream hosts judged by what they resolve to', () => {
     await expect(corridorFor('0.0.0.0')).rejects.toThrow(
       'connectors[0].upstream is an address Corridor never connects to (0.0.0.0: unspecified)',
     )
+  })
+
+  it("an upstream that leads back to Corridor's own listener is refused, by name or by address, and nothing loops", async () => {
+    const own = await freePort()
+    const looping = async (origin: string, resolve?: ResolveAll): Promise<CorridorFixture> => {
+      fx = await startCorridorFixture(
+        {
+          ...standardFiles(origin, { connectorExtra: '    plaintext_beyond_loopback: true\n' }),
+          listenConfig: `listen: { host: 127.0.0.1, port: ${own} }`,
+        },
+        { SVC_TOKEN: token },
+        { resolve },
+      )
+      return fx
+    }
+    const byNameAndByAddress: [string, ResolveAll | undefined][] = [
+      [`http://records.internal:${own}`, tableResolver(() => ['::ffff:127.0.0.1'])],
+      [`http://127.0.0.1:${own}`, undefined],
+    ]
+    for (const [origin, resolve] of byNameAndByAddress) {
+      const f = await looping(origin, resolve)
+      const res = await list(f)
+      expect(res.status).toBe(502)
+      const problem = JSON.parse(res.body) as { code: string; detail: string }
+      expect(problem).toMatchObject({
+        code: 'upstream_address_refused',
+        detail: "the upstream's host leads back to Corridor's own listener (corridor_itself), a loop; nothing was sent",
+      })
+      // One request reached Corridor: the agent's. A loop would have brought a second.
+      await eventually(() =>
+        expect(f.auditRecords().filter((r) => r.type === 'request')).toMatchObject([
+          { error_code: 'upstream_address_refused', error_detail: 'corridor_itself', path: '/items' },
+        ]),
+      )
+      expect(f.logs.join('')).toMatch(/leads to (::ffff:)?127\.0\.0\.1, where Corridor itself listens on that port/)
+      expect(f.allOutput()).not.toContain(token)
+      await f.close()
+      fx = null
+    }
+    // The same loopback address on another port (the upstream's) is not Corridor: forwarded.
+    const other = await looping(`http://127.0.0.1:${port()}`)
+    expect((await list(other)).status).toBe(200)
+    expect(upstream.received).toHaveLength(1)
   })
 
   it("through the system's resolver, a name it resolves to loopback is forwarded", async () => {
