@@ -168,19 +168,18 @@ describe('expireUnwrittenTrail', () => {
   const unexpected = (file: string, err: unknown): never => {
     throw new Error(`${file} could not be deleted`, { cause: err })
   }
-  /** Takes retention records, each written while every file it names as deleted is still there. */
-  const recorder = () => {
-    const records: RetentionAuditEvent[] = []
-    const record = (event: RetentionAuditEvent): boolean => {
-      records.push(event)
-      return true
-    }
-    return { records, record }
-  }
+  /** A trail that takes every retention record. */
+  const recorded = (): boolean => true
   const now = Date.now()
   /** Sets a file's modification time `days` ago. */
   const age = (file: string, days: number): void =>
     utimesSync(file, new Date(now - days * DAY), new Date(now - days * DAY))
+  /** Retention of a week over `trail`, everything shipped. */
+  const expireWeekOld = (
+    trail: string,
+    record: (event: RetentionAuditEvent) => boolean,
+    failed: (file: string, err: unknown) => void,
+  ) => expireUnwrittenTrail(trail, 7 * DAY, now, () => true, record, failed)
   const trailDirectory = (): string => {
     const dir = directory({
       'audit.log.worker-3.2026-01-01T00-00-00.000Z': [entry('a')],
@@ -205,7 +204,7 @@ describe('expireUnwrittenTrail', () => {
       records.push(event)
       return true
     }
-    expect(expireUnwrittenTrail(trail, 7 * DAY, now, () => true, record, unexpected)).toHaveLength(3)
+    expect(expireWeekOld(trail, record, unexpected)).toHaveLength(3)
     expect(readdirSync(dir).sort()).toEqual(['audit.log.worker-1', 'audit.log.worker-1.shipped'])
     // Recorded before deleted: the rotated files together, then the live file once it was the last one left.
     expect(records).toMatchObject([
@@ -229,11 +228,8 @@ describe('expireUnwrittenTrail', () => {
     const trail = join(dir, 'audit.log.worker-3')
     const failed: string[] = []
     const refused: RetentionAuditEvent[] = []
-    const deleted = expireUnwrittenTrail(
+    const deleted = expireWeekOld(
       trail,
-      7 * DAY,
-      now,
-      () => true,
       (event) => {
         refused.push(event)
         return false
@@ -255,11 +251,8 @@ describe('expireUnwrittenTrail', () => {
     const oldest = join(dir, 'audit.log.worker-3.2026-01-01T00-00-00.000Z')
     const records: RetentionAuditEvent[] = []
     const failed: string[] = []
-    const deleted = expireUnwrittenTrail(
+    const deleted = expireWeekOld(
       trail,
-      7 * DAY,
-      now,
-      () => true,
       (event) => {
         records.push(event)
         // Between the record and the deletion, the oldest file turns into something unlink refuses.
@@ -286,19 +279,17 @@ describe('expireUnwrittenTrail', () => {
     const trail = join(dir, 'audit.log.worker-3')
     // The newer rotated file not shipped: it stays, and so does the live file after it.
     const second = join(dir, 'audit.log.worker-3.2026-01-02T00-00-00.000Z')
-    expect(
-      files(expireUnwrittenTrail(trail, 7 * DAY, now, (f) => f !== second, recorder().record, unexpected)),
-    ).toEqual([join(dir, 'audit.log.worker-3.2026-01-01T00-00-00.000Z')])
+    expect(files(expireUnwrittenTrail(trail, 7 * DAY, now, (f) => f !== second, recorded, unexpected))).toEqual([
+      join(dir, 'audit.log.worker-3.2026-01-01T00-00-00.000Z'),
+    ])
     expect(readdirSync(dir)).toContain('audit.log.worker-3')
     // All rotated files shipped and gone; the live file not shipped whole: it stays.
-    expect(files(expireUnwrittenTrail(trail, 7 * DAY, now, (f) => f !== trail, recorder().record, unexpected))).toEqual(
-      [second],
-    )
+    expect(files(expireUnwrittenTrail(trail, 7 * DAY, now, (f) => f !== trail, recorded, unexpected))).toEqual([second])
     expect(readdirSync(dir)).toContain('audit.log.worker-3.shipped')
     // Younger than retention: it stays.
     age(trail, 3)
-    expect(files(expireUnwrittenTrail(trail, 7 * DAY, now, () => true, recorder().record, unexpected))).toEqual([])
-    expect(files(expireUnwrittenTrail(trail, 2 * DAY, now, () => true, recorder().record, unexpected))).toEqual([trail])
+    expect(files(expireUnwrittenTrail(trail, 7 * DAY, now, () => true, recorded, unexpected))).toEqual([])
+    expect(files(expireUnwrittenTrail(trail, 2 * DAY, now, () => true, recorded, unexpected))).toEqual([trail])
   })
   it('goes on past a file it cannot delete, and reports it; the live file stays while that one does', () => {
     const dir = trailDirectory()
@@ -309,18 +300,9 @@ describe('expireUnwrittenTrail', () => {
     mkdirSync(stuck)
     age(stuck, 10)
     const failed: string[] = []
-    expect(
-      files(
-        expireUnwrittenTrail(
-          trail,
-          7 * DAY,
-          now,
-          () => true,
-          recorder().record,
-          (file) => failed.push(file),
-        ),
-      ),
-    ).toEqual([join(dir, 'audit.log.worker-3.2026-01-02T00-00-00.000Z')])
+    expect(files(expireWeekOld(trail, recorded, (file) => failed.push(file)))).toEqual([
+      join(dir, 'audit.log.worker-3.2026-01-02T00-00-00.000Z'),
+    ])
     expect(failed).toEqual([stuck])
     expect(readdirSync(dir)).toContain('audit.log.worker-3')
   })
