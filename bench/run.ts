@@ -183,11 +183,16 @@ function rssMiB(pid: number): number {
 /** Clock ticks per second of /proc/<pid>/stat's times. */
 const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100
 
-/** CPU seconds (user + system) a process has used so far; 0 once it is gone. */
-function cpuSeconds(pid: number): number {
+/**
+ * CPU seconds (user + system) a process has used so far, all its threads; with `mainThread`, its
+ * main thread's alone (the event loop, without V8's garbage collection and compiler helpers). 0
+ * once it is gone.
+ */
+function cpuSeconds(pid: number, mainThread = false): number {
   try {
     // Fields after the command name (which may hold spaces): state is the 3rd field, utime the 14th, stime the 15th.
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? []
+    const stat = readFileSync(mainThread ? `/proc/${pid}/task/${pid}/stat` : `/proc/${pid}/stat`, 'utf8')
+    const fields = stat.split(') ')[1]?.split(' ') ?? []
     return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS
   } catch {
     return 0
@@ -658,7 +663,7 @@ async function pairedCpuRatio(
   w: Workload,
   headers: Record<string, string>,
   round: number,
-): Promise<{ ratio: number; baseMicros: number }> {
+): Promise<{ ratio: number; mainThreadRatio: number; baseMicros: number }> {
   const running: Running[] = []
   try {
     if (round % 2 === 0) running.push(await startA(), await startB())
@@ -666,12 +671,15 @@ async function pairedCpuRatio(
     const [a, b] = running as [Running, Running]
     await Promise.all([a, b].map((p) => warmUp(p.url, headers, CONNECTIONS / 2)))
     await Promise.all([a, b].map((p) => drive(p.url, w, headers, WARMUP_SECONDS, CONNECTIONS / 2)))
-    const cpuBefore = [cpuSeconds(a.pid), cpuSeconds(b.pid)]
+    const cpu = (mainThread: boolean) => [a, b].map((p) => cpuSeconds(p.pid, mainThread))
+    const [before, mainBefore] = [cpu(false), cpu(true)]
     const results = await Promise.all([a, b].map((p) => drive(p.url, w, headers, SECONDS, CONNECTIONS / 2)))
-    const [costA, costB] = [a, b].map(
-      (p, i) => (cpuSeconds(p.pid) - (cpuBefore[i] as number)) / Math.max(1, results[i]?.requests.total ?? 0),
-    )
-    return { ratio: (costB as number) / (costA as number), baseMicros: (costA as number) * 1e6 }
+    const [after, mainAfter] = [cpu(false), cpu(true)]
+    const perRequest = (to: number[], from: number[], i: number) =>
+      ((to[i] as number) - (from[i] as number)) / Math.max(1, results[i]?.requests.total ?? 0)
+    const [costA, costB] = [0, 1].map((i) => perRequest(after, before, i)) as [number, number]
+    const [mainA, mainB] = [0, 1].map((i) => perRequest(mainAfter, mainBefore, i)) as [number, number]
+    return { ratio: costB / costA, mainThreadRatio: mainB / mainA, baseMicros: costA * 1e6 }
   } finally {
     await Promise.all(running.map((p) => p.stop()))
   }
@@ -766,10 +774,16 @@ async function telemetryPart(origin: string, dir: string, collectorUrl: string):
   const offMicros: number[] = []
   const rows = settings
     .filter((s) => TELEMETRY_ROWS === null || TELEMETRY_ROWS.some((part) => s.name.includes(part)))
-    .map((s) => ({ ...s, file: configFor(s.config), ratio: [] as number[], share: [] as number[] }))
+    .map((s) => ({
+      ...s,
+      file: configFor(s.config),
+      ratio: [] as number[],
+      mainThread: [] as number[],
+      share: [] as number[],
+    }))
   for (let r = 0; r < REPEAT; r++) {
     for (const row of rows) {
-      const { ratio, baseMicros } = await pairedCpuRatio(
+      const { ratio, mainThreadRatio, baseMicros } = await pairedCpuRatio(
         () => start(off),
         () => start(row.file, [], row.knownWorkNs),
         SMALL_GET,
@@ -777,6 +791,7 @@ async function telemetryPart(origin: string, dir: string, collectorUrl: string):
         r,
       )
       row.ratio.push(ratio)
+      row.mainThread.push(mainThreadRatio)
       offMicros.push(baseMicros)
       // The known work has no telemetry code to profile.
       if (row.knownWorkNs !== undefined) continue
@@ -807,12 +822,13 @@ async function telemetryPart(origin: string, dir: string, collectorUrl: string):
   }
   const pct = (x: number) => `${fmt(x * 100, 1)} %`
   process.stdout.write(
-    `\n### Telemetry cost (small GET, API key, env credential; ${SECONDS}s × ${REPEAT})\n\nPaired: CPU per request with the setting over CPU per request with telemetry off, both running at once on CPU 1 (${CONNECTIONS / 2} connections each); rounds vary by several per cent, so a difference of a few per cent needs BENCH_REPEAT of 6 or more to stand out from its standard error. Profiled: share of busy samples (wall time on the main thread) in telemetry code, the setting alone under \`--cpu-prof\` (a rough lower bound).\n\n| setting | paired CPU/request vs off: mean ± standard error (min–max) | profiled share in telemetry code: median (min–max) |\n|---|---|---|\n`,
+    `\n### Telemetry cost (small GET, API key, env credential; ${SECONDS}s × ${REPEAT})\n\nPaired: CPU per request with the setting over CPU per request with telemetry off, both running at once on CPU 1 (${CONNECTIONS / 2} connections each); rounds vary by several per cent, so a difference of a few per cent needs BENCH_REPEAT of 6 or more to stand out from its standard error. Main thread: the same ratio for the main thread's CPU alone (the event loop, without V8's garbage-collection and compiler helper threads). Profiled: share of busy samples (wall time on the main thread) in telemetry code, the setting alone under \`--cpu-prof\` (a rough lower bound).\n\n| setting | paired CPU/request vs off: mean ± standard error (min–max) | main thread only: mean ± standard error | profiled share in telemetry code: median (min–max) |\n|---|---|---|---|\n`,
   )
   for (const row of rows) {
     const { mean, error } = meanAndError(row.ratio)
+    const main = meanAndError(row.mainThread)
     process.stdout.write(
-      `| ${row.name} | ${pct(mean - 1)} ± ${pct(error)} (${pct(Math.min(...row.ratio) - 1)} – ${pct(Math.max(...row.ratio) - 1)}) | ${row.share.length === 0 ? '–' : `${pct(median(row.share))} (${pct(Math.min(...row.share))} – ${pct(Math.max(...row.share))})`} |\n`,
+      `| ${row.name} | ${pct(mean - 1)} ± ${pct(error)} (${pct(Math.min(...row.ratio) - 1)} – ${pct(Math.max(...row.ratio) - 1)}) | ${pct(main.mean - 1)} ± ${pct(main.error)} | ${row.share.length === 0 ? '–' : `${pct(median(row.share))} (${pct(Math.min(...row.share))} – ${pct(Math.max(...row.share))})`} |\n`,
     )
   }
   const offMean = meanAndError(offMicros).mean

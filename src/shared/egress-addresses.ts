@@ -9,7 +9,7 @@
  *   (2001::/32), whose real endpoint is hidden in the address.
  * Private and loopback addresses stay allowed: systems of record live on private networks, and
  * sidecars on loopback. An IPv4 address carried inside an IPv6 one (IPv4-mapped, NAT64's
- * 64:ff9b::/96, 6to4's 2002::/16) is judged as the IPv4 address it carries. Addresses are judged as
+ * 64:ff9b::/96, SIIT's ::ffff:0:0/96, 6to4's 2002::/16) is judged as the IPv4 address it carries. Addresses are judged as
  * IPs, as the connection will use them, never as the text of a URL.
  */
 import { BlockList, isIP } from 'node:net'
@@ -57,10 +57,12 @@ const LISTS: readonly (readonly [BlockList, RefusedAddressKind])[] = (() => {
     return list
   }
   for (const [net, prefix, kind] of IPV4) {
-    // BlockList matches IPv4-mapped addresses against IPv4 rules itself; NAT64 and 6to4 need their own.
+    // BlockList matches IPv4-mapped addresses against IPv4 rules itself; NAT64, SIIT's IPv4-translated
+    // addresses (::ffff:0:0/96) and 6to4 need their own.
     const [hi, lo] = hextets(net)
     listOf(kind).addSubnet(net, prefix, 'ipv4')
     listOf(kind).addSubnet(`64:ff9b::${hi}:${lo}`, 96 + prefix, 'ipv6')
+    listOf(kind).addSubnet(`::ffff:0:${hi}:${lo}`, 96 + prefix, 'ipv6')
     listOf(kind).addSubnet(`2002:${hi}:${lo}::`, 16 + prefix, 'ipv6')
   }
   for (const [net, prefix, kind] of IPV6) listOf(kind).addSubnet(net, prefix, 'ipv6')

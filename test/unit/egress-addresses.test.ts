@@ -20,6 +20,9 @@ const REFUSED: readonly (readonly [string, string])[] = [
   ['64:ff9b::a9fe:a9fe', 'cloud_metadata'], // NAT64
   ['64:ff9b::169.254.169.254', 'cloud_metadata'],
   ['2002:a9fe:a9fe::1', 'cloud_metadata'], // 6to4
+  ['::ffff:0:a9fe:a9fe', 'cloud_metadata'], // SIIT's IPv4-translated
+  ['::ffff:0:169.254.169.254', 'cloud_metadata'],
+  ['::ffff:0:0.0.0.0', 'unspecified'],
   ['169.254.0.1', 'link_local'],
   ['169.254.255.255', 'link_local'],
   ['fe80::1', 'link_local'],
@@ -59,6 +62,7 @@ const ALLOWED: readonly string[] = [
   '::ffff:10.0.0.1',
   '64:ff9b::808:808', // NAT64 of a public address
   '2002:808:808::1', // 6to4 of a public address
+  '::ffff:0:a00:1', // SIIT of a private address
 ]
 
 describe('which addresses an upstream call may go to', () => {
