@@ -5,7 +5,8 @@
  * names suggest secrets are masked, and headers are never included. Delivery is best effort and
  * bounded: a slow or failing webhook never delays a hold or a decision.
  */
-import { request } from 'undici'
+import { Agent, request } from 'undici'
+import { checkedLookup, type ResolveAll } from '../shared/checked-lookup.ts'
 import type { Logger } from '../shared/logger.ts'
 import type { Approval } from './approval.ts'
 
@@ -26,10 +27,14 @@ export class WebhookNotifier implements ApprovalNotifier {
   readonly #timeoutMs: number
   readonly #log: Logger
 
-  constructor(url: string, timeoutMs: number, log: Logger) {
+  readonly #dispatcher: Agent
+
+  /** `resolve`: how the webhook's host is resolved (the system's resolver unless a test stands in); every answer is judged. */
+  constructor(url: string, timeoutMs: number, log: Logger, resolve?: ResolveAll) {
     this.#url = url
     this.#timeoutMs = timeoutMs
     this.#log = log
+    this.#dispatcher = new Agent({ connect: { lookup: checkedLookup(resolve) } })
   }
 
   notify(event: ApprovalEvent, approval: Approval): void {
@@ -44,6 +49,7 @@ export class WebhookNotifier implements ApprovalNotifier {
       headers: { 'content-type': 'application/json' },
       body: payload,
       signal: AbortSignal.timeout(this.#timeoutMs),
+      dispatcher: this.#dispatcher,
     })
       .then(async (res) => {
         await res.body.dump()

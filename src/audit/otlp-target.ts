@@ -4,7 +4,8 @@
  * exactly as Corridor wrote it, so the chain fields travel with it and `corridor audit verify`
  * runs on the collector's copy; stream, sequence, hash and the entry's type are attributes too.
  */
-import { request } from 'undici'
+import { Agent, request } from 'undici'
+import { checkedLookup, type ResolveAll } from '../shared/checked-lookup.ts'
 import type { ShippedEntry, ShipTarget } from './shipper.ts'
 
 export interface OtlpOptions {
@@ -13,6 +14,8 @@ export interface OtlpOptions {
   readonly timeoutMs: number
   /** Extra headers (an API key for a hosted collector). */
   readonly headers: Readonly<Record<string, string>>
+  /** How the collector's host is resolved (the system's resolver unless a test stands in); every answer is judged. */
+  readonly resolve?: ResolveAll
 }
 
 const str = (key: string, value: string) => ({ key, value: { stringValue: value } })
@@ -21,10 +24,12 @@ export class OtlpLogTarget implements ShipTarget {
   readonly name = 'otlp'
   readonly #url: string
   readonly #o: OtlpOptions
+  readonly #dispatcher: Agent
 
   constructor(options: OtlpOptions) {
     this.#o = options
     this.#url = new URL('/v1/logs', options.endpoint).toString()
+    this.#dispatcher = new Agent({ connect: { timeout: options.timeoutMs, lookup: checkedLookup(options.resolve) } })
   }
 
   async insert(entries: readonly ShippedEntry[]): Promise<number> {
@@ -60,6 +65,7 @@ export class OtlpLogTarget implements ShipTarget {
       body: JSON.stringify(body),
       headersTimeout: this.#o.timeoutMs,
       bodyTimeout: this.#o.timeoutMs,
+      dispatcher: this.#dispatcher,
     })
     await res.body.dump()
     // OTLP/HTTP: 2xx is accepted; anything else (429, 503 included) is sent again later.
@@ -68,6 +74,6 @@ export class OtlpLogTarget implements ShipTarget {
   }
 
   close(): Promise<void> {
-    return Promise.resolve()
+    return this.#dispatcher.close()
   }
 }

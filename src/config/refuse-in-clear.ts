@@ -1,9 +1,10 @@
 /**
  * A configuration reader's checks of a URL setting, each refusal reported at the URL's position:
- * that it is an http(s) URL, and that it is not used plain beyond loopback where that would give
- * something away.
+ * that it is an http(s) URL, that its host is not written as an address Corridor never connects
+ * to, and that it is not used plain beyond loopback where that would give something away.
  */
 import { parseHttpUrl } from '../shared/http-url.ts'
+import { refusedHostProblem } from '../shared/egress-addresses.ts'
 import { inClearRefusal } from '../shared/in-clear.ts'
 import { pathText, type YamlReader } from './yaml-reader.ts'
 
@@ -20,8 +21,13 @@ export function httpUrlAt(
   check: { readonly inClear: string | null; readonly hint?: string; readonly allowAt?: readonly PropertyKey[] },
 ): URL | null {
   const url = parseHttpUrl(text)
-  if (url === null) r.issueAt(at, `${pathText('', at)} must be an http(s) URL${check.hint ?? ''}`)
-  else if (check.inClear !== null) refuseInClear(r, at, url, check.inClear, check.allowAt)
+  if (url === null) {
+    r.issueAt(at, `${pathText('', at)} must be an http(s) URL${check.hint ?? ''}`)
+    return null
+  }
+  const refused = refusedHostProblem(pathText('', at), url)
+  if (refused !== null) r.issueAt(at, refused)
+  if (check.inClear !== null) refuseInClear(r, at, url, check.inClear, check.allowAt)
   return url
 }
 

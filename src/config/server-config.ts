@@ -3,6 +3,7 @@
  * identity issuers, limits). Policy, agents and connectors are separate files that hot-reload.
  * Paths are relative to the directory holding corridor.yaml.
  */
+import { refusedHostProblem } from '../shared/egress-addresses.ts'
 import { IN_CLEAR, inClearRefusal, isLoopbackHost } from '../shared/in-clear.ts'
 import { httpUrlAt } from './refuse-in-clear.ts'
 import { readPostgresUrl } from './postgres-url.ts'
@@ -121,6 +122,11 @@ export function urlProblem(source: ValueSource, url: string): string | null {
   const kind = URL_KINDS[source.kind]
   const setting = 'env' in source ? `${source.setting}.url_env (${source.env})` : `${source.setting}.url`
   if (!URL.canParse(url) || !kind.schemes.includes(new URL(url).protocol)) return `${setting} must be ${kind.expected}`
+  // The webhook's client judges what its host resolves to; a host written as an address is judged here.
+  if (source.kind === 'webhook') {
+    const refused = refusedHostProblem(setting, new URL(url))
+    if (refused !== null) return refused
+  }
   if (source.plaintextAllowed) return null
   if (source.kind !== 'postgres') return inClearRefusal(setting, new URL(url), kind.inClear, source.setting)
   const reading = readPostgresUrl(url)

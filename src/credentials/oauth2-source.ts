@@ -7,6 +7,7 @@
  */
 import { Agent, request } from 'undici'
 import type { Lease, LeaseProvider } from './lease-cache.ts'
+import { AddressRefused, checkedLookup, type ResolveAll } from '../shared/checked-lookup.ts'
 import { readLimited } from '../shared/read-limited.ts'
 import { callLogOf, logCall } from '../shared/trace-context.ts'
 import { Secret } from './secret.ts'
@@ -51,12 +52,13 @@ export class OAuth2Provider implements LeaseProvider {
   readonly #now: () => number
   readonly #dispatcher: Agent
 
-  constructor(spec: OAuth2Spec, clientSecret: CredentialSource, now: () => number) {
+  /** `resolve`: how the token endpoint's host is resolved (the system's resolver unless a test stands in); every answer is judged. */
+  constructor(spec: OAuth2Spec, clientSecret: CredentialSource, now: () => number, resolve?: ResolveAll) {
     this.#spec = spec
     this.#clientSecret = clientSecret
     this.#now = now
     this.#dispatcher = new Agent({
-      connect: { timeout: spec.timeoutMs },
+      connect: { timeout: spec.timeoutMs, lookup: checkedLookup(resolve) },
       headersTimeout: spec.timeoutMs,
       bodyTimeout: spec.timeoutMs,
       keepAliveTimeout: 4_000,
@@ -167,6 +169,11 @@ export class OAuth2Provider implements LeaseProvider {
 function transportFailure(err: unknown, signal: AbortSignal): OAuth2Error {
   if (signal.aborted) return new OAuth2Error('oauth2_timeout', 'the token endpoint did not answer in time')
   const code = (err as { code?: unknown }).code
+  if (err instanceof AddressRefused)
+    return new OAuth2Error(
+      'oauth2_unreachable',
+      `the token endpoint's host resolved to an address Corridor never connects to (${err.kind}); nothing was sent`,
+    )
   if (isCertificateFailure(err))
     return new OAuth2Error(
       'oauth2_certificate_rejected',

@@ -13,7 +13,7 @@ import { CorridorError } from '../shared/errors.ts'
 import { ClientAbortedError } from '../shared/client-aborted.ts'
 import { agentResponseHeaders } from './response-headers.ts'
 import { isCertificateFailure } from '../shared/certificate-failure.ts'
-import { checkedLookup, UpstreamAddressRefused, type ResolveAll } from './checked-lookup.ts'
+import { AddressRefused, checkedLookup, type ResolveAll } from '../shared/checked-lookup.ts'
 import { OwnListeners } from './own-listeners.ts'
 import { hostAddress } from '../shared/egress-addresses.ts'
 
@@ -98,8 +98,7 @@ export class Upstreams {
     const literal = hostAddress(url.hostname)
     if (literal === null) return connect
     return (options, callback) => {
-      if (isCorridor(literal))
-        return callback(new UpstreamAddressRefused(url.hostname, literal, 'corridor_itself'), null)
+      if (isCorridor(literal)) return callback(new AddressRefused(url.hostname, literal, 'corridor_itself'), null)
       connect(options, callback)
     }
   }
@@ -346,7 +345,7 @@ function unmaskable(
 /** Upstream failures are 502 or 504, never 500 (reply-from maps resets to 500; that hides the culprit). */
 function mapUpstreamError(error: Error): CorridorError | ClientAbortedError {
   if (error instanceof ClientAbortedError || error instanceof CorridorError) return error
-  if (error instanceof UpstreamAddressRefused)
+  if (error instanceof AddressRefused)
     return new CorridorError(
       'upstream_address_refused',
       error.kind === 'corridor_itself'

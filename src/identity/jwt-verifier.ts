@@ -17,7 +17,9 @@ import {
   type JWTPayload,
   type JWTVerifyGetKey,
 } from 'jose'
+import { Agent, fetch, type RequestInit as UndiciRequestInit } from 'undici'
 import type { JwtIssuerConfig } from '../config/server-config.ts'
+import { checkedLookup, type ResolveAll } from '../shared/checked-lookup.ts'
 import { CorridorError, type ErrorCode } from '../shared/errors.ts'
 
 const CACHE_LIMIT = 10_000
@@ -28,7 +30,8 @@ export class JwtVerifier {
   readonly #cache = new Map<string, { payload: JWTPayload; expiresAtMs: number }>()
   readonly #invalidCode: ErrorCode
 
-  constructor(config: JwtIssuerConfig, invalidCode: ErrorCode = 'identity_invalid') {
+  /** `resolve`: how the key set's host is resolved (the system's resolver unless a test stands in); every answer is judged. */
+  constructor(config: JwtIssuerConfig, invalidCode: ErrorCode = 'identity_invalid', resolve?: ResolveAll) {
     this.#config = config
     this.#invalidCode = invalidCode
     if (config.jwksUrl !== null) {
@@ -36,7 +39,7 @@ export class JwtVerifier {
         timeoutDuration: 5_000,
         cooldownDuration: 30_000,
         cacheMaxAge: 600_000,
-        [customFetch]: fetchKeySet,
+        [customFetch]: keySetFetcher(new Agent({ connect: { lookup: checkedLookup(resolve) } })),
       })
     } else {
       this.#keys = createLocalJWKSet(JSON.parse(readFileSync(config.jwksFile as string, 'utf8')))
@@ -99,11 +102,14 @@ class KeySetNotServed extends Error {
  * down behind its load balancer, a key set moved) for what it is: jose's own error for it is a
  * generic one, which would blame the token.
  */
-async function fetchKeySet(url: string, init: RequestInit): Promise<Response> {
-  const response = await fetch(url, init)
-  if (response.status === 200) return response
-  await response.body?.cancel()
-  throw new KeySetNotServed(`the key set's URL answered ${response.status}`)
+function keySetFetcher(dispatcher: Agent): (url: string, init: RequestInit) => Promise<Response> {
+  return async (url, init) => {
+    // undici's own fetch, for a dispatcher whose connections judge where the host resolves.
+    const response = await fetch(url, { ...(init as UndiciRequestInit), dispatcher })
+    if (response.status === 200) return response as unknown as Response
+    await response.body?.cancel()
+    throw new KeySetNotServed(`the key set's URL answered ${response.status}`)
+  }
 }
 
 /**

@@ -19,7 +19,7 @@ import {
 import type { CostClass, Risk } from './risk.ts'
 import { parseHttpUrl } from '../shared/http-url.ts'
 import { IN_CLEAR } from '../shared/in-clear.ts'
-import { hostAddress, refusedAddressKind } from '../shared/egress-addresses.ts'
+import { refusedHostProblem } from '../shared/egress-addresses.ts'
 import { httpUrlAt, refuseInClear } from '../config/refuse-in-clear.ts'
 import type { ErrorFormat } from '../shared/problem.ts'
 import { RouteTrie } from './route-template.ts'
@@ -217,14 +217,8 @@ function readConnector(r: YamlReader, f: ConnectorEntry, at: Path): Connector {
   } else {
     origin = url.origin
     basePath = url.pathname.replace(/\/+$/, '')
-    // A host that is a name is judged each time it is resolved (forwarding/checked-lookup.ts); an IP, here.
-    const address = hostAddress(url.hostname)
-    const refused = address === null ? null : refusedAddressKind(address)
-    if (refused !== null)
-      r.issueAt(
-        [...at, 'upstream'],
-        `${where}.upstream is an address Corridor never connects to (${address}: ${refused})`,
-      )
+    const refused = refusedHostProblem(`${where}.upstream`, url)
+    if (refused !== null) r.issueAt([...at, 'upstream'], refused)
   }
   const certifiedUntilMs = Date.parse(`${f.certified_until}T23:59:59.999Z`)
   if (Number.isNaN(certifiedUntilMs))

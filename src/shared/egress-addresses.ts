@@ -78,6 +78,16 @@ export function refusedAddressKind(ip: string): RefusedAddressKind | null {
   return null
 }
 
+/**
+ * Why a URL setting may not be used, or null: its host is written as an address Corridor never
+ * connects to. A host that is a name is judged each time it is resolved (checked-lookup.ts).
+ */
+export function refusedHostProblem(setting: string, url: URL): string | null {
+  const address = hostAddress(url.hostname)
+  const kind = address === null ? null : refusedAddressKind(address)
+  return kind === null ? null : `${setting} is an address Corridor never connects to (${address}: ${kind})`
+}
+
 /** A URL's host as an IP address (IPv6 without its brackets), or null when it is a name. */
 export function hostAddress(hostname: string): string | null {
   const bare = hostname.startsWith('[') && hostname.endsWith(']') ? hostname.slice(1, -1) : hostname

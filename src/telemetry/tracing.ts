@@ -19,6 +19,7 @@
 import { randomFillSync } from 'node:crypto'
 import { Client } from 'undici'
 import type { AlwaysRecord } from '../config/server-config.ts'
+import { checkedLookup, type ResolveAll } from '../shared/checked-lookup.ts'
 import { serverErrorType } from '../shared/http-conventions.ts'
 import type { Logger } from '../shared/logger.ts'
 import {
@@ -54,6 +55,8 @@ export interface TracingOptions {
   readonly scheme: 'http' | 'https'
   readonly timeoutMs: number
   readonly log: Logger
+  /** How the collector's host is resolved (the system's resolver unless a test stands in); every answer is judged. */
+  readonly resolve?: ResolveAll
 }
 
 /** Bytes of spans that may wait for export in each of the two buffers: some 1,800 requests. */
@@ -100,7 +103,7 @@ export class Tracer implements Tracing {
     const url = new URL('/v1/traces', options.endpoint)
     this.#collector = new Client(url.origin, {
       pipelining: 1,
-      connect: { timeout: options.timeoutMs },
+      connect: { timeout: options.timeoutMs, lookup: checkedLookup(options.resolve) },
       headersTimeout: options.timeoutMs,
       bodyTimeout: options.timeoutMs,
     })

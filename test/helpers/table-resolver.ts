@@ -3,7 +3,7 @@
  * it was asked with. Corridor's own checks run on whatever it answers, as on the system resolver's.
  */
 import type { LookupAddress, LookupAllOptions } from 'node:dns'
-import type { ResolveAll } from '../../src/forwarding/checked-lookup.ts'
+import type { ResolveAll } from '../../src/shared/checked-lookup.ts'
 
 export function tableResolver(
   answer: (hostname: string) => readonly string[] | null,

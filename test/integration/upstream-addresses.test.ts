@@ -9,7 +9,7 @@
 import { createServer, type AddressInfo } from 'node:net'
 import { request } from 'undici'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import type { ResolveAll } from '../../src/forwarding/checked-lookup.ts'
+import type { ResolveAll } from '../../src/shared/checked-lookup.ts'
 import { eventually, startCorridorFixture, type CorridorFixture } from '../helpers/corridor-fixture.ts'
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/recording-upstream.ts'
 import { agentCall, approvalFiles, approve, WRITER_KEY } from '../helpers/approvals-fixture.ts'

@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from 'vitest'
 import { YamlReader } from '../../src/config/yaml-reader.ts'
-import { checkedLookup, UpstreamAddressRefused, type ResolveAll } from '../../src/forwarding/checked-lookup.ts'
+import { checkedLookup, AddressRefused, type ResolveAll } from '../../src/shared/checked-lookup.ts'
 import { readConnectorCatalog } from '../../src/registry/connectors.ts'
 import { hostAddress, refusedAddressKind } from '../../src/shared/egress-addresses.ts'
 import { tableResolver } from '../helpers/table-resolver.ts'
@@ -173,8 +173,8 @@ describe('the lookup every upstream connection makes', () => {
     ] as const) {
       for (const all of [false, true]) {
         const { err } = await lookUp(resolve, name, all)
-        expect(err).toBeInstanceOf(UpstreamAddressRefused)
-        expect((err as UpstreamAddressRefused).kind).toBe(kind)
+        expect(err).toBeInstanceOf(AddressRefused)
+        expect((err as AddressRefused).kind).toBe(kind)
         expect(err?.message).toBe(`'${name}' resolved to ${address} (${kind}), an address Corridor never connects to`)
       }
     }

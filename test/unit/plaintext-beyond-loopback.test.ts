@@ -174,6 +174,41 @@ describe('corridor.yaml: Redis, the approvals webhook and OTLP exports', () => {
   })
 })
 
+describe('corridor.yaml: hosts written as addresses Corridor never connects to', () => {
+  it('refuses them for Vault, key sets, token endpoints, the webhook and both collectors, whatever the scheme', () => {
+    const vault = (address: string) =>
+      `vault:\n  address: "${address}"\n  auth: { method: token, token_env: VAULT_TOKEN }\n`
+    const issuer = (url: string) =>
+      `identity:\n  agent_jwt: { issuer: https://idp, audience: corridor, algorithms: [ES256], jwks_url: "${url}" }\n`
+    expect(configIssues(vault('https://169.254.169.254:8200'))).toEqual([
+      '4:vault.address is an address Corridor never connects to (169.254.169.254: cloud_metadata)',
+    ])
+    expect(configIssues(issuer('https://[fd00:ec2::254]/jwks'))).toEqual([
+      '4:identity.agent_jwt.jwks_url is an address Corridor never connects to (fd00:ec2::254: cloud_metadata)',
+    ])
+    // In any spelling the URL parser reads as one.
+    expect(configIssues('approvals:\n  webhook: { url: "https://2852039166/hook" }\n')).toEqual([
+      '4:approvals.webhook.url is an address Corridor never connects to (169.254.169.254: cloud_metadata)',
+    ])
+    expect(configIssues('telemetry:\n  traces: { endpoint: "http://0.0.0.0:4318" }\n')).toEqual([
+      '4:telemetry.traces.endpoint is an address Corridor never connects to (0.0.0.0: unspecified)',
+    ])
+    expect(auditIssues('otlp: { endpoint: "http://[::ffff:169.254.0.1]:4318" }')).toEqual([
+      '2:audit.otlp.endpoint is an address Corridor never connects to (::ffff:a9fe:1: link_local)',
+    ])
+    expect(
+      connectorIssues(connector('https://records.internal/api', oauth2('https://[64:ff9b::a9fe:a9fe]/token'))),
+    ).toEqual([
+      expect.stringContaining(
+        'connectors[0].credential.token_url is an address Corridor never connects to (64:ff9b::a9fe:a9fe: cloud_metadata)',
+      ),
+    ])
+    // Names are judged when they are resolved, not here; private and loopback addresses are allowed.
+    expect(configIssues(vault('https://vault.internal:8200'))).toEqual([])
+    expect(configIssues(vault('https://10.0.0.5:8200'))).toEqual([])
+  })
+})
+
 describe('corridor.yaml: the audit store, PostgreSQL', () => {
   const store = (url: string, extra = '') => auditIssues(`postgres: { url: "${url}"${extra} }`)
   const refused = (issues: string[]) => {

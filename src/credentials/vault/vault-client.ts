@@ -12,6 +12,7 @@
  */
 import { readFileSync } from 'node:fs'
 import { Pool, type Dispatcher } from 'undici'
+import { AddressRefused, checkedLookup, type ResolveAll } from '../../shared/checked-lookup.ts'
 import { readLimited } from '../../shared/read-limited.ts'
 import { callLogOf, logCall } from '../../shared/trace-context.ts'
 import type { Secret } from '../secret.ts'
@@ -97,14 +98,19 @@ export class VaultClient {
   readonly #pool: Pool
   readonly #namespace: string | null
 
-  constructor(options: VaultClientOptions) {
+  /** `resolve`: how Vault's host is resolved (the system's resolver unless a test stands in); every answer is judged. */
+  constructor(options: VaultClientOptions, resolve?: ResolveAll) {
     const url = new URL(options.address)
     this.address = url.origin
     this.timeoutMs = options.timeoutMs
     this.#namespace = options.namespace
     this.#pool = new Pool(url.origin, {
       connections: 16,
-      connect: { timeout: options.timeoutMs, ...(options.caFile === null ? {} : { ca: readFileSync(options.caFile) }) },
+      connect: {
+        timeout: options.timeoutMs,
+        lookup: checkedLookup(resolve),
+        ...(options.caFile === null ? {} : { ca: readFileSync(options.caFile) }),
+      },
       headersTimeout: options.timeoutMs,
       bodyTimeout: options.timeoutMs,
       keepAliveTimeout: 4_000,
@@ -222,6 +228,12 @@ function transportError(err: unknown, signal: AbortSignal): VaultError {
   ) {
     return new VaultError('timeout', null, 'Vault did not answer in time')
   }
+  if (err instanceof AddressRefused)
+    return new VaultError(
+      'unreachable',
+      null,
+      `Vault's host resolved to an address Corridor never connects to (${err.kind}); nothing was sent`,
+    )
   if (isCertificateFailure(err))
     return new VaultError(
       'certificate_rejected',

@@ -8,12 +8,11 @@
  */
 import { lookup as systemLookup, type LookupAddress, type LookupAllOptions, type LookupOptions } from 'node:dns'
 import type { LookupFunction } from 'node:net'
-import { refusedAddressKind, type RefusedAddressKind } from '../shared/egress-addresses.ts'
-import type { Logger } from '../shared/logger.ts'
+import { refusedAddressKind, type RefusedAddressKind } from './egress-addresses.ts'
 
 /** A connection refused before it was made: the host resolved to an address Corridor never connects to. */
-export class UpstreamAddressRefused extends Error {
-  readonly code = 'ERR_CORRIDOR_UPSTREAM_ADDRESS_REFUSED'
+export class AddressRefused extends Error {
+  readonly code = 'ERR_CORRIDOR_ADDRESS_REFUSED'
   readonly kind: RefusedAddressKind
 
   constructor(hostname: string, address: string, kind: RefusedAddressKind) {
@@ -22,7 +21,7 @@ export class UpstreamAddressRefused extends Error {
         ? `'${hostname}' leads to ${address}, where Corridor itself listens on that port (corridor_itself): the call would loop back into Corridor`
         : `'${hostname}' resolved to ${address} (${kind}), an address Corridor never connects to`,
     )
-    this.name = 'UpstreamAddressRefused'
+    this.name = 'AddressRefused'
     this.kind = kind
   }
 }
@@ -48,7 +47,7 @@ export function checkedLookup(
       if (err !== null) return callback(err, '', 0)
       for (const a of addresses) {
         const kind = refusedAddressKind(a.address) ?? (isCorridor(a.address) ? 'corridor_itself' : null)
-        if (kind !== null) return callback(new UpstreamAddressRefused(hostname, a.address, kind), '', 0)
+        if (kind !== null) return callback(new AddressRefused(hostname, a.address, kind), '', 0)
       }
       if (options.all === true) return callback(null, addresses)
       const first = addresses[0]
@@ -57,22 +56,4 @@ export function checkedLookup(
       callback(null, first.address, first.family)
     })
   }
-}
-
-/**
- * When `err` is an upstream call refused for where its host resolved: the kind of address, for the
- * audit record's `error_detail`, after the operator's log has the host and the address. Else null.
- */
-export function noteAddressRefusal(
-  err: unknown,
-  log: Logger,
-  context: Readonly<Record<string, unknown>>,
-): RefusedAddressKind | null {
-  const cause = err instanceof Error ? err.cause : undefined
-  if (!(cause instanceof UpstreamAddressRefused)) return null
-  log.warn(
-    { err: cause, detail: cause.kind, ...context },
-    'upstream host resolved to an address Corridor never connects to; request not forwarded',
-  )
-  return cause.kind
 }
