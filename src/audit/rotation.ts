@@ -125,6 +125,8 @@ export function deleteRecorded(
       unlinkSync(one.file)
       deleted.push(one)
     } catch (err) {
+      // Gone already (removed by hand since it was named): not kept, whoever removed it.
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue
       failed(one.file, err)
       kept.push(one)
     }

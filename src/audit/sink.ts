@@ -208,6 +208,8 @@ export class FileAuditSink implements AuditSink {
   closeNow(): void {
     if (this.#phase === 'final' || this.#phase === 'closed') return
     this.#stopTimers()
+    // No longer open: the final checkpoint's own write starts no rotation and no checkpoint after it.
+    this.#phase = 'closing'
     this.#checkpoint(true)
     this.#closeFile()
   }
@@ -260,20 +262,27 @@ export class FileAuditSink implements AuditSink {
     }
     this.#onRotate(rotated)
     if (r.retainMs === null) return
-    // A file that cannot be deleted stays for the next rotation; it is no failure to write the trail.
     // The trail records what retention takes, where each file's chain ended, before it takes it:
-    // verify tells a trail that starts later because of it from one whose files went otherwise.
-    const deleted = deleteRecorded(
-      this.#path,
-      r.retainMs,
-      expiredRotatedFiles(this.#path, r.retainMs, Date.now(), this.#mayDelete),
-      (event) => this.#append(JSON.stringify(event), null),
-      (file, err) =>
-        this.#log.error(
-          { err, file },
-          'audit file past its retention could not be deleted; tried again at the next rotation',
-        ),
-    )
+    // verify tells a trail that starts later because of it from one whose files went otherwise. A
+    // file that cannot be deleted stays for the next rotation; it is no failure to write the trail.
+    // Still rotating: the record's own write must not start a rotation, and retention, inside this one.
+    this.#rotating = true
+    let deleted: readonly { file: string }[]
+    try {
+      deleted = deleteRecorded(
+        this.#path,
+        r.retainMs,
+        expiredRotatedFiles(this.#path, r.retainMs, Date.now(), this.#mayDelete),
+        (event) => this.#append(JSON.stringify(event), null),
+        (file, err) =>
+          this.#log.error(
+            { err, file },
+            'audit file past its retention could not be deleted; tried again at the next rotation',
+          ),
+      )
+    } finally {
+      this.#rotating = false
+    }
     for (const { file } of deleted) this.#log.info({ file }, 'audit file past its retention deleted')
   }
 
@@ -347,6 +356,8 @@ export class FileAuditSink implements AuditSink {
       const { line, commit } = this.#chain.seal(json)
       this.#bytes += writeAll(this.#fd, line + '\n')
       commit()
+      // Only while open: once closing, the next entry is the final checkpoint, and nothing may follow it.
+      if (this.#phase !== 'open') return true
       if (this.#checkpointEntries !== null && ++this.#sinceCheckpoint >= this.#checkpointEntries)
         this.#checkpoint(false)
       if (this.#rotation?.maxBytes != null && this.#bytes >= this.#rotation.maxBytes) this.#rotateIfDue()

@@ -129,4 +129,4 @@ it('lists, shows and approves a held request; the decision needs a token and a r
   expect(rows.slice(1).every((r) => r.endsWith(id))).toBe(true)
   const none = await corridorCli(['audit', 'query', '--config', config, '--owner', 'nobody', '--format', 'table'])
   expect(none.stdout.trim().split('\n')).toHaveLength(1)
-})
+}, 60_000) // the CLI started eleven times, one after another: on a busy machine each start can take seconds

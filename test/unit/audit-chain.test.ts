@@ -9,6 +9,7 @@ import { generateKeyPairSync, sign } from 'node:crypto'
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { Writable } from 'node:stream'
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { CHECKPOINT_LINE_PREFIX, sealedLine, verifyLines } from '../../src/audit/chain.ts'
@@ -182,6 +183,38 @@ describe('retention records', () => {
     const report = verifyLines(read(), keys.publicKey)
     expect(report.breaks).toEqual([])
     expect(report.startedLater).toMatchObject([{ fileStart: true, recorded: false }])
+  })
+})
+
+describe('retention records, when the record itself fills the new file', () => {
+  it('names each deleted file once, deletes it, and the trail still verifies', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'corridor-chain-'))
+    const file = join(dir, 'audit.log')
+    const errors: string[] = []
+    const log = createLogger(
+      'error',
+      new Writable({ write: (c: Buffer, _e, done) => (errors.push(String(c)), done()) }),
+    )
+    // So small that the opening checkpoint and the retention record put the new file past it at once.
+    const sink = new FileAuditSink(file, log, { rotation: { maxBytes: 500, maxAgeMs: null, retainMs: 0 } })
+    for (let i = 0; i < 40; i++) {
+      const record = newAuditRecord(`req-${i}`, Date.now(), 'POST', `/svc/items/${i}`)
+      record.outcome = 'forwarded'
+      sink.write(record)
+    }
+    sink.closeNow()
+    const lines = trailFiles(file).flatMap((f) =>
+      readFileSync(f, 'utf8')
+        .split('\n')
+        .filter((l) => l !== ''),
+    )
+    const named = lines
+      .filter((l) => l.startsWith('{"type":"retention"'))
+      .flatMap((l) => (JSON.parse(l) as RetentionAuditEvent).deleted.map((d) => d.file))
+    expect(named.length).toBeGreaterThan(0)
+    expect(new Set(named).size).toBe(named.length)
+    expect(errors).toEqual([])
+    expect(verifyLines(lines, null).breaks).toEqual([])
   })
 })
 
