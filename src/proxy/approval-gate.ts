@@ -13,9 +13,9 @@ import { approvalLink } from '../approvals/audit-link.ts'
 import type { AuditRecord } from '../audit/record.ts'
 import { isJson, type FollowUps } from '../forwarding/follow-ups.ts'
 import type { HoldStatus } from '../registry/connectors-schema.ts'
+import { APPROVAL_STATUS_PREFIX } from '../shared/corridor-paths.ts'
 import { CorridorError } from '../shared/errors.ts'
 
-export const APPROVAL_STATUS_PREFIX = '/_corridor/approvals/'
 // The held call already waited `approvals.wait` on its connection: the next attempt may come at once and wait again.
 const RETRY_AFTER_SEC = 1
 

@@ -3,9 +3,10 @@
  * Markdown for docs/errors.md, and as the HTML page Corridor serves at /_corridor/errors, where
  * every problem's `type` points (`/_corridor/errors#<code>`).
  */
+import { CORRIDOR_PATH_PREFIX } from './corridor-paths.ts'
 import { ERROR_CATALOG, type ErrorCode } from './errors.ts'
 
-export const ERROR_REFERENCE_PATH = '/_corridor/errors'
+export const ERROR_REFERENCE_PATH = `${CORRIDOR_PATH_PREFIX}errors`
 
 const CODES = Object.keys(ERROR_CATALOG) as ErrorCode[]
 

@@ -20,6 +20,7 @@ import { randomFillSync } from 'node:crypto'
 import { Client } from 'undici'
 import type { AlwaysRecord } from '../config/server-config.ts'
 import { checkedLookup, type ResolveAll } from '../shared/checked-lookup.ts'
+import { CORRIDOR_PATH_PREFIX } from '../shared/corridor-paths.ts'
 import { serverErrorType } from '../shared/http-conventions.ts'
 import type { Logger } from '../shared/logger.ts'
 import {
@@ -194,11 +195,15 @@ export class Tracer implements Tracing {
     if (before < BATCH_BYTES && this.#buffer.bytes >= BATCH_BYTES) void this.flush()
   }
 
-  /** Whether a request not sampled ended so that the configuration records it all the same. */
+  /**
+   * Whether a request not sampled ended so that the configuration records it all the same. An
+   * agent's request to Corridor's own endpoints (reading where its approval stands, which ends
+   * `held` for as long as it waits) is recorded for an error or slowness, not for its outcome.
+   */
   #recordsAnyway(facts: TraceFacts): boolean {
     const always = this.#o.alwaysRecord
     return (
-      (facts.outcome !== null && this.#outcomes.has(facts.outcome)) ||
+      (facts.outcome !== null && this.#outcomes.has(facts.outcome) && !facts.path.startsWith(CORRIDOR_PATH_PREFIX)) ||
       (always.errors && serverErrorType(facts.status, facts.error_code) !== null) ||
       (always.slowerThanMs !== null && facts.duration_ms >= always.slowerThanMs)
     )

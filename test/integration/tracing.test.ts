@@ -473,14 +473,24 @@ it('with none sampled, a request refused, failed, slow or held is recorded all t
       headers: { authorization: `Bearer ${AGENT_KEY}`, traceparent: unsampled(5) },
     })
     expect(held.status).toBe(503)
-    const approvalId = ((await held.json()) as { approval_id: string }).approval_id
+    const { approval_id: approvalId, status_url: statusUrl } = (await held.json()) as {
+      approval_id: string
+      status_url: string
+    }
+    // The agent reads where its approval stands: outcome held too, but a request to Corridor itself.
+    const read = await fetch(`${tail.corridor.agentUrl}${statusUrl}`, {
+      headers: { authorization: `Bearer ${AGENT_KEY}`, traceparent: unsampled(6) },
+    })
+    expect(read.status).toBe(200)
+    expect(((await read.json()) as { state: string }).state).toBe('pending')
     expect((await approve(tail.corridor.adminUrl, 'alice', approvalId)).status).toBe(200)
     await eventually(() => expect(picky.received.some((r) => r.method === 'DELETE')).toBe(true), 5_000)
     const releaseSentWith = String(picky.received.find((r) => r.method === 'DELETE')?.headers.traceparent)
     const [, releaseTrace, releaseParent, releaseFlags] = releaseSentWith.split('-')
     await eventually(() =>
-      expect(tail.auditRecords().filter((r) => r.request_id !== '').length).toBeGreaterThanOrEqual(6),
+      expect(tail.auditRecords().filter((r) => r.request_id !== '').length).toBeGreaterThanOrEqual(7),
     )
+    expect(tail.auditRecords().find((r) => r.path === statusUrl)).toMatchObject({ outcome: 'held', status: 200 })
     // Closing flushes what waits for export: every recorded span has reached the collector by now.
     closed = true
     await tail.close()
@@ -516,6 +526,8 @@ it('with none sampled, a request refused, failed, slow or held is recorded all t
     }
     expect(release.links).toEqual([expect.objectContaining({ traceId: traceOf(5), spanId: holdSpan.spanId })])
     expect(spans.find((s) => s.traceId === releaseTrace && s.kind === 3)?.spanId).toBe(releaseParent)
+    // The status read: not recorded for its outcome.
+    expect(spans.filter((s) => s.traceId === traceOf(6))).toEqual([])
   } finally {
     if (!closed) await tail.close()
     await picky.close()
