@@ -1,10 +1,11 @@
 /**
- * The name lookup of every upstream connection: the connector's host is resolved, every address it
- * resolves to is judged (shared/egress-addresses.ts), and the connection goes to the addresses
- * that were judged. The check is the connection's own lookup, never a second one, so a name that
- * resolves somewhere else a moment later (DNS rebinding) cannot slip past it. One refused address
- * among the answers refuses them all: which one a connection would use is not Corridor's to pick.
- * A host written as an IP address is not looked up; the connectors file refuses those when read.
+ * The name lookup of every outgoing HTTP connection Corridor makes (upstreams, Vault, token
+ * endpoints, key sets, the approvals webhook, collectors): the host is resolved, every address it
+ * resolves to is judged (egress-addresses.ts), and the connection goes to the addresses that were
+ * judged. The check is the connection's own lookup, never a second one, so a name that resolves
+ * somewhere else a moment later (DNS rebinding) cannot slip past it. One refused address among the
+ * answers refuses them all: which one a connection would use is not Corridor's to pick. A host
+ * written as an IP address is not looked up; the configuration refuses those when it is read.
  */
 import { lookup as systemLookup, type LookupAddress, type LookupAllOptions, type LookupOptions } from 'node:dns'
 import type { LookupFunction } from 'node:net'
@@ -34,9 +35,9 @@ export type ResolveAll = (
 ) => void
 
 /**
- * A `lookup` for net.connect and tls.connect (through undici's `connect` options) that refuses what
- * must not be reached: the addresses no upstream call goes to, and those `isCorridor` says lead back
- * to Corridor's own listeners (on the port the connection is for).
+ * A `lookup` for net.connect and tls.connect (through undici's `connect` options) that refuses
+ * what must not be reached: the addresses no outgoing connection goes to, and those `isCorridor`
+ * says lead back to Corridor's own listeners (on the port the connection is for).
  */
 export function checkedLookup(
   resolve: ResolveAll = systemLookup,

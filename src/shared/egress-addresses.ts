@@ -1,7 +1,8 @@
 /**
- * The addresses Corridor never sends an upstream call to, whatever a connector's host names or
- * resolves to. None of them is where a system of record lives, and each is where a request could
- * reach something it must not:
+ * The addresses Corridor never connects to over HTTP (an upstream call, Vault, a token endpoint, a
+ * key set, the webhook, a collector), whatever the configured host names or resolves to. None of
+ * them is where a system of record or a service Corridor relies on lives, and each is where a
+ * request could reach something it must not:
  * - link-local (169.254.0.0/16, fe80::/10) and the cloud metadata services (169.254.169.254,
  *   fd00:ec2::254, 100.100.100.200), which hand out the host's own cloud credentials;
  * - unspecified (0.0.0.0/8, ::), which Linux connects to the host itself;
