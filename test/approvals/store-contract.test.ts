@@ -4,7 +4,6 @@
  * transitions, atomically.
  */
 import { randomUUID } from 'node:crypto'
-import { Writable } from 'node:stream'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { requestDigest, type HeldRequest } from '../../src/approvals/approval.ts'
 import type { ApprovalStore, StoreLimits } from '../../src/approvals/approval-store.ts'
@@ -12,6 +11,7 @@ import { MemoryApprovalStore } from '../../src/approvals/memory-store.ts'
 import { RedisApprovalStore } from '../../src/approvals/redis-store.ts'
 import { createLogger } from '../../src/shared/logger.ts'
 import { startRedis, type RedisProcess } from '../../testkit/redis-process.ts'
+import { capturedLog } from '../helpers/captured-log.ts'
 
 const limits: StoreLimits = { maxPending: 5, maxPendingPerAgent: 3, keepMs: 60_000, retryWindowMs: 60_000 }
 const silent = createLogger('silent')
@@ -407,16 +407,7 @@ describe('what survives a Redis restart', () => {
 
     const volatile = await startRedis({ appendonly: false })
     try {
-      const warned: string[] = []
-      const log = createLogger(
-        'warn',
-        new Writable({
-          write(chunk: Buffer, _encoding, done) {
-            warned.push(chunk.toString())
-            done()
-          },
-        }),
-      )
+      const { log, lines: warned } = capturedLog('warn')
       const warn = new RedisApprovalStore(
         { url: volatile.url, keyPrefix: 'w:', timeoutMs: 1_000, withoutPersistence: 'warn' },
         limits,

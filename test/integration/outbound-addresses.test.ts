@@ -10,7 +10,6 @@
  */
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { Writable } from 'node:stream'
 import { exportJWK, generateKeyPair, SignJWT } from 'jose'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { VaultClient } from '../../src/credentials/vault/vault-client.ts'
@@ -21,8 +20,8 @@ import { WebhookNotifier } from '../../src/approvals/webhook.ts'
 import type { Approval } from '../../src/approvals/approval.ts'
 import { OtlpLogTarget } from '../../src/audit/otlp-target.ts'
 import { Tracer } from '../../src/telemetry/tracing.ts'
-import { createLogger } from '../../src/shared/logger.ts'
 import { eventually } from '../helpers/corridor-fixture.ts'
+import { capturedLog } from '../helpers/captured-log.ts'
 import { tableResolver } from '../helpers/table-resolver.ts'
 
 const keys = await generateKeyPair('ES256')
@@ -81,17 +80,6 @@ function causes(err: unknown): string {
   return messages.join(' <- ')
 }
 
-/** A logger whose warnings and errors land in `logs`. */
-function capturingLogger() {
-  const logs: string[] = []
-  const sink = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      logs.push(chunk.toString())
-      done()
-    },
-  })
-  return { log: createLogger('warn', sink), logs }
-}
 const base = (): string => `http://service.internal:${port}`
 
 /**
@@ -186,7 +174,7 @@ describe('outgoing connections besides the upstream call, judged by where their 
   })
 
   it('the approval webhook', async () => {
-    const { log, logs } = capturingLogger()
+    const { log, lines: logs } = capturedLog('warn')
     const approval: Approval = {
       held: {
         id: 'appr-1',
@@ -287,7 +275,7 @@ describe('outgoing connections besides the upstream call, judged by where their 
     }
     await judged(
       async (resolve) => {
-        const { log, logs } = capturingLogger()
+        const { log, lines: logs } = capturedLog('warn')
         const tracer = new Tracer({
           endpoint: base(),
           headers: {},

@@ -9,7 +9,6 @@ import { generateKeyPairSync, sign } from 'node:crypto'
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Writable } from 'node:stream'
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { CHECKPOINT_LINE_PREFIX, sealedLine, verifyLines } from '../../src/audit/chain.ts'
@@ -17,6 +16,7 @@ import { newAuditRecord, type RetentionAuditEvent } from '../../src/audit/record
 import { trailFiles } from '../../src/audit/rotation.ts'
 import { FileAuditSink } from '../../src/audit/sink.ts'
 import { createLogger } from '../../src/shared/logger.ts'
+import { capturedLog } from '../helpers/captured-log.ts'
 
 const keys = generateKeyPairSync('ed25519')
 const otherKeys = generateKeyPairSync('ed25519')
@@ -190,11 +190,7 @@ describe('retention records, when the record itself fills the new file', () => {
   it('names each deleted file once, deletes it, and the trail still verifies', () => {
     const dir = mkdtempSync(join(tmpdir(), 'corridor-chain-'))
     const file = join(dir, 'audit.log')
-    const errors: string[] = []
-    const log = createLogger(
-      'error',
-      new Writable({ write: (c: Buffer, _e, done) => (errors.push(String(c)), done()) }),
-    )
+    const { log, lines: errors } = capturedLog('error')
     // So small that the opening checkpoint and the retention record put the new file past it at once.
     const sink = new FileAuditSink(file, log, { rotation: { maxBytes: 500, maxAgeMs: null, retainMs: 0 } })
     for (let i = 0; i < 40; i++) {

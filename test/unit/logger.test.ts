@@ -1,13 +1,11 @@
-import { Writable } from 'node:stream'
 import { inspect } from 'node:util'
 import { describe, expect, it } from 'vitest'
 import { Secret } from '../../src/credentials/secret.ts'
-import { createLogger } from '../../src/shared/logger.ts'
+import { capturedLog } from '../helpers/captured-log.ts'
 import { newCanary } from '../helpers/standard-policy.ts'
 
 function capture() {
-  const lines: string[] = []
-  const log = createLogger('debug', new Writable({ write: (c: Buffer, _e, cb) => (lines.push(c.toString()), cb()) }))
+  const { log, lines } = capturedLog('debug')
   return { log, text: () => lines.join('') }
 }
 
