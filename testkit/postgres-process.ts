@@ -2,10 +2,12 @@
  * A real PostgreSQL server for one test file, from Debian's binaries (initdb + postgres): its own
  * data directory in a temp dir, an ephemeral loopback port, trust authentication on loopback only.
  * PostgreSQL refuses to run as root, so under root it runs as the `postgres` system user. It can
- * be killed (SIGKILL) and started again on the same port and data to prove what survives.
+ * be killed (SIGKILL) and started again on the same port and data to prove what survives. It runs
+ * in a process group of its own, so that a kill takes every backend with the postmaster: a backend
+ * outlives a postmaster killed alone and goes on answering its connection until it notices.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
-import { chownSync, mkdtempSync, readdirSync, rmSync } from 'node:fs'
+import { chownSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { freePort } from './redis-process.ts'
@@ -14,7 +16,7 @@ export interface PostgresProcess {
   readonly url: string
   readonly port: number
   start(): Promise<void>
-  /** SIGKILL: no shutdown checkpoint; what was committed survives (WAL). */
+  /** SIGKILL to the postmaster and every backend, resolved once none is left running: no shutdown checkpoint; what was committed survives (WAL). */
   kill(): Promise<void>
   stop(): Promise<void>
 }
@@ -59,7 +61,7 @@ export async function startPostgres(): Promise<PostgresProcess> {
         '-c',
         'fsync=off',
       ],
-      { ...ids, stdio: ['ignore', 'pipe', 'pipe'] },
+      { ...ids, stdio: ['ignore', 'pipe', 'pipe'], detached: true },
     )
     child = proc
     await new Promise<void>((resolve, reject) => {
@@ -84,8 +86,10 @@ export async function startPostgres(): Promise<PostgresProcess> {
     const proc = child
     if (proc === null || proc.exitCode !== null) return
     const exited = new Promise((r) => proc.once('exit', r))
-    proc.kill('SIGKILL')
+    const group = proc.pid as number
+    process.kill(-group, 'SIGKILL')
     await exited
+    await noneRunningIn(group)
     child = null
   }
   await start()
@@ -98,5 +102,29 @@ export async function startPostgres(): Promise<PostgresProcess> {
       await kill()
       rmSync(dir, { recursive: true, force: true })
     },
+  }
+}
+
+/**
+ * Resolves once no process of the group is left running (an exited one the system has not reaped
+ * yet has closed its sockets already); throws after 5 s.
+ */
+async function noneRunningIn(group: number): Promise<void> {
+  const deadline = Date.now() + 5_000
+  for (;;) {
+    const running = readdirSync('/proc')
+      .filter((name) => /^\d+$/.test(name))
+      .some((pid) => {
+        try {
+          // After the command name: state, parent, process group.
+          const [state, , pgrp] = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? []
+          return Number(pgrp) === group && state !== 'Z' && state !== 'X'
+        } catch {
+          return false // gone between listing and reading
+        }
+      })
+    if (!running) return
+    if (Date.now() > deadline) throw new Error(`processes of group ${group} still running 5 s after SIGKILL`)
+    await new Promise((r) => setTimeout(r, 10))
   }
 }
