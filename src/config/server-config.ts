@@ -101,10 +101,24 @@ type UrlKind = 'redis' | 'webhook' | 'postgres'
  * than the scheme: its URL is judged by the driver's own reading (postgres-url.ts).
  */
 const URL_KINDS: Readonly<
-  Record<UrlKind, { readonly schemes: readonly string[]; readonly expected: string; readonly inClear: string }>
+  Record<
+    UrlKind,
+    {
+      readonly schemes: readonly string[]
+      readonly expected: string
+      readonly inClear: string
+      /** Its client judges what the host resolves to (shared/checked-lookup.ts); a host written as an address is judged here. */
+      readonly judgesAddresses?: true
+    }
+  >
 > = {
   redis: { schemes: ['redis:', 'rediss:'], expected: 'a redis:// or rediss:// URL', inClear: IN_CLEAR.redis },
-  webhook: { schemes: ['http:', 'https:'], expected: 'an http(s) URL', inClear: IN_CLEAR.webhook },
+  webhook: {
+    schemes: ['http:', 'https:'],
+    expected: 'an http(s) URL',
+    inClear: IN_CLEAR.webhook,
+    judgesAddresses: true,
+  },
   postgres: {
     schemes: ['postgres:', 'postgresql:', 'socket:'],
     expected: 'a postgres:// or postgresql:// URL (or socket: for a Unix socket)',
@@ -122,8 +136,7 @@ export function urlProblem(source: ValueSource, url: string): string | null {
   const kind = URL_KINDS[source.kind]
   const setting = 'env' in source ? `${source.setting}.url_env (${source.env})` : `${source.setting}.url`
   if (!URL.canParse(url) || !kind.schemes.includes(new URL(url).protocol)) return `${setting} must be ${kind.expected}`
-  // The webhook's client judges what its host resolves to; a host written as an address is judged here.
-  if (source.kind === 'webhook') {
+  if (kind.judgesAddresses === true) {
     const refused = refusedHostProblem(setting, new URL(url))
     if (refused !== null) return refused
   }

@@ -17,8 +17,7 @@ export const REQUEST_OUTCOMES = [
   'served', // Corridor answered it itself (the error reference); nothing was forwarded
 ] as const
 
-/** A request's outcomes, and what a query shows for an intent entry with no record after it (Corridor stopped mid-action). */
-export const OUTCOMES = [...REQUEST_OUTCOMES, 'incomplete'] as const
-
-export type Outcome = (typeof OUTCOMES)[number]
 export type RequestOutcome = (typeof REQUEST_OUTCOMES)[number]
+
+/** A request's outcomes, and what a query shows for an intent entry with no record after it (Corridor stopped mid-action). */
+export type Outcome = RequestOutcome | 'incomplete'
