@@ -4,7 +4,8 @@
  * objects until their export (up to a second) outlived the young generation together with their
  * request's audit record, and the garbage collector's copying and marking of them cost more than
  * writing them. When the filling buffer is full, spans are refused and the caller counts them
- * dropped: memory stays bounded however slow the collector is.
+ * dropped: memory stays bounded however slow the collector is. Once it has refused spans it refuses
+ * all until it is taken for export, so that a caller can skip writing spans that would be dropped.
  */
 import { EXPORT_PREFIX, EXPORT_SUFFIX } from './span-json.ts'
 
@@ -24,6 +25,8 @@ export class SpanBuffer {
   /** Bytes written to `#filling`, the export's opening included. */
   #length = 0
   #spans = 0
+  /** Whether spans were refused since the filling buffer was last taken. */
+  #full = false
   /** The other buffer, when no export holds it. */
   #spare: Buffer | null
   /** The batch an export holds, and the buffer it is written in. */
@@ -44,10 +47,19 @@ export class SpanBuffer {
     return this.#length - EXPORT_PREFIX.length
   }
 
-  /** Adds `count` spans written as comma-separated JSON; false, and nothing added, when they do not fit. */
+  /** True from the first spans refused until the buffer is taken: everything appended meanwhile is refused. */
+  get full(): boolean {
+    return this.#full
+  }
+
+  /** Adds `count` spans written as comma-separated JSON; false, and nothing added, when they do not fit or the buffer is full. */
   append(json: string, count: number): boolean {
+    if (this.#full) return false
     const room = this.#capacity - this.#length - EXPORT_SUFFIX.length - 1
-    if (json.length * MAX_UTF8_PER_UNIT > room && Buffer.byteLength(json) > room) return false
+    if (json.length * MAX_UTF8_PER_UNIT > room && Buffer.byteLength(json) > room) {
+      this.#full = true
+      return false
+    }
     if (this.#spans > 0) this.#filling[this.#length++] = COMMA
     this.#length += this.#filling.write(json, this.#length)
     this.#spans += count
@@ -82,5 +94,6 @@ export class SpanBuffer {
   #reset(): void {
     this.#length = this.#filling.write(EXPORT_PREFIX, 0, 'latin1')
     this.#spans = 0
+    this.#full = false
   }
 }

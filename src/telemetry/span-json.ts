@@ -95,6 +95,12 @@ const ERROR = ',"status":{"code":2}'
 /** A failed span's status, with the error type as its message. */
 const errorStatus = (errorType: string): string => `,"status":{"code":2,"message":${JSON.stringify(errorType)}}`
 
+/** How many spans `requestSpans` writes for a request, counted without writing them. */
+export function requestSpanCount(t: RequestTrace): number {
+  const credential = t.calls !== null && t.credential !== null ? 1 + t.calls.length : 0
+  return 1 + credential + (t.upstream === null ? 0 : 1)
+}
+
 /**
  * The spans of a request that has ended, comma-separated, and how many: the server span (or a
  * release's root span), the credential span with the calls under it when issuing took any, and

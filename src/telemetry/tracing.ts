@@ -31,7 +31,7 @@ import {
   type Tracing,
 } from '../shared/trace-context.ts'
 import { SpanBuffer } from './span-buffer.ts'
-import { requestSpans } from './span-json.ts'
+import { requestSpanCount, requestSpans } from './span-json.ts'
 
 export interface TracingOptions {
   /** The collector's OTLP/HTTP base URL. */
@@ -185,6 +185,11 @@ export class Tracer implements Tracing {
    */
   finish(t: RequestTrace, facts: TraceFacts): void {
     if (!t.gathering || !(t.sampled || this.#recordsAnyway(facts))) return
+    // While the collector lags and the buffer refuses spans, they are counted, not written to be dropped.
+    if (this.#buffer.full) {
+      this.#dropped += requestSpanCount(t)
+      return
+    }
     const { json, count } = requestSpans(t, facts, this.#o.scheme, spanId)
     const before = this.#buffer.bytes
     if (!this.#buffer.append(json, count)) {

@@ -54,5 +54,5 @@ it('answers limited queries from the file and leaves no descriptor open for any 
     expect(body).toMatchObject({ source: 'file', more: true })
     expect(body.records).toHaveLength(1)
   }
-  await eventually(() => expect(openOnAuditFile()).toBe(before), 2_000)
+  await eventually(() => expect(openOnAuditFile()).toBe(before))
 })

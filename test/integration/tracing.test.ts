@@ -438,6 +438,57 @@ it('a collector that accepts connections and never answers costs dropped spans, 
   }
 })
 
+it('spans that find the buffer full while an export hangs are dropped, counted as those written would be', async () => {
+  const sockets = new Set<Socket>()
+  const silent = createNetServer((socket) => {
+    sockets.add(socket)
+    socket.resume()
+  })
+  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve))
+  const tracer = new Tracer({
+    endpoint: `http://127.0.0.1:${(silent.address() as AddressInfo).port}`,
+    headers: {},
+    sample: 1,
+    followAgentSampling: true,
+    alwaysRecord: NOTHING_MORE,
+    scheme: 'http',
+    timeoutMs: 300,
+    log: createLogger('silent'),
+  })
+  const requests = 6_000
+  try {
+    // Some 1,800 requests' spans fill a buffer; the first full batch goes out and never comes back.
+    for (let i = 0; i < requests; i++) {
+      const t = tracer.start(undefined)
+      traceUpstream(t, performance.now(), 'http://127.0.0.1:9', '/rows')
+      tracer.finish(t, {
+        request_id: `req_${i}`,
+        duration_ms: 2,
+        agent: 'writer',
+        connector: 'db',
+        action: 'rows.read',
+        method: 'GET',
+        path: '/rows',
+        status: 200,
+        decision: 'allow',
+        rule: 'read',
+        outcome: 'forwarded',
+        error_code: null,
+        upstream_status: 200,
+        upstream_ms: 1,
+      })
+    }
+    expect(tracer.dropped).toBeGreaterThan(0)
+    expect(tracer.dropped).toBeLessThan(2 * requests)
+    await tracer.close()
+    // Every span, written or not, is dropped once: the exports time out.
+    expect(tracer.dropped).toBe(2 * requests)
+  } finally {
+    for (const socket of sockets) socket.destroy()
+    silent.close()
+  }
+})
+
 it('with none sampled, a request refused, failed, slow or held is recorded all the same, and one that went well is not', async () => {
   // An upstream that fails one row and is slow with another.
   const picky = await startRecordingUpstream((req, res) => {

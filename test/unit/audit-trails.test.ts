@@ -158,7 +158,7 @@ describe('trailLines', () => {
       expect(line).toBeTruthy()
       break
     }
-    await eventually(() => expect(open()).toEqual([]), 2_000)
+    await eventually(() => expect(open()).toEqual([]))
   })
 })
 

@@ -7,7 +7,7 @@ import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import type { RequestTrace, TraceFacts, UpstreamCall } from '../../src/shared/trace-context.ts'
 import { SpanBuffer } from '../../src/telemetry/span-buffer.ts'
-import { EXPORT_PREFIX, EXPORT_SUFFIX, nanos, requestSpans } from '../../src/telemetry/span-json.ts'
+import { EXPORT_PREFIX, EXPORT_SUFFIX, nanos, requestSpanCount, requestSpans } from '../../src/telemetry/span-json.ts'
 import { semconvProblems } from '../helpers/semconv.ts'
 
 interface OtlpSpan {
@@ -176,6 +176,32 @@ describe('requestSpans', () => {
     ) as OtlpSpan[]
     const attr = (key: string) => server?.attributes.find((a) => a.key === key)?.value.stringValue
     expect([attr('http.request.method'), attr('http.request.method_original')]).toEqual(['_OTHER', 'PROPFIND'])
+  })
+
+  it('counts the spans it would write without writing them, whatever the request called', () => {
+    const call = {
+      system: 'vault',
+      origin: 'https://vault.internal:8200',
+      method: 'GET',
+      operation: 'GET',
+      path: '/v1/database/creds/app',
+      start: 1,
+      end: 2,
+      status: 200,
+      error: null,
+    }
+    fc.assert(
+      fc.property(fc.boolean(), fc.boolean(), fc.option(fc.nat({ max: 4 })), (upstream, credential, calls) => {
+        const t = trace({
+          upstream: upstream ? upstreamCall() : null,
+          credential: credential ? { start: 1, end: 2, source: 'vault_dynamic' } : null,
+          calls: calls === null ? null : Array.from({ length: calls }, () => call),
+        })
+        const written = requestSpans(t, facts(), 'http', ids())
+        expect(requestSpanCount(t)).toBe(written.count)
+        expect(JSON.parse(`[${written.json}]`)).toHaveLength(written.count)
+      }),
+    )
   })
 
   it('writes the server span, the credential span with its calls, and the upstream call, joined by their ids', () => {
@@ -364,6 +390,20 @@ describe('SpanBuffer', () => {
     buffer.giveBack(second as NonNullable<typeof second>, false)
     expect(buffer.append('{"n":5}', 1)).toBe(true)
     expect(spansIn(buffer.take()?.body as Buffer)).toEqual([{ n: 5 }])
+  })
+
+  it('once it has refused spans it refuses all, even those that would fit, until it is taken', () => {
+    const buffer = new SpanBuffer(EXPORT_PREFIX.length + EXPORT_SUFFIX.length + 32)
+    expect(buffer.append('{"n":1}', 1)).toBe(true)
+    expect(buffer.full).toBe(false)
+    expect(buffer.append(`{"text":"${'x'.repeat(40)}"}`, 1)).toBe(false)
+    expect(buffer.full).toBe(true)
+    expect(buffer.append('{"n":2}', 1)).toBe(false)
+    const batch = buffer.take()
+    expect(spansIn(batch?.body as Buffer)).toEqual([{ n: 1 }])
+    // The spare buffer fills next, from empty.
+    expect(buffer.full).toBe(false)
+    expect(buffer.append('{"n":3}', 1)).toBe(true)
   })
 
   it('never grows: what does not fit is refused whole, and every body taken stays valid JSON', () => {
