@@ -387,8 +387,11 @@ it("with traces off the agent's traceparent reaches the upstream as it was sent,
   )
 })
 
-it('a collector that accepts connections and never answers costs dropped spans, counted, not a stuck shutdown', async () => {
-  // A listener that takes the connection and the request, and never writes a byte back.
+/**
+ * A tracer whose collector takes the connection and the request, and never writes a byte back; and
+ * a way to finish `n` forwarded requests of two spans each (server and upstream call) on it.
+ */
+async function silentCollectorTracer() {
   const sockets = new Set<Socket>()
   const silent = createNetServer((socket) => {
     sockets.add(socket)
@@ -405,8 +408,8 @@ it('a collector that accepts connections and never answers costs dropped spans, 
     timeoutMs: 300,
     log: createLogger('silent'),
   })
-  try {
-    for (let i = 0; i < 5; i++) {
+  const finishForwarded = (n: number) => {
+    for (let i = 0; i < n; i++) {
       const t = tracer.start(undefined)
       traceUpstream(t, performance.now(), 'http://127.0.0.1:9', '/rows')
       tracer.finish(t, {
@@ -426,66 +429,42 @@ it('a collector that accepts connections and never answers costs dropped spans, 
         upstream_ms: 1,
       })
     }
+  }
+  const stop = () => {
+    for (const socket of sockets) socket.destroy()
+    silent.close()
+  }
+  return { tracer, sockets, finishForwarded, stop }
+}
+
+it('a collector that accepts connections and never answers costs dropped spans, counted, not a stuck shutdown', async () => {
+  const { tracer, sockets, finishForwarded, stop } = await silentCollectorTracer()
+  try {
+    finishForwarded(5)
     const started = performance.now()
     await tracer.close()
-    // Two spans a request (server and upstream call), dropped after the export timed out.
+    // Two spans a request, dropped after the export timed out.
     expect(tracer.dropped).toBe(10)
     expect(performance.now() - started).toBeLessThan(5_000)
     expect(sockets.size).toBe(1)
   } finally {
-    for (const socket of sockets) socket.destroy()
-    silent.close()
+    stop()
   }
 })
 
 it('spans that find the buffer full while an export hangs are dropped, counted as those written would be', async () => {
-  const sockets = new Set<Socket>()
-  const silent = createNetServer((socket) => {
-    sockets.add(socket)
-    socket.resume()
-  })
-  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve))
-  const tracer = new Tracer({
-    endpoint: `http://127.0.0.1:${(silent.address() as AddressInfo).port}`,
-    headers: {},
-    sample: 1,
-    followAgentSampling: true,
-    alwaysRecord: NOTHING_MORE,
-    scheme: 'http',
-    timeoutMs: 300,
-    log: createLogger('silent'),
-  })
+  const { tracer, finishForwarded, stop } = await silentCollectorTracer()
   const requests = 6_000
   try {
     // Some 1,800 requests' spans fill a buffer; the first full batch goes out and never comes back.
-    for (let i = 0; i < requests; i++) {
-      const t = tracer.start(undefined)
-      traceUpstream(t, performance.now(), 'http://127.0.0.1:9', '/rows')
-      tracer.finish(t, {
-        request_id: `req_${i}`,
-        duration_ms: 2,
-        agent: 'writer',
-        connector: 'db',
-        action: 'rows.read',
-        method: 'GET',
-        path: '/rows',
-        status: 200,
-        decision: 'allow',
-        rule: 'read',
-        outcome: 'forwarded',
-        error_code: null,
-        upstream_status: 200,
-        upstream_ms: 1,
-      })
-    }
+    finishForwarded(requests)
     expect(tracer.dropped).toBeGreaterThan(0)
     expect(tracer.dropped).toBeLessThan(2 * requests)
     await tracer.close()
     // Every span, written or not, is dropped once: the exports time out.
     expect(tracer.dropped).toBe(2 * requests)
   } finally {
-    for (const socket of sockets) socket.destroy()
-    silent.close()
+    stop()
   }
 })
 

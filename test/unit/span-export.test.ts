@@ -64,6 +64,18 @@ const facts = (over: Partial<TraceFacts> = {}): TraceFacts => ({
   ...over,
 })
 
+/** A call to Vault made while the credential was issued, its status left to each test. */
+const vaultCall = {
+  system: 'vault',
+  origin: 'https://vault.internal:8200',
+  method: 'GET',
+  operation: 'GET',
+  path: '/v1/database/creds/app',
+  start: 1_796_065_351_293.6,
+  end: 1_796_065_351_293.9,
+  error: null,
+}
+
 const ids = () => {
   let n = 0
   return () => (n++).toString(16).padStart(16, '0')
@@ -179,17 +191,7 @@ describe('requestSpans', () => {
   })
 
   it('counts the spans it would write without writing them, whatever the request called', () => {
-    const call = {
-      system: 'vault',
-      origin: 'https://vault.internal:8200',
-      method: 'GET',
-      operation: 'GET',
-      path: '/v1/database/creds/app',
-      start: 1,
-      end: 2,
-      status: 200,
-      error: null,
-    }
+    const call = { ...vaultCall, status: 200 }
     fc.assert(
       fc.property(fc.boolean(), fc.boolean(), fc.option(fc.nat({ max: 4 })), (upstream, credential, calls) => {
         const t = trace({
@@ -205,16 +207,6 @@ describe('requestSpans', () => {
   })
 
   it('writes the server span, the credential span with its calls, and the upstream call, joined by their ids', () => {
-    const vaultCall = {
-      system: 'vault',
-      origin: 'https://vault.internal:8200',
-      method: 'GET',
-      operation: 'GET',
-      path: '/v1/database/creds/app',
-      start: 1_796_065_351_293.6,
-      end: 1_796_065_351_293.9,
-      error: null,
-    }
     const t = trace({
       parentSpanId: 'aaaaaaaaaaaaaaaa',
       route: '/db/rows/{id}',
