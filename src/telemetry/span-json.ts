@@ -140,14 +140,12 @@ export function requestSpans(
     errorType === null ? '' : errorStatus(errorType),
     t.link,
   )
-  let count = 1
   // A credential the cache had is an attribute of the server span; one that took calls to its
   // source is a span of its own, the calls under it.
   const credential = t.calls !== null ? t.credential : null
   if (credential !== null) {
     const credentialSpanId = spanId()
     json += `,${span(t, credentialSpanId, t.serverSpanId, `credential ${credential.source}`, INTERNAL, credential.start, credential.end, first('corridor.credential.source', credential.source), '')}`
-    count++
     for (const call of t.calls ?? []) {
       const callError = clientErrorType(call.status, call.error ?? '_OTHER')
       json += `,${span(
@@ -164,7 +162,6 @@ export function requestSpans(
           more('error.type', callError),
         callError === null ? '' : ERROR,
       )}`
-      count++
     }
   }
   const upstream = t.upstream
@@ -185,7 +182,6 @@ export function requestSpans(
         more('error.type', upstreamError),
       upstreamError === null ? '' : ERROR,
     )}`
-    count++
   }
-  return { json, count }
+  return { json, count: requestSpanCount(t) }
 }
