@@ -3,7 +3,7 @@
  * may go. API keys are stored only as SHA-256 hashes; keys carry 256 random bits, so a fast
  * hash is enough (there is nothing to brute-force) and lookups stay O(1).
  */
-import { createHash, randomBytes } from 'node:crypto'
+import { hash, randomBytes } from 'node:crypto'
 import type { YamlReader } from '../config/yaml-reader.ts'
 import { agentsFileSchema } from './agents-schema.ts'
 import type { Tier } from './risk.ts'
@@ -52,8 +52,9 @@ export const CORRIDOR_KEY_PREFIXES = [
   AUDITOR_KEY_PREFIX,
 ] as const
 
+/** On every request that presents a key: the one-shot hash, without a Hash object to allocate (a third of the time). */
 export function hashApiKey(key: string): string {
-  return createHash('sha256').update(key).digest('hex')
+  return hash('sha256', key, 'hex')
 }
 
 /** Mints a new agent (cor_), approver (cap_), operator (cop_) or auditor (cau_) key; only its hash is ever stored. */
