@@ -102,9 +102,9 @@ export function requestSpanCount(t: RequestTrace): number {
 }
 
 /**
- * The spans of a request that has ended, comma-separated, and how many: the server span (or a
- * release's root span), the credential span with the calls under it when issuing took any, and
- * the upstream call. `scheme` is the agent listener's; `spanId` makes the ids of the spans only an
+ * The spans of a request that has ended, comma-separated (`requestSpanCount` says how many): the
+ * server span (or a release's root span), the credential span with the calls under it when issuing
+ * took any, and the upstream call. `scheme` is the agent listener's; `spanId` makes the ids of the spans only an
  * export names.
  */
 export function requestSpans(
@@ -112,7 +112,7 @@ export function requestSpans(
   facts: TraceFacts,
   scheme: 'http' | 'https',
   spanId: () => string,
-): { readonly json: string; readonly count: number } {
+): string {
   const errorType = serverErrorType(facts.status, facts.error_code)
   let json = span(
     t,
@@ -183,5 +183,5 @@ export function requestSpans(
       upstreamError === null ? '' : ERROR,
     )}`
   }
-  return { json, count: requestSpanCount(t) }
+  return json
 }

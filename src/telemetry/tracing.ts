@@ -185,14 +185,14 @@ export class Tracer implements Tracing {
    */
   finish(t: RequestTrace, facts: TraceFacts): void {
     if (!t.gathering || !(t.sampled || this.#recordsAnyway(facts))) return
+    const count = requestSpanCount(t)
     // While the collector lags and the buffer refuses spans, they are counted, not written to be dropped.
     if (this.#buffer.full) {
-      this.#dropped += requestSpanCount(t)
+      this.#dropped += count
       return
     }
-    const { json, count } = requestSpans(t, facts, this.#o.scheme, spanId)
     const before = this.#buffer.bytes
-    if (!this.#buffer.append(json, count)) {
+    if (!this.#buffer.append(requestSpans(t, facts, this.#o.scheme, spanId), count)) {
       this.#dropped += count
       return
     }
